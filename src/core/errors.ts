@@ -1,0 +1,74 @@
+/**
+ * Typed application errors. Every rule violation is one of these; the HTTP layer maps them to the
+ * error envelope `{"error":{"code","message","details"}}` with the status each class carries.
+ */
+
+export type ErrorDetails = Record<string, unknown>;
+
+export abstract class AppError extends Error {
+  abstract readonly status: number;
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly details?: ErrorDetails,
+  ) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+/** 400: the request itself is wrong (shape, values, malformed JSON). */
+export class ValidationError extends AppError {
+  readonly status = 400;
+  constructor(message: string, details?: ErrorDetails, code = "invalid_request") {
+    super(code, message, details);
+  }
+}
+
+/** 401: no credentials or credentials that do not match. */
+export class UnauthorizedError extends AppError {
+  readonly status = 401;
+  constructor(message = "Missing or invalid API key", code = "invalid_api_key") {
+    super(code, message);
+  }
+}
+
+/** 403: authenticated but not allowed. */
+export class ForbiddenError extends AppError {
+  readonly status = 403;
+  constructor(message: string, code = "forbidden") {
+    super(code, message);
+  }
+}
+
+/** 404: the resource does not exist (or is not visible to the caller). */
+export class NotFoundError extends AppError {
+  readonly status = 404;
+  constructor(message: string, details?: ErrorDetails, code = "not_found") {
+    super(code, message, details);
+  }
+}
+
+/** 409: the request conflicts with the current state (busy session, idempotency mismatch, lost race). */
+export class ConflictError extends AppError {
+  readonly status = 409;
+  constructor(code: string, message: string, details?: ErrorDetails) {
+    super(code, message, details);
+  }
+}
+
+/** 503: a dependency (event store, queue) is not available right now; the client may retry. */
+export class UnavailableError extends AppError {
+  readonly status = 503;
+  constructor(message: string, details?: ErrorDetails, code = "unavailable") {
+    super(code, message, details);
+  }
+}
+
+/** 504: a bounded wait ran out (read-your-writes, long operations). */
+export class TimeoutError extends AppError {
+  readonly status = 504;
+  constructor(message: string, details?: ErrorDetails, code = "timeout") {
+    super(code, message, details);
+  }
+}

@@ -1,0 +1,297 @@
+/**
+ * The SQLite adapter (bun:sqlite, WAL): the embedded default. One file holds every stream.
+ *
+ * Durability: with `synchronous = FULL` (the default) an append that returned has been fsynced to the
+ * write-ahead log, so it survives a kill -9 of the process and a power cut; `normal` survives a killed
+ * process but not a power cut, and is faster. Several processes may share the file: appends take
+ * SQLite's write lock (BEGIN IMMEDIATE, with a busy timeout), positions are assigned inside that lock so
+ * they commit in order, and subscriptions re-read on a poll interval to see other processes' appends.
+ */
+import { Database, type Statement } from "bun:sqlite";
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import {
+  decideAppend, checkExpected, NEW_STREAM, streamExists, toJson, validateAppend, validateStreamName,
+  type StreamState,
+} from "../appendRules.ts";
+import { StreamDeletedError, StreamNotFoundError, StoreUnavailableError } from "../errors.ts";
+import type {
+  AllFilter, AppendOptions, AppendResult, DeleteResult, EventData, EventStore, ReadAllOptions,
+  ReadStreamOptions, RecordedEvent, SubscribeToAllOptions, SubscribeToStreamOptions, Subscription,
+} from "../port.ts";
+import { ChangeSignal, pollingSubscription } from "../subscription.ts";
+import { IDEMPOTENCY_WINDOW } from "./memory.ts";
+
+export type SqliteSynchronous = "full" | "normal";
+
+export interface SqliteEventStoreOptions {
+  /** Path of the database file, or ":memory:". */
+  path: string;
+  synchronous?: SqliteSynchronous;
+  /** How often idle subscriptions look for appends made by other processes. */
+  pollIntervalMs?: number;
+  /** How long a writer waits for another process's write lock before failing. */
+  busyTimeoutMs?: number;
+}
+
+type EventRow = [position: number, stream: string, revision: number, id: string, type: string, data: string, metadata: string, created: number];
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS events (
+  position INTEGER PRIMARY KEY,
+  stream   TEXT    NOT NULL,
+  revision INTEGER NOT NULL,
+  id       TEXT    NOT NULL,
+  type     TEXT    NOT NULL,
+  data     TEXT    NOT NULL,
+  metadata TEXT    NOT NULL,
+  created  INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS events_by_stream ON events(stream, revision);
+CREATE TABLE IF NOT EXISTS streams (
+  stream          TEXT PRIMARY KEY,
+  last_revision   INTEGER NOT NULL,
+  truncate_before INTEGER NOT NULL DEFAULT 0,
+  tombstoned      INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+`;
+
+const COLUMNS = "position, stream, revision, id, type, data, metadata, created";
+
+export class SqliteEventStore implements EventStore {
+  readonly kind = "sqlite";
+  private readonly db: Database;
+  private readonly changes = new ChangeSignal();
+  private readonly pollIntervalMs: number;
+  private closed = false;
+  private readonly stmt: {
+    stream: Statement;
+    idAt: Statement;
+    recentId: Statement;
+    insert: Statement;
+    upsertStream: Statement;
+    truncate: Statement;
+    tombstone: Statement;
+    head: Statement;
+  };
+
+  constructor(options: SqliteEventStoreOptions) {
+    if (options.path !== ":memory:") mkdirSync(dirname(options.path), { recursive: true });
+    this.db = new Database(options.path, { create: true, strict: true });
+    this.db.exec("PRAGMA journal_mode = WAL");
+    this.db.exec(`PRAGMA synchronous = ${options.synchronous === "normal" ? "NORMAL" : "FULL"}`);
+    this.db.exec(`PRAGMA busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
+    this.db.exec(SCHEMA);
+    this.pollIntervalMs = options.pollIntervalMs ?? 100;
+    this.stmt = {
+      stream: this.db.query("SELECT last_revision, truncate_before, tombstoned FROM streams WHERE stream = ?"),
+      idAt: this.db.query("SELECT id FROM events WHERE stream = ? AND revision = ?"),
+      recentId: this.db.query("SELECT revision FROM events WHERE stream = ? AND revision > ? AND id = ?"),
+      insert: this.db.query(`INSERT INTO events (stream, revision, id, type, data, metadata, created) VALUES (?, ?, ?, ?, ?, ?, ?)`),
+      upsertStream: this.db.query(
+        `INSERT INTO streams (stream, last_revision) VALUES (?, ?)
+         ON CONFLICT(stream) DO UPDATE SET last_revision = excluded.last_revision`,
+      ),
+      truncate: this.db.query("UPDATE streams SET truncate_before = ? WHERE stream = ?"),
+      tombstone: this.db.query(
+        `INSERT INTO streams (stream, last_revision, tombstoned) VALUES (?, -1, 1)
+         ON CONFLICT(stream) DO UPDATE SET tombstoned = 1`,
+      ),
+      head: this.db.query("SELECT max(position) FROM events"),
+    };
+  }
+
+  async appendToStream(stream: string, events: readonly EventData[], options: AppendOptions = {}): Promise<AppendResult> {
+    this.ensureOpen();
+    const expected = options.expectedRevision ?? "any";
+    validateAppend(stream, events, expected);
+    const payloads = events.map((e) => [toJson(e.data, "Event data"), toJson(e.metadata ?? {}, "Event metadata")] as const);
+    const result = this.db.transaction((): AppendResult => {
+      const state = this.streamState(stream);
+      const decision = decideAppend(
+        stream, state, expected, events.map((e) => e.id),
+        (rev) => (this.stmt.idAt.values(stream, Number(rev))[0]?.[0] as string | undefined),
+        (id) => {
+          const row = this.stmt.recentId.values(stream, Number(state.lastRevision) - IDEMPOTENCY_WINDOW, id)[0];
+          return row ? BigInt(row[0] as number) : undefined;
+        },
+      );
+      if (decision.kind === "already_written") {
+        const row = this.db.query("SELECT position FROM events WHERE stream = ? AND revision = ?")
+          .values(stream, Number(decision.lastRevision))[0]!;
+        return { nextExpectedRevision: decision.lastRevision, position: BigInt(row[0] as number) };
+      }
+      const created = Date.now();
+      let revision = Number(decision.firstRevision);
+      let position = 0;
+      for (const [i, e] of events.entries()) {
+        const [data, metadata] = payloads[i]!;
+        position = Number(this.stmt.insert.run(stream, revision, e.id, e.type, data, metadata, created).lastInsertRowid);
+        revision++;
+      }
+      this.stmt.upsertStream.run(stream, revision - 1);
+      return { nextExpectedRevision: BigInt(revision - 1), position: BigInt(position) };
+    }).immediate();
+    this.changes.notify();
+    return result;
+  }
+
+  async *readStream(stream: string, options: ReadStreamOptions = {}): AsyncIterable<RecordedEvent> {
+    this.ensureOpen();
+    validateStreamName(stream);
+    const state = this.streamState(stream);
+    if (state.tombstoned) throw new StreamDeletedError(stream);
+    if (!streamExists(state)) throw new StreamNotFoundError(stream);
+    const backwards = options.direction === "backwards";
+    const floor = Number(state.truncateBefore);
+    let remaining = options.maxCount ?? Number.MAX_SAFE_INTEGER;
+    const from = options.fromRevision;
+    let next =
+      typeof from === "bigint" ? Number(from)
+      : from === "end" ? (backwards ? Number(state.lastRevision) : Number(state.lastRevision) + 1)
+      : from === "start" ? floor
+      : backwards ? Number(state.lastRevision) : floor;
+    if (backwards && from === "start") remaining = Math.min(remaining, 1);
+    const query = backwards
+      ? this.db.query(`SELECT ${COLUMNS} FROM events WHERE stream = ? AND revision <= ? AND revision >= ? ORDER BY revision DESC LIMIT ?`)
+      : this.db.query(`SELECT ${COLUMNS} FROM events WHERE stream = ? AND revision >= ? AND revision >= ? ORDER BY revision LIMIT ?`);
+    while (remaining > 0) {
+      const rows = query.values(stream, next, floor, Math.min(remaining, 1000)) as EventRow[];
+      if (rows.length === 0) return;
+      for (const row of rows) yield toRecorded(row);
+      remaining -= rows.length;
+      next = rows[rows.length - 1]![2] + (backwards ? -1 : 1);
+    }
+  }
+
+  async *readAll(options: ReadAllOptions = {}): AsyncIterable<RecordedEvent> {
+    this.ensureOpen();
+    const backwards = options.direction === "backwards";
+    const from = options.fromPosition;
+    let next: number =
+      typeof from === "bigint" ? Number(from)
+      : from === "end" || backwards ? Number.MAX_SAFE_INTEGER
+      : 0;
+    let remaining = options.maxCount ?? Number.MAX_SAFE_INTEGER;
+    const { sql, params } = this.allQuery(options.filter, backwards ? "<=" : ">=", backwards ? "DESC" : "ASC");
+    while (remaining > 0) {
+      const rows = sql.values(next, ...params, Math.min(remaining, 1000)) as EventRow[];
+      if (rows.length === 0) return;
+      for (const row of rows) yield toRecorded(row);
+      remaining -= rows.length;
+      next = rows[rows.length - 1]![0] + (backwards ? -1 : 1);
+    }
+  }
+
+  subscribeToStream(stream: string, options: SubscribeToStreamOptions = {}): Subscription {
+    this.ensureOpen();
+    validateStreamName(stream);
+    const start = options.fromRevision === undefined || options.fromRevision === "start" ? -1n : options.fromRevision;
+    const page = this.db.query(`SELECT ${COLUMNS} FROM events WHERE stream = ? AND revision > ? AND revision >= ? ORDER BY revision LIMIT ?`);
+    return pollingSubscription({
+      changes: this.changes,
+      pollIntervalMs: this.pollIntervalMs,
+      cursorOf: (e) => e.revision,
+      readPage: (after, max) => {
+        if (this.closed) return [];
+        const state = this.streamState(stream);
+        if (state.tombstoned) throw new StreamDeletedError(stream);
+        return (page.values(stream, Number(after), Number(state.truncateBefore), max) as EventRow[]).map(toRecorded);
+      },
+    }, start);
+  }
+
+  subscribeToAll(options: SubscribeToAllOptions = {}): Subscription {
+    this.ensureOpen();
+    const start = options.fromPosition === undefined || options.fromPosition === "start" ? 0n : options.fromPosition;
+    const { sql, params } = this.allQuery(options.filter, ">", "ASC");
+    return pollingSubscription({
+      changes: this.changes,
+      pollIntervalMs: this.pollIntervalMs,
+      cursorOf: (e) => e.position,
+      readPage: (after, max) => (this.closed ? [] : (sql.values(Number(after), ...params, max) as EventRow[]).map(toRecorded)),
+    }, start);
+  }
+
+  async deleteStream(stream: string, options: AppendOptions = {}): Promise<DeleteResult> {
+    this.db.transaction(() => {
+      const state = this.stateForDelete(stream, options);
+      this.stmt.truncate.run(Number(state.lastRevision) + 1, stream);
+    }).immediate();
+    return {};
+  }
+
+  async tombstoneStream(stream: string, options: AppendOptions = {}): Promise<DeleteResult> {
+    this.db.transaction(() => {
+      this.stateForDelete(stream, options);
+      this.stmt.tombstone.run(stream);
+    }).immediate();
+    this.changes.notify();
+    return {};
+  }
+
+  async headPosition(): Promise<bigint | null> {
+    this.ensureOpen();
+    const value = this.stmt.head.values()[0]?.[0];
+    return value === null || value === undefined ? null : BigInt(value as number);
+  }
+
+  async ping(): Promise<void> {
+    this.ensureOpen();
+    this.db.query("SELECT 1").values();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.changes.notify();
+    this.db.close(false);
+  }
+
+  private stateForDelete(stream: string, options: AppendOptions): StreamState {
+    this.ensureOpen();
+    validateStreamName(stream);
+    const state = this.streamState(stream);
+    checkExpected(stream, state, options.expectedRevision ?? "any");
+    if (!streamExists(state)) throw new StreamNotFoundError(stream);
+    return state;
+  }
+
+  private streamState(stream: string): StreamState {
+    const row = this.stmt.stream.values(stream)[0] as [number, number, number] | undefined;
+    if (!row) return NEW_STREAM;
+    return { lastRevision: BigInt(row[0]), truncateBefore: BigInt(row[1]), tombstoned: row[2] === 1 };
+  }
+
+  /** A cached statement reading `$all` from a position with a filter, plus the filter's parameters. */
+  private allQuery(filter: AllFilter | undefined, op: ">" | ">=" | "<=", order: "ASC" | "DESC") {
+    const prefixes = filter?.streamPrefixes ?? [];
+    const types = filter?.eventTypes ?? [];
+    const conditions = [`position ${op} ?`];
+    if (filter?.streamPrefixes) {
+      conditions.push(prefixes.length ? `(${prefixes.map(() => "substr(stream, 1, ?) = ?").join(" OR ")})` : "0");
+    }
+    if (filter?.eventTypes) conditions.push(types.length ? `type IN (${types.map(() => "?").join(", ")})` : "0");
+    const text = `SELECT ${COLUMNS} FROM events WHERE ${conditions.join(" AND ")} ORDER BY position ${order} LIMIT ?`;
+    const sql = this.db.query(text); // bun:sqlite caches prepared statements by text
+    const params: Array<string | number> = [...prefixes.flatMap((p) => [p.length, p]), ...types];
+    return { sql, params };
+  }
+
+  private ensureOpen(): void {
+    if (this.closed) throw new StoreUnavailableError("The event store is closed");
+  }
+}
+
+function toRecorded(row: EventRow): RecordedEvent {
+  return {
+    position: BigInt(row[0]),
+    streamId: row[1],
+    revision: BigInt(row[2]),
+    id: row[3],
+    type: row[4],
+    data: JSON.parse(row[5]),
+    metadata: JSON.parse(row[6]),
+    created: new Date(row[7]),
+  };
+}
