@@ -46,7 +46,7 @@ export function decideAppend(
   const retryStart =
     typeof expected === "bigint" ? expected + 1n
     : expected === "no_stream" ? state.truncateBefore
-    : firstId === undefined ? undefined
+    : firstId === undefined || !streamExists(state) ? undefined
     : revisionOf(firstId);
   if (retryStart !== undefined && retryStart <= state.lastRevision) {
     const matches = eventIds.every((id, i) => idAt(retryStart + BigInt(i)) === id);

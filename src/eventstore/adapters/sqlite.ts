@@ -16,7 +16,7 @@ import {
 } from "../appendRules.ts";
 import { StreamDeletedError, StreamNotFoundError, StoreUnavailableError } from "../errors.ts";
 import type {
-  AllFilter, AppendOptions, AppendResult, DeleteResult, EventData, EventStore, ReadAllOptions,
+  AllFilter, AppendOptions, AppendResult, DeleteResult, EventData, EventStore, ExpectedRevision, ReadAllOptions,
   ReadStreamOptions, RecordedEvent, SubscribeToAllOptions, SubscribeToStreamOptions, Subscription,
 } from "../port.ts";
 import { ChangeSignal, pollingSubscription } from "../subscription.ts";
@@ -48,6 +48,9 @@ CREATE TABLE IF NOT EXISTS events (
   created  INTEGER NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS events_by_stream ON events(stream, revision);
+-- Finds a retried event id in one lookup (idempotent appends with expected revision "any"); auditors
+-- also look events up by id.
+CREATE INDEX IF NOT EXISTS events_by_id ON events(id);
 CREATE TABLE IF NOT EXISTS streams (
   stream          TEXT PRIMARY KEY,
   last_revision   INTEGER NOT NULL,
@@ -64,6 +67,8 @@ export class SqliteEventStore implements EventStore {
   private readonly changes = new ChangeSignal();
   private readonly pollIntervalMs: number;
   private closed = false;
+  /** The append transaction, compiled once: bun:sqlite wraps a function per db.transaction() call. */
+  private readonly appendTx: ReturnType<typeof this.compileAppendTx>;
   private readonly stmt: {
     stream: Statement;
     idAt: Statement;
@@ -86,7 +91,7 @@ export class SqliteEventStore implements EventStore {
     this.stmt = {
       stream: this.db.query("SELECT last_revision, truncate_before, tombstoned FROM streams WHERE stream = ?"),
       idAt: this.db.query("SELECT id FROM events WHERE stream = ? AND revision = ?"),
-      recentId: this.db.query("SELECT revision FROM events WHERE stream = ? AND revision > ? AND id = ?"),
+      recentId: this.db.query("SELECT revision FROM events INDEXED BY events_by_id WHERE id = ?3 AND stream = ?1 AND revision > ?2"),
       insert: this.db.query(`INSERT INTO events (stream, revision, id, type, data, metadata, created) VALUES (?, ?, ?, ?, ?, ?, ?)`),
       upsertStream: this.db.query(
         `INSERT INTO streams (stream, last_revision) VALUES (?, ?)
@@ -99,6 +104,11 @@ export class SqliteEventStore implements EventStore {
       ),
       head: this.db.query("SELECT max(position) FROM events"),
     };
+    this.appendTx = this.compileAppendTx();
+  }
+
+  private compileAppendTx() {
+    return this.db.transaction(this.appendInTransaction.bind(this));
   }
 
   async appendToStream(stream: string, events: readonly EventData[], options: AppendOptions = {}): Promise<AppendResult> {
@@ -106,34 +116,39 @@ export class SqliteEventStore implements EventStore {
     const expected = options.expectedRevision ?? "any";
     validateAppend(stream, events, expected);
     const payloads = events.map((e) => [toJson(e.data, "Event data"), toJson(e.metadata ?? {}, "Event metadata")] as const);
-    const result = this.db.transaction((): AppendResult => {
-      const state = this.streamState(stream);
-      const decision = decideAppend(
-        stream, state, expected, events.map((e) => e.id),
-        (rev) => (this.stmt.idAt.values(stream, Number(rev))[0]?.[0] as string | undefined),
-        (id) => {
-          const row = this.stmt.recentId.values(stream, Number(state.lastRevision) - IDEMPOTENCY_WINDOW, id)[0];
-          return row ? BigInt(row[0] as number) : undefined;
-        },
-      );
-      if (decision.kind === "already_written") {
-        const row = this.db.query("SELECT position FROM events WHERE stream = ? AND revision = ?")
-          .values(stream, Number(decision.lastRevision))[0]!;
-        return { nextExpectedRevision: decision.lastRevision, position: BigInt(row[0] as number) };
-      }
-      const created = Date.now();
-      let revision = Number(decision.firstRevision);
-      let position = 0;
-      for (const [i, e] of events.entries()) {
-        const [data, metadata] = payloads[i]!;
-        position = Number(this.stmt.insert.run(stream, revision, e.id, e.type, data, metadata, created).lastInsertRowid);
-        revision++;
-      }
-      this.stmt.upsertStream.run(stream, revision - 1);
-      return { nextExpectedRevision: BigInt(revision - 1), position: BigInt(position) };
-    }).immediate();
+    const result = this.appendTx.immediate(stream, events, payloads, expected);
     this.changes.notify();
     return result;
+  }
+
+  /** The body of an append; runs inside one BEGIN IMMEDIATE transaction (see appendTx). */
+  private appendInTransaction(
+    stream: string, events: readonly EventData[], payloads: ReadonlyArray<readonly [string, string]>, expected: ExpectedRevision,
+  ): AppendResult {
+    const state = this.streamState(stream);
+    const decision = decideAppend(
+      stream, state, expected, events.map((e) => e.id),
+      (rev) => (this.stmt.idAt.values(stream, Number(rev))[0]?.[0] as string | undefined),
+      (id) => {
+        const row = this.stmt.recentId.values(stream, Number(state.lastRevision) - IDEMPOTENCY_WINDOW, id)[0];
+        return row ? BigInt(row[0] as number) : undefined;
+      },
+    );
+    if (decision.kind === "already_written") {
+      const row = this.db.query("SELECT position FROM events WHERE stream = ? AND revision = ?")
+        .values(stream, Number(decision.lastRevision))[0]!;
+      return { nextExpectedRevision: decision.lastRevision, position: BigInt(row[0] as number) };
+    }
+    const created = Date.now();
+    let revision = Number(decision.firstRevision);
+    let position = 0;
+    for (const [i, e] of events.entries()) {
+      const [data, metadata] = payloads[i]!;
+      position = Number(this.stmt.insert.run(stream, revision, e.id, e.type, data, metadata, created).lastInsertRowid);
+      revision++;
+    }
+    this.stmt.upsertStream.run(stream, revision - 1);
+    return { nextExpectedRevision: BigInt(revision - 1), position: BigInt(position) };
   }
 
   async *readStream(stream: string, options: ReadStreamOptions = {}): AsyncIterable<RecordedEvent> {

@@ -1,0 +1,142 @@
+/**
+ * Event-store and projection benchmarks against raw bun:sqlite, at the same durability setting and
+ * on the same table layout, so the ratio is the adapter's own overhead.
+ */
+import { Database } from "bun:sqlite";
+import { projections } from "../projections/index.ts";
+import { SqliteEventStore, type SqliteSynchronous } from "../src/eventstore/adapters/sqlite.ts";
+import type { EventData } from "../src/eventstore/port.ts";
+import { openReadModelDb } from "../src/projections/readModelDb.ts";
+import { ProjectionRunner } from "../src/projections/runner.ts";
+import { compare, rate, tempDir, type Result } from "./lib.ts";
+
+const payload = { text: "The quick brown fox jumps over the lazy dog", n: 42, tags: ["a", "b"] };
+const newEvent = (i: number): EventData => ({ id: crypto.randomUUID(), type: "MessageSent", data: { ...payload, i } });
+
+/** The adapter's table layout, written to directly: the baseline. */
+function rawDb(path: string, synchronous: SqliteSynchronous) {
+  const db = new Database(path, { create: true, strict: true });
+  db.exec("PRAGMA journal_mode = WAL");
+  db.exec(`PRAGMA synchronous = ${synchronous.toUpperCase()}`);
+  db.exec(`CREATE TABLE events (position INTEGER PRIMARY KEY, stream TEXT NOT NULL, revision INTEGER NOT NULL, id TEXT NOT NULL,
+    type TEXT NOT NULL, data TEXT NOT NULL, metadata TEXT NOT NULL, created INTEGER NOT NULL);
+    CREATE UNIQUE INDEX events_by_stream ON events(stream, revision); CREATE INDEX events_by_id ON events(id);`);
+  const insert = db.query("INSERT INTO events (stream, revision, id, type, data, metadata, created) VALUES (?, ?, ?, ?, ?, ?, ?)");
+  return { db, insert };
+}
+
+export async function eventStoreBenchmarks(quick: boolean): Promise<Result[]> {
+  const results: Result[] = [];
+  const rounds = quick ? 1 : 3;
+
+  for (const synchronous of ["full", "normal"] as const) {
+    const count = synchronous === "full" ? (quick ? 300 : 1500) : quick ? 2000 : 10_000;
+    const streams = 100;
+    const single = await compare(
+      rounds,
+      async () => {
+        const t = tempDir("store");
+        const store = new SqliteEventStore({ path: t.path("e.sqlite"), synchronous });
+        const r = await rate(count, (i) => store.appendToStream(`session-${i % streams}`, [newEvent(i)]));
+        await store.close();
+        t.remove();
+        return r;
+      },
+      async () => {
+        const t = tempDir("raw");
+        const { db, insert } = rawDb(t.path("r.sqlite"), synchronous);
+        const revisions = new Array<number>(streams).fill(0);
+        const r = await rate(count, (i) => {
+          const s = i % streams;
+          insert.run(`session-${s}`, revisions[s]!++, crypto.randomUUID(), "MessageSent", JSON.stringify({ ...payload, i }), "{}", Date.now());
+        });
+        db.close();
+        t.remove();
+        return r;
+      },
+    );
+    results.push({ name: `sqlite append, 1 event (synchronous=${synchronous})`, unit: "appends/s", ...single, baselineName: "raw INSERT", target: 0.7 });
+
+    const batches = Math.max(50, Math.floor(count / 5));
+    const batched = await compare(
+      rounds,
+      async () => {
+        const t = tempDir("store");
+        const store = new SqliteEventStore({ path: t.path("e.sqlite"), synchronous });
+        const r = await rate(batches, (i) => store.appendToStream(`session-${i % streams}`, Array.from({ length: 10 }, (_, k) => newEvent(i * 10 + k))));
+        await store.close();
+        t.remove();
+        return r * 10;
+      },
+      async () => {
+        const t = tempDir("raw");
+        const { db, insert } = rawDb(t.path("r.sqlite"), synchronous);
+        const revisions = new Array<number>(streams).fill(0);
+        const tx = db.transaction((i: number) => {
+          const s = i % streams;
+          for (let k = 0; k < 10; k++) {
+            insert.run(`session-${s}`, revisions[s]!++, crypto.randomUUID(), "MessageSent", JSON.stringify({ ...payload, i: i * 10 + k }), "{}", Date.now());
+          }
+        });
+        const r = await rate(batches, (i) => tx.immediate(i));
+        db.close();
+        t.remove();
+        return r * 10;
+      },
+    );
+    results.push({ name: `sqlite append, 10-event batch (synchronous=${synchronous})`, unit: "events/s", ...batched, baselineName: "raw INSERTs in 1 tx", target: 0.7 });
+  }
+
+  // Reads and rebuilds over one shared history.
+  const total = quick ? 20_000 : 200_000;
+  const t = tempDir("history");
+  const store = new SqliteEventStore({ path: t.path("e.sqlite"), synchronous: "normal" });
+  for (let i = 0; i < total; i += 100) {
+    await store.appendToStream(`session-${(i / 100) % 500}`, Array.from({ length: 100 }, (_, k) => newEvent(i + k)));
+  }
+  const scan = await compare(
+    rounds,
+    async () => {
+      const start = performance.now();
+      let n = 0;
+      for await (const _ of store.readAll()) n++;
+      return (n / (performance.now() - start)) * 1000;
+    },
+    async () => {
+      const db = new Database(t.path("e.sqlite"), { readonly: true });
+      const start = performance.now();
+      let n = 0;
+      let last = 0;
+      const page = db.query("SELECT position, stream, revision, id, type, data, metadata, created FROM events WHERE position > ? ORDER BY position LIMIT 1000");
+      for (;;) {
+        const rows = page.values(last) as unknown[][];
+        if (rows.length === 0) break;
+        for (const row of rows) {
+          JSON.parse(row[5] as string); // a reader always decodes the payload
+          n++;
+        }
+        last = rows[rows.length - 1]![0] as number;
+      }
+      db.close();
+      return (n / (performance.now() - start)) * 1000;
+    },
+  );
+  results.push({ name: `readAll over ${total.toLocaleString("en-US")} events`, unit: "events/s", ...scan, baselineName: "raw paged SELECT + JSON.parse" });
+
+  const rebuildRates: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const db = openReadModelDb(t.path(`rm-${r}.sqlite`));
+    const runner = new ProjectionRunner(store, db, projections, { batchSize: 2000 });
+    const start = performance.now();
+    runner.start();
+    await runner.waitUntilCaughtUp(600_000);
+    rebuildRates.push((total / (performance.now() - start)) * 1000);
+    await runner.stop();
+    db.close();
+  }
+  rebuildRates.sort((a, b) => a - b);
+  results.push({ name: `projection rebuild (${projections.map((p) => p.name).join(", ")})`, unit: "events/s", value: rebuildRates[Math.floor(rebuildRates.length / 2)]!, target: 100_000 });
+  await store.close();
+  t.remove();
+  return results;
+}

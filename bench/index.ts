@@ -1,0 +1,12 @@
+/**
+ * `bun run bench` — every figure next to a baseline measured in the same run.
+ * `bun run bench --quick` runs smaller counts (a smoke test, not figures to publish).
+ */
+import { eventStoreBenchmarks } from "./eventstore.ts";
+import { printTable, type Result } from "./lib.ts";
+import { cpus, totalmem } from "node:os";
+
+const quick = process.argv.includes("--quick");
+console.log(`Agentry benchmarks — Bun ${Bun.version}, ${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, ${Math.round(totalmem() / 2 ** 30)} GiB${quick ? " (quick)" : ""}\n`);
+const results: Result[] = [...(await eventStoreBenchmarks(quick))];
+printTable(results);

@@ -1,0 +1,76 @@
+/**
+ * Configuration: read from the environment once, at start-up, and checked against a schema. A bad
+ * value stops the process with a message naming the variable. Every variable is documented in the
+ * README's configuration table; keep the two in step.
+ */
+import { Type, type Static } from "@sinclair/typebox";
+import { Value } from "@sinclair/typebox/value";
+
+const Env = Type.Object({
+  PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 8080, description: "HTTP port (0 picks a free one)" }),
+  HOST: Type.String({ minLength: 1, default: "127.0.0.1", description: "Interface to listen on; 0.0.0.0 for all" }),
+  DATA_DIR: Type.String({ minLength: 1, default: "./data", description: "Folder for the SQLite event store and read models" }),
+  EVENT_STORE: Type.Union([Type.Literal("sqlite"), Type.Literal("esdb"), Type.Literal("memory")], { default: "sqlite" }),
+  EVENTSTORE_CONNECTION_STRING: Type.Optional(Type.String({ pattern: "^(esdb|esdb\\+discover|kurrentdb|kurrentdb\\+discover)://" })),
+  SQLITE_SYNCHRONOUS: Type.Union([Type.Literal("full"), Type.Literal("normal")], { default: "full" }),
+  SQLITE_POLL_INTERVAL_MS: Type.Integer({ minimum: 5, maximum: 10_000, default: 100 }),
+  READ_YOUR_WRITES_TIMEOUT_MS: Type.Integer({ minimum: 1, maximum: 120_000, default: 5000 }),
+  SHUTDOWN_TIMEOUT_MS: Type.Integer({ minimum: 0, maximum: 600_000, default: 10_000 }),
+  MAX_BODY_BYTES: Type.Integer({ minimum: 1024, maximum: 1_073_741_824, default: 10 * 1024 * 1024 }),
+  LOG_LEVEL: Type.Union([Type.Literal("debug"), Type.Literal("info"), Type.Literal("warn"), Type.Literal("error")], { default: "info" }),
+});
+
+type EnvShape = Static<typeof Env>;
+
+export interface Config {
+  port: number;
+  host: string;
+  dataDir: string;
+  eventStore: EnvShape["EVENT_STORE"];
+  eventStoreConnectionString: string | undefined;
+  sqliteSynchronous: EnvShape["SQLITE_SYNCHRONOUS"];
+  sqlitePollIntervalMs: number;
+  readYourWritesTimeoutMs: number;
+  shutdownTimeoutMs: number;
+  maxBodyBytes: number;
+  logLevel: EnvShape["LOG_LEVEL"];
+}
+
+export class ConfigError extends Error {
+  constructor(readonly variable: string, message: string) {
+    super(`Invalid configuration: ${variable}: ${message}`);
+    this.name = "ConfigError";
+  }
+}
+
+/** Reads and checks the configuration; throws ConfigError naming the first bad variable. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const raw: Record<string, unknown> = {};
+  for (const key of Object.keys(Env.properties)) {
+    const value = env[key];
+    if (value !== undefined && value !== "") raw[key] = value;
+  }
+  const withDefaults = Value.Default(Env, Value.Convert(Env, raw));
+  const first = Value.Errors(Env, withDefaults).First();
+  if (first) {
+    const variable = first.path.replace(/^\//, "") || "environment";
+    throw new ConfigError(variable, `${first.message} (got ${JSON.stringify(raw[variable] ?? null)})`);
+  }
+  const e = withDefaults as EnvShape;
+  if (e.EVENT_STORE === "esdb" && !e.EVENTSTORE_CONNECTION_STRING) {
+    throw new ConfigError("EVENTSTORE_CONNECTION_STRING", "required when EVENT_STORE=esdb (for example esdb://localhost:2113?tls=false)");
+  }
+  return {
+    port: e.PORT,
+    host: e.HOST,
+    dataDir: e.DATA_DIR,
+    eventStore: e.EVENT_STORE,
+    eventStoreConnectionString: e.EVENTSTORE_CONNECTION_STRING,
+    sqliteSynchronous: e.SQLITE_SYNCHRONOUS,
+    sqlitePollIntervalMs: e.SQLITE_POLL_INTERVAL_MS,
+    readYourWritesTimeoutMs: e.READ_YOUR_WRITES_TIMEOUT_MS,
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    maxBodyBytes: e.MAX_BODY_BYTES,
+    logLevel: e.LOG_LEVEL,
+  };
+}

@@ -1,0 +1,39 @@
+/**
+ * Structured logs: one JSON object per line on stdout (stderr for errors), so operators can ship them
+ * anywhere. Secrets never go in `fields`.
+ */
+export type LogLevel = "debug" | "info" | "warn" | "error";
+
+const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+export interface Logger {
+  debug(msg: string, fields?: Record<string, unknown>): void;
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+  error(msg: string, fields?: Record<string, unknown>): void;
+  child(fields: Record<string, unknown>): Logger;
+}
+
+export function createLogger(level: LogLevel = "info", base: Record<string, unknown> = {}): Logger {
+  const min = RANK[level];
+  const write = (lvl: LogLevel, msg: string, fields?: Record<string, unknown>) => {
+    if (RANK[lvl] < min) return;
+    const line = JSON.stringify({ time: new Date().toISOString(), level: lvl, msg, ...base, ...fields }, (_k, v) =>
+      typeof v === "bigint" ? v.toString() : v instanceof Error ? { name: v.name, message: v.message } : v,
+    );
+    (lvl === "error" ? process.stderr : process.stdout).write(line + "\n");
+  };
+  return {
+    debug: (m, f) => write("debug", m, f),
+    info: (m, f) => write("info", m, f),
+    warn: (m, f) => write("warn", m, f),
+    error: (m, f) => write("error", m, f),
+    child: (fields) => createLogger(level, { ...base, ...fields }),
+  };
+}
+
+/** A logger that drops everything: for tests and benchmarks. */
+export const silentLogger: Logger = {
+  debug() {}, info() {}, warn() {}, error() {},
+  child: () => silentLogger,
+};

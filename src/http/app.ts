@@ -1,0 +1,47 @@
+/** Assembles the HTTP application from its route modules. */
+import { swagger } from "@elysiajs/swagger";
+import { Elysia } from "elysia";
+import type { Logger } from "../core/logger.ts";
+import type { EventStore } from "../eventstore/port.ts";
+import type { ProjectionRunner } from "../projections/runner.ts";
+import { errorHandler } from "./errors.ts";
+import { healthRoutes } from "./routes/health.ts";
+
+export interface AppDeps {
+  store: EventStore;
+  runner: ProjectionRunner;
+  logger: Logger;
+  version: string;
+  startedAt?: number;
+  maxBodyBytes?: number;
+  /** Further route modules mounted after the built-in ones. */
+  plugins?: readonly Elysia<any, any, any, any, any, any, any>[];
+}
+
+export function createApp(deps: AppDeps) {
+  return new Elysia({ serve: { maxRequestBodySize: deps.maxBodyBytes ?? 10 * 1024 * 1024 } })
+    .use(errorHandler(deps.logger))
+    .use(
+      swagger({
+        path: "/docs",
+        documentation: {
+          info: {
+            title: "Agentry API",
+            version: deps.version,
+            description:
+              "Self-hostable Agents API. Every state change is an event; errors use one envelope: " +
+              '`{"error":{"code","message","details"}}`.',
+          },
+          tags: [{ name: "Operations", description: "Health and operator endpoints" }],
+        },
+      }),
+    )
+    // Every response, errors included, carries a request id: the caller's, or a new one to quote in reports.
+    .onRequest(({ request, set }) => {
+      set.headers["x-request-id"] = request.headers.get("x-request-id") ?? crypto.randomUUID();
+    })
+    .use(healthRoutes({ store: deps.store, runner: deps.runner, version: deps.version, startedAt: deps.startedAt ?? Date.now() }))
+    .use((app) => (deps.plugins ?? []).reduce((a, plugin) => a.use(plugin), app));
+}
+
+export type App = ReturnType<typeof createApp>;

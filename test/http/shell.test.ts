@@ -1,0 +1,182 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { Elysia, t } from "elysia";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { ConfigError, loadConfig } from "../../src/config.ts";
+import { ValidationError } from "../../src/core/errors.ts";
+import { silentLogger } from "../../src/core/logger.ts";
+import { EsdbEventStore } from "../../src/eventstore/adapters/esdb.ts";
+import { createApp } from "../../src/http/app.ts";
+import { openReadModelDb } from "../../src/projections/readModelDb.ts";
+import { ProjectionRunner } from "../../src/projections/runner.ts";
+import { json, startTestServer, type TestServer } from "../support/server.ts";
+
+/** A route module exercising the global error handling the real routes rely on. */
+const probe = new Elysia({ name: "test.probe" })
+  .post("/probe", ({ body }) => ({ echoed: body.name }), {
+    body: t.Object({ name: t.String({ minLength: 1 }), count: t.Optional(t.Integer({ minimum: 0 })) }),
+  })
+  .get("/probe/rule", () => {
+    throw new ValidationError("limit must be at most 100", { param: "limit" });
+  })
+  .get("/probe/bug", () => {
+    throw new Error("secret internal detail");
+  })
+  .get("/probe/slow", async () => {
+    await Bun.sleep(400);
+    return { done: true };
+  });
+
+describe("server shell", () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startTestServer({}, { plugins: [probe] });
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  test("GET /health reports the store and each projection", async () => {
+    const res = await fetch(`${server.url}/health`);
+    expect(res.status).toBe(200);
+    const body = await json(res);
+    expect(body).toMatchObject({ status: "ok", store: { kind: "sqlite", ok: true } });
+    expect(body.projections.map((p: { name: string }) => p.name)).toContain("stream_catalog");
+    expect(res.headers.get("x-request-id")).toBeTruthy();
+  });
+
+  test("/docs serves the OpenAPI UI and /docs/json the document", async () => {
+    const ui = await fetch(`${server.url}/docs`);
+    expect(ui.status).toBe(200);
+    expect(ui.headers.get("content-type")).toContain("text/html");
+    const doc = await json(await fetch(`${server.url}/docs/json`));
+    expect(doc.openapi).toMatch(/^3\./);
+    expect(Object.keys(doc.paths)).toContain("/health");
+  });
+
+  test("an unknown route answers 404 in the envelope", async () => {
+    const res = await fetch(`${server.url}/v1/nothing-here`);
+    expect(res.status).toBe(404);
+    expect(await json(res)).toEqual({ error: { code: "not_found", message: "No such route" } });
+  });
+
+  test("malformed JSON answers 400 invalid_json, never 500", async () => {
+    const res = await fetch(`${server.url}/probe`, { method: "POST", headers: { "content-type": "application/json" }, body: '{"name": "x",' });
+    expect(res.status).toBe(400);
+    expect((await json(res)).error.code).toBe("invalid_json");
+  });
+
+  test("schema violations answer 400 invalid_request naming the parameter", async () => {
+    const res = await fetch(`${server.url}/probe`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ name: "a", count: -1 }) });
+    expect(res.status).toBe(400);
+    const body = await json(res);
+    expect(body.error.code).toBe("invalid_request");
+    expect(body.error.details.param).toBe("count");
+    const missing = await fetch(`${server.url}/probe`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+    expect((await json(missing)).error.details.param).toBe("name");
+  });
+
+  test("typed rule violations keep their code; unexpected errors are 500 without internals", async () => {
+    const rule = await fetch(`${server.url}/probe/rule`);
+    expect(rule.status).toBe(400);
+    expect(await json(rule)).toEqual({ error: { code: "invalid_request", message: "limit must be at most 100", details: { param: "limit" } } });
+    const bug = await fetch(`${server.url}/probe/bug`);
+    expect(bug.status).toBe(500);
+    const text = await bug.text();
+    expect(JSON.parse(text).error.code).toBe("internal_error");
+    expect(text).not.toContain("secret internal detail");
+  });
+
+  test("valid requests pass through", async () => {
+    const res = await fetch(`${server.url}/probe`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ name: "ok" }) });
+    expect(res.status).toBe(200);
+    expect(await json(res)).toEqual({ echoed: "ok" });
+  });
+});
+
+describe("health when the store is down", () => {
+  test("GET /health answers 503 with the store's error", async () => {
+    // Nothing listens on port 1: every call to this store fails.
+    const store = new EsdbEventStore({ connectionString: "esdb://127.0.0.1:1?tls=false" });
+    const db = openReadModelDb(":memory:");
+    const runner = new ProjectionRunner(store, db, []);
+    const app = createApp({ store, runner, logger: silentLogger, version: "test" });
+    const res = await app.handle(new Request("http://local/health"));
+    expect(res.status).toBe(503);
+    const body = await json(res);
+    expect(body).toMatchObject({ status: "unavailable", store: { kind: "esdb", ok: false } });
+    expect(typeof body.store.error).toBe("string");
+    await store.close();
+    db.close();
+  });
+});
+
+describe("graceful shutdown", () => {
+  test("in-flight requests finish, new connections are refused, the read-model lock is released", async () => {
+    const server = await startTestServer({}, { plugins: [probe] });
+    const inFlight = fetch(`${server.url}/probe/slow`);
+    await Bun.sleep(50);
+    const stopping = server.shutdown("test");
+    const res = await inFlight;
+    expect(res.status).toBe(200);
+    expect(await json(res)).toEqual({ done: true });
+    await stopping;
+    const refused = await fetch(`${server.url}/health`).then(() => "answered", () => "refused");
+    expect(refused).toBe("refused");
+    expect(existsSync(join(server.dataDir, "readmodels.sqlite.pid"))).toBe(false);
+    await server.stop();
+  });
+
+  test("SIGTERM stops the real process cleanly", async () => {
+    const { mkdtempSync } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    const dataDir = mkdtempSync(join(tmpdir(), "agentry-proc-"));
+    const child = Bun.spawn(["bun", "src/main.ts"], { env: { ...process.env, PORT: "0", DATA_DIR: dataDir }, stdout: "pipe", stderr: "pipe" });
+    const reader = child.stdout.getReader();
+    let out = "";
+    while (!out.includes("agentry listening")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      out += new TextDecoder().decode(value);
+    }
+    const url = JSON.parse(out.split("\n").find((l) => l.includes("agentry listening"))!).url;
+    expect((await fetch(`${url}/health`)).status).toBe(200);
+    child.kill("SIGTERM");
+    expect(await child.exited).toBe(0);
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      out += new TextDecoder().decode(value);
+    }
+    expect(out).toContain('"msg":"stopped"');
+  });
+});
+
+describe("configuration", () => {
+  test("defaults apply when the environment is empty", () => {
+    const c = loadConfig({});
+    expect(c).toMatchObject({ port: 8080, eventStore: "sqlite", dataDir: "./data", sqliteSynchronous: "full" });
+  });
+
+  test("a bad value stops start-up with a message naming the variable", () => {
+    for (const [env, variable] of [
+      [{ PORT: "eighty" }, "PORT"],
+      [{ PORT: "70000" }, "PORT"],
+      [{ EVENT_STORE: "postgres" }, "EVENT_STORE"],
+      [{ EVENT_STORE: "esdb" }, "EVENTSTORE_CONNECTION_STRING"],
+      [{ SQLITE_SYNCHRONOUS: "off" }, "SQLITE_SYNCHRONOUS"],
+      [{ LOG_LEVEL: "loud" }, "LOG_LEVEL"],
+    ] as const) {
+      const err = (() => { try { loadConfig(env); } catch (e) { return e; } })();
+      expect(err).toBeInstanceOf(ConfigError);
+      expect((err as ConfigError).variable).toBe(variable);
+      expect((err as ConfigError).message).toContain(variable);
+    }
+  });
+
+  test("the process exits with code 2 and names the variable", async () => {
+    const child = Bun.spawn(["bun", "src/main.ts"], { env: { ...process.env, PORT: "nope" }, stdout: "pipe", stderr: "pipe" });
+    expect(await child.exited).toBe(2);
+    expect(await new Response(child.stderr).text()).toContain("PORT");
+  });
+});

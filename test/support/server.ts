@@ -1,0 +1,31 @@
+/** Starts the real server on a free port with a throwaway data folder, for API tests. */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { loadConfig } from "../../src/config.ts";
+import { silentLogger } from "../../src/core/logger.ts";
+import type { AppDeps } from "../../src/http/app.ts";
+import { startServer, type RunningServer } from "../../src/main.ts";
+
+export interface TestServer extends RunningServer {
+  dataDir: string;
+  stop(): Promise<void>;
+}
+
+export async function startTestServer(env: Record<string, string> = {}, extra: Pick<AppDeps, "plugins"> = {}): Promise<TestServer> {
+  const dataDir = mkdtempSync(join(tmpdir(), "agentry-api-"));
+  const config = loadConfig({ PORT: "0", DATA_DIR: dataDir, SQLITE_SYNCHRONOUS: "normal", ...env });
+  const server = await startServer(config, silentLogger, extra);
+  return {
+    ...server,
+    dataDir,
+    async stop() {
+      await server.shutdown("test");
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A response body as JSON, typed loosely for assertions. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export const json = (res: Response): Promise<any> => res.json();
