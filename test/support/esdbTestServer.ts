@@ -139,27 +139,8 @@ export async function startEsdbTestServer(options: EsdbTestServerOptions = {}): 
       call.on("end", () => void chain.then(() => call.end()));
     },
 
-    delete(call: grpc.ServerUnaryCall<any, unknown>, callback: grpc.sendUnaryData<unknown>) {
-      const o = call.request.getOptions();
-      store.deleteStream(streamName(o.getStreamIdentifier()), { expectedRevision: expectedOf(o) })
-        .then(() => {
-          const resp = new DeleteResp();
-          resp.setNoPosition(new sharedPb.Empty());
-          callback(null, resp);
-        })
-        .catch((err) => callback(toServiceError(err)));
-    },
-
-    tombstone(call: grpc.ServerUnaryCall<any, unknown>, callback: grpc.sendUnaryData<unknown>) {
-      const o = call.request.getOptions();
-      store.tombstoneStream(streamName(o.getStreamIdentifier()), { expectedRevision: expectedOf(o) })
-        .then(() => {
-          const resp = new TombstoneResp();
-          resp.setNoPosition(new sharedPb.Empty());
-          callback(null, resp);
-        })
-        .catch((err) => callback(toServiceError(err)));
-    },
+    delete: removal((stream, expectedRevision) => store.deleteStream(stream, { expectedRevision }), DeleteResp),
+    tombstone: removal((stream, expectedRevision) => store.tombstoneStream(stream, { expectedRevision }), TombstoneResp),
   });
 
   const port = await new Promise<number>((resolve, reject) =>
@@ -174,6 +155,23 @@ export async function startEsdbTestServer(options: EsdbTestServerOptions = {}): 
       for (const sub of open) await sub.unsubscribe();
       await store.close();
     },
+  };
+}
+
+/** A unary Delete or Tombstone handler: both take stream and expected revision and answer with no position. */
+function removal(
+  remove: (stream: string, expected: ExpectedRevision) => Promise<unknown>,
+  Resp: typeof DeleteResp | typeof TombstoneResp,
+) {
+  return (call: grpc.ServerUnaryCall<any, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+    const o = call.request.getOptions();
+    remove(streamName(o.getStreamIdentifier()), expectedOf(o))
+      .then(() => {
+        const resp = new Resp();
+        resp.setNoPosition(new sharedPb.Empty());
+        callback(null, resp);
+      })
+      .catch((err) => callback(toServiceError(err)));
   };
 }
 
