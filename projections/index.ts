@@ -1,5 +1,12 @@
 /** Every projection the server runs. Order does not matter: each keeps its own checkpoint. */
 import type { Projection } from "../src/projections/projection.ts";
+import { agentsProjection } from "./agents/index.ts";
+import { assetsProjection } from "./assets/index.ts";
+import { jobsProjection } from "./jobs/index.ts";
+import { messagesProjection } from "./messages/index.ts";
+import { sessionsProjection } from "./sessions/index.ts";
 import { streamCatalog } from "./streamCatalog/index.ts";
 
-export const projections: readonly Projection[] = [streamCatalog];
+export const projections: readonly Projection[] = [
+  streamCatalog, agentsProjection, sessionsProjection, messagesProjection, jobsProjection, assetsProjection,
+];

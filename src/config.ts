@@ -17,6 +17,9 @@ const Env = Type.Object({
   READ_YOUR_WRITES_TIMEOUT_MS: Type.Integer({ minimum: 1, maximum: 120_000, default: 5000 }),
   SHUTDOWN_TIMEOUT_MS: Type.Integer({ minimum: 0, maximum: 600_000, default: 10_000 }),
   MAX_BODY_BYTES: Type.Integer({ minimum: 1024, maximum: 1_073_741_824, default: 10 * 1024 * 1024 }),
+  API_KEY: Type.Optional(Type.String({ minLength: 16, maxLength: 512 })),
+  WORKER_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 256, default: 4 }),
+  SANDBOX_CHUNK_DELAY_MS: Type.Integer({ minimum: 0, maximum: 10_000, default: 15 }),
   LOG_LEVEL: Type.Union([Type.Literal("debug"), Type.Literal("info"), Type.Literal("warn"), Type.Literal("error")], { default: "info" }),
 });
 
@@ -33,6 +36,9 @@ export interface Config {
   readYourWritesTimeoutMs: number;
   shutdownTimeoutMs: number;
   maxBodyBytes: number;
+  apiKey: string | undefined;
+  workerConcurrency: number;
+  sandboxChunkDelayMs: number;
   logLevel: EnvShape["LOG_LEVEL"];
 }
 
@@ -71,6 +77,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     readYourWritesTimeoutMs: e.READ_YOUR_WRITES_TIMEOUT_MS,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     maxBodyBytes: e.MAX_BODY_BYTES,
+    apiKey: e.API_KEY,
+    workerConcurrency: e.WORKER_CONCURRENCY,
+    sandboxChunkDelayMs: e.SANDBOX_CHUNK_DELAY_MS,
     logLevel: e.LOG_LEVEL,
   };
 }

@@ -1,14 +1,28 @@
 /**
- * Composition root: configuration → event store → read models and projection runner → HTTP.
- * Also owns the process lifecycle: start-up checks and graceful shutdown on SIGTERM/SIGINT.
+ * Composition root: configuration → event store → read models and projection runner → runtime
+ * (queue, worker, turn runner, live events) → HTTP. Also owns the process lifecycle: start-up
+ * reconciliation and graceful shutdown on SIGTERM/SIGINT.
  */
 import { join } from "node:path";
 import { projections } from "../projections/index.ts";
 import pkg from "../package.json" with { type: "json" };
+import type { AppContext } from "./app/context.ts";
+import { createRepositories } from "./app/context.ts";
+import { ensureDefaultAgent } from "./app/defaultAgent.ts";
+import { LiveEvents } from "./app/liveEvents.ts";
 import { ConfigError, loadConfig, type Config } from "./config.ts";
 import { createLogger, type Logger } from "./core/logger.ts";
+import { DEFAULT_APP_ID } from "./domain/streams.ts";
 import { createEventStore } from "./eventstore/factory.ts";
 import { createApp, type AppDeps } from "./http/app.ts";
+import { resolveApiKey } from "./http/auth.ts";
+import { v1Routes } from "./http/routes/v1/index.ts";
+import { InProcessJobQueue } from "./jobs/queue.ts";
+import { reconcile } from "./jobs/reconciler.ts";
+import { TurnRunner } from "./jobs/turnRunner.ts";
+import { Worker } from "./jobs/worker.ts";
+import type { LlmProvider } from "./llm/provider.ts";
+import { SandboxProvider } from "./llm/sandbox.ts";
 import { acquireProcessLock } from "./projections/processLock.ts";
 import { openReadModelDb } from "./projections/readModelDb.ts";
 import { ProjectionRunner } from "./projections/runner.ts";
@@ -16,7 +30,9 @@ import { ProjectionRunner } from "./projections/runner.ts";
 export interface RunningServer {
   url: string;
   port: number;
-  /** Stops accepting, lets in-flight requests finish (bounded), stops projections, closes stores. */
+  apiKey: string;
+  ctx: AppContext;
+  /** Stops accepting, lets in-flight requests finish (bounded), stops workers and projections, closes stores. */
   shutdown(reason?: string): Promise<void>;
 }
 
@@ -27,17 +43,45 @@ export async function startServer(
 ): Promise<RunningServer> {
   const store = createEventStore(config);
   await store.ping();
-  const readModelPath = config.eventStore === "memory" ? ":memory:" : join(config.dataDir, "readmodels.sqlite");
-  const releaseLock = readModelPath === ":memory:" ? () => {} : acquireProcessLock(`${readModelPath}.pid`, readModelPath);
+  const persistent = config.eventStore !== "memory";
+  const readModelPath = persistent ? join(config.dataDir, "readmodels.sqlite") : ":memory:";
+  const releaseLock = persistent ? acquireProcessLock(`${readModelPath}.pid`, readModelPath) : () => {};
   const db = openReadModelDb(readModelPath);
-  const runner = new ProjectionRunner(store, db, projections, { logger: logger.child({ component: "projections" }), lagCountLimit: 1000 });
-  runner.start();
+  const projectionRunner = new ProjectionRunner(store, db, projections, { logger: logger.child({ component: "projections" }), lagCountLimit: 1000 });
+  projectionRunner.start();
+  const live = new LiveEvents(store, logger.child({ component: "live" }));
+  await live.start();
 
-  const app = createApp({ store, runner, logger, version: pkg.version, maxBodyBytes: config.maxBodyBytes, ...extra });
+  const queue = new InProcessJobQueue();
+  const providers = new Map<string, LlmProvider>([["sandbox", new SandboxProvider({ chunkDelayMs: config.sandboxChunkDelayMs })]]);
+  const ctx: AppContext = {
+    store, repos: createRepositories(store), db, projections: projectionRunner, queue, live, providers,
+    defaultProvider: "sandbox", logger, appId: DEFAULT_APP_ID, readYourWritesTimeoutMs: config.readYourWritesTimeoutMs,
+    running: { isRunning: () => false, abort: () => {} },
+  };
+  const worker = new Worker(queue, new TurnRunner(ctx, `runner-${process.pid}`), logger.child({ component: "worker" }), config.workerConcurrency);
+  ctx.running = worker;
+
+  const created = await ensureDefaultAgent(ctx);
+  if (created !== null) await projectionRunner.waitForPosition(created, 30_000);
+  await projectionRunner.waitUntilCaughtUp(10 * 60_000);
+  worker.start();
+  await reconcile(ctx);
+
+  const { key: apiKey, origin } = resolveApiKey(config.apiKey, persistent ? config.dataDir : null);
+  const app = createApp({
+    store, runner: projectionRunner, logger, version: pkg.version, maxBodyBytes: config.maxBodyBytes,
+    plugins: [v1Routes({ ctx, apiKey }), ...(extra.plugins ?? [])],
+  });
   app.listen({ port: config.port, hostname: config.host });
   const port = app.server!.port!;
   const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
-  logger.info("agentry listening", { url, event_store: store.kind, data_dir: config.dataDir, docs: `${url}/docs` });
+  logger.info("agentry listening", { url, event_store: store.kind, data_dir: config.dataDir, docs: `${url}/docs`, llm_provider: ctx.defaultProvider });
+  if (origin !== "env") {
+    logger.info(origin === "generated" ? "generated an API key for the default app" : "API key of the default app", {
+      api_key: apiKey, stored_in: persistent ? join(config.dataDir, "api_key") : "memory only (EVENT_STORE=memory)",
+    });
+  }
 
   let closing: Promise<void> | undefined;
   const shutdown = (reason = "shutdown") =>
@@ -50,13 +94,15 @@ export async function startServer(
         logger.warn("in-flight requests did not finish in time; closing them", { timeout_ms: config.shutdownTimeoutMs });
         await app.server!.stop(true);
       }
-      await runner.stop();
+      await worker.stop(config.shutdownTimeoutMs);
+      await live.stop();
+      await projectionRunner.stop();
       await store.close();
       db.close();
       releaseLock();
       logger.info("stopped");
     })());
-  return { url, port, shutdown };
+  return { url, port, apiKey, ctx, shutdown };
 }
 
 if (import.meta.main) {

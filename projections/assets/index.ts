@@ -1,0 +1,38 @@
+/** Assets read model: every asset registered in a session, by label, oldest first. */
+import type { Database } from "bun:sqlite";
+import type { SessionEvent } from "../../src/domain/session/session.ts";
+import type { RecordedEvent } from "../../src/eventstore/port.ts";
+import type { Projection } from "../../src/projections/projection.ts";
+import { streamIdOf } from "../support.ts";
+
+export const assetsProjection: Projection = {
+  name: "assets",
+  version: 1,
+  eventTypes: ["AssetRegistered"],
+  tables: ["assets"],
+  schema: `
+    CREATE TABLE IF NOT EXISTS assets (
+      session_id TEXT NOT NULL, n INTEGER NOT NULL, asset_label TEXT NOT NULL, url TEXT NOT NULL, kind TEXT NOT NULL,
+      source_tool TEXT NOT NULL, prompt TEXT, model TEXT, job_id TEXT, created_at INTEGER NOT NULL,
+      PRIMARY KEY (session_id, n)
+    ) WITHOUT ROWID;
+  `,
+  apply(db: Database, e: RecordedEvent) {
+    const event = { type: e.type, data: e.data } as Extract<SessionEvent, { type: "AssetRegistered" }>;
+    const d = event.data;
+    const n = Number(d.asset_label.slice("asset_".length));
+    db.query(
+      `INSERT OR REPLACE INTO assets (session_id, n, asset_label, url, kind, source_tool, prompt, model, job_id, created_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(streamIdOf(e), n, d.asset_label, d.url, d.kind, d.source_tool, d.prompt, d.model, d.job_id, e.created.getTime());
+  },
+};
+
+export interface AssetRow {
+  session_id: string; n: number; asset_label: string; url: string; kind: string; source_tool: string;
+  prompt: string | null; model: string | null; job_id: string | null; created_at: number;
+}
+
+export function listAssets(db: Database, sessionId: string, limit: number, afterN = 0): AssetRow[] {
+  return db.query("SELECT * FROM assets WHERE session_id = ? AND n > ? ORDER BY n LIMIT ?").all(sessionId, afterN, limit) as AssetRow[];
+}

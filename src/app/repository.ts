@@ -1,0 +1,108 @@
+/**
+ * Loads aggregates from their streams and runs commands through their deciders.
+ *
+ * A command is decided on the state at revision R and appended with expected revision R: if anything
+ * else was appended meanwhile, the append fails and the command is decided again on the new state
+ * (bounded retries). Folded states are cached per stream and brought up to date by reading only the
+ * events after the cached revision, so loading a long-lived stream stays cheap.
+ */
+import type { Decider, DomainEvent } from "../core/decider.ts";
+import { newEventId } from "../core/ids.ts";
+import { StreamNotFoundError, WrongExpectedVersionError } from "../eventstore/errors.ts";
+import type { EventMetadata, EventStore } from "../eventstore/port.ts";
+
+export interface Loaded<State> {
+  state: State;
+  /** Revision of the last event folded, or -1n for a stream with no events. */
+  revision: bigint;
+}
+
+export interface Handled<State, E extends DomainEvent = DomainEvent> {
+  state: State;
+  revision: bigint;
+  /** The events this command appended (empty when the decider decided nothing). */
+  appended: E[];
+  /** Global position of the last appended event, for read-your-writes; null when nothing was appended. */
+  position: bigint | null;
+}
+
+export interface CommandMetadata {
+  appId: string;
+  correlationId?: string;
+  causationId?: string;
+}
+
+export class Repository<Command, Event extends DomainEvent, State> {
+  private readonly cache = new Map<string, Loaded<State>>();
+
+  constructor(
+    private readonly store: EventStore,
+    private readonly decider: Decider<Command, Event, State>,
+    private readonly streamOf: (id: string) => string,
+    private readonly cacheSize = 5000,
+  ) {}
+
+  async load(id: string): Promise<Loaded<State>> {
+    const stream = this.streamOf(id);
+    const cached = this.cache.get(stream);
+    let state = cached?.state ?? this.decider.initialState;
+    let revision = cached?.revision ?? -1n;
+    try {
+      for await (const e of this.store.readStream(stream, { fromRevision: revision + 1n })) {
+        state = this.decider.evolve(state, { type: e.type, data: e.data } as Event);
+        revision = e.revision;
+      }
+    } catch (err) {
+      if (!(err instanceof StreamNotFoundError)) throw err;
+      this.cache.delete(stream);
+      return { state: this.decider.initialState, revision: -1n };
+    }
+    this.remember(stream, { state, revision });
+    return { state, revision };
+  }
+
+  /**
+   * Decides `command` (or the command built from the current state) and appends the result.
+   * Retries on a concurrent append; rule violations thrown by the decider propagate unchanged.
+   */
+  async handle(
+    id: string,
+    command: Command | ((state: State) => Command),
+    metadata: CommandMetadata,
+    attempts = 5,
+  ): Promise<Handled<State, Event>> {
+    const stream = this.streamOf(id);
+    for (let attempt = 1; ; attempt++) {
+      const { state, revision } = await this.load(id);
+      const cmd = typeof command === "function" ? (command as (s: State) => Command)(state) : command;
+      const events = this.decider.decide(cmd, state);
+      if (events.length === 0) return { state, revision, appended: [], position: null };
+      const meta: EventMetadata = {
+        app_id: metadata.appId,
+        ...(metadata.correlationId ? { correlationId: metadata.correlationId } : {}),
+        ...(metadata.causationId ? { causationId: metadata.causationId } : {}),
+      };
+      const data = events.map((e) => ({ id: newEventId(), type: e.type, data: e.data, metadata: meta }));
+      try {
+        const result = await this.store.appendToStream(stream, data, { expectedRevision: revision < 0n ? "no_stream" : revision });
+        let next = state;
+        for (const e of events) next = this.decider.evolve(next, e);
+        this.remember(stream, { state: next, revision: result.nextExpectedRevision });
+        return { state: next, revision: result.nextExpectedRevision, appended: events, position: result.position };
+      } catch (err) {
+        if (!(err instanceof WrongExpectedVersionError) || attempt >= attempts) throw err;
+      }
+    }
+  }
+
+  /** Drops a cached state, e.g. after learning it is stale. */
+  forget(id: string): void {
+    this.cache.delete(this.streamOf(id));
+  }
+
+  private remember(stream: string, loaded: Loaded<State>): void {
+    this.cache.delete(stream);
+    this.cache.set(stream, loaded);
+    if (this.cache.size > this.cacheSize) this.cache.delete(this.cache.keys().next().value!);
+  }
+}

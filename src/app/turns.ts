@@ -1,0 +1,174 @@
+/**
+ * Application services for agent work: sending messages, starting runs, approving, rejecting and
+ * cancelling jobs, and ending turns. Shared by the HTTP routes and the workers, so every path that
+ * ends a job also frees its session and starts the next queued turn.
+ */
+import { NotFoundError } from "../core/errors.ts";
+import { newResourceId } from "../core/ids.ts";
+import type { AgentState } from "../domain/agent/agent.ts";
+import { TERMINAL, type JobEvent, type JobState } from "../domain/job/job.ts";
+import type { Attachment, ReplySummary } from "../domain/session/session.ts";
+import { jobStream } from "../domain/streams.ts";
+import type { AppContext } from "./context.ts";
+import type { CommandMetadata as Meta } from "./repository.ts";
+
+export interface MessageInput {
+  content: string;
+  attachments: Attachment[];
+  model: string | null;
+  context: Record<string, unknown> | null;
+  multitask: "reject" | "enqueue";
+}
+
+export interface Accepted {
+  job_id: string;
+  message_id: string | null;
+  session_id: string | null;
+  queued: boolean;
+  /** Position of the last event written, for read-your-writes. */
+  position: bigint | null;
+}
+
+async function activeAgent(ctx: AppContext, agentId: string): Promise<NonNullable<AgentState["spec"]>> {
+  const { state } = await ctx.repos.agents.load(agentId);
+  if (state.status !== "active" || !state.spec) throw new NotFoundError(`Agent ${agentId} not found`, { param: "agent_id" }, "agent_not_found");
+  return state.spec;
+}
+
+/** Accepts a user message: the session decides (busy, or queued behind the turn in flight), then the job is queued. */
+export async function sendMessage(ctx: AppContext, sessionId: string, input: MessageInput, meta: Meta): Promise<Accepted> {
+  const { state: session } = await ctx.repos.sessions.load(sessionId);
+  if (session.status !== "active") throw new NotFoundError("Session not found", { param: "session_id" }, "session_not_found");
+  const agent = await activeAgent(ctx, session.agentId!);
+  const messageId = newResourceId("msg");
+  const jobId = newResourceId("job");
+  const sent = await ctx.repos.sessions.handle(sessionId, {
+    type: "SendMessage", message_id: messageId, job_id: jobId, content: input.content, attachments: input.attachments,
+    model: input.model, context: input.context, multitask: input.multitask,
+  }, meta);
+  const event = sent.appended[0] as Extract<(typeof sent.appended)[number], { type: "MessageSent" }>;
+  const queuedJob = await ctx.repos.jobs.handle(jobId, {
+    type: "QueueJob",
+    data: {
+      job_id: jobId, kind: "message", session_id: sessionId, message_id: messageId, agent_id: session.agentId!, user_id: session.userId!,
+      input: { content: input.content, attachments: input.attachments, media_url: null, context: input.context },
+      model: input.model, output_schema: agent.output_schema,
+    },
+  }, { ...meta, causationId: messageId });
+  if (!event.data.queued) await ctx.queue.enqueue(jobId);
+  return { job_id: jobId, message_id: messageId, session_id: sessionId, queued: event.data.queued, position: queuedJob.position };
+}
+
+export interface RunInput {
+  agent_id: string;
+  user_id: string;
+  input: string;
+  media_url: string | null;
+  output_schema: Record<string, unknown> | null;
+  model: string | null;
+}
+
+/** Accepts a single-turn run: no session, no history; an output schema makes the result structured. */
+export async function startRun(ctx: AppContext, run: RunInput, meta: Meta): Promise<Accepted> {
+  const agent = await activeAgent(ctx, run.agent_id);
+  const jobId = newResourceId("run");
+  const queued = await ctx.repos.jobs.handle(jobId, {
+    type: "QueueJob",
+    data: {
+      job_id: jobId, kind: "run", session_id: null, message_id: null, agent_id: run.agent_id, user_id: run.user_id,
+      input: { content: run.input, attachments: [], media_url: run.media_url, context: null },
+      model: run.model, output_schema: run.output_schema ?? agent.output_schema,
+    },
+  }, meta);
+  await ctx.queue.enqueue(jobId);
+  return { job_id: jobId, message_id: null, session_id: null, queued: false, position: queued.position };
+}
+
+async function loadJob(ctx: AppContext, jobId: string): Promise<JobState> {
+  const { state } = await ctx.repos.jobs.load(jobId);
+  if (state.status === "none") throw new NotFoundError("Job not found", { param: "job_id" }, "job_not_found");
+  return state;
+}
+
+/** Approves the plan a job is waiting on; the job is handed back to a worker to carry it out. */
+export async function approvePlan(ctx: AppContext, jobId: string, meta: Meta): Promise<bigint | null> {
+  await loadJob(ctx, jobId);
+  const r = await ctx.repos.jobs.handle(jobId, { type: "ApprovePlan" }, meta);
+  await ctx.queue.enqueue(jobId);
+  return r.position;
+}
+
+/** Rejects the plan: nothing of it runs, the job ends cancelled and the session is free. */
+export async function rejectPlan(ctx: AppContext, jobId: string, reason: string | null, meta: Meta): Promise<bigint | null> {
+  await loadJob(ctx, jobId);
+  const r = await ctx.repos.jobs.handle(jobId, { type: "RejectPlan", reason }, meta);
+  return (await finishTurn(ctx, jobId, meta)) ?? r.position;
+}
+
+/**
+ * Cancels a job. A job no worker is running ends at once; a running one is told to stop (its model
+ * request is aborted) and its worker appends the end. Either way the session is freed.
+ */
+export async function cancelJob(ctx: AppContext, jobId: string, reason: string | null, meta: Meta): Promise<{ position: bigint | null; status: string }> {
+  await loadJob(ctx, jobId);
+  const r = await ctx.repos.jobs.handle(jobId, (state) => ({ type: "RequestCancel", reason, heldByRunner: ctx.running.isRunning(jobId) && !TERMINAL.has(state.status as never) }), meta);
+  if (ctx.running.isRunning(jobId)) ctx.running.abort(jobId);
+  const ended = TERMINAL.has(r.state.status as never);
+  const position = ended ? ((await finishTurn(ctx, jobId, meta)) ?? r.position) : r.position;
+  return { position, status: r.state.status };
+}
+
+/**
+ * After a job ended: records the turn's end on its session (with the reply, for the conversation
+ * history and the next turn's context) and hands the session's next queued turn to the queue.
+ * Idempotent, so every path that may end a job can call it, and the reconciler can repeat it.
+ */
+export async function finishTurn(ctx: AppContext, jobId: string, meta: Meta): Promise<bigint | null> {
+  const job = await loadJob(ctx, jobId);
+  if (!TERMINAL.has(job.status as never) || !job.sessionId) return null;
+  const reply = job.status === "completed" ? await replySummary(ctx, jobId) : null;
+  const ended = await ctx.repos.sessions.handle(job.sessionId, {
+    type: "EndTurn", job_id: jobId, outcome: job.status as "completed" | "failed" | "cancelled", reply,
+    error: job.status === "failed" ? job.error : job.status === "cancelled" ? { code: "cancelled", message: "The turn was cancelled" } : null,
+  }, { ...meta, causationId: jobId }).catch((err) => {
+    if (err instanceof NotFoundError) return null; // the session was deleted meanwhile
+    throw err;
+  });
+  const next = ended?.state.turns[0];
+  if (next) await ctx.queue.enqueue(next.job_id);
+  return ended?.position ?? null;
+}
+
+/** The assistant's side of a completed turn, from the job's events. */
+export async function replySummary(ctx: AppContext, jobId: string): Promise<ReplySummary> {
+  const summary: ReplySummary = { content: "", result: null, tool_calls: [], assets: [] };
+  const calls = new Map<string, ReplySummary["tool_calls"][number]>();
+  for await (const e of ctx.store.readStream(jobStream(jobId))) {
+    const event = { type: e.type, data: e.data } as JobEvent;
+    switch (event.type) {
+      case "ToolCalled": {
+        const call = { call_id: event.data.call_id, name: event.data.name, args: event.data.args, result: null as unknown, error: null as string | null };
+        calls.set(call.call_id, call);
+        summary.tool_calls.push(call);
+        break;
+      }
+      case "ToolCompleted": {
+        const call = calls.get(event.data.call_id);
+        if (call) {
+          call.result = event.data.result;
+          call.error = event.data.error;
+        }
+        const label = event.data.asset?.asset_label;
+        if (typeof label === "string") summary.assets.push(label);
+        break;
+      }
+      case "JobCompleted":
+        summary.content = event.data.content;
+        summary.result = event.data.result;
+        break;
+      default:
+        break;
+    }
+  }
+  return summary;
+}

@@ -1,0 +1,204 @@
+/**
+ * Job: one unit of agent work — a session turn or a single-turn run. Stream `job-<id>`.
+ *
+ * Status: pending → processing → (awaiting_approval → processing)* → completed | failed | cancelled.
+ * Every job ends in exactly one terminal event. The runner appends with the revision it last saw, so a
+ * second runner on the same job, or a cancel or approval arriving meanwhile, makes its append fail and
+ * it re-reads before doing anything else.
+ */
+import { ConflictError } from "../../core/errors.ts";
+import { unreachable, type Decider, type DomainEvent } from "../../core/decider.ts";
+import type { Attachment } from "../session/session.ts";
+
+export type JobStatus = "pending" | "processing" | "awaiting_approval" | "completed" | "failed" | "cancelled";
+export const TERMINAL: ReadonlySet<JobStatus> = new Set(["completed", "failed", "cancelled"]);
+
+export interface JobError {
+  code: string;
+  message: string;
+}
+
+export interface PlanStep {
+  call_id: string;
+  tool: string;
+  args: unknown;
+  estimated_credits: number;
+}
+
+export interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  cached_tokens: number;
+  reasoning_tokens: number;
+}
+
+export const ZERO_USAGE: Usage = { prompt_tokens: 0, completion_tokens: 0, cached_tokens: 0, reasoning_tokens: 0 };
+
+export const addUsage = (a: Usage, b: Partial<Usage>): Usage => ({
+  prompt_tokens: a.prompt_tokens + (b.prompt_tokens ?? 0),
+  completion_tokens: a.completion_tokens + (b.completion_tokens ?? 0),
+  cached_tokens: a.cached_tokens + (b.cached_tokens ?? 0),
+  reasoning_tokens: a.reasoning_tokens + (b.reasoning_tokens ?? 0),
+});
+
+export interface JobInput {
+  content: string;
+  attachments: Attachment[];
+  media_url: string | null;
+  context: Record<string, unknown> | null;
+}
+
+export type JobEvent =
+  | DomainEvent<"JobQueued", {
+      job_id: string; kind: "message" | "run"; session_id: string | null; message_id: string | null;
+      agent_id: string; user_id: string; input: JobInput; model: string | null;
+      output_schema: Record<string, unknown> | null;
+    }>
+  | DomainEvent<"JobStarted", { attempt: number; runner_id: string }>
+  | DomainEvent<"TextEmitted", { step: number; content: string }>
+  | DomainEvent<"ToolCalled", { step: number; call_id: string; name: string; args: unknown }>
+  | DomainEvent<"ToolCompleted", { call_id: string; name: string; result: unknown; error: string | null; asset: Record<string, unknown> | null }>
+  | DomainEvent<"PlanProposed", { step: number; plan_id: string; title: string; steps: PlanStep[]; total_credits: number }>
+  | DomainEvent<"PlanApproved", { plan_id: string }>
+  | DomainEvent<"PlanRejected", { plan_id: string; reason: string | null }>
+  | DomainEvent<"CancelRequested", { reason: string | null }>
+  | DomainEvent<"JobCancelled", { reason: string }>
+  | DomainEvent<"JobCompleted", { content: string; result: unknown }>
+  | DomainEvent<"JobFailed", { error: JobError }>
+  | DomainEvent<"UsageRecorded", { step: number; provider: string; model: string } & Usage>;
+
+export type JobCommand =
+  | { type: "QueueJob"; data: Extract<JobEvent, { type: "JobQueued" }>["data"] }
+  | { type: "ApprovePlan" }
+  | { type: "RejectPlan"; reason: string | null }
+  | { type: "RequestCancel"; reason: string | null; heldByRunner: boolean }
+  | { type: "StartJob"; runner_id: string }
+  | { type: "RecordStep"; events: JobEvent[] }
+  | { type: "ProposePlan"; plan: Extract<JobEvent, { type: "PlanProposed" }>["data"] }
+  | { type: "CompleteJob"; content: string; result: unknown }
+  | { type: "FailJob"; error: JobError }
+  | { type: "CancelJob"; reason: string };
+
+export interface JobState {
+  status: JobStatus | "none";
+  id: string | null;
+  kind: "message" | "run" | null;
+  sessionId: string | null;
+  queued: Extract<JobEvent, { type: "JobQueued" }>["data"] | null;
+  attempt: number;
+  plan: Extract<JobEvent, { type: "PlanProposed" }>["data"] | null;
+  planDecision: "approved" | "rejected" | null;
+  cancelRequested: boolean;
+  usage: Usage;
+  error: JobError | null;
+  /** Events since the current attempt's JobStarted that change the world or the transcript. */
+  sideEffectsThisAttempt: number;
+  /** True while the job waits for a runner to pick it up (queued, or approved and not yet resumed). */
+  resumable: boolean;
+}
+
+export const jobDecider: Decider<JobCommand, JobEvent, JobState> = {
+  initialState: {
+    status: "none", id: null, kind: null, sessionId: null, queued: null, attempt: 0, plan: null, planDecision: null,
+    cancelRequested: false, usage: ZERO_USAGE, error: null, sideEffectsThisAttempt: 0, resumable: false,
+  },
+
+  evolve(state, event) {
+    switch (event.type) {
+      case "JobQueued":
+        return { ...state, status: "pending", id: event.data.job_id, kind: event.data.kind, sessionId: event.data.session_id, queued: event.data, resumable: true };
+      case "JobStarted":
+        return { ...state, status: "processing", attempt: event.data.attempt, sideEffectsThisAttempt: 0, resumable: false };
+      case "TextEmitted":
+      case "ToolCalled":
+      case "ToolCompleted":
+        return { ...state, sideEffectsThisAttempt: state.sideEffectsThisAttempt + 1 };
+      case "PlanProposed":
+        return { ...state, status: "awaiting_approval", plan: event.data, planDecision: null };
+      case "PlanApproved":
+        return { ...state, status: "processing", planDecision: "approved", resumable: true };
+      case "PlanRejected":
+        return { ...state, planDecision: "rejected" };
+      case "CancelRequested":
+        return { ...state, cancelRequested: true };
+      case "JobCancelled":
+        return { ...state, status: "cancelled" };
+      case "JobCompleted":
+        return { ...state, status: "completed" };
+      case "JobFailed":
+        return { ...state, status: "failed", error: event.data.error };
+      case "UsageRecorded":
+        return { ...state, usage: addUsage(state.usage, event.data) };
+      default:
+        return unreachable(event);
+    }
+  },
+
+  decide(command, state) {
+    switch (command.type) {
+      case "QueueJob":
+        if (state.status !== "none") return []; // already queued: a retried dispatch
+        return [{ type: "JobQueued", data: command.data }];
+      case "ApprovePlan":
+        requireAwaiting(state, "approve");
+        return [{ type: "PlanApproved", data: { plan_id: state.plan!.plan_id } }];
+      case "RejectPlan":
+        requireAwaiting(state, "reject");
+        return [
+          { type: "PlanRejected", data: { plan_id: state.plan!.plan_id, reason: command.reason } },
+          { type: "JobCancelled", data: { reason: "plan_rejected" } },
+        ];
+      case "RequestCancel": {
+        requireNotTerminal(state, "cancel");
+        const request: JobEvent[] = state.cancelRequested ? [] : [{ type: "CancelRequested", data: { reason: command.reason } }];
+        // A job no runner holds (queued, waiting for approval, or orphaned) ends here and now; a running
+        // one is ended by its runner between steps, which also aborts its model request.
+        if (state.status === "pending" || state.status === "awaiting_approval" || !command.heldByRunner) {
+          return [...request, { type: "JobCancelled", data: { reason: command.reason ?? "cancelled" } }];
+        }
+        return request;
+      }
+      case "StartJob":
+        if (state.status !== "pending" && state.status !== "processing") {
+          throw new ConflictError("job_not_runnable", `Job is ${state.status}`);
+        }
+        if (state.cancelRequested) return [{ type: "JobCancelled", data: { reason: "cancelled" } }];
+        return [{ type: "JobStarted", data: { attempt: state.attempt + 1, runner_id: command.runner_id } }];
+      case "RecordStep":
+        requireProcessing(state);
+        return command.events;
+      case "ProposePlan":
+        requireProcessing(state);
+        return [{ type: "PlanProposed", data: command.plan }];
+      case "CompleteJob":
+        requireProcessing(state);
+        return [{ type: "JobCompleted", data: { content: command.content, result: command.result } }];
+      case "FailJob":
+        requireNotTerminal(state, "fail");
+        return [{ type: "JobFailed", data: { error: command.error } }];
+      case "CancelJob":
+        requireNotTerminal(state, "cancel");
+        return [{ type: "JobCancelled", data: { reason: command.reason } }];
+      default:
+        return unreachable(command);
+    }
+  },
+};
+
+function requireAwaiting(state: JobState, action: string): void {
+  if (state.status !== "awaiting_approval" || state.planDecision !== null) {
+    throw new ConflictError("job_not_awaiting_approval", `Cannot ${action}: the job is ${state.status}, not awaiting approval`, { status: state.status });
+  }
+}
+
+function requireNotTerminal(state: JobState, action: string): void {
+  if (state.status === "none") throw new ConflictError("job_not_found", "Job not found");
+  if (TERMINAL.has(state.status)) {
+    throw new ConflictError("job_finished", `Cannot ${action}: the job already ended (${state.status})`, { status: state.status });
+  }
+}
+
+function requireProcessing(state: JobState): void {
+  if (state.status !== "processing") throw new ConflictError("job_not_processing", `The job is ${state.status}`);
+  if (state.cancelRequested) throw new ConflictError("job_cancel_requested", "A cancel was requested");
+}

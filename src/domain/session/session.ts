@@ -1,0 +1,164 @@
+/**
+ * Session: a conversation with one agent. Stream `session-<id>`.
+ *
+ * The session decides the conversation's invariants: one turn in flight at a time (later messages are
+ * refused as busy, or queued behind it when the caller asks), and asset labels `asset_N` numbered
+ * without gaps or repeats. Both rest on appending with the revision the decision was made on.
+ */
+import { ConflictError, NotFoundError } from "../../core/errors.ts";
+import { unreachable, type Decider, type DomainEvent } from "../../core/decider.ts";
+
+export type AssetKind = "image" | "video" | "audio" | "file";
+
+export interface Attachment {
+  type: "url" | "asset" | "file";
+  url?: string;
+  asset_label?: string;
+  name?: string;
+  content_type?: string;
+  /** Base64 content for inline files. */
+  data?: string;
+}
+
+export interface ReplySummary {
+  content: string;
+  result: unknown;
+  tool_calls: Array<{ call_id: string; name: string; args: unknown; result: unknown; error: string | null }>;
+  assets: string[];
+}
+
+export type TurnOutcome = "completed" | "failed" | "cancelled";
+
+export type SessionEvent =
+  | DomainEvent<"SessionStarted", {
+      session_id: string; agent_id: string; user_id: string; name: string;
+      external_ref: string | null; metadata: Record<string, unknown>;
+    }>
+  | DomainEvent<"SessionRenamed", { name: string }>
+  | DomainEvent<"SessionArchived", Record<string, never>>
+  | DomainEvent<"SessionUnarchived", Record<string, never>>
+  | DomainEvent<"SessionDeleted", Record<string, never>>
+  | DomainEvent<"MessageSent", {
+      message_id: string; job_id: string; content: string; attachments: Attachment[];
+      model: string | null; context: Record<string, unknown> | null;
+      /** True when it waits behind the turn in flight. */
+      queued: boolean;
+    }>
+  | DomainEvent<"TurnEnded", {
+      job_id: string; message_id: string; outcome: TurnOutcome;
+      reply: ReplySummary | null; error: { code: string; message: string } | null;
+    }>
+  | DomainEvent<"AssetRegistered", {
+      asset_label: string; url: string; kind: AssetKind; source_tool: string;
+      prompt: string | null; model: string | null; job_id: string | null;
+    }>;
+
+export type SessionCommand =
+  | { type: "StartSession"; session_id: string; agent_id: string; user_id: string; name: string; external_ref: string | null; metadata: Record<string, unknown> }
+  | { type: "RenameSession"; name: string }
+  | { type: "ArchiveSession" }
+  | { type: "UnarchiveSession" }
+  | { type: "DeleteSession" }
+  | {
+      type: "SendMessage"; message_id: string; job_id: string; content: string; attachments: Attachment[];
+      model: string | null; context: Record<string, unknown> | null; multitask: "reject" | "enqueue";
+    }
+  | { type: "EndTurn"; job_id: string; outcome: TurnOutcome; reply: ReplySummary | null; error: { code: string; message: string } | null }
+  | { type: "RegisterAsset"; url: string; kind: AssetKind; source_tool: string; prompt: string | null; model: string | null; job_id: string | null };
+
+export interface SessionState {
+  status: "none" | "active" | "deleted";
+  id: string | null;
+  agentId: string | null;
+  userId: string | null;
+  name: string;
+  archived: boolean;
+  /** Job ids of turns not yet ended, oldest first; the head is the turn in flight. */
+  turns: Array<{ job_id: string; message_id: string }>;
+  assetCount: number;
+}
+
+export const sessionDecider: Decider<SessionCommand, SessionEvent, SessionState> = {
+  initialState: { status: "none", id: null, agentId: null, userId: null, name: "", archived: false, turns: [], assetCount: 0 },
+
+  evolve(state, event) {
+    switch (event.type) {
+      case "SessionStarted":
+        return { ...state, status: "active", id: event.data.session_id, agentId: event.data.agent_id, userId: event.data.user_id, name: event.data.name };
+      case "SessionRenamed":
+        return { ...state, name: event.data.name };
+      case "SessionArchived":
+        return { ...state, archived: true };
+      case "SessionUnarchived":
+        return { ...state, archived: false };
+      case "SessionDeleted":
+        return { ...state, status: "deleted" };
+      case "MessageSent":
+        return { ...state, turns: [...state.turns, { job_id: event.data.job_id, message_id: event.data.message_id }] };
+      case "TurnEnded":
+        return { ...state, turns: state.turns.filter((t) => t.job_id !== event.data.job_id) };
+      case "AssetRegistered":
+        return { ...state, assetCount: state.assetCount + 1 };
+      default:
+        return unreachable(event);
+    }
+  },
+
+  decide(command, state) {
+    switch (command.type) {
+      case "StartSession":
+        if (state.status !== "none") throw new ConflictError("session_exists", `Session ${command.session_id} already exists`);
+        return [{ type: "SessionStarted", data: {
+          session_id: command.session_id, agent_id: command.agent_id, user_id: command.user_id, name: command.name,
+          external_ref: command.external_ref, metadata: command.metadata,
+        } }];
+      case "RenameSession":
+        requireActive(state);
+        return command.name === state.name ? [] : [{ type: "SessionRenamed", data: { name: command.name } }];
+      case "ArchiveSession":
+        requireActive(state);
+        return state.archived ? [] : [{ type: "SessionArchived", data: {} }];
+      case "UnarchiveSession":
+        requireActive(state);
+        return state.archived ? [{ type: "SessionUnarchived", data: {} }] : [];
+      case "DeleteSession":
+        requireActive(state);
+        return [{ type: "SessionDeleted", data: {} }];
+      case "SendMessage": {
+        requireActive(state);
+        if (state.archived) throw new ConflictError("session_archived", "The session is archived; unarchive it to send messages");
+        const active = state.turns[0];
+        if (active && command.multitask !== "enqueue") {
+          throw new ConflictError("session_busy", "A turn is already in flight in this session", {
+            active_job_id: active.job_id,
+            hint: 'Poll the active job, or resend with "multitask": "enqueue" to run after it',
+          });
+        }
+        return [{ type: "MessageSent", data: {
+          message_id: command.message_id, job_id: command.job_id, content: command.content, attachments: command.attachments,
+          model: command.model, context: command.context, queued: active !== undefined,
+        } }];
+      }
+      case "EndTurn": {
+        // Idempotent: ending a turn that already ended (or never began here) decides nothing.
+        const turn = state.turns.find((t) => t.job_id === command.job_id);
+        if (!turn) return [];
+        return [{ type: "TurnEnded", data: {
+          job_id: command.job_id, message_id: turn.message_id, outcome: command.outcome, reply: command.reply, error: command.error,
+        } }];
+      }
+      case "RegisterAsset":
+        requireActive(state);
+        return [{ type: "AssetRegistered", data: {
+          asset_label: `asset_${state.assetCount + 1}`, url: command.url, kind: command.kind, source_tool: command.source_tool,
+          prompt: command.prompt, model: command.model, job_id: command.job_id,
+        } }];
+      default:
+        return unreachable(command);
+    }
+  },
+};
+
+function requireActive(state: SessionState): void {
+  if (state.status !== "active") throw new NotFoundError("Session not found", { param: "session_id" }, "session_not_found");
+}

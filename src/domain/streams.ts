@@ -1,0 +1,16 @@
+/** Stream names, category first, so category subscriptions and auditors can find them. */
+export const agentStream = (id: string) => `agent-${id}`;
+export const sessionStream = (id: string) => `session-${id}`;
+export const jobStream = (id: string) => `job-${id}`;
+export const idempotencyStream = (hash: string) => `idempotency-${hash}`;
+
+/** The id after the category: `session-sess_123` → `sess_123`. */
+export const idOf = (stream: string): string => stream.slice(stream.indexOf("-") + 1);
+export const categoryOf = (stream: string): string => {
+  const dash = stream.indexOf("-");
+  return dash < 0 ? stream : stream.slice(0, dash);
+};
+
+/** The single tenant every resource belongs to until the tenancy work lands. */
+export const DEFAULT_APP_ID = "app_default";
+export const DEFAULT_AGENT_ID = "agt_default";

@@ -1,0 +1,51 @@
+/**
+ * API-key authentication for `/v1`. Until tenancy lands there is one default app whose key comes from
+ * `API_KEY`, or is generated once into the data folder and printed at start. Keys are compared by
+ * SHA-256 digest in constant time.
+ */
+import { Elysia } from "elysia";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { timingSafeEqual } from "node:crypto";
+import { UnauthorizedError } from "../core/errors.ts";
+
+const digest = (value: string): Buffer => Buffer.from(new Bun.CryptoHasher("sha256").update(value).digest());
+
+export interface ApiKeySource {
+  key: string;
+  /** Where it came from: "env", "file" or "generated" (new this start). */
+  origin: "env" | "file" | "generated";
+}
+
+/** The default app's key: `API_KEY`, else `DATA_DIR/api_key`, else a new one written there (mode 0600). */
+export function resolveApiKey(envKey: string | undefined, dataDir: string | null): ApiKeySource {
+  if (envKey) return { key: envKey, origin: "env" };
+  if (!dataDir) return { key: generateKey(), origin: "generated" };
+  const path = join(dataDir, "api_key");
+  if (existsSync(path)) return { key: readFileSync(path, "utf8").trim(), origin: "file" };
+  mkdirSync(dataDir, { recursive: true });
+  const key = generateKey();
+  writeFileSync(path, key + "\n", { mode: 0o600 });
+  return { key, origin: "generated" };
+}
+
+const generateKey = () => `agk_${Buffer.from(crypto.getRandomValues(new Uint8Array(24))).toString("base64url")}`;
+
+/** Reads the key from `X-API-Key` or `Authorization: Bearer`. */
+export function presentedKey(headers: Headers): string | null {
+  const header = headers.get("x-api-key");
+  if (header) return header.trim();
+  const auth = headers.get("authorization");
+  if (auth && /^bearer\s+/i.test(auth)) return auth.replace(/^bearer\s+/i, "").trim();
+  return null;
+}
+
+/** A plugin whose hook rejects requests without the right key; `use` it in every /v1 route module. */
+export function requireApiKey(expected: string) {
+  const want = digest(expected);
+  return new Elysia({ name: "agentry.auth", seed: want.toString("hex") }).onBeforeHandle({ as: "scoped" }, ({ request }) => {
+    const key = presentedKey(request.headers);
+    if (!key) throw new UnauthorizedError("Missing API key: send X-API-Key or Authorization: Bearer");
+    if (!timingSafeEqual(digest(key), want)) throw new UnauthorizedError("Invalid API key");
+  });
+}

@@ -1,0 +1,140 @@
+/** /v1/agents: create, list, read, update and delete agents. */
+import { Elysia, t } from "elysia";
+import { readYourWrites } from "../../../app/context.ts";
+import { ConflictError, NotFoundError, ValidationError } from "../../../core/errors.ts";
+import { newResourceId } from "../../../core/ids.ts";
+import type { AgentSpec, ToolDeclaration } from "../../../domain/agent/agent.ts";
+import { DEFAULT_AGENT_ID } from "../../../domain/streams.ts";
+import { compileSchema } from "../../../jobs/turnRunner.ts";
+import { BUILTIN_TOOLS } from "../../../tools/registry.ts";
+import { requireApiKey } from "../../auth.ts";
+import { decodeCursor, page, PageOf, PageQuery } from "../../pagination.ts";
+import { create, IdParam, iso, metaOf, parseJson, type V1Deps } from "./common.ts";
+import type { Database } from "bun:sqlite";
+
+const Model = t.Object({
+  provider: t.Optional(t.Union([t.String({ minLength: 1, maxLength: 50 }), t.Null()])),
+  name: t.Optional(t.Union([t.String({ minLength: 1, maxLength: 200 }), t.Null()])),
+  parameters: t.Optional(t.Record(t.String(), t.Unknown())),
+});
+
+const Tool = t.Union([
+  t.Object({ type: t.Literal("builtin"), name: t.String({ minLength: 1, maxLength: 64 }), requires_approval: t.Optional(t.Boolean()) }),
+  t.Object({
+    type: t.Literal("http"),
+    name: t.String({ minLength: 1, maxLength: 64, pattern: "^[a-zA-Z_][a-zA-Z0-9_-]*$" }),
+    description: t.String({ maxLength: 2000 }),
+    url: t.String({ pattern: "^https?://", maxLength: 2048 }),
+    parameters: t.Optional(t.Record(t.String(), t.Unknown())),
+    headers: t.Optional(t.Record(t.String(), t.String())),
+    timeout_ms: t.Optional(t.Integer({ minimum: 100, maximum: 120_000 })),
+    requires_approval: t.Optional(t.Boolean()),
+    estimated_credits: t.Optional(t.Number({ minimum: 0 })),
+  }),
+]);
+
+const Approval = t.Union([t.Literal("never"), t.Literal("always"), t.Literal("tools")]);
+
+const AgentFields = {
+  name: t.String({ minLength: 1, maxLength: 200 }),
+  description: t.Optional(t.String({ maxLength: 2000 })),
+  system_prompt: t.Optional(t.String({ maxLength: 100_000 })),
+  model: t.Optional(Model),
+  tools: t.Optional(t.Array(Tool, { maxItems: 64 })),
+  approval: t.Optional(Approval),
+  output_schema: t.Optional(t.Union([t.Record(t.String(), t.Unknown()), t.Null()])),
+};
+
+const AgentView = t.Object({
+  id: t.String(), object: t.Literal("agent"), name: t.String(), description: t.String(), system_prompt: t.String(),
+  model: t.Unknown(), tools: t.Array(t.Unknown()), approval: t.String(), output_schema: t.Unknown(),
+  created_at: t.String(), updated_at: t.String(),
+});
+
+interface AgentRow {
+  id: string; name: string; description: string; system_prompt: string; model: string; tools: string; approval: string;
+  output_schema: string | null; created_at: number; updated_at: number; seq: number;
+}
+
+const view = (r: AgentRow) => ({
+  id: r.id, object: "agent" as const, name: r.name, description: r.description, system_prompt: r.system_prompt,
+  model: JSON.parse(r.model), tools: JSON.parse(r.tools), approval: r.approval, output_schema: parseJson(r.output_schema),
+  created_at: iso(r.created_at)!, updated_at: iso(r.updated_at)!,
+});
+
+function getAgent(db: Database, appId: string, id: string): AgentRow {
+  const row = db.query("SELECT * FROM agents WHERE app_id = ? AND id = ? AND deleted = 0").get(appId, id) as AgentRow | null;
+  if (!row) throw new NotFoundError(`Agent ${id} not found`, { param: "agent_id" }, "agent_not_found");
+  return row;
+}
+
+/** Checks what the schema cannot: tool names exist and are unique, output schemas compile. */
+function checkSpec(spec: Partial<AgentSpec>): void {
+  const names = new Set<string>();
+  for (const tool of spec.tools ?? []) {
+    if (tool.type === "builtin" && !BUILTIN_TOOLS[tool.name]) {
+      throw new ValidationError(`Unknown built-in tool ${tool.name}; available: ${Object.keys(BUILTIN_TOOLS).join(", ")}`, { param: "tools" });
+    }
+    if (names.has(tool.name)) throw new ValidationError(`Two tools are named ${tool.name}`, { param: "tools" });
+    names.add(tool.name);
+  }
+  if (spec.output_schema) {
+    try {
+      compileSchema(spec.output_schema);
+    } catch (err) {
+      throw new ValidationError(`output_schema is not a valid JSON Schema: ${(err as Error).message}`, { param: "output_schema" });
+    }
+  }
+}
+
+const normaliseTools = (tools: Array<Record<string, unknown>> | undefined): ToolDeclaration[] | undefined =>
+  tools?.map((tool) => (tool.type === "http" ? { parameters: { type: "object" }, ...tool } : tool) as ToolDeclaration);
+
+export const agentRoutes = ({ ctx, apiKey }: V1Deps) =>
+  new Elysia({ name: "agentry.v1.agents", prefix: "/v1/agents", detail: { tags: ["Agents"] } })
+    .use(requireApiKey(apiKey))
+    .post("/", ({ body, request, set }) => create(ctx, request, body, set, async () => {
+      const spec: AgentSpec = {
+        name: body.name, description: body.description ?? "", system_prompt: body.system_prompt ?? "You are a helpful assistant.",
+        model: { provider: body.model?.provider ?? null, name: body.model?.name ?? null, parameters: body.model?.parameters ?? {} },
+        tools: normaliseTools(body.tools) ?? [], approval: body.approval ?? "tools", output_schema: body.output_schema ?? null,
+      };
+      checkSpec(spec);
+      const id = newResourceId("agt");
+      const r = await ctx.repos.agents.handle(id, { type: "CreateAgent", agent_id: id, spec }, metaOf(ctx, request));
+      await readYourWrites(ctx, r.position);
+      return { status: 201, body: view(getAgent(ctx.db, ctx.appId, id)) };
+    }), { body: t.Object(AgentFields), detail: { summary: "Create an agent" } })
+    .get("/", ({ query }) => {
+      const limit = query.limit ?? 20;
+      const after = decodeCursor<{ seq: number }>(query.cursor, ["seq"]);
+      const rows = ctx.db.query(`SELECT * FROM agents WHERE app_id = ? AND deleted = 0 ${after ? "AND seq < ?" : ""} ORDER BY seq DESC LIMIT ?`)
+        .all(...(after ? [ctx.appId, after.seq, limit + 1] : [ctx.appId, limit + 1])) as AgentRow[];
+      return page(rows, limit, view, (r) => ({ seq: r.seq }));
+    }, { query: t.Object(PageQuery), response: PageOf(AgentView), detail: { summary: "List agents, newest first" } })
+    .get("/:agent_id", ({ params }) => view(getAgent(ctx.db, ctx.appId, params.agent_id)), {
+      params: IdParam("agent_id"), response: AgentView, detail: { summary: "Get an agent" },
+    })
+    .patch("/:agent_id", async ({ params, body, request }) => {
+      getAgent(ctx.db, ctx.appId, params.agent_id);
+      const changes: Partial<AgentSpec> = {};
+      for (const key of ["name", "description", "system_prompt", "approval", "output_schema"] as const) {
+        if (body[key] !== undefined) (changes as Record<string, unknown>)[key] = body[key];
+      }
+      if (body.model) changes.model = { provider: body.model.provider ?? null, name: body.model.name ?? null, parameters: body.model.parameters ?? {} };
+      if (body.tools) changes.tools = normaliseTools(body.tools)!;
+      if (Object.keys(changes).length === 0) throw new ValidationError("Nothing to update", { param: "body" });
+      checkSpec(changes);
+      const r = await ctx.repos.agents.handle(params.agent_id, { type: "UpdateAgent", agent_id: params.agent_id, changes }, metaOf(ctx, request));
+      await readYourWrites(ctx, r.position);
+      return view(getAgent(ctx.db, ctx.appId, params.agent_id));
+    }, { params: IdParam("agent_id"), body: t.Partial(t.Object(AgentFields)), response: AgentView, detail: { summary: "Update an agent" } })
+    .delete("/:agent_id", async ({ params, request }) => {
+      if (params.agent_id === DEFAULT_AGENT_ID) throw new ConflictError("default_agent", "The default agent cannot be deleted");
+      getAgent(ctx.db, ctx.appId, params.agent_id);
+      const r = await ctx.repos.agents.handle(params.agent_id, { type: "DeleteAgent", agent_id: params.agent_id }, metaOf(ctx, request));
+      await readYourWrites(ctx, r.position);
+      return { id: params.agent_id, object: "agent" as const, deleted: true };
+    }, { params: IdParam("agent_id"), detail: { summary: "Delete an agent" } });
+
+export { getAgent };

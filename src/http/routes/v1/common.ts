@@ -1,0 +1,99 @@
+/** What the /v1 route modules share: dependencies, request metadata, idempotent creation, views. */
+import { t } from "elysia";
+import type { AppContext } from "../../../app/context.ts";
+import type { CommandMetadata } from "../../../app/repository.ts";
+import type { JobRow } from "../../../../projections/jobs/index.ts";
+import type { SessionRow } from "../../../../projections/sessions/index.ts";
+import { idempotent, type StoredResponse } from "../../idempotency.ts";
+
+export interface V1Deps {
+  ctx: AppContext;
+  apiKey: string;
+}
+
+export const iso = (ms: number | null | undefined): string | null => (ms === null || ms === undefined ? null : new Date(ms).toISOString());
+export const parseJson = <T = unknown>(s: string | null): T | null => (s === null ? null : (JSON.parse(s) as T));
+
+export const metaOf = (ctx: AppContext, request: Request): CommandMetadata => ({
+  appId: ctx.appId,
+  correlationId: request.headers.get("x-request-id") ?? undefined,
+});
+
+/** Runs a creating POST under its Idempotency-Key (if any) and sets status and replay header. */
+export async function create(
+  ctx: AppContext,
+  request: Request,
+  body: unknown,
+  set: { status?: number | string; headers: Record<string, string | number> },
+  run: () => Promise<StoredResponse>,
+): Promise<unknown> {
+  const key = request.headers.get("idempotency-key");
+  const r = await idempotent(ctx.store, ctx.appId, key, { method: request.method, path: new URL(request.url).pathname, body }, run);
+  set.status = r.status;
+  if (r.replayed) set.headers["idempotent-replayed"] = "true";
+  return r.body;
+}
+
+const Id = t.String({ minLength: 1, maxLength: 100, pattern: "^[A-Za-z0-9_.-]+$" });
+export const IdParam = <K extends string>(name: K) => t.Object({ [name]: Id } as Record<K, typeof Id>);
+
+export const Usage = t.Object({
+  prompt_tokens: t.Integer(), completion_tokens: t.Integer(), cached_tokens: t.Integer(), reasoning_tokens: t.Integer(),
+});
+
+const usageOf = (r: { prompt_tokens: number; completion_tokens: number; cached_tokens: number; reasoning_tokens: number }) => ({
+  prompt_tokens: r.prompt_tokens, completion_tokens: r.completion_tokens, cached_tokens: r.cached_tokens, reasoning_tokens: r.reasoning_tokens,
+});
+
+export function sessionView(r: SessionRow) {
+  const turns = JSON.parse(r.turns) as string[];
+  return {
+    id: r.id, object: "session" as const, agent_id: r.agent_id, user_id: r.user_id, name: r.name, external_ref: r.external_ref,
+    metadata: JSON.parse(r.metadata) as Record<string, unknown>,
+    status: turns.length ? "processing" as const : "idle" as const,
+    active_job_id: turns[0] ?? null, queued_job_ids: turns.slice(1), archived: r.archived === 1,
+    message_count: r.message_count, asset_count: r.asset_count, usage: usageOf(r),
+    created_at: iso(r.created_at)!, updated_at: iso(r.updated_at)!, last_activity_at: iso(r.last_activity_at)!,
+  };
+}
+
+export function jobView(r: JobRow) {
+  return {
+    id: r.id, object: "job" as const, kind: r.kind, session_id: r.session_id, message_id: r.message_id, agent_id: r.agent_id, user_id: r.user_id,
+    status: r.status, input: parseJson(r.input), content: r.content, result: parseJson(r.result), error: parseJson(r.error),
+    approval: parseJson(r.approval), cancel_requested: r.cancel_requested === 1, attempts: r.attempts, usage: usageOf(r),
+    created_at: iso(r.created_at)!, started_at: iso(r.started_at), completed_at: iso(r.completed_at),
+  };
+}
+
+export const SessionView = t.Object({
+  id: t.String(), object: t.Literal("session"), agent_id: t.String(), user_id: t.String(), name: t.String(),
+  external_ref: t.Union([t.String(), t.Null()]), metadata: t.Record(t.String(), t.Unknown()),
+  status: t.Union([t.Literal("idle"), t.Literal("processing")]), active_job_id: t.Union([t.String(), t.Null()]),
+  queued_job_ids: t.Array(t.String()), archived: t.Boolean(), message_count: t.Integer(), asset_count: t.Integer(),
+  usage: Usage, created_at: t.String(), updated_at: t.String(), last_activity_at: t.String(),
+});
+
+export const JobStatus = t.Union(["pending", "processing", "awaiting_approval", "completed", "failed", "cancelled"].map((s) => t.Literal(s)));
+
+export const JobView = t.Object({
+  id: t.String(), object: t.Literal("job"), kind: t.Union([t.Literal("message"), t.Literal("run")]),
+  session_id: t.Union([t.String(), t.Null()]), message_id: t.Union([t.String(), t.Null()]), agent_id: t.String(), user_id: t.String(),
+  status: t.String(), input: t.Unknown(), content: t.Union([t.String(), t.Null()]), result: t.Unknown(), error: t.Unknown(),
+  approval: t.Unknown(), cancel_requested: t.Boolean(), attempts: t.Integer(), usage: Usage,
+  created_at: t.String(), started_at: t.Union([t.String(), t.Null()]), completed_at: t.Union([t.String(), t.Null()]),
+});
+
+export const Attachment = t.Object({
+  type: t.Union([t.Literal("url"), t.Literal("asset"), t.Literal("file")]),
+  url: t.Optional(t.String({ maxLength: 4096, pattern: "^https?://" })),
+  asset_label: t.Optional(t.String({ pattern: "^asset_[0-9]+$" })),
+  name: t.Optional(t.String({ maxLength: 255 })),
+  content_type: t.Optional(t.String({ maxLength: 255 })),
+  data: t.Optional(t.String({ maxLength: 8_000_000, description: "base64 content of an inline file" })),
+});
+
+export const Accepted = t.Object({
+  job_id: t.String(), status: t.String(), message_id: t.Optional(t.Union([t.String(), t.Null()])),
+  session_id: t.Optional(t.Union([t.String(), t.Null()])), queued: t.Optional(t.Boolean()),
+});

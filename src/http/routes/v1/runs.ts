@@ -1,0 +1,46 @@
+/** /v1/runs: single-turn runs — input in, (structured) result out, no conversation. */
+import { Elysia, t } from "elysia";
+import { readYourWrites } from "../../../app/context.ts";
+import { startRun } from "../../../app/turns.ts";
+import { ValidationError } from "../../../core/errors.ts";
+import { DEFAULT_AGENT_ID } from "../../../domain/streams.ts";
+import { compileSchema } from "../../../jobs/turnRunner.ts";
+import { requireApiKey } from "../../auth.ts";
+import { getAgent } from "./agents.ts";
+import { create, IdParam, jobView, metaOf, type V1Deps } from "./common.ts";
+import { jobRow } from "./jobs.ts";
+
+export const runRoutes = ({ ctx, apiKey }: V1Deps) =>
+  new Elysia({ name: "agentry.v1.runs", prefix: "/v1/runs", detail: { tags: ["Runs"] } })
+    .use(requireApiKey(apiKey))
+    .post("/", ({ body, request, set }) => create(ctx, request, body, set, async () => {
+      const agentId = body.agent_id ?? DEFAULT_AGENT_ID;
+      getAgent(ctx.db, ctx.appId, agentId);
+      if (body.output_schema) {
+        try {
+          compileSchema(body.output_schema);
+        } catch (err) {
+          throw new ValidationError(`output_schema is not a valid JSON Schema: ${(err as Error).message}`, { param: "output_schema" });
+        }
+      }
+      const accepted = await startRun(ctx, {
+        agent_id: agentId, user_id: body.user_id, input: body.input, media_url: body.media_url ?? null,
+        output_schema: body.output_schema ?? null, model: body.model ?? null,
+      }, metaOf(ctx, request));
+      await readYourWrites(ctx, accepted.position);
+      return { status: 202, body: { id: accepted.job_id, job_id: accepted.job_id, status: "pending" } };
+    }), {
+      body: t.Object({
+        agent_id: t.Optional(t.String({ minLength: 1, maxLength: 100 })),
+        user_id: t.String({ minLength: 1, maxLength: 200 }),
+        input: t.String({ minLength: 1, maxLength: 100_000 }),
+        media_url: t.Optional(t.String({ pattern: "^https?://", maxLength: 4096 })),
+        output_schema: t.Optional(t.Record(t.String(), t.Unknown())),
+        model: t.Optional(t.String({ minLength: 1, maxLength: 200 })),
+      }),
+      detail: { summary: "Start a single-turn run", description: "202 {job_id}; poll GET /v1/runs/{id}. A reply that does not match output_schema fails the run with invalid_output." },
+    })
+    .get("/:run_id", ({ params }) => {
+      const job = jobView(jobRow(ctx, params.run_id));
+      return { id: job.id, job_id: job.id, status: job.status, result: job.result, content: job.content, error: job.error, usage: job.usage, created_at: job.created_at, completed_at: job.completed_at };
+    }, { params: IdParam("run_id"), detail: { summary: "Get a run's status and result" } });

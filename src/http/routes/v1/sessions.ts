@@ -1,0 +1,256 @@
+/** /v1/sessions: sessions, their messages (turns), assets, jobs, and the session event stream. */
+import { Elysia, t } from "elysia";
+import { readYourWrites, type AppContext } from "../../../app/context.ts";
+import { cancelJob, sendMessage, replySummary } from "../../../app/turns.ts";
+import { NotFoundError, ValidationError } from "../../../core/errors.ts";
+import { newResourceId } from "../../../core/ids.ts";
+import { TERMINAL } from "../../../domain/job/job.ts";
+import type { SessionEvent } from "../../../domain/session/session.ts";
+import { DEFAULT_AGENT_ID, jobStream, sessionStream } from "../../../domain/streams.ts";
+import { listAssets, type AssetRow } from "../../../../projections/assets/index.ts";
+import { listSessionJobs } from "../../../../projections/jobs/index.ts";
+import { listMessages, type MessageRow } from "../../../../projections/messages/index.ts";
+import { getSession, listSessions, type SessionRow } from "../../../../projections/sessions/index.ts";
+import { requireApiKey } from "../../auth.ts";
+import { decodeCursor, page, PageOf, PageQuery, encodeCursor } from "../../pagination.ts";
+import { resumeFrom, sseResponse } from "../../sse.ts";
+import { getAgent } from "./agents.ts";
+import {
+  Accepted, Attachment, create, IdParam, iso, jobView, JobView, metaOf, parseJson, sessionView, SessionView, type V1Deps,
+} from "./common.ts";
+import { CursorQuery, pollStream, PublicEventSchema } from "./cursorEvents.ts";
+import { jobState, Verbosity } from "./jobs.ts";
+
+function requireSession(ctx: AppContext, id: string): SessionRow {
+  const row = getSession(ctx.db, ctx.appId, id);
+  if (!row) throw new NotFoundError("Session not found", { param: "session_id" }, "session_not_found");
+  return row;
+}
+
+const assetView = (r: AssetRow) => ({
+  asset_label: r.asset_label, kind: r.kind, url: r.url, source_tool: r.source_tool, model: r.model, prompt: r.prompt,
+  job_id: r.job_id, created_at: iso(r.created_at)!,
+});
+
+const AssetView = t.Object({
+  asset_label: t.String(), kind: t.String(), url: t.String(), source_tool: t.String(), model: t.Union([t.String(), t.Null()]),
+  prompt: t.Union([t.String(), t.Null()]), job_id: t.Union([t.String(), t.Null()]), created_at: t.String(),
+});
+
+const messageView = (r: MessageRow) => ({
+  id: r.id, role: r.role, content: r.content, job_id: r.job_id, status: r.status,
+  attachments: parseJson<unknown[]>(r.attachments) ?? [], tool_calls: parseJson<unknown[]>(r.tool_calls) ?? [], assets: parseJson<unknown[]>(r.assets) ?? [],
+  result: parseJson(r.result), error: parseJson(r.error), created_at: iso(r.created_at)!,
+});
+
+const MessageView = t.Object({
+  id: t.String(), role: t.String(), content: t.String(), job_id: t.String(), status: t.String(), attachments: t.Array(t.Unknown()),
+  tool_calls: t.Array(t.Unknown()), assets: t.Array(t.Unknown()), result: t.Unknown(), error: t.Unknown(), created_at: t.String(),
+});
+
+const MessageBody = t.Object({
+  content: t.String({ minLength: 1, maxLength: 100_000 }),
+  attachments: t.Optional(t.Array(Attachment, { maxItems: 20 })),
+  model: t.Optional(t.String({ minLength: 1, maxLength: 200 })),
+  context: t.Optional(t.Record(t.String(), t.Unknown())),
+  multitask: t.Optional(t.Union([t.Literal("reject"), t.Literal("enqueue")], { default: "reject" })),
+  wait: t.Optional(t.Boolean({ description: "Answer with the finished reply instead of 202 (bounded by wait_timeout_s)" })),
+  wait_timeout_s: t.Optional(t.Integer({ minimum: 1, maximum: 300, default: 60 })),
+  stream: t.Optional(t.Boolean({ description: "Answer as an SSE stream of the job's events" })),
+  verbosity: Verbosity,
+});
+
+/** Waits (bounded) until the job ends; returns false on timeout. */
+async function waitForEnd(ctx: AppContext, jobId: string, timeoutMs: number, signal: AbortSignal): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const remaining = deadline - Date.now();
+    const waiter = ctx.live.waiter(jobStream(jobId), Math.max(1, remaining), signal);
+    const state = await jobState(ctx, jobId);
+    if (TERMINAL.has(state.status as never)) {
+      waiter.cancel();
+      return true;
+    }
+    if (remaining <= 0 || signal.aborted) {
+      waiter.cancel();
+      return false;
+    }
+    await waiter.promise;
+  }
+}
+
+export const sessionRoutes = ({ ctx, apiKey }: V1Deps) =>
+  new Elysia({ name: "agentry.v1.sessions", prefix: "/v1/sessions", detail: { tags: ["Sessions"] } })
+    .use(requireApiKey(apiKey))
+    .post("/", ({ body, request, set }) => create(ctx, request, body, set, async () => {
+      const agentId = body.agent_id ?? DEFAULT_AGENT_ID;
+      getAgent(ctx.db, ctx.appId, agentId);
+      const id = newResourceId("sess");
+      const r = await ctx.repos.sessions.handle(id, {
+        type: "StartSession", session_id: id, agent_id: agentId, user_id: body.user_id,
+        name: body.name ?? `session-${id.slice(-6)}`, external_ref: body.external_ref ?? null, metadata: body.metadata ?? {},
+      }, metaOf(ctx, request));
+      await readYourWrites(ctx, r.position);
+      return { status: 201, body: sessionView(requireSession(ctx, id)) };
+    }), {
+      body: t.Object({
+        agent_id: t.Optional(t.String({ minLength: 1, maxLength: 100 })),
+        user_id: t.String({ minLength: 1, maxLength: 200 }),
+        name: t.Optional(t.String({ minLength: 1, maxLength: 200 })),
+        external_ref: t.Optional(t.String({ minLength: 1, maxLength: 200 })),
+        metadata: t.Optional(t.Record(t.String(), t.Unknown())),
+      }),
+      detail: { summary: "Start a session" },
+    })
+    .get("/", ({ query }) => {
+      const limit = query.limit ?? 20;
+      const after = decodeCursor<{ seq: number; id: string }>(query.cursor, ["seq", "id"]);
+      const filter = {
+        ...(query.user_id !== undefined ? { user_id: query.user_id } : {}),
+        ...(query.archived !== undefined ? { archived: query.archived } : { archived: false }),
+        ...(query.external_ref !== undefined ? { external_ref: query.external_ref } : {}),
+      };
+      const rows = listSessions(ctx.db, ctx.appId, filter, limit + 1, after);
+      return page(rows, limit, sessionView, (r) => ({ seq: r.activity_seq, id: r.id }));
+    }, {
+      query: t.Object({
+        ...PageQuery,
+        user_id: t.Optional(t.String({ minLength: 1, maxLength: 200 })),
+        external_ref: t.Optional(t.String({ minLength: 1, maxLength: 200 })),
+        archived: t.Optional(t.Boolean({ description: "false (default): active sessions; true: archived ones" })),
+      }),
+      response: PageOf(SessionView),
+      detail: { summary: "List sessions, most recently active first" },
+    })
+    .get("/:session_id", ({ params }) => sessionView(requireSession(ctx, params.session_id)), {
+      params: IdParam("session_id"), response: SessionView, detail: { summary: "Get a session" },
+    })
+    .patch("/:session_id", async ({ params, body, request }) => {
+      requireSession(ctx, params.session_id);
+      if (body.name === undefined && body.archived === undefined) throw new ValidationError("Nothing to update: send name and/or archived", { param: "body" });
+      const meta = metaOf(ctx, request);
+      let position: bigint | null = null;
+      if (body.name !== undefined) position = (await ctx.repos.sessions.handle(params.session_id, { type: "RenameSession", name: body.name }, meta)).position ?? position;
+      if (body.archived !== undefined) {
+        position = (await ctx.repos.sessions.handle(params.session_id, { type: body.archived ? "ArchiveSession" : "UnarchiveSession" }, meta)).position ?? position;
+      }
+      await readYourWrites(ctx, position);
+      return sessionView(requireSession(ctx, params.session_id));
+    }, {
+      params: IdParam("session_id"),
+      body: t.Object({ name: t.Optional(t.String({ minLength: 1, maxLength: 200 })), archived: t.Optional(t.Boolean()) }),
+      response: SessionView, detail: { summary: "Rename, archive or unarchive a session" },
+    })
+    .delete("/:session_id", async ({ params, request }) => {
+      const row = requireSession(ctx, params.session_id);
+      const meta = metaOf(ctx, request);
+      const r = await ctx.repos.sessions.handle(params.session_id, { type: "DeleteSession" }, meta);
+      // Turns in flight or queued end with the session; their events stay for audit.
+      for (const jobId of JSON.parse(row.turns) as string[]) await cancelJob(ctx, jobId, "session_deleted", meta).catch(() => {});
+      await readYourWrites(ctx, r.position);
+      return { id: params.session_id, object: "session" as const, deleted: true };
+    }, { params: IdParam("session_id"), detail: { summary: "Delete a session (gone from lists and reads; its events stay auditable)" } })
+
+    .post("/:session_id/messages", async ({ params, body, request, set }) => {
+      requireSession(ctx, params.session_id);
+      const input = {
+        content: body.content, attachments: body.attachments ?? [], model: body.model ?? null, context: body.context ?? null,
+        multitask: body.multitask ?? "reject",
+      };
+      const send = async () => {
+        const accepted = await sendMessage(ctx, params.session_id, input, metaOf(ctx, request));
+        await readYourWrites(ctx, accepted.position);
+        return accepted;
+      };
+      if (body.stream) {
+        if (request.headers.get("idempotency-key")) throw new ValidationError("stream cannot be combined with Idempotency-Key; poll the job instead", { param: "stream" });
+        const accepted = await send();
+        return sseResponse(ctx, jobStream(accepted.job_id), { since: 0, verbosity: body.verbosity ?? "standard", closeOnTerminal: true, signal: request.signal });
+      }
+      return create(ctx, request, body, set, async () => {
+        const accepted = await send();
+        const acceptedBody = { job_id: accepted.job_id, message_id: accepted.message_id, session_id: accepted.session_id, status: "pending", queued: accepted.queued };
+        if (!body.wait) return { status: 202, body: acceptedBody };
+        const ended = await waitForEnd(ctx, accepted.job_id, (body.wait_timeout_s ?? 60) * 1000, request.signal);
+        const state = await jobState(ctx, accepted.job_id);
+        if (!ended) return { status: 202, body: { ...acceptedBody, status: state.status } };
+        const reply = state.status === "completed" ? await replySummary(ctx, accepted.job_id) : null;
+        return { status: 200, body: { ...acceptedBody, status: state.status, reply, error: state.error, usage: state.usage } };
+      });
+    }, {
+      params: IdParam("session_id"), body: MessageBody,
+      detail: {
+        summary: "Send a message (starts a turn)",
+        description: '202 {job_id} at once; 409 session_busy while a turn is in flight unless multitask is "enqueue"; wait=true answers with the finished reply; stream=true answers as SSE.',
+      },
+    })
+    .get("/:session_id/messages", ({ params, query }) => {
+      requireSession(ctx, params.session_id);
+      const limit = query.limit ?? 50;
+      const before = decodeCursor<{ seq: number }>(query.before, ["seq"]);
+      const rows = listMessages(ctx.db, params.session_id, limit + 1, before?.seq);
+      const hasMore = rows.length > limit;
+      const shown = hasMore ? rows.slice(1) : rows;
+      return { data: shown.map(messageView), has_more: hasMore, next_cursor: hasMore ? encodeCursor({ seq: shown[0]!.seq }) : null };
+    }, {
+      params: IdParam("session_id"),
+      query: t.Object({
+        limit: t.Optional(t.Integer({ minimum: 1, maximum: 200, default: 50 })),
+        before: t.Optional(t.String({ maxLength: 512, description: "next_cursor of the previous page: older messages" })),
+      }),
+      response: PageOf(MessageView),
+      detail: { summary: "Conversation history, oldest first; page back with before" },
+    })
+    .post("/:session_id/assets", ({ params, body, request, set }) => create(ctx, request, body, set, async () => {
+      requireSession(ctx, params.session_id);
+      const r = await ctx.repos.sessions.handle(params.session_id, {
+        type: "RegisterAsset", url: body.url, kind: body.kind, source_tool: body.source_tool ?? "upload",
+        prompt: body.prompt ?? null, model: body.model ?? null, job_id: null,
+      }, metaOf(ctx, request));
+      await readYourWrites(ctx, r.position);
+      const e = r.appended[0] as Extract<SessionEvent, { type: "AssetRegistered" }>;
+      const n = Number(e.data.asset_label.slice("asset_".length));
+      const row = listAssets(ctx.db, params.session_id, 1, n - 1)[0]!;
+      return { status: 201, body: assetView(row) };
+    }), {
+      params: IdParam("session_id"),
+      body: t.Object({
+        url: t.String({ pattern: "^https?://", maxLength: 4096 }),
+        kind: t.Union([t.Literal("image"), t.Literal("video"), t.Literal("audio"), t.Literal("file")]),
+        source_tool: t.Optional(t.String({ minLength: 1, maxLength: 100 })),
+        prompt: t.Optional(t.String({ maxLength: 10_000 })),
+        model: t.Optional(t.String({ maxLength: 200 })),
+      }),
+      response: { 201: AssetView },
+      detail: { summary: "Register an asset; its label asset_N is numbered atomically per session" },
+    })
+    .get("/:session_id/assets", ({ params, query }) => {
+      requireSession(ctx, params.session_id);
+      const limit = query.limit ?? 50;
+      const after = decodeCursor<{ n: number }>(query.cursor, ["n"]);
+      return page(listAssets(ctx.db, params.session_id, limit + 1, after?.n ?? 0), limit, assetView, (r) => ({ n: r.n }));
+    }, { params: IdParam("session_id"), query: t.Object(PageQuery), response: PageOf(AssetView), detail: { summary: "List a session's assets, oldest first" } })
+    .get("/:session_id/jobs", ({ params, query }) => {
+      requireSession(ctx, params.session_id);
+      const limit = query.limit ?? 20;
+      const after = decodeCursor<{ seq: number }>(query.cursor, ["seq"]);
+      return page(listSessionJobs(ctx.db, params.session_id, limit + 1, after?.seq), limit, jobView, (r) => ({ seq: r.seq }));
+    }, { params: IdParam("session_id"), query: t.Object(PageQuery), response: PageOf(JobView), detail: { summary: "A session's jobs, newest first" } })
+    .get("/:session_id/events", async ({ params, query, request }) => {
+      const row = requireSession(ctx, params.session_id);
+      const { events, cursor } = await pollStream(ctx, sessionStream(params.session_id), query, request.signal);
+      return { session_id: params.session_id, status: sessionView(row).status, events, cursor };
+    }, {
+      params: IdParam("session_id"), query: t.Object(CursorQuery),
+      response: t.Object({ session_id: t.String(), status: t.String(), events: t.Array(PublicEventSchema), cursor: t.Integer() }),
+      detail: { summary: "Poll the session's own events (messages, turn ends, assets) after a cursor" },
+    })
+    .get("/:session_id/stream", ({ params, query, request }) => {
+      requireSession(ctx, params.session_id);
+      return sseResponse(ctx, sessionStream(params.session_id), {
+        since: resumeFrom(request.headers, query.since), verbosity: query.verbosity ?? "full", closeOnTerminal: false, signal: request.signal,
+      });
+    }, {
+      params: IdParam("session_id"), query: t.Object({ since: t.Optional(t.Integer({ minimum: 0 })), verbosity: Verbosity }),
+      detail: { summary: "Stream the session's events as SSE (resumable with Last-Event-ID)" },
+    });

@@ -1,0 +1,67 @@
+/**
+ * The JobQueue port: hands job ids to workers. Delivery is at-least-once; the job stream (appends with
+ * expected revisions) is what makes running a job exactly-once in effect, so adapters may redeliver.
+ */
+export type JobHandler = (jobId: string) => Promise<void>;
+
+export interface JobQueue {
+  readonly kind: string;
+  enqueue(jobId: string): Promise<void>;
+  /** Delivers queued job ids to `handler`, at most `concurrency` at a time. */
+  consume(handler: JobHandler, concurrency: number): void;
+  /** Stops delivering; resolves when the handlers in flight have returned. */
+  close(): Promise<void>;
+}
+
+/**
+ * The in-process queue of the embedded default. Nothing here needs to survive a restart: on start the
+ * reconciler re-enqueues every job the event store says is unfinished.
+ */
+export class InProcessJobQueue implements JobQueue {
+  readonly kind = "in-process";
+  private readonly waiting: string[] = [];
+  private readonly queued = new Set<string>();
+  private handler: JobHandler | undefined;
+  private concurrency = 1;
+  private active = 0;
+  private closed = false;
+  private readonly inFlight = new Set<Promise<void>>();
+
+  async enqueue(jobId: string): Promise<void> {
+    if (this.closed || this.queued.has(jobId)) return;
+    this.queued.add(jobId);
+    this.waiting.push(jobId);
+    this.pump();
+  }
+
+  consume(handler: JobHandler, concurrency: number): void {
+    this.handler = handler;
+    this.concurrency = Math.max(1, concurrency);
+    this.pump();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.allSettled([...this.inFlight]);
+  }
+
+  get depth(): number {
+    return this.waiting.length;
+  }
+
+  private pump(): void {
+    while (!this.closed && this.handler && this.active < this.concurrency && this.waiting.length > 0) {
+      const jobId = this.waiting.shift()!;
+      this.queued.delete(jobId);
+      this.active++;
+      const run = this.handler(jobId)
+        .catch(() => {}) // the worker reports its own failures; the queue only schedules
+        .finally(() => {
+          this.active--;
+          this.inFlight.delete(run);
+          this.pump();
+        });
+      this.inFlight.add(run);
+    }
+  }
+}

@@ -1,0 +1,74 @@
+/**
+ * Start-up reconciliation: makes sure no job acknowledged to a client is lost or left stuck after the
+ * process stopped, whatever it was doing. It repairs from the event store's own record:
+ *
+ * - unfinished jobs go back to the queue (the runner then runs them, waits for their session's turn,
+ *   or ends one that was cut off mid-step with a clear `interrupted` error);
+ * - a session turn whose job stream was never written (the process stopped between the two appends)
+ *   gets its job queued from the message itself;
+ * - a session turn whose job has ended but whose end was not recorded on the session is closed, which
+ *   frees the session and starts its next queued turn.
+ */
+import type { AppContext } from "../app/context.ts";
+import { finishTurn } from "../app/turns.ts";
+import { TERMINAL } from "../domain/job/job.ts";
+import type { SessionEvent } from "../domain/session/session.ts";
+import { sessionStream } from "../domain/streams.ts";
+import { unfinishedJobs } from "../../projections/jobs/index.ts";
+
+export interface ReconcileReport {
+  requeued: number;
+  recreated: number;
+  closed: number;
+}
+
+export async function reconcile(ctx: AppContext): Promise<ReconcileReport> {
+  const report: ReconcileReport = { requeued: 0, recreated: 0, closed: 0 };
+  const meta = { appId: ctx.appId, correlationId: "reconcile" };
+
+  for (const job of unfinishedJobs(ctx.db)) {
+    if (job.status === "awaiting_approval") continue; // waits for a person, not a worker
+    await ctx.queue.enqueue(job.id);
+    report.requeued++;
+  }
+
+  const sessions = ctx.db.query("SELECT id, turns FROM sessions WHERE deleted = 0 AND turns != '[]'").all() as Array<{ id: string; turns: string }>;
+  for (const session of sessions) {
+    const turns = JSON.parse(session.turns) as string[];
+    for (const [index, jobId] of turns.entries()) {
+      const { state } = await ctx.repos.jobs.load(jobId);
+      if (state.status === "none") {
+        if (await recreateJob(ctx, session.id, jobId)) {
+          report.recreated++;
+          if (index === 0) await ctx.queue.enqueue(jobId);
+        }
+      } else if (TERMINAL.has(state.status)) {
+        await finishTurn(ctx, jobId, meta);
+        report.closed++;
+      }
+    }
+  }
+  if (report.requeued || report.recreated || report.closed) ctx.logger.info("reconciled unfinished work", { ...report });
+  return report;
+}
+
+/** Queues a session turn's job from its MessageSent event. */
+async function recreateJob(ctx: AppContext, sessionId: string, jobId: string): Promise<boolean> {
+  let message: Extract<SessionEvent, { type: "MessageSent" }>["data"] | undefined;
+  let started: Extract<SessionEvent, { type: "SessionStarted" }>["data"] | undefined;
+  for await (const e of ctx.store.readStream(sessionStream(sessionId))) {
+    if (e.type === "SessionStarted") started = e.data as typeof started;
+    if (e.type === "MessageSent" && (e.data as { job_id: string }).job_id === jobId) message = e.data as typeof message;
+  }
+  if (!message || !started) return false;
+  const { state: agent } = await ctx.repos.agents.load(started.agent_id);
+  await ctx.repos.jobs.handle(jobId, {
+    type: "QueueJob",
+    data: {
+      job_id: jobId, kind: "message", session_id: sessionId, message_id: message.message_id, agent_id: started.agent_id,
+      user_id: started.user_id, input: { content: message.content, attachments: message.attachments, media_url: null, context: message.context },
+      model: message.model, output_schema: agent.spec?.output_schema ?? null,
+    },
+  }, { appId: ctx.appId, correlationId: "reconcile", causationId: message.message_id });
+  return true;
+}

@@ -1,0 +1,59 @@
+/**
+ * The LlmProvider port: one streaming call, normalised. Providers translate their wire format into
+ * these chunks (text deltas, whole tool calls, usage, finish) and their errors into LlmError.
+ */
+export interface ChatToolCall {
+  id: string;
+  name: string;
+  args: unknown;
+}
+
+export type ChatMessage =
+  | { role: "system"; content: string }
+  | { role: "user"; content: string }
+  | { role: "assistant"; content: string; tool_calls?: ChatToolCall[] }
+  | { role: "tool"; tool_call_id: string; name: string; content: string };
+
+export interface ToolSpec {
+  name: string;
+  description: string;
+  /** JSON Schema of the arguments. */
+  parameters: Record<string, unknown>;
+}
+
+export interface LlmRequest {
+  model: string | null;
+  messages: ChatMessage[];
+  tools: ToolSpec[];
+  /** When set, the reply must be JSON matching this schema. */
+  outputSchema: Record<string, unknown> | null;
+  parameters: Record<string, unknown>;
+  signal: AbortSignal;
+}
+
+export type LlmChunk =
+  | { type: "text"; delta: string }
+  | { type: "thinking"; delta: string }
+  | { type: "tool_call"; call: ChatToolCall }
+  | { type: "usage"; prompt_tokens: number; completion_tokens: number; cached_tokens?: number; reasoning_tokens?: number }
+  | { type: "finish"; reason: "stop" | "tool_calls" | "length" | "content_filter" };
+
+export interface LlmProvider {
+  readonly name: string;
+  /** The model used when the agent names none. */
+  readonly defaultModel: string;
+  stream(request: LlmRequest): AsyncIterable<LlmChunk>;
+}
+
+/** A provider failure, sanitised: no key, no raw upstream body. */
+export class LlmError extends Error {
+  constructor(
+    readonly code: "rate_limited" | "provider_unavailable" | "provider_error" | "invalid_request" | "timeout" | "aborted",
+    message: string,
+    readonly retryable: boolean,
+    readonly retryAfterMs?: number,
+  ) {
+    super(message);
+    this.name = "LlmError";
+  }
+}
