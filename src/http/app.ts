@@ -19,7 +19,9 @@ export interface AppDeps {
 }
 
 export function createApp(deps: AppDeps) {
-  return new Elysia({ serve: { maxRequestBodySize: deps.maxBodyBytes ?? 10 * 1024 * 1024 } })
+  // normalize: false makes validation strict: a wrong type is a 400, never silently coerced into shape
+  // (with normalisation on, a string sent for an object field came through as {"0": …}).
+  return new Elysia({ normalize: false, serve: { maxRequestBodySize: deps.maxBodyBytes ?? 10 * 1024 * 1024 } })
     .use(errorHandler(deps.logger))
     .use(
       swagger({

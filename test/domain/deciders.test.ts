@@ -1,0 +1,117 @@
+/** Decider specs: given past events, when a command, then new events (or a typed error). No I/O. */
+import { describe, expect, test } from "bun:test";
+import { ConflictError, NotFoundError } from "../../src/core/errors.ts";
+import { fold, type Decider, type DomainEvent } from "../../src/core/decider.ts";
+import { jobDecider, type JobCommand, type JobEvent } from "../../src/domain/job/job.ts";
+import { sessionDecider, type SessionCommand, type SessionEvent } from "../../src/domain/session/session.ts";
+import { agentDecider } from "../../src/domain/agent/agent.ts";
+
+function spec<C, E extends DomainEvent, S>(decider: Decider<C, E, S>) {
+  return (given: E[], when: C) => decider.decide(when, fold(decider, given));
+}
+
+const session = spec(sessionDecider);
+const job = spec(jobDecider);
+
+const started: SessionEvent = { type: "SessionStarted", data: { session_id: "s1", agent_id: "a1", user_id: "u1", name: "n", external_ref: null, metadata: {} } };
+const send = (job_id: string, multitask: "reject" | "enqueue" = "reject"): SessionCommand => ({
+  type: "SendMessage", message_id: `m-${job_id}`, job_id, content: "hi", attachments: [], model: null, context: null, multitask,
+});
+const sent = (job_id: string, queued = false): SessionEvent => ({
+  type: "MessageSent", data: { message_id: `m-${job_id}`, job_id, content: "hi", attachments: [], model: null, context: null, queued },
+});
+
+describe("session decider", () => {
+  test("a message on an idle session starts a turn", () => {
+    expect(session([started], send("j1"))).toEqual([sent("j1")]);
+  });
+
+  test("a second message while a turn is in flight is busy, naming the active job", () => {
+    const err = (() => { try { session([started, sent("j1")], send("j2")); } catch (e) { return e; } })() as ConflictError;
+    expect(err).toBeInstanceOf(ConflictError);
+    expect(err.code).toBe("session_busy");
+    expect(err.details).toMatchObject({ active_job_id: "j1" });
+  });
+
+  test("with multitask=enqueue it is queued behind the turn in flight", () => {
+    expect(session([started, sent("j1")], send("j2", "enqueue"))).toEqual([sent("j2", true)]);
+  });
+
+  test("ending the turn frees the session; ending it twice decides nothing", () => {
+    const end: SessionCommand = { type: "EndTurn", job_id: "j1", outcome: "completed", reply: null, error: null };
+    const ended = session([started, sent("j1")], end);
+    expect(ended[0]!.type).toBe("TurnEnded");
+    expect(session([started, sent("j1"), ...ended], end)).toEqual([]);
+    expect(session([started, sent("j1"), ...ended], send("j2"))).toEqual([sent("j2")]);
+  });
+
+  test("asset labels count up from asset_1", () => {
+    const reg: SessionCommand = { type: "RegisterAsset", url: "https://x/1.png", kind: "image", source_tool: "upload", prompt: null, model: null, job_id: null };
+    const first = session([started], reg);
+    expect(first[0]!.data).toMatchObject({ asset_label: "asset_1" });
+    expect(session([started, ...first], reg)[0]!.data).toMatchObject({ asset_label: "asset_2" });
+  });
+
+  test("a deleted session accepts nothing; an archived one refuses messages", () => {
+    expect(() => session([started, { type: "SessionDeleted", data: {} }], send("j1"))).toThrow(NotFoundError);
+    expect(() => session([started, { type: "SessionArchived", data: {} }], send("j1"))).toThrow(ConflictError);
+  });
+});
+
+const queued: JobEvent = {
+  type: "JobQueued",
+  data: { job_id: "j1", kind: "message", session_id: "s1", message_id: "m1", agent_id: "a1", user_id: "u1",
+    input: { content: "hi", attachments: [], media_url: null, context: null }, model: null, output_schema: null },
+};
+const startedJob: JobEvent = { type: "JobStarted", data: { attempt: 1, runner_id: "r" } };
+const plan: JobEvent = { type: "PlanProposed", data: { step: 1, plan_id: "p1", title: "t", steps: [], total_credits: 0 } };
+
+describe("job decider", () => {
+  test("approve only while awaiting approval, and only once", () => {
+    expect(job([queued, startedJob, plan], { type: "ApprovePlan" })).toEqual([{ type: "PlanApproved", data: { plan_id: "p1" } }]);
+    expect(() => job([queued, startedJob], { type: "ApprovePlan" })).toThrow(ConflictError);
+    expect(() => job([queued, startedJob, plan, { type: "PlanApproved", data: { plan_id: "p1" } }], { type: "ApprovePlan" })).toThrow(ConflictError);
+  });
+
+  test("reject ends the job cancelled", () => {
+    expect(job([queued, startedJob, plan], { type: "RejectPlan", reason: null }).map((e) => e.type)).toEqual(["PlanRejected", "JobCancelled"]);
+  });
+
+  test("cancel: a queued or waiting job ends at once; a running one is asked; an ended one refuses", () => {
+    const cancel = (held: boolean): JobCommand => ({ type: "RequestCancel", reason: null, heldByRunner: held });
+    expect(job([queued], cancel(false)).map((e) => e.type)).toEqual(["CancelRequested", "JobCancelled"]);
+    expect(job([queued, startedJob, plan], cancel(false)).map((e) => e.type)).toEqual(["CancelRequested", "JobCancelled"]);
+    expect(job([queued, startedJob], cancel(true)).map((e) => e.type)).toEqual(["CancelRequested"]);
+    // Nobody holds a "processing" job (its runner died): it ends now rather than never.
+    expect(job([queued, startedJob], cancel(false)).map((e) => e.type)).toEqual(["CancelRequested", "JobCancelled"]);
+    expect(() => job([queued, startedJob, { type: "JobCompleted", data: { content: "", result: null } }], cancel(true))).toThrow(ConflictError);
+  });
+
+  test("once a cancel is requested the runner may not record more steps", () => {
+    const given = [queued, startedJob, { type: "CancelRequested", data: { reason: null } } as JobEvent];
+    expect(() => job(given, { type: "RecordStep", events: [{ type: "TextEmitted", data: { step: 1, content: "x" } }] })).toThrow(ConflictError);
+    expect(job(given, { type: "CancelJob", reason: "cancelled" })[0]!.type).toBe("JobCancelled");
+  });
+
+  test("each start is a new attempt; a job that ended cannot start", () => {
+    expect(job([queued], { type: "StartJob", runner_id: "r" })).toEqual([{ type: "JobStarted", data: { attempt: 1, runner_id: "r" } }]);
+    expect(job([queued, startedJob], { type: "StartJob", runner_id: "r2" })).toEqual([{ type: "JobStarted", data: { attempt: 2, runner_id: "r2" } }]);
+    expect(() => job([queued, { type: "JobFailed", data: { error: { code: "x", message: "y" } } }], { type: "StartJob", runner_id: "r" })).toThrow(ConflictError);
+  });
+
+  test("usage adds up across steps, cached and reasoning tokens included", () => {
+    const usage = (n: number): JobEvent => ({ type: "UsageRecorded", data: { step: n, provider: "p", model: "m", prompt_tokens: 10, completion_tokens: 5, cached_tokens: 2, reasoning_tokens: 1 } });
+    expect(fold(jobDecider, [queued, startedJob, usage(1), usage(2)]).usage).toEqual({ prompt_tokens: 20, completion_tokens: 10, cached_tokens: 4, reasoning_tokens: 2 });
+  });
+});
+
+describe("agent decider", () => {
+  test("create once; update and delete only an active agent", () => {
+    const spec0 = { name: "a", description: "", system_prompt: "", model: { provider: null, name: null, parameters: {} }, tools: [], approval: "never" as const, output_schema: null };
+    const created = agentDecider.decide({ type: "CreateAgent", agent_id: "a1", spec: spec0 }, agentDecider.initialState);
+    const state = fold(agentDecider, created);
+    expect(() => agentDecider.decide({ type: "CreateAgent", agent_id: "a1", spec: spec0 }, state)).toThrow(ConflictError);
+    const deleted = fold(agentDecider, [...created, { type: "AgentDeleted", data: { agent_id: "a1" } }]);
+    expect(() => agentDecider.decide({ type: "UpdateAgent", agent_id: "a1", changes: { name: "b" } }, deleted)).toThrow(NotFoundError);
+  });
+});
