@@ -150,6 +150,8 @@ export class BufferedSubscription implements Subscription {
 }
 
 export interface PollingSource {
+  /** True once the store is closed: the subscription then ends instead of waiting for appends. */
+  isClosed(): boolean;
   /** Events strictly after `cursor`, oldest first, at most `max`. */
   readPage(cursor: bigint, max: number): RecordedEvent[] | Promise<RecordedEvent[]>;
   /** The cursor value an event advances to (its position, or its revision). */
@@ -170,6 +172,10 @@ export function pollingSubscription(source: PollingSource, start: bigint): Subsc
       while (!sub.isClosed) {
         await sub.hasRoom();
         if (sub.isClosed) break;
+        if (source.isClosed()) {
+          await sub.unsubscribe();
+          break;
+        }
         const seen = source.changes.version;
         const page = await source.readPage(cursor, pageSize);
         for (const event of page) {

@@ -105,6 +105,7 @@ export class MemoryEventStore implements EventStore {
     validateStreamName(stream);
     const start = options.fromRevision === undefined || options.fromRevision === "start" ? -1n : options.fromRevision;
     return pollingSubscription({
+      isClosed: () => this.closed,
       changes: this.changes,
       cursorOf: (e) => e.revision,
       readPage: (after, max) => {
@@ -121,6 +122,7 @@ export class MemoryEventStore implements EventStore {
     this.ensureOpen();
     const start = options.fromPosition === undefined || options.fromPosition === "start" ? 0n : options.fromPosition;
     return pollingSubscription({
+      isClosed: () => this.closed,
       changes: this.changes,
       cursorOf: (e) => e.position,
       readPage: (after, max) => {

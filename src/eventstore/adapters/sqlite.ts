@@ -204,6 +204,7 @@ export class SqliteEventStore implements EventStore {
     const start = options.fromRevision === undefined || options.fromRevision === "start" ? -1n : options.fromRevision;
     const page = this.db.query(`SELECT ${COLUMNS} FROM events WHERE stream = ? AND revision > ? AND revision >= ? ORDER BY revision LIMIT ?`);
     return pollingSubscription({
+      isClosed: () => this.closed,
       changes: this.changes,
       pollIntervalMs: this.pollIntervalMs,
       cursorOf: (e) => e.revision,
@@ -221,6 +222,7 @@ export class SqliteEventStore implements EventStore {
     const start = options.fromPosition === undefined || options.fromPosition === "start" ? 0n : options.fromPosition;
     const { sql, params } = this.allQuery(options.filter, ">", "ASC");
     return pollingSubscription({
+      isClosed: () => this.closed,
       changes: this.changes,
       pollIntervalMs: this.pollIntervalMs,
       cursorOf: (e) => e.position,

@@ -39,7 +39,7 @@ export const jobRoutes = ({ ctx, apiKey }: V1Deps) =>
       params: IdParam("job_id"), response: JobView, detail: { summary: "Get a job's status, outcome and usage" },
     })
     .get("/:job_id/events", async ({ params, query, request }) => {
-      await jobState(ctx, params.job_id);
+      // Events first, then the state: the status returned is never older than the events.
       const { events, cursor } = await pollStream(ctx, jobStream(params.job_id), query, request.signal);
       const state = await jobState(ctx, params.job_id);
       return {

@@ -1,0 +1,91 @@
+/**
+ * API benchmarks, each against a baseline in the same run:
+ * - cursor-event polls per second against a bare Elysia route answering a same-sized JSON body;
+ * - message → JobCompleted latency (p50/p99) with the sandbox provider;
+ * - poll cost as a job's history grows from 10 to 10,000 events (should stay flat).
+ */
+import { Elysia } from "elysia";
+import { loadConfig } from "../src/config.ts";
+import { silentLogger } from "../src/core/logger.ts";
+import { newEventId } from "../src/core/ids.ts";
+import { startServer } from "../src/main.ts";
+import { compare, median, percentile, tempDir, type Result } from "./lib.ts";
+
+const KEY = "bench-key-0123456789abcdef";
+
+/** Requests per second with `concurrency` loops each issuing requests back to back for `count` total. */
+async function throughput(url: string, count: number, concurrency: number, headers: Record<string, string> = {}): Promise<number> {
+  let next = 0;
+  const start = performance.now();
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next++ < count) {
+      const res = await fetch(url, { headers });
+      if (res.status !== 200) throw new Error(`${url}: ${res.status}`);
+      await res.arrayBuffer();
+    }
+  }));
+  return (count / (performance.now() - start)) * 1000;
+}
+
+export async function apiBenchmarks(quick: boolean): Promise<Result[]> {
+  const results: Result[] = [];
+  const t = tempDir("api");
+  const server = await startServer(loadConfig({ PORT: "0", DATA_DIR: t.dir, API_KEY: KEY, SQLITE_SYNCHRONOUS: "normal", SANDBOX_CHUNK_DELAY_MS: "0" }), silentLogger);
+  const headers = { "x-api-key": KEY, "content-type": "application/json" };
+  const post = async (path: string, body: unknown) => (await fetch(server.url + path, { method: "POST", headers, body: JSON.stringify(body) })).json() as Promise<any>;
+
+  // A finished job to poll.
+  const session = await post("/v1/sessions", { user_id: "bench" });
+  const reply = await post(`/v1/sessions/${session.id}/messages`, { content: "hello", wait: true });
+  const pollUrl = `${server.url}/v1/jobs/${reply.job_id}/events?since=2`;
+  const body = await (await fetch(pollUrl, { headers })).text();
+  const bare = new Elysia().get("/events", () => new Response(body, { headers: { "content-type": "application/json" } })).listen({ port: 0, hostname: "127.0.0.1" });
+  const requests = quick ? 2000 : 20_000;
+  const polls = await compare(
+    quick ? 1 : 3,
+    () => throughput(pollUrl, requests, 32, headers),
+    () => throughput(`http://127.0.0.1:${bare.server!.port}/events`, requests, 32),
+  );
+  results.push({ name: "GET /v1/jobs/{id}/events (tail poll, 32 clients)", unit: "req/s", ...polls, baselineName: "bare Elysia route, same body", target: 0.6 });
+  bare.stop(true);
+
+  // Latency of a whole turn.
+  const turns = quick ? 30 : 300;
+  const latencies: number[] = [];
+  for (let i = 0; i < turns; i++) {
+    const s = await post("/v1/sessions", { user_id: "latency" });
+    const started = performance.now();
+    const r = await post(`/v1/sessions/${s.id}/messages`, { content: `turn ${i}`, wait: true });
+    if (r.status !== "completed") throw new Error(`turn ended ${r.status}`);
+    latencies.push(performance.now() - started);
+  }
+  results.push({ name: "message → JobCompleted, sandbox provider, p50", unit: "ms", value: median(latencies) });
+  results.push({ name: "message → JobCompleted, sandbox provider, p99", unit: "ms", value: percentile(latencies, 99) });
+
+  // Poll cost against history length: jobs with synthetic histories of 10 … 10,000 events.
+  const sizes = quick ? [10, 1000] : [10, 100, 1000, 10_000];
+  const costs = new Map<number, number>();
+  for (const size of sizes) {
+    const jobId = `job_bench_${size}`;
+    const stream = `job-${jobId}`;
+    await server.ctx.store.appendToStream(stream, [{ id: newEventId(), type: "JobQueued", data: {
+      job_id: jobId, kind: "run", session_id: null, message_id: null, agent_id: "agt_default", user_id: "bench",
+      input: { content: "x", attachments: [], media_url: null, context: null }, model: null, output_schema: null,
+    }, metadata: { app_id: "app_default" } }], { expectedRevision: "no_stream" });
+    for (let i = 1; i < size; i += 500) {
+      const n = Math.min(500, size - i);
+      await server.ctx.store.appendToStream(stream, Array.from({ length: n }, (_, k) => ({ id: newEventId(), type: "TextEmitted", data: { step: 1, content: `chunk ${i + k} `.repeat(4) } })));
+    }
+    const url = `${server.url}/v1/jobs/${jobId}/events?since=${size - 5}`;
+    await throughput(url, 50, 1, headers); // warm the job's state cache, as a polling client would
+    costs.set(size, 1000 / (await throughput(url, quick ? 300 : 2000, 1, headers)));
+  }
+  const smallest = costs.get(sizes[0]!)!;
+  for (const size of sizes.slice(1)) {
+    results.push({ name: `tail poll latency, ${size.toLocaleString("en-US")}-event job`, unit: "ms", value: costs.get(size)!, baselineName: `${sizes[0]}-event job`, baseline: smallest });
+  }
+
+  await server.shutdown("bench");
+  t.remove();
+  return results;
+}
