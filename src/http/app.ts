@@ -34,7 +34,19 @@ export function createApp(deps: AppDeps) {
               "Self-hostable Agents API. Every state change is an event; errors use one envelope: " +
               '`{"error":{"code","message","details"}}`.',
           },
-          tags: [{ name: "Operations", description: "Health and operator endpoints" }],
+          tags: [
+            { name: "Sessions", description: "Conversations: messages start turns (jobs); history, assets, events" },
+            { name: "Jobs", description: "One unit of agent work: status, cursor events, SSE, approve / reject / cancel" },
+            { name: "Runs", description: "Single-turn runs with optional structured (JSON Schema) output" },
+            { name: "Agents", description: "System prompt, model, tools, approval policy, output schema" },
+            { name: "Operations", description: "Health and operator endpoints" },
+          ],
+          components: {
+            securitySchemes: {
+              apiKey: { type: "apiKey", in: "header", name: "X-API-Key", description: "Or Authorization: Bearer <key>" },
+            },
+          },
+          security: [{ apiKey: [] }],
         },
       }),
     )
