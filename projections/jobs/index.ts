@@ -3,6 +3,7 @@ import type { Database } from "bun:sqlite";
 import type { JobEvent } from "../../src/domain/job/job.ts";
 import type { RecordedEvent } from "../../src/eventstore/port.ts";
 import type { Projection } from "../../src/projections/projection.ts";
+import { foldRows, type RowFold } from "../rowBatch.ts";
 import { appIdOf, streamIdOf } from "../support.ts";
 
 export const jobsProjection: Projection = {
@@ -27,53 +28,69 @@ export const jobsProjection: Projection = {
     CREATE INDEX IF NOT EXISTS jobs_unfinished ON jobs(status) WHERE status IN ('pending', 'processing', 'awaiting_approval');
   `,
   apply(db: Database, e: RecordedEvent) {
-    const id = streamIdOf(e);
+    foldRows(db, [e], jobRows);
+  },
+  applyBatch(db: Database, events: readonly RecordedEvent[]) {
+    foldRows(db, events, jobRows);
+  },
+};
+
+const COLUMNS = [
+  "id", "app_id", "kind", "session_id", "message_id", "agent_id", "user_id", "status", "input", "output_schema", "approval",
+  "cancel_requested", "content", "result", "error", "attempts", "prompt_tokens", "completion_tokens", "cached_tokens",
+  "reasoning_tokens", "created_at", "started_at", "completed_at", "updated_at", "seq",
+] as const;
+
+/** The jobs row as a pure fold of the job's events. */
+const jobRows: RowFold<JobRow> = {
+  keyOf: streamIdOf,
+  load: (db, id) => db.query("SELECT * FROM jobs WHERE id = ?").get(id) as JobRow | null,
+  save: (db, row) => {
+    db.query(`INSERT OR REPLACE INTO jobs (${COLUMNS.join(", ")}) VALUES (${COLUMNS.map(() => "?").join(", ")})`)
+      .run(...COLUMNS.map((c) => row[c]));
+  },
+  evolve(row, e) {
     const at = e.created.getTime();
     const event = { type: e.type, data: e.data } as JobEvent;
-    const set = (sql: string, ...params: Array<string | number | null>) =>
-      db.query(`UPDATE jobs SET ${sql}, updated_at = ? WHERE id = ?`).run(...params, at, id);
+    if (event.type === "JobQueued") {
+      const d = event.data;
+      return {
+        id: d.job_id, app_id: appIdOf(e), kind: d.kind, session_id: d.session_id, message_id: d.message_id, agent_id: d.agent_id,
+        user_id: d.user_id, status: "pending", input: JSON.stringify(d.input), output_schema: d.output_schema ? JSON.stringify(d.output_schema) : null,
+        approval: null, cancel_requested: 0, content: null, result: null, error: null, attempts: 0,
+        prompt_tokens: 0, completion_tokens: 0, cached_tokens: 0, reasoning_tokens: 0,
+        created_at: at, started_at: null, completed_at: null, updated_at: at, seq: Number(e.position),
+      };
+    }
+    if (!row) return null;
+    const next: JobRow = { ...row, updated_at: at };
     switch (event.type) {
-      case "JobQueued": {
-        const d = event.data;
-        db.query(
-          `INSERT OR REPLACE INTO jobs (id, app_id, kind, session_id, message_id, agent_id, user_id, status, input, output_schema, created_at, updated_at, seq)
-           VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)`,
-        ).run(d.job_id, appIdOf(e), d.kind, d.session_id, d.message_id, d.agent_id, d.user_id, JSON.stringify(d.input),
-          d.output_schema ? JSON.stringify(d.output_schema) : null, at, at, Number(e.position));
-        break;
-      }
       case "JobStarted":
-        set("status = 'processing', attempts = ?, started_at = COALESCE(started_at, ?)", event.data.attempt, at);
-        break;
+        return { ...next, status: "processing", attempts: event.data.attempt, started_at: row.started_at ?? at };
       case "PlanProposed":
-        set("status = 'awaiting_approval', approval = ?", JSON.stringify({ requested: true, approved: null, plan: event.data }));
-        break;
+        return { ...next, status: "awaiting_approval", approval: JSON.stringify({ requested: true, approved: null, plan: event.data }) };
       case "PlanApproved":
       case "PlanRejected": {
-        const row = db.query("SELECT approval FROM jobs WHERE id = ?").get(id) as { approval: string | null } | null;
-        const approval = row?.approval ? JSON.parse(row.approval) : { plan: null };
+        const approval = row.approval ? JSON.parse(row.approval) : { plan: null };
         const approved = event.type === "PlanApproved";
-        set(`approval = ?${approved ? ", status = 'processing'" : ""}`, JSON.stringify({ ...approval, requested: false, approved }));
-        break;
+        return { ...next, approval: JSON.stringify({ ...approval, requested: false, approved }), ...(approved ? { status: "processing" } : {}) };
       }
       case "CancelRequested":
-        set("cancel_requested = 1");
-        break;
+        return { ...next, cancel_requested: 1 };
       case "JobCancelled":
-        set("status = 'cancelled', completed_at = ?, error = ?", at, JSON.stringify({ code: "cancelled", message: `Cancelled (${event.data.reason})` }));
-        break;
+        return { ...next, status: "cancelled", completed_at: at, error: JSON.stringify({ code: "cancelled", message: `Cancelled (${event.data.reason})` }) };
       case "JobCompleted":
-        set("status = 'completed', completed_at = ?, content = ?, result = ?", at, event.data.content, JSON.stringify(event.data.result ?? null));
-        break;
+        return { ...next, status: "completed", completed_at: at, content: event.data.content, result: JSON.stringify(event.data.result ?? null) };
       case "JobFailed":
-        set("status = 'failed', completed_at = ?, error = ?", at, JSON.stringify(event.data.error));
-        break;
+        return { ...next, status: "failed", completed_at: at, error: JSON.stringify(event.data.error) };
       case "UsageRecorded":
-        set("prompt_tokens = prompt_tokens + ?, completion_tokens = completion_tokens + ?, cached_tokens = cached_tokens + ?, reasoning_tokens = reasoning_tokens + ?",
-          event.data.prompt_tokens, event.data.completion_tokens, event.data.cached_tokens, event.data.reasoning_tokens);
-        break;
+        return {
+          ...next,
+          prompt_tokens: row.prompt_tokens + event.data.prompt_tokens, completion_tokens: row.completion_tokens + event.data.completion_tokens,
+          cached_tokens: row.cached_tokens + event.data.cached_tokens, reasoning_tokens: row.reasoning_tokens + event.data.reasoning_tokens,
+        };
       default:
-        break;
+        return row;
     }
   },
 };

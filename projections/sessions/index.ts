@@ -7,6 +7,7 @@ import type { JobEvent } from "../../src/domain/job/job.ts";
 import type { SessionEvent } from "../../src/domain/session/session.ts";
 import type { RecordedEvent } from "../../src/eventstore/port.ts";
 import type { Projection } from "../../src/projections/projection.ts";
+import { foldRows } from "../rowBatch.ts";
 import { appIdOf, streamIdOf } from "../support.ts";
 
 export const sessionsProjection: Projection = {
@@ -32,62 +33,93 @@ export const sessionsProjection: Projection = {
     CREATE TABLE IF NOT EXISTS session_jobs (job_id TEXT PRIMARY KEY, session_id TEXT NOT NULL) WITHOUT ROWID;
   `,
   apply(db: Database, e: RecordedEvent) {
-    const at = e.created.getTime();
-    const seq = Number(e.position);
-    if (e.type === "UsageRecorded") {
-      const d = (e.data as Extract<JobEvent, { type: "UsageRecorded" }>["data"]);
-      db.query(
-        `UPDATE sessions SET prompt_tokens = prompt_tokens + ?, completion_tokens = completion_tokens + ?,
-           cached_tokens = cached_tokens + ?, reasoning_tokens = reasoning_tokens + ?
-         WHERE id = (SELECT session_id FROM session_jobs WHERE job_id = ?)`,
-      ).run(d.prompt_tokens, d.completion_tokens, d.cached_tokens, d.reasoning_tokens, streamIdOf(e));
-      return;
-    }
-    const id = streamIdOf(e);
-    const event = { type: e.type, data: e.data } as SessionEvent;
-    const touch = (extra = "", ...params: Array<string | number | null>) =>
-      db.query(`UPDATE sessions SET updated_at = ?, last_activity_at = ?, activity_seq = ?${extra} WHERE id = ?`).run(at, at, seq, ...params, id);
-    switch (event.type) {
-      case "SessionStarted": {
-        const d = event.data;
-        db.query(
-          `INSERT OR REPLACE INTO sessions (id, app_id, agent_id, user_id, name, external_ref, metadata, created_at, updated_at, last_activity_at, activity_seq)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        ).run(d.session_id, appIdOf(e), d.agent_id, d.user_id, d.name, d.external_ref, JSON.stringify(d.metadata), at, at, at, seq);
-        break;
-      }
-      case "SessionRenamed":
-        db.query("UPDATE sessions SET name = ?, updated_at = ? WHERE id = ?").run(event.data.name, at, id);
-        break;
-      case "SessionArchived":
-      case "SessionUnarchived":
-        db.query("UPDATE sessions SET archived = ?, updated_at = ? WHERE id = ?").run(event.type === "SessionArchived" ? 1 : 0, at, id);
-        break;
-      case "SessionDeleted":
-        db.query("UPDATE sessions SET deleted = 1, updated_at = ? WHERE id = ?").run(at, id);
-        break;
-      case "MessageSent": {
-        db.query("INSERT OR REPLACE INTO session_jobs (job_id, session_id) VALUES (?, ?)").run(event.data.job_id, id);
-        const turns = turnsOf(db, id);
-        turns.push(event.data.job_id);
-        touch(", turns = ?, message_count = message_count + 1", JSON.stringify(turns));
-        break;
-      }
-      case "TurnEnded": {
-        const turns = turnsOf(db, id).filter((j) => j !== event.data.job_id);
-        touch(`, turns = ?${event.data.reply ? ", message_count = message_count + 1" : ""}`, JSON.stringify(turns));
-        break;
-      }
-      case "AssetRegistered":
-        touch(", asset_count = asset_count + 1");
-        break;
-    }
+    applySessions(db, [e]);
+  },
+  applyBatch(db: Database, events: readonly RecordedEvent[]) {
+    applySessions(db, events);
   },
 };
 
-function turnsOf(db: Database, id: string): string[] {
-  const row = db.query("SELECT turns FROM sessions WHERE id = ?").get(id) as { turns: string } | null;
-  return row ? (JSON.parse(row.turns) as string[]) : [];
+/** Folds a batch into session rows (one read and one write per session), keeping the job → session map. */
+function applySessions(db: Database, events: readonly RecordedEvent[]): void {
+  const jobSessions = new Map<string, string>();
+  const insertJob = db.query("INSERT OR REPLACE INTO session_jobs (job_id, session_id) VALUES (?, ?)");
+  const sessionOfJob = (jobId: string): string | null => {
+    const known = jobSessions.get(jobId);
+    if (known) return known;
+    const row = db.query("SELECT session_id FROM session_jobs WHERE job_id = ?").get(jobId) as { session_id: string } | null;
+    return row?.session_id ?? null;
+  };
+  foldRows(db, events, {
+    keyOf: (e) => {
+      if (e.type === "UsageRecorded") return sessionOfJob(streamIdOf(e));
+      if (e.type === "MessageSent") {
+        const jobId = (e.data as { job_id: string }).job_id;
+        jobSessions.set(jobId, streamIdOf(e));
+        insertJob.run(jobId, streamIdOf(e));
+      }
+      return streamIdOf(e);
+    },
+    load: (d, id) => d.query("SELECT * FROM sessions WHERE id = ?").get(id) as SessionRow | null,
+    save: (d, row) => {
+      d.query(`INSERT OR REPLACE INTO sessions (${COLUMNS.join(", ")}) VALUES (${COLUMNS.map(() => "?").join(", ")})`)
+        .run(...COLUMNS.map((c) => row[c]));
+    },
+    evolve: evolveSessionRow,
+  });
+}
+
+const COLUMNS = [
+  "id", "app_id", "agent_id", "user_id", "name", "external_ref", "metadata", "archived", "deleted", "turns", "message_count",
+  "asset_count", "prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens", "created_at", "updated_at",
+  "last_activity_at", "activity_seq",
+] as const;
+
+/** The sessions row as a pure fold of the session's events (and its jobs' usage). */
+function evolveSessionRow(row: SessionRow | null, e: RecordedEvent): SessionRow | null {
+  const at = e.created.getTime();
+  const seq = Number(e.position);
+  if (e.type === "UsageRecorded") {
+    if (!row) return null;
+    const d = e.data as Extract<JobEvent, { type: "UsageRecorded" }>["data"];
+    return {
+      ...row, prompt_tokens: row.prompt_tokens + d.prompt_tokens, completion_tokens: row.completion_tokens + d.completion_tokens,
+      cached_tokens: row.cached_tokens + d.cached_tokens, reasoning_tokens: row.reasoning_tokens + d.reasoning_tokens,
+    };
+  }
+  const event = { type: e.type, data: e.data } as SessionEvent;
+  if (event.type === "SessionStarted") {
+    const d = event.data;
+    return {
+      id: d.session_id, app_id: appIdOf(e), agent_id: d.agent_id, user_id: d.user_id, name: d.name, external_ref: d.external_ref,
+      metadata: JSON.stringify(d.metadata), archived: 0, deleted: 0, turns: "[]", message_count: 0, asset_count: 0,
+      prompt_tokens: 0, completion_tokens: 0, cached_tokens: 0, reasoning_tokens: 0,
+      created_at: at, updated_at: at, last_activity_at: at, activity_seq: seq,
+    };
+  }
+  if (!row) return null;
+  const touched = { ...row, updated_at: at, last_activity_at: at, activity_seq: seq };
+  switch (event.type) {
+    case "SessionRenamed":
+      return { ...row, name: event.data.name, updated_at: at };
+    case "SessionArchived":
+    case "SessionUnarchived":
+      return { ...row, archived: event.type === "SessionArchived" ? 1 : 0, updated_at: at };
+    case "SessionDeleted":
+      return { ...row, deleted: 1, updated_at: at };
+    case "MessageSent":
+      return { ...touched, turns: JSON.stringify([...(JSON.parse(row.turns) as string[]), event.data.job_id]), message_count: row.message_count + 1 };
+    case "TurnEnded":
+      return {
+        ...touched,
+        turns: JSON.stringify((JSON.parse(row.turns) as string[]).filter((j) => j !== event.data.job_id)),
+        message_count: row.message_count + (event.data.reply ? 1 : 0),
+      };
+    case "AssetRegistered":
+      return { ...touched, asset_count: row.asset_count + 1 };
+    default:
+      return row;
+  }
 }
 
 export interface SessionRow {

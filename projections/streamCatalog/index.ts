@@ -43,24 +43,49 @@ export const streamCatalog: Projection = {
     ) WITHOUT ROWID;
   `,
   apply(db: Database, e: RecordedEvent): void {
-    const category = categoryOf(e.streamId);
-    const at = e.created.getTime();
-    const position = e.position.toString();
-    const isNew = e.revision === 0n ||
-      db.query("SELECT 1 FROM catalog_streams WHERE stream = ?").get(e.streamId) === null;
-    db.query(
+    streamCatalog.applyBatch!(db, [e]);
+  },
+
+  // Aggregates the batch per stream, category and type, then writes each once: the same sums and
+  // last values as event-by-event application, with a fraction of the statements.
+  applyBatch(db: Database, events: readonly RecordedEvent[]): void {
+    const streams = new Map<string, { first: RecordedEvent; last: RecordedEvent; count: number }>();
+    const categories = new Map<string, { newStreams: number; count: number; at: number }>();
+    const types = new Map<string, number>();
+    for (const e of events) {
+      const s = streams.get(e.streamId);
+      if (s) {
+        s.last = e;
+        s.count++;
+      } else {
+        streams.set(e.streamId, { first: e, last: e, count: 1 });
+      }
+      const category = categoryOf(e.streamId);
+      const c = categories.get(category) ?? { newStreams: 0, count: 0, at: 0 };
+      c.count++;
+      c.at = e.created.getTime();
+      // A stream's first event is revision 0: the catalog sees every stream from its start.
+      if (e.revision === 0n) c.newStreams++;
+      categories.set(category, c);
+      types.set(e.type, (types.get(e.type) ?? 0) + 1);
+    }
+    const upsertStream = db.query(
       `INSERT INTO catalog_streams (stream, category, event_count, last_revision, last_type, first_position, last_position, created_at, updated_at)
-       VALUES (?1, ?2, 1, ?3, ?4, ?5, ?5, ?6, ?6)
-       ON CONFLICT(stream) DO UPDATE SET event_count = event_count + 1, last_revision = ?3, last_type = ?4,
-         last_position = ?5, updated_at = ?6`,
-    ).run(e.streamId, category, Number(e.revision), e.type, position, at);
-    db.query(
-      `INSERT INTO catalog_categories (category, stream_count, event_count, updated_at) VALUES (?1, ?2, 1, ?3)
-       ON CONFLICT(category) DO UPDATE SET stream_count = stream_count + ?2, event_count = event_count + 1, updated_at = ?3`,
-    ).run(category, isNew ? 1 : 0, at);
-    db.query(
-      `INSERT INTO catalog_event_types (type, count) VALUES (?, 1) ON CONFLICT(type) DO UPDATE SET count = count + 1`,
-    ).run(e.type);
+       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+       ON CONFLICT(stream) DO UPDATE SET event_count = event_count + ?3, last_revision = ?4, last_type = ?5,
+         last_position = ?7, updated_at = ?9`,
+    );
+    for (const [stream, s] of streams) {
+      upsertStream.run(stream, categoryOf(stream), s.count, Number(s.last.revision), s.last.type, s.first.position.toString(),
+        s.last.position.toString(), s.first.created.getTime(), s.last.created.getTime());
+    }
+    const upsertCategory = db.query(
+      `INSERT INTO catalog_categories (category, stream_count, event_count, updated_at) VALUES (?1, ?2, ?3, ?4)
+       ON CONFLICT(category) DO UPDATE SET stream_count = stream_count + ?2, event_count = event_count + ?3, updated_at = ?4`,
+    );
+    for (const [category, c] of categories) upsertCategory.run(category, c.newStreams, c.count, c.at);
+    const upsertType = db.query(`INSERT INTO catalog_event_types (type, count) VALUES (?1, ?2) ON CONFLICT(type) DO UPDATE SET count = count + ?2`);
+    for (const [type, n] of types) upsertType.run(type, n);
   },
 };
 

@@ -21,4 +21,10 @@ export interface Projection {
   /** The tables it owns, dropped on rebuild. */
   readonly tables: readonly string[];
   apply(db: Database, event: RecordedEvent): void;
+  /**
+   * Optional: folds a whole batch at once (only the events it handles, in order). It must leave exactly
+   * what applying them one by one would, whatever the batch boundaries — the rebuild-equivalence tests
+   * hold it to that — and lets a projection aggregate in memory before writing.
+   */
+  applyBatch?(db: Database, events: readonly RecordedEvent[]): void;
 }

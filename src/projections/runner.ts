@@ -217,10 +217,9 @@ export class ProjectionRunner {
         const checkpoint = this.checkpoints.get(p.name) ?? null;
         if (checkpoint !== null && checkpoint >= last) continue;
         const handles = this.handles.get(p.name)!;
-        for (const event of batch) {
-          if (checkpoint !== null && event.position <= checkpoint) continue;
-          if (handles === "all" || handles.has(event.type)) p.apply(this.db, event);
-        }
+        const relevant = batch.filter((e) => (checkpoint === null || e.position > checkpoint) && (handles === "all" || handles.has(e.type)));
+        if (p.applyBatch) p.applyBatch(this.db, relevant);
+        else for (const event of relevant) p.apply(this.db, event);
         writeCheckpoint(this.db, p.name, p.version, last, this.now());
         advanced.push([p, last]);
       }
