@@ -21,12 +21,13 @@ export async function pollStream(
   ctx: AppContext,
   stream: string,
   query: { since?: number; limit?: number; wait?: number },
-  signal: AbortSignal,
+  /** The request, for its abort signal: only read when the poll may wait (creating it is not free). */
+  request: Request,
 ): Promise<{ events: PublicEvent[]; raw: RecordedEvent[]; cursor: number }> {
   const since = query.since ?? 0;
   const limit = query.limit ?? 200;
   const waitMs = Math.round((query.wait ?? 0) * 1000);
-  const waiter = waitMs > 0 ? ctx.live.waiter(stream, waitMs, signal) : undefined;
+  const waiter = waitMs > 0 ? ctx.live.waiter(stream, waitMs, request.signal) : undefined;
   let raw = await eventsAfter(ctx.store, stream, since, limit);
   if (raw.length === 0 && waiter) {
     await waiter.promise;

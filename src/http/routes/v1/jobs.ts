@@ -40,7 +40,7 @@ export const jobRoutes = ({ ctx, apiKey }: V1Deps) =>
     })
     .get("/:job_id/events", async ({ params, query, request }) => {
       // Events first, then the state: the status returned is never older than the events.
-      const { events, cursor } = await pollStream(ctx, jobStream(params.job_id), query, request.signal);
+      const { events, cursor } = await pollStream(ctx, jobStream(params.job_id), query, request);
       const state = await jobState(ctx, params.job_id);
       return {
         job_id: params.job_id, status: state.status, error: state.error, events, cursor,

@@ -238,7 +238,7 @@ export const sessionRoutes = ({ ctx, apiKey }: V1Deps) =>
     }, { params: IdParam("session_id"), query: t.Object(PageQuery), response: PageOf(JobView), detail: { summary: "A session's jobs, newest first" } })
     .get("/:session_id/events", async ({ params, query, request }) => {
       const row = requireSession(ctx, params.session_id);
-      const { events, cursor } = await pollStream(ctx, sessionStream(params.session_id), query, request.signal);
+      const { events, cursor } = await pollStream(ctx, sessionStream(params.session_id), query, request);
       return { session_id: params.session_id, status: sessionView(row).status, events, cursor };
     }, {
       params: IdParam("session_id"), query: t.Object(CursorQuery),
