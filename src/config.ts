@@ -20,6 +20,12 @@ const Env = Type.Object({
   API_KEY: Type.Optional(Type.String({ minLength: 16, maxLength: 512 })),
   WORKER_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 256, default: 4 }),
   SANDBOX_CHUNK_DELAY_MS: Type.Integer({ minimum: 0, maximum: 10_000, default: 15 }),
+  LLM_PROVIDER: Type.Union([Type.Literal("sandbox"), Type.Literal("openai"), Type.Literal("anthropic")], { default: "sandbox" }),
+  LLM_BASE_URL: Type.Optional(Type.String({ pattern: "^https?://" })),
+  LLM_API_KEY: Type.Optional(Type.String({ minLength: 1 })),
+  LLM_MODEL: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+  LLM_STALL_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 600_000, default: 60_000 }),
+  LLM_MAX_ATTEMPTS: Type.Integer({ minimum: 1, maximum: 10, default: 4 }),
   LOG_LEVEL: Type.Union([Type.Literal("debug"), Type.Literal("info"), Type.Literal("warn"), Type.Literal("error")], { default: "info" }),
 });
 
@@ -39,6 +45,14 @@ export interface Config {
   apiKey: string | undefined;
   workerConcurrency: number;
   sandboxChunkDelayMs: number;
+  llm: {
+    provider: "sandbox" | "openai" | "anthropic";
+    baseUrl: string | undefined;
+    apiKey: string | undefined;
+    model: string | undefined;
+    stallTimeoutMs: number;
+    maxAttempts: number;
+  };
   logLevel: EnvShape["LOG_LEVEL"];
 }
 
@@ -63,6 +77,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     throw new ConfigError(variable, `${first.message} (got ${JSON.stringify(raw[variable] ?? null)})`);
   }
   const e = withDefaults as EnvShape;
+  if (e.LLM_PROVIDER !== "sandbox" && !e.LLM_API_KEY && !e.LLM_BASE_URL) {
+    throw new ConfigError("LLM_API_KEY", `required with LLM_PROVIDER=${e.LLM_PROVIDER} (or set LLM_BASE_URL for a keyless OpenAI-compatible endpoint)`);
+  }
   if (e.EVENT_STORE === "esdb" && !e.EVENTSTORE_CONNECTION_STRING) {
     throw new ConfigError("EVENTSTORE_CONNECTION_STRING", "required when EVENT_STORE=esdb (for example esdb://localhost:2113?tls=false)");
   }
@@ -80,6 +97,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     apiKey: e.API_KEY,
     workerConcurrency: e.WORKER_CONCURRENCY,
     sandboxChunkDelayMs: e.SANDBOX_CHUNK_DELAY_MS,
+    llm: {
+      provider: e.LLM_PROVIDER, baseUrl: e.LLM_BASE_URL, apiKey: e.LLM_API_KEY, model: e.LLM_MODEL,
+      stallTimeoutMs: e.LLM_STALL_TIMEOUT_MS, maxAttempts: e.LLM_MAX_ATTEMPTS,
+    },
     logLevel: e.LOG_LEVEL,
   };
 }

@@ -21,8 +21,7 @@ import { InProcessJobQueue } from "./jobs/queue.ts";
 import { reconcile } from "./jobs/reconciler.ts";
 import { TurnRunner } from "./jobs/turnRunner.ts";
 import { Worker } from "./jobs/worker.ts";
-import type { LlmProvider } from "./llm/provider.ts";
-import { SandboxProvider } from "./llm/sandbox.ts";
+import { createProviders } from "./llm/factory.ts";
 import { acquireProcessLock } from "./projections/processLock.ts";
 import { openReadModelDb } from "./projections/readModelDb.ts";
 import { ProjectionRunner } from "./projections/runner.ts";
@@ -53,10 +52,10 @@ export async function startServer(
   await live.start();
 
   const queue = new InProcessJobQueue();
-  const providers = new Map<string, LlmProvider>([["sandbox", new SandboxProvider({ chunkDelayMs: config.sandboxChunkDelayMs })]]);
+  const { providers, defaultProvider } = createProviders(config);
   const ctx: AppContext = {
     store, repos: createRepositories(store), db, projections: projectionRunner, queue, live, providers,
-    defaultProvider: "sandbox", logger, appId: DEFAULT_APP_ID, readYourWritesTimeoutMs: config.readYourWritesTimeoutMs,
+    defaultProvider, logger, appId: DEFAULT_APP_ID, readYourWritesTimeoutMs: config.readYourWritesTimeoutMs,
     running: { isRunning: () => false, abort: () => {} },
   };
   const worker = new Worker(queue, new TurnRunner(ctx, `runner-${process.pid}`), logger.child({ component: "worker" }), config.workerConcurrency);

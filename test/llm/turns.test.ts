@@ -1,0 +1,65 @@
+/** Whole turns through the real providers: the server's runner, the SDK, and a local wire-format server. */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { api, TEST_KEY, type Api } from "../support/api.ts";
+import { startAnthropicWireServer, startOpenAiWireServer, type WireServer } from "../support/llmWireServers.ts";
+import { startTestServer, type TestServer } from "../support/server.ts";
+
+for (const provider of ["openai", "anthropic"] as const) {
+  describe(`a turn through the ${provider} adapter`, () => {
+    let wire: WireServer;
+    let server: TestServer;
+    let client: Api;
+    beforeAll(async () => {
+      wire = provider === "openai" ? startOpenAiWireServer() : startAnthropicWireServer();
+      server = await startTestServer({
+        API_KEY: TEST_KEY, LLM_PROVIDER: provider, LLM_API_KEY: "sk-live-secret-key", LLM_MODEL: "model-x",
+        LLM_BASE_URL: provider === "openai" ? wire.baseURL : wire.baseURL.replace(/\/v1$/, ""), LLM_STALL_TIMEOUT_MS: "1000",
+      });
+      client = api(server.url);
+    });
+    afterAll(async () => {
+      await server?.stop();
+      wire?.stop();
+    });
+
+    test("text, a tool call and its result go round the model and the turn completes with usage summed per step", async () => {
+      const agent = await client.post("/v1/agents", { name: "Assets", approval: "never", system_prompt: "Keep media.", tools: [{ type: "builtin", name: "register_asset" }] });
+      const sid = (await client.post("/v1/sessions", { user_id: "u", agent_id: agent.body.id })).body.id;
+      wire.script(
+        { kind: "tools", text: ["Saving it."], calls: [{ id: "call_1", name: "register_asset", args: "{\"url\":\"https://example.com/a.png\",\"kind\":\"image\"}" }], usage: { prompt: 50, completion: 10, cached: 20 } },
+        { kind: "text", chunks: ["Saved as ", "asset_1."], usage: { prompt: 80, completion: 6, cached: 40 } },
+      );
+      const turn = await client.post(`/v1/sessions/${sid}/messages`, { content: "keep https://example.com/a.png", wait: true });
+      expect(turn.body.status).toBe("completed");
+      expect(turn.body.reply.content).toBe("Saving it.\n\nSaved as asset_1.");
+      expect(turn.body.reply.assets).toEqual(["asset_1"]);
+      expect(turn.body.usage).toEqual({ prompt_tokens: 130, completion_tokens: 16, cached_tokens: 60, reasoning_tokens: 0 });
+      const usage = (await client.get(`/v1/jobs/${turn.body.job_id}/events?since=0`)).body.events.filter((e: any) => e.type === "usage");
+      expect(usage.map((e: any) => [e.payload.step, e.payload.provider, e.payload.model])).toEqual([[1, provider, "model-x"], [2, provider, "model-x"]]);
+      // The second model call saw the tool's result.
+      const second = JSON.stringify(wire.requests.at(-1)!.body);
+      expect(second).toContain("asset_1");
+      expect(second).toContain("call_1");
+      const h = wire.requests.at(-1)!.headers;
+      expect(h.get("authorization") ?? h.get("x-api-key")).toContain("sk-live-secret-key");
+    });
+
+    test("a provider that keeps failing fails the job with a sanitised error, and the session is freed", async () => {
+      const sid = (await client.post("/v1/sessions", { user_id: "u" })).body.id;
+      wire.script({ kind: "status", status: 400, body: JSON.stringify({ error: { message: "upstream says sk-live-secret-key is wrong" } }) });
+      const turn = await client.post(`/v1/sessions/${sid}/messages`, { content: "hi", wait: true });
+      expect(turn.body.status).toBe("failed");
+      expect(turn.body.error.code).toBe("invalid_request");
+      expect(JSON.stringify(turn.body)).not.toContain("sk-live");
+      expect((await client.get(`/v1/sessions/${sid}`)).body.status).toBe("idle");
+    });
+
+    test("a stalled stream fails the step instead of hanging the job", async () => {
+      const sid = (await client.post("/v1/sessions", { user_id: "u" })).body.id;
+      wire.script({ kind: "stall", chunks: ["hmm"] });
+      const turn = await client.post(`/v1/sessions/${sid}/messages`, { content: "hi", wait: true, wait_timeout_s: 20 });
+      expect(turn.body.status).toBe("failed");
+      expect(turn.body.error.code).toBe("timeout");
+    });
+  });
+}
