@@ -26,6 +26,11 @@ const Env = Type.Object({
   LLM_MODEL: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
   LLM_STALL_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 600_000, default: 60_000 }),
   LLM_MAX_ATTEMPTS: Type.Integer({ minimum: 1, maximum: 10, default: 4 }),
+  ROLE: Type.Union([Type.Literal("all"), Type.Literal("api"), Type.Literal("worker")], { default: "all" }),
+  REDIS_URL: Type.Optional(Type.String({ pattern: "^rediss?://" })),
+  JOB_LEASE_MS: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 30_000 }),
+  JOB_MAX_DELIVERIES: Type.Integer({ minimum: 1, maximum: 100, default: 5 }),
+  READ_MODEL_FILE: Type.Optional(Type.String({ minLength: 1 })),
   LOG_LEVEL: Type.Union([Type.Literal("debug"), Type.Literal("info"), Type.Literal("warn"), Type.Literal("error")], { default: "info" }),
 });
 
@@ -53,6 +58,11 @@ export interface Config {
     stallTimeoutMs: number;
     maxAttempts: number;
   };
+  role: "all" | "api" | "worker";
+  redisUrl: string | undefined;
+  jobLeaseMs: number;
+  jobMaxDeliveries: number;
+  readModelFile: string | undefined;
   logLevel: EnvShape["LOG_LEVEL"];
 }
 
@@ -80,6 +90,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (e.LLM_PROVIDER !== "sandbox" && !e.LLM_API_KEY && !e.LLM_BASE_URL) {
     throw new ConfigError("LLM_API_KEY", `required with LLM_PROVIDER=${e.LLM_PROVIDER} (or set LLM_BASE_URL for a keyless OpenAI-compatible endpoint)`);
   }
+  if (e.ROLE !== "all" && !e.REDIS_URL) {
+    throw new ConfigError("REDIS_URL", `required with ROLE=${e.ROLE}: separate API and worker processes share jobs through Redis`);
+  }
+  if (e.ROLE !== "all" && e.EVENT_STORE === "memory") {
+    throw new ConfigError("EVENT_STORE", "memory cannot be shared between processes; use sqlite or esdb with ROLE=api/worker");
+  }
   if (e.EVENT_STORE === "esdb" && !e.EVENTSTORE_CONNECTION_STRING) {
     throw new ConfigError("EVENTSTORE_CONNECTION_STRING", "required when EVENT_STORE=esdb (for example esdb://localhost:2113?tls=false)");
   }
@@ -101,6 +117,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       provider: e.LLM_PROVIDER, baseUrl: e.LLM_BASE_URL, apiKey: e.LLM_API_KEY, model: e.LLM_MODEL,
       stallTimeoutMs: e.LLM_STALL_TIMEOUT_MS, maxAttempts: e.LLM_MAX_ATTEMPTS,
     },
+    role: e.ROLE,
+    redisUrl: e.REDIS_URL,
+    jobLeaseMs: e.JOB_LEASE_MS,
+    jobMaxDeliveries: e.JOB_MAX_DELIVERIES,
+    readModelFile: e.READ_MODEL_FILE,
     logLevel: e.LOG_LEVEL,
   };
 }

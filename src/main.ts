@@ -17,7 +17,9 @@ import { createEventStore } from "./eventstore/factory.ts";
 import { createApp, type AppDeps } from "./http/app.ts";
 import { resolveApiKey } from "./http/auth.ts";
 import { v1Routes } from "./http/routes/v1/index.ts";
-import { InProcessJobQueue } from "./jobs/queue.ts";
+import { InProcessJobQueue, type JobQueue } from "./jobs/queue.ts";
+import { RedisJobQueue } from "./jobs/redisQueue.ts";
+import { finishTurn } from "./app/turns.ts";
 import { reconcile } from "./jobs/reconciler.ts";
 import { TurnRunner } from "./jobs/turnRunner.ts";
 import { Worker } from "./jobs/worker.ts";
@@ -43,7 +45,7 @@ export async function startServer(
   const store = createEventStore(config);
   await store.ping();
   const persistent = config.eventStore !== "memory";
-  const readModelPath = persistent ? join(config.dataDir, "readmodels.sqlite") : ":memory:";
+  const readModelPath = persistent ? (config.readModelFile ?? join(config.dataDir, "readmodels.sqlite")) : ":memory:";
   const releaseLock = persistent ? acquireProcessLock(`${readModelPath}.pid`, readModelPath) : () => {};
   const db = openReadModelDb(readModelPath);
   const projectionRunner = new ProjectionRunner(store, db, projections, { logger: logger.child({ component: "projections" }), lagCountLimit: 1000 });
@@ -51,7 +53,9 @@ export async function startServer(
   const live = new LiveEvents(store, logger.child({ component: "live" }));
   await live.start();
 
-  const queue = new InProcessJobQueue();
+  const queue: JobQueue = config.redisUrl
+    ? new RedisJobQueue({ url: config.redisUrl, leaseMs: config.jobLeaseMs, maxDeliveries: config.jobMaxDeliveries, logger: logger.child({ component: "queue" }) })
+    : new InProcessJobQueue();
   const { providers, defaultProvider } = createProviders(config);
   const ctx: AppContext = {
     store, repos: createRepositories(store), db, projections: projectionRunner, queue, live, providers,
@@ -64,10 +68,32 @@ export async function startServer(
   const created = await ensureDefaultAgent(ctx);
   if (created !== null) await projectionRunner.waitForPosition(created, 30_000);
   await projectionRunner.waitUntilCaughtUp(10 * 60_000);
-  worker.start();
-  await reconcile(ctx);
+  if (config.role !== "api") {
+    worker.start(async (jobId, deliveries) => {
+      const meta = { appId: ctx.appId, correlationId: "queue" };
+      await ctx.repos.jobs.handle(jobId, { type: "FailJob", error: { code: "worker_lost", message: `The job's worker stopped ${deliveries} times; it was given up` } }, meta).catch(() => {});
+      await finishTurn(ctx, jobId, meta);
+    });
+    await reconcile(ctx);
+  }
 
   const { key: apiKey, origin } = resolveApiKey(config.apiKey, persistent ? config.dataDir : null);
+  if (config.role === "worker") {
+    logger.info("agentry worker running", { event_store: store.kind, queue: queue.kind, concurrency: config.workerConcurrency, llm_provider: ctx.defaultProvider });
+    let stopping: Promise<void> | undefined;
+    const shutdown = (reason = "shutdown") =>
+      (stopping ??= (async () => {
+        logger.info("shutting down", { reason });
+        await worker.stop(config.shutdownTimeoutMs);
+        await live.stop();
+        await projectionRunner.stop();
+        await store.close();
+        db.close();
+        releaseLock();
+        logger.info("stopped");
+      })());
+    return { url: "", port: 0, apiKey, ctx, shutdown };
+  }
   const app = createApp({
     store, runner: projectionRunner, logger, version: pkg.version, maxBodyBytes: config.maxBodyBytes,
     plugins: [v1Routes({ ctx, apiKey }), ...(extra.plugins ?? [])],
@@ -75,7 +101,7 @@ export async function startServer(
   app.listen({ port: config.port, hostname: config.host });
   const port = app.server!.port!;
   const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
-  logger.info("agentry listening", { url, event_store: store.kind, data_dir: config.dataDir, docs: `${url}/docs`, llm_provider: ctx.defaultProvider });
+  logger.info("agentry listening", { url, role: config.role, queue: queue.kind, event_store: store.kind, data_dir: config.dataDir, docs: `${url}/docs`, llm_provider: ctx.defaultProvider });
   if (origin !== "env") {
     logger.info(origin === "generated" ? "generated an API key for the default app" : "API key of the default app", {
       api_key: apiKey, stored_in: persistent ? join(config.dataDir, "api_key") : "memory only (EVENT_STORE=memory)",

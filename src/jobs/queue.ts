@@ -4,11 +4,16 @@
  */
 export type JobHandler = (jobId: string) => Promise<void>;
 
+export interface ConsumeOptions {
+  /** Called instead of the handler when a job has been delivered too often (its workers keep dying). */
+  onGiveUp?: (jobId: string, deliveries: number) => Promise<void>;
+}
+
 export interface JobQueue {
   readonly kind: string;
   enqueue(jobId: string): Promise<void>;
   /** Delivers queued job ids to `handler`, at most `concurrency` at a time. */
-  consume(handler: JobHandler, concurrency: number): void;
+  consume(handler: JobHandler, concurrency: number, options?: ConsumeOptions): void;
   /** Stops delivering; resolves when the handlers in flight have returned. */
   close(): Promise<void>;
 }

@@ -64,7 +64,7 @@ export class TurnRunner {
     this.coalesceChars = options.coalesceChars ?? 200;
   }
 
-  async run(jobId: string, signal: AbortSignal): Promise<void> {
+  async run(jobId: string, outerSignal: AbortSignal): Promise<void> {
     const { repos } = this.ctx;
     const meta = { appId: this.ctx.appId, correlationId: jobId };
     const { state } = await repos.jobs.load(jobId);
@@ -102,6 +102,15 @@ export class TurnRunner {
       return;
     }
     const attempt = started.state.attempt;
+    // A cancel may be appended by another process (an API process, with the job running here): watch
+    // the job's stream and stop the model request as soon as one lands.
+    const local = new AbortController();
+    const signal = AbortSignal.any([outerSignal, local.signal]);
+    const stopWatching = this.ctx.live.listen(jobStream(jobId), () => {
+      void repos.jobs.load(jobId).then(({ state: s }) => {
+        if (s.cancelRequested || TERMINAL.has(s.status as never) || s.attempt !== attempt) local.abort();
+      }).catch(() => {});
+    });
     const append = async (command: JobCommand) => {
       const r = await repos.jobs.handle(jobId, (s) => {
         if (s.attempt !== attempt) throw new LostJob();
@@ -113,7 +122,10 @@ export class TurnRunner {
     try {
       await this.execute(jobId, started.state, append, signal);
     } catch (err) {
-      if (err instanceof LostJob) return;
+      if (err instanceof LostJob) {
+        stopWatching();
+        return;
+      }
       const cancelled = signal.aborted || (err instanceof ConflictError && err.code === "job_cancel_requested") ||
         (err instanceof LlmError && err.code === "aborted");
       const end: JobCommand = cancelled
@@ -126,6 +138,8 @@ export class TurnRunner {
       }, meta).catch((e) => {
         if (!(e instanceof LostJob) && !(e instanceof ConflictError)) throw e;
       });
+    } finally {
+      stopWatching();
     }
     await finishTurn(this.ctx, jobId, meta);
   }

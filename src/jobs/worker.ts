@@ -18,8 +18,9 @@ export class Worker implements RunningJobs {
     private readonly concurrency = 4,
   ) {}
 
-  start(): void {
-    this.queue.consume((jobId) => this.handle(jobId), this.concurrency);
+  /** `onGiveUp` ends a job the queue stopped redelivering (its workers kept dying). */
+  start(onGiveUp?: (jobId: string, deliveries: number) => Promise<void>): void {
+    this.queue.consume((jobId) => this.handle(jobId), this.concurrency, onGiveUp ? { onGiveUp } : {});
   }
 
   isRunning(jobId: string): boolean {

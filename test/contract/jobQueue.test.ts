@@ -1,0 +1,18 @@
+import { InProcessJobQueue } from "../../src/jobs/queue.ts";
+import { RedisJobQueue } from "../../src/jobs/redisQueue.ts";
+import { startRedis } from "../support/redis.ts";
+import { jobQueueContract } from "./jobQueue.contract.ts";
+
+jobQueueContract("in-process", async () => {
+  return { make: () => new InProcessJobQueue(), cleanup: async () => {} };
+});
+
+jobQueueContract("redis", async () => {
+  const redis = await startRedis();
+  let n = 0;
+  return {
+    // Each test gets its own stream so leftovers of one cannot reach another.
+    make: () => new RedisJobQueue({ url: redis.url, stream: `jobs:${n++}`, blockMs: 100 }),
+    cleanup: () => redis.stop(),
+  };
+});
