@@ -30,6 +30,7 @@ const Env = Type.Object({
   REDIS_URL: Type.Optional(Type.String({ pattern: "^rediss?://" })),
   JOB_LEASE_MS: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 30_000 }),
   JOB_MAX_DELIVERIES: Type.Integer({ minimum: 1, maximum: 100, default: 5 }),
+  RECONCILE_INTERVAL_MS: Type.Integer({ minimum: 200, maximum: 3_600_000, default: 30_000 }),
   READ_MODEL_FILE: Type.Optional(Type.String({ minLength: 1 })),
   LOG_LEVEL: Type.Union([Type.Literal("debug"), Type.Literal("info"), Type.Literal("warn"), Type.Literal("error")], { default: "info" }),
 });
@@ -63,6 +64,7 @@ export interface Config {
   jobLeaseMs: number;
   jobMaxDeliveries: number;
   readModelFile: string | undefined;
+  reconcileIntervalMs: number;
   logLevel: EnvShape["LOG_LEVEL"];
 }
 
@@ -122,6 +124,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     jobLeaseMs: e.JOB_LEASE_MS,
     jobMaxDeliveries: e.JOB_MAX_DELIVERIES,
     readModelFile: e.READ_MODEL_FILE,
+    reconcileIntervalMs: e.RECONCILE_INTERVAL_MS,
     logLevel: e.LOG_LEVEL,
   };
 }

@@ -62,6 +62,7 @@ export async function startServer(
     defaultProvider, logger, appId: DEFAULT_APP_ID, readYourWritesTimeoutMs: config.readYourWritesTimeoutMs,
     running: { isRunning: () => false, abort: () => {} },
   };
+  let reconcileTimer: ReturnType<typeof setInterval> | undefined;
   const worker = new Worker(queue, new TurnRunner(ctx, `runner-${process.pid}`), logger.child({ component: "worker" }), config.workerConcurrency);
   ctx.running = worker;
 
@@ -74,7 +75,18 @@ export async function startServer(
       await ctx.repos.jobs.handle(jobId, { type: "FailJob", error: { code: "worker_lost", message: `The job's worker stopped ${deliveries} times; it was given up` } }, meta).catch(() => {});
       await finishTurn(ctx, jobId, meta);
     });
-    await reconcile(ctx);
+    // Alone with an in-process queue, nothing else can hold an unfinished job; with Redis, a job is
+    // only taken from a worker that has shown no sign of life for longer than a stall could last.
+    const shared = queue.kind !== "in-process";
+    const processingIdleMs = shared ? 2 * config.llm.stallTimeoutMs + config.jobLeaseMs : 0;
+    await reconcile(ctx, { processingIdleMs });
+    if (shared) {
+      // Redis can lose entries (a restart without persistence); the event store cannot.
+      reconcileTimer = setInterval(() => {
+        void reconcile(ctx, { processingIdleMs, minAgeMs: config.reconcileIntervalMs / 2 })
+          .catch((err) => logger.warn("periodic reconciliation failed", { error: err as Error }));
+      }, config.reconcileIntervalMs);
+    }
   }
 
   const { key: apiKey, origin } = resolveApiKey(config.apiKey, persistent ? config.dataDir : null);
@@ -84,6 +96,7 @@ export async function startServer(
     const shutdown = (reason = "shutdown") =>
       (stopping ??= (async () => {
         logger.info("shutting down", { reason });
+        clearInterval(reconcileTimer);
         await worker.stop(config.shutdownTimeoutMs);
         await live.stop();
         await projectionRunner.stop();
@@ -119,6 +132,7 @@ export async function startServer(
         logger.warn("in-flight requests did not finish in time; closing them", { timeout_ms: config.shutdownTimeoutMs });
         await app.server!.stop(true);
       }
+      clearInterval(reconcileTimer);
       await worker.stop(config.shutdownTimeoutMs);
       await live.stop();
       await projectionRunner.stop();

@@ -113,6 +113,6 @@ export function listSessionJobs(db: Database, sessionId: string, limit: number, 
     : db.query("SELECT * FROM jobs WHERE session_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?").all(sessionId, afterSeq, limit) as JobRow[];
 }
 
-export function unfinishedJobs(db: Database): Array<Pick<JobRow, "id" | "status" | "session_id">> {
-  return db.query("SELECT id, status, session_id FROM jobs WHERE status IN ('pending', 'processing', 'awaiting_approval') ORDER BY seq").all() as Array<Pick<JobRow, "id" | "status" | "session_id">>;
+export function unfinishedJobs(db: Database): Array<Pick<JobRow, "id" | "status" | "session_id" | "updated_at">> {
+  return db.query("SELECT id, status, session_id, updated_at FROM jobs WHERE status IN ('pending', 'processing', 'awaiting_approval') ORDER BY seq").all() as Array<Pick<JobRow, "id" | "status" | "session_id" | "updated_at">>;
 }

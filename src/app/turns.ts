@@ -29,6 +29,18 @@ export interface Accepted {
   position: bigint | null;
 }
 
+/**
+ * Hands a job to the queue. The job is already durable in the event store, so a queue that is down or
+ * slow must not fail (or hang) the request that created it: the reconciler dispatches it again.
+ */
+export async function dispatch(ctx: AppContext, jobId: string): Promise<void> {
+  try {
+    await ctx.queue.enqueue(jobId);
+  } catch (err) {
+    ctx.logger.warn("could not hand the job to the queue; it will be dispatched again", { job_id: jobId, error: err as Error });
+  }
+}
+
 async function activeAgent(ctx: AppContext, agentId: string): Promise<NonNullable<AgentState["spec"]>> {
   const { state } = await ctx.repos.agents.load(agentId);
   if (state.status !== "active" || !state.spec) throw new NotFoundError(`Agent ${agentId} not found`, { param: "agent_id" }, "agent_not_found");
@@ -55,7 +67,7 @@ export async function sendMessage(ctx: AppContext, sessionId: string, input: Mes
       model: input.model, output_schema: agent.output_schema,
     },
   }, { ...meta, causationId: messageId });
-  if (!event.data.queued) await ctx.queue.enqueue(jobId);
+  if (!event.data.queued) await dispatch(ctx, jobId);
   return { job_id: jobId, message_id: messageId, session_id: sessionId, queued: event.data.queued, position: queuedJob.position };
 }
 
@@ -80,7 +92,7 @@ export async function startRun(ctx: AppContext, run: RunInput, meta: Meta): Prom
       model: run.model, output_schema: run.output_schema ?? agent.output_schema,
     },
   }, meta);
-  await ctx.queue.enqueue(jobId);
+  await dispatch(ctx, jobId);
   return { job_id: jobId, message_id: null, session_id: null, queued: false, position: queued.position };
 }
 
@@ -94,7 +106,7 @@ async function loadJob(ctx: AppContext, jobId: string): Promise<JobState> {
 export async function approvePlan(ctx: AppContext, jobId: string, meta: Meta): Promise<bigint | null> {
   await loadJob(ctx, jobId);
   const r = await ctx.repos.jobs.handle(jobId, { type: "ApprovePlan" }, meta);
-  await ctx.queue.enqueue(jobId);
+  await dispatch(ctx, jobId);
   return r.position;
 }
 
@@ -135,7 +147,7 @@ export async function finishTurn(ctx: AppContext, jobId: string, meta: Meta): Pr
     throw err;
   });
   const next = ended?.state.turns[0];
-  if (next) await ctx.queue.enqueue(next.job_id);
+  if (next) await dispatch(ctx, next.job_id);
   return ended?.position ?? null;
 }
 

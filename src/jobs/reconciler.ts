@@ -10,7 +10,7 @@
  *   frees the session and starts its next queued turn.
  */
 import type { AppContext } from "../app/context.ts";
-import { finishTurn } from "../app/turns.ts";
+import { dispatch, finishTurn } from "../app/turns.ts";
 import { TERMINAL } from "../domain/job/job.ts";
 import type { SessionEvent } from "../domain/session/session.ts";
 import { sessionStream } from "../domain/streams.ts";
@@ -22,13 +22,30 @@ export interface ReconcileReport {
   closed: number;
 }
 
-export async function reconcile(ctx: AppContext): Promise<ReconcileReport> {
+export interface ReconcileOptions {
+  /**
+   * Re-queue jobs that are `processing` only when nothing has happened to them for this long. With
+   * the in-process queue at start-up nothing else can hold them (0); with a shared queue a live worker
+   * elsewhere may, and the queue's leases hand its jobs over — this only catches jobs whose queue entry
+   * was lost with their worker.
+   */
+  processingIdleMs: number;
+  /** Leave jobs younger than this alone: they were just queued and are on their way. */
+  minAgeMs?: number;
+  now?: number;
+}
+
+export async function reconcile(ctx: AppContext, options: ReconcileOptions = { processingIdleMs: 0 }): Promise<ReconcileReport> {
   const report: ReconcileReport = { requeued: 0, recreated: 0, closed: 0 };
   const meta = { appId: ctx.appId, correlationId: "reconcile" };
+  const now = options.now ?? Date.now();
 
   for (const job of unfinishedJobs(ctx.db)) {
     if (job.status === "awaiting_approval") continue; // waits for a person, not a worker
-    await ctx.queue.enqueue(job.id);
+    const idle = now - job.updated_at;
+    if (idle < (options.minAgeMs ?? 0)) continue;
+    if (job.status === "processing" && idle < options.processingIdleMs) continue;
+    await dispatch(ctx, job.id);
     report.requeued++;
   }
 
@@ -40,7 +57,7 @@ export async function reconcile(ctx: AppContext): Promise<ReconcileReport> {
       if (state.status === "none") {
         if (await recreateJob(ctx, session.id, jobId)) {
           report.recreated++;
-          if (index === 0) await ctx.queue.enqueue(jobId);
+          if (index === 0) await dispatch(ctx, jobId);
         }
       } else if (TERMINAL.has(state.status)) {
         await finishTurn(ctx, jobId, meta);

@@ -24,6 +24,7 @@ export interface RedisJobQueueOptions {
   consumer?: string;
   leaseMs?: number;
   maxDeliveries?: number;
+  enqueueTimeoutMs?: number;
   /** How long a read blocks waiting for new entries (bounds how fast close() returns). */
   blockMs?: number;
   logger?: Logger;
@@ -48,7 +49,7 @@ export class RedisJobQueue implements JobQueue {
   private slotFreed: (() => void) | undefined;
 
   constructor(private readonly options: RedisJobQueueOptions) {
-    const connection = { maxRetriesPerRequest: null, enableOfflineQueue: true, lazyConnect: false } as const;
+    const connection = { maxRetriesPerRequest: null } as const;
     this.commands = new Redis(options.url, connection);
     this.reader = new Redis(options.url, connection); // blocking reads get their own connection
     for (const c of [this.commands, this.reader]) c.on("error", (err) => options.logger?.warn("redis connection error", { error: err }));
@@ -60,8 +61,20 @@ export class RedisJobQueue implements JobQueue {
     this.blockMs = options.blockMs ?? 1000;
   }
 
+  /**
+   * Adds a job. Bounded: while Redis is away it fails after `enqueueTimeoutMs` rather than holding up
+   * the request that created the job (which is already durable; the reconciler dispatches it again).
+   */
   async enqueue(jobId: string): Promise<void> {
-    await this.commands.xadd(this.stream, "*", "job", jobId);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error("Redis did not accept the job in time")), this.options.enqueueTimeoutMs ?? 2000);
+    });
+    try {
+      await Promise.race([this.commands.xadd(this.stream, "*", "job", jobId), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   consume(handler: JobHandler, concurrency: number, options: ConsumeOptions = {}): void {

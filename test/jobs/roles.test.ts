@@ -20,7 +20,7 @@ function spawnRole(role: "api" | "worker", name: string, extra: Record<string, s
     env: {
       ...process.env, ROLE: role, PORT: "0", DATA_DIR: dataDir, API_KEY: TEST_KEY, REDIS_URL: redis.url,
       READ_MODEL_FILE: join(dataDir, `readmodels-${name}.sqlite`), SQLITE_SYNCHRONOUS: "normal", SQLITE_POLL_INTERVAL_MS: "20",
-      JOB_LEASE_MS: "1000", SANDBOX_CHUNK_DELAY_MS: "20", LOG_LEVEL: "info", ...extra,
+      JOB_LEASE_MS: "1000", RECONCILE_INTERVAL_MS: "1000", SANDBOX_CHUNK_DELAY_MS: "20", LOG_LEVEL: "info", ...extra,
     },
     stdout: "pipe", stderr: "inherit",
   });
@@ -122,3 +122,22 @@ test("kill -9 of the worker mid-turn: another worker ends the job within the lea
   const next = await client.post(`/v1/sessions/${sid}/messages`, { content: "still there?", wait: true, wait_timeout_s: 30 });
   expect(next.body.status).toBe("completed");
 });
+
+test("Redis goes down and comes back empty: jobs accepted meanwhile, and those it held, still run", async () => {
+  const sid1 = (await client.post("/v1/sessions", { user_id: "roles" })).body.id;
+  const sid2 = (await client.post("/v1/sessions", { user_id: "roles" })).body.id;
+  await redis.down();
+  // Accepted while Redis is away: the job is durable in the event store; the request is not held up for long.
+  const started = Date.now();
+  const a = await client.post(`/v1/sessions/${sid1}/messages`, { content: "while redis is down" });
+  expect(a.status).toBe(202);
+  expect(Date.now() - started).toBeLessThan(5000);
+  const b = await client.post(`/v1/runs`, { user_id: "roles", input: "a run while redis is down" });
+  expect(b.status).toBe(202);
+  await redis.up();
+  const c = await client.post(`/v1/sessions/${sid2}/messages`, { content: "after redis came back empty" });
+  for (const jobId of [a.body.job_id, b.body.job_id, c.body.job_id]) {
+    const job = await client.waitForStatus(jobId, ["completed", "failed", "cancelled"], 30_000);
+    expect(job.status).toBe("completed");
+  }
+}, 60_000);

@@ -7,6 +7,9 @@ export interface RedisServer {
   stop(): Promise<void>;
   /** Kills the server and starts a fresh, empty one on the same port: Redis losing its data. */
   restartEmpty(): Promise<void>;
+  /** Kills the server (its data is gone); `up()` starts an empty one on the same port. */
+  down(): Promise<void>;
+  up(): Promise<void>;
 }
 
 async function freePort(): Promise<number> {
@@ -49,6 +52,13 @@ export async function startRedis(): Promise<RedisServer> {
     async restartEmpty() {
       proc.kill("SIGKILL");
       await proc.exited;
+      proc = await launch(port);
+    },
+    async down() {
+      proc.kill("SIGKILL");
+      await proc.exited;
+    },
+    async up() {
       proc = await launch(port);
     },
   };
