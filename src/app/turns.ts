@@ -49,8 +49,18 @@ async function activeAgent(ctx: AppContext, agentId: string): Promise<NonNullabl
 
 /** Accepts a user message: the session decides (busy, or queued behind the turn in flight), then the job is queued. */
 export async function sendMessage(ctx: AppContext, sessionId: string, input: MessageInput, meta: Meta): Promise<Accepted> {
-  const { state: session } = await ctx.repos.sessions.load(sessionId);
+  let { state: session } = await ctx.repos.sessions.load(sessionId);
   if (session.status !== "active") throw new NotFoundError("Session not found", { param: "session_id" }, "session_not_found");
+  // The turn in flight may have ended with its end not yet recorded on the session (the worker that
+  // ended it records that next, possibly in another process): close it here rather than answer busy.
+  const active = session.turns[0];
+  if (active && input.multitask !== "enqueue") {
+    const { state: job } = await ctx.repos.jobs.load(active.job_id);
+    if (TERMINAL.has(job.status as never)) {
+      await finishTurn(ctx, active.job_id, meta);
+      ({ state: session } = await ctx.repos.sessions.load(sessionId));
+    }
+  }
   const agent = await activeAgent(ctx, session.agentId!);
   const messageId = newResourceId("msg");
   const jobId = newResourceId("job");

@@ -1,7 +1,8 @@
 /** /v1/sessions: sessions, their messages (turns), assets, jobs, and the session event stream. */
 import { Elysia, t } from "elysia";
 import { readYourWrites, type AppContext } from "../../../app/context.ts";
-import { cancelJob, sendMessage, replySummary } from "../../../app/turns.ts";
+import type { CommandMetadata } from "../../../app/repository.ts";
+import { cancelJob, finishTurn, sendMessage, replySummary } from "../../../app/turns.ts";
 import { NotFoundError, ValidationError } from "../../../core/errors.ts";
 import { newResourceId } from "../../../core/ids.ts";
 import { TERMINAL } from "../../../domain/job/job.ts";
@@ -61,7 +62,7 @@ const MessageBody = t.Object({
 });
 
 /** Waits (bounded) until the job ends; returns false on timeout. */
-async function waitForEnd(ctx: AppContext, jobId: string, timeoutMs: number, signal: AbortSignal): Promise<boolean> {
+async function waitForEnd(ctx: AppContext, jobId: string, timeoutMs: number, signal: AbortSignal, meta: CommandMetadata): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const remaining = deadline - Date.now();
@@ -69,6 +70,8 @@ async function waitForEnd(ctx: AppContext, jobId: string, timeoutMs: number, sig
     const state = await jobState(ctx, jobId);
     if (TERMINAL.has(state.status as never)) {
       waiter.cancel();
+      // The reply is returned with its turn closed, so the caller can send the next message at once.
+      await finishTurn(ctx, jobId, meta).catch(() => {});
       return true;
     }
     if (remaining <= 0 || signal.aborted) {
@@ -171,7 +174,7 @@ export const sessionRoutes = ({ ctx, apiKey }: V1Deps) =>
         const accepted = await send();
         const acceptedBody = { job_id: accepted.job_id, message_id: accepted.message_id, session_id: accepted.session_id, status: "pending", queued: accepted.queued };
         if (!body.wait) return { status: 202, body: acceptedBody };
-        const ended = await waitForEnd(ctx, accepted.job_id, (body.wait_timeout_s ?? 60) * 1000, request.signal);
+        const ended = await waitForEnd(ctx, accepted.job_id, (body.wait_timeout_s ?? 60) * 1000, request.signal, metaOf(ctx, request));
         const state = await jobState(ctx, accepted.job_id);
         if (!ended) return { status: 202, body: { ...acceptedBody, status: state.status } };
         const reply = state.status === "completed" ? await replySummary(ctx, accepted.job_id) : null;
