@@ -10,6 +10,7 @@ export const PUBLIC_TYPES: Record<string, string> = {
   JobQueued: "job.queued",
   JobStarted: "job.started",
   TextEmitted: "text",
+  ThinkingEmitted: "thinking",
   ToolCalled: "tool.called",
   ToolCompleted: "tool.completed",
   PlanProposed: "plan.proposed",

@@ -211,26 +211,47 @@ export class TurnRunner {
     outputSchema: Record<string, unknown> | null, append: (c: JobCommand) => Promise<JobState>, step: number, signal: AbortSignal,
   ): Promise<{ text: string; calls: ChatToolCall[] }> {
     let text = "";
-    let pending = "";
-    let lastFlush = Date.now();
     const calls: ChatToolCall[] = [];
+    // Runner options travel with the model's parameters but are not the provider's business.
+    const { emit_thinking: emitThinking, ...parameters } = agent.model.parameters as { emit_thinking?: boolean };
+    const coalesce = (type: "TextEmitted" | "ThinkingEmitted") => {
+      let pending = "";
+      let lastFlush = Date.now();
+      return {
+        add: async (delta: string) => {
+          pending += delta;
+          if (pending.length >= this.coalesceChars || Date.now() - lastFlush >= this.coalesceMs) await flush();
+        },
+        flush: async () => flush(),
+      };
+      async function flush() {
+        if (!pending) return;
+        const content = pending;
+        pending = "";
+        lastFlush = Date.now();
+        await append({ type: "RecordStep", events: [{ type, data: { step, content } }] });
+      }
+    };
+    const textOut = coalesce("TextEmitted");
+    const thinkingOut = coalesce("ThinkingEmitted");
     const flush = async () => {
-      if (!pending) return;
-      const content = pending;
-      pending = "";
-      lastFlush = Date.now();
-      await append({ type: "RecordStep", events: [{ type: "TextEmitted", data: { step, content } }] });
+      await thinkingOut.flush();
+      await textOut.flush();
     };
     const stream = provider.stream({
-      model, messages, outputSchema, parameters: agent.model.parameters, signal,
+      model, messages, outputSchema, parameters, signal,
       tools: [...tools.values()].map((t) => ({ name: t.name, description: t.description, parameters: t.parameters })),
     });
     for await (const chunk of stream) {
       switch (chunk.type) {
         case "text":
           text += chunk.delta;
-          pending += chunk.delta;
-          if (pending.length >= this.coalesceChars || Date.now() - lastFlush >= this.coalesceMs) await flush();
+          await thinkingOut.flush(); // keep the two in the order they arrived
+          await textOut.add(chunk.delta);
+          break;
+        case "thinking":
+          // Recorded only when the agent asks for it (model.parameters.emit_thinking).
+          if (emitThinking === true) await thinkingOut.add(chunk.delta);
           break;
         case "tool_call":
           calls.push(chunk.call);
@@ -242,7 +263,6 @@ export class TurnRunner {
             cached_tokens: chunk.cached_tokens ?? 0, reasoning_tokens: chunk.reasoning_tokens ?? 0,
           } }] });
           break;
-        case "thinking":
         case "finish":
           break;
       }

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { api, TEST_KEY, type Api } from "../support/api.ts";
 import { startAnthropicWireServer, startOpenAiWireServer, type WireServer } from "../support/llmWireServers.ts";
 import { startTestServer, type TestServer } from "../support/server.ts";
+import { shownAt } from "../../src/http/eventView.ts";
 
 for (const provider of ["openai", "anthropic"] as const) {
   describe(`a turn through the ${provider} adapter`, () => {
@@ -53,6 +54,27 @@ for (const provider of ["openai", "anthropic"] as const) {
       expect(JSON.stringify(turn.body)).not.toContain("sk-live");
       expect((await client.get(`/v1/sessions/${sid}`)).body.status).toBe("idle");
     });
+
+    if (provider === "anthropic") {
+      test("thinking is recorded only for agents that ask for it, and only shown at verbosity full", async () => {
+        const asks = await client.post("/v1/agents", { name: "Thinker", model: { parameters: { emit_thinking: true, max_tokens: 512 } } });
+        const quiet = await client.post("/v1/agents", { name: "Quiet" });
+        const turnWith = async (agentId: string) => {
+          const sid = (await client.post("/v1/sessions", { user_id: "u", agent_id: agentId })).body.id;
+          wire.script({ kind: "text", thinking: ["Let me ", "think."], chunks: ["Answer."] });
+          const turn = await client.post(`/v1/sessions/${sid}/messages`, { content: "ponder", wait: true });
+          expect(turn.body.reply.content).toBe("Answer.");
+          return (await client.get(`/v1/jobs/${turn.body.job_id}/events?since=0`)).body.events as any[];
+        };
+        const withThinking = await turnWith(asks.body.id);
+        expect(withThinking.filter((e) => e.type === "thinking").map((e) => e.payload.content).join("")).toBe("Let me think.");
+        const sent = wire.requests.at(-1)!.body;
+        expect(sent.emit_thinking).toBeUndefined();
+        expect(sent.max_tokens).toBe(512);
+        expect((await turnWith(quiet.body.id)).some((e) => e.type === "thinking")).toBe(false);
+        expect([shownAt("minimal", "ThinkingEmitted"), shownAt("standard", "ThinkingEmitted"), shownAt("full", "ThinkingEmitted")]).toEqual([false, false, true]);
+      });
+    }
 
     test("a stalled stream fails the step instead of hanging the job", async () => {
       const sid = (await client.post("/v1/sessions", { user_id: "u" })).body.id;

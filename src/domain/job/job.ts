@@ -56,6 +56,7 @@ export type JobEvent =
     }>
   | DomainEvent<"JobStarted", { attempt: number; runner_id: string }>
   | DomainEvent<"TextEmitted", { step: number; content: string }>
+  | DomainEvent<"ThinkingEmitted", { step: number; content: string }>
   | DomainEvent<"ToolCalled", { step: number; call_id: string; name: string; args: unknown }>
   | DomainEvent<"ToolCompleted", { call_id: string; name: string; result: unknown; error: string | null; asset: Record<string, unknown> | null }>
   | DomainEvent<"PlanProposed", { step: number; plan_id: string; title: string; steps: PlanStep[]; total_credits: number }>
@@ -110,6 +111,7 @@ export const jobDecider: Decider<JobCommand, JobEvent, JobState> = {
       case "JobStarted":
         return { ...state, status: "processing", attempt: event.data.attempt, sideEffectsThisAttempt: 0, resumable: false };
       case "TextEmitted":
+      case "ThinkingEmitted":
       case "ToolCalled":
       case "ToolCompleted":
         return { ...state, sideEffectsThisAttempt: state.sideEffectsThisAttempt + 1 };
