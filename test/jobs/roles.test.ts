@@ -20,7 +20,7 @@ function spawnRole(role: "api" | "worker", name: string, extra: Record<string, s
     env: {
       ...process.env, ROLE: role, PORT: "0", DATA_DIR: dataDir, API_KEY: TEST_KEY, REDIS_URL: redis.url,
       READ_MODEL_FILE: join(dataDir, `readmodels-${name}.sqlite`), SQLITE_SYNCHRONOUS: "normal", SQLITE_POLL_INTERVAL_MS: "20",
-      JOB_LEASE_MS: "1000", RECONCILE_INTERVAL_MS: "1000", SANDBOX_CHUNK_DELAY_MS: "20", LOG_LEVEL: "info", ...extra,
+      JOB_LEASE_MS: "1000", RECONCILE_INTERVAL_MS: "1000", SANDBOX_CHUNK_DELAY_MS: "8", LOG_LEVEL: "info", ...extra,
     },
     stdout: "pipe", stderr: "inherit",
   });
@@ -68,6 +68,17 @@ test("a turn sent to the API process runs on the worker process", async () => {
   const events = (await client.get(`/v1/jobs/${turn.body.job_id}/events?since=0`)).body.events;
   const started = events.find((e: any) => e.type === "job.started");
   expect(started.payload.runner_id).toBe(`runner-${worker.pid}`);
+});
+
+test("a plan approved through the API process is carried out by a worker", async () => {
+  const sid = (await client.post("/v1/sessions", { user_id: "roles" })).body.id;
+  const sent = await client.post(`/v1/sessions/${sid}/messages`, { content: "please register https://example.com/remote.png" });
+  await client.waitForStatus(sent.body.job_id, ["awaiting_approval"], 20_000);
+  expect((await client.post(`/v1/jobs/${sent.body.job_id}/approve`)).status).toBe(200);
+  const done = await client.waitForStatus(sent.body.job_id, ["completed", "failed", "cancelled"], 20_000);
+  expect(done.status).toBe("completed");
+  const assets = (await client.get(`/v1/sessions/${sid}/assets`)).body.data;
+  expect(assets.map((a: any) => [a.asset_label, a.url])).toEqual([["asset_1", "https://example.com/remote.png"]]);
 });
 
 test("an SSE client on the API process sees every event the worker appends, in order", async () => {
