@@ -90,12 +90,14 @@ export async function startServer(
   }
 
   const { key: apiKey, origin } = resolveApiKey(config.apiKey, persistent ? config.dataDir : null);
-  if (config.role === "worker") {
-    logger.info("agentry worker running", { event_store: store.kind, queue: queue.kind, concurrency: config.workerConcurrency, llm_provider: ctx.defaultProvider });
-    let stopping: Promise<void> | undefined;
-    const shutdown = (reason = "shutdown") =>
-      (stopping ??= (async () => {
+
+  /** Stops taking HTTP traffic first (when there is any), then the runtime, innermost last. */
+  const shutdownWith = (stopHttp: () => Promise<void>) => {
+    let closing: Promise<void> | undefined;
+    return (reason = "shutdown") =>
+      (closing ??= (async () => {
         logger.info("shutting down", { reason });
+        await stopHttp();
         clearInterval(reconcileTimer);
         await worker.stop(config.shutdownTimeoutMs);
         await live.stop();
@@ -105,7 +107,11 @@ export async function startServer(
         releaseLock();
         logger.info("stopped");
       })());
-    return { url: "", port: 0, apiKey, ctx, shutdown };
+  };
+
+  if (config.role === "worker") {
+    logger.info("agentry worker running", { event_store: store.kind, queue: queue.kind, concurrency: config.workerConcurrency, llm_provider: ctx.defaultProvider });
+    return { url: "", port: 0, apiKey, ctx, shutdown: shutdownWith(async () => {}) };
   }
   const app = createApp({
     store, runner: projectionRunner, logger, version: pkg.version, maxBodyBytes: config.maxBodyBytes,
@@ -121,26 +127,15 @@ export async function startServer(
     });
   }
 
-  let closing: Promise<void> | undefined;
-  const shutdown = (reason = "shutdown") =>
-    (closing ??= (async () => {
-      logger.info("shutting down", { reason });
-      // Stop accepting at once; give in-flight requests the grace period, then cut what is left.
-      const drained = app.server!.stop(false).then(() => true);
-      const inTime = await Promise.race([drained, Bun.sleep(config.shutdownTimeoutMs).then(() => false)]);
-      if (!inTime) {
-        logger.warn("in-flight requests did not finish in time; closing them", { timeout_ms: config.shutdownTimeoutMs });
-        await app.server!.stop(true);
-      }
-      clearInterval(reconcileTimer);
-      await worker.stop(config.shutdownTimeoutMs);
-      await live.stop();
-      await projectionRunner.stop();
-      await store.close();
-      db.close();
-      releaseLock();
-      logger.info("stopped");
-    })());
+  const shutdown = shutdownWith(async () => {
+    // Stop accepting at once; give in-flight requests the grace period, then cut what is left.
+    const drained = app.server!.stop(false).then(() => true);
+    const inTime = await Promise.race([drained, Bun.sleep(config.shutdownTimeoutMs).then(() => false)]);
+    if (!inTime) {
+      logger.warn("in-flight requests did not finish in time; closing them", { timeout_ms: config.shutdownTimeoutMs });
+      await app.server!.stop(true);
+    }
+  });
   return { url, port, apiKey, ctx, shutdown };
 }
 
