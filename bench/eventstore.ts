@@ -17,7 +17,7 @@ const newEvent = (i: number): EventData => ({ id: crypto.randomUUID(), type: "Be
  * A realistic history: sessions with turns, each turn the events the runtime writes (message, job
  * queued/started, coalesced text, usage, completion, turn end), about ten events per turn.
  */
-export async function appendDomainHistory(store: SqliteEventStore, total: number): Promise<number> {
+async function appendDomainHistory(store: SqliteEventStore, total: number): Promise<number> {
   let written = 0;
   const meta = { app_id: "app_default" };
   const ev = (type: string, data: unknown): EventData => ({ id: crypto.randomUUID(), type, data, metadata: meta });

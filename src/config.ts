@@ -5,6 +5,7 @@
  */
 import { Type, type Static } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
+import { join } from "node:path";
 
 const Env = Type.Object({
   PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 8080, description: "HTTP port (0 picks a free one)" }),
@@ -74,6 +75,9 @@ export class ConfigError extends Error {
     this.name = "ConfigError";
   }
 }
+
+/** The read-model file of this process: READ_MODEL_FILE, else DATA_DIR/readmodels.sqlite. */
+export const readModelFileOf = (config: Config): string => config.readModelFile ?? join(config.dataDir, "readmodels.sqlite");
 
 /** Reads and checks the configuration; throws ConfigError naming the first bad variable. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {

@@ -10,7 +10,7 @@ import type { AppContext } from "./app/context.ts";
 import { createRepositories } from "./app/context.ts";
 import { ensureDefaultAgent } from "./app/defaultAgent.ts";
 import { LiveEvents } from "./app/liveEvents.ts";
-import { ConfigError, loadConfig, type Config } from "./config.ts";
+import { ConfigError, loadConfig, readModelFileOf, type Config } from "./config.ts";
 import { createLogger, type Logger } from "./core/logger.ts";
 import { DEFAULT_APP_ID } from "./domain/streams.ts";
 import { createEventStore } from "./eventstore/factory.ts";
@@ -45,7 +45,7 @@ export async function startServer(
   const store = createEventStore(config);
   await store.ping();
   const persistent = config.eventStore !== "memory";
-  const readModelPath = persistent ? (config.readModelFile ?? join(config.dataDir, "readmodels.sqlite")) : ":memory:";
+  const readModelPath = persistent ? readModelFileOf(config) : ":memory:";
   const releaseLock = persistent ? acquireProcessLock(`${readModelPath}.pid`, readModelPath) : () => {};
   const db = openReadModelDb(readModelPath);
   const projectionRunner = new ProjectionRunner(store, db, projections, { logger: logger.child({ component: "projections" }), lagCountLimit: 1000 });

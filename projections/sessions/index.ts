@@ -12,10 +12,11 @@ import { appIdOf, streamIdOf } from "../support.ts";
 
 export const sessionsProjection: Projection = {
   name: "sessions",
-  version: 1,
+  // v2: a turn leaves the session's open turns when its job ends, not only when TurnEnded follows.
+  version: 2,
   eventTypes: [
     "SessionStarted", "SessionRenamed", "SessionArchived", "SessionUnarchived", "SessionDeleted",
-    "MessageSent", "TurnEnded", "AssetRegistered", "UsageRecorded",
+    "MessageSent", "TurnEnded", "AssetRegistered", "UsageRecorded", "JobCompleted", "JobFailed", "JobCancelled",
   ],
   tables: ["sessions", "session_jobs"],
   schema: `
@@ -52,7 +53,7 @@ function applySessions(db: Database, events: readonly RecordedEvent[]): void {
   };
   foldRows(db, events, {
     keyOf: (e) => {
-      if (e.type === "UsageRecorded") return sessionOfJob(streamIdOf(e));
+      if (e.type === "UsageRecorded" || JOB_ENDS.has(e.type)) return sessionOfJob(streamIdOf(e));
       if (e.type === "MessageSent") {
         const jobId = (e.data as { job_id: string }).job_id;
         jobSessions.set(jobId, streamIdOf(e));
@@ -68,6 +69,13 @@ function applySessions(db: Database, events: readonly RecordedEvent[]): void {
     evolve: evolveSessionRow,
   });
 }
+
+/**
+ * A job's end closes its turn in this view at once. The session's own TurnEnded is appended after
+ * it (by the worker, possibly in another process); without this the session would read "processing"
+ * for a moment after its job read "failed" or "completed".
+ */
+const JOB_ENDS = new Set(["JobCompleted", "JobFailed", "JobCancelled"]);
 
 const COLUMNS = [
   "id", "app_id", "agent_id", "user_id", "name", "external_ref", "metadata", "archived", "deleted", "turns", "message_count",
@@ -86,6 +94,12 @@ function evolveSessionRow(row: SessionRow | null, e: RecordedEvent): SessionRow 
       ...row, prompt_tokens: row.prompt_tokens + d.prompt_tokens, completion_tokens: row.completion_tokens + d.completion_tokens,
       cached_tokens: row.cached_tokens + d.cached_tokens, reasoning_tokens: row.reasoning_tokens + d.reasoning_tokens,
     };
+  }
+  if (JOB_ENDS.has(e.type)) {
+    if (!row) return null;
+    const jobId = streamIdOf(e);
+    const turns = JSON.parse(row.turns) as string[];
+    return turns.includes(jobId) ? { ...row, turns: JSON.stringify(turns.filter((j) => j !== jobId)), updated_at: at } : row;
   }
   const event = { type: e.type, data: e.data } as SessionEvent;
   if (event.type === "SessionStarted") {

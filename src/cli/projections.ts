@@ -8,9 +8,8 @@
  * a server holds the read-model file; stop it first (or point a fresh DATA_DIR-less server at the store:
  * read models are per process and disposable).
  */
-import { join } from "node:path";
 import { projections } from "../../projections/index.ts";
-import { ConfigError, loadConfig } from "../config.ts";
+import { ConfigError, loadConfig, readModelFileOf } from "../config.ts";
 import { createLogger } from "../core/logger.ts";
 import { createEventStore } from "../eventstore/factory.ts";
 import { acquireProcessLock, ReadModelInUseError } from "../projections/processLock.ts";
@@ -36,7 +35,7 @@ async function main(args: string[]): Promise<number> {
     return 2;
   }
   const logger = createLogger(config.logLevel);
-  const dbPath = join(config.dataDir, "readmodels.sqlite");
+  const dbPath = readModelFileOf(config);
   const releaseLock = acquireProcessLock(`${dbPath}.pid`, dbPath);
   const store = createEventStore(config);
   const db = openReadModelDb(dbPath);

@@ -11,7 +11,7 @@
 import Ajv, { type ValidateFunction } from "ajv";
 import type { AppContext } from "../app/context.ts";
 import { finishTurn } from "../app/turns.ts";
-import { AppError, ConflictError } from "../core/errors.ts";
+import { AppError, ConflictError, ValidationError } from "../core/errors.ts";
 import { newResourceId } from "../core/ids.ts";
 import type { AgentSpec } from "../domain/agent/agent.ts";
 import { TERMINAL, type JobCommand, type JobEvent, type JobState, type PlanStep } from "../domain/job/job.ts";
@@ -51,6 +51,15 @@ export function compileSchema(schema: Record<string, unknown>): ValidateFunction
     validators.set(key, v);
   }
   return v;
+}
+
+/** Refuses a schema a client sent that is not valid JSON Schema (400 naming the parameter). */
+export function requireValidSchema(schema: Record<string, unknown>, param = "output_schema"): void {
+  try {
+    compileSchema(schema);
+  } catch (err) {
+    throw new ValidationError(`${param} is not a valid JSON Schema: ${(err as Error).message}`, { param });
+  }
 }
 
 export class TurnRunner {
@@ -106,11 +115,25 @@ export class TurnRunner {
     // the job's stream and stop the model request as soon as one lands.
     const local = new AbortController();
     const signal = AbortSignal.any([outerSignal, local.signal]);
-    const stopWatching = this.ctx.live.listen(jobStream(jobId), () => {
-      void repos.jobs.load(jobId).then(({ state: s }) => {
+    // Wakes arrive for this runner's own appends too; one load in flight covers all that arrive meanwhile.
+    let checking: Promise<void> | undefined;
+    let recheck = false;
+    const check = (): void => {
+      if (checking) {
+        recheck = true;
+        return;
+      }
+      checking = repos.jobs.load(jobId).then(({ state: s }) => {
         if (s.cancelRequested || TERMINAL.has(s.status as never) || s.attempt !== attempt) local.abort();
-      }).catch(() => {});
-    });
+      }).catch(() => {}).finally(() => {
+        checking = undefined;
+        if (recheck) {
+          recheck = false;
+          check();
+        }
+      });
+    };
+    const stopWatching = this.ctx.live.listen(jobStream(jobId), check);
     const append = async (command: JobCommand) => {
       const r = await repos.jobs.handle(jobId, (s) => {
         if (s.attempt !== attempt) throw new LostJob();

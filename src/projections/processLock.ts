@@ -3,7 +3,8 @@
  * tables under a live server. A pid file, not an OS lock: a stale file from a killed process is
  * recognised (its pid is gone) and taken over.
  */
-import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
 
 export class ReadModelInUseError extends Error {
   constructor(readonly pid: number, path: string) {
@@ -27,6 +28,7 @@ export function acquireProcessLock(lockPath: string, dbPath: string): () => void
     const pid = Number.parseInt(readFileSync(lockPath, "utf8"), 10);
     if (Number.isInteger(pid) && pid !== process.pid && isAlive(pid)) throw new ReadModelInUseError(pid, dbPath);
   }
+  mkdirSync(dirname(lockPath), { recursive: true });
   writeFileSync(lockPath, String(process.pid));
   return () => {
     try {

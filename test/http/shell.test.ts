@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Elysia, t } from "elysia";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { ConfigError, loadConfig } from "../../src/config.ts";
+import { ConfigError, loadConfig, readModelFileOf } from "../../src/config.ts";
 import { ValidationError } from "../../src/core/errors.ts";
 import { silentLogger } from "../../src/core/logger.ts";
 import { EsdbEventStore } from "../../src/eventstore/adapters/esdb.ts";
@@ -153,6 +153,11 @@ describe("graceful shutdown", () => {
 });
 
 describe("configuration", () => {
+  test("the read-model file is per process when READ_MODEL_FILE is set, the data folder's otherwise", () => {
+    expect(readModelFileOf(loadConfig({ DATA_DIR: "/d" }))).toBe("/d/readmodels.sqlite");
+    expect(readModelFileOf(loadConfig({ DATA_DIR: "/d", READ_MODEL_FILE: "/d/rm-worker1.sqlite" }))).toBe("/d/rm-worker1.sqlite");
+  });
+
   test("defaults apply when the environment is empty", () => {
     const c = loadConfig({});
     expect(c).toMatchObject({ port: 8080, eventStore: "sqlite", dataDir: "./data", sqliteSynchronous: "full" });
@@ -166,6 +171,12 @@ describe("configuration", () => {
       [{ EVENT_STORE: "esdb" }, "EVENTSTORE_CONNECTION_STRING"],
       [{ SQLITE_SYNCHRONOUS: "off" }, "SQLITE_SYNCHRONOUS"],
       [{ LOG_LEVEL: "loud" }, "LOG_LEVEL"],
+      [{ ROLE: "worker" }, "REDIS_URL"],
+      [{ ROLE: "api", REDIS_URL: "redis://x", EVENT_STORE: "memory" }, "EVENT_STORE"],
+      [{ REDIS_URL: "http://not-redis" }, "REDIS_URL"],
+      [{ LLM_PROVIDER: "openai" }, "LLM_API_KEY"],
+      [{ LLM_PROVIDER: "gemini" }, "LLM_PROVIDER"],
+      [{ JOB_LEASE_MS: "5" }, "JOB_LEASE_MS"],
     ] as const) {
       const err = (() => { try { loadConfig(env); } catch (e) { return e; } })();
       expect(err).toBeInstanceOf(ConfigError);

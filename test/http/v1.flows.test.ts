@@ -206,11 +206,7 @@ describe("approval and cancel", () => {
     const sid = await newSession();
     const sent = await client.post(`/v1/sessions/${sid}/messages`, { content: "talk for a while [slow]" });
     const jobId = sent.body.job_id;
-    for (let i = 0; i < 100; i++) {
-      const r = await client.get(`/v1/jobs/${jobId}/events?since=0`);
-      if (r.body.events.some((e: any) => e.type === "text")) break;
-      await Bun.sleep(20);
-    }
+    await client.waitForText(jobId);
     const cancel = await client.post(`/v1/jobs/${jobId}/cancel`);
     expect([200, 202]).toContain(cancel.status);
     const events = await client.pollUntilDone(jobId);

@@ -45,11 +45,7 @@ test("kill -9 mid-turn, restart: every acknowledged job ends and the session is 
   const planned = await client.post(`/v1/sessions/${(await client.post("/v1/sessions", { user_id: "crash" })).body.id}/messages`, { content: "register https://example.com/p.png" });
   expect([running.status, queued.status, run.status, planned.status]).toEqual([202, 202, 202, 202]);
   // Wait until the slow turn has streamed some text, then kill the process without warning.
-  for (let i = 0; i < 200; i++) {
-    const r = await client.get(`/v1/jobs/${running.body.job_id}/events?since=0`);
-    if (r.body.events.some((e: any) => e.type === "text")) break;
-    await Bun.sleep(10);
-  }
+  await client.waitForText(running.body.job_id);
   first.child.kill("SIGKILL");
   await first.child.exited;
 

@@ -95,11 +95,7 @@ test("an SSE client on the API process sees every event the worker appends, in o
 test("a cancel sent to the API process stops the turn running on the worker", async () => {
   const sid = (await client.post("/v1/sessions", { user_id: "roles" })).body.id;
   const sent = await client.post(`/v1/sessions/${sid}/messages`, { content: "a long one [slow]" });
-  for (let i = 0; i < 200; i++) {
-    const r = await client.get(`/v1/jobs/${sent.body.job_id}/events?since=0`);
-    if (r.body.events.some((e: any) => e.type === "text")) break;
-    await Bun.sleep(20);
-  }
+  await client.waitForText(sent.body.job_id);
   const cancelled = await client.post(`/v1/jobs/${sent.body.job_id}/cancel`);
   expect(cancelled.status).toBe(200);
   const after = await client.get(`/v1/jobs/${sent.body.job_id}/events?since=0&limit=1000`);
@@ -115,11 +111,7 @@ test("a cancel sent to the API process stops the turn running on the worker", as
 test("kill -9 of the worker mid-turn: another worker ends the job within the lease, the session is free", async () => {
   const sid = (await client.post("/v1/sessions", { user_id: "roles" })).body.id;
   const sent = await client.post(`/v1/sessions/${sid}/messages`, { content: "crash during this [slow]" });
-  for (let i = 0; i < 200; i++) {
-    const r = await client.get(`/v1/jobs/${sent.body.job_id}/events?since=0`);
-    if (r.body.events.some((e: any) => e.type === "text")) break;
-    await Bun.sleep(20);
-  }
+  await client.waitForText(sent.body.job_id);
   worker.kill("SIGKILL");
   await worker.exited;
   worker = spawnRole("worker", "w2");

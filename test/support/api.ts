@@ -9,6 +9,8 @@ export interface Api {
   del(path: string): Promise<{ status: number; body: any; headers: Headers }>;
   /** Polls a job's events from `since` until it is done; returns every event seen. */
   pollUntilDone(jobId: string, timeoutMs?: number): Promise<any[]>;
+  /** Polls until the job has streamed some text (a turn caught mid-stream). */
+  waitForText(jobId: string, timeoutMs?: number): Promise<void>;
   /** Polls a job until its status is one of `statuses`. */
   waitForStatus(jobId: string, statuses: string[], timeoutMs?: number): Promise<any>;
 }
@@ -47,6 +49,15 @@ export function api(base: string, key = TEST_KEY): Api {
         if (r.body.done) return events;
       }
       throw new Error(`job ${jobId} did not finish; saw ${events.map((e) => e.type).join(", ")}`);
+    },
+    async waitForText(jobId, timeoutMs = 10_000) {
+      const deadline = Date.now() + timeoutMs;
+      while (Date.now() < deadline) {
+        const r = await client.get(`/v1/jobs/${jobId}/events?since=0`);
+        if (r.body.events?.some((e: any) => e.type === "text")) return;
+        await Bun.sleep(20);
+      }
+      throw new Error(`job ${jobId} streamed no text in time`);
     },
     async waitForStatus(jobId, statuses, timeoutMs = 20_000) {
       const deadline = Date.now() + timeoutMs;

@@ -5,7 +5,7 @@ import { ConflictError, NotFoundError, ValidationError } from "../../../core/err
 import { newResourceId } from "../../../core/ids.ts";
 import type { AgentSpec, ToolDeclaration } from "../../../domain/agent/agent.ts";
 import { DEFAULT_AGENT_ID } from "../../../domain/streams.ts";
-import { compileSchema } from "../../../jobs/turnRunner.ts";
+import { requireValidSchema } from "../../../jobs/turnRunner.ts";
 import { BUILTIN_TOOLS } from "../../../tools/registry.ts";
 import { requireApiKey } from "../../auth.ts";
 import { decodeCursor, page, PageOf, PageQuery } from "../../pagination.ts";
@@ -78,13 +78,7 @@ function checkSpec(spec: Partial<AgentSpec>): void {
     if (names.has(tool.name)) throw new ValidationError(`Two tools are named ${tool.name}`, { param: "tools" });
     names.add(tool.name);
   }
-  if (spec.output_schema) {
-    try {
-      compileSchema(spec.output_schema);
-    } catch (err) {
-      throw new ValidationError(`output_schema is not a valid JSON Schema: ${(err as Error).message}`, { param: "output_schema" });
-    }
-  }
+  if (spec.output_schema) requireValidSchema(spec.output_schema);
 }
 
 const normaliseTools = (tools: Array<Record<string, unknown>> | undefined): ToolDeclaration[] | undefined =>

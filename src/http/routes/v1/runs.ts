@@ -2,9 +2,8 @@
 import { Elysia, t } from "elysia";
 import { readYourWrites } from "../../../app/context.ts";
 import { startRun } from "../../../app/turns.ts";
-import { ValidationError } from "../../../core/errors.ts";
 import { DEFAULT_AGENT_ID } from "../../../domain/streams.ts";
-import { compileSchema } from "../../../jobs/turnRunner.ts";
+import { requireValidSchema } from "../../../jobs/turnRunner.ts";
 import { requireApiKey } from "../../auth.ts";
 import { getAgent } from "./agents.ts";
 import { create, IdParam, jobView, metaOf, type V1Deps } from "./common.ts";
@@ -16,13 +15,7 @@ export const runRoutes = ({ ctx, apiKey }: V1Deps) =>
     .post("/", ({ body, request, set }) => create(ctx, request, body, set, async () => {
       const agentId = body.agent_id ?? DEFAULT_AGENT_ID;
       getAgent(ctx.db, ctx.appId, agentId);
-      if (body.output_schema) {
-        try {
-          compileSchema(body.output_schema);
-        } catch (err) {
-          throw new ValidationError(`output_schema is not a valid JSON Schema: ${(err as Error).message}`, { param: "output_schema" });
-        }
-      }
+      if (body.output_schema) requireValidSchema(body.output_schema);
       const accepted = await startRun(ctx, {
         agent_id: agentId, user_id: body.user_id, input: body.input, media_url: body.media_url ?? null,
         output_schema: body.output_schema ?? null, model: body.model ?? null,
