@@ -87,7 +87,7 @@ const normaliseTools = (tools: Array<Record<string, unknown>> | undefined): Tool
 export const agentRoutes = ({ ctx, apiKey }: V1Deps) =>
   new Elysia({ name: "agentry.v1.agents", prefix: "/v1/agents", detail: { tags: ["Agents"] } })
     .use(requireApiKey(apiKey))
-    .post("/", ({ body, request, set }) => create(ctx, request, body, set, async () => {
+    .post("", ({ body, request, set }) => create(ctx, request, body, set, async () => {
       const spec: AgentSpec = {
         name: body.name, description: body.description ?? "", system_prompt: body.system_prompt ?? "You are a helpful assistant.",
         model: { provider: body.model?.provider ?? null, name: body.model?.name ?? null, parameters: body.model?.parameters ?? {} },
@@ -99,7 +99,7 @@ export const agentRoutes = ({ ctx, apiKey }: V1Deps) =>
       await readYourWrites(ctx, r.position);
       return { status: 201, body: view(getAgent(ctx.db, ctx.appId, id)) };
     }), { body: t.Object(AgentFields), detail: { summary: "Create an agent" } })
-    .get("/", ({ query }) => {
+    .get("", ({ query }) => {
       const limit = query.limit ?? 20;
       const after = decodeCursor<{ seq: number }>(query.cursor, ["seq"]);
       const rows = ctx.db.query(`SELECT * FROM agents WHERE app_id = ? AND deleted = 0 ${after ? "AND seq < ?" : ""} ORDER BY seq DESC LIMIT ?`)

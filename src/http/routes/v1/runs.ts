@@ -12,7 +12,7 @@ import { jobRow } from "./jobs.ts";
 export const runRoutes = ({ ctx, apiKey }: V1Deps) =>
   new Elysia({ name: "agentry.v1.runs", prefix: "/v1/runs", detail: { tags: ["Runs"] } })
     .use(requireApiKey(apiKey))
-    .post("/", ({ body, request, set }) => create(ctx, request, body, set, async () => {
+    .post("", ({ body, request, set }) => create(ctx, request, body, set, async () => {
       const agentId = body.agent_id ?? DEFAULT_AGENT_ID;
       getAgent(ctx.db, ctx.appId, agentId);
       if (body.output_schema) requireValidSchema(body.output_schema);

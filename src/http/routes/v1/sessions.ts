@@ -85,7 +85,7 @@ async function waitForEnd(ctx: AppContext, jobId: string, timeoutMs: number, sig
 export const sessionRoutes = ({ ctx, apiKey }: V1Deps) =>
   new Elysia({ name: "agentry.v1.sessions", prefix: "/v1/sessions", detail: { tags: ["Sessions"] } })
     .use(requireApiKey(apiKey))
-    .post("/", ({ body, request, set }) => create(ctx, request, body, set, async () => {
+    .post("", ({ body, request, set }) => create(ctx, request, body, set, async () => {
       const agentId = body.agent_id ?? DEFAULT_AGENT_ID;
       getAgent(ctx.db, ctx.appId, agentId);
       const id = newResourceId("sess");
@@ -105,7 +105,7 @@ export const sessionRoutes = ({ ctx, apiKey }: V1Deps) =>
       }),
       detail: { summary: "Start a session" },
     })
-    .get("/", ({ query }) => {
+    .get("", ({ query }) => {
       const limit = query.limit ?? 20;
       const after = decodeCursor<{ seq: number; id: string }>(query.cursor, ["seq", "id"]);
       const filter = {
