@@ -103,8 +103,12 @@ export interface JobRow {
   created_at: number; started_at: number | null; completed_at: number | null; updated_at: number; seq: number;
 }
 
+/** A job, unless its session was deleted (its jobs then leave every read; their events stay for audit). */
 export function getJob(db: Database, appId: string, id: string): JobRow | null {
-  return db.query("SELECT * FROM jobs WHERE app_id = ? AND id = ?").get(appId, id) as JobRow | null;
+  return db.query(
+    `SELECT * FROM jobs j WHERE app_id = ? AND id = ?
+       AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.id = j.session_id AND s.deleted = 1)`,
+  ).get(appId, id) as JobRow | null;
 }
 
 export function listSessionJobs(db: Database, sessionId: string, limit: number, afterSeq?: number): JobRow[] {

@@ -2,30 +2,16 @@
 import { Elysia, t } from "elysia";
 import { readYourWrites } from "../../../app/context.ts";
 import { approvePlan, cancelJob, rejectPlan } from "../../../app/turns.ts";
-import { NotFoundError } from "../../../core/errors.ts";
 import { TERMINAL } from "../../../domain/job/job.ts";
 import { jobStream } from "../../../domain/streams.ts";
-import { getJob } from "../../../../projections/jobs/index.ts";
+import { visibleJobRow, visibleJobState } from "../../../app/jobReads.ts";
 import { requireApiKey } from "../../auth.ts";
 import { resumeFrom, sseResponse } from "../../sse.ts";
 import { IdParam, jobView, JobView, metaOf, type V1Deps } from "./common.ts";
 import { CursorQuery, pollStream, PublicEventSchema } from "./cursorEvents.ts";
-import type { AppContext } from "../../../app/context.ts";
 
 export const Verbosity = t.Optional(t.Union([t.Literal("minimal"), t.Literal("standard"), t.Literal("full")], { default: "standard" }));
 
-/** The job's live state from its stream (cached and brought up to date incrementally), or 404. */
-export async function jobState(ctx: AppContext, jobId: string) {
-  const { state } = await ctx.repos.jobs.load(jobId);
-  if (state.status === "none") throw new NotFoundError("Job not found", { param: "job_id" }, "job_not_found");
-  return state;
-}
-
-export function jobRow(ctx: AppContext, jobId: string) {
-  const row = getJob(ctx.db, ctx.appId, jobId);
-  if (!row) throw new NotFoundError("Job not found", { param: "job_id" }, "job_not_found");
-  return row;
-}
 
 const JobEvents = t.Object({
   job_id: t.String(), status: t.String(), error: t.Unknown(), events: t.Array(PublicEventSchema), cursor: t.Integer(),
@@ -35,13 +21,13 @@ const JobEvents = t.Object({
 export const jobRoutes = ({ ctx, apiKey }: V1Deps) =>
   new Elysia({ name: "agentry.v1.jobs", prefix: "/v1/jobs", detail: { tags: ["Jobs"] } })
     .use(requireApiKey(apiKey))
-    .get("/:job_id", ({ params }) => jobView(jobRow(ctx, params.job_id)), {
+    .get("/:job_id", ({ params }) => jobView(visibleJobRow(ctx, params.job_id)), {
       params: IdParam("job_id"), response: JobView, detail: { summary: "Get a job's status, outcome and usage" },
     })
     .get("/:job_id/events", async ({ params, query, request }) => {
       // Events first, then the state: the status returned is never older than the events.
       const { events, cursor } = await pollStream(ctx, jobStream(params.job_id), query, request);
-      const state = await jobState(ctx, params.job_id);
+      const state = await visibleJobState(ctx, params.job_id);
       return {
         job_id: params.job_id, status: state.status, error: state.error, events, cursor,
         done: TERMINAL.has(state.status as never) && events.length < (query.limit ?? 200),
@@ -53,7 +39,7 @@ export const jobRoutes = ({ ctx, apiKey }: V1Deps) =>
       detail: { summary: "Poll a job's events after a cursor", description: "Event ids are positions in the job's stream counted from 1; pass the returned cursor as since. wait holds the request until an event arrives." },
     })
     .get("/:job_id/stream", async ({ params, query, request }) => {
-      await jobState(ctx, params.job_id);
+      await visibleJobState(ctx, params.job_id);
       return sseResponse(ctx, jobStream(params.job_id), {
         since: resumeFrom(request.headers, query.since), verbosity: query.verbosity ?? "standard", closeOnTerminal: true, signal: request.signal,
       });
@@ -62,11 +48,13 @@ export const jobRoutes = ({ ctx, apiKey }: V1Deps) =>
       detail: { summary: "Stream a job's events as SSE", description: "Each event's SSE id is its cursor id; reconnect with Last-Event-ID to resume. Closes after the job ends." },
     })
     .post("/:job_id/approve", async ({ params, request }) => {
+      await visibleJobState(ctx, params.job_id);
       const position = await approvePlan(ctx, params.job_id, metaOf(ctx, request));
       await readYourWrites(ctx, position);
       return { job_id: params.job_id, status: "approved" };
     }, { params: IdParam("job_id"), detail: { summary: "Approve the plan a job is waiting on" } })
     .post("/:job_id/reject", async ({ params, request, body }) => {
+      await visibleJobState(ctx, params.job_id);
       const position = await rejectPlan(ctx, params.job_id, body?.reason ?? null, metaOf(ctx, request));
       await readYourWrites(ctx, position);
       return { job_id: params.job_id, status: "rejected" };
@@ -75,6 +63,7 @@ export const jobRoutes = ({ ctx, apiKey }: V1Deps) =>
       detail: { summary: "Reject the plan; the job ends cancelled and nothing of the plan runs" },
     })
     .post("/:job_id/cancel", async ({ params, request, body, set }) => {
+      await visibleJobState(ctx, params.job_id);
       const r = await cancelJob(ctx, params.job_id, body?.reason ?? null, metaOf(ctx, request));
       await readYourWrites(ctx, r.position);
       set.status = r.status === "cancelled" ? 200 : 202;

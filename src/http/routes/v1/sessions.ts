@@ -20,7 +20,8 @@ import {
   Accepted, Attachment, create, IdParam, iso, jobView, JobView, metaOf, parseJson, sessionView, SessionView, type V1Deps,
 } from "./common.ts";
 import { CursorQuery, pollStream, PublicEventSchema } from "./cursorEvents.ts";
-import { jobState, Verbosity } from "./jobs.ts";
+import { Verbosity } from "./jobs.ts";
+import { visibleJobState } from "../../../app/jobReads.ts";
 
 function requireSession(ctx: AppContext, id: string): SessionRow {
   const row = getSession(ctx.db, ctx.appId, id);
@@ -67,7 +68,7 @@ async function waitForEnd(ctx: AppContext, jobId: string, timeoutMs: number, sig
   for (;;) {
     const remaining = deadline - Date.now();
     const waiter = ctx.live.waiter(jobStream(jobId), Math.max(1, remaining), signal);
-    const state = await jobState(ctx, jobId);
+    const state = await visibleJobState(ctx, jobId);
     if (TERMINAL.has(state.status as never)) {
       waiter.cancel();
       // The reply is returned with its turn closed, so the caller can send the next message at once.
@@ -175,7 +176,7 @@ export const sessionRoutes = ({ ctx, apiKey }: V1Deps) =>
         const acceptedBody = { job_id: accepted.job_id, message_id: accepted.message_id, session_id: accepted.session_id, status: "pending", queued: accepted.queued };
         if (!body.wait) return { status: 202, body: acceptedBody };
         const ended = await waitForEnd(ctx, accepted.job_id, (body.wait_timeout_s ?? 60) * 1000, request.signal, metaOf(ctx, request));
-        const state = await jobState(ctx, accepted.job_id);
+        const state = await visibleJobState(ctx, accepted.job_id);
         if (!ended) return { status: 202, body: { ...acceptedBody, status: state.status } };
         const reply = state.status === "completed" ? await replySummary(ctx, accepted.job_id) : null;
         return { status: 200, body: { ...acceptedBody, status: state.status, reply, error: state.error, usage: state.usage } };

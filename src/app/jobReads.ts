@@ -1,0 +1,28 @@
+/**
+ * What the API may show of a job. A job belongs to its session: once the session is deleted its jobs
+ * are gone from every read (status, events, SSE, runs), though their events stay in the store for audit.
+ */
+import { NotFoundError } from "../core/errors.ts";
+import type { JobState } from "../domain/job/job.ts";
+import { getJob, type JobRow } from "../../projections/jobs/index.ts";
+import type { AppContext } from "./context.ts";
+
+const jobNotFound = () => new NotFoundError("Job not found", { param: "job_id" }, "job_not_found");
+
+/** The job's live state from its stream (cached, brought up to date incrementally); 404 when not visible. */
+export async function visibleJobState(ctx: AppContext, jobId: string): Promise<JobState> {
+  const { state } = await ctx.repos.jobs.load(jobId);
+  if (state.status === "none") throw jobNotFound();
+  if (state.sessionId) {
+    const { state: session } = await ctx.repos.sessions.load(state.sessionId);
+    if (session.status !== "active") throw jobNotFound();
+  }
+  return state;
+}
+
+/** The job's read-model row; 404 when not visible. */
+export function visibleJobRow(ctx: AppContext, jobId: string): JobRow {
+  const row = getJob(ctx.db, ctx.appId, jobId);
+  if (!row) throw jobNotFound();
+  return row;
+}

@@ -1,0 +1,47 @@
+/**
+ * Regression tests for API defects found in review: each names the defect it pins down and failed
+ * before its fix.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { api, TEST_KEY, type Api } from "../support/api.ts";
+import { startTestServer, type TestServer } from "../support/server.ts";
+
+let server: TestServer;
+let client: Api;
+
+beforeAll(async () => {
+  server = await startTestServer({ API_KEY: TEST_KEY, SANDBOX_CHUNK_DELAY_MS: "1" });
+  client = api(server.url);
+});
+afterAll(async () => {
+  await server?.stop();
+});
+
+async function newSession(extra: Record<string, unknown> = {}): Promise<string> {
+  const r = await client.post("/v1/sessions", { user_id: "user-1", ...extra });
+  expect(r.status).toBe(201);
+  return r.body.id;
+}
+
+describe("a deleted session", () => {
+  test("takes its jobs out of every read: status, events, SSE, approve/cancel", async () => {
+    const sid = await newSession();
+    const sent = await client.post(`/v1/sessions/${sid}/messages`, { content: "hello", wait: true });
+    expect(sent.status).toBe(200);
+    const jobId = sent.body.job_id;
+    expect((await client.get(`/v1/jobs/${jobId}`)).status).toBe(200);
+
+    expect((await client.del(`/v1/sessions/${sid}`)).status).toBe(200);
+    for (const path of [`/v1/jobs/${jobId}`, `/v1/jobs/${jobId}/events?since=0`, `/v1/jobs/${jobId}/stream`]) {
+      const r = await client.get(path);
+      expect({ path, status: r.status, code: r.body?.error?.code }).toEqual({ path, status: 404, code: "job_not_found" });
+    }
+    for (const action of ["approve", "reject", "cancel"]) {
+      const r = await client.post(`/v1/jobs/${jobId}/${action}`);
+      expect({ action, status: r.status }).toEqual({ action, status: 404 });
+    }
+    // A single-turn run has no session and stays readable.
+    const run = await client.post("/v1/runs", { user_id: "u", input: "hi" });
+    expect((await client.get(`/v1/runs/${run.body.id}`)).status).toBe(200);
+  });
+});
