@@ -29,7 +29,7 @@ const Env = Type.Object({
   LLM_MAX_ATTEMPTS: Type.Integer({ minimum: 1, maximum: 10, default: 4 }),
   ROLE: Type.Union([Type.Literal("all"), Type.Literal("api"), Type.Literal("worker")], { default: "all" }),
   REDIS_URL: Type.Optional(Type.String({ pattern: "^rediss?://" })),
-  JOB_LEASE_MS: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 30_000 }),
+  JOB_LEASE_MS: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 15_000 }),
   JOB_MAX_DELIVERIES: Type.Integer({ minimum: 1, maximum: 100, default: 5 }),
   RECONCILE_INTERVAL_MS: Type.Integer({ minimum: 200, maximum: 3_600_000, default: 30_000 }),
   READ_MODEL_FILE: Type.Optional(Type.String({ minLength: 1 })),

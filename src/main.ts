@@ -75,15 +75,12 @@ export async function startServer(
       await ctx.repos.jobs.handle(jobId, { type: "FailJob", error: { code: "worker_lost", message: `The job's worker stopped ${deliveries} times; it was given up` } }, meta).catch(() => {});
       await finishTurn(ctx, jobId, meta);
     });
-    // Alone with an in-process queue, nothing else can hold an unfinished job; with Redis, a job is
-    // only taken from a worker that has shown no sign of life for longer than a stall could last.
-    const shared = queue.kind !== "in-process";
-    const processingIdleMs = shared ? 2 * config.llm.stallTimeoutMs + config.jobLeaseMs : 0;
-    await reconcile(ctx, { processingIdleMs });
-    if (shared) {
+    // A started job is dispatched again only when no live worker holds its lease (see reconcile).
+    await reconcile(ctx);
+    if (queue.kind !== "in-process") {
       // Redis can lose entries (a restart without persistence); the event store cannot.
       reconcileTimer = setInterval(() => {
-        void reconcile(ctx, { processingIdleMs, minAgeMs: config.reconcileIntervalMs / 2 })
+        void reconcile(ctx, { minAgeMs: config.reconcileIntervalMs / 2 })
           .catch((err) => logger.warn("periodic reconciliation failed", { error: err as Error }));
       }, config.reconcileIntervalMs);
     }

@@ -159,3 +159,9 @@ export function listSessions(
   if (after) { where.push("(activity_seq < ? OR (activity_seq = ? AND id < ?))"); params.push(after.seq, after.seq, after.id); }
   return db.query(`SELECT * FROM sessions WHERE ${where.join(" AND ")} ORDER BY activity_seq DESC, id DESC LIMIT ?`).all(...params, limit) as SessionRow[];
 }
+
+/** Sessions with turns in flight or queued, for the reconciler. */
+export function sessionsWithOpenTurns(db: Database): Array<{ id: string; turns: string[] }> {
+  const rows = db.query("SELECT id, turns FROM sessions WHERE deleted = 0 AND turns != '[]'").all() as Array<{ id: string; turns: string }>;
+  return rows.map((r) => ({ id: r.id, turns: JSON.parse(r.turns) as string[] }));
+}

@@ -30,15 +30,14 @@ export interface Accepted {
 }
 
 /**
- * Hands a job to the queue. The job is already durable in the event store, so a queue that is down or
- * slow must not fail (or hang) the request that created it: the reconciler dispatches it again.
+ * Hands a job to the queue without waiting for it. The job is already durable in the event store, so a
+ * queue that is down or slow must not fail or hold up the request that created it: the reconciler
+ * dispatches it again.
  */
-export async function dispatch(ctx: AppContext, jobId: string): Promise<void> {
-  try {
-    await ctx.queue.enqueue(jobId);
-  } catch (err) {
+export function dispatch(ctx: AppContext, jobId: string): void {
+  ctx.queue.enqueue(jobId).catch((err) => {
     ctx.logger.warn("could not hand the job to the queue; it will be dispatched again", { job_id: jobId, error: err as Error });
-  }
+  });
 }
 
 async function activeAgent(ctx: AppContext, agentId: string): Promise<NonNullable<AgentState["spec"]>> {
@@ -77,7 +76,7 @@ export async function sendMessage(ctx: AppContext, sessionId: string, input: Mes
       model: input.model, output_schema: agent.output_schema,
     },
   }, { ...meta, causationId: messageId });
-  if (!event.data.queued) await dispatch(ctx, jobId);
+  if (!event.data.queued) dispatch(ctx, jobId);
   return { job_id: jobId, message_id: messageId, session_id: sessionId, queued: event.data.queued, position: queuedJob.position };
 }
 
@@ -102,7 +101,7 @@ export async function startRun(ctx: AppContext, run: RunInput, meta: Meta): Prom
       model: run.model, output_schema: run.output_schema ?? agent.output_schema,
     },
   }, meta);
-  await dispatch(ctx, jobId);
+  dispatch(ctx, jobId);
   return { job_id: jobId, message_id: null, session_id: null, queued: false, position: queued.position };
 }
 
@@ -116,7 +115,7 @@ async function loadJob(ctx: AppContext, jobId: string): Promise<JobState> {
 export async function approvePlan(ctx: AppContext, jobId: string, meta: Meta): Promise<bigint | null> {
   await loadJob(ctx, jobId);
   const r = await ctx.repos.jobs.handle(jobId, { type: "ApprovePlan" }, meta);
-  await dispatch(ctx, jobId);
+  dispatch(ctx, jobId);
   return r.position;
 }
 
@@ -157,7 +156,7 @@ export async function finishTurn(ctx: AppContext, jobId: string, meta: Meta): Pr
     throw err;
   });
   const next = ended?.state.turns[0];
-  if (next) await dispatch(ctx, next.job_id);
+  if (next) dispatch(ctx, next.job_id);
   return ended?.position ?? null;
 }
 

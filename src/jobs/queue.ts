@@ -12,6 +12,11 @@ export interface ConsumeOptions {
 export interface JobQueue {
   readonly kind: string;
   enqueue(jobId: string): Promise<void>;
+  /**
+   * True while a live worker holds the job (is running it). The reconciler dispatches a started job
+   * again only when this is false: a job is never taken from a worker that is still alive.
+   */
+  isHeld(jobId: string): Promise<boolean>;
   /** Delivers queued job ids to `handler`, at most `concurrency` at a time. */
   consume(handler: JobHandler, concurrency: number, options?: ConsumeOptions): void;
   /** Stops delivering; resolves when the handlers in flight have returned. */
@@ -31,6 +36,8 @@ export class InProcessJobQueue implements JobQueue {
   private active = 0;
   private closed = false;
   private readonly inFlight = new Set<Promise<void>>();
+  /** Deliveries in flight per job (a job handed out again while its handler returns counts twice). */
+  private readonly running = new Map<string, number>();
 
   async enqueue(jobId: string): Promise<void> {
     if (this.closed || this.queued.has(jobId)) return;
@@ -50,6 +57,10 @@ export class InProcessJobQueue implements JobQueue {
     await Promise.allSettled([...this.inFlight]);
   }
 
+  async isHeld(jobId: string): Promise<boolean> {
+    return (this.running.get(jobId) ?? 0) > 0;
+  }
+
   get depth(): number {
     return this.waiting.length;
   }
@@ -59,10 +70,14 @@ export class InProcessJobQueue implements JobQueue {
       const jobId = this.waiting.shift()!;
       this.queued.delete(jobId);
       this.active++;
+      this.running.set(jobId, (this.running.get(jobId) ?? 0) + 1);
       const run = this.handler(jobId)
         .catch(() => {}) // the worker reports its own failures; the queue only schedules
         .finally(() => {
           this.active--;
+          const left = (this.running.get(jobId) ?? 1) - 1;
+          if (left > 0) this.running.set(jobId, left);
+          else this.running.delete(jobId);
           this.inFlight.delete(run);
           this.pump();
         });

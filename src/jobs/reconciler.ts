@@ -15,6 +15,7 @@ import { TERMINAL } from "../domain/job/job.ts";
 import type { SessionEvent } from "../domain/session/session.ts";
 import { sessionStream } from "../domain/streams.ts";
 import { unfinishedJobs } from "../../projections/jobs/index.ts";
+import { sessionsWithOpenTurns } from "../../projections/sessions/index.ts";
 
 export interface ReconcileReport {
   requeued: number;
@@ -23,41 +24,40 @@ export interface ReconcileReport {
 }
 
 export interface ReconcileOptions {
-  /**
-   * Re-queue jobs that are `processing` only when nothing has happened to them for this long. With
-   * the in-process queue at start-up nothing else can hold them (0); with a shared queue a live worker
-   * elsewhere may, and the queue's leases hand its jobs over — this only catches jobs whose queue entry
-   * was lost with their worker.
-   */
-  processingIdleMs: number;
-  /** Leave jobs younger than this alone: they were just queued and are on their way. */
+  /** Leave jobs that changed more recently than this alone: they were just queued and are on their way. */
   minAgeMs?: number;
   now?: number;
 }
 
-export async function reconcile(ctx: AppContext, options: ReconcileOptions = { processingIdleMs: 0 }): Promise<ReconcileReport> {
+/**
+ * A started job is dispatched again only when no live worker holds its lease (`JobQueue.isHeld`): a
+ * turn that streams for an hour is never taken from the worker running it. When the queue cannot
+ * answer, the job is left alone this round.
+ */
+export async function reconcile(ctx: AppContext, options: ReconcileOptions = {}): Promise<ReconcileReport> {
   const report: ReconcileReport = { requeued: 0, recreated: 0, closed: 0 };
   const meta = { appId: ctx.appId, correlationId: "reconcile" };
   const now = options.now ?? Date.now();
 
   for (const job of unfinishedJobs(ctx.db)) {
     if (job.status === "awaiting_approval") continue; // waits for a person, not a worker
-    const idle = now - job.updated_at;
-    if (idle < (options.minAgeMs ?? 0)) continue;
-    if (job.status === "processing" && idle < options.processingIdleMs) continue;
-    await dispatch(ctx, job.id);
+    if (now - job.updated_at < (options.minAgeMs ?? 0)) continue;
+    const held = await ctx.queue.isHeld(job.id).catch((err) => {
+      ctx.logger.warn("could not tell whether a job is held; leaving it for the next round", { job_id: job.id, error: err as Error });
+      return true;
+    });
+    if (held) continue;
+    dispatch(ctx, job.id);
     report.requeued++;
   }
 
-  const sessions = ctx.db.query("SELECT id, turns FROM sessions WHERE deleted = 0 AND turns != '[]'").all() as Array<{ id: string; turns: string }>;
-  for (const session of sessions) {
-    const turns = JSON.parse(session.turns) as string[];
-    for (const [index, jobId] of turns.entries()) {
+  for (const session of sessionsWithOpenTurns(ctx.db)) {
+    for (const [index, jobId] of session.turns.entries()) {
       const { state } = await ctx.repos.jobs.load(jobId);
       if (state.status === "none") {
         if (await recreateJob(ctx, session.id, jobId)) {
           report.recreated++;
-          if (index === 0) await dispatch(ctx, jobId);
+          if (index === 0) dispatch(ctx, jobId);
         }
       } else if (TERMINAL.has(state.status)) {
         await finishTurn(ctx, jobId, meta);

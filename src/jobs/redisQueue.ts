@@ -2,11 +2,17 @@
  * The Redis adapter of the JobQueue port: a Redis stream read by a consumer group, so each job id
  * goes to one worker at a time across processes.
  *
- * - A delivery is a lease: while the handler runs, a heartbeat re-claims the entry for this consumer
- *   (resetting its idle time), so a live worker keeps its job however long the turn takes.
+ * - A delivery is a lease on the job: a key `<stream>:lease:<job id>` holding `<consumer>|<entry id>`,
+ *   set when the handler starts and expiring after `leaseMs`. While the handler runs, a heartbeat
+ *   re-claims the entry (resetting its idle time) and renews the key in one script, so a live worker
+ *   keeps its job however long the turn takes, and anyone can ask whether a job is held (`isHeld`).
  * - A worker that dies stops heartbeating; after `leaseMs` any other worker takes the entry over with
- *   XAUTOCLAIM and runs the job (the job's own stream decides what that means: resume, fail as
- *   interrupted, or nothing).
+ *   XAUTOCLAIM, takes over the lease that entry held, and runs the job (the job's own stream decides
+ *   what that means: resume, fail as interrupted, or nothing).
+ * - A second entry for a job another live entry holds (a dispatch repeated by the reconciler, an
+ *   approval racing a redelivery) is acknowledged without running: only the holder runs the job. The
+ *   holder's own entry stays pending until it finishes, so if the holder dies, that entry is taken
+ *   over as above.
  * - An entry delivered more than `maxDeliveries` times is given up: acknowledged, and `onGiveUp` ends
  *   the job with a clear error, so a job that kills its workers cannot loop forever.
  * - Finished entries are acknowledged and deleted. Losing Redis loses nothing that matters: the event
@@ -32,6 +38,39 @@ export interface RedisJobQueueOptions {
 
 type Entry = [id: string, fields: string[]];
 
+/**
+ * Starts holding a job for an entry. KEYS[1] the lease key; ARGV: this consumer's holder value, the
+ * entry id, lease ms, "1" when the entry was taken over from a silent worker. Returns 1 when held.
+ * A free lease is taken; a lease held through this same entry is taken over only when the entry
+ * itself was reclaimed (its previous holder stopped heartbeating it for a whole lease).
+ */
+const ACQUIRE = `
+local current = redis.call('GET', KEYS[1])
+if current == false or current == ARGV[1] or (ARGV[4] == '1' and string.sub(current, -string.len(ARGV[2]) - 1) == '|' .. ARGV[2]) then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+  return 1
+end
+return 0`;
+
+/**
+ * The heartbeat: resets the entry's idle time and renews the lease in one step, so the two expire
+ * together. KEYS: stream, lease key; ARGV: group, consumer, entry id, holder value, lease ms.
+ * Returns 0 when another holder has the lease (this one was lost, e.g. after a long pause).
+ */
+const RENEW = `
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
+local current = redis.call('GET', KEYS[2])
+if current == false or current == ARGV[4] then
+  redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[5])
+  return 1
+end
+return 0`;
+
+/** Releases the lease if this holder still has it. KEYS[1] lease key; ARGV[1] holder value. */
+const RELEASE = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`;
+
 export class RedisJobQueue implements JobQueue {
   readonly kind = "redis";
   private readonly commands: Redis;
@@ -43,6 +82,7 @@ export class RedisJobQueue implements JobQueue {
   private readonly maxDeliveries: number;
   private readonly blockMs: number;
   private closed = false;
+  private lostConnection = false;
   private active = 0;
   private readonly inFlight = new Set<Promise<void>>();
   private loop: Promise<void> | undefined;
@@ -53,6 +93,10 @@ export class RedisJobQueue implements JobQueue {
     this.commands = new Redis(options.url, connection);
     this.reader = new Redis(options.url, connection); // blocking reads get their own connection
     for (const c of [this.commands, this.reader]) c.on("error", (err) => options.logger?.warn("redis connection error", { error: err }));
+    // Before the first connection, commands wait for it (bounded by enqueueTimeoutMs); once a live
+    // connection is lost, enqueue fails at once until it is back.
+    this.commands.on("close", () => (this.lostConnection = true));
+    this.commands.on("ready", () => (this.lostConnection = false));
     this.stream = options.stream ?? "agentry:jobs";
     this.group = options.group ?? "workers";
     this.consumer = options.consumer ?? `${hostname()}-${process.pid}-${crypto.randomUUID().slice(0, 8)}`;
@@ -62,10 +106,12 @@ export class RedisJobQueue implements JobQueue {
   }
 
   /**
-   * Adds a job. Bounded: while Redis is away it fails after `enqueueTimeoutMs` rather than holding up
-   * the request that created the job (which is already durable; the reconciler dispatches it again).
+   * Adds a job. While Redis is away it fails at once rather than queueing the command until Redis is
+   * back, and a slow Redis fails it after `enqueueTimeoutMs`: the job is already durable in the event
+   * store, and the reconciler dispatches it again.
    */
   async enqueue(jobId: string): Promise<void> {
+    if (this.lostConnection) throw new Error("Redis is not connected");
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error("Redis did not accept the job in time")), this.options.enqueueTimeoutMs ?? 2000);
@@ -88,6 +134,25 @@ export class RedisJobQueue implements JobQueue {
     await Promise.allSettled([...this.inFlight]);
     this.reader.disconnect();
     await this.commands.quit().catch(() => this.commands.disconnect());
+  }
+
+  /** True while a live worker holds the job's lease (it is running it, or was within the last lease). */
+  async isHeld(jobId: string): Promise<boolean> {
+    return (await this.commands.exists(this.leaseKey(jobId))) === 1;
+  }
+
+  private leaseKey(jobId: string): string {
+    return `${this.stream}:lease:${jobId}`;
+  }
+
+  /** False from the loss of a live connection to Redis until it is back. */
+  get connected(): boolean {
+    return !this.lostConnection;
+  }
+
+  /** The command connection, for tests that inspect the stream. */
+  commandsForTests(): Redis {
+    return this.commands;
   }
 
   /** Entries delivered but not yet acknowledged, for operators and tests. */
@@ -149,13 +214,32 @@ export class RedisJobQueue implements JobQueue {
         return;
       }
     }
+    const leaseKey = this.leaseKey(jobId);
+    const holder = `${this.consumer}|${id}`;
+    const held = await this.commands.eval(ACQUIRE, 1, leaseKey, holder, id, this.leaseMs, reclaimed ? "1" : "0");
+    if (held !== 1) {
+      // Another live entry holds this job and will run it; this one is a repeat.
+      this.options.logger?.debug("job already held elsewhere; dropping the repeated entry", { job_id: jobId });
+      await this.finish(id);
+      return;
+    }
     this.active++;
+    let lost = false;
     const heartbeat = setInterval(() => {
-      void this.commands.xclaim(this.stream, this.group, this.consumer, 0, id, "JUSTID").catch(() => {});
+      void this.commands.eval(RENEW, 2, this.stream, leaseKey, this.group, this.consumer, id, holder, this.leaseMs).then((ok) => {
+        if (ok !== 1 && !lost) {
+          lost = true;
+          // Only a pause longer than the lease gets here; the job stream's attempt check keeps the
+          // new holder's writes and ours apart.
+          this.options.logger?.warn("lost the lease on a running job to another worker", { job_id: jobId });
+        }
+      }).catch(() => {});
     }, Math.max(50, Math.floor(this.leaseMs / 3)));
     const work = handler(jobId)
       .catch((err) => this.options.logger?.error("job handler failed", { job_id: jobId, error: err as Error }))
+      .then(() => this.commands.eval(RELEASE, 1, leaseKey, holder))
       .then(() => this.finish(id))
+      .catch((err) => this.options.logger?.warn("could not acknowledge a finished job; it will be delivered again", { job_id: jobId, error: err as Error }))
       .finally(() => {
         clearInterval(heartbeat);
         this.active--;

@@ -33,11 +33,16 @@ test("kill -9 of the worker holding a job: another worker takes it over after th
 
   const survivor = new RedisJobQueue({ url: redis.url, stream, leaseMs: 400, blockMs: 100 });
   const taken: string[] = [];
-  const started = Date.now();
-  survivor.consume(async (id) => { taken.push(id); }, 2);
+  const owners: Array<[consumer: string, deliveries: number]> = [];
+  survivor.consume(async (id) => {
+    // Taken over, not delivered anew: the same entry, now this consumer's, on its second delivery.
+    const pending = (await survivor.commandsForTests().xpending(stream, "workers", "-", "+", 10)) as Array<[string, string, number, number]>;
+    owners.push(...pending.map(([, consumer, , deliveries]) => [consumer, Number(deliveries)] as [string, number]));
+    taken.push(id);
+  }, 2);
   await until(() => taken.length > 0);
   expect(taken).toEqual(["job_crashy"]);
-  expect(Date.now() - started).toBeGreaterThanOrEqual(0);
+  expect(owners).toEqual([[survivor.consumer, 2]]);
   await until(async () => (await survivor.pendingCount()) === 0);
   await Bun.sleep(600);
   expect(taken).toEqual(["job_crashy"]); // acknowledged: not taken again
@@ -87,4 +92,44 @@ test("a job whose workers keep dying is given up after the delivery limit", asyn
   await until(async () => (await last.pendingCount()) === 0);
   await last.close();
   await producer.close();
+});
+
+test("a job is held while its handler runs; a repeated entry for a held job does not run it twice", async () => {
+  const stream = "jobs:held";
+  const a = new RedisJobQueue({ url: redis.url, stream, leaseMs: 300, blockMs: 50 });
+  const b = new RedisJobQueue({ url: redis.url, stream, leaseMs: 300, blockMs: 50 });
+  const runs: string[] = [];
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  a.consume(async (id) => { runs.push(`a:${id}`); await gate; }, 1);
+  await a.enqueue("job_held");
+  await until(() => runs.length === 1);
+  expect(await a.isHeld("job_held")).toBe(true);
+  expect(await b.isHeld("job_held")).toBe(true);
+  // The reconciler (or an approval) dispatches it again while it runs: another worker gets the
+  // entry, sees the lease and drops it.
+  b.consume(async (id) => { runs.push(`b:${id}`); }, 1);
+  await b.enqueue("job_held");
+  await until(async () => (await b.pendingCount()) === 1); // only a's entry is left
+  await Bun.sleep(1000); // well past the lease: a's heartbeat keeps it
+  expect(await b.isHeld("job_held")).toBe(true);
+  release();
+  await until(async () => !(await b.isHeld("job_held")));
+  await until(async () => (await b.pendingCount()) === 0);
+  expect(runs).toEqual(["a:job_held"]);
+  await a.close();
+  await b.close();
+});
+
+test("while Redis is down, enqueue fails at once instead of waiting for it", async () => {
+  const down = await startRedis();
+  const queue = new RedisJobQueue({ url: down.url, stream: "jobs:down", enqueueTimeoutMs: 120_000 });
+  await queue.enqueue("job_before");
+  await down.down();
+  await until(() => !queue.connected);
+  // With a two-minute enqueue timeout, a wait for Redis would outlast this test's own timeout.
+  await expect(queue.enqueue("job_during")).rejects.toThrow("not connected");
+  await down.up();
+  await queue.close();
+  await down.stop();
 });

@@ -130,11 +130,10 @@ test("Redis goes down and comes back empty: jobs accepted meanwhile, and those i
   const sid1 = (await client.post("/v1/sessions", { user_id: "roles" })).body.id;
   const sid2 = (await client.post("/v1/sessions", { user_id: "roles" })).body.id;
   await redis.down();
-  // Accepted while Redis is away: the job is durable in the event store; the request is not held up for long.
-  const started = Date.now();
+  // Accepted while Redis is away: the job is durable in the event store (the queue fails fast; see
+  // redisQueue.test.ts), and a worker's reconciler dispatches it once Redis is back.
   const a = await client.post(`/v1/sessions/${sid1}/messages`, { content: "while redis is down" });
   expect(a.status).toBe(202);
-  expect(Date.now() - started).toBeLessThan(5000);
   const b = await client.post(`/v1/runs`, { user_id: "roles", input: "a run while redis is down" });
   expect(b.status).toBe(202);
   await redis.up();

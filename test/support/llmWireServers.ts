@@ -10,7 +10,9 @@ export type Script =
   | { kind: "status"; status: number; headers?: Record<string, string>; body?: string }
   | { kind: "disconnect"; chunks: string[] }
   | { kind: "malformed"; chunks: string[] }
-  | { kind: "stall"; chunks: string[] };
+  | { kind: "stall"; chunks: string[] }
+  /** Text chunks `delayMs` apart: a long, steady stream that a cancel can cut off. */
+  | { kind: "slow"; chunks: string[]; delayMs: number };
 
 export interface Usage {
   prompt: number;
@@ -22,6 +24,8 @@ export interface Usage {
 export interface WireServer {
   baseURL: string;
   requests: Array<{ path: string; headers: Headers; body: any }>;
+  /** Streams the client closed before the server finished them (an aborted model request). */
+  readonly clientDisconnects: number;
   /** Scripts for the next requests, in order; when empty, a short default text reply. */
   script(...items: Script[]): void;
   stop(): void;
@@ -32,6 +36,7 @@ const enc = new TextEncoder();
 function serve(format: "openai" | "anthropic"): WireServer {
   const queue: Script[] = [];
   const requests: WireServer["requests"] = [];
+  let clientDisconnects = 0;
   const server = Bun.serve({
     port: 0,
     hostname: "127.0.0.1",
@@ -48,15 +53,22 @@ function serve(format: "openai" | "anthropic"): WireServer {
         });
       }
       const events = format === "openai" ? openAiEvents(item, body?.model ?? "m") : anthropicEvents(item, body?.model ?? "m");
+      let finished = false;
       const stream = new ReadableStream<Uint8Array>({
         async start(controller) {
           for (const e of events.frames) {
+            if (finished) return;
             controller.enqueue(enc.encode(e));
-            await Bun.sleep(1);
+            await Bun.sleep(item.kind === "slow" ? item.delayMs : 1);
           }
+          finished = true;
           if (item.kind === "disconnect") return controller.error(new Error("connection dropped"));
           if (item.kind === "stall") return; // never sends another byte
           controller.close();
+        },
+        cancel() {
+          if (!finished) clientDisconnects++;
+          finished = true;
         },
       });
       return new Response(stream, { headers: { "content-type": "text/event-stream", "cache-control": "no-cache" } });
@@ -65,6 +77,9 @@ function serve(format: "openai" | "anthropic"): WireServer {
   return {
     baseURL: `http://127.0.0.1:${server.port}/v1`,
     requests,
+    get clientDisconnects() {
+      return clientDisconnects;
+    },
     script: (...items) => queue.push(...items),
     stop: () => server.stop(true),
   };
@@ -92,7 +107,7 @@ function openAiEvents(item: Exclude<Script, { kind: "status" }>, model: string):
     });
   }
   frames.push(frame([{ index: 0, delta: {}, finish_reason: item.kind === "tools" ? "tool_calls" : "stop" }]));
-  const u = item.usage ?? { prompt: 10, completion: 5 };
+  const u = ("usage" in item && item.usage) || { prompt: 10, completion: 5 };
   frames.push(frame([], {
     usage: {
       prompt_tokens: u.prompt, completion_tokens: u.completion, total_tokens: u.prompt + u.completion,
