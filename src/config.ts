@@ -16,6 +16,7 @@ const Env = Type.Object({
   SQLITE_SYNCHRONOUS: Type.Union([Type.Literal("full"), Type.Literal("normal")], { default: "full" }),
   SQLITE_POLL_INTERVAL_MS: Type.Integer({ minimum: 5, maximum: 10_000, default: 100 }),
   READ_YOUR_WRITES_TIMEOUT_MS: Type.Integer({ minimum: 1, maximum: 120_000, default: 5000 }),
+  IDEMPOTENCY_CLAIM_TTL_MS: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 30_000 }),
   SHUTDOWN_TIMEOUT_MS: Type.Integer({ minimum: 0, maximum: 600_000, default: 10_000 }),
   MAX_BODY_BYTES: Type.Integer({ minimum: 1024, maximum: 1_073_741_824, default: 10 * 1024 * 1024 }),
   API_KEY: Type.Optional(Type.String({ minLength: 16, maxLength: 512 })),
@@ -47,6 +48,7 @@ export interface Config {
   sqliteSynchronous: EnvShape["SQLITE_SYNCHRONOUS"];
   sqlitePollIntervalMs: number;
   readYourWritesTimeoutMs: number;
+  idempotencyClaimTtlMs: number;
   shutdownTimeoutMs: number;
   maxBodyBytes: number;
   apiKey: string | undefined;
@@ -114,6 +116,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     sqliteSynchronous: e.SQLITE_SYNCHRONOUS,
     sqlitePollIntervalMs: e.SQLITE_POLL_INTERVAL_MS,
     readYourWritesTimeoutMs: e.READ_YOUR_WRITES_TIMEOUT_MS,
+    idempotencyClaimTtlMs: e.IDEMPOTENCY_CLAIM_TTL_MS,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     maxBodyBytes: e.MAX_BODY_BYTES,
     apiKey: e.API_KEY,

@@ -60,6 +60,7 @@ export async function startServer(
   const ctx: AppContext = {
     store, repos: createRepositories(store), db, projections: projectionRunner, queue, live, providers,
     defaultProvider, logger, appId: DEFAULT_APP_ID, readYourWritesTimeoutMs: config.readYourWritesTimeoutMs,
+    idempotencyClaimTtlMs: config.idempotencyClaimTtlMs,
     running: { isRunning: () => false, abort: () => {} },
   };
   let reconcileTimer: ReturnType<typeof setInterval> | undefined;

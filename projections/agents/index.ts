@@ -1,6 +1,6 @@
 /** Agents read model: the current configuration of every agent. */
 import type { Database } from "bun:sqlite";
-import type { AgentEvent } from "../../src/domain/agent/agent.ts";
+import { applyAgentPatch, type AgentEvent, type AgentSpec } from "../../src/domain/agent/agent.ts";
 import type { RecordedEvent } from "../../src/eventstore/port.ts";
 import type { Projection } from "../../src/projections/projection.ts";
 import { appIdOf } from "../support.ts";
@@ -33,15 +33,18 @@ export const agentsProjection: Projection = {
         break;
       }
       case "AgentUpdated": {
-        const c = event.data.changes;
-        const sets: string[] = [];
-        const values: Array<string | number | null> = [];
-        for (const [k, v] of Object.entries(c)) {
-          if (!["name", "description", "system_prompt", "model", "tools", "approval", "output_schema"].includes(k)) continue;
-          sets.push(`${k} = ?`);
-          values.push(v === null ? null : typeof v === "string" ? v : JSON.stringify(v));
-        }
-        db.query(`UPDATE agents SET ${[...sets, "updated_at = ?"].join(", ")} WHERE id = ?`).run(...values, at, event.data.agent_id);
+        const row = db.query("SELECT name, description, system_prompt, model, tools, approval, output_schema FROM agents WHERE id = ?")
+          .get(event.data.agent_id) as { name: string; description: string; system_prompt: string; model: string; tools: string; approval: string; output_schema: string | null } | null;
+        if (!row) break;
+        const current: AgentSpec = {
+          name: row.name, description: row.description, system_prompt: row.system_prompt, model: JSON.parse(row.model),
+          tools: JSON.parse(row.tools), approval: row.approval as AgentSpec["approval"], output_schema: row.output_schema === null ? null : JSON.parse(row.output_schema),
+        };
+        const next = event.data.patch ? applyAgentPatch(current, event.data.patch) : { ...current, ...event.data.changes };
+        db.query(
+          `UPDATE agents SET name = ?, description = ?, system_prompt = ?, model = ?, tools = ?, approval = ?, output_schema = ?, updated_at = ? WHERE id = ?`,
+        ).run(next.name, next.description, next.system_prompt, JSON.stringify(next.model), JSON.stringify(next.tools), next.approval,
+          next.output_schema === null ? null : JSON.stringify(next.output_schema), at, event.data.agent_id);
         break;
       }
       case "AgentDeleted":

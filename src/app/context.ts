@@ -2,11 +2,13 @@
  * Everything the application services, routes and workers share, built once by the composition root.
  */
 import type { Database } from "bun:sqlite";
+import { TimeoutError } from "../core/errors.ts";
 import type { Logger } from "../core/logger.ts";
 import { agentDecider, type AgentCommand, type AgentEvent, type AgentState } from "../domain/agent/agent.ts";
 import { jobDecider, type JobCommand, type JobEvent, type JobState } from "../domain/job/job.ts";
 import { sessionDecider, type SessionCommand, type SessionEvent, type SessionState } from "../domain/session/session.ts";
-import { agentStream, jobStream, sessionStream } from "../domain/streams.ts";
+import { idempotencyDecider, type IdempotencyCommand, type IdempotencyEvent, type IdempotencyState } from "../domain/idempotency/idempotency.ts";
+import { agentStream, idempotencyStream, jobStream, sessionStream } from "../domain/streams.ts";
 import type { EventStore } from "../eventstore/port.ts";
 import type { JobQueue } from "../jobs/queue.ts";
 import type { LlmProvider } from "../llm/provider.ts";
@@ -18,12 +20,14 @@ export interface Repositories {
   agents: Repository<AgentCommand, AgentEvent, AgentState>;
   sessions: Repository<SessionCommand, SessionEvent, SessionState>;
   jobs: Repository<JobCommand, JobEvent, JobState>;
+  idempotency: Repository<IdempotencyCommand, IdempotencyEvent, IdempotencyState>;
 }
 
 export const createRepositories = (store: EventStore): Repositories => ({
   agents: new Repository(store, agentDecider, agentStream),
   sessions: new Repository(store, sessionDecider, sessionStream),
   jobs: new Repository(store, jobDecider, jobStream),
+  idempotency: new Repository(store, idempotencyDecider, idempotencyStream),
 });
 
 /** Which jobs this process is running right now, so a cancel can abort the model request at once. */
@@ -46,9 +50,22 @@ export interface AppContext {
   logger: Logger;
   appId: string;
   readYourWritesTimeoutMs: number;
+  /** How long an Idempotency-Key claim lives without renewal (its holder renews it every third of that). */
+  idempotencyClaimTtlMs: number;
 }
 
-/** Waits until the read models include `position` (read-your-writes); a no-op for null. */
-export async function readYourWrites(ctx: AppContext, position: bigint | null): Promise<void> {
-  if (position !== null) await ctx.projections.waitForPosition(position, ctx.readYourWritesTimeoutMs);
+/**
+ * Waits (bounded) until the read models include `position` (read-your-writes); true at once for null.
+ * Resolves false when they did not catch up in time: the write has committed regardless, so callers
+ * answer success (built from the events) and report the lag, never an error.
+ */
+export async function readYourWrites(ctx: AppContext, position: bigint | null): Promise<boolean> {
+  if (position === null) return true;
+  try {
+    await ctx.projections.waitForPosition(position, ctx.readYourWritesTimeoutMs);
+    return true;
+  } catch (err) {
+    if (err instanceof TimeoutError) return false;
+    throw err;
+  }
 }

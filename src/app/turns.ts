@@ -7,8 +7,8 @@ import { NotFoundError } from "../core/errors.ts";
 import { newResourceId } from "../core/ids.ts";
 import type { AgentState } from "../domain/agent/agent.ts";
 import { TERMINAL, type JobEvent, type JobState } from "../domain/job/job.ts";
-import type { Attachment, ReplySummary } from "../domain/session/session.ts";
-import { jobStream } from "../domain/streams.ts";
+import type { Attachment, ReplySummary, SessionEvent, SessionState } from "../domain/session/session.ts";
+import { jobStream, sessionStream } from "../domain/streams.ts";
 import type { AppContext } from "./context.ts";
 import type { CommandMetadata as Meta } from "./repository.ts";
 
@@ -46,10 +46,30 @@ async function activeAgent(ctx: AppContext, agentId: string): Promise<NonNullabl
   return state.spec;
 }
 
-/** Accepts a user message: the session decides (busy, or queued behind the turn in flight), then the job is queued. */
-export async function sendMessage(ctx: AppContext, sessionId: string, input: MessageInput, meta: Meta): Promise<Accepted> {
+/** The ids a message creates; fixed per Idempotency-Key so a retried request names the same ones. */
+export interface MessageIds {
+  message_id: string;
+  job_id: string;
+}
+
+/**
+ * Accepts a user message: the session decides (busy, or queued behind the turn in flight), then the job
+ * is queued. With `resumed`, an earlier execution of the same request may have committed part of this:
+ * what it wrote is found, not written again.
+ */
+export async function sendMessage(
+  ctx: AppContext, sessionId: string, input: MessageInput, meta: Meta,
+  ids: MessageIds = { message_id: newResourceId("msg"), job_id: newResourceId("job") }, resumed = false,
+): Promise<Accepted> {
   let { state: session } = await ctx.repos.sessions.load(sessionId);
   if (session.status !== "active") throw new NotFoundError("Session not found", { param: "session_id" }, "session_not_found");
+  const { message_id: messageId, job_id: jobId } = ids;
+  const earlier = resumed ? await sentMessage(ctx, sessionId, messageId) : null;
+  if (earlier) {
+    const { state: job } = await ctx.repos.jobs.load(jobId);
+    const position = job.status === "none" ? (await queueTurnJob(ctx, sessionId, session, earlier, meta)) : null;
+    return { job_id: jobId, message_id: messageId, session_id: sessionId, queued: earlier.queued, position };
+  }
   // The turn in flight may have ended with its end not yet recorded on the session (the worker that
   // ended it records that next, possibly in another process): close it here rather than answer busy.
   const active = session.turns[0];
@@ -60,24 +80,39 @@ export async function sendMessage(ctx: AppContext, sessionId: string, input: Mes
       ({ state: session } = await ctx.repos.sessions.load(sessionId));
     }
   }
-  const agent = await activeAgent(ctx, session.agentId!);
-  const messageId = newResourceId("msg");
-  const jobId = newResourceId("job");
+  await activeAgent(ctx, session.agentId!);
   const sent = await ctx.repos.sessions.handle(sessionId, {
     type: "SendMessage", message_id: messageId, job_id: jobId, content: input.content, attachments: input.attachments,
     model: input.model, context: input.context, multitask: input.multitask,
   }, meta);
-  const event = sent.appended[0] as Extract<(typeof sent.appended)[number], { type: "MessageSent" }>;
-  const queuedJob = await ctx.repos.jobs.handle(jobId, {
+  const event = sent.appended[0] as Extract<SessionEvent, { type: "MessageSent" }>;
+  const position = await queueTurnJob(ctx, sessionId, sent.state, event.data, meta);
+  return { job_id: jobId, message_id: messageId, session_id: sessionId, queued: event.data.queued, position };
+}
+
+type SentMessage = Extract<SessionEvent, { type: "MessageSent" }>["data"];
+
+/** The MessageSent event of `messageId` in the session, if an earlier execution committed it. */
+async function sentMessage(ctx: AppContext, sessionId: string, messageId: string): Promise<SentMessage | null> {
+  for await (const e of ctx.store.readStream(sessionStream(sessionId), { direction: "backwards" })) {
+    if (e.type === "MessageSent" && (e.data as SentMessage).message_id === messageId) return e.data as SentMessage;
+  }
+  return null;
+}
+
+/** Queues the job of a sent message (a no-op when it is queued already) and dispatches it when it is its turn. */
+async function queueTurnJob(ctx: AppContext, sessionId: string, session: SessionState, message: SentMessage, meta: Meta): Promise<bigint | null> {
+  const agent = await activeAgent(ctx, session.agentId!);
+  const queuedJob = await ctx.repos.jobs.handle(message.job_id, {
     type: "QueueJob",
     data: {
-      job_id: jobId, kind: "message", session_id: sessionId, message_id: messageId, agent_id: session.agentId!, user_id: session.userId!,
-      input: { content: input.content, attachments: input.attachments, media_url: null, context: input.context },
-      model: input.model, output_schema: agent.output_schema,
+      job_id: message.job_id, kind: "message", session_id: sessionId, message_id: message.message_id, agent_id: session.agentId!, user_id: session.userId!,
+      input: { content: message.content, attachments: message.attachments, media_url: null, context: message.context },
+      model: message.model, output_schema: agent.output_schema,
     },
-  }, { ...meta, causationId: messageId });
-  if (!event.data.queued) dispatch(ctx, jobId);
-  return { job_id: jobId, message_id: messageId, session_id: sessionId, queued: event.data.queued, position: queuedJob.position };
+  }, { ...meta, causationId: message.message_id });
+  if (!message.queued) dispatch(ctx, message.job_id);
+  return queuedJob.position;
 }
 
 export interface RunInput {
@@ -89,10 +124,12 @@ export interface RunInput {
   model: string | null;
 }
 
-/** Accepts a single-turn run: no session, no history; an output schema makes the result structured. */
-export async function startRun(ctx: AppContext, run: RunInput, meta: Meta): Promise<Accepted> {
+/**
+ * Accepts a single-turn run: no session, no history; an output schema makes the result structured.
+ * Queueing a job id that is queued already decides nothing, so a retried request cannot run twice.
+ */
+export async function startRun(ctx: AppContext, run: RunInput, meta: Meta, jobId = newResourceId("run")): Promise<Accepted> {
   const agent = await activeAgent(ctx, run.agent_id);
-  const jobId = newResourceId("run");
   const queued = await ctx.repos.jobs.handle(jobId, {
     type: "QueueJob",
     data: {

@@ -1,81 +1,98 @@
 /**
  * `Idempotency-Key` for creating POSTs, recorded in the event store so it holds across restarts and
- * processes: the same key with the same request returns the original response; the same key with a
- * different request is `409 idempotency_conflict`. A key whose first request is still being processed
- * answers `409 idempotency_in_progress`; one whose first request died without an answer (older than
- * the claim timeout) may be retried.
+ * processes. The rules are the idempotency decider's (src/domain/idempotency/idempotency.ts); this
+ * module runs a request under its key: claims it, keeps the claim alive while the request runs (however
+ * long `wait: true` holds it), records the outcome once the write committed, and releases the key when
+ * the request was refused before writing anything.
  */
-import { ConflictError, ValidationError, AppError } from "../core/errors.ts";
-import { newEventId } from "../core/ids.ts";
-import { idempotencyStream } from "../domain/streams.ts";
-import { StreamNotFoundError, WrongExpectedVersionError } from "../eventstore/errors.ts";
-import type { EventStore } from "../eventstore/port.ts";
-import { toErrorResponse } from "./errors.ts";
+import { hostname } from "node:os";
+import type { AppContext } from "../app/context.ts";
+import { AppError, ValidationError } from "../core/errors.ts";
+import { newResourceId } from "../core/ids.ts";
+import {
+  claimLive, type ClaimOwner, type StoredResponse,
+} from "../domain/idempotency/idempotency.ts";
 
-export interface StoredResponse {
-  status: number;
-  body: unknown;
+export type { StoredResponse };
+
+export interface IdempotentRun {
+  /** The ids of the resources this request creates: fixed per key, so a re-execution names the same ones. */
+  ids: Record<string, string>;
+  /** True when this execution takes over an earlier one of the same request that did not finish. */
+  resumed: boolean;
 }
 
-const CLAIM_TIMEOUT_MS = 60_000;
 const sha256 = (s: string) => new Bun.CryptoHasher("sha256").update(s).digest("hex");
 
+/** This process, as the owner of the claims it makes. */
+const OWNER: ClaimOwner = { instance: crypto.randomUUID(), host: hostname(), pid: process.pid };
+/** Keys whose request is running in this process right now. */
+const inFlight = new Set<string>();
+
+const pidAlive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+};
+
+const freshIds = (prefixes: Record<string, string>): Record<string, string> =>
+  Object.fromEntries(Object.entries(prefixes).map(([name, prefix]) => [name, newResourceId(prefix)]));
+
+/**
+ * Runs `run` under `key` (or plainly, without one). `idPrefixes` names the resources the request
+ * creates, e.g. `{ session: "sess" }`; `run` gets their ids and must create exactly those, finding
+ * rather than repeating what an earlier execution already committed when `resumed` is true.
+ */
 export async function idempotent(
-  store: EventStore,
-  appId: string,
+  ctx: AppContext,
   key: string | null,
   request: { method: string; path: string; body: unknown },
-  run: () => Promise<StoredResponse>,
+  idPrefixes: Record<string, string>,
+  run: (r: IdempotentRun) => Promise<StoredResponse>,
 ): Promise<StoredResponse & { replayed: boolean }> {
-  if (key === null) return { ...(await run()), replayed: false };
+  if (key === null) return { ...(await run({ ids: freshIds(idPrefixes), resumed: false })), replayed: false };
   if (key.length === 0 || key.length > 255) throw new ValidationError("Idempotency-Key must be 1 to 255 characters", { param: "Idempotency-Key" });
-  const stream = idempotencyStream(sha256(`${appId}\n${key}`));
+  const keyHash = sha256(`${ctx.appId}\n${key}`);
   const fingerprint = sha256(`${request.method}\n${request.path}\n${JSON.stringify(request.body ?? null)}`);
-  const meta = { app_id: appId };
+  const meta = { appId: ctx.appId };
+  const repo = ctx.repos.idempotency;
 
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const history = await readAll(store, stream);
-    const claim = [...history].reverse().find((e) => e.type === "IdempotencyKeyClaimed");
-    const recorded = history.find((e) => e.type === "IdempotentResponseRecorded");
-    const released = claim ? history.findLast((e) => e.type === "IdempotencyKeyReleased" && e.revision > claim.revision) : undefined;
-    if (claim && (claim.data as { fingerprint: string }).fingerprint !== fingerprint) {
-      throw new ConflictError("idempotency_conflict", "This Idempotency-Key was used with a different request", { param: "Idempotency-Key" });
-    }
-    if (recorded) return { ...(recorded.data as StoredResponse), replayed: true };
-    if (claim && !released && Date.now() - claim.created.getTime() < CLAIM_TIMEOUT_MS) {
-      throw new ConflictError("idempotency_in_progress", "A request with this Idempotency-Key is still being processed; retry shortly");
-    }
-    const revision = history.length ? history[history.length - 1]!.revision : -1n;
-    try {
-      await store.appendToStream(stream, [{ id: newEventId(), type: "IdempotencyKeyClaimed", data: { key_hash: sha256(key), fingerprint }, metadata: meta }],
-        { expectedRevision: revision < 0n ? "no_stream" : revision });
-    } catch (err) {
-      if (err instanceof WrongExpectedVersionError) continue; // a concurrent request claimed it: look again
-      throw err;
-    }
+  const claimed = await repo.handle(keyHash, (state) => ({
+    type: "ClaimKey", key_hash: sha256(key), fingerprint, owner: OWNER, now: Date.now(), resource_ids: freshIds(idPrefixes),
+    claimLive: claimLive(state, { ...OWNER, inFlightHere: inFlight.has(keyHash), pidAlive, now: Date.now(), ttlMs: ctx.idempotencyClaimTtlMs }),
+  }), meta);
+  if (claimed.appended.length === 0) return { ...claimed.state.response!, replayed: true };
+  const claim = claimed.appended[0]!;
+  if (claim.type !== "IdempotencyKeyClaimed") throw new Error(`unexpected ${claim.type}`);
+
+  inFlight.add(keyHash);
+  const renew = setInterval(() => {
+    void repo.handle(keyHash, { type: "RenewClaim", instance: OWNER.instance, now: Date.now() }, meta)
+      .catch((err) => ctx.logger.warn("could not renew an idempotency claim", { error: err as Error }));
+  }, ctx.idempotencyClaimTtlMs / 3);
+  try {
     let response: StoredResponse;
     try {
-      response = await run();
+      response = await run({ ids: claim.data.resource_ids, resumed: claim.data.takeover });
     } catch (err) {
       if (err instanceof AppError && err.status < 500) {
-        response = toErrorResponse(err);
+        // Refused before anything was written: the key is free again, for this request or a corrected one.
+        await repo.handle(keyHash, { type: "ReleaseKey", instance: OWNER.instance, status: err.status, code: err.code }, meta).catch(() => {});
       } else {
-        await store.appendToStream(stream, [{ id: newEventId(), type: "IdempotencyKeyReleased", data: {}, metadata: meta }]).catch(() => {});
-        throw err;
+        // Failed midway: the next retry of this request takes over with the same resource ids.
+        await repo.handle(keyHash, { type: "AbandonClaim", instance: OWNER.instance, now: Date.now() }, meta).catch(() => {});
       }
+      throw err;
     }
-    await store.appendToStream(stream, [{ id: newEventId(), type: "IdempotentResponseRecorded", data: response, metadata: meta }]);
+    // If this append fails the claim stays; the next retry takes it over and finds what was written.
+    await repo.handle(keyHash, { type: "RecordResponse", instance: OWNER.instance, response }, meta)
+      .catch((err) => ctx.logger.warn("could not record an idempotent response", { error: err as Error }));
     return { ...response, replayed: false };
+  } finally {
+    clearInterval(renew);
+    inFlight.delete(keyHash);
   }
-  throw new ConflictError("idempotency_in_progress", "A request with this Idempotency-Key is being processed concurrently; retry shortly");
-}
-
-async function readAll(store: EventStore, stream: string) {
-  const out = [];
-  try {
-    for await (const e of store.readStream(stream)) out.push(e);
-  } catch (err) {
-    if (!(err instanceof StreamNotFoundError)) throw err;
-  }
-  return out;
 }

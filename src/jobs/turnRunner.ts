@@ -326,7 +326,7 @@ export class TurnRunner {
       sessionId,
       signal,
       registerAsset: async (input) => {
-        const r = await this.ctx.repos.sessions.handle(sessionId!, { type: "RegisterAsset", ...input, job_id: jobId }, { appId: this.ctx.appId, correlationId: jobId, causationId: jobId });
+        const r = await this.ctx.repos.sessions.handle(sessionId!, { type: "RegisterAsset", ...input, job_id: jobId, asset_id: newResourceId("ast") }, { appId: this.ctx.appId, correlationId: jobId, causationId: jobId });
         const e = r.appended[0] as Extract<SessionEvent, { type: "AssetRegistered" }>;
         return { asset_label: e.data.asset_label, url: e.data.url, kind: e.data.kind, source_tool: e.data.source_tool, prompt: e.data.prompt };
       },

@@ -5,6 +5,7 @@ import { fold, type Decider, type DomainEvent } from "../../src/core/decider.ts"
 import { jobDecider, type JobCommand, type JobEvent } from "../../src/domain/job/job.ts";
 import { sessionDecider, type SessionCommand, type SessionEvent } from "../../src/domain/session/session.ts";
 import { agentDecider } from "../../src/domain/agent/agent.ts";
+import { idempotencyDecider, type IdempotencyCommand, type IdempotencyEvent } from "../../src/domain/idempotency/idempotency.ts";
 
 function spec<C, E extends DomainEvent, S>(decider: Decider<C, E, S>) {
   return (given: E[], when: C) => decider.decide(when, fold(decider, given));
@@ -46,7 +47,7 @@ describe("session decider", () => {
   });
 
   test("asset labels count up from asset_1", () => {
-    const reg: SessionCommand = { type: "RegisterAsset", url: "https://x/1.png", kind: "image", source_tool: "upload", prompt: null, model: null, job_id: null };
+    const reg: SessionCommand = { type: "RegisterAsset", asset_id: "ast_1", url: "https://x/1.png", kind: "image", source_tool: "upload", prompt: null, model: null, job_id: null };
     const first = session([started], reg);
     expect(first[0]!.data).toMatchObject({ asset_label: "asset_1" });
     expect(session([started, ...first], reg)[0]!.data).toMatchObject({ asset_label: "asset_2" });
@@ -112,6 +113,44 @@ describe("agent decider", () => {
     const state = fold(agentDecider, created);
     expect(() => agentDecider.decide({ type: "CreateAgent", agent_id: "a1", spec: spec0 }, state)).toThrow(ConflictError);
     const deleted = fold(agentDecider, [...created, { type: "AgentDeleted", data: { agent_id: "a1" } }]);
-    expect(() => agentDecider.decide({ type: "UpdateAgent", agent_id: "a1", changes: { name: "b" } }, deleted)).toThrow(NotFoundError);
+    expect(() => agentDecider.decide({ type: "UpdateAgent", agent_id: "a1", patch: { name: "b" } }, deleted)).toThrow(NotFoundError);
+  });
+});
+
+describe("idempotency decider", () => {
+  const given = spec(idempotencyDecider);
+  const owner = { instance: "p1", host: "h", pid: 1 };
+  const claim = (fingerprint: string, claimLive = false): IdempotencyCommand => ({
+    type: "ClaimKey", key_hash: "k", fingerprint, owner: { ...owner, instance: "p2" }, now: 2, resource_ids: { session: "sess_new" }, claimLive,
+  });
+  const claimed: IdempotencyEvent = {
+    type: "IdempotencyKeyClaimed", data: { key_hash: "k", fingerprint: "f", resource_ids: { session: "sess_1" }, owner, at: 1, takeover: false },
+  };
+
+  test("a new key is claimed with the request's fresh resource ids", () => {
+    expect(given([], claim("f"))).toMatchObject([{ type: "IdempotencyKeyClaimed", data: { resource_ids: { session: "sess_new" }, takeover: false } }]);
+  });
+
+  test("a live claim is in progress; a dead or abandoned one is taken over with its own resource ids", () => {
+    expect(() => given([claimed], claim("f", true))).toThrow(expect.objectContaining({ code: "idempotency_in_progress" }));
+    expect(given([claimed], claim("f", false))).toMatchObject([{ data: { resource_ids: { session: "sess_1" }, takeover: true } }]);
+    const abandoned: IdempotencyEvent = { type: "IdempotencyClaimAbandoned", data: { instance: "p1", at: 3 } };
+    expect(given([claimed, abandoned], claim("f", true))).toMatchObject([{ data: { resource_ids: { session: "sess_1" }, takeover: true } }]);
+  });
+
+  test("a released key is free for another request; a recorded one replays or conflicts", () => {
+    const released: IdempotencyEvent = { type: "IdempotencyKeyReleased", data: { status: 409, code: "session_busy" } };
+    expect(given([claimed, released], claim("other"))).toMatchObject([{ data: { fingerprint: "other", takeover: false } }]);
+    const recorded: IdempotencyEvent = { type: "IdempotentResponseRecorded", data: { status: 201, body: {} } };
+    expect(given([claimed, recorded], claim("f"))).toEqual([]);
+    expect(() => given([claimed, recorded], claim("other"))).toThrow(expect.objectContaining({ code: "idempotency_conflict" }));
+    expect(() => given([claimed], claim("other"))).toThrow(expect.objectContaining({ code: "idempotency_conflict" }));
+  });
+
+  test("only the claim's holder may renew, release or abandon it; an outcome is recorded once", () => {
+    expect(given([claimed], { type: "RenewClaim", instance: "p2", now: 5 })).toEqual([]);
+    expect(given([claimed], { type: "ReleaseKey", instance: "p1", status: 404, code: "x" })).toHaveLength(1);
+    const recorded: IdempotencyEvent = { type: "IdempotentResponseRecorded", data: { status: 201, body: {} } };
+    expect(given([claimed, recorded], { type: "RecordResponse", instance: "p1", response: { status: 201, body: {} } })).toEqual([]);
   });
 });

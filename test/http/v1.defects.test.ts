@@ -45,3 +45,30 @@ describe("a deleted session", () => {
     expect((await client.get(`/v1/runs/${run.body.id}`)).status).toBe(200);
   });
 });
+
+describe("PATCH /v1/agents/{id}", () => {
+  test("merges at every level: a model parameter alone keeps the provider, the name and the other parameters", async () => {
+    const created = await client.post("/v1/agents", {
+      name: "merge", model: { provider: "sandbox", name: "m-1", parameters: { temperature: 0.5, top_p: 1, extra: { a: 1, b: 2 } } },
+    });
+    expect(created.status).toBe(201);
+    const id = created.body.id;
+    const patched = await client.patch(`/v1/agents/${id}`, { model: { parameters: { temperature: 0.2, extra: { b: 3 } } } });
+    expect(patched.status).toBe(200);
+    expect(patched.body.model).toEqual({ provider: "sandbox", name: "m-1", parameters: { temperature: 0.2, top_p: 1, extra: { a: 1, b: 3 } } });
+    const removed = await client.patch(`/v1/agents/${id}`, { model: { parameters: { top_p: null } } });
+    expect(removed.body.model.parameters).toEqual({ temperature: 0.2, extra: { a: 1, b: 3 } });
+    expect((await client.patch(`/v1/agents/${id}`, { description: "only this" })).body.model.name).toBe("m-1");
+    expect((await client.get(`/v1/agents/${id}`)).body.model).toEqual(removed.body.model);
+  });
+
+  test("an agent naming a provider this server lacks is refused at create and at update", async () => {
+    const bad = await client.post("/v1/agents", { name: "x", model: { provider: "openai" } });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.details.param).toBe("model.provider");
+    const ok = await client.post("/v1/agents", { name: "x" });
+    const patched = await client.patch(`/v1/agents/${ok.body.id}`, { model: { provider: "no-such-provider" } });
+    expect(patched.status).toBe(400);
+    expect(patched.body.error.details.param).toBe("model.provider");
+  });
+});

@@ -39,15 +39,58 @@ export interface AgentSpec {
   output_schema: Record<string, unknown> | null;
 }
 
+/**
+ * A partial update that merges at every level: fields left out keep their value; `model` merges
+ * field by field, and `model.parameters` key by key (a parameter set to null is removed). Lists
+ * (`tools`) and `output_schema` are replaced whole.
+ */
+export interface AgentPatch {
+  name?: string;
+  description?: string;
+  system_prompt?: string;
+  model?: { provider?: string | null; name?: string | null; parameters?: Record<string, unknown> };
+  tools?: ToolDeclaration[];
+  approval?: ApprovalPolicy;
+  output_schema?: Record<string, unknown> | null;
+}
+
 export type AgentEvent =
   | DomainEvent<"AgentCreated", { agent_id: string } & AgentSpec>
-  | DomainEvent<"AgentUpdated", { agent_id: string; changes: Partial<AgentSpec> }>
+  // Events written before patches merged carry `changes`, whose fields replaced the spec's whole.
+  | DomainEvent<"AgentUpdated", { agent_id: string; patch?: AgentPatch; changes?: Partial<AgentSpec> }>
   | DomainEvent<"AgentDeleted", { agent_id: string }>;
 
 export type AgentCommand =
   | { type: "CreateAgent"; agent_id: string; spec: AgentSpec }
-  | { type: "UpdateAgent"; agent_id: string; changes: Partial<AgentSpec> }
+  | { type: "UpdateAgent"; agent_id: string; patch: AgentPatch }
   | { type: "DeleteAgent"; agent_id: string };
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+
+/** Merges parameters key by key, recursing into objects; null removes a key. */
+function mergeParameters(base: Record<string, unknown>, patch: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null) delete out[k];
+    else out[k] = isPlainObject(v) && isPlainObject(out[k]) ? mergeParameters(out[k] as Record<string, unknown>, v) : v;
+  }
+  return out;
+}
+
+/** The spec after a patch (pure; see AgentPatch for the merge rules). */
+export function applyAgentPatch(spec: AgentSpec, patch: AgentPatch): AgentSpec {
+  const { model, ...rest } = patch;
+  const next: AgentSpec = { ...spec };
+  for (const [k, v] of Object.entries(rest)) if (v !== undefined) (next as unknown as Record<string, unknown>)[k] = v;
+  if (model) {
+    next.model = {
+      provider: model.provider !== undefined ? model.provider : spec.model.provider,
+      name: model.name !== undefined ? model.name : spec.model.name,
+      parameters: model.parameters ? mergeParameters(spec.model.parameters, model.parameters) : spec.model.parameters,
+    };
+  }
+  return next;
+}
 
 export interface AgentState {
   status: "none" | "active" | "deleted";
@@ -65,7 +108,10 @@ export const agentDecider: Decider<AgentCommand, AgentEvent, AgentState> = {
         return { status: "active", id: agent_id, spec };
       }
       case "AgentUpdated":
-        return { ...state, spec: { ...state.spec!, ...event.data.changes } };
+        return {
+          ...state,
+          spec: event.data.patch ? applyAgentPatch(state.spec!, event.data.patch) : { ...state.spec!, ...event.data.changes },
+        };
       case "AgentDeleted":
         return { ...state, status: "deleted" };
       default:
@@ -80,7 +126,7 @@ export const agentDecider: Decider<AgentCommand, AgentEvent, AgentState> = {
         return [{ type: "AgentCreated", data: { agent_id: command.agent_id, ...command.spec } }];
       case "UpdateAgent":
         requireActive(state, command.agent_id);
-        return [{ type: "AgentUpdated", data: { agent_id: command.agent_id, changes: command.changes } }];
+        return [{ type: "AgentUpdated", data: { agent_id: command.agent_id, patch: command.patch } }];
       case "DeleteAgent":
         requireActive(state, command.agent_id);
         return [{ type: "AgentDeleted", data: { agent_id: command.agent_id } }];

@@ -51,6 +51,8 @@ export type SessionEvent =
   | DomainEvent<"AssetRegistered", {
       asset_label: string; url: string; kind: AssetKind; source_tool: string;
       prompt: string | null; model: string | null; job_id: string | null;
+      /** The registering request's asset id, so a retried request finds its asset (absent in early events). */
+      asset_id?: string;
     }>;
 
 export type SessionCommand =
@@ -64,7 +66,7 @@ export type SessionCommand =
       model: string | null; context: Record<string, unknown> | null; multitask: "reject" | "enqueue";
     }
   | { type: "EndTurn"; job_id: string; outcome: TurnOutcome; reply: ReplySummary | null; error: { code: string; message: string } | null }
-  | { type: "RegisterAsset"; url: string; kind: AssetKind; source_tool: string; prompt: string | null; model: string | null; job_id: string | null };
+  | { type: "RegisterAsset"; asset_id: string; url: string; kind: AssetKind; source_tool: string; prompt: string | null; model: string | null; job_id: string | null };
 
 export interface SessionState {
   status: "none" | "active" | "deleted";
@@ -72,6 +74,8 @@ export interface SessionState {
   agentId: string | null;
   userId: string | null;
   name: string;
+  externalRef: string | null;
+  metadata: Record<string, unknown>;
   archived: boolean;
   /** Job ids of turns not yet ended, oldest first; the head is the turn in flight. */
   turns: Array<{ job_id: string; message_id: string }>;
@@ -79,12 +83,15 @@ export interface SessionState {
 }
 
 export const sessionDecider: Decider<SessionCommand, SessionEvent, SessionState> = {
-  initialState: { status: "none", id: null, agentId: null, userId: null, name: "", archived: false, turns: [], assetCount: 0 },
+  initialState: { status: "none", id: null, agentId: null, userId: null, name: "", externalRef: null, metadata: {}, archived: false, turns: [], assetCount: 0 },
 
   evolve(state, event) {
     switch (event.type) {
       case "SessionStarted":
-        return { ...state, status: "active", id: event.data.session_id, agentId: event.data.agent_id, userId: event.data.user_id, name: event.data.name };
+        return {
+          ...state, status: "active", id: event.data.session_id, agentId: event.data.agent_id, userId: event.data.user_id, name: event.data.name,
+          externalRef: event.data.external_ref, metadata: event.data.metadata,
+        };
       case "SessionRenamed":
         return { ...state, name: event.data.name };
       case "SessionArchived":
@@ -151,7 +158,7 @@ export const sessionDecider: Decider<SessionCommand, SessionEvent, SessionState>
         requireActive(state);
         return [{ type: "AssetRegistered", data: {
           asset_label: `asset_${state.assetCount + 1}`, url: command.url, kind: command.kind, source_tool: command.source_tool,
-          prompt: command.prompt, model: command.model, job_id: command.job_id,
+          prompt: command.prompt, model: command.model, job_id: command.job_id, asset_id: command.asset_id,
         } }];
       default:
         return unreachable(command);

@@ -1,15 +1,15 @@
 /** /v1/agents: create, list, read, update and delete agents. */
 import { Elysia, t } from "elysia";
-import { readYourWrites } from "../../../app/context.ts";
+import type { AppContext } from "../../../app/context.ts";
 import { ConflictError, NotFoundError, ValidationError } from "../../../core/errors.ts";
 import { newResourceId } from "../../../core/ids.ts";
-import type { AgentSpec, ToolDeclaration } from "../../../domain/agent/agent.ts";
+import { applyAgentPatch, type AgentPatch, type AgentSpec, type ToolDeclaration } from "../../../domain/agent/agent.ts";
 import { DEFAULT_AGENT_ID } from "../../../domain/streams.ts";
 import { requireValidSchema } from "../../../jobs/turnRunner.ts";
 import { BUILTIN_TOOLS } from "../../../tools/registry.ts";
 import { requireApiKey } from "../../auth.ts";
 import { decodeCursor, page, PageOf, PageQuery } from "../../pagination.ts";
-import { create, IdParam, iso, metaOf, parseJson, type V1Deps } from "./common.ts";
+import { afterWrite, create, Deleted, IdParam, iso, metaOf, parseJson, type ResponseSet, type V1Deps } from "./common.ts";
 import type { Database } from "bun:sqlite";
 
 const Model = t.Object({
@@ -63,13 +63,16 @@ const view = (r: AgentRow) => ({
 });
 
 function getAgent(db: Database, appId: string, id: string): AgentRow {
-  const row = db.query("SELECT * FROM agents WHERE app_id = ? AND id = ? AND deleted = 0").get(appId, id) as AgentRow | null;
+  const row = findAgent(db, appId, id);
   if (!row) throw new NotFoundError(`Agent ${id} not found`, { param: "agent_id" }, "agent_not_found");
   return row;
 }
 
-/** Checks what the schema cannot: tool names exist and are unique, output schemas compile. */
-function checkSpec(spec: Partial<AgentSpec>): void {
+const findAgent = (db: Database, appId: string, id: string): AgentRow | null =>
+  db.query("SELECT * FROM agents WHERE app_id = ? AND id = ? AND deleted = 0").get(appId, id) as AgentRow | null;
+
+/** Checks what the schema cannot: tool names exist and are unique, the provider is served here, output schemas compile. */
+function checkSpec(ctx: AppContext, spec: Partial<AgentSpec>): void {
   const names = new Set<string>();
   for (const tool of spec.tools ?? []) {
     if (tool.type === "builtin" && !BUILTIN_TOOLS[tool.name]) {
@@ -78,27 +81,48 @@ function checkSpec(spec: Partial<AgentSpec>): void {
     if (names.has(tool.name)) throw new ValidationError(`Two tools are named ${tool.name}`, { param: "tools" });
     names.add(tool.name);
   }
+  const provider = spec.model?.provider;
+  if (provider && !ctx.providers.has(provider)) {
+    throw new ValidationError(`Model provider "${provider}" is not configured on this server; available: ${[...ctx.providers.keys()].join(", ")}`, { param: "model.provider" });
+  }
   if (spec.output_schema) requireValidSchema(spec.output_schema);
 }
 
 const normaliseTools = (tools: Array<Record<string, unknown>> | undefined): ToolDeclaration[] | undefined =>
   tools?.map((tool) => (tool.type === "http" ? { parameters: { type: "object" }, ...tool } : tool) as ToolDeclaration);
 
+/**
+ * The agent as the response shows it: from the read model once it has the write; while it lags, from
+ * the agent's own events (timestamps from the read model when it has the agent, else now).
+ */
+async function agentAfterWrite(ctx: AppContext, set: ResponseSet, id: string, position: bigint | null) {
+  const fresh = await afterWrite(ctx, set, position);
+  const row = findAgent(ctx.db, ctx.appId, id);
+  if (fresh && row) return view(row);
+  const { state } = await ctx.repos.agents.load(id);
+  if (state.status !== "active" || !state.spec) throw new NotFoundError(`Agent ${id} not found`, { param: "agent_id" }, "agent_not_found");
+  const now = new Date().toISOString();
+  return {
+    id, object: "agent" as const, ...state.spec, created_at: row ? iso(row.created_at)! : now, updated_at: now,
+  };
+}
+
 export const agentRoutes = ({ ctx, apiKey }: V1Deps) =>
   new Elysia({ name: "agentry.v1.agents", prefix: "/v1/agents", detail: { tags: ["Agents"] } })
     .use(requireApiKey(apiKey))
-    .post("", ({ body, request, set }) => create(ctx, request, body, set, async () => {
+    .post("", ({ body, request, set }) => create(ctx, request, body, set, { agent: "agt" }, async ({ ids, resumed }) => {
       const spec: AgentSpec = {
         name: body.name, description: body.description ?? "", system_prompt: body.system_prompt ?? "You are a helpful assistant.",
         model: { provider: body.model?.provider ?? null, name: body.model?.name ?? null, parameters: body.model?.parameters ?? {} },
         tools: normaliseTools(body.tools) ?? [], approval: body.approval ?? "tools", output_schema: body.output_schema ?? null,
       };
-      checkSpec(spec);
-      const id = newResourceId("agt");
-      const r = await ctx.repos.agents.handle(id, { type: "CreateAgent", agent_id: id, spec }, metaOf(ctx, request));
-      await readYourWrites(ctx, r.position);
-      return { status: 201, body: view(getAgent(ctx.db, ctx.appId, id)) };
-    }), { body: t.Object(AgentFields), detail: { summary: "Create an agent" } })
+      checkSpec(ctx, spec);
+      const id = ids.agent!;
+      // A retry taking over this request finds the agent its first execution created.
+      const exists = resumed && (await ctx.repos.agents.load(id)).state.status !== "none";
+      const position = exists ? null : (await ctx.repos.agents.handle(id, { type: "CreateAgent", agent_id: id, spec }, metaOf(ctx, request))).position;
+      return { status: 201, body: await agentAfterWrite(ctx, set, id, position) };
+    }), { body: t.Object(AgentFields), response: { 201: AgentView }, detail: { summary: "Create an agent" } })
     .get("", ({ query }) => {
       const limit = query.limit ?? 20;
       const after = decodeCursor<{ seq: number }>(query.cursor, ["seq"]);
@@ -109,26 +133,31 @@ export const agentRoutes = ({ ctx, apiKey }: V1Deps) =>
     .get("/:agent_id", ({ params }) => view(getAgent(ctx.db, ctx.appId, params.agent_id)), {
       params: IdParam("agent_id"), response: AgentView, detail: { summary: "Get an agent" },
     })
-    .patch("/:agent_id", async ({ params, body, request }) => {
+    .patch("/:agent_id", async ({ params, body, request, set }) => {
       getAgent(ctx.db, ctx.appId, params.agent_id);
-      const changes: Partial<AgentSpec> = {};
+      const patch: AgentPatch = {};
       for (const key of ["name", "description", "system_prompt", "approval", "output_schema"] as const) {
-        if (body[key] !== undefined) (changes as Record<string, unknown>)[key] = body[key];
+        if (body[key] !== undefined) (patch as Record<string, unknown>)[key] = body[key];
       }
-      if (body.model) changes.model = { provider: body.model.provider ?? null, name: body.model.name ?? null, parameters: body.model.parameters ?? {} };
-      if (body.tools) changes.tools = normaliseTools(body.tools)!;
-      if (Object.keys(changes).length === 0) throw new ValidationError("Nothing to update", { param: "body" });
-      checkSpec(changes);
-      const r = await ctx.repos.agents.handle(params.agent_id, { type: "UpdateAgent", agent_id: params.agent_id, changes }, metaOf(ctx, request));
-      await readYourWrites(ctx, r.position);
-      return view(getAgent(ctx.db, ctx.appId, params.agent_id));
-    }, { params: IdParam("agent_id"), body: t.Partial(t.Object(AgentFields)), response: AgentView, detail: { summary: "Update an agent" } })
-    .delete("/:agent_id", async ({ params, request }) => {
+      if (body.model) patch.model = body.model;
+      if (body.tools) patch.tools = normaliseTools(body.tools)!;
+      if (Object.keys(patch).length === 0) throw new ValidationError("Nothing to update", { param: "body" });
+      const r = await ctx.repos.agents.handle(params.agent_id, (state) => {
+        // Checked against the merged spec, on the state the update is decided on.
+        if (state.spec) checkSpec(ctx, applyAgentPatch(state.spec, patch));
+        return { type: "UpdateAgent", agent_id: params.agent_id, patch };
+      }, metaOf(ctx, request));
+      return agentAfterWrite(ctx, set, params.agent_id, r.position);
+    }, {
+      params: IdParam("agent_id"), body: t.Partial(t.Object(AgentFields)), response: AgentView,
+      detail: { summary: "Update an agent", description: "Merges at every level: fields left out keep their value; model merges field by field and model.parameters key by key (null removes a parameter); tools and output_schema are replaced whole." },
+    })
+    .delete("/:agent_id", async ({ params, request, set }) => {
       if (params.agent_id === DEFAULT_AGENT_ID) throw new ConflictError("default_agent", "The default agent cannot be deleted");
       getAgent(ctx.db, ctx.appId, params.agent_id);
       const r = await ctx.repos.agents.handle(params.agent_id, { type: "DeleteAgent", agent_id: params.agent_id }, metaOf(ctx, request));
-      await readYourWrites(ctx, r.position);
-      return { id: params.agent_id, object: "agent" as const, deleted: true };
-    }, { params: IdParam("agent_id"), detail: { summary: "Delete an agent" } });
+      await afterWrite(ctx, set, r.position);
+      return { id: params.agent_id, object: "agent" as const, deleted: true as const };
+    }, { params: IdParam("agent_id"), response: Deleted("agent"), detail: { summary: "Delete an agent" } });
 
 export { getAgent };

@@ -4,7 +4,8 @@ import type { AppContext } from "../../../app/context.ts";
 import type { CommandMetadata } from "../../../app/repository.ts";
 import type { JobRow } from "../../../../projections/jobs/index.ts";
 import type { SessionRow } from "../../../../projections/sessions/index.ts";
-import { idempotent, type StoredResponse } from "../../idempotency.ts";
+import { readYourWrites } from "../../../app/context.ts";
+import { idempotent, type IdempotentRun, type StoredResponse } from "../../idempotency.ts";
 
 export interface V1Deps {
   ctx: AppContext;
@@ -19,19 +20,35 @@ export const metaOf = (ctx: AppContext, request: Request): CommandMetadata => ({
   correlationId: request.headers.get("x-request-id") ?? undefined,
 });
 
-/** Runs a creating POST under its Idempotency-Key (if any) and sets status and replay header. */
+export type ResponseSet = { status?: number | string; headers: Record<string, string | number> };
+
+/**
+ * Runs a creating POST under its Idempotency-Key (if any) and sets status and replay header.
+ * `idPrefixes` names the resources it creates; see `idempotent` for what `run` receives.
+ */
 export async function create(
   ctx: AppContext,
   request: Request,
   body: unknown,
-  set: { status?: number | string; headers: Record<string, string | number> },
-  run: () => Promise<StoredResponse>,
+  set: ResponseSet,
+  idPrefixes: Record<string, string>,
+  run: (r: IdempotentRun) => Promise<StoredResponse>,
 ): Promise<unknown> {
   const key = request.headers.get("idempotency-key");
-  const r = await idempotent(ctx.store, ctx.appId, key, { method: request.method, path: new URL(request.url).pathname, body }, run);
+  const r = await idempotent(ctx, key, { method: request.method, path: new URL(request.url).pathname, body }, idPrefixes, run);
   set.status = r.status;
   if (r.replayed) set.headers["idempotent-replayed"] = "true";
   return r.body;
+}
+
+/**
+ * After a committed write: waits (bounded) for the read models to include it. When they lag, the
+ * response says so (`x-read-your-writes: pending`) and the caller answers from the events it wrote.
+ */
+export async function afterWrite(ctx: AppContext, set: ResponseSet, position: bigint | null): Promise<boolean> {
+  const fresh = await readYourWrites(ctx, position);
+  if (!fresh) set.headers["x-read-your-writes"] = "pending";
+  return fresh;
 }
 
 const Id = t.String({ minLength: 1, maxLength: 100, pattern: "^[A-Za-z0-9_.-]+$" });
@@ -92,6 +109,9 @@ export const Attachment = t.Object({
   content_type: t.Optional(t.String({ maxLength: 255 })),
   data: t.Optional(t.String({ maxLength: 8_000_000, description: "base64 content of an inline file" })),
 });
+
+/** What a DELETE answers. */
+export const Deleted = <K extends string>(object: K) => t.Object({ id: t.String(), object: t.Literal(object), deleted: t.Literal(true) });
 
 export const Accepted = t.Object({
   job_id: t.String(), status: t.String(), message_id: t.Optional(t.Union([t.String(), t.Null()])),

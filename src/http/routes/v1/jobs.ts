@@ -1,13 +1,12 @@
 /** /v1/jobs: status, cursor events (with long-poll), SSE, and approve / reject / cancel. */
 import { Elysia, t } from "elysia";
-import { readYourWrites } from "../../../app/context.ts";
 import { approvePlan, cancelJob, rejectPlan } from "../../../app/turns.ts";
 import { TERMINAL } from "../../../domain/job/job.ts";
 import { jobStream } from "../../../domain/streams.ts";
 import { visibleJobRow, visibleJobState } from "../../../app/jobReads.ts";
 import { requireApiKey } from "../../auth.ts";
 import { resumeFrom, sseResponse } from "../../sse.ts";
-import { IdParam, jobView, JobView, metaOf, type V1Deps } from "./common.ts";
+import { afterWrite, IdParam, jobView, JobView, metaOf, type V1Deps } from "./common.ts";
 import { CursorQuery, pollStream, PublicEventSchema } from "./cursorEvents.ts";
 
 export const Verbosity = t.Optional(t.Union([t.Literal("minimal"), t.Literal("standard"), t.Literal("full")], { default: "standard" }));
@@ -47,16 +46,16 @@ export const jobRoutes = ({ ctx, apiKey }: V1Deps) =>
       params: IdParam("job_id"), query: t.Object({ since: t.Optional(t.Integer({ minimum: 0 })), verbosity: Verbosity }),
       detail: { summary: "Stream a job's events as SSE", description: "Each event's SSE id is its cursor id; reconnect with Last-Event-ID to resume. Closes after the job ends." },
     })
-    .post("/:job_id/approve", async ({ params, request }) => {
+    .post("/:job_id/approve", async ({ params, request, set }) => {
       await visibleJobState(ctx, params.job_id);
       const position = await approvePlan(ctx, params.job_id, metaOf(ctx, request));
-      await readYourWrites(ctx, position);
+      await afterWrite(ctx, set, position);
       return { job_id: params.job_id, status: "approved" };
     }, { params: IdParam("job_id"), detail: { summary: "Approve the plan a job is waiting on" } })
-    .post("/:job_id/reject", async ({ params, request, body }) => {
+    .post("/:job_id/reject", async ({ params, request, body, set }) => {
       await visibleJobState(ctx, params.job_id);
       const position = await rejectPlan(ctx, params.job_id, body?.reason ?? null, metaOf(ctx, request));
-      await readYourWrites(ctx, position);
+      await afterWrite(ctx, set, position);
       return { job_id: params.job_id, status: "rejected" };
     }, {
       params: IdParam("job_id"), body: t.Optional(t.Object({ reason: t.Optional(t.String({ maxLength: 2000 })) })),
@@ -65,7 +64,7 @@ export const jobRoutes = ({ ctx, apiKey }: V1Deps) =>
     .post("/:job_id/cancel", async ({ params, request, body, set }) => {
       await visibleJobState(ctx, params.job_id);
       const r = await cancelJob(ctx, params.job_id, body?.reason ?? null, metaOf(ctx, request));
-      await readYourWrites(ctx, r.position);
+      await afterWrite(ctx, set, r.position);
       set.status = r.status === "cancelled" ? 200 : 202;
       return { job_id: params.job_id, status: r.status === "cancelled" ? "cancelled" : "cancelling" };
     }, {

@@ -1,26 +1,25 @@
 /** /v1/runs: single-turn runs — input in, (structured) result out, no conversation. */
 import { Elysia, t } from "elysia";
-import { readYourWrites } from "../../../app/context.ts";
 import { startRun } from "../../../app/turns.ts";
 import { DEFAULT_AGENT_ID } from "../../../domain/streams.ts";
 import { requireValidSchema } from "../../../jobs/turnRunner.ts";
 import { requireApiKey } from "../../auth.ts";
 import { getAgent } from "./agents.ts";
-import { create, IdParam, jobView, metaOf, type V1Deps } from "./common.ts";
+import { afterWrite, create, IdParam, jobView, metaOf, type V1Deps } from "./common.ts";
 import { visibleJobRow } from "../../../app/jobReads.ts";
 
 export const runRoutes = ({ ctx, apiKey }: V1Deps) =>
   new Elysia({ name: "agentry.v1.runs", prefix: "/v1/runs", detail: { tags: ["Runs"] } })
     .use(requireApiKey(apiKey))
-    .post("", ({ body, request, set }) => create(ctx, request, body, set, async () => {
+    .post("", ({ body, request, set }) => create(ctx, request, body, set, { job: "run" }, async ({ ids }) => {
       const agentId = body.agent_id ?? DEFAULT_AGENT_ID;
       getAgent(ctx.db, ctx.appId, agentId);
       if (body.output_schema) requireValidSchema(body.output_schema);
       const accepted = await startRun(ctx, {
         agent_id: agentId, user_id: body.user_id, input: body.input, media_url: body.media_url ?? null,
         output_schema: body.output_schema ?? null, model: body.model ?? null,
-      }, metaOf(ctx, request));
-      await readYourWrites(ctx, accepted.position);
+      }, metaOf(ctx, request), ids.job!);
+      await afterWrite(ctx, set, accepted.position);
       return { status: 202, body: { id: accepted.job_id, job_id: accepted.job_id, status: "pending" } };
     }), {
       body: t.Object({

@@ -1,8 +1,8 @@
 /** /v1/sessions: sessions, their messages (turns), assets, jobs, and the session event stream. */
 import { Elysia, t } from "elysia";
-import { readYourWrites, type AppContext } from "../../../app/context.ts";
+import type { AppContext } from "../../../app/context.ts";
 import type { CommandMetadata } from "../../../app/repository.ts";
-import { cancelJob, finishTurn, sendMessage, replySummary } from "../../../app/turns.ts";
+import { cancelJob, finishTurn, sendMessage, replySummary, type MessageIds } from "../../../app/turns.ts";
 import { NotFoundError, ValidationError } from "../../../core/errors.ts";
 import { newResourceId } from "../../../core/ids.ts";
 import { TERMINAL } from "../../../domain/job/job.ts";
@@ -17,7 +17,8 @@ import { decodeCursor, page, PageOf, PageQuery, encodeCursor } from "../../pagin
 import { resumeFrom, sseResponse } from "../../sse.ts";
 import { getAgent } from "./agents.ts";
 import {
-  Accepted, Attachment, create, IdParam, iso, jobView, JobView, metaOf, parseJson, sessionView, SessionView, type V1Deps,
+  Accepted, afterWrite, Attachment, create, Deleted, IdParam, iso, jobView, JobView, metaOf, parseJson, sessionView, SessionView,
+  type ResponseSet, type V1Deps,
 } from "./common.ts";
 import { CursorQuery, pollStream, PublicEventSchema } from "./cursorEvents.ts";
 import { Verbosity } from "./jobs.ts";
@@ -62,6 +63,37 @@ const MessageBody = t.Object({
   verbosity: Verbosity,
 });
 
+/**
+ * The session as the response shows it: from the read model once it has the write; while it lags,
+ * the read model's row (if any) brought up to date from the session's own events.
+ */
+async function sessionAfterWrite(ctx: AppContext, set: ResponseSet, id: string, position: bigint | null) {
+  const fresh = await afterWrite(ctx, set, position);
+  const row = getSession(ctx.db, ctx.appId, id);
+  if (fresh && row) return sessionView(row);
+  const { state } = await ctx.repos.sessions.load(id);
+  if (state.status !== "active") throw new NotFoundError("Session not found", { param: "session_id" }, "session_not_found");
+  const now = Date.now();
+  const base: SessionRow = row ?? {
+    id, app_id: ctx.appId, agent_id: state.agentId!, user_id: state.userId!, name: state.name, external_ref: state.externalRef,
+    metadata: "{}", archived: 0, deleted: 0, turns: "[]", message_count: 0, asset_count: 0, prompt_tokens: 0, completion_tokens: 0,
+    cached_tokens: 0, reasoning_tokens: 0, created_at: now, updated_at: now, last_activity_at: now, activity_seq: 0,
+  };
+  return sessionView({
+    ...base, name: state.name, archived: state.archived ? 1 : 0, metadata: JSON.stringify(state.metadata),
+    turns: JSON.stringify(state.turns.map((t) => t.job_id)), asset_count: state.assetCount, updated_at: now,
+  });
+}
+
+/** The AssetRegistered event of `assetId` in the session, if an earlier execution committed it. */
+async function registeredAsset(ctx: AppContext, sessionId: string, assetId: string) {
+  for await (const e of ctx.store.readStream(sessionStream(sessionId), { direction: "backwards" })) {
+    const event = { type: e.type, data: e.data } as SessionEvent;
+    if (event.type === "AssetRegistered" && event.data.asset_id === assetId) return { ...event.data, created_at: e.created.getTime() };
+  }
+  return null;
+}
+
 /** Waits (bounded) until the job ends; returns false on timeout. */
 async function waitForEnd(ctx: AppContext, jobId: string, timeoutMs: number, signal: AbortSignal, meta: CommandMetadata): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
@@ -86,16 +118,17 @@ async function waitForEnd(ctx: AppContext, jobId: string, timeoutMs: number, sig
 export const sessionRoutes = ({ ctx, apiKey }: V1Deps) =>
   new Elysia({ name: "agentry.v1.sessions", prefix: "/v1/sessions", detail: { tags: ["Sessions"] } })
     .use(requireApiKey(apiKey))
-    .post("", ({ body, request, set }) => create(ctx, request, body, set, async () => {
+    .post("", ({ body, request, set }) => create(ctx, request, body, set, { session: "sess" }, async ({ ids, resumed }) => {
       const agentId = body.agent_id ?? DEFAULT_AGENT_ID;
       getAgent(ctx.db, ctx.appId, agentId);
-      const id = newResourceId("sess");
-      const r = await ctx.repos.sessions.handle(id, {
+      const id = ids.session!;
+      // A retry taking over this request finds the session its first execution started.
+      const exists = resumed && (await ctx.repos.sessions.load(id)).state.status !== "none";
+      const position = exists ? null : (await ctx.repos.sessions.handle(id, {
         type: "StartSession", session_id: id, agent_id: agentId, user_id: body.user_id,
         name: body.name ?? `session-${id.slice(-6)}`, external_ref: body.external_ref ?? null, metadata: body.metadata ?? {},
-      }, metaOf(ctx, request));
-      await readYourWrites(ctx, r.position);
-      return { status: 201, body: sessionView(requireSession(ctx, id)) };
+      }, metaOf(ctx, request))).position;
+      return { status: 201, body: await sessionAfterWrite(ctx, set, id, position) };
     }), {
       body: t.Object({
         agent_id: t.Optional(t.String({ minLength: 1, maxLength: 100 })),
@@ -104,6 +137,7 @@ export const sessionRoutes = ({ ctx, apiKey }: V1Deps) =>
         external_ref: t.Optional(t.String({ minLength: 1, maxLength: 200 })),
         metadata: t.Optional(t.Record(t.String(), t.Unknown())),
       }),
+      response: { 201: SessionView },
       detail: { summary: "Start a session" },
     })
     .get("", ({ query }) => {
@@ -129,7 +163,7 @@ export const sessionRoutes = ({ ctx, apiKey }: V1Deps) =>
     .get("/:session_id", ({ params }) => sessionView(requireSession(ctx, params.session_id)), {
       params: IdParam("session_id"), response: SessionView, detail: { summary: "Get a session" },
     })
-    .patch("/:session_id", async ({ params, body, request }) => {
+    .patch("/:session_id", async ({ params, body, request, set }) => {
       requireSession(ctx, params.session_id);
       if (body.name === undefined && body.archived === undefined) throw new ValidationError("Nothing to update: send name and/or archived", { param: "body" });
       const meta = metaOf(ctx, request);
@@ -138,22 +172,21 @@ export const sessionRoutes = ({ ctx, apiKey }: V1Deps) =>
       if (body.archived !== undefined) {
         position = (await ctx.repos.sessions.handle(params.session_id, { type: body.archived ? "ArchiveSession" : "UnarchiveSession" }, meta)).position ?? position;
       }
-      await readYourWrites(ctx, position);
-      return sessionView(requireSession(ctx, params.session_id));
+      return sessionAfterWrite(ctx, set, params.session_id, position);
     }, {
       params: IdParam("session_id"),
       body: t.Object({ name: t.Optional(t.String({ minLength: 1, maxLength: 200 })), archived: t.Optional(t.Boolean()) }),
       response: SessionView, detail: { summary: "Rename, archive or unarchive a session" },
     })
-    .delete("/:session_id", async ({ params, request }) => {
+    .delete("/:session_id", async ({ params, request, set }) => {
       const row = requireSession(ctx, params.session_id);
       const meta = metaOf(ctx, request);
       const r = await ctx.repos.sessions.handle(params.session_id, { type: "DeleteSession" }, meta);
       // Turns in flight or queued end with the session; their events stay for audit.
       for (const jobId of JSON.parse(row.turns) as string[]) await cancelJob(ctx, jobId, "session_deleted", meta).catch(() => {});
-      await readYourWrites(ctx, r.position);
-      return { id: params.session_id, object: "session" as const, deleted: true };
-    }, { params: IdParam("session_id"), detail: { summary: "Delete a session (gone from lists and reads; its events stay auditable)" } })
+      await afterWrite(ctx, set, r.position);
+      return { id: params.session_id, object: "session" as const, deleted: true as const };
+    }, { params: IdParam("session_id"), response: Deleted("session"), detail: { summary: "Delete a session (gone from lists and reads; its events stay auditable)" } })
 
     .post("/:session_id/messages", async ({ params, body, request, set }) => {
       requireSession(ctx, params.session_id);
@@ -161,9 +194,9 @@ export const sessionRoutes = ({ ctx, apiKey }: V1Deps) =>
         content: body.content, attachments: body.attachments ?? [], model: body.model ?? null, context: body.context ?? null,
         multitask: body.multitask ?? "reject",
       };
-      const send = async () => {
-        const accepted = await sendMessage(ctx, params.session_id, input, metaOf(ctx, request));
-        await readYourWrites(ctx, accepted.position);
+      const send = async (ids?: MessageIds, resumed = false) => {
+        const accepted = await sendMessage(ctx, params.session_id, input, metaOf(ctx, request), ids, resumed);
+        await afterWrite(ctx, set, accepted.position);
         return accepted;
       };
       if (body.stream) {
@@ -171,8 +204,8 @@ export const sessionRoutes = ({ ctx, apiKey }: V1Deps) =>
         const accepted = await send();
         return sseResponse(ctx, jobStream(accepted.job_id), { since: 0, verbosity: body.verbosity ?? "standard", closeOnTerminal: true, signal: request.signal });
       }
-      return create(ctx, request, body, set, async () => {
-        const accepted = await send();
+      return create(ctx, request, body, set, { message_id: "msg", job_id: "job" }, async ({ ids, resumed }) => {
+        const accepted = await send({ message_id: ids.message_id!, job_id: ids.job_id! }, resumed);
         const acceptedBody = { job_id: accepted.job_id, message_id: accepted.message_id, session_id: accepted.session_id, status: "pending", queued: accepted.queued };
         if (!body.wait) return { status: 202, body: acceptedBody };
         const ended = await waitForEnd(ctx, accepted.job_id, (body.wait_timeout_s ?? 60) * 1000, request.signal, metaOf(ctx, request));
@@ -205,17 +238,24 @@ export const sessionRoutes = ({ ctx, apiKey }: V1Deps) =>
       response: PageOf(MessageView),
       detail: { summary: "Conversation history, oldest first; page back with before" },
     })
-    .post("/:session_id/assets", ({ params, body, request, set }) => create(ctx, request, body, set, async () => {
+    .post("/:session_id/assets", ({ params, body, request, set }) => create(ctx, request, body, set, { asset: "ast" }, async ({ ids, resumed }) => {
       requireSession(ctx, params.session_id);
-      const r = await ctx.repos.sessions.handle(params.session_id, {
-        type: "RegisterAsset", url: body.url, kind: body.kind, source_tool: body.source_tool ?? "upload",
-        prompt: body.prompt ?? null, model: body.model ?? null, job_id: null,
-      }, metaOf(ctx, request));
-      await readYourWrites(ctx, r.position);
-      const e = r.appended[0] as Extract<SessionEvent, { type: "AssetRegistered" }>;
-      const n = Number(e.data.asset_label.slice("asset_".length));
-      const row = listAssets(ctx.db, params.session_id, 1, n - 1)[0]!;
-      return { status: 201, body: assetView(row) };
+      // A retry taking over this request finds the asset its first execution registered.
+      let registered = resumed ? await registeredAsset(ctx, params.session_id, ids.asset!) : null;
+      let position: bigint | null = null;
+      if (!registered) {
+        const r = await ctx.repos.sessions.handle(params.session_id, {
+          type: "RegisterAsset", asset_id: ids.asset!, url: body.url, kind: body.kind, source_tool: body.source_tool ?? "upload",
+          prompt: body.prompt ?? null, model: body.model ?? null, job_id: null,
+        }, metaOf(ctx, request));
+        const e = r.appended[0] as Extract<SessionEvent, { type: "AssetRegistered" }>;
+        registered = { ...e.data, created_at: Date.now() };
+        position = r.position;
+      }
+      const fresh = await afterWrite(ctx, set, position);
+      const n = Number(registered.asset_label.slice("asset_".length));
+      const row = fresh ? listAssets(ctx.db, params.session_id, 1, n - 1)[0] : undefined;
+      return { status: 201, body: row ? assetView(row) : assetView({ ...registered, n, session_id: params.session_id } as AssetRow) };
     }), {
       params: IdParam("session_id"),
       body: t.Object({

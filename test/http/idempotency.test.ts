@@ -1,0 +1,160 @@
+/**
+ * Idempotency-Key with Stripe's semantics: refusals leave the key free, a committed write is bound to
+ * its key (whatever the read models do), a claim lives as long as its request, and a claim left by a
+ * dead process is resolved by the next retry without writing twice.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { hostname } from "node:os";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { newEventId } from "../../src/core/ids.ts";
+import { api, TEST_KEY, type Api } from "../support/api.ts";
+import { killAll, spawnServer } from "../support/processes.ts";
+import { startTestServer, type TestServer } from "../support/server.ts";
+
+const sha256 = (s: string) => new Bun.CryptoHasher("sha256").update(s).digest("hex");
+const newKey = () => ({ "idempotency-key": `key-${crypto.randomUUID()}` });
+
+let server: TestServer;
+let client: Api;
+
+beforeAll(async () => {
+  server = await startTestServer({ API_KEY: TEST_KEY, SANDBOX_CHUNK_DELAY_MS: "2" });
+  client = api(server.url);
+});
+afterAll(async () => {
+  await server?.stop();
+  await killAll();
+});
+
+describe("refusals leave the key free", () => {
+  test("409 session_busy is not replayed: the same request with the same key succeeds once the session is idle", async () => {
+    const sid = (await client.post("/v1/sessions", { user_id: "idem" })).body.id;
+    const first = await client.post(`/v1/sessions/${sid}/messages`, { content: "busy for a moment [slow]" });
+    const key = newKey();
+    const busy = await client.post(`/v1/sessions/${sid}/messages`, { content: "second" }, key);
+    expect(busy.status).toBe(409);
+    expect(busy.body.error.code).toBe("session_busy");
+    await client.pollUntilDone(first.body.job_id);
+    const retried = await client.post(`/v1/sessions/${sid}/messages`, { content: "second" }, key);
+    expect(retried.status).toBe(202);
+    expect(retried.headers.get("idempotent-replayed")).toBeNull();
+    const again = await client.post(`/v1/sessions/${sid}/messages`, { content: "second" }, key);
+    expect(again.headers.get("idempotent-replayed")).toBe("true");
+    expect(again.body.job_id).toBe(retried.body.job_id);
+  });
+
+  test("404 agent_not_found is not recorded: a corrected request may reuse the key", async () => {
+    const key = newKey();
+    const missing = await client.post("/v1/runs", { user_id: "idem", input: "hi", agent_id: "agt_missing" }, key);
+    expect(missing.status).toBe(404);
+    const again = await client.post("/v1/runs", { user_id: "idem", input: "hi", agent_id: "agt_missing" }, key);
+    expect(again.status).toBe(404);
+    expect(again.headers.get("idempotent-replayed")).toBeNull();
+    const corrected = await client.post("/v1/runs", { user_id: "idem", input: "hi" }, key);
+    expect(corrected.status).toBe(202);
+  });
+});
+
+describe("a claim left by a process that died", () => {
+  /** Writes what a process that died mid-request leaves: its claim, and optionally its committed session. */
+  async function crashedClaim(key: string, body: unknown, committed: boolean): Promise<string> {
+    const dead = Bun.spawnSync(["true"]).pid; // a pid that has exited
+    const sessionId = `sess_crashed${crypto.randomUUID().replaceAll("-", "")}`;
+    const fingerprint = sha256(`POST\n/v1/sessions\n${JSON.stringify(body)}`);
+    await server.ctx.store.appendToStream(`idempotency-${sha256(`app_default\n${key}`)}`, [{
+      id: newEventId(), type: "IdempotencyKeyClaimed", metadata: { app_id: "app_default" },
+      data: { key_hash: sha256(key), fingerprint, resource_ids: { session: sessionId }, owner: { instance: "gone", host: hostname(), pid: dead }, at: Date.now(), takeover: false },
+    }], { expectedRevision: "no_stream" });
+    if (committed) {
+      await server.ctx.store.appendToStream(`session-${sessionId}`, [{
+        id: newEventId(), type: "SessionStarted", metadata: { app_id: "app_default" },
+        data: { session_id: sessionId, agent_id: "agt_default", user_id: "crash", name: "before the crash", external_ref: null, metadata: {} },
+      }], { expectedRevision: "no_stream" });
+    }
+    return sessionId;
+  }
+
+  test("whose write committed: the retry answers with that write's outcome, at once, and nothing is written twice", async () => {
+    const key = `key-${crypto.randomUUID()}`;
+    const body = { user_id: "crash", name: "before the crash" };
+    const sessionId = await crashedClaim(key, body, true);
+    const retry = await client.post("/v1/sessions", body, { "idempotency-key": key });
+    expect(retry.status).toBe(201);
+    expect(retry.body.id).toBe(sessionId);
+    const listed = (await client.get("/v1/sessions?user_id=crash&limit=200")).body.data.filter((s: any) => s.name === "before the crash");
+    expect(listed.map((s: any) => s.id)).toEqual([sessionId]);
+    const replay = await client.post("/v1/sessions", body, { "idempotency-key": key });
+    expect(replay.headers.get("idempotent-replayed")).toBe("true");
+    expect(replay.body.id).toBe(sessionId);
+  });
+
+  test("whose write never committed: the retry runs it at once instead of answering in-progress", async () => {
+    const key = `key-${crypto.randomUUID()}`;
+    const body = { user_id: "crash", name: "never written" };
+    const sessionId = await crashedClaim(key, body, false);
+    const retry = await client.post("/v1/sessions", body, { "idempotency-key": key });
+    expect(retry.status).toBe(201);
+    expect(retry.body.id).toBe(sessionId);
+    const other = await client.post("/v1/sessions", { user_id: "someone else" }, { "idempotency-key": key });
+    expect(other.status).toBe(409);
+    expect(other.body.error.code).toBe("idempotency_conflict");
+  });
+});
+
+describe("a committed write", () => {
+  test("answers 2xx built from its events while the read models lag, and stays bound to its key", async () => {
+    const lagging = await startTestServer({ API_KEY: TEST_KEY, READ_YOUR_WRITES_TIMEOUT_MS: "50" });
+    try {
+      const c = api(lagging.url);
+      await lagging.ctx.projections.stop(); // the read models stop following the store
+      const key = newKey();
+      const created = await c.post("/v1/sessions", { user_id: "lag", name: "written" }, key);
+      expect(created.status).toBe(201);
+      expect(created.headers.get("x-read-your-writes")).toBe("pending");
+      expect(created.body).toMatchObject({ object: "session", user_id: "lag", name: "written", status: "idle" });
+      const retry = await c.post("/v1/sessions", { user_id: "lag", name: "written" }, key);
+      expect(retry.status).toBe(201);
+      expect(retry.body.id).toBe(created.body.id);
+      expect(retry.headers.get("idempotent-replayed")).toBe("true");
+      const agent = await c.post("/v1/agents", { name: "lagging agent" });
+      expect(agent.status).toBe(201);
+      expect(agent.body).toMatchObject({ object: "agent", name: "lagging agent" });
+    } finally {
+      await lagging.stop();
+    }
+  });
+});
+
+describe("a claim lives as long as its request", () => {
+  test("a retry through another process, long after the claim was made, waits for the running request", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "agentry-idem-"));
+    try {
+      // Two processes sharing one store; claims live 300 ms unless renewed.
+      const env = { DATA_DIR: dataDir, IDEMPOTENCY_CLAIM_TTL_MS: "300", SANDBOX_CHUNK_DELAY_MS: "10" };
+      const p1 = await spawnServer({ ...env, READ_MODEL_FILE: join(dataDir, "rm1.sqlite") });
+      const p2 = await spawnServer({ ...env, READ_MODEL_FILE: join(dataDir, "rm2.sqlite") });
+      const a = api(p1.url);
+      const b = api(p2.url);
+      const sid = (await a.post("/v1/sessions", { user_id: "ttl" })).body.id;
+      const key = newKey();
+      const body = { content: "a long turn [slow]", wait: true, wait_timeout_s: 60 };
+      const first = a.post(`/v1/sessions/${sid}/messages`, body, key);
+      // Retry well past the TTL, while the first request still waits for its turn to finish.
+      await Bun.sleep(1500);
+      const during = await b.post(`/v1/sessions/${sid}/messages`, body, key);
+      expect(during.status).toBe(409);
+      expect(during.body.error.code).toBe("idempotency_in_progress");
+      const done = await first;
+      expect(done.status).toBe(200);
+      const after = await b.post(`/v1/sessions/${sid}/messages`, body, key);
+      expect(after.headers.get("idempotent-replayed")).toBe("true");
+      expect(after.body.job_id).toBe(done.body.job_id);
+      expect((await a.get(`/v1/sessions/${sid}/jobs`)).body.data.length).toBe(1);
+    } finally {
+      await killAll();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
