@@ -15,7 +15,7 @@ import { createLogger, type Logger } from "./core/logger.ts";
 import { DEFAULT_APP_ID } from "./domain/streams.ts";
 import { createEventStore } from "./eventstore/factory.ts";
 import { createApp, type AppDeps } from "./http/app.ts";
-import { resolveApiKey } from "./http/auth.ts";
+import { apiKeyAuthenticator, resolveApiKey } from "./http/auth.ts";
 import { v1Routes } from "./http/routes/v1/index.ts";
 import { InProcessJobQueue, type JobQueue } from "./jobs/queue.ts";
 import { RedisJobQueue } from "./jobs/redisQueue.ts";
@@ -113,7 +113,8 @@ export async function startServer(
   }
   const app = createApp({
     store, runner: projectionRunner, logger, version: pkg.version, maxBodyBytes: config.maxBodyBytes,
-    plugins: [v1Routes({ ctx, apiKey }), ...(extra.plugins ?? [])],
+    bodyTimeoutMs: config.bodyTimeoutMs, authenticate: apiKeyAuthenticator(apiKey),
+    plugins: [v1Routes({ ctx }), ...(extra.plugins ?? [])],
   });
   app.listen({ port: config.port, hostname: config.host });
   const port = app.server!.port!;

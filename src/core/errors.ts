@@ -72,3 +72,27 @@ export class TimeoutError extends AppError {
     super(code, message, details);
   }
 }
+
+/** 408: the request body did not arrive in time. */
+export class RequestTimeoutError extends AppError {
+  readonly status = 408;
+  constructor(message: string) {
+    super("request_timeout", message);
+  }
+}
+
+/** 413: the request (or what it would store) is larger than allowed. */
+export class PayloadTooLargeError extends AppError {
+  readonly status = 413;
+  constructor(message: string, details?: ErrorDetails) {
+    super("payload_too_large", message, details);
+  }
+}
+
+/** 415: the body is not in a format the route accepts. */
+export class UnsupportedMediaTypeError extends AppError {
+  readonly status = 415;
+  constructor(message: string) {
+    super("unsupported_media_type", message);
+  }
+}

@@ -5,6 +5,7 @@ import type { Logger } from "../core/logger.ts";
 import type { EventStore } from "../eventstore/port.ts";
 import type { ProjectionRunner } from "../projections/runner.ts";
 import { errorHandler } from "./errors.ts";
+import { requestGuard } from "./requestGuard.ts";
 import { healthRoutes } from "./routes/health.ts";
 
 export interface AppDeps {
@@ -14,6 +15,10 @@ export interface AppDeps {
   version: string;
   startedAt?: number;
   maxBodyBytes?: number;
+  /** How long a request body may take to arrive. */
+  bodyTimeoutMs?: number;
+  /** Checks credentials for the API routes (`/v1`), before the body is read; none means open. */
+  authenticate?: (request: Request) => void;
   /** Further route modules mounted after the built-in ones. */
   plugins?: readonly Elysia<any, any, any, any, any, any, any>[];
 }
@@ -21,7 +26,15 @@ export interface AppDeps {
 export function createApp(deps: AppDeps) {
   // normalize: false makes validation strict: a wrong type is a 400, never silently coerced into shape
   // (with normalisation on, a string sent for an object field came through as {"0": …}).
-  return new Elysia({ normalize: false, serve: { maxRequestBodySize: deps.maxBodyBytes ?? 10 * 1024 * 1024 } })
+  const guard = requestGuard({
+    protectedPrefixes: deps.authenticate ? ["/v1"] : [],
+    authenticate: deps.authenticate ?? (() => {}),
+    maxBodyBytes: deps.maxBodyBytes ?? 10 * 1024 * 1024,
+    bodyTimeoutMs: deps.bodyTimeoutMs ?? 10_000,
+  });
+  // Bun's own body limit only backs ours up: the guard answers oversized bodies with the error
+  // envelope, counting bytes as they arrive; Bun would answer a bare 413.
+  const app = new Elysia({ normalize: false, serve: { maxRequestBodySize: Number.MAX_SAFE_INTEGER } })
     .use(errorHandler(deps.logger))
     .use(
       swagger({
@@ -54,8 +67,11 @@ export function createApp(deps: AppDeps) {
     .onRequest(({ request, set }) => {
       set.headers["x-request-id"] = request.headers.get("x-request-id") ?? crypto.randomUUID();
     })
+    .use(guard)
     .use(healthRoutes({ store: deps.store, runner: deps.runner, version: deps.version, startedAt: deps.startedAt ?? Date.now() }))
     .use((app) => (deps.plugins ?? []).reduce((a, plugin) => a.use(plugin), app));
+  guard.attach(app);
+  return app;
 }
 
 export type App = ReturnType<typeof createApp>;

@@ -3,7 +3,6 @@
  * `API_KEY`, or is generated once into the data folder and printed at start. Keys are compared by
  * SHA-256 digest in constant time.
  */
-import { Elysia } from "elysia";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { timingSafeEqual } from "node:crypto";
@@ -40,12 +39,15 @@ export function presentedKey(headers: Headers): string | null {
   return null;
 }
 
-/** A plugin whose hook rejects requests without the right key; `use` it in every /v1 route module. */
-export function requireApiKey(expected: string) {
+/**
+ * Checks a request's key against the app's; throws 401 when it is missing or wrong. The request guard
+ * (requestGuard.ts) runs it before anything else, so no body is read and no input validated first.
+ */
+export function apiKeyAuthenticator(expected: string): (request: Request) => void {
   const want = digest(expected);
-  return new Elysia({ name: "agentry.auth", seed: want.toString("hex") }).onBeforeHandle({ as: "scoped" }, ({ request }) => {
+  return (request) => {
     const key = presentedKey(request.headers);
     if (!key) throw new UnauthorizedError("Missing API key: send X-API-Key or Authorization: Bearer");
     if (!timingSafeEqual(digest(key), want)) throw new UnauthorizedError("Invalid API key");
-  });
+  };
 }

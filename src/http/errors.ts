@@ -21,6 +21,8 @@ export const envelope = (code: string, message: string, details?: Record<string,
 
 /** Maps any thrown value to a status and envelope. */
 export function toErrorResponse(error: unknown, elysiaCode?: string | number): { status: number; body: ErrorBody } {
+  // Elysia wraps what a parse hook throws; the request guard's typed refusals are inside.
+  if (elysiaCode === "PARSE" && (error as Error)?.cause instanceof AppError) error = (error as Error).cause;
   if (error instanceof AppError) return { status: error.status, body: envelope(error.code, error.message, error.details) };
   if (error instanceof ElysiaValidationError) return { status: 400, body: validationEnvelope(error) };
   if (elysiaCode === "PARSE") return { status: 400, body: envelope("invalid_json", "The request body is not valid JSON") };

@@ -5,15 +5,27 @@ import { ValidationError } from "../core/errors.ts";
 export const encodeCursor = (value: Record<string, string | number>): string =>
   Buffer.from(JSON.stringify(value)).toString("base64url");
 
-export function decodeCursor<T extends Record<string, string | number>>(cursor: string | undefined, keys: readonly (keyof T)[]): T | undefined {
+type CursorShape = Record<string, "integer" | "string">;
+type CursorOf<S extends CursorShape> = { [K in keyof S]: S[K] extends "integer" ? number : string };
+
+/**
+ * Decodes a cursor this API issued; anything else — not base64url JSON, missing keys, wrong types —
+ * is `400 invalid_cursor` naming `param` (the query parameter the client sent it in).
+ */
+export function decodeCursor<S extends CursorShape>(cursor: string | undefined, shape: S, param = "cursor"): CursorOf<S> | undefined {
   if (cursor === undefined || cursor === "") return undefined;
+  let value: unknown;
   try {
-    const value = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8")) as T;
-    if (value && typeof value === "object" && keys.every((k) => k in value)) return value;
+    value = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"));
   } catch {
-    /* fall through */
+    value = undefined;
   }
-  throw new ValidationError("Invalid cursor: pass back the next_cursor of a previous page unchanged", { param: "cursor" }, "invalid_cursor");
+  const ok = typeof value === "object" && value !== null && Object.entries(shape).every(([k, type]) => {
+    const v = (value as Record<string, unknown>)[k];
+    return type === "integer" ? Number.isSafeInteger(v) : typeof v === "string" && v.length <= 200;
+  });
+  if (!ok) throw new ValidationError(`Invalid ${param}: pass back the next_cursor of a previous page unchanged`, { param }, "invalid_cursor");
+  return value as CursorOf<S>;
 }
 
 export const PageQuery = {

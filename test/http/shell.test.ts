@@ -54,10 +54,14 @@ describe("server shell", () => {
     expect(Object.keys(doc.paths)).toContain("/health");
   });
 
-  test("an unknown route answers 404 in the envelope", async () => {
-    const res = await fetch(`${server.url}/v1/nothing-here`);
+  test("an unknown route answers 404 in the envelope (401 first under /v1 without a key)", async () => {
+    const res = await fetch(`${server.url}/v1/nothing-here`, { headers: { "x-api-key": server.apiKey } });
     expect(res.status).toBe(404);
     expect(await json(res)).toEqual({ error: { code: "not_found", message: "No such route" } });
+    const outside = await fetch(`${server.url}/nothing-here`);
+    expect(outside.status).toBe(404);
+    const anonymous = await fetch(`${server.url}/v1/nothing-here`);
+    expect(anonymous.status).toBe(401);
   });
 
   test("malformed JSON answers 400 invalid_json, never 500", async () => {

@@ -7,7 +7,6 @@ import { applyAgentPatch, type AgentPatch, type AgentSpec, type ToolDeclaration 
 import { DEFAULT_AGENT_ID } from "../../../domain/streams.ts";
 import { requireValidSchema } from "../../../jobs/turnRunner.ts";
 import { BUILTIN_TOOLS } from "../../../tools/registry.ts";
-import { requireApiKey } from "../../auth.ts";
 import { decodeCursor, page, PageOf, PageQuery } from "../../pagination.ts";
 import { afterWrite, create, Deleted, IdParam, iso, metaOf, parseJson, type ResponseSet, type V1Deps } from "./common.ts";
 import type { Database } from "bun:sqlite";
@@ -107,9 +106,8 @@ async function agentAfterWrite(ctx: AppContext, set: ResponseSet, id: string, po
   };
 }
 
-export const agentRoutes = ({ ctx, apiKey }: V1Deps) =>
+export const agentRoutes = ({ ctx }: V1Deps) =>
   new Elysia({ name: "agentry.v1.agents", prefix: "/v1/agents", detail: { tags: ["Agents"] } })
-    .use(requireApiKey(apiKey))
     .post("", ({ body, request, set }) => create(ctx, request, body, set, { agent: "agt" }, async ({ ids, resumed }) => {
       const spec: AgentSpec = {
         name: body.name, description: body.description ?? "", system_prompt: body.system_prompt ?? "You are a helpful assistant.",
@@ -125,7 +123,7 @@ export const agentRoutes = ({ ctx, apiKey }: V1Deps) =>
     }), { body: t.Object(AgentFields), response: { 201: AgentView }, detail: { summary: "Create an agent" } })
     .get("", ({ query }) => {
       const limit = query.limit ?? 20;
-      const after = decodeCursor<{ seq: number }>(query.cursor, ["seq"]);
+      const after = decodeCursor(query.cursor, { seq: "integer" });
       const rows = ctx.db.query(`SELECT * FROM agents WHERE app_id = ? AND deleted = 0 ${after ? "AND seq < ?" : ""} ORDER BY seq DESC LIMIT ?`)
         .all(...(after ? [ctx.appId, after.seq, limit + 1] : [ctx.appId, limit + 1])) as AgentRow[];
       return page(rows, limit, view, (r) => ({ seq: r.seq }));

@@ -9,7 +9,6 @@ import { idempotent, type IdempotentRun, type StoredResponse } from "../../idemp
 
 export interface V1Deps {
   ctx: AppContext;
-  apiKey: string;
 }
 
 export const iso = (ms: number | null | undefined): string | null => (ms === null || ms === undefined ? null : new Date(ms).toISOString());

@@ -4,7 +4,6 @@ import { approvePlan, cancelJob, rejectPlan } from "../../../app/turns.ts";
 import { TERMINAL } from "../../../domain/job/job.ts";
 import { jobStream } from "../../../domain/streams.ts";
 import { visibleJobRow, visibleJobState } from "../../../app/jobReads.ts";
-import { requireApiKey } from "../../auth.ts";
 import { resumeFrom, sseResponse } from "../../sse.ts";
 import { afterWrite, IdParam, jobView, JobView, metaOf, type V1Deps } from "./common.ts";
 import { CursorQuery, pollStream, PublicEventSchema } from "./cursorEvents.ts";
@@ -17,9 +16,8 @@ const JobEvents = t.Object({
   done: t.Boolean(), approval_requested: t.Boolean(), approved: t.Union([t.Boolean(), t.Null()]),
 });
 
-export const jobRoutes = ({ ctx, apiKey }: V1Deps) =>
+export const jobRoutes = ({ ctx }: V1Deps) =>
   new Elysia({ name: "agentry.v1.jobs", prefix: "/v1/jobs", detail: { tags: ["Jobs"] } })
-    .use(requireApiKey(apiKey))
     .get("/:job_id", ({ params }) => jobView(visibleJobRow(ctx, params.job_id)), {
       params: IdParam("job_id"), response: JobView, detail: { summary: "Get a job's status, outcome and usage" },
     })

@@ -3,14 +3,12 @@ import { Elysia, t } from "elysia";
 import { startRun } from "../../../app/turns.ts";
 import { DEFAULT_AGENT_ID } from "../../../domain/streams.ts";
 import { requireValidSchema } from "../../../jobs/turnRunner.ts";
-import { requireApiKey } from "../../auth.ts";
 import { getAgent } from "./agents.ts";
 import { afterWrite, create, IdParam, jobView, metaOf, type V1Deps } from "./common.ts";
 import { visibleJobRow } from "../../../app/jobReads.ts";
 
-export const runRoutes = ({ ctx, apiKey }: V1Deps) =>
+export const runRoutes = ({ ctx }: V1Deps) =>
   new Elysia({ name: "agentry.v1.runs", prefix: "/v1/runs", detail: { tags: ["Runs"] } })
-    .use(requireApiKey(apiKey))
     .post("", ({ body, request, set }) => create(ctx, request, body, set, { job: "run" }, async ({ ids }) => {
       const agentId = body.agent_id ?? DEFAULT_AGENT_ID;
       getAgent(ctx.db, ctx.appId, agentId);

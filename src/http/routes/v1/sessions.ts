@@ -12,7 +12,6 @@ import { listAssets, type AssetRow } from "../../../../projections/assets/index.
 import { listSessionJobs } from "../../../../projections/jobs/index.ts";
 import { listMessages, type MessageRow } from "../../../../projections/messages/index.ts";
 import { getSession, listSessions, type SessionRow } from "../../../../projections/sessions/index.ts";
-import { requireApiKey } from "../../auth.ts";
 import { decodeCursor, page, PageOf, PageQuery, encodeCursor } from "../../pagination.ts";
 import { resumeFrom, sseResponse } from "../../sse.ts";
 import { getAgent } from "./agents.ts";
@@ -115,9 +114,8 @@ async function waitForEnd(ctx: AppContext, jobId: string, timeoutMs: number, sig
   }
 }
 
-export const sessionRoutes = ({ ctx, apiKey }: V1Deps) =>
+export const sessionRoutes = ({ ctx }: V1Deps) =>
   new Elysia({ name: "agentry.v1.sessions", prefix: "/v1/sessions", detail: { tags: ["Sessions"] } })
-    .use(requireApiKey(apiKey))
     .post("", ({ body, request, set }) => create(ctx, request, body, set, { session: "sess" }, async ({ ids, resumed }) => {
       const agentId = body.agent_id ?? DEFAULT_AGENT_ID;
       getAgent(ctx.db, ctx.appId, agentId);
@@ -142,7 +140,7 @@ export const sessionRoutes = ({ ctx, apiKey }: V1Deps) =>
     })
     .get("", ({ query }) => {
       const limit = query.limit ?? 20;
-      const after = decodeCursor<{ seq: number; id: string }>(query.cursor, ["seq", "id"]);
+      const after = decodeCursor(query.cursor, { seq: "integer", id: "string" });
       const filter = {
         ...(query.user_id !== undefined ? { user_id: query.user_id } : {}),
         ...(query.archived !== undefined ? { archived: query.archived } : { archived: false }),
@@ -224,7 +222,7 @@ export const sessionRoutes = ({ ctx, apiKey }: V1Deps) =>
     .get("/:session_id/messages", ({ params, query }) => {
       requireSession(ctx, params.session_id);
       const limit = query.limit ?? 50;
-      const before = decodeCursor<{ seq: number }>(query.before, ["seq"]);
+      const before = decodeCursor(query.before, { seq: "integer" }, "before");
       const rows = listMessages(ctx.db, params.session_id, limit + 1, before?.seq);
       const hasMore = rows.length > limit;
       const shown = hasMore ? rows.slice(1) : rows;
@@ -271,13 +269,13 @@ export const sessionRoutes = ({ ctx, apiKey }: V1Deps) =>
     .get("/:session_id/assets", ({ params, query }) => {
       requireSession(ctx, params.session_id);
       const limit = query.limit ?? 50;
-      const after = decodeCursor<{ n: number }>(query.cursor, ["n"]);
+      const after = decodeCursor(query.cursor, { n: "integer" });
       return page(listAssets(ctx.db, params.session_id, limit + 1, after?.n ?? 0), limit, assetView, (r) => ({ n: r.n }));
     }, { params: IdParam("session_id"), query: t.Object(PageQuery), response: PageOf(AssetView), detail: { summary: "List a session's assets, oldest first" } })
     .get("/:session_id/jobs", ({ params, query }) => {
       requireSession(ctx, params.session_id);
       const limit = query.limit ?? 20;
-      const after = decodeCursor<{ seq: number }>(query.cursor, ["seq"]);
+      const after = decodeCursor(query.cursor, { seq: "integer" });
       return page(listSessionJobs(ctx.db, params.session_id, limit + 1, after?.seq), limit, jobView, (r) => ({ seq: r.seq }));
     }, { params: IdParam("session_id"), query: t.Object(PageQuery), response: PageOf(JobView), detail: { summary: "A session's jobs, newest first" } })
     .get("/:session_id/events", async ({ params, query, request }) => {

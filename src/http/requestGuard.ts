@@ -1,0 +1,152 @@
+/**
+ * What every request goes through before a route sees it, in this order:
+ *
+ * 1. Authentication (for the API prefixes): the key is checked before the body is read or the input
+ *    validated, so a caller without a key learns nothing about the schema and costs no parsing.
+ * 2. The body: JSON only (415 otherwise), at most `maxBodyBytes` (413, counted while streaming, so an
+ *    oversized body is never buffered whole), within `bodyTimeoutMs` of the request's start (408, so a
+ *    half-sent body cannot hold a connection), well-formed UTF-16 (400: a lone surrogate would be
+ *    stored in the event as sent but replaced by U+FFFD in read models).
+ * 3. Query numbers and booleans strictly as written: `0x10`, `1e3`, ` 5` or `+5` are refused rather
+ *    than coerced, and out-of-range values name the parameter.
+ */
+import { Elysia, type TSchema } from "elysia";
+import {
+  PayloadTooLargeError, RequestTimeoutError, UnsupportedMediaTypeError, ValidationError,
+} from "../core/errors.ts";
+
+export interface RequestGuardOptions {
+  /** Path prefixes whose requests need `authenticate` to pass. */
+  protectedPrefixes: readonly string[];
+  /** Throws (401) unless the request carries valid credentials. */
+  authenticate(request: Request): void;
+  maxBodyBytes: number;
+  bodyTimeoutMs: number;
+}
+
+const BODY_METHODS = new Set(["POST", "PUT", "PATCH", "DELETE"]);
+
+export function requestGuard(options: RequestGuardOptions) {
+  let routes: Array<{ method: string; path: string; hooks?: { query?: TSchema } }> | undefined;
+  const guard = new Elysia({ name: "agentry.request-guard" })
+    .onRequest(({ request }) => {
+      const path = pathOf(request.url);
+      if (options.protectedPrefixes.some((p) => path === p || path.startsWith(`${p}/`))) options.authenticate(request);
+    })
+    .onParse({ as: "global" }, async ({ request, contentType }) => {
+      if (!BODY_METHODS.has(request.method)) return undefined;
+      const text = await readBody(request, options.maxBodyBytes, options.bodyTimeoutMs);
+      if (text.length === 0) return undefined;
+      const type = (contentType ?? "").split(";")[0]!.trim().toLowerCase();
+      if (type !== "application/json" && !type.endsWith("+json")) {
+        throw new UnsupportedMediaTypeError(`Send the body as JSON (content-type: application/json), not ${type || "untyped"}`);
+      }
+      let body: unknown;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        throw new ValidationError("The request body is not valid JSON", undefined, "invalid_json");
+      }
+      const bad = illFormedString(body, "");
+      if (bad !== null) {
+        throw new ValidationError(`Invalid body field '${bad || "body"}': a string holds an unpaired UTF-16 surrogate`, { param: bad || "body", location: "body" });
+      }
+      return body;
+    })
+    .onTransform({ as: "global" }, ({ request, route }) => {
+      const query = new URL(request.url).searchParams;
+      if (query.size === 0) return;
+      // The routes are all mounted by the first request: look the route's query schema up then.
+      routes ??= root?.routes;
+      const schema = routes?.find((r) => r.method === request.method && r.path === route)?.hooks?.query as TSchema | undefined;
+      if (schema?.properties) checkQuery(query, schema.properties as Record<string, TSchema>);
+    });
+  let root: { routes: typeof routes } | undefined;
+  return Object.assign(guard, {
+    /** Gives the guard the assembled app, whose routes' query schemas it checks against. */
+    attach(app: { routes: unknown }) {
+      root = app as { routes: typeof routes };
+    },
+  });
+}
+
+const pathOf = (url: string): string => {
+  const start = url.indexOf("/", url.indexOf("//") + 2);
+  const end = url.indexOf("?", start);
+  return start < 0 ? "/" : url.slice(start, end < 0 ? undefined : end);
+};
+
+/** Reads the body as text, refusing it past `maxBytes` or `timeoutMs` without buffering more. */
+async function readBody(request: Request, maxBytes: number, timeoutMs: number): Promise<string> {
+  const declared = Number(request.headers.get("content-length") ?? "NaN");
+  if (declared > maxBytes) throw tooLarge(maxBytes);
+  if (!request.body) return "";
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new RequestTimeoutError(`The request body did not arrive within ${timeoutMs} ms`)), timeoutMs);
+  });
+  try {
+    for (;;) {
+      const { value, done } = await Promise.race([reader.read(), deadline]);
+      if (done) break;
+      size += value.byteLength;
+      if (size > maxBytes) throw tooLarge(maxBytes);
+      chunks.push(value);
+    }
+  } catch (err) {
+    void reader.cancel().catch(() => {});
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+const tooLarge = (maxBytes: number) => new PayloadTooLargeError(`The request body is larger than ${maxBytes} bytes`, { max_bytes: maxBytes });
+
+/** The path of the first string holding a lone surrogate, or null when all are well formed. */
+function illFormedString(value: unknown, path: string): string | null {
+  if (typeof value === "string") return value.isWellFormed() ? null : path;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const found = illFormedString(value[i], path ? `${path}.${i}` : String(i));
+      if (found !== null) return found;
+    }
+  } else if (value && typeof value === "object") {
+    for (const [k, v] of Object.entries(value)) {
+      if (!k.isWellFormed()) return path ? `${path}.${k}` : k;
+      const found = illFormedString(v, path ? `${path}.${k}` : k);
+      if (found !== null) return found;
+    }
+  }
+  return null;
+}
+
+const SCALARS = new Set(["integer", "number", "boolean"]);
+const INTEGER = /^-?(0|[1-9][0-9]{0,14})$/;
+const DECIMAL = /^-?(0|[1-9][0-9]{0,14})(\.[0-9]{1,15})?$/;
+
+/** Checks query numbers and booleans as written, naming the parameter; Elysia converts them after. */
+function checkQuery(query: URLSearchParams, properties: Record<string, TSchema>): void {
+  for (const [name, declared] of Object.entries(properties)) {
+    const raw = query.get(name);
+    if (raw === null) continue;
+    // Elysia turns query integers into a union of a numeric string and the integer; use the latter.
+    const schema = (declared.anyOf as TSchema[] | undefined)?.find((m) => SCALARS.has(m.type)) ?? declared;
+    const type = schema.type as string | undefined;
+    const fail = (why: string) => {
+      throw new ValidationError(`Invalid query parameter '${name}': ${why}`, { param: name, location: "query" });
+    };
+    if (type === "integer" || type === "number") {
+      if (!(type === "integer" ? INTEGER : DECIMAL).test(raw)) fail(`expected ${type === "integer" ? "an integer" : "a number"} in decimal digits, got ${JSON.stringify(raw.slice(0, 40))}`);
+      const n = Number(raw);
+      if (typeof schema.minimum === "number" && n < schema.minimum) fail(`must be at least ${schema.minimum}`);
+      if (typeof schema.maximum === "number" && n > schema.maximum) fail(`must be at most ${schema.maximum}`);
+    } else if (type === "boolean" && raw !== "true" && raw !== "false") {
+      fail(`expected true or false, got ${JSON.stringify(raw.slice(0, 40))}`);
+    }
+  }
+}
