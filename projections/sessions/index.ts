@@ -13,7 +13,8 @@ import { appIdOf, streamIdOf } from "../support.ts";
 export const sessionsProjection: Projection = {
   name: "sessions",
   // v2: a turn leaves the session's open turns when its job ends, not only when TurnEnded follows.
-  version: 2,
+  // v3: message_count counts every message of the history, failed and cancelled turns' included.
+  version: 3,
   eventTypes: [
     "SessionStarted", "SessionRenamed", "SessionArchived", "SessionUnarchived", "SessionDeleted",
     "MessageSent", "TurnEnded", "AssetRegistered", "UsageRecorded", "JobCompleted", "JobFailed", "JobCancelled",
@@ -127,7 +128,8 @@ function evolveSessionRow(row: SessionRow | null, e: RecordedEvent): SessionRow 
       return {
         ...touched,
         turns: JSON.stringify((JSON.parse(row.turns) as string[]).filter((j) => j !== event.data.job_id)),
-        message_count: row.message_count + (event.data.reply ? 1 : 0),
+        // The history shows an assistant message for every ended turn (its reply, or how it failed).
+        message_count: row.message_count + 1,
       };
     case "AssetRegistered":
       return { ...touched, asset_count: row.asset_count + 1 };

@@ -151,13 +151,12 @@ export class TurnRunner {
       }
       const cancelled = signal.aborted || (err instanceof ConflictError && err.code === "job_cancel_requested") ||
         (err instanceof LlmError && err.code === "aborted");
-      const end: JobCommand = cancelled
-        ? { type: "CancelJob", reason: "cancelled" }
-        : { type: "FailJob", error: failureOf(err) };
-      if (!cancelled) this.ctx.logger.warn("job failed", { job_id: jobId, error: end.type === "FailJob" ? end.error : undefined });
-      await repos.jobs.handle(jobId, (s) => {
+      const failure = cancelled ? null : failureOf(err);
+      if (failure) this.ctx.logger.warn("job failed", { job_id: jobId, error: failure });
+      await repos.jobs.handle(jobId, (s): JobCommand => {
         if (s.attempt !== attempt) throw new LostJob();
-        return end;
+        // A cancel ends the job with the reason its caller gave.
+        return failure ? { type: "FailJob", error: failure } : { type: "CancelJob", reason: s.cancelReason ?? "cancelled" };
       }, meta).catch((e) => {
         if (!(e instanceof LostJob) && !(e instanceof ConflictError)) throw e;
       });

@@ -72,3 +72,28 @@ describe("PATCH /v1/agents/{id}", () => {
     expect(patched.body.error.details.param).toBe("model.provider");
   });
 });
+
+describe("turn outcomes", () => {
+  test("a cancelled running turn ends with the reason its caller gave", async () => {
+    const sid = await newSession();
+    const sent = await client.post(`/v1/sessions/${sid}/messages`, { content: "take your time [slow]" });
+    await client.waitForText(sent.body.job_id);
+    const cancelled = await client.post(`/v1/jobs/${sent.body.job_id}/cancel`, { reason: "user pressed stop" });
+    expect([200, 202]).toContain(cancelled.status);
+    const events = await client.pollUntilDone(sent.body.job_id);
+    const last = events[events.length - 1];
+    expect(last.type).toBe("job.cancelled");
+    expect(last.payload.reason).toBe("user pressed stop");
+  });
+
+  test("a session's message_count agrees with its history when a turn failed", async () => {
+    const sid = await newSession();
+    const failed = await client.post(`/v1/sessions/${sid}/messages`, { content: "please [fail]", wait: true });
+    expect(failed.body.status).toBe("failed");
+    const ok = await client.post(`/v1/sessions/${sid}/messages`, { content: "and now?", wait: true });
+    expect(ok.body.status).toBe("completed");
+    const history = (await client.get(`/v1/sessions/${sid}/messages`)).body.data;
+    expect(history.length).toBe(4);
+    expect((await client.get(`/v1/sessions/${sid}`)).body.message_count).toBe(history.length);
+  });
+});

@@ -90,6 +90,8 @@ export interface JobState {
   plan: Extract<JobEvent, { type: "PlanProposed" }>["data"] | null;
   planDecision: "approved" | "rejected" | null;
   cancelRequested: boolean;
+  /** Why a cancel was asked for, as the caller said; the job ends with it. */
+  cancelReason: string | null;
   usage: Usage;
   error: JobError | null;
   /** Events since the current attempt's JobStarted that change the world or the transcript. */
@@ -101,7 +103,7 @@ export interface JobState {
 export const jobDecider: Decider<JobCommand, JobEvent, JobState> = {
   initialState: {
     status: "none", id: null, kind: null, sessionId: null, queued: null, attempt: 0, plan: null, planDecision: null,
-    cancelRequested: false, usage: ZERO_USAGE, error: null, sideEffectsThisAttempt: 0, resumable: false,
+    cancelRequested: false, cancelReason: null, usage: ZERO_USAGE, error: null, sideEffectsThisAttempt: 0, resumable: false,
   },
 
   evolve(state, event) {
@@ -122,7 +124,7 @@ export const jobDecider: Decider<JobCommand, JobEvent, JobState> = {
       case "PlanRejected":
         return { ...state, planDecision: "rejected" };
       case "CancelRequested":
-        return { ...state, cancelRequested: true };
+        return { ...state, cancelRequested: true, cancelReason: event.data.reason };
       case "JobCancelled":
         return { ...state, status: "cancelled" };
       case "JobCompleted":
@@ -164,7 +166,7 @@ export const jobDecider: Decider<JobCommand, JobEvent, JobState> = {
         if (state.status !== "pending" && state.status !== "processing") {
           throw new ConflictError("job_not_runnable", `Job is ${state.status}`);
         }
-        if (state.cancelRequested) return [{ type: "JobCancelled", data: { reason: "cancelled" } }];
+        if (state.cancelRequested) return [{ type: "JobCancelled", data: { reason: state.cancelReason ?? "cancelled" } }];
         return [{ type: "JobStarted", data: { attempt: state.attempt + 1, runner_id: command.runner_id } }];
       case "RecordStep":
         requireProcessing(state);
