@@ -3,7 +3,8 @@
  * `API_KEY`, or is generated once into the data folder and printed at start. Keys are compared by
  * SHA-256 digest in constant time.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { preparePrivateDir } from "../core/privateFiles.ts";
 import { join } from "node:path";
 import { timingSafeEqual } from "node:crypto";
 import { UnauthorizedError } from "../core/errors.ts";
@@ -22,7 +23,7 @@ export function resolveApiKey(envKey: string | undefined, dataDir: string | null
   if (!dataDir) return { key: generateKey(), origin: "generated" };
   const path = join(dataDir, "api_key");
   if (existsSync(path)) return { key: readFileSync(path, "utf8").trim(), origin: "file" };
-  mkdirSync(dataDir, { recursive: true });
+  preparePrivateDir(dataDir);
   const key = generateKey();
   writeFileSync(path, key + "\n", { mode: 0o600 });
   return { key, origin: "generated" };

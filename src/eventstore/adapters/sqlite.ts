@@ -8,8 +8,7 @@
  * they commit in order, and subscriptions re-read on a poll interval to see other processes' appends.
  */
 import { Database, type Statement } from "bun:sqlite";
-import { mkdirSync } from "node:fs";
-import { dirname } from "node:path";
+import { preparePrivateFile } from "../../core/privateFiles.ts";
 import {
   decideAppend, checkExpected, NEW_STREAM, streamExists, toJson, validateAppend, validateStreamName,
   type StreamState,
@@ -81,7 +80,7 @@ export class SqliteEventStore implements EventStore {
   };
 
   constructor(options: SqliteEventStoreOptions) {
-    if (options.path !== ":memory:") mkdirSync(dirname(options.path), { recursive: true });
+    preparePrivateFile(options.path);
     this.db = new Database(options.path, { create: true, strict: true });
     this.db.exec("PRAGMA journal_mode = WAL");
     this.db.exec(`PRAGMA synchronous = ${options.synchronous === "normal" ? "NORMAL" : "FULL"}`);
