@@ -94,7 +94,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const first = Value.Errors(Env, withDefaults).First();
   if (first) {
     const variable = first.path.replace(/^\//, "") || "environment";
-    throw new ConfigError(variable, `${first.message} (got ${JSON.stringify(raw[variable] ?? null)})`);
+    // The value itself is never echoed: it may be a secret (API_KEY, LLM_API_KEY, a URL with a password).
+    throw new ConfigError(variable, first.message);
   }
   const e = withDefaults as EnvShape;
   if (e.LLM_PROVIDER !== "sandbox" && !e.LLM_API_KEY && !e.LLM_BASE_URL) {

@@ -10,7 +10,7 @@ import type { AppContext } from "./app/context.ts";
 import { createRepositories } from "./app/context.ts";
 import { ensureDefaultAgent } from "./app/defaultAgent.ts";
 import { LiveEvents } from "./app/liveEvents.ts";
-import { ConfigError, loadConfig, readModelFileOf, type Config } from "./config.ts";
+import { ConfigError, loadConfig, type Config } from "./config.ts";
 import { createLogger, type Logger } from "./core/logger.ts";
 import { DEFAULT_APP_ID } from "./domain/streams.ts";
 import { createEventStore } from "./eventstore/factory.ts";
@@ -24,7 +24,7 @@ import { reconcile } from "./jobs/reconciler.ts";
 import { TurnRunner } from "./jobs/turnRunner.ts";
 import { Worker } from "./jobs/worker.ts";
 import { createProviders } from "./llm/factory.ts";
-import { acquireProcessLock } from "./projections/processLock.ts";
+import { acquireProcessLock, claimDefaultReadModelFile } from "./projections/processLock.ts";
 import { openReadModelDb } from "./projections/readModelDb.ts";
 import { ProjectionRunner } from "./projections/runner.ts";
 
@@ -45,8 +45,11 @@ export async function startServer(
   const store = createEventStore(config);
   await store.ping();
   const persistent = config.eventStore !== "memory";
-  const readModelPath = persistent ? readModelFileOf(config) : ":memory:";
-  const releaseLock = persistent ? acquireProcessLock(`${readModelPath}.pid`, readModelPath) : () => {};
+  const { path: readModelPath, release: releaseLock } = !persistent
+    ? { path: ":memory:", release: () => {} }
+    : config.readModelFile
+      ? { path: config.readModelFile, release: acquireProcessLock(`${config.readModelFile}.pid`, config.readModelFile) }
+      : claimDefaultReadModelFile(config.dataDir);
   const db = openReadModelDb(readModelPath);
   const projectionRunner = new ProjectionRunner(store, db, projections, { logger: logger.child({ component: "projections" }), lagCountLimit: 1000 });
   projectionRunner.start();
@@ -108,7 +111,7 @@ export async function startServer(
   };
 
   if (config.role === "worker") {
-    logger.info("agentry worker running", { event_store: store.kind, queue: queue.kind, concurrency: config.workerConcurrency, llm_provider: ctx.defaultProvider });
+    logger.info("agentry worker running", { read_model_file: readModelPath, event_store: store.kind, queue: queue.kind, concurrency: config.workerConcurrency, llm_provider: ctx.defaultProvider });
     return { url: "", port: 0, apiKey, ctx, shutdown: shutdownWith(async () => {}) };
   }
   const app = createApp({
@@ -119,11 +122,14 @@ export async function startServer(
   app.listen({ port: config.port, hostname: config.host });
   const port = app.server!.port!;
   const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
-  logger.info("agentry listening", { url, role: config.role, queue: queue.kind, event_store: store.kind, data_dir: config.dataDir, docs: `${url}/docs`, llm_provider: ctx.defaultProvider });
-  if (origin !== "env") {
-    logger.info(origin === "generated" ? "generated an API key for the default app" : "API key of the default app", {
+  logger.info("agentry listening", { url, role: config.role, queue: queue.kind, event_store: store.kind, data_dir: config.dataDir, read_model_file: readModelPath, docs: `${url}/docs`, llm_provider: ctx.defaultProvider });
+  if (origin === "generated") {
+    // The one time the key is shown: it is stored in the data folder (mode 0600), never logged again.
+    logger.info("generated an API key for the default app; it is shown only this once", {
       api_key: apiKey, stored_in: persistent ? join(config.dataDir, "api_key") : "memory only (EVENT_STORE=memory)",
     });
+  } else if (origin === "file") {
+    logger.info("the default app's API key is in the data folder", { stored_in: join(config.dataDir, "api_key") });
   }
 
   const shutdown = shutdownWith(async () => {
