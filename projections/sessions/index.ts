@@ -14,7 +14,8 @@ export const sessionsProjection: Projection = {
   name: "sessions",
   // v2: a turn leaves the session's open turns when its job ends, not only when TurnEnded follows.
   // v3: message_count counts every message of the history, failed and cancelled turns' included.
-  version: 3,
+  // v4: created_seq, for listing in a stable order.
+  version: 4,
   eventTypes: [
     "SessionStarted", "SessionRenamed", "SessionArchived", "SessionUnarchived", "SessionDeleted",
     "MessageSent", "TurnEnded", "AssetRegistered", "UsageRecorded", "JobCompleted", "JobFailed", "JobCancelled",
@@ -27,11 +28,14 @@ export const sessionsProjection: Projection = {
       turns TEXT NOT NULL DEFAULT '[]', message_count INTEGER NOT NULL DEFAULT 0, asset_count INTEGER NOT NULL DEFAULT 0,
       prompt_tokens INTEGER NOT NULL DEFAULT 0, completion_tokens INTEGER NOT NULL DEFAULT 0,
       cached_tokens INTEGER NOT NULL DEFAULT 0, reasoning_tokens INTEGER NOT NULL DEFAULT 0,
-      created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, last_activity_at INTEGER NOT NULL, activity_seq INTEGER NOT NULL
+      created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, last_activity_at INTEGER NOT NULL, activity_seq INTEGER NOT NULL,
+      created_seq INTEGER NOT NULL
     ) WITHOUT ROWID;
     CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions(app_id, user_id, deleted, activity_seq DESC);
     CREATE INDEX IF NOT EXISTS sessions_by_app ON sessions(app_id, deleted, activity_seq DESC);
     CREATE INDEX IF NOT EXISTS sessions_by_ref ON sessions(app_id, external_ref);
+    CREATE INDEX IF NOT EXISTS sessions_by_user_created ON sessions(app_id, user_id, deleted, created_seq DESC);
+    CREATE INDEX IF NOT EXISTS sessions_by_app_created ON sessions(app_id, deleted, created_seq DESC);
     CREATE TABLE IF NOT EXISTS session_jobs (job_id TEXT PRIMARY KEY, session_id TEXT NOT NULL) WITHOUT ROWID;
   `,
   apply(db: Database, e: RecordedEvent) {
@@ -81,7 +85,7 @@ const JOB_ENDS = new Set(["JobCompleted", "JobFailed", "JobCancelled"]);
 const COLUMNS = [
   "id", "app_id", "agent_id", "user_id", "name", "external_ref", "metadata", "archived", "deleted", "turns", "message_count",
   "asset_count", "prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens", "created_at", "updated_at",
-  "last_activity_at", "activity_seq",
+  "last_activity_at", "activity_seq", "created_seq",
 ] as const;
 
 /** The sessions row as a pure fold of the session's events (and its jobs' usage). */
@@ -109,7 +113,7 @@ function evolveSessionRow(row: SessionRow | null, e: RecordedEvent): SessionRow 
       id: d.session_id, app_id: appIdOf(e), agent_id: d.agent_id, user_id: d.user_id, name: d.name, external_ref: d.external_ref,
       metadata: JSON.stringify(d.metadata), archived: 0, deleted: 0, turns: "[]", message_count: 0, asset_count: 0,
       prompt_tokens: 0, completion_tokens: 0, cached_tokens: 0, reasoning_tokens: 0,
-      created_at: at, updated_at: at, last_activity_at: at, activity_seq: seq,
+      created_at: at, updated_at: at, last_activity_at: at, activity_seq: seq, created_seq: seq,
     };
   }
   if (!row) return null;
@@ -142,24 +146,31 @@ export interface SessionRow {
   id: string; app_id: string; agent_id: string; user_id: string; name: string; external_ref: string | null; metadata: string;
   archived: number; deleted: number; turns: string; message_count: number; asset_count: number;
   prompt_tokens: number; completion_tokens: number; cached_tokens: number; reasoning_tokens: number;
-  created_at: number; updated_at: number; last_activity_at: number; activity_seq: number;
+  created_at: number; updated_at: number; last_activity_at: number; activity_seq: number; created_seq: number;
 }
 
 export function getSession(db: Database, appId: string, id: string): SessionRow | null {
   return db.query("SELECT * FROM sessions WHERE app_id = ? AND id = ? AND deleted = 0").get(appId, id) as SessionRow | null;
 }
 
-/** Sessions, most recently active first; keyset-paginated by (activity_seq, id). */
+/**
+ * Sessions, keyset-paginated by (seq, id), newest first. `activity`: most recently active first — a
+ * session that gets activity while a client pages moves to the front, so a walk through the pages may
+ * miss it. `created`: newest created first, an order that never changes, so every session that
+ * existed when paging began is seen exactly once.
+ */
 export function listSessions(
-  db: Database, appId: string, filter: { user_id?: string; archived?: boolean; external_ref?: string }, limit: number, after?: { seq: number; id: string },
+  db: Database, appId: string, filter: { user_id?: string; archived?: boolean; external_ref?: string }, order: "activity" | "created",
+  limit: number, after?: { seq: number; id: string },
 ): SessionRow[] {
+  const seq = order === "created" ? "created_seq" : "activity_seq";
   const where = ["app_id = ?", "deleted = 0"];
   const params: Array<string | number> = [appId];
   if (filter.user_id !== undefined) { where.push("user_id = ?"); params.push(filter.user_id); }
   if (filter.archived !== undefined) { where.push("archived = ?"); params.push(filter.archived ? 1 : 0); }
   if (filter.external_ref !== undefined) { where.push("external_ref = ?"); params.push(filter.external_ref); }
-  if (after) { where.push("(activity_seq < ? OR (activity_seq = ? AND id < ?))"); params.push(after.seq, after.seq, after.id); }
-  return db.query(`SELECT * FROM sessions WHERE ${where.join(" AND ")} ORDER BY activity_seq DESC, id DESC LIMIT ?`).all(...params, limit) as SessionRow[];
+  if (after) { where.push(`(${seq} < ? OR (${seq} = ? AND id < ?))`); params.push(after.seq, after.seq, after.id); }
+  return db.query(`SELECT * FROM sessions WHERE ${where.join(" AND ")} ORDER BY ${seq} DESC, id DESC LIMIT ?`).all(...params, limit) as SessionRow[];
 }
 
 /** Sessions with turns in flight or queued, for the reconciler. */

@@ -97,3 +97,30 @@ describe("turn outcomes", () => {
     expect((await client.get(`/v1/sessions/${sid}`)).body.message_count).toBe(history.length);
   });
 });
+
+describe("paging the session list while sessions get activity", () => {
+  test("order=created sees every session exactly once; the default order's cursor says which order it belongs to", async () => {
+    const user = `pager-${crypto.randomUUID()}`;
+    const ids: string[] = [];
+    for (let i = 0; i < 30; i++) ids.push((await client.post("/v1/sessions", { user_id: user })).body.id);
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    let turn = 0;
+    do {
+      const page: any = await client.get(`/v1/sessions?user_id=${user}&order=created&limit=7${cursor ? `&cursor=${cursor}` : ""}`);
+      expect(page.status).toBe(200);
+      seen.push(...page.body.data.map((s: any) => s.id));
+      cursor = page.body.next_cursor;
+      // Activity on sessions already seen and not yet seen, between pages.
+      for (const id of [ids[turn % 30]!, ids[29 - (turn % 30)]!]) {
+        await client.post(`/v1/sessions/${id}/assets`, { url: `https://example.com/${turn}.png`, kind: "image" });
+      }
+      turn++;
+    } while (cursor);
+    expect(seen.length).toBe(30);
+    expect(new Set(seen)).toEqual(new Set(ids));
+    const activityPage = await client.get(`/v1/sessions?user_id=${user}&limit=7`);
+    const mixed = await client.get(`/v1/sessions?user_id=${user}&order=created&cursor=${activityPage.body.next_cursor}`);
+    expect({ status: mixed.status, code: mixed.body.error?.code }).toEqual({ status: 400, code: "invalid_cursor" });
+  });
+});

@@ -76,7 +76,7 @@ async function sessionAfterWrite(ctx: AppContext, set: ResponseSet, id: string, 
   const base: SessionRow = row ?? {
     id, app_id: ctx.appId, agent_id: state.agentId!, user_id: state.userId!, name: state.name, external_ref: state.externalRef,
     metadata: "{}", archived: 0, deleted: 0, turns: "[]", message_count: 0, asset_count: 0, prompt_tokens: 0, completion_tokens: 0,
-    cached_tokens: 0, reasoning_tokens: 0, created_at: now, updated_at: now, last_activity_at: now, activity_seq: 0,
+    cached_tokens: 0, reasoning_tokens: 0, created_at: now, updated_at: now, last_activity_at: now, activity_seq: 0, created_seq: 0,
   };
   return sessionView({
     ...base, name: state.name, archived: state.archived ? 1 : 0, metadata: JSON.stringify(state.metadata),
@@ -140,23 +140,29 @@ export const sessionRoutes = ({ ctx }: V1Deps) =>
     })
     .get("", ({ query }) => {
       const limit = query.limit ?? 20;
-      const after = decodeCursor(query.cursor, { seq: "integer", id: "string" });
+      const after = decodeCursor(query.cursor, { order: "string", seq: "integer", id: "string" });
       const filter = {
         ...(query.user_id !== undefined ? { user_id: query.user_id } : {}),
         ...(query.archived !== undefined ? { archived: query.archived } : { archived: false }),
         ...(query.external_ref !== undefined ? { external_ref: query.external_ref } : {}),
       };
-      const rows = listSessions(ctx.db, ctx.appId, filter, limit + 1, after);
-      return page(rows, limit, sessionView, (r) => ({ seq: r.activity_seq, id: r.id }));
+      const order = query.order ?? "activity";
+      const rows = listSessions(ctx.db, ctx.appId, filter, order, limit + 1, after);
+      // The cursor belongs to one order: a cursor of the other order reads as invalid.
+      if (after && after.order !== order) throw new ValidationError("This cursor was issued for another order", { param: "cursor" }, "invalid_cursor");
+      return page(rows, limit, sessionView, (r) => ({ order, seq: order === "created" ? r.created_seq : r.activity_seq, id: r.id }));
     }, {
       query: t.Object({
         ...PageQuery,
         user_id: t.Optional(t.String({ minLength: 1, maxLength: 200 })),
         external_ref: t.Optional(t.String({ minLength: 1, maxLength: 200 })),
         archived: t.Optional(t.Boolean({ description: "false (default): active sessions; true: archived ones" })),
+        order: t.Optional(t.Union([t.Literal("activity"), t.Literal("created")], {
+          description: "activity (default): most recently active first; a session active while you page moves ahead and may be missed. created: newest first, stable while you page.",
+        })),
       }),
       response: PageOf(SessionView),
-      detail: { summary: "List sessions, most recently active first" },
+      detail: { summary: "List sessions, most recently active (or newest) first" },
     })
     .get("/:session_id", ({ params }) => sessionView(requireSession(ctx, params.session_id)), {
       params: IdParam("session_id"), response: SessionView, detail: { summary: "Get a session" },
