@@ -3,12 +3,13 @@ import type { Database } from "bun:sqlite";
 import { applyAgentPatch, type AgentEvent, type AgentSpec } from "../../src/domain/agent/agent.ts";
 import type { RecordedEvent } from "../../src/eventstore/port.ts";
 import type { Projection } from "../../src/projections/projection.ts";
+import { agentEvents } from "../../src/domain/agent/events.ts";
 import { appIdOf } from "../support.ts";
 
 export const agentsProjection: Projection = {
   name: "agents",
   version: 1,
-  eventTypes: ["AgentCreated", "AgentUpdated", "AgentDeleted"],
+  eventTypes: ["AgentCreated", "AgentUpdated", "AgentPatched", "AgentDeleted"],
   tables: ["agents"],
   schema: `
     CREATE TABLE IF NOT EXISTS agents (
@@ -20,7 +21,7 @@ export const agentsProjection: Projection = {
     CREATE INDEX IF NOT EXISTS agents_by_app ON agents(app_id, deleted, seq DESC);
   `,
   apply(db: Database, e: RecordedEvent) {
-    const event = { type: e.type, data: e.data } as AgentEvent;
+    const event = agentEvents.decode(e);
     const at = e.created.getTime();
     switch (event.type) {
       case "AgentCreated": {
@@ -32,7 +33,8 @@ export const agentsProjection: Projection = {
           d.output_schema === null ? null : JSON.stringify(d.output_schema), at, at, Number(e.position));
         break;
       }
-      case "AgentUpdated": {
+      case "AgentUpdated":
+      case "AgentPatched": {
         const row = db.query("SELECT name, description, system_prompt, model, tools, approval, output_schema FROM agents WHERE id = ?")
           .get(event.data.agent_id) as { name: string; description: string; system_prompt: string; model: string; tools: string; approval: string; output_schema: string | null } | null;
         if (!row) break;
@@ -40,7 +42,7 @@ export const agentsProjection: Projection = {
           name: row.name, description: row.description, system_prompt: row.system_prompt, model: JSON.parse(row.model),
           tools: JSON.parse(row.tools), approval: row.approval as AgentSpec["approval"], output_schema: row.output_schema === null ? null : JSON.parse(row.output_schema),
         };
-        const next = event.data.patch ? applyAgentPatch(current, event.data.patch) : { ...current, ...event.data.changes };
+        const next = event.type === "AgentPatched" ? applyAgentPatch(current, event.data.patch) : { ...current, ...event.data.changes };
         db.query(
           `UPDATE agents SET name = ?, description = ?, system_prompt = ?, model = ?, tools = ?, approval = ?, output_schema = ?, updated_at = ? WHERE id = ?`,
         ).run(next.name, next.description, next.system_prompt, JSON.stringify(next.model), JSON.stringify(next.tools), next.approval,

@@ -1,8 +1,8 @@
 /** Assets read model: every asset registered in a session, by label, oldest first. */
 import type { Database } from "bun:sqlite";
-import type { SessionEvent } from "../../src/domain/session/session.ts";
 import type { RecordedEvent } from "../../src/eventstore/port.ts";
 import type { Projection } from "../../src/projections/projection.ts";
+import { sessionEvents } from "../../src/domain/session/events.ts";
 import { streamIdOf } from "../support.ts";
 
 export const assetsProjection: Projection = {
@@ -18,7 +18,8 @@ export const assetsProjection: Projection = {
     ) WITHOUT ROWID;
   `,
   apply(db: Database, e: RecordedEvent) {
-    const event = { type: e.type, data: e.data } as Extract<SessionEvent, { type: "AssetRegistered" }>;
+    const event = sessionEvents.decode(e);
+    if (event.type !== "AssetRegistered") return;
     const d = event.data;
     const n = Number(d.asset_label.slice("asset_".length));
     db.query(

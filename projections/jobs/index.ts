@@ -1,8 +1,8 @@
 /** Jobs read model: status, input, outcome, usage and timing of every job (session turns and runs). */
 import type { Database } from "bun:sqlite";
-import type { JobEvent } from "../../src/domain/job/job.ts";
 import type { RecordedEvent } from "../../src/eventstore/port.ts";
 import type { Projection } from "../../src/projections/projection.ts";
+import { jobEvents } from "../../src/domain/job/events.ts";
 import { foldRows, type RowFold } from "../rowBatch.ts";
 import { appIdOf, streamIdOf } from "../support.ts";
 
@@ -51,7 +51,7 @@ const jobRows: RowFold<JobRow> = {
   },
   evolve(row, e) {
     const at = e.created.getTime();
-    const event = { type: e.type, data: e.data } as JobEvent;
+    const event = jobEvents.decode(e);
     if (event.type === "JobQueued") {
       const d = event.data;
       return {

@@ -3,9 +3,9 @@
  * the turn ends (its text, tool calls and assets; or how it failed or was cancelled).
  */
 import type { Database } from "bun:sqlite";
-import type { SessionEvent } from "../../src/domain/session/session.ts";
 import type { RecordedEvent } from "../../src/eventstore/port.ts";
 import type { Projection } from "../../src/projections/projection.ts";
+import { sessionEvents } from "../../src/domain/session/events.ts";
 import { streamIdOf } from "../support.ts";
 
 export const messagesProjection: Projection = {
@@ -23,7 +23,7 @@ export const messagesProjection: Projection = {
   `,
   apply(db: Database, e: RecordedEvent) {
     const sessionId = streamIdOf(e);
-    const event = { type: e.type, data: e.data } as SessionEvent;
+    const event = sessionEvents.decode(e);
     const at = e.created.getTime();
     const insert = db.query(
       `INSERT INTO messages (seq, session_id, id, role, job_id, content, attachments, status, tool_calls, assets, result, error, created_at)

@@ -3,8 +3,8 @@
  * in flight and those queued behind it, counts, token usage and activity times.
  */
 import type { Database } from "bun:sqlite";
-import type { JobEvent } from "../../src/domain/job/job.ts";
-import type { SessionEvent } from "../../src/domain/session/session.ts";
+import { domainEvents } from "../../src/domain/catalog.ts";
+import { sessionEvents } from "../../src/domain/session/events.ts";
 import type { RecordedEvent } from "../../src/eventstore/port.ts";
 import type { Projection } from "../../src/projections/projection.ts";
 import { foldRows } from "../rowBatch.ts";
@@ -60,7 +60,8 @@ function applySessions(db: Database, events: readonly RecordedEvent[]): void {
     keyOf: (e) => {
       if (e.type === "UsageRecorded" || JOB_ENDS.has(e.type)) return sessionOfJob(streamIdOf(e));
       if (e.type === "MessageSent") {
-        const jobId = (e.data as { job_id: string }).job_id;
+        const event = sessionEvents.decode(e);
+        const jobId = event.type === "MessageSent" ? event.data.job_id : "";
         jobSessions.set(jobId, streamIdOf(e));
         insertJob.run(jobId, streamIdOf(e));
       }
@@ -92,9 +93,10 @@ const COLUMNS = [
 function evolveSessionRow(row: SessionRow | null, e: RecordedEvent): SessionRow | null {
   const at = e.created.getTime();
   const seq = Number(e.position);
-  if (e.type === "UsageRecorded") {
+  const event = domainEvents.decode(e);
+  if (event.type === "UsageRecorded") {
     if (!row) return null;
-    const d = e.data as Extract<JobEvent, { type: "UsageRecorded" }>["data"];
+    const d = event.data;
     return {
       ...row, prompt_tokens: row.prompt_tokens + d.prompt_tokens, completion_tokens: row.completion_tokens + d.completion_tokens,
       cached_tokens: row.cached_tokens + d.cached_tokens, reasoning_tokens: row.reasoning_tokens + d.reasoning_tokens,
@@ -106,7 +108,6 @@ function evolveSessionRow(row: SessionRow | null, e: RecordedEvent): SessionRow 
     const turns = JSON.parse(row.turns) as string[];
     return turns.includes(jobId) ? { ...row, turns: JSON.stringify(turns.filter((j) => j !== jobId)), updated_at: at } : row;
   }
-  const event = { type: e.type, data: e.data } as SessionEvent;
   if (event.type === "SessionStarted") {
     const d = event.data;
     return {

@@ -7,7 +7,10 @@ import type { Logger } from "../core/logger.ts";
 import { agentDecider, type AgentCommand, type AgentEvent, type AgentState } from "../domain/agent/agent.ts";
 import { jobDecider, type JobCommand, type JobEvent, type JobState } from "../domain/job/job.ts";
 import { sessionDecider, type SessionCommand, type SessionEvent, type SessionState } from "../domain/session/session.ts";
-import { idempotencyDecider, type IdempotencyCommand, type IdempotencyEvent, type IdempotencyState } from "../domain/idempotency/idempotency.ts";
+import { agentEvents } from "../domain/agent/events.ts";
+import { idempotencyDecider, idempotencyEvents, type IdempotencyCommand, type IdempotencyEvent, type IdempotencyState } from "../domain/idempotency/idempotency.ts";
+import { jobEvents } from "../domain/job/events.ts";
+import { sessionEvents } from "../domain/session/events.ts";
 import { agentStream, idempotencyStream, jobStream, sessionStream } from "../domain/streams.ts";
 import type { EventStore } from "../eventstore/port.ts";
 import type { JobQueue } from "../jobs/queue.ts";
@@ -24,10 +27,10 @@ export interface Repositories {
 }
 
 export const createRepositories = (store: EventStore): Repositories => ({
-  agents: new Repository(store, agentDecider, agentStream),
-  sessions: new Repository(store, sessionDecider, sessionStream),
-  jobs: new Repository(store, jobDecider, jobStream),
-  idempotency: new Repository(store, idempotencyDecider, idempotencyStream),
+  agents: new Repository(store, agentDecider, agentEvents, agentStream),
+  sessions: new Repository(store, sessionDecider, sessionEvents, sessionStream),
+  jobs: new Repository(store, jobDecider, jobEvents, jobStream),
+  idempotency: new Repository(store, idempotencyDecider, idempotencyEvents, idempotencyStream),
 });
 
 /** Which jobs this process is running right now, so a cancel can abort the model request at once. */

@@ -7,6 +7,7 @@
  * events after the cached revision, so loading a long-lived stream stays cheap.
  */
 import type { Decider, DomainEvent } from "../core/decider.ts";
+import type { EventCodec } from "../core/eventContract.ts";
 import { newEventId } from "../core/ids.ts";
 import { StreamNotFoundError, WrongExpectedVersionError } from "../eventstore/errors.ts";
 import type { EventMetadata, EventStore } from "../eventstore/port.ts";
@@ -38,6 +39,8 @@ export class Repository<Command, Event extends DomainEvent, State> {
   constructor(
     private readonly store: EventStore,
     private readonly decider: Decider<Command, Event, State>,
+    /** The stream's event contract: events are decoded (upcast, checked) on load and checked on append. */
+    private readonly events: EventCodec<Event>,
     private readonly streamOf: (id: string) => string,
     private readonly cacheSize = 5000,
   ) {}
@@ -49,7 +52,7 @@ export class Repository<Command, Event extends DomainEvent, State> {
     let revision = cached?.revision ?? -1n;
     try {
       for await (const e of this.store.readStream(stream, { fromRevision: revision + 1n })) {
-        state = this.decider.evolve(state, { type: e.type, data: e.data } as Event);
+        state = this.decider.evolve(state, this.events.decode(e));
         revision = e.revision;
       }
     } catch (err) {
@@ -82,7 +85,7 @@ export class Repository<Command, Event extends DomainEvent, State> {
         ...(metadata.correlationId ? { correlationId: metadata.correlationId } : {}),
         ...(metadata.causationId ? { causationId: metadata.causationId } : {}),
       };
-      const data = events.map((e) => ({ id: newEventId(), type: e.type, data: e.data, metadata: meta }));
+      const data = events.map((e) => ({ id: newEventId(), type: e.type, data: e.data, metadata: { ...meta, ...this.events.encode(e) } }));
       try {
         const result = await this.store.appendToStream(stream, data, { expectedRevision: revision < 0n ? "no_stream" : revision });
         let next = state;

@@ -9,6 +9,8 @@ import type { AgentState } from "../domain/agent/agent.ts";
 import { TERMINAL, type JobEvent, type JobState } from "../domain/job/job.ts";
 import type { Attachment, ReplySummary, SessionEvent, SessionState } from "../domain/session/session.ts";
 import { jobStream, sessionStream } from "../domain/streams.ts";
+import { jobEvents } from "../domain/job/events.ts";
+import { sessionEvents } from "../domain/session/events.ts";
 import type { AppContext } from "./context.ts";
 import type { CommandMetadata as Meta } from "./repository.ts";
 
@@ -95,7 +97,8 @@ type SentMessage = Extract<SessionEvent, { type: "MessageSent" }>["data"];
 /** The MessageSent event of `messageId` in the session, if an earlier execution committed it. */
 async function sentMessage(ctx: AppContext, sessionId: string, messageId: string): Promise<SentMessage | null> {
   for await (const e of ctx.store.readStream(sessionStream(sessionId), { direction: "backwards" })) {
-    if (e.type === "MessageSent" && (e.data as SentMessage).message_id === messageId) return e.data as SentMessage;
+    const event = sessionEvents.decode(e);
+    if (event.type === "MessageSent" && event.data.message_id === messageId) return event.data;
   }
   return null;
 }
@@ -202,7 +205,7 @@ export async function replySummary(ctx: AppContext, jobId: string): Promise<Repl
   const summary: ReplySummary = { content: "", result: null, tool_calls: [], assets: [] };
   const calls = new Map<string, ReplySummary["tool_calls"][number]>();
   for await (const e of ctx.store.readStream(jobStream(jobId))) {
-    const event = { type: e.type, data: e.data } as JobEvent;
+    const event = jobEvents.decode(e);
     switch (event.type) {
       case "ToolCalled": {
         const call = { call_id: event.data.call_id, name: event.data.name, args: event.data.args, result: null as unknown, error: null as string | null };

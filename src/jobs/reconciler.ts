@@ -14,6 +14,7 @@ import { dispatch, finishTurn } from "../app/turns.ts";
 import { TERMINAL } from "../domain/job/job.ts";
 import type { SessionEvent } from "../domain/session/session.ts";
 import { sessionStream } from "../domain/streams.ts";
+import { sessionEvents } from "../domain/session/events.ts";
 import { unfinishedJobs } from "../../projections/jobs/index.ts";
 import { sessionsWithOpenTurns } from "../../projections/sessions/index.ts";
 
@@ -74,8 +75,9 @@ async function recreateJob(ctx: AppContext, sessionId: string, jobId: string): P
   let message: Extract<SessionEvent, { type: "MessageSent" }>["data"] | undefined;
   let started: Extract<SessionEvent, { type: "SessionStarted" }>["data"] | undefined;
   for await (const e of ctx.store.readStream(sessionStream(sessionId))) {
-    if (e.type === "SessionStarted") started = e.data as typeof started;
-    if (e.type === "MessageSent" && (e.data as { job_id: string }).job_id === jobId) message = e.data as typeof message;
+    const event = sessionEvents.decode(e);
+    if (event.type === "SessionStarted") started = event.data;
+    if (event.type === "MessageSent" && event.data.job_id === jobId) message = event.data;
   }
   if (!message || !started) return false;
   const { state: agent } = await ctx.repos.agents.load(started.agent_id);

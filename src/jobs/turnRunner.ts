@@ -17,6 +17,8 @@ import type { AgentSpec } from "../domain/agent/agent.ts";
 import { TERMINAL, type JobCommand, type JobEvent, type JobState, type PlanStep } from "../domain/job/job.ts";
 import type { SessionEvent } from "../domain/session/session.ts";
 import { jobStream, sessionStream } from "../domain/streams.ts";
+import { jobEvents } from "../domain/job/events.ts";
+import { sessionEvents } from "../domain/session/events.ts";
 import { StreamNotFoundError } from "../eventstore/errors.ts";
 import { LlmError, type ChatMessage, type ChatToolCall, type LlmProvider } from "../llm/provider.ts";
 import { resolveTools } from "../tools/registry.ts";
@@ -251,7 +253,7 @@ export class TurnRunner {
         const content = pending;
         pending = "";
         lastFlush = Date.now();
-        await append({ type: "RecordStep", events: [{ type, data: { step, content } }] });
+        await append(type === "TextEmitted" ? { type: "EmitText", step, content } : { type: "EmitThinking", step, content });
       }
     };
     const textOut = coalesce("TextEmitted");
@@ -280,10 +282,10 @@ export class TurnRunner {
           break;
         case "usage":
           await flush();
-          await append({ type: "RecordStep", events: [{ type: "UsageRecorded", data: {
+          await append({ type: "RecordUsage", usage: {
             step, provider: provider.name, model, prompt_tokens: chunk.prompt_tokens, completion_tokens: chunk.completion_tokens,
             cached_tokens: chunk.cached_tokens ?? 0, reasoning_tokens: chunk.reasoning_tokens ?? 0,
-          } }] });
+          } });
           break;
         case "finish":
           break;
@@ -297,7 +299,7 @@ export class TurnRunner {
     append: (c: JobCommand) => Promise<JobState>, tools: Map<string, Tool>, toolCtx: ToolContext, step: number,
     call: ChatToolCall, announce: boolean,
   ): Promise<ChatMessage> {
-    if (announce) await append({ type: "RecordStep", events: [{ type: "ToolCalled", data: { step, call_id: call.id, name: call.name, args: call.args } }] });
+    if (announce) await append({ type: "CallTool", step, call_id: call.id, name: call.name, args: call.args });
     const tool = tools.get(call.name);
     let result: unknown = null;
     let error: string | null = null;
@@ -315,7 +317,7 @@ export class TurnRunner {
         else error = err instanceof ToolError ? err.message : `${call.name} failed`;
       }
     }
-    await append({ type: "RecordStep", events: [{ type: "ToolCompleted", data: { call_id: call.id, name: call.name, result, error, asset } }] });
+    await append({ type: "CompleteTool", call_id: call.id, name: call.name, result, error, asset });
     return { role: "tool", tool_call_id: call.id, name: call.name, content: JSON.stringify(error ? { error } : result) };
   }
 
@@ -338,7 +340,7 @@ export class TurnRunner {
     const userMessages = new Map<string, string>();
     try {
       for await (const e of this.ctx.store.readStream(sessionStream(sessionId))) {
-        const event = { type: e.type, data: e.data } as SessionEvent;
+        const event = sessionEvents.decode(e);
         if (event.type === "MessageSent" && event.data.job_id !== jobId) {
           userMessages.set(event.data.job_id, userContent({ content: event.data.content, attachments: event.data.attachments, media_url: null }));
         } else if (event.type === "TurnEnded" && event.data.outcome === "completed" && event.data.reply) {
@@ -366,7 +368,7 @@ export class TurnRunner {
       return s;
     };
     for await (const e of this.ctx.store.readStream(jobStream(jobId))) {
-      const event = { type: e.type, data: e.data } as JobEvent;
+      const event = jobEvents.decode(e);
       if (event.type === "TextEmitted") {
         const s = stepOf(event.data.step);
         text = s.text ? text + event.data.content : joinText(text, event.data.content);

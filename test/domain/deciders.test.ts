@@ -90,7 +90,7 @@ describe("job decider", () => {
 
   test("once a cancel is requested the runner may not record more steps", () => {
     const given = [queued, startedJob, { type: "CancelRequested", data: { reason: null } } as JobEvent];
-    expect(() => job(given, { type: "RecordStep", events: [{ type: "TextEmitted", data: { step: 1, content: "x" } }] })).toThrow(ConflictError);
+    expect(() => job(given, { type: "EmitText", step: 1, content: "x" })).toThrow(ConflictError);
     expect(job(given, { type: "CancelJob", reason: "cancelled" })[0]!.type).toBe("JobCancelled");
   });
 

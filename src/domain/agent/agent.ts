@@ -3,7 +3,10 @@
  * Stream `agent-<id>`.
  */
 import { ConflictError, NotFoundError } from "../../core/errors.ts";
-import { unreachable, type Decider, type DomainEvent } from "../../core/decider.ts";
+import { unreachable, type Decider } from "../../core/decider.ts";
+import type { AgentEvent } from "./events.ts";
+
+export type { AgentEvent };
 
 export type ApprovalPolicy = "never" | "always" | "tools";
 
@@ -54,12 +57,6 @@ export interface AgentPatch {
   output_schema?: Record<string, unknown> | null;
 }
 
-export type AgentEvent =
-  | DomainEvent<"AgentCreated", { agent_id: string } & AgentSpec>
-  // Events written before patches merged carry `changes`, whose fields replaced the spec's whole.
-  | DomainEvent<"AgentUpdated", { agent_id: string; patch?: AgentPatch; changes?: Partial<AgentSpec> }>
-  | DomainEvent<"AgentDeleted", { agent_id: string }>;
-
 export type AgentCommand =
   | { type: "CreateAgent"; agent_id: string; spec: AgentSpec }
   | { type: "UpdateAgent"; agent_id: string; patch: AgentPatch }
@@ -108,10 +105,9 @@ export const agentDecider: Decider<AgentCommand, AgentEvent, AgentState> = {
         return { status: "active", id: agent_id, spec };
       }
       case "AgentUpdated":
-        return {
-          ...state,
-          spec: event.data.patch ? applyAgentPatch(state.spec!, event.data.patch) : { ...state.spec!, ...event.data.changes },
-        };
+        return { ...state, spec: { ...state.spec!, ...event.data.changes } };
+      case "AgentPatched":
+        return { ...state, spec: applyAgentPatch(state.spec!, event.data.patch) };
       case "AgentDeleted":
         return { ...state, status: "deleted" };
       default:
@@ -126,7 +122,7 @@ export const agentDecider: Decider<AgentCommand, AgentEvent, AgentState> = {
         return [{ type: "AgentCreated", data: { agent_id: command.agent_id, ...command.spec } }];
       case "UpdateAgent":
         requireActive(state, command.agent_id);
-        return [{ type: "AgentUpdated", data: { agent_id: command.agent_id, patch: command.patch } }];
+        return [{ type: "AgentPatched", data: { agent_id: command.agent_id, patch: command.patch } }];
       case "DeleteAgent":
         requireActive(state, command.agent_id);
         return [{ type: "AgentDeleted", data: { agent_id: command.agent_id } }];

@@ -15,7 +15,9 @@
  * Liveness is decided outside (it needs the clock and the process table) and handed in.
  */
 import { ConflictError } from "../../core/errors.ts";
-import { unreachable, type Decider, type DomainEvent } from "../../core/decider.ts";
+import { Type } from "@sinclair/typebox";
+import { unreachable, type Decider } from "../../core/decider.ts";
+import { eventCodec, type EventsOf } from "../../core/eventContract.ts";
 
 export interface ClaimOwner {
   /** Random per process start: the process that runs the request. */
@@ -29,16 +31,24 @@ export interface StoredResponse {
   body: unknown;
 }
 
-export type IdempotencyEvent =
-  | DomainEvent<"IdempotencyKeyClaimed", {
-      key_hash: string; fingerprint: string; resource_ids: Record<string, string>; owner: ClaimOwner; at: number;
-      /** True when this claim took over an unfinished one (same request, same resource ids). */
-      takeover: boolean;
-    }>
-  | DomainEvent<"IdempotencyClaimRenewed", { instance: string; at: number }>
-  | DomainEvent<"IdempotencyClaimAbandoned", { instance: string; at: number }>
-  | DomainEvent<"IdempotencyKeyReleased", { status: number; code: string }>
-  | DomainEvent<"IdempotentResponseRecorded", StoredResponse>;
+const OwnerSchema = Type.Object({ instance: Type.String(), host: Type.String(), pid: Type.Integer() });
+const StoredResponseSchema = Type.Object({ status: Type.Integer(), body: Type.Unknown() });
+
+export const IDEMPOTENCY_EVENTS = {
+  IdempotencyKeyClaimed: { version: 1, schema: Type.Object({
+    key_hash: Type.String(), fingerprint: Type.String(), resource_ids: Type.Record(Type.String(), Type.String()), owner: OwnerSchema,
+    at: Type.Number(),
+    /** True when this claim took over an unfinished one (same request, same resource ids). */
+    takeover: Type.Boolean(),
+  }) },
+  IdempotencyClaimRenewed: { version: 1, schema: Type.Object({ instance: Type.String(), at: Type.Number() }) },
+  IdempotencyClaimAbandoned: { version: 1, schema: Type.Object({ instance: Type.String(), at: Type.Number() }) },
+  IdempotencyKeyReleased: { version: 1, schema: Type.Object({ status: Type.Integer(), code: Type.String() }) },
+  IdempotentResponseRecorded: { version: 1, schema: StoredResponseSchema },
+};
+
+export type IdempotencyEvent = EventsOf<typeof IDEMPOTENCY_EVENTS>;
+export const idempotencyEvents = eventCodec(IDEMPOTENCY_EVENTS);
 
 export type IdempotencyCommand =
   | {

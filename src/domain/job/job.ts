@@ -9,6 +9,9 @@
 import { ConflictError } from "../../core/errors.ts";
 import { unreachable, type Decider, type DomainEvent } from "../../core/decider.ts";
 import type { Attachment } from "../session/session.ts";
+import type { JobEvent } from "./events.ts";
+
+export type { JobEvent };
 
 export type JobStatus = "pending" | "processing" | "awaiting_approval" | "completed" | "failed" | "cancelled";
 export const TERMINAL: ReadonlySet<JobStatus> = new Set(["completed", "failed", "cancelled"]);
@@ -48,33 +51,17 @@ export interface JobInput {
   context: Record<string, unknown> | null;
 }
 
-export type JobEvent =
-  | DomainEvent<"JobQueued", {
-      job_id: string; kind: "message" | "run"; session_id: string | null; message_id: string | null;
-      agent_id: string; user_id: string; input: JobInput; model: string | null;
-      output_schema: Record<string, unknown> | null;
-    }>
-  | DomainEvent<"JobStarted", { attempt: number; runner_id: string }>
-  | DomainEvent<"TextEmitted", { step: number; content: string }>
-  | DomainEvent<"ThinkingEmitted", { step: number; content: string }>
-  | DomainEvent<"ToolCalled", { step: number; call_id: string; name: string; args: unknown }>
-  | DomainEvent<"ToolCompleted", { call_id: string; name: string; result: unknown; error: string | null; asset: Record<string, unknown> | null }>
-  | DomainEvent<"PlanProposed", { step: number; plan_id: string; title: string; steps: PlanStep[]; total_credits: number }>
-  | DomainEvent<"PlanApproved", { plan_id: string }>
-  | DomainEvent<"PlanRejected", { plan_id: string; reason: string | null }>
-  | DomainEvent<"CancelRequested", { reason: string | null }>
-  | DomainEvent<"JobCancelled", { reason: string }>
-  | DomainEvent<"JobCompleted", { content: string; result: unknown }>
-  | DomainEvent<"JobFailed", { error: JobError }>
-  | DomainEvent<"UsageRecorded", { step: number; provider: string; model: string } & Usage>;
-
 export type JobCommand =
   | { type: "QueueJob"; data: Extract<JobEvent, { type: "JobQueued" }>["data"] }
   | { type: "ApprovePlan" }
   | { type: "RejectPlan"; reason: string | null }
   | { type: "RequestCancel"; reason: string | null; heldByRunner: boolean }
   | { type: "StartJob"; runner_id: string }
-  | { type: "RecordStep"; events: JobEvent[] }
+  | { type: "EmitText"; step: number; content: string }
+  | { type: "EmitThinking"; step: number; content: string }
+  | { type: "CallTool"; step: number; call_id: string; name: string; args: unknown }
+  | { type: "CompleteTool"; call_id: string; name: string; result: unknown; error: string | null; asset: Record<string, unknown> | null }
+  | { type: "RecordUsage"; usage: Extract<JobEvent, { type: "UsageRecorded" }>["data"] }
   | { type: "ProposePlan"; plan: Extract<JobEvent, { type: "PlanProposed" }>["data"] }
   | { type: "CompleteJob"; content: string; result: unknown }
   | { type: "FailJob"; error: JobError }
@@ -168,9 +155,24 @@ export const jobDecider: Decider<JobCommand, JobEvent, JobState> = {
         }
         if (state.cancelRequested) return [{ type: "JobCancelled", data: { reason: state.cancelReason ?? "cancelled" } }];
         return [{ type: "JobStarted", data: { attempt: state.attempt + 1, runner_id: command.runner_id } }];
-      case "RecordStep":
+      // A running attempt's steps: recorded only while the job is processing and no cancel is pending.
+      case "EmitText":
         requireProcessing(state);
-        return command.events;
+        return [{ type: "TextEmitted", data: { step: command.step, content: command.content } }];
+      case "EmitThinking":
+        requireProcessing(state);
+        return [{ type: "ThinkingEmitted", data: { step: command.step, content: command.content } }];
+      case "CallTool":
+        requireProcessing(state);
+        return [{ type: "ToolCalled", data: { step: command.step, call_id: command.call_id, name: command.name, args: command.args } }];
+      case "CompleteTool":
+        requireProcessing(state);
+        return [{ type: "ToolCompleted", data: {
+          call_id: command.call_id, name: command.name, result: command.result, error: command.error, asset: command.asset,
+        } }];
+      case "RecordUsage":
+        requireProcessing(state);
+        return [{ type: "UsageRecorded", data: command.usage }];
       case "ProposePlan":
         requireProcessing(state);
         return [{ type: "PlanProposed", data: command.plan }];

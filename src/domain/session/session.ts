@@ -6,7 +6,10 @@
  * without gaps or repeats. Both rest on appending with the revision the decision was made on.
  */
 import { ConflictError, NotFoundError } from "../../core/errors.ts";
-import { unreachable, type Decider, type DomainEvent } from "../../core/decider.ts";
+import { unreachable, type Decider } from "../../core/decider.ts";
+import type { SessionEvent } from "./events.ts";
+
+export type { SessionEvent };
 
 export type AssetKind = "image" | "video" | "audio" | "file";
 
@@ -28,32 +31,6 @@ export interface ReplySummary {
 }
 
 export type TurnOutcome = "completed" | "failed" | "cancelled";
-
-export type SessionEvent =
-  | DomainEvent<"SessionStarted", {
-      session_id: string; agent_id: string; user_id: string; name: string;
-      external_ref: string | null; metadata: Record<string, unknown>;
-    }>
-  | DomainEvent<"SessionRenamed", { name: string }>
-  | DomainEvent<"SessionArchived", Record<string, never>>
-  | DomainEvent<"SessionUnarchived", Record<string, never>>
-  | DomainEvent<"SessionDeleted", Record<string, never>>
-  | DomainEvent<"MessageSent", {
-      message_id: string; job_id: string; content: string; attachments: Attachment[];
-      model: string | null; context: Record<string, unknown> | null;
-      /** True when it waits behind the turn in flight. */
-      queued: boolean;
-    }>
-  | DomainEvent<"TurnEnded", {
-      job_id: string; message_id: string; outcome: TurnOutcome;
-      reply: ReplySummary | null; error: { code: string; message: string } | null;
-    }>
-  | DomainEvent<"AssetRegistered", {
-      asset_label: string; url: string; kind: AssetKind; source_tool: string;
-      prompt: string | null; model: string | null; job_id: string | null;
-      /** The registering request's asset id, so a retried request finds its asset (absent in early events). */
-      asset_id?: string;
-    }>;
 
 export type SessionCommand =
   | { type: "StartSession"; session_id: string; agent_id: string; user_id: string; name: string; external_ref: string | null; metadata: Record<string, unknown> }

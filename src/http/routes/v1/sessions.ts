@@ -7,6 +7,7 @@ import { NotFoundError, ValidationError } from "../../../core/errors.ts";
 import { newResourceId } from "../../../core/ids.ts";
 import { TERMINAL } from "../../../domain/job/job.ts";
 import type { SessionEvent } from "../../../domain/session/session.ts";
+import { sessionEvents } from "../../../domain/session/events.ts";
 import { DEFAULT_AGENT_ID, jobStream, sessionStream } from "../../../domain/streams.ts";
 import { listAssets, type AssetRow } from "../../../../projections/assets/index.ts";
 import { listSessionJobs } from "../../../../projections/jobs/index.ts";
@@ -87,7 +88,7 @@ async function sessionAfterWrite(ctx: AppContext, set: ResponseSet, id: string, 
 /** The AssetRegistered event of `assetId` in the session, if an earlier execution committed it. */
 async function registeredAsset(ctx: AppContext, sessionId: string, assetId: string) {
   for await (const e of ctx.store.readStream(sessionStream(sessionId), { direction: "backwards" })) {
-    const event = { type: e.type, data: e.data } as SessionEvent;
+    const event = sessionEvents.decode(e);
     if (event.type === "AssetRegistered" && event.data.asset_id === assetId) return { ...event.data, created_at: e.created.getTime() };
   }
   return null;

@@ -1,0 +1,41 @@
+/** The agent stream's events: their schemas and versions (see src/core/eventContract.ts). */
+import { Type } from "@sinclair/typebox";
+import { eventCodec, type EventsOf } from "../../core/eventContract.ts";
+import { JsonObject, Nullable } from "../shared/schemas.ts";
+
+const ToolSchema = Type.Union([
+  Type.Object({ type: Type.Literal("builtin"), name: Type.String(), requires_approval: Type.Optional(Type.Boolean()) }),
+  Type.Object({
+    type: Type.Literal("http"), name: Type.String(), description: Type.String(), url: Type.String(), parameters: JsonObject,
+    headers: Type.Optional(Type.Record(Type.String(), Type.String())), timeout_ms: Type.Optional(Type.Integer()),
+    requires_approval: Type.Optional(Type.Boolean()), estimated_credits: Type.Optional(Type.Number()),
+  }),
+]);
+
+const ApprovalSchema = Type.Union([Type.Literal("never"), Type.Literal("always"), Type.Literal("tools")]);
+const ModelSchema = Type.Object({ provider: Nullable(Type.String()), name: Nullable(Type.String()), parameters: JsonObject });
+
+const SpecFields = {
+  name: Type.String(), description: Type.String(), system_prompt: Type.String(), model: ModelSchema,
+  tools: Type.Array(ToolSchema), approval: ApprovalSchema, output_schema: Nullable(JsonObject),
+};
+
+export const AgentPatchSchema = Type.Object({
+  name: Type.Optional(Type.String()), description: Type.Optional(Type.String()), system_prompt: Type.Optional(Type.String()),
+  model: Type.Optional(Type.Object({
+    provider: Type.Optional(Nullable(Type.String())), name: Type.Optional(Nullable(Type.String())), parameters: Type.Optional(JsonObject),
+  })),
+  tools: Type.Optional(Type.Array(ToolSchema)), approval: Type.Optional(ApprovalSchema), output_schema: Type.Optional(Nullable(JsonObject)),
+});
+
+export const AGENT_EVENTS = {
+  AgentCreated: { version: 1, schema: Type.Object({ agent_id: Type.String(), ...SpecFields }) },
+  /** Written before updates merged: each field present replaced the spec's whole. Read, no longer written. */
+  AgentUpdated: { version: 1, schema: Type.Object({ agent_id: Type.String(), changes: Type.Partial(Type.Object(SpecFields)) }) },
+  /** A partial update that merges at every level (see AgentPatch). */
+  AgentPatched: { version: 1, schema: Type.Object({ agent_id: Type.String(), patch: AgentPatchSchema }) },
+  AgentDeleted: { version: 1, schema: Type.Object({ agent_id: Type.String() }) },
+};
+
+export type AgentEvent = EventsOf<typeof AGENT_EVENTS>;
+export const agentEvents = eventCodec(AGENT_EVENTS);

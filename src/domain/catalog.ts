@@ -1,0 +1,13 @@
+/**
+ * Every domain event type, for readers that see more than one stream's events (projections, the
+ * public event view, auditors). Aggregates' own repositories use their stream's contract.
+ */
+import { eventCodec, type EventsOf } from "../core/eventContract.ts";
+import { AGENT_EVENTS } from "./agent/events.ts";
+import { IDEMPOTENCY_EVENTS } from "./idempotency/idempotency.ts";
+import { JOB_EVENTS } from "./job/events.ts";
+import { SESSION_EVENTS } from "./session/events.ts";
+
+export const DOMAIN_EVENTS = { ...AGENT_EVENTS, ...SESSION_EVENTS, ...JOB_EVENTS, ...IDEMPOTENCY_EVENTS };
+export type AnyDomainEvent = EventsOf<typeof DOMAIN_EVENTS>;
+export const domainEvents = eventCodec(DOMAIN_EVENTS);

@@ -1,0 +1,42 @@
+/** The job stream's events: their schemas and versions (see src/core/eventContract.ts). */
+import { Type } from "@sinclair/typebox";
+import { eventCodec, type EventsOf } from "../../core/eventContract.ts";
+import { AttachmentSchema, ErrorSchema, JsonObject, Nullable, UsageFields } from "../shared/schemas.ts";
+
+const JobInput = Type.Object({
+  content: Type.String(),
+  attachments: Type.Array(AttachmentSchema),
+  media_url: Nullable(Type.String()),
+  context: Nullable(JsonObject),
+});
+
+const PlanStepSchema = Type.Object({ call_id: Type.String(), tool: Type.String(), args: Type.Unknown(), estimated_credits: Type.Number() });
+
+export const JOB_EVENTS = {
+  JobQueued: { version: 1, schema: Type.Object({
+    job_id: Type.String(), kind: Type.Union([Type.Literal("message"), Type.Literal("run")]),
+    session_id: Nullable(Type.String()), message_id: Nullable(Type.String()), agent_id: Type.String(), user_id: Type.String(),
+    input: JobInput, model: Nullable(Type.String()), output_schema: Nullable(JsonObject),
+  }) },
+  /** `runner_id` names the process that ran the attempt: for operators, never shown to API clients. */
+  JobStarted: { version: 1, schema: Type.Object({ attempt: Type.Integer({ minimum: 1 }), runner_id: Type.String() }) },
+  TextEmitted: { version: 1, schema: Type.Object({ step: Type.Integer(), content: Type.String() }) },
+  ThinkingEmitted: { version: 1, schema: Type.Object({ step: Type.Integer(), content: Type.String() }) },
+  ToolCalled: { version: 1, schema: Type.Object({ step: Type.Integer(), call_id: Type.String(), name: Type.String(), args: Type.Unknown() }) },
+  ToolCompleted: { version: 1, schema: Type.Object({
+    call_id: Type.String(), name: Type.String(), result: Type.Unknown(), error: Nullable(Type.String()), asset: Nullable(JsonObject),
+  }) },
+  PlanProposed: { version: 1, schema: Type.Object({
+    step: Type.Integer(), plan_id: Type.String(), title: Type.String(), steps: Type.Array(PlanStepSchema), total_credits: Type.Number(),
+  }) },
+  PlanApproved: { version: 1, schema: Type.Object({ plan_id: Type.String() }) },
+  PlanRejected: { version: 1, schema: Type.Object({ plan_id: Type.String(), reason: Nullable(Type.String()) }) },
+  CancelRequested: { version: 1, schema: Type.Object({ reason: Nullable(Type.String()) }) },
+  JobCancelled: { version: 1, schema: Type.Object({ reason: Type.String() }) },
+  JobCompleted: { version: 1, schema: Type.Object({ content: Type.String(), result: Type.Unknown() }) },
+  JobFailed: { version: 1, schema: Type.Object({ error: ErrorSchema }) },
+  UsageRecorded: { version: 1, schema: Type.Object({ step: Type.Integer(), provider: Type.String(), model: Type.String(), ...UsageFields }) },
+};
+
+export type JobEvent = EventsOf<typeof JOB_EVENTS>;
+export const jobEvents = eventCodec(JOB_EVENTS);

@@ -1,0 +1,49 @@
+/** The session stream's events: their schemas and versions (see src/core/eventContract.ts). */
+import { Type } from "@sinclair/typebox";
+import { eventCodec, type EventsOf } from "../../core/eventContract.ts";
+import { AttachmentSchema, ErrorSchema, JsonObject, Nullable } from "../shared/schemas.ts";
+
+const AssetKindSchema = Type.Union([Type.Literal("image"), Type.Literal("video"), Type.Literal("audio"), Type.Literal("file")]);
+
+export const ReplySummarySchema = Type.Object({
+  content: Type.String(),
+  result: Type.Unknown(),
+  tool_calls: Type.Array(Type.Object({ call_id: Type.String(), name: Type.String(), args: Type.Unknown(), result: Type.Unknown(), error: Nullable(Type.String()) })),
+  assets: Type.Array(Type.String()),
+});
+
+const Empty = Type.Object({});
+
+export const SESSION_EVENTS = {
+  SessionStarted: { version: 1, schema: Type.Object({
+    session_id: Type.String(), agent_id: Type.String(), user_id: Type.String(), name: Type.String(),
+    external_ref: Nullable(Type.String()), metadata: JsonObject,
+  }) },
+  SessionRenamed: { version: 1, schema: Type.Object({ name: Type.String() }) },
+  SessionArchived: { version: 1, schema: Empty },
+  SessionUnarchived: { version: 1, schema: Empty },
+  SessionDeleted: { version: 1, schema: Empty },
+  MessageSent: { version: 1, schema: Type.Object({
+    message_id: Type.String(), job_id: Type.String(), content: Type.String(), attachments: Type.Array(AttachmentSchema),
+    model: Nullable(Type.String()), context: Nullable(JsonObject),
+    /** True when it waits behind the turn in flight. */
+    queued: Type.Boolean(),
+  }) },
+  TurnEnded: { version: 1, schema: Type.Object({
+    job_id: Type.String(), message_id: Type.String(),
+    outcome: Type.Union([Type.Literal("completed"), Type.Literal("failed"), Type.Literal("cancelled")]),
+    reply: Nullable(ReplySummarySchema), error: Nullable(ErrorSchema),
+  }) },
+  // v2 adds asset_id: the registering request's id, so a retried request finds its asset.
+  AssetRegistered: {
+    version: 2,
+    schema: Type.Object({
+      asset_label: Type.String(), url: Type.String(), kind: AssetKindSchema, source_tool: Type.String(),
+      prompt: Nullable(Type.String()), model: Nullable(Type.String()), job_id: Nullable(Type.String()), asset_id: Nullable(Type.String()),
+    }),
+    upcast: { 1: (data: Record<string, unknown>) => ({ ...data, asset_id: null }) },
+  },
+};
+
+export type SessionEvent = EventsOf<typeof SESSION_EVENTS>;
+export const sessionEvents = eventCodec(SESSION_EVENTS);

@@ -1,0 +1,25 @@
+/** Schemas shared by several aggregates' events. */
+import { Type } from "@sinclair/typebox";
+
+export const Nullable = <T extends import("@sinclair/typebox").TSchema>(t: T) => Type.Union([t, Type.Null()]);
+
+export const AttachmentSchema = Type.Object({
+  type: Type.Union([Type.Literal("url"), Type.Literal("asset"), Type.Literal("file")]),
+  url: Type.Optional(Type.String()),
+  asset_label: Type.Optional(Type.String()),
+  name: Type.Optional(Type.String()),
+  content_type: Type.Optional(Type.String()),
+  /** Base64 content for inline files. */
+  data: Type.Optional(Type.String()),
+});
+
+export const JsonObject = Type.Record(Type.String(), Type.Unknown());
+
+export const ErrorSchema = Type.Object({ code: Type.String(), message: Type.String() });
+
+export const UsageFields = {
+  prompt_tokens: Type.Integer({ minimum: 0 }),
+  completion_tokens: Type.Integer({ minimum: 0 }),
+  cached_tokens: Type.Integer({ minimum: 0 }),
+  reasoning_tokens: Type.Integer({ minimum: 0 }),
+};
