@@ -12,7 +12,7 @@ import {
 } from "../eventstore/errors.ts";
 
 export interface ErrorBody {
-  error: { code: string; message: string; details?: Record<string, unknown> };
+  error: { code: string; message: string; details?: Record<string, unknown>; request_id?: string };
 }
 
 export const envelope = (code: string, message: string, details?: Record<string, unknown>): ErrorBody => ({
@@ -61,12 +61,21 @@ function safeAll(error: ElysiaValidationError): Array<{ path: string; message: s
   }
 }
 
-/** The global error handler as a plugin: every route module's errors come out as envelopes. */
+/**
+ * The global error handler as a plugin: every route module's errors come out as envelopes carrying
+ * the request id (the one sent back in `x-request-id`), so a client can quote it and an operator find
+ * the request's log lines by it.
+ */
 export const errorHandler = (logger: Logger) =>
   new Elysia({ name: "agentry.errors" }).onError({ as: "global" }, ({ code, error, request, set }) => {
     const { status, body } = toErrorResponse(error, code);
+    const requestId = String(set.headers["x-request-id"] ?? request.headers.get("x-request-id") ?? crypto.randomUUID());
+    set.headers["x-request-id"] = requestId;
+    body.error.request_id = requestId;
     if (status >= 500) {
-      logger.error("request failed", { method: request.method, url: new URL(request.url).pathname, error: error as Error });
+      logger.error("request failed", { request_id: requestId, method: request.method, url: new URL(request.url).pathname, status, error: error as Error });
+    } else {
+      logger.debug("request refused", { request_id: requestId, method: request.method, url: new URL(request.url).pathname, status, code: body.error.code });
     }
     set.status = status;
     set.headers["content-type"] = "application/json";

@@ -14,7 +14,7 @@ import { finishTurn } from "../app/turns.ts";
 import { AppError, ConflictError, ValidationError } from "../core/errors.ts";
 import { newResourceId } from "../core/ids.ts";
 import type { AgentSpec } from "../domain/agent/agent.ts";
-import { TERMINAL, type JobCommand, type JobEvent, type JobState, type PlanStep } from "../domain/job/job.ts";
+import { TERMINAL, type JobCommand, type JobError, type JobEvent, type JobState, type PlanStep } from "../domain/job/job.ts";
 import type { SessionEvent } from "../domain/session/session.ts";
 import { jobStream, sessionStream } from "../domain/streams.ts";
 import { jobEvents } from "../domain/job/events.ts";
@@ -435,9 +435,9 @@ function validateStructured(text: string, schema: Record<string, unknown>): unkn
   return value;
 }
 
-function failureOf(err: unknown): { code: string; message: string } {
+function failureOf(err: unknown): JobError {
   if (err instanceof JobFailure) return { code: err.code, message: err.message };
-  if (err instanceof LlmError) return { code: err.code, message: err.message };
+  if (err instanceof LlmError) return { code: err.code, message: err.message, ...(err.providerRequestId ? { provider_request_id: err.providerRequestId } : {}) };
   if (err instanceof AppError) return { code: err.code, message: err.message };
   return { code: "internal_error", message: "The job failed because of an internal error" };
 }

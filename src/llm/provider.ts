@@ -52,6 +52,8 @@ export class LlmError extends Error {
     message: string,
     readonly retryable: boolean,
     readonly retryAfterMs?: number,
+    /** The provider's id for the failed request (its x-request-id / request-id), to trace it there. */
+    readonly providerRequestId?: string,
   ) {
     super(message);
     this.name = "LlmError";

@@ -57,7 +57,7 @@ describe("server shell", () => {
   test("an unknown route answers 404 in the envelope (401 first under /v1 without a key)", async () => {
     const res = await fetch(`${server.url}/v1/nothing-here`, { headers: { "x-api-key": server.apiKey } });
     expect(res.status).toBe(404);
-    expect(await json(res)).toEqual({ error: { code: "not_found", message: "No such route" } });
+    expect(await json(res)).toEqual({ error: { code: "not_found", message: "No such route", request_id: res.headers.get("x-request-id")! } });
     const outside = await fetch(`${server.url}/nothing-here`);
     expect(outside.status).toBe(404);
     const anonymous = await fetch(`${server.url}/v1/nothing-here`);
@@ -81,13 +81,15 @@ describe("server shell", () => {
   });
 
   test("typed rule violations keep their code; unexpected errors are 500 without internals", async () => {
-    const rule = await fetch(`${server.url}/probe/rule`);
+    const rule = await fetch(`${server.url}/probe/rule`, { headers: { "x-request-id": "req-from-client" } });
     expect(rule.status).toBe(400);
-    expect(await json(rule)).toEqual({ error: { code: "invalid_request", message: "limit must be at most 100", details: { param: "limit" } } });
+    expect(await json(rule)).toEqual({ error: { code: "invalid_request", message: "limit must be at most 100", details: { param: "limit" }, request_id: "req-from-client" } });
     const bug = await fetch(`${server.url}/probe/bug`);
     expect(bug.status).toBe(500);
     const text = await bug.text();
     expect(JSON.parse(text).error.code).toBe("internal_error");
+    // Every error names its request, the id sent back in x-request-id.
+    expect(JSON.parse(text).error.request_id).toBe(bug.headers.get("x-request-id")!);
     expect(text).not.toContain("secret internal detail");
   });
 

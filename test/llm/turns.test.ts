@@ -47,10 +47,14 @@ for (const provider of ["openai", "anthropic"] as const) {
 
     test("a provider that keeps failing fails the job with a sanitised error, and the session is freed", async () => {
       const sid = (await client.post("/v1/sessions", { user_id: "u" })).body.id;
-      wire.script({ kind: "status", status: 400, body: JSON.stringify({ error: { message: "upstream says sk-live-secret-key is wrong" } }) });
+      // The provider's own request id comes back with the failure, so it can be traced at the provider.
+      const upstreamId: Record<string, string> = { [provider === "openai" ? "x-request-id" : "request-id"]: "req_upstream_42" };
+      wire.script({ kind: "status", status: 400, headers: upstreamId, body: JSON.stringify({ error: { message: "upstream says sk-live-secret-key is wrong" } }) });
       const turn = await client.post(`/v1/sessions/${sid}/messages`, { content: "hi", wait: true });
       expect(turn.body.status).toBe("failed");
       expect(turn.body.error.code).toBe("invalid_request");
+      expect(turn.body.error.provider_request_id).toBe("req_upstream_42");
+      expect((await client.get(`/v1/jobs/${turn.body.job_id}`)).body.error.provider_request_id).toBe("req_upstream_42");
       expect(JSON.stringify(turn.body)).not.toContain("sk-live");
       expect((await client.get(`/v1/sessions/${sid}`)).body.status).toBe("idle");
     });

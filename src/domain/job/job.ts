@@ -19,6 +19,7 @@ export const TERMINAL: ReadonlySet<JobStatus> = new Set(["completed", "failed", 
 export interface JobError {
   code: string;
   message: string;
+  provider_request_id?: string;
 }
 
 export interface PlanStep {

@@ -15,7 +15,12 @@ export const AttachmentSchema = Type.Object({
 
 export const JsonObject = Type.Record(Type.String(), Type.Unknown());
 
-export const ErrorSchema = Type.Object({ code: Type.String(), message: Type.String() });
+export const ErrorSchema = Type.Object({
+  code: Type.String(),
+  message: Type.String(),
+  /** For a model provider's failure: the provider's id of the failed request, to trace it there. */
+  provider_request_id: Type.Optional(Type.String()),
+});
 
 export const UsageFields = {
   prompt_tokens: Type.Integer({ minimum: 0 }),
