@@ -55,3 +55,18 @@ export const agentsProjection: Projection = {
     }
   },
 };
+
+export interface AgentRow {
+  id: string; name: string; description: string; system_prompt: string; model: string; tools: string; approval: string;
+  output_schema: string | null; created_at: number; updated_at: number; seq: number;
+}
+
+export const findAgent = (db: Database, appId: string, id: string): AgentRow | null =>
+  db.query("SELECT * FROM agents WHERE app_id = ? AND id = ? AND deleted = 0").get(appId, id) as AgentRow | null;
+
+/** Agents newest first, keyset-paginated by seq. */
+export function listAgents(db: Database, appId: string, limit: number, afterSeq?: number): AgentRow[] {
+  return (afterSeq === undefined
+    ? db.query("SELECT * FROM agents WHERE app_id = ? AND deleted = 0 ORDER BY seq DESC LIMIT ?").all(appId, limit)
+    : db.query("SELECT * FROM agents WHERE app_id = ? AND deleted = 0 AND seq < ? ORDER BY seq DESC LIMIT ?").all(appId, afterSeq, limit)) as AgentRow[];
+}

@@ -54,6 +54,21 @@ describe("server shell", () => {
     expect(Object.keys(doc.paths)).toContain("/health");
   });
 
+  test("every /v1 operation declares its success response as a named model (or an SSE stream of them)", async () => {
+    const doc = (await (await fetch(`${server.url}/docs/json`)).json()) as any;
+    const undeclared: string[] = [];
+    for (const [path, ops] of Object.entries<any>(doc.paths)) {
+      if (!path.startsWith("/v1")) continue;
+      for (const [method, op] of Object.entries<any>(ops)) {
+        const named = Object.entries<any>(op.responses ?? {}).some(([code, r]) =>
+          code.startsWith("2") && Object.values<any>(r.content ?? {}).some((c) => typeof c.schema?.$ref === "string" && c.schema.$ref.startsWith("#/components/schemas/")));
+        if (!named) undeclared.push(`${method.toUpperCase()} ${path}`);
+      }
+    }
+    expect(undeclared).toEqual([]);
+    expect(Object.keys(doc.components.schemas)).toEqual(expect.arrayContaining(["Session", "Job", "JobEvents", "PublicEvent", "Error"]));
+  });
+
   test("an unknown route answers 404 in the envelope (401 first under /v1 without a key)", async () => {
     const res = await fetch(`${server.url}/v1/nothing-here`, { headers: { "x-api-key": server.apiKey } });
     expect(res.status).toBe(404);

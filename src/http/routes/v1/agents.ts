@@ -7,9 +7,11 @@ import { applyAgentPatch, type AgentPatch, type AgentSpec, type ToolDeclaration 
 import { DEFAULT_AGENT_ID } from "../../../domain/streams.ts";
 import { requireValidSchema } from "../../../jobs/turnRunner.ts";
 import { BUILTIN_TOOLS } from "../../../tools/registry.ts";
-import { decodeCursor, page, PageOf, PageQuery } from "../../pagination.ts";
-import { afterWrite, create, Deleted, IdParam, iso, metaOf, parseJson, type ResponseSet, type V1Deps } from "./common.ts";
-import type { Database } from "bun:sqlite";
+import { decodeCursor, page, PageQuery } from "../../pagination.ts";
+import { afterWrite, create, IdParam, iso, metaOf, parseJson, type ResponseSet, type V1Deps } from "./common.ts";
+import { v1Models } from "./models.ts";
+import { getAgent } from "../../../app/agentReads.ts";
+import { findAgent, listAgents, type AgentRow } from "../../../../projections/agents/index.ts";
 
 const Model = t.Object({
   provider: t.Optional(t.Union([t.String({ minLength: 1, maxLength: 50 }), t.Null()])),
@@ -44,31 +46,12 @@ const AgentFields = {
   output_schema: t.Optional(t.Union([t.Record(t.String(), t.Unknown()), t.Null()])),
 };
 
-const AgentView = t.Object({
-  id: t.String(), object: t.Literal("agent"), name: t.String(), description: t.String(), system_prompt: t.String(),
-  model: t.Unknown(), tools: t.Array(t.Unknown()), approval: t.String(), output_schema: t.Unknown(),
-  created_at: t.String(), updated_at: t.String(),
-});
-
-interface AgentRow {
-  id: string; name: string; description: string; system_prompt: string; model: string; tools: string; approval: string;
-  output_schema: string | null; created_at: number; updated_at: number; seq: number;
-}
-
 const view = (r: AgentRow) => ({
   id: r.id, object: "agent" as const, name: r.name, description: r.description, system_prompt: r.system_prompt,
-  model: JSON.parse(r.model), tools: JSON.parse(r.tools), approval: r.approval, output_schema: parseJson(r.output_schema),
+  model: JSON.parse(r.model) as AgentSpec["model"], tools: JSON.parse(r.tools) as Array<Record<string, unknown>>, approval: r.approval,
+  output_schema: parseJson<Record<string, unknown>>(r.output_schema),
   created_at: iso(r.created_at)!, updated_at: iso(r.updated_at)!,
 });
-
-function getAgent(db: Database, appId: string, id: string): AgentRow {
-  const row = findAgent(db, appId, id);
-  if (!row) throw new NotFoundError(`Agent ${id} not found`, { param: "agent_id" }, "agent_not_found");
-  return row;
-}
-
-const findAgent = (db: Database, appId: string, id: string): AgentRow | null =>
-  db.query("SELECT * FROM agents WHERE app_id = ? AND id = ? AND deleted = 0").get(appId, id) as AgentRow | null;
 
 /** Checks what the schema cannot: tool names exist and are unique, the provider is served here, output schemas compile. */
 function checkSpec(ctx: AppContext, spec: Partial<AgentSpec>): void {
@@ -108,6 +91,7 @@ async function agentAfterWrite(ctx: AppContext, set: ResponseSet, id: string, po
 
 export const agentRoutes = ({ ctx }: V1Deps) =>
   new Elysia({ name: "agentry.v1.agents", prefix: "/v1/agents", detail: { tags: ["Agents"] } })
+    .use(v1Models)
     .post("", ({ body, request, set }) => create(ctx, request, body, set, { agent: "agt" }, async ({ ids, resumed }) => {
       const spec: AgentSpec = {
         name: body.name, description: body.description ?? "", system_prompt: body.system_prompt ?? "You are a helpful assistant.",
@@ -120,16 +104,14 @@ export const agentRoutes = ({ ctx }: V1Deps) =>
       const exists = resumed && (await ctx.repos.agents.load(id)).state.status !== "none";
       const position = exists ? null : (await ctx.repos.agents.handle(id, { type: "CreateAgent", agent_id: id, spec }, metaOf(ctx, request))).position;
       return { status: 201, body: await agentAfterWrite(ctx, set, id, position) };
-    }), { body: t.Object(AgentFields), response: { 201: AgentView }, detail: { summary: "Create an agent" } })
+    }), { body: t.Object(AgentFields), response: { 201: "Agent" }, detail: { summary: "Create an agent" } })
     .get("", ({ query }) => {
       const limit = query.limit ?? 20;
       const after = decodeCursor(query.cursor, { seq: "integer" });
-      const rows = ctx.db.query(`SELECT * FROM agents WHERE app_id = ? AND deleted = 0 ${after ? "AND seq < ?" : ""} ORDER BY seq DESC LIMIT ?`)
-        .all(...(after ? [ctx.appId, after.seq, limit + 1] : [ctx.appId, limit + 1])) as AgentRow[];
-      return page(rows, limit, view, (r) => ({ seq: r.seq }));
-    }, { query: t.Object(PageQuery), response: PageOf(AgentView), detail: { summary: "List agents, newest first" } })
+      return page(listAgents(ctx.db, ctx.appId, limit + 1, after?.seq), limit, view, (r) => ({ seq: r.seq }));
+    }, { query: t.Object(PageQuery), response: "AgentList", detail: { summary: "List agents, newest first" } })
     .get("/:agent_id", ({ params }) => view(getAgent(ctx.db, ctx.appId, params.agent_id)), {
-      params: IdParam("agent_id"), response: AgentView, detail: { summary: "Get an agent" },
+      params: IdParam("agent_id"), response: "Agent", detail: { summary: "Get an agent" },
     })
     .patch("/:agent_id", async ({ params, body, request, set }) => {
       getAgent(ctx.db, ctx.appId, params.agent_id);
@@ -147,7 +129,7 @@ export const agentRoutes = ({ ctx }: V1Deps) =>
       }, metaOf(ctx, request));
       return agentAfterWrite(ctx, set, params.agent_id, r.position);
     }, {
-      params: IdParam("agent_id"), body: t.Partial(t.Object(AgentFields)), response: AgentView,
+      params: IdParam("agent_id"), body: t.Partial(t.Object(AgentFields)), response: "Agent",
       detail: { summary: "Update an agent", description: "Merges at every level: fields left out keep their value; model merges field by field and model.parameters key by key (null removes a parameter); tools and output_schema are replaced whole." },
     })
     .delete("/:agent_id", async ({ params, request, set }) => {
@@ -156,6 +138,5 @@ export const agentRoutes = ({ ctx }: V1Deps) =>
       const r = await ctx.repos.agents.handle(params.agent_id, { type: "DeleteAgent", agent_id: params.agent_id }, metaOf(ctx, request));
       await afterWrite(ctx, set, r.position);
       return { id: params.agent_id, object: "agent" as const, deleted: true as const };
-    }, { params: IdParam("agent_id"), response: Deleted("agent"), detail: { summary: "Delete an agent" } });
+    }, { params: IdParam("agent_id"), response: "AgentDeleted", detail: { summary: "Delete an agent" } });
 
-export { getAgent };

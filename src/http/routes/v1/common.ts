@@ -5,7 +5,7 @@ import type { CommandMetadata } from "../../../app/repository.ts";
 import type { JobRow } from "../../../../projections/jobs/index.ts";
 import type { SessionRow } from "../../../../projections/sessions/index.ts";
 import { readYourWrites } from "../../../app/context.ts";
-import { idempotent, type IdempotentRun, type StoredResponse } from "../../idempotency.ts";
+import { idempotent, type IdempotentRun } from "../../idempotency.ts";
 
 export interface V1Deps {
   ctx: AppContext;
@@ -25,19 +25,20 @@ export type ResponseSet = { status?: number | string; headers: Record<string, st
  * Runs a creating POST under its Idempotency-Key (if any) and sets status and replay header.
  * `idPrefixes` names the resources it creates; see `idempotent` for what `run` receives.
  */
-export async function create(
+export async function create<Body>(
   ctx: AppContext,
   request: Request,
   body: unknown,
   set: ResponseSet,
   idPrefixes: Record<string, string>,
-  run: (r: IdempotentRun) => Promise<StoredResponse>,
-): Promise<unknown> {
+  run: (r: IdempotentRun) => Promise<{ status: number; body: Body }>,
+): Promise<Body> {
   const key = request.headers.get("idempotency-key");
   const r = await idempotent(ctx, key, { method: request.method, path: new URL(request.url).pathname, body }, idPrefixes, run);
   set.status = r.status;
   if (r.replayed) set.headers["idempotent-replayed"] = "true";
-  return r.body;
+  // A replay returns the body recorded for this route's response, so it has this route's shape.
+  return r.body as Body;
 }
 
 /**
@@ -52,10 +53,6 @@ export async function afterWrite(ctx: AppContext, set: ResponseSet, position: bi
 
 const Id = t.String({ minLength: 1, maxLength: 100, pattern: "^[A-Za-z0-9_.-]+$" });
 export const IdParam = <K extends string>(name: K) => t.Object({ [name]: Id } as Record<K, typeof Id>);
-
-export const Usage = t.Object({
-  prompt_tokens: t.Integer(), completion_tokens: t.Integer(), cached_tokens: t.Integer(), reasoning_tokens: t.Integer(),
-});
 
 const usageOf = (r: { prompt_tokens: number; completion_tokens: number; cached_tokens: number; reasoning_tokens: number }) => ({
   prompt_tokens: r.prompt_tokens, completion_tokens: r.completion_tokens, cached_tokens: r.cached_tokens, reasoning_tokens: r.reasoning_tokens,
@@ -82,24 +79,6 @@ export function jobView(r: JobRow) {
   };
 }
 
-export const SessionView = t.Object({
-  id: t.String(), object: t.Literal("session"), agent_id: t.String(), user_id: t.String(), name: t.String(),
-  external_ref: t.Union([t.String(), t.Null()]), metadata: t.Record(t.String(), t.Unknown()),
-  status: t.Union([t.Literal("idle"), t.Literal("processing")]), active_job_id: t.Union([t.String(), t.Null()]),
-  queued_job_ids: t.Array(t.String()), archived: t.Boolean(), message_count: t.Integer(), asset_count: t.Integer(),
-  usage: Usage, created_at: t.String(), updated_at: t.String(), last_activity_at: t.String(),
-});
-
-export const JobStatus = t.Union(["pending", "processing", "awaiting_approval", "completed", "failed", "cancelled"].map((s) => t.Literal(s)));
-
-export const JobView = t.Object({
-  id: t.String(), object: t.Literal("job"), kind: t.Union([t.Literal("message"), t.Literal("run")]),
-  session_id: t.Union([t.String(), t.Null()]), message_id: t.Union([t.String(), t.Null()]), agent_id: t.String(), user_id: t.String(),
-  status: t.String(), input: t.Unknown(), content: t.Union([t.String(), t.Null()]), result: t.Unknown(), error: t.Unknown(),
-  approval: t.Unknown(), cancel_requested: t.Boolean(), attempts: t.Integer(), usage: Usage,
-  created_at: t.String(), started_at: t.Union([t.String(), t.Null()]), completed_at: t.Union([t.String(), t.Null()]),
-});
-
 export const Attachment = t.Object({
   type: t.Union([t.Literal("url"), t.Literal("asset"), t.Literal("file")]),
   url: t.Optional(t.String({ maxLength: 4096, pattern: "^https?://" })),
@@ -107,12 +86,4 @@ export const Attachment = t.Object({
   name: t.Optional(t.String({ maxLength: 255 })),
   content_type: t.Optional(t.String({ maxLength: 255 })),
   data: t.Optional(t.String({ maxLength: 8_000_000, description: "base64 content of an inline file" })),
-});
-
-/** What a DELETE answers. */
-export const Deleted = <K extends string>(object: K) => t.Object({ id: t.String(), object: t.Literal(object), deleted: t.Literal(true) });
-
-export const Accepted = t.Object({
-  job_id: t.String(), status: t.String(), message_id: t.Optional(t.Union([t.String(), t.Null()])),
-  session_id: t.Optional(t.Union([t.String(), t.Null()])), queued: t.Optional(t.Boolean()),
 });

@@ -5,21 +5,15 @@ import { TERMINAL } from "../../../domain/job/job.ts";
 import { jobStream } from "../../../domain/streams.ts";
 import { visibleJobRow, visibleJobState } from "../../../app/jobReads.ts";
 import { resumeFrom, sseResponse } from "../../sse.ts";
-import { afterWrite, IdParam, jobView, JobView, metaOf, type V1Deps } from "./common.ts";
-import { CursorQuery, pollStream, PublicEventSchema } from "./cursorEvents.ts";
-
-export const Verbosity = t.Optional(t.Union([t.Literal("minimal"), t.Literal("standard"), t.Literal("full")], { default: "standard" }));
-
-
-const JobEvents = t.Object({
-  job_id: t.String(), status: t.String(), error: t.Unknown(), events: t.Array(PublicEventSchema), cursor: t.Integer(),
-  done: t.Boolean(), approval_requested: t.Boolean(), approved: t.Union([t.Boolean(), t.Null()]),
-});
+import { afterWrite, IdParam, jobView, metaOf, type V1Deps } from "./common.ts";
+import { SSE_RESPONSE, v1Models, Verbosity } from "./models.ts";
+import { CursorQuery, pollStream } from "./cursorEvents.ts";
 
 export const jobRoutes = ({ ctx }: V1Deps) =>
   new Elysia({ name: "agentry.v1.jobs", prefix: "/v1/jobs", detail: { tags: ["Jobs"] } })
+    .use(v1Models)
     .get("/:job_id", ({ params }) => jobView(visibleJobRow(ctx, params.job_id)), {
-      params: IdParam("job_id"), response: JobView, detail: { summary: "Get a job's status, outcome and usage" },
+      params: IdParam("job_id"), response: "Job", detail: { summary: "Get a job's status, outcome and usage" },
     })
     .get("/:job_id/events", async ({ params, query, request }) => {
       // Events first, then the state: the status returned is never older than the events.
@@ -32,7 +26,7 @@ export const jobRoutes = ({ ctx }: V1Deps) =>
         approved: state.planDecision === null ? null : state.planDecision === "approved",
       };
     }, {
-      params: IdParam("job_id"), query: t.Object(CursorQuery), response: JobEvents,
+      params: IdParam("job_id"), query: t.Object(CursorQuery), response: "JobEvents",
       detail: { summary: "Poll a job's events after a cursor", description: "Event ids are positions in the job's stream counted from 1; pass the returned cursor as since. wait holds the request until an event arrives." },
     })
     .get("/:job_id/stream", async ({ params, query, request }) => {
@@ -42,21 +36,21 @@ export const jobRoutes = ({ ctx }: V1Deps) =>
       });
     }, {
       params: IdParam("job_id"), query: t.Object({ since: t.Optional(t.Integer({ minimum: 0 })), verbosity: Verbosity }),
-      detail: { summary: "Stream a job's events as SSE", description: "Each event's SSE id is its cursor id; reconnect with Last-Event-ID to resume. Closes after the job ends." },
+      detail: { responses: SSE_RESPONSE, summary: "Stream a job's events as SSE", description: "Each event's SSE id is its cursor id; reconnect with Last-Event-ID to resume. Closes after the job ends." },
     })
     .post("/:job_id/approve", async ({ params, request, set }) => {
       await visibleJobState(ctx, params.job_id);
       const position = await approvePlan(ctx, params.job_id, metaOf(ctx, request));
       await afterWrite(ctx, set, position);
-      return { job_id: params.job_id, status: "approved" };
-    }, { params: IdParam("job_id"), detail: { summary: "Approve the plan a job is waiting on" } })
+      return { job_id: params.job_id, status: "approved" as const };
+    }, { params: IdParam("job_id"), response: "JobAction", detail: { summary: "Approve the plan a job is waiting on" } })
     .post("/:job_id/reject", async ({ params, request, body, set }) => {
       await visibleJobState(ctx, params.job_id);
       const position = await rejectPlan(ctx, params.job_id, body?.reason ?? null, metaOf(ctx, request));
       await afterWrite(ctx, set, position);
-      return { job_id: params.job_id, status: "rejected" };
+      return { job_id: params.job_id, status: "rejected" as const };
     }, {
-      params: IdParam("job_id"), body: t.Optional(t.Object({ reason: t.Optional(t.String({ maxLength: 2000 })) })),
+      params: IdParam("job_id"), response: "JobAction", body: t.Optional(t.Object({ reason: t.Optional(t.String({ maxLength: 2000 })) })),
       detail: { summary: "Reject the plan; the job ends cancelled and nothing of the plan runs" },
     })
     .post("/:job_id/cancel", async ({ params, request, body, set }) => {
@@ -64,8 +58,8 @@ export const jobRoutes = ({ ctx }: V1Deps) =>
       const r = await cancelJob(ctx, params.job_id, body?.reason ?? null, metaOf(ctx, request));
       await afterWrite(ctx, set, r.position);
       set.status = r.status === "cancelled" ? 200 : 202;
-      return { job_id: params.job_id, status: r.status === "cancelled" ? "cancelled" : "cancelling" };
+      return { job_id: params.job_id, status: r.status === "cancelled" ? "cancelled" as const : "cancelling" as const };
     }, {
-      params: IdParam("job_id"), body: t.Optional(t.Object({ reason: t.Optional(t.String({ maxLength: 2000 })) })),
+      params: IdParam("job_id"), response: { 200: "JobAction", 202: "JobAction" }, body: t.Optional(t.Object({ reason: t.Optional(t.String({ maxLength: 2000 })) })),
       detail: { summary: "Cancel a job", description: "200 when the job has ended; 202 when its worker has been told to stop (it ends within one step)." },
     });

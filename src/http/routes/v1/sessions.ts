@@ -13,15 +13,15 @@ import { listAssets, type AssetRow } from "../../../../projections/assets/index.
 import { listSessionJobs } from "../../../../projections/jobs/index.ts";
 import { listMessages, type MessageRow } from "../../../../projections/messages/index.ts";
 import { getSession, listSessions, type SessionRow } from "../../../../projections/sessions/index.ts";
-import { decodeCursor, page, PageOf, PageQuery, encodeCursor } from "../../pagination.ts";
+import { decodeCursor, page, PageQuery, encodeCursor } from "../../pagination.ts";
 import { resumeFrom, sseResponse } from "../../sse.ts";
-import { getAgent } from "./agents.ts";
+import { getAgent } from "../../../app/agentReads.ts";
 import {
-  Accepted, afterWrite, Attachment, create, Deleted, IdParam, iso, jobView, JobView, metaOf, parseJson, sessionView, SessionView,
+  afterWrite, Attachment, create, IdParam, iso, jobView, metaOf, parseJson, sessionView,
   type ResponseSet, type V1Deps,
 } from "./common.ts";
-import { CursorQuery, pollStream, PublicEventSchema } from "./cursorEvents.ts";
-import { Verbosity } from "./jobs.ts";
+import { CursorQuery, pollStream } from "./cursorEvents.ts";
+import { MessageAccepted, MessageReply, SSE_RESPONSE, v1Models, Verbosity } from "./models.ts";
 import { visibleJobState } from "../../../app/jobReads.ts";
 
 function requireSession(ctx: AppContext, id: string): SessionRow {
@@ -35,20 +35,10 @@ const assetView = (r: AssetRow) => ({
   job_id: r.job_id, created_at: iso(r.created_at)!,
 });
 
-const AssetView = t.Object({
-  asset_label: t.String(), kind: t.String(), url: t.String(), source_tool: t.String(), model: t.Union([t.String(), t.Null()]),
-  prompt: t.Union([t.String(), t.Null()]), job_id: t.Union([t.String(), t.Null()]), created_at: t.String(),
-});
-
 const messageView = (r: MessageRow) => ({
   id: r.id, role: r.role, content: r.content, job_id: r.job_id, status: r.status,
   attachments: parseJson<unknown[]>(r.attachments) ?? [], tool_calls: parseJson<unknown[]>(r.tool_calls) ?? [], assets: parseJson<unknown[]>(r.assets) ?? [],
   result: parseJson(r.result), error: parseJson(r.error), created_at: iso(r.created_at)!,
-});
-
-const MessageView = t.Object({
-  id: t.String(), role: t.String(), content: t.String(), job_id: t.String(), status: t.String(), attachments: t.Array(t.Unknown()),
-  tool_calls: t.Array(t.Unknown()), assets: t.Array(t.Unknown()), result: t.Unknown(), error: t.Unknown(), created_at: t.String(),
 });
 
 const MessageBody = t.Object({
@@ -117,6 +107,7 @@ async function waitForEnd(ctx: AppContext, jobId: string, timeoutMs: number, sig
 
 export const sessionRoutes = ({ ctx }: V1Deps) =>
   new Elysia({ name: "agentry.v1.sessions", prefix: "/v1/sessions", detail: { tags: ["Sessions"] } })
+    .use(v1Models)
     .post("", ({ body, request, set }) => create(ctx, request, body, set, { session: "sess" }, async ({ ids, resumed }) => {
       const agentId = body.agent_id ?? DEFAULT_AGENT_ID;
       getAgent(ctx.db, ctx.appId, agentId);
@@ -136,7 +127,7 @@ export const sessionRoutes = ({ ctx }: V1Deps) =>
         external_ref: t.Optional(t.String({ minLength: 1, maxLength: 200 })),
         metadata: t.Optional(t.Record(t.String(), t.Unknown())),
       }),
-      response: { 201: SessionView },
+      response: { 201: "Session" },
       detail: { summary: "Start a session" },
     })
     .get("", ({ query }) => {
@@ -162,11 +153,11 @@ export const sessionRoutes = ({ ctx }: V1Deps) =>
           description: "activity (default): most recently active first; a session active while you page moves ahead and may be missed. created: newest first, stable while you page.",
         })),
       }),
-      response: PageOf(SessionView),
+      response: "SessionList",
       detail: { summary: "List sessions, most recently active (or newest) first" },
     })
     .get("/:session_id", ({ params }) => sessionView(requireSession(ctx, params.session_id)), {
-      params: IdParam("session_id"), response: SessionView, detail: { summary: "Get a session" },
+      params: IdParam("session_id"), response: "Session", detail: { summary: "Get a session" },
     })
     .patch("/:session_id", async ({ params, body, request, set }) => {
       requireSession(ctx, params.session_id);
@@ -181,7 +172,7 @@ export const sessionRoutes = ({ ctx }: V1Deps) =>
     }, {
       params: IdParam("session_id"),
       body: t.Object({ name: t.Optional(t.String({ minLength: 1, maxLength: 200 })), archived: t.Optional(t.Boolean()) }),
-      response: SessionView, detail: { summary: "Rename, archive or unarchive a session" },
+      response: "Session", detail: { summary: "Rename, archive or unarchive a session" },
     })
     .delete("/:session_id", async ({ params, request, set }) => {
       const row = requireSession(ctx, params.session_id);
@@ -191,7 +182,7 @@ export const sessionRoutes = ({ ctx }: V1Deps) =>
       for (const jobId of JSON.parse(row.turns) as string[]) await cancelJob(ctx, jobId, "session_deleted", meta).catch(() => {});
       await afterWrite(ctx, set, r.position);
       return { id: params.session_id, object: "session" as const, deleted: true as const };
-    }, { params: IdParam("session_id"), response: Deleted("session"), detail: { summary: "Delete a session (gone from lists and reads; its events stay auditable)" } })
+    }, { params: IdParam("session_id"), response: "SessionDeleted", detail: { summary: "Delete a session (gone from lists and reads; its events stay auditable)" } })
 
     .post("/:session_id/messages", async ({ params, body, request, set }) => {
       requireSession(ctx, params.session_id);
@@ -209,9 +200,10 @@ export const sessionRoutes = ({ ctx }: V1Deps) =>
         const accepted = await send();
         return sseResponse(ctx, jobStream(accepted.job_id), { since: 0, verbosity: body.verbosity ?? "standard", closeOnTerminal: true, signal: request.signal });
       }
-      return create(ctx, request, body, set, { message_id: "msg", job_id: "job" }, async ({ ids, resumed }) => {
+      type Answer = typeof MessageAccepted.static | typeof MessageReply.static;
+      return create<Answer>(ctx, request, body, set, { message_id: "msg", job_id: "job" }, async ({ ids, resumed }) => {
         const accepted = await send({ message_id: ids.message_id!, job_id: ids.job_id! }, resumed);
-        const acceptedBody = { job_id: accepted.job_id, message_id: accepted.message_id, session_id: accepted.session_id, status: "pending", queued: accepted.queued };
+        const acceptedBody = { job_id: accepted.job_id, message_id: ids.message_id!, session_id: params.session_id, status: "pending", queued: accepted.queued };
         if (!body.wait) return { status: 202, body: acceptedBody };
         const ended = await waitForEnd(ctx, accepted.job_id, (body.wait_timeout_s ?? 60) * 1000, request.signal, metaOf(ctx, request));
         const state = await visibleJobState(ctx, accepted.job_id);
@@ -222,6 +214,12 @@ export const sessionRoutes = ({ ctx }: V1Deps) =>
     }, {
       params: IdParam("session_id"), body: MessageBody,
       detail: {
+        // The status is chosen at run time (202 accepted, 200 with the reply, or an SSE stream), so the
+        // models are declared for the document rather than checked per status.
+        responses: {
+          200: { description: "wait=true and the turn ended in time", content: { "application/json": { schema: { $ref: "#/components/schemas/MessageReply" } } } },
+          202: { description: "Accepted; poll the job", content: { "application/json": { schema: { $ref: "#/components/schemas/MessageAccepted" } } } },
+        },
         summary: "Send a message (starts a turn)",
         description: '202 {job_id} at once; 409 session_busy while a turn is in flight unless multitask is "enqueue"; wait=true answers with the finished reply; stream=true answers as SSE.',
       },
@@ -240,7 +238,7 @@ export const sessionRoutes = ({ ctx }: V1Deps) =>
         limit: t.Optional(t.Integer({ minimum: 1, maximum: 200, default: 50 })),
         before: t.Optional(t.String({ maxLength: 512, description: "next_cursor of the previous page: older messages" })),
       }),
-      response: PageOf(MessageView),
+      response: "MessageList",
       detail: { summary: "Conversation history, oldest first; page back with before" },
     })
     .post("/:session_id/assets", ({ params, body, request, set }) => create(ctx, request, body, set, { asset: "ast" }, async ({ ids, resumed }) => {
@@ -270,7 +268,7 @@ export const sessionRoutes = ({ ctx }: V1Deps) =>
         prompt: t.Optional(t.String({ maxLength: 10_000 })),
         model: t.Optional(t.String({ maxLength: 200 })),
       }),
-      response: { 201: AssetView },
+      response: { 201: "Asset" },
       detail: { summary: "Register an asset; its label asset_N is numbered atomically per session" },
     })
     .get("/:session_id/assets", ({ params, query }) => {
@@ -278,20 +276,20 @@ export const sessionRoutes = ({ ctx }: V1Deps) =>
       const limit = query.limit ?? 50;
       const after = decodeCursor(query.cursor, { n: "integer" });
       return page(listAssets(ctx.db, params.session_id, limit + 1, after?.n ?? 0), limit, assetView, (r) => ({ n: r.n }));
-    }, { params: IdParam("session_id"), query: t.Object(PageQuery), response: PageOf(AssetView), detail: { summary: "List a session's assets, oldest first" } })
+    }, { params: IdParam("session_id"), query: t.Object(PageQuery), response: "AssetList", detail: { summary: "List a session's assets, oldest first" } })
     .get("/:session_id/jobs", ({ params, query }) => {
       requireSession(ctx, params.session_id);
       const limit = query.limit ?? 20;
       const after = decodeCursor(query.cursor, { seq: "integer" });
       return page(listSessionJobs(ctx.db, params.session_id, limit + 1, after?.seq), limit, jobView, (r) => ({ seq: r.seq }));
-    }, { params: IdParam("session_id"), query: t.Object(PageQuery), response: PageOf(JobView), detail: { summary: "A session's jobs, newest first" } })
+    }, { params: IdParam("session_id"), query: t.Object(PageQuery), response: "JobList", detail: { summary: "A session's jobs, newest first" } })
     .get("/:session_id/events", async ({ params, query, request }) => {
       const row = requireSession(ctx, params.session_id);
       const { events, cursor } = await pollStream(ctx, sessionStream(params.session_id), query, request);
       return { session_id: params.session_id, status: sessionView(row).status, events, cursor };
     }, {
       params: IdParam("session_id"), query: t.Object(CursorQuery),
-      response: t.Object({ session_id: t.String(), status: t.String(), events: t.Array(PublicEventSchema), cursor: t.Integer() }),
+      response: "SessionEvents",
       detail: { summary: "Poll the session's own events (messages, turn ends, assets) after a cursor" },
     })
     .get("/:session_id/stream", ({ params, query, request }) => {
@@ -301,5 +299,5 @@ export const sessionRoutes = ({ ctx }: V1Deps) =>
       });
     }, {
       params: IdParam("session_id"), query: t.Object({ since: t.Optional(t.Integer({ minimum: 0 })), verbosity: Verbosity }),
-      detail: { summary: "Stream the session's events as SSE (resumable with Last-Event-ID)" },
+      detail: { responses: SSE_RESPONSE, summary: "Stream the session's events as SSE (resumable with Last-Event-ID)" },
     });
