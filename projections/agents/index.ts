@@ -4,7 +4,7 @@ import { applyAgentPatch, type AgentEvent, type AgentSpec } from "../../src/doma
 import type { RecordedEvent } from "../../src/eventstore/port.ts";
 import type { Projection } from "../../src/projections/projection.ts";
 import { agentEvents } from "../../src/domain/agent/events.ts";
-import { appIdOf } from "../support.ts";
+import { appIdOf, occurredAt } from "../support.ts";
 
 export const agentsProjection: Projection = {
   name: "agents",
@@ -22,7 +22,7 @@ export const agentsProjection: Projection = {
   `,
   apply(db: Database, e: RecordedEvent) {
     const event = agentEvents.decode(e);
-    const at = e.created.getTime();
+    const at = occurredAt(e);
     switch (event.type) {
       case "AgentCreated": {
         const d = event.data;

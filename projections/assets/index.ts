@@ -3,7 +3,7 @@ import type { Database } from "bun:sqlite";
 import type { RecordedEvent } from "../../src/eventstore/port.ts";
 import type { Projection } from "../../src/projections/projection.ts";
 import { sessionEvents } from "../../src/domain/session/events.ts";
-import { streamIdOf } from "../support.ts";
+import { streamIdOf, occurredAt } from "../support.ts";
 
 export const assetsProjection: Projection = {
   name: "assets",
@@ -25,7 +25,7 @@ export const assetsProjection: Projection = {
     db.query(
       `INSERT OR REPLACE INTO assets (session_id, n, asset_label, url, kind, source_tool, prompt, model, job_id, created_at)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    ).run(streamIdOf(e), n, d.asset_label, d.url, d.kind, d.source_tool, d.prompt, d.model, d.job_id, e.created.getTime());
+    ).run(streamIdOf(e), n, d.asset_label, d.url, d.kind, d.source_tool, d.prompt, d.model, d.job_id, occurredAt(e));
   },
 };
 

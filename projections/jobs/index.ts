@@ -4,7 +4,7 @@ import type { RecordedEvent } from "../../src/eventstore/port.ts";
 import type { Projection } from "../../src/projections/projection.ts";
 import { jobEvents } from "../../src/domain/job/events.ts";
 import { foldRows, type RowFold } from "../rowBatch.ts";
-import { appIdOf, streamIdOf } from "../support.ts";
+import { appIdOf, streamIdOf, occurredAt } from "../support.ts";
 
 export const jobsProjection: Projection = {
   name: "jobs",
@@ -50,7 +50,7 @@ const jobRows: RowFold<JobRow> = {
       .run(...COLUMNS.map((c) => row[c]));
   },
   evolve(row, e) {
-    const at = e.created.getTime();
+    const at = occurredAt(e);
     const event = jobEvents.decode(e);
     if (event.type === "JobQueued") {
       const d = event.data;

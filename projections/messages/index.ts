@@ -6,7 +6,7 @@ import type { Database } from "bun:sqlite";
 import type { RecordedEvent } from "../../src/eventstore/port.ts";
 import type { Projection } from "../../src/projections/projection.ts";
 import { sessionEvents } from "../../src/domain/session/events.ts";
-import { streamIdOf } from "../support.ts";
+import { streamIdOf, occurredAt } from "../support.ts";
 
 export const messagesProjection: Projection = {
   name: "messages",
@@ -24,7 +24,7 @@ export const messagesProjection: Projection = {
   apply(db: Database, e: RecordedEvent) {
     const sessionId = streamIdOf(e);
     const event = sessionEvents.decode(e);
-    const at = e.created.getTime();
+    const at = occurredAt(e);
     const insert = db.query(
       `INSERT INTO messages (seq, session_id, id, role, job_id, content, attachments, status, tool_calls, assets, result, error, created_at)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,

@@ -8,7 +8,7 @@ import { sessionEvents } from "../../src/domain/session/events.ts";
 import type { RecordedEvent } from "../../src/eventstore/port.ts";
 import type { Projection } from "../../src/projections/projection.ts";
 import { foldRows } from "../rowBatch.ts";
-import { appIdOf, streamIdOf } from "../support.ts";
+import { appIdOf, streamIdOf, occurredAt } from "../support.ts";
 
 export const sessionsProjection: Projection = {
   name: "sessions",
@@ -91,7 +91,7 @@ const COLUMNS = [
 
 /** The sessions row as a pure fold of the session's events (and its jobs' usage). */
 function evolveSessionRow(row: SessionRow | null, e: RecordedEvent): SessionRow | null {
-  const at = e.created.getTime();
+  const at = occurredAt(e);
   const seq = Number(e.position);
   const event = domainEvents.decode(e);
   if (event.type === "UsageRecorded") {

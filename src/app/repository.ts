@@ -7,7 +7,7 @@
  * events after the cached revision, so loading a long-lived stream stays cheap.
  */
 import type { Decider, DomainEvent } from "../core/decider.ts";
-import type { EventCodec } from "../core/eventContract.ts";
+import { OCCURRED_AT_KEY, type EventCodec } from "../core/eventContract.ts";
 import { newEventId } from "../core/ids.ts";
 import { StreamNotFoundError, WrongExpectedVersionError } from "../eventstore/errors.ts";
 import type { EventMetadata, EventStore } from "../eventstore/port.ts";
@@ -31,6 +31,8 @@ export interface CommandMetadata {
   appId: string;
   correlationId?: string;
   causationId?: string;
+  /** Business time of the command (ms since the epoch); now when not given. */
+  now?: number;
 }
 
 export class Repository<Command, Event extends DomainEvent, State> {
@@ -82,6 +84,7 @@ export class Repository<Command, Event extends DomainEvent, State> {
       if (events.length === 0) return { state, revision, appended: [], position: null };
       const meta: EventMetadata = {
         app_id: metadata.appId,
+        [OCCURRED_AT_KEY]: metadata.now ?? Date.now(),
         ...(metadata.correlationId ? { correlationId: metadata.correlationId } : {}),
         ...(metadata.causationId ? { causationId: metadata.causationId } : {}),
       };

@@ -33,6 +33,18 @@ export class EventContractError extends Error {
 /** Where the schema version travels with each event. */
 export const SCHEMA_VERSION_KEY = "schema_version";
 
+/**
+ * Where business time travels: when the command that wrote the event was decided (ms since the
+ * epoch), set by the writer, so it survives moving events to another store. The store's own
+ * `created` is the fallback for events written before it was recorded.
+ */
+export const OCCURRED_AT_KEY = "occurred_at";
+
+export const occurredAt = (e: { metadata: Record<string, unknown>; created: Date }): number => {
+  const at = e.metadata[OCCURRED_AT_KEY];
+  return typeof at === "number" ? at : e.created.getTime();
+};
+
 export interface EventCodec<E extends DomainEvent> {
   /** True when this codec knows the type. */
   knows(type: string): boolean;

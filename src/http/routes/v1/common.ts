@@ -17,6 +17,7 @@ export const parseJson = <T = unknown>(s: string | null): T | null => (s === nul
 export const metaOf = (ctx: AppContext, request: Request): CommandMetadata => ({
   appId: ctx.appId,
   correlationId: request.headers.get("x-request-id") ?? undefined,
+  now: Date.now(),
 });
 
 export type ResponseSet = { status?: number | string; headers: Record<string, string | number> };

@@ -8,6 +8,7 @@ import { newResourceId } from "../../../core/ids.ts";
 import { TERMINAL } from "../../../domain/job/job.ts";
 import type { SessionEvent } from "../../../domain/session/session.ts";
 import { sessionEvents } from "../../../domain/session/events.ts";
+import { occurredAt } from "../../../core/eventContract.ts";
 import { DEFAULT_AGENT_ID, jobStream, sessionStream } from "../../../domain/streams.ts";
 import { listAssets, type AssetRow } from "../../../../projections/assets/index.ts";
 import { listSessionJobs } from "../../../../projections/jobs/index.ts";
@@ -79,7 +80,7 @@ async function sessionAfterWrite(ctx: AppContext, set: ResponseSet, id: string, 
 async function registeredAsset(ctx: AppContext, sessionId: string, assetId: string) {
   for await (const e of ctx.store.readStream(sessionStream(sessionId), { direction: "backwards" })) {
     const event = sessionEvents.decode(e);
-    if (event.type === "AssetRegistered" && event.data.asset_id === assetId) return { ...event.data, created_at: e.created.getTime() };
+    if (event.type === "AssetRegistered" && event.data.asset_id === assetId) return { ...event.data, created_at: occurredAt(e) };
   }
   return null;
 }
