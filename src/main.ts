@@ -19,7 +19,7 @@ import { apiKeyAuthenticator, resolveApiKey } from "./http/auth.ts";
 import { v1Routes } from "./http/routes/v1/index.ts";
 import { InProcessJobQueue, type JobQueue } from "./jobs/queue.ts";
 import { RedisJobQueue } from "./jobs/redisQueue.ts";
-import { finishTurn } from "./app/turns.ts";
+import { TurnCoordinator } from "./app/turnCoordinator.ts";
 import { reconcile } from "./jobs/reconciler.ts";
 import { TurnRunner } from "./jobs/turnRunner.ts";
 import { Worker } from "./jobs/worker.ts";
@@ -65,7 +65,8 @@ export async function startServer(
     defaultProvider, logger, appId: DEFAULT_APP_ID, readYourWritesTimeoutMs: config.readYourWritesTimeoutMs,
     idempotencyClaimTtlMs: config.idempotencyClaimTtlMs,
     running: { isRunning: () => false, abort: () => {} },
-  };
+  } as Omit<AppContext, "turns"> as AppContext;
+  ctx.turns = new TurnCoordinator(ctx, logger.child({ component: "turns" }));
   let reconcileTimer: ReturnType<typeof setInterval> | undefined;
   const worker = new Worker(queue, new TurnRunner(ctx, `runner-${process.pid}`), logger.child({ component: "worker" }), config.workerConcurrency);
   ctx.running = worker;
@@ -77,8 +78,9 @@ export async function startServer(
     worker.start(async (jobId, deliveries) => {
       const meta = { appId: ctx.appId, correlationId: "queue" };
       await ctx.repos.jobs.handle(jobId, { type: "FailJob", error: { code: "worker_lost", message: `The job's worker stopped ${deliveries} times; it was given up` } }, meta).catch(() => {});
-      await finishTurn(ctx, jobId, meta);
     });
+    // Where jobs run, job ends and session deletions are followed up (see TurnCoordinator).
+    await ctx.turns.start();
     // A started job is dispatched again only when no live worker holds its lease (see reconcile).
     await reconcile(ctx);
     if (queue.kind !== "in-process") {
@@ -101,6 +103,7 @@ export async function startServer(
         await stopHttp();
         clearInterval(reconcileTimer);
         await worker.stop(config.shutdownTimeoutMs);
+        await ctx.turns.stop();
         await live.stop();
         await projectionRunner.stop();
         await store.close();

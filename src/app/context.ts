@@ -17,6 +17,7 @@ import type { JobQueue } from "../jobs/queue.ts";
 import type { LlmProvider } from "../llm/provider.ts";
 import type { ProjectionRunner } from "../projections/runner.ts";
 import type { LiveEvents } from "./liveEvents.ts";
+import type { TurnCoordinator } from "./turnCoordinator.ts";
 import { Repository } from "./repository.ts";
 
 export interface Repositories {
@@ -55,6 +56,8 @@ export interface AppContext {
   readYourWritesTimeoutMs: number;
   /** How long an Idempotency-Key claim lives without renewal (its holder renews it every third of that). */
   idempotencyClaimTtlMs: number;
+  /** Session ↔ job coordination: what follows a job's end or a session's deletion. */
+  turns: TurnCoordinator;
 }
 
 /**

@@ -1,7 +1,7 @@
 /**
  * Application services for agent work: sending messages, starting runs, approving, rejecting and
- * cancelling jobs, and ending turns. Shared by the HTTP routes and the workers, so every path that
- * ends a job also frees its session and starts the next queued turn.
+ * cancelling jobs. Shared by the HTTP routes and the workers. What follows a job's end (its turn ends,
+ * the next queued turn starts) is the turn coordinator's (turnCoordinator.ts).
  */
 import { NotFoundError } from "../core/errors.ts";
 import { newResourceId } from "../core/ids.ts";
@@ -78,7 +78,7 @@ export async function sendMessage(
   if (active && input.multitask !== "enqueue") {
     const { state: job } = await ctx.repos.jobs.load(active.job_id);
     if (TERMINAL.has(job.status as never)) {
-      await finishTurn(ctx, active.job_id, meta);
+      await ctx.turns.jobEnded(active.job_id, meta);
       ({ state: session } = await ctx.repos.sessions.load(sessionId));
     }
   }
@@ -159,45 +159,22 @@ export async function approvePlan(ctx: AppContext, jobId: string, meta: Meta): P
   return r.position;
 }
 
-/** Rejects the plan: nothing of it runs, the job ends cancelled and the session is free. */
+/** Rejects the plan: nothing of it runs and the job ends cancelled (the turn coordinator frees the session). */
 export async function rejectPlan(ctx: AppContext, jobId: string, reason: string | null, meta: Meta): Promise<bigint | null> {
   await loadJob(ctx, jobId);
   const r = await ctx.repos.jobs.handle(jobId, { type: "RejectPlan", reason }, meta);
-  return (await finishTurn(ctx, jobId, meta)) ?? r.position;
+  return r.position;
 }
 
 /**
  * Cancels a job. A job no worker is running ends at once; a running one is told to stop (its model
- * request is aborted) and its worker appends the end. Either way the session is freed.
+ * request is aborted) and its worker appends the end. Either way the turn coordinator frees the session.
  */
 export async function cancelJob(ctx: AppContext, jobId: string, reason: string | null, meta: Meta): Promise<{ position: bigint | null; status: string }> {
   await loadJob(ctx, jobId);
   const r = await ctx.repos.jobs.handle(jobId, (state) => ({ type: "RequestCancel", reason, heldByRunner: ctx.running.isRunning(jobId) && !TERMINAL.has(state.status as never) }), meta);
   if (ctx.running.isRunning(jobId)) ctx.running.abort(jobId);
-  const ended = TERMINAL.has(r.state.status as never);
-  const position = ended ? ((await finishTurn(ctx, jobId, meta)) ?? r.position) : r.position;
-  return { position, status: r.state.status };
-}
-
-/**
- * After a job ended: records the turn's end on its session (with the reply, for the conversation
- * history and the next turn's context) and hands the session's next queued turn to the queue.
- * Idempotent, so every path that may end a job can call it, and the reconciler can repeat it.
- */
-export async function finishTurn(ctx: AppContext, jobId: string, meta: Meta): Promise<bigint | null> {
-  const job = await loadJob(ctx, jobId);
-  if (!TERMINAL.has(job.status as never) || !job.sessionId) return null;
-  const reply = job.status === "completed" ? await replySummary(ctx, jobId) : null;
-  const ended = await ctx.repos.sessions.handle(job.sessionId, {
-    type: "EndTurn", job_id: jobId, outcome: job.status as "completed" | "failed" | "cancelled", reply,
-    error: job.status === "failed" ? job.error : job.status === "cancelled" ? { code: "cancelled", message: "The turn was cancelled" } : null,
-  }, { ...meta, causationId: jobId }).catch((err) => {
-    if (err instanceof NotFoundError) return null; // the session was deleted meanwhile
-    throw err;
-  });
-  const next = ended?.state.turns[0];
-  if (next) dispatch(ctx, next.job_id);
-  return ended?.position ?? null;
+  return { position: r.position, status: r.state.status };
 }
 
 /** The assistant's side of a completed turn, from the job's events. */

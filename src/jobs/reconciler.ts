@@ -10,7 +10,7 @@
  *   frees the session and starts its next queued turn.
  */
 import type { AppContext } from "../app/context.ts";
-import { dispatch, finishTurn } from "../app/turns.ts";
+import { dispatch } from "../app/turns.ts";
 import { TERMINAL } from "../domain/job/job.ts";
 import type { SessionEvent } from "../domain/session/session.ts";
 import { sessionStream } from "../domain/streams.ts";
@@ -61,7 +61,7 @@ export async function reconcile(ctx: AppContext, options: ReconcileOptions = {})
           if (index === 0) dispatch(ctx, jobId);
         }
       } else if (TERMINAL.has(state.status)) {
-        await finishTurn(ctx, jobId, meta);
+        await ctx.turns.jobEnded(jobId, meta);
         report.closed++;
       }
     }

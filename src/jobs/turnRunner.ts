@@ -10,7 +10,6 @@
  */
 import Ajv, { type ValidateFunction } from "ajv";
 import type { AppContext } from "../app/context.ts";
-import { finishTurn } from "../app/turns.ts";
 import { AppError, ConflictError, ValidationError } from "../core/errors.ts";
 import { newResourceId } from "../core/ids.ts";
 import type { AgentSpec } from "../domain/agent/agent.ts";
@@ -80,11 +79,8 @@ export class TurnRunner {
     const meta = { appId: this.ctx.appId, correlationId: jobId };
     const { state } = await repos.jobs.load(jobId);
     if (state.status === "none") return;
-    if (TERMINAL.has(state.status)) {
-      await finishTurn(this.ctx, jobId, meta); // the turn may not have been closed before a crash
-      return;
-    }
-    if (state.status === "awaiting_approval") return;
+    // Ended jobs (and their turns, through the turn coordinator) need nothing more from a runner.
+    if (TERMINAL.has(state.status) || state.status === "awaiting_approval") return;
 
     if (state.sessionId) {
       const { state: session } = await repos.sessions.load(state.sessionId);
@@ -99,7 +95,6 @@ export class TurnRunner {
       // A previous attempt was cut off mid-step (the process stopped). Re-running would repeat what the
       // client already saw; end it clearly instead.
       await repos.jobs.handle(jobId, { type: "FailJob", error: { code: "interrupted", message: "The server stopped while this job was running. Send the message again." } }, meta).catch(ignoreFinished);
-      await finishTurn(this.ctx, jobId, meta);
       return;
     }
 
@@ -107,11 +102,7 @@ export class TurnRunner {
       if (err instanceof ConflictError) return null;
       throw err;
     });
-    if (!started) return;
-    if (started.state.status !== "processing") {
-      await finishTurn(this.ctx, jobId, meta);
-      return;
-    }
+    if (!started || started.state.status !== "processing") return; // another runner has it, or a pending cancel ended it
     const attempt = started.state.attempt;
     // A cancel may be appended by another process (an API process, with the job running here): watch
     // the job's stream and stop the model request as soon as one lands.
@@ -165,7 +156,6 @@ export class TurnRunner {
     } finally {
       stopWatching();
     }
-    await finishTurn(this.ctx, jobId, meta);
   }
 
   private async execute(jobId: string, job: JobState, append: (c: JobCommand) => Promise<JobState>, signal: AbortSignal): Promise<void> {

@@ -124,3 +124,20 @@ describe("paging the session list while sessions get activity", () => {
     expect({ status: mixed.status, code: mixed.body.error?.code }).toEqual({ status: 400, code: "invalid_cursor" });
   });
 });
+
+describe("the turn coordinator", () => {
+  test("a turn whose job is ended by any writer closes, and the session's next queued turn runs", async () => {
+    const sid = await newSession();
+    const first = await client.post(`/v1/sessions/${sid}/messages`, { content: "please register https://example.com/held.png" });
+    await client.waitForStatus(first.body.job_id, ["awaiting_approval"]);
+    const second = await client.post(`/v1/sessions/${sid}/messages`, { content: "and then this", multitask: "enqueue" });
+    expect(second.body.queued).toBe(true);
+    // Another process (an operator's tool, a worker elsewhere) fails the waiting job straight in the store.
+    await server.ctx.repos.jobs.handle(first.body.job_id, { type: "FailJob", error: { code: "operator", message: "failed by hand" } }, { appId: "app_default" });
+    const next = await client.waitForStatus(second.body.job_id, ["completed", "failed", "cancelled"]);
+    expect(next.status).toBe("completed");
+    const history = (await client.get(`/v1/sessions/${sid}/messages`)).body.data;
+    // In the order it happened: the second message was sent while the first turn waited.
+    expect(history.map((m: any) => [m.role, m.status])).toEqual([["user", "sent"], ["user", "sent"], ["assistant", "failed"], ["assistant", "completed"]]);
+  });
+});

@@ -2,7 +2,7 @@
 import { Elysia, t } from "elysia";
 import type { AppContext } from "../../../app/context.ts";
 import type { CommandMetadata } from "../../../app/repository.ts";
-import { cancelJob, finishTurn, sendMessage, replySummary, type MessageIds } from "../../../app/turns.ts";
+import { sendMessage, replySummary, type MessageIds } from "../../../app/turns.ts";
 import { NotFoundError, ValidationError } from "../../../core/errors.ts";
 import { newResourceId } from "../../../core/ids.ts";
 import { TERMINAL } from "../../../domain/job/job.ts";
@@ -95,7 +95,7 @@ async function waitForEnd(ctx: AppContext, jobId: string, timeoutMs: number, sig
     if (TERMINAL.has(state.status as never)) {
       waiter.cancel();
       // The reply is returned with its turn closed, so the caller can send the next message at once.
-      await finishTurn(ctx, jobId, meta).catch(() => {});
+      await ctx.turns.jobEnded(jobId, meta).catch(() => {});
       return true;
     }
     if (remaining <= 0 || signal.aborted) {
@@ -176,11 +176,12 @@ export const sessionRoutes = ({ ctx }: V1Deps) =>
       response: "Session", detail: { summary: "Rename, archive or unarchive a session" },
     })
     .delete("/:session_id", async ({ params, request, set }) => {
-      const row = requireSession(ctx, params.session_id);
+      requireSession(ctx, params.session_id);
       const meta = metaOf(ctx, request);
       const r = await ctx.repos.sessions.handle(params.session_id, { type: "DeleteSession" }, meta);
-      // Turns in flight or queued end with the session; their events stay for audit.
-      for (const jobId of JSON.parse(row.turns) as string[]) await cancelJob(ctx, jobId, "session_deleted", meta).catch(() => {});
+      // Its turns end with it: the turn coordinator reacts to the deletion wherever jobs run; asking it
+      // here too stops them before this answers.
+      await ctx.turns.sessionDeleted(params.session_id, meta);
       await afterWrite(ctx, set, r.position);
       return { id: params.session_id, object: "session" as const, deleted: true as const };
     }, { params: IdParam("session_id"), response: "SessionDeleted", detail: { summary: "Delete a session (gone from lists and reads; its events stay auditable)" } })

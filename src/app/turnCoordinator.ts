@@ -1,0 +1,105 @@
+/**
+ * Session ↔ job coordination in one place: the process manager for turns. Its rules:
+ *
+ * - A session turn's job ended (completed, failed or cancelled, by whichever process) → the turn ends
+ *   on its session, with the reply, and the session's next queued turn goes to the queue.
+ * - A session was deleted → the jobs of its open turns are cancelled.
+ *
+ * It reacts to those events as they are appended, through its own `$all` subscription, in every
+ * process that runs workers; the start-up and periodic reconciler repairs what happened while no
+ * process was listening. Each reaction is idempotent (ending an ended turn decides nothing, cancelling
+ * an ended job is refused and ignored), so several processes, and a caller that needs the effect
+ * before it answers (a message sent just after the previous turn ended), may all apply it.
+ */
+import type { Logger } from "../core/logger.ts";
+import { ConflictError, NotFoundError } from "../core/errors.ts";
+import { TERMINAL } from "../domain/job/job.ts";
+import { idOf } from "../domain/streams.ts";
+import type { Subscription } from "../eventstore/port.ts";
+import type { AppContext } from "./context.ts";
+import type { CommandMetadata } from "./repository.ts";
+import { cancelJob, dispatch, replySummary } from "./turns.ts";
+
+const JOB_ENDS = ["JobCompleted", "JobFailed", "JobCancelled"];
+
+export class TurnCoordinator {
+  private subscription: Subscription | undefined;
+  private loop: Promise<void> | undefined;
+  private stopped = false;
+
+  constructor(private readonly ctx: AppContext, private readonly logger: Logger = ctx.logger) {}
+
+  /** Starts reacting to events appended from now on. */
+  async start(): Promise<void> {
+    const head = await this.ctx.store.headPosition();
+    this.loop = this.run(head);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.subscription?.unsubscribe();
+    await this.loop;
+  }
+
+  /**
+   * The job ended: ends its turn on the session (with the reply) and dispatches the session's next
+   * queued turn. Returns the position of what it appended, or null when there was nothing to do.
+   */
+  async jobEnded(jobId: string, meta: CommandMetadata): Promise<bigint | null> {
+    const { state: job } = await this.ctx.repos.jobs.load(jobId);
+    if (!TERMINAL.has(job.status as never) || !job.sessionId) return null;
+    const reply = job.status === "completed" ? await replySummary(this.ctx, jobId) : null;
+    const error = job.status === "failed" ? job.error
+      : job.status === "cancelled" ? { code: "cancelled", message: `The turn was cancelled (${job.cancelReason ?? "cancelled"})` }
+      : null;
+    const ended = await this.ctx.repos.sessions.handle(job.sessionId, {
+      type: "EndTurn", job_id: jobId, outcome: job.status as "completed" | "failed" | "cancelled", reply, error,
+    }, { ...meta, causationId: jobId }).catch((err) => {
+      if (err instanceof NotFoundError) return null; // the session was deleted meanwhile
+      throw err;
+    });
+    const next = ended?.state.turns[0];
+    if (next) dispatch(this.ctx, next.job_id);
+    return ended?.position ?? null;
+  }
+
+  /** The session was deleted: its turns in flight or queued end with it (their events stay for audit). */
+  async sessionDeleted(sessionId: string, meta: CommandMetadata): Promise<void> {
+    const { state: session } = await this.ctx.repos.sessions.load(sessionId);
+    for (const turn of session.turns) {
+      await cancelJob(this.ctx, turn.job_id, "session_deleted", { ...meta, causationId: sessionId }).catch((err) => {
+        if (!(err instanceof ConflictError) && !(err instanceof NotFoundError)) throw err; // ended, or never queued
+      });
+    }
+  }
+
+  private async run(from: bigint | null): Promise<void> {
+    let position = from;
+    while (!this.stopped) {
+      this.subscription = this.ctx.store.subscribeToAll({
+        fromPosition: position ?? "start", filter: { eventTypes: [...JOB_ENDS, "SessionDeleted"] },
+      });
+      try {
+        for (;;) {
+          const batch = await this.subscription.nextBatch(100);
+          if (batch.length === 0) return;
+          for (const e of batch) {
+            const meta = { appId: this.ctx.appId, correlationId: "turns", causationId: e.id };
+            try {
+              if (e.type === "SessionDeleted") await this.sessionDeleted(idOf(e.streamId), meta);
+              else await this.jobEnded(idOf(e.streamId), meta);
+            } catch (err) {
+              // One event's reaction failing must not stop the others; the reconciler repairs it later.
+              this.logger.warn("could not coordinate a turn", { stream: e.streamId, event: e.type, error: err as Error });
+            }
+            position = e.position;
+          }
+        }
+      } catch (err) {
+        if (this.stopped) return;
+        this.logger.warn("turn coordination failed; resubscribing", { error: err as Error });
+        await Bun.sleep(500);
+      }
+    }
+  }
+}
