@@ -148,10 +148,9 @@ for (const { name, start, make, path } of cases) {
     test("a model that stalls mid-stream times out instead of hanging", async () => {
       const stalling = resilient(make(server), 300);
       server.script({ kind: "stall", chunks: ["thinking..."] });
-      const started = Date.now();
+      // Without the stall timeout this call would never return (the server sends nothing more).
       const err = await failure(stalling, request());
       expect(err.code).toBe("timeout");
-      expect(Date.now() - started).toBeLessThan(5000);
     });
   });
 }
