@@ -65,10 +65,11 @@ export interface AppContext {
  * Resolves false when they did not catch up in time: the write has committed regardless, so callers
  * answer success (built from the events) and report the lag, never an error.
  */
-export async function readYourWrites(ctx: AppContext, position: bigint | null): Promise<boolean> {
+export async function readYourWrites(ctx: AppContext, position: bigint | null, signal?: AbortSignal): Promise<boolean> {
   if (position === null) return true;
   try {
-    await ctx.projections.waitForPosition(position, ctx.readYourWritesTimeoutMs);
+    // A caller that went away stops the wait: its connection is not held open for a read it won't make.
+    await ctx.projections.waitForPosition(position, ctx.readYourWritesTimeoutMs, signal);
     return true;
   } catch (err) {
     if (err instanceof TimeoutError) return false;

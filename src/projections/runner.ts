@@ -109,19 +109,32 @@ export class ProjectionRunner {
    * Resolves once every projection has processed the event at `position` (read-your-writes).
    * Rejects with a 504-mapped TimeoutError after `timeoutMs`.
    */
-  waitForPosition(position: bigint, timeoutMs = 5000): Promise<void> {
+  waitForPosition(position: bigint, timeoutMs = 5000, signal?: AbortSignal): Promise<void> {
     if (this.processed !== null && this.processed >= position) return Promise.resolve();
     return new Promise((resolve, reject) => {
-      const waiter: Waiter = { position, resolve: () => { clearTimeout(timer); resolve(); } };
-      const timer = setTimeout(() => {
+      const giveUp = (why: string) => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
         this.waiters = this.waiters.filter((w) => w !== waiter);
         reject(new TimeoutError(
-          `The read models did not catch up with position ${position} within ${timeoutMs} ms`,
+          `The read models did not catch up with position ${position} ${why}`,
           { position: position.toString(), processed: this.processed?.toString() ?? null },
           "read_model_timeout",
         ));
-      }, timeoutMs);
+      };
+      const onAbort = () => giveUp("before the caller went away");
+      const waiter: Waiter = {
+        position,
+        resolve: () => {
+          clearTimeout(timer);
+          signal?.removeEventListener("abort", onAbort);
+          resolve();
+        },
+      };
+      const timer = setTimeout(() => giveUp(`within ${timeoutMs} ms`), timeoutMs);
       this.waiters.push(waiter);
+      if (signal?.aborted) onAbort();
+      else signal?.addEventListener("abort", onAbort, { once: true });
     });
   }
 

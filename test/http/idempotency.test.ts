@@ -127,6 +127,33 @@ describe("a committed write", () => {
   });
 });
 
+describe("a client that goes away", () => {
+  test("stops its write's wait for the read models: the write is answered and recorded, not held open", async () => {
+    const lagging = await startTestServer({ API_KEY: TEST_KEY, READ_YOUR_WRITES_TIMEOUT_MS: "120000" });
+    try {
+      const c = api(lagging.url);
+      await lagging.ctx.projections.stop(); // the read models will not catch up: a write would wait the full 120 s
+      const key = newKey();
+      const gaveUp = await fetch(`${lagging.url}/v1/sessions`, {
+        method: "POST", headers: { "x-api-key": TEST_KEY, "content-type": "application/json", ...key },
+        body: JSON.stringify({ user_id: "impatient" }), signal: AbortSignal.timeout(300),
+      }).then(() => "answered", () => "aborted");
+      expect(gaveUp).toBe("aborted");
+      // Once the server notices the client left, the request ends and its outcome is recorded: the
+      // retry replays it instead of finding the request still in progress for two minutes.
+      let retry = await c.post("/v1/sessions", { user_id: "impatient" }, key);
+      for (let i = 0; i < 100 && retry.status === 409; i++) {
+        await Bun.sleep(50);
+        retry = await c.post("/v1/sessions", { user_id: "impatient" }, key);
+      }
+      expect(retry.status).toBe(201);
+      expect(retry.headers.get("idempotent-replayed")).toBe("true");
+    } finally {
+      await lagging.stop();
+    }
+  });
+});
+
 describe("a claim lives as long as its request", () => {
   test("a retry through another process, long after the claim was made, waits for the running request", async () => {
     const dataDir = mkdtempSync(join(tmpdir(), "agentry-idem-"));

@@ -8,7 +8,7 @@ import { DEFAULT_AGENT_ID } from "../../../domain/streams.ts";
 import { requireValidSchema } from "../../../jobs/turnRunner.ts";
 import { BUILTIN_TOOLS } from "../../../tools/registry.ts";
 import { decodeCursor, page, PageQuery } from "../../pagination.ts";
-import { afterWrite, create, IdParam, iso, metaOf, parseJson, type ResponseSet, type V1Deps } from "./common.ts";
+import { afterWrite, create, IdParam, iso, metaOf, parseJson, type HttpExchange, type V1Deps } from "./common.ts";
 import { v1Models } from "./models.ts";
 import { getAgent } from "../../../app/agentReads.ts";
 import { findAgent, listAgents, type AgentRow } from "../../../../projections/agents/index.ts";
@@ -77,8 +77,8 @@ const normaliseTools = (tools: Array<Record<string, unknown>> | undefined): Tool
  * The agent as the response shows it: from the read model once it has the write; while it lags, from
  * the agent's own events (timestamps from the read model when it has the agent, else now).
  */
-async function agentAfterWrite(ctx: AppContext, set: ResponseSet, id: string, position: bigint | null) {
-  const fresh = await afterWrite(ctx, set, position);
+async function agentAfterWrite(ctx: AppContext, http: HttpExchange, id: string, position: bigint | null) {
+  const fresh = await afterWrite(ctx, http, position);
   const row = findAgent(ctx.db, ctx.appId, id);
   if (fresh && row) return view(row);
   const { state } = await ctx.repos.agents.load(id);
@@ -103,7 +103,7 @@ export const agentRoutes = ({ ctx }: V1Deps) =>
       // A retry taking over this request finds the agent its first execution created.
       const exists = resumed && (await ctx.repos.agents.load(id)).state.status !== "none";
       const position = exists ? null : (await ctx.repos.agents.handle(id, { type: "CreateAgent", agent_id: id, spec }, metaOf(ctx, request))).position;
-      return { status: 201, body: await agentAfterWrite(ctx, set, id, position) };
+      return { status: 201, body: await agentAfterWrite(ctx, { set, request }, id, position) };
     }), { body: t.Object(AgentFields), response: { 201: "Agent" }, detail: { summary: "Create an agent" } })
     .get("", ({ query }) => {
       const limit = query.limit ?? 20;
@@ -127,7 +127,7 @@ export const agentRoutes = ({ ctx }: V1Deps) =>
         if (state.spec) checkSpec(ctx, applyAgentPatch(state.spec, patch));
         return { type: "UpdateAgent", agent_id: params.agent_id, patch };
       }, metaOf(ctx, request));
-      return agentAfterWrite(ctx, set, params.agent_id, r.position);
+      return agentAfterWrite(ctx, { set, request }, params.agent_id, r.position);
     }, {
       params: IdParam("agent_id"), body: t.Partial(t.Object(AgentFields)), response: "Agent",
       detail: { summary: "Update an agent", description: "Merges at every level: fields left out keep their value; model merges field by field and model.parameters key by key (null removes a parameter); tools and output_schema are replaced whole." },
@@ -136,7 +136,7 @@ export const agentRoutes = ({ ctx }: V1Deps) =>
       if (params.agent_id === DEFAULT_AGENT_ID) throw new ConflictError("default_agent", "The default agent cannot be deleted");
       getAgent(ctx.db, ctx.appId, params.agent_id);
       const r = await ctx.repos.agents.handle(params.agent_id, { type: "DeleteAgent", agent_id: params.agent_id }, metaOf(ctx, request));
-      await afterWrite(ctx, set, r.position);
+      await afterWrite(ctx, { set, request }, r.position);
       return { id: params.agent_id, object: "agent" as const, deleted: true as const };
     }, { params: IdParam("agent_id"), response: "AgentDeleted", detail: { summary: "Delete an agent" } });
 

@@ -22,6 +22,12 @@ export const metaOf = (ctx: AppContext, request: Request): CommandMetadata => ({
 
 export type ResponseSet = { status?: number | string; headers: Record<string, string | number> };
 
+/** The request being answered and its response settings, as a route handler has them. */
+export interface HttpExchange {
+  request: Request;
+  set: ResponseSet;
+}
+
 /**
  * Runs a creating POST under its Idempotency-Key (if any) and sets status and replay header.
  * `idPrefixes` names the resources it creates; see `idempotent` for what `run` receives.
@@ -46,8 +52,9 @@ export async function create<Body>(
  * After a committed write: waits (bounded) for the read models to include it. When they lag, the
  * response says so (`x-read-your-writes: pending`) and the caller answers from the events it wrote.
  */
-export async function afterWrite(ctx: AppContext, set: ResponseSet, position: bigint | null): Promise<boolean> {
-  const fresh = await readYourWrites(ctx, position);
+export async function afterWrite(ctx: AppContext, http: HttpExchange, position: bigint | null): Promise<boolean> {
+  const { set, request } = http;
+  const fresh = await readYourWrites(ctx, position, request.signal);
   if (!fresh) set.headers["x-read-your-writes"] = "pending";
   return fresh;
 }

@@ -41,13 +41,13 @@ export const jobRoutes = ({ ctx }: V1Deps) =>
     .post("/:job_id/approve", async ({ params, request, set }) => {
       await visibleJobState(ctx, params.job_id);
       const position = await approvePlan(ctx, params.job_id, metaOf(ctx, request));
-      await afterWrite(ctx, set, position);
+      await afterWrite(ctx, { set, request }, position);
       return { job_id: params.job_id, status: "approved" as const };
     }, { params: IdParam("job_id"), response: "JobAction", detail: { summary: "Approve the plan a job is waiting on" } })
     .post("/:job_id/reject", async ({ params, request, body, set }) => {
       await visibleJobState(ctx, params.job_id);
       const position = await rejectPlan(ctx, params.job_id, body?.reason ?? null, metaOf(ctx, request));
-      await afterWrite(ctx, set, position);
+      await afterWrite(ctx, { set, request }, position);
       return { job_id: params.job_id, status: "rejected" as const };
     }, {
       params: IdParam("job_id"), response: "JobAction", body: t.Optional(t.Object({ reason: t.Optional(t.String({ maxLength: 2000 })) })),
@@ -56,7 +56,7 @@ export const jobRoutes = ({ ctx }: V1Deps) =>
     .post("/:job_id/cancel", async ({ params, request, body, set }) => {
       await visibleJobState(ctx, params.job_id);
       const r = await cancelJob(ctx, params.job_id, body?.reason ?? null, metaOf(ctx, request));
-      await afterWrite(ctx, set, r.position);
+      await afterWrite(ctx, { set, request }, r.position);
       set.status = r.status === "cancelled" ? 200 : 202;
       return { job_id: params.job_id, status: r.status === "cancelled" ? "cancelled" as const : "cancelling" as const };
     }, {

@@ -19,7 +19,7 @@ import { resumeFrom, sseResponse } from "../../sse.ts";
 import { getAgent } from "../../../app/agentReads.ts";
 import {
   afterWrite, Attachment, create, IdParam, iso, jobView, metaOf, parseJson, sessionView,
-  type ResponseSet, type V1Deps,
+  type HttpExchange, type V1Deps,
 } from "./common.ts";
 import { CursorQuery, pollStream } from "./cursorEvents.ts";
 import { MessageAccepted, MessageReply, SSE_RESPONSE, v1Models, Verbosity } from "./models.ts";
@@ -58,8 +58,8 @@ const MessageBody = t.Object({
  * The session as the response shows it: from the read model once it has the write; while it lags,
  * the read model's row (if any) brought up to date from the session's own events.
  */
-async function sessionAfterWrite(ctx: AppContext, set: ResponseSet, id: string, position: bigint | null) {
-  const fresh = await afterWrite(ctx, set, position);
+async function sessionAfterWrite(ctx: AppContext, http: HttpExchange, id: string, position: bigint | null) {
+  const fresh = await afterWrite(ctx, http, position);
   const row = getSession(ctx.db, ctx.appId, id);
   if (fresh && row) return sessionView(row);
   const { state } = await ctx.repos.sessions.load(id);
@@ -119,7 +119,7 @@ export const sessionRoutes = ({ ctx }: V1Deps) =>
         type: "StartSession", session_id: id, agent_id: agentId, user_id: body.user_id,
         name: body.name ?? `session-${id.slice(-6)}`, external_ref: body.external_ref ?? null, metadata: body.metadata ?? {},
       }, metaOf(ctx, request))).position;
-      return { status: 201, body: await sessionAfterWrite(ctx, set, id, position) };
+      return { status: 201, body: await sessionAfterWrite(ctx, { set, request }, id, position) };
     }), {
       body: t.Object({
         agent_id: t.Optional(t.String({ minLength: 1, maxLength: 100 })),
@@ -169,7 +169,7 @@ export const sessionRoutes = ({ ctx }: V1Deps) =>
       if (body.archived !== undefined) {
         position = (await ctx.repos.sessions.handle(params.session_id, { type: body.archived ? "ArchiveSession" : "UnarchiveSession" }, meta)).position ?? position;
       }
-      return sessionAfterWrite(ctx, set, params.session_id, position);
+      return sessionAfterWrite(ctx, { set, request }, params.session_id, position);
     }, {
       params: IdParam("session_id"),
       body: t.Object({ name: t.Optional(t.String({ minLength: 1, maxLength: 200 })), archived: t.Optional(t.Boolean()) }),
@@ -182,7 +182,7 @@ export const sessionRoutes = ({ ctx }: V1Deps) =>
       // Its turns end with it: the turn coordinator reacts to the deletion wherever jobs run; asking it
       // here too stops them before this answers.
       await ctx.turns.sessionDeleted(params.session_id, meta);
-      await afterWrite(ctx, set, r.position);
+      await afterWrite(ctx, { set, request }, r.position);
       return { id: params.session_id, object: "session" as const, deleted: true as const };
     }, { params: IdParam("session_id"), response: "SessionDeleted", detail: { summary: "Delete a session (gone from lists and reads; its events stay auditable)" } })
 
@@ -194,7 +194,7 @@ export const sessionRoutes = ({ ctx }: V1Deps) =>
       };
       const send = async (ids?: MessageIds, resumed = false) => {
         const accepted = await sendMessage(ctx, params.session_id, input, metaOf(ctx, request), ids, resumed);
-        await afterWrite(ctx, set, accepted.position);
+        await afterWrite(ctx, { set, request }, accepted.position);
         return accepted;
       };
       if (body.stream) {
@@ -257,7 +257,7 @@ export const sessionRoutes = ({ ctx }: V1Deps) =>
         registered = { ...e.data, created_at: Date.now() };
         position = r.position;
       }
-      const fresh = await afterWrite(ctx, set, position);
+      const fresh = await afterWrite(ctx, { set, request }, position);
       const n = Number(registered.asset_label.slice("asset_".length));
       const row = fresh ? listAssets(ctx.db, params.session_id, 1, n - 1)[0] : undefined;
       return { status: 201, body: row ? assetView(row) : assetView({ ...registered, n, session_id: params.session_id } as AssetRow) };
