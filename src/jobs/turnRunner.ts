@@ -1,27 +1,24 @@
 /**
  * The turn runner: carries one job forward from wherever its stream says it is.
  *
- * It builds the model's context (agent prompt, the session's completed turns, the job's input and the
- * job's own transcript so far), streams the model, appends text coalesced (at most one event per
- * ~100 ms or ~200 characters), runs tools or proposes a plan when approval is needed (then returns: an
+ * It builds the model's context (runner/conversation.ts), streams the model (runner/modelStep.ts),
+ * runs tools (runner/toolStep.ts) or proposes a plan when approval is needed (then returns: an
  * approval re-queues the job and a runner resumes it from its stream), and ends the job with exactly
- * one of JobCompleted, JobFailed or JobCancelled. Every append carries the attempt this runner
- * started; if another runner has started the job since, this one stops without writing.
+ * one of JobCompleted, JobFailed or JobCancelled (runner/outcome.ts). Every append carries the attempt
+ * this runner started; if another runner has started the job since, this one stops without writing.
+ * What follows the job's end (its turn, the next queued turn) is the turn coordinator's.
  */
-import Ajv, { type ValidateFunction } from "ajv";
 import type { AppContext } from "../app/context.ts";
-import { AppError, ConflictError, ValidationError } from "../core/errors.ts";
+import { ConflictError } from "../core/errors.ts";
 import { newResourceId } from "../core/ids.ts";
-import type { AgentSpec } from "../domain/agent/agent.ts";
-import { TERMINAL, type JobCommand, type JobError, type JobEvent, type JobState, type PlanStep } from "../domain/job/job.ts";
-import type { SessionEvent } from "../domain/session/session.ts";
-import { jobStream, sessionStream } from "../domain/streams.ts";
-import { jobEvents } from "../domain/job/events.ts";
-import { sessionEvents } from "../domain/session/events.ts";
-import { StreamNotFoundError } from "../eventstore/errors.ts";
-import { LlmError, type ChatMessage, type ChatToolCall, type LlmProvider } from "../llm/provider.ts";
+import { TERMINAL, type JobCommand, type JobState, type PlanStep } from "../domain/job/job.ts";
+import { jobStream } from "../domain/streams.ts";
+import { LlmError, type ChatMessage } from "../llm/provider.ts";
 import { resolveTools } from "../tools/registry.ts";
-import { ToolError, type Tool, type ToolContext } from "../tools/tool.ts";
+import { joinText, jobTranscript, planTitle, sessionHistory, systemPrompt, userContent } from "./runner/conversation.ts";
+import { streamModelStep, type Coalescing } from "./runner/modelStep.ts";
+import { failureOf, ignoreFinished, JobFailure, LostJob, validateStructured } from "./runner/outcome.ts";
+import { runToolCall, toolContext } from "./runner/toolStep.ts";
 
 export interface TurnRunnerOptions {
   maxSteps?: number;
@@ -29,49 +26,13 @@ export interface TurnRunnerOptions {
   coalesceChars?: number;
 }
 
-/** Another runner started this job after us: we must not write another event. */
-class LostJob extends Error {}
-
-/** The job must end as failed with this code and a message safe to show the client. */
-class JobFailure extends Error {
-  constructor(readonly code: string, message: string) {
-    super(message);
-  }
-}
-
-const ajv = new Ajv({ allErrors: true, strict: false });
-const validators = new Map<string, ValidateFunction>();
-
-/** Compiles (and caches) a JSON Schema; throws on an invalid schema. */
-export function compileSchema(schema: Record<string, unknown>): ValidateFunction {
-  const key = JSON.stringify(schema);
-  let v = validators.get(key);
-  if (!v) {
-    v = ajv.compile(schema);
-    if (validators.size > 500) validators.clear();
-    validators.set(key, v);
-  }
-  return v;
-}
-
-/** Refuses a schema a client sent that is not valid JSON Schema (400 naming the parameter). */
-export function requireValidSchema(schema: Record<string, unknown>, param = "output_schema"): void {
-  try {
-    compileSchema(schema);
-  } catch (err) {
-    throw new ValidationError(`${param} is not a valid JSON Schema: ${(err as Error).message}`, { param });
-  }
-}
-
 export class TurnRunner {
   private readonly maxSteps: number;
-  private readonly coalesceMs: number;
-  private readonly coalesceChars: number;
+  private readonly coalescing: Coalescing;
 
   constructor(private readonly ctx: AppContext, private readonly runnerId: string, options: TurnRunnerOptions = {}) {
     this.maxSteps = options.maxSteps ?? 8;
-    this.coalesceMs = options.coalesceMs ?? 100;
-    this.coalesceChars = options.coalesceChars ?? 200;
+    this.coalescing = { ms: options.coalesceMs ?? 100, chars: options.coalesceChars ?? 200 };
   }
 
   async run(jobId: string, outerSignal: AbortSignal): Promise<void> {
@@ -168,14 +129,14 @@ export class TurnRunner {
     if (!provider) throw new JobFailure("provider_not_configured", `The model provider "${providerName}" is not configured on this server`);
     const model = queued.model ?? agent.model.name ?? provider.defaultModel;
     const tools = resolveTools(agent.tools);
-    const toolCtx = this.toolContext(jobId, queued.session_id, signal);
+    const toolCtx = toolContext(this.ctx, jobId, queued.session_id, signal);
 
     const messages: ChatMessage[] = [
       { role: "system", content: systemPrompt(agent, queued.output_schema, queued.input.context) },
-      ...(queued.session_id ? await this.history(queued.session_id, jobId) : []),
+      ...(queued.session_id ? await sessionHistory(this.ctx, queued.session_id, jobId) : []),
       { role: "user", content: userContent(queued.input) },
     ];
-    const transcript = await this.transcript(jobId);
+    const transcript = await jobTranscript(this.ctx, jobId);
     messages.push(...transcript.messages);
     let step = transcript.lastStep;
     let allText = transcript.text;
@@ -185,14 +146,14 @@ export class TurnRunner {
       for (const planned of job.plan.steps) {
         if (transcript.completed.has(planned.call_id)) continue;
         if (signal.aborted) throw new ConflictError("job_cancel_requested", "cancelled");
-        messages.push(await this.runTool(append, tools, toolCtx, job.plan.step, { id: planned.call_id, name: planned.tool, args: planned.args }, !transcript.called.has(planned.call_id)));
+        messages.push(await runToolCall(append, tools, toolCtx, job.plan.step, { id: planned.call_id, name: planned.tool, args: planned.args }, !transcript.called.has(planned.call_id)));
       }
     }
 
     while (step < this.maxSteps) {
       step++;
       if (signal.aborted) throw new ConflictError("job_cancel_requested", "cancelled");
-      const { text, calls } = await this.callModel(provider, model, agent, messages, tools, queued.output_schema, append, step, signal);
+      const { text, calls } = await streamModelStep(provider, model, agent, messages, tools, queued.output_schema, append, step, signal, this.coalescing);
       allText = joinText(allText, text);
       if (calls.length === 0) {
         let result: unknown = null;
@@ -213,225 +174,9 @@ export class TurnRunner {
       }
       for (const call of calls) {
         if (signal.aborted) throw new ConflictError("job_cancel_requested", "cancelled");
-        messages.push(await this.runTool(append, tools, toolCtx, step, call, true));
+        messages.push(await runToolCall(append, tools, toolCtx, step, call, true));
       }
     }
     throw new JobFailure("too_many_steps", `The agent did not finish within ${this.maxSteps} model calls`);
   }
-
-  /** Streams one model call, appending its text coalesced; returns the text and tool calls. */
-  private async callModel(
-    provider: LlmProvider, model: string, agent: AgentSpec, messages: ChatMessage[], tools: Map<string, Tool>,
-    outputSchema: Record<string, unknown> | null, append: (c: JobCommand) => Promise<JobState>, step: number, signal: AbortSignal,
-  ): Promise<{ text: string; calls: ChatToolCall[] }> {
-    let text = "";
-    const calls: ChatToolCall[] = [];
-    // Runner options travel with the model's parameters but are not the provider's business.
-    const { emit_thinking: emitThinking, ...parameters } = agent.model.parameters as { emit_thinking?: boolean };
-    const coalesce = (type: "TextEmitted" | "ThinkingEmitted") => {
-      let pending = "";
-      let lastFlush = Date.now();
-      return {
-        add: async (delta: string) => {
-          pending += delta;
-          if (pending.length >= this.coalesceChars || Date.now() - lastFlush >= this.coalesceMs) await flush();
-        },
-        flush: async () => flush(),
-      };
-      async function flush() {
-        if (!pending) return;
-        const content = pending;
-        pending = "";
-        lastFlush = Date.now();
-        await append(type === "TextEmitted" ? { type: "EmitText", step, content } : { type: "EmitThinking", step, content });
-      }
-    };
-    const textOut = coalesce("TextEmitted");
-    const thinkingOut = coalesce("ThinkingEmitted");
-    const flush = async () => {
-      await thinkingOut.flush();
-      await textOut.flush();
-    };
-    const stream = provider.stream({
-      model, messages, outputSchema, parameters, signal,
-      tools: [...tools.values()].map((t) => ({ name: t.name, description: t.description, parameters: t.parameters })),
-    });
-    for await (const chunk of stream) {
-      switch (chunk.type) {
-        case "text":
-          text += chunk.delta;
-          await thinkingOut.flush(); // keep the two in the order they arrived
-          await textOut.add(chunk.delta);
-          break;
-        case "thinking":
-          // Recorded only when the agent asks for it (model.parameters.emit_thinking).
-          if (emitThinking === true) await thinkingOut.add(chunk.delta);
-          break;
-        case "tool_call":
-          calls.push(chunk.call);
-          break;
-        case "usage":
-          await flush();
-          await append({ type: "RecordUsage", usage: {
-            step, provider: provider.name, model, prompt_tokens: chunk.prompt_tokens, completion_tokens: chunk.completion_tokens,
-            cached_tokens: chunk.cached_tokens ?? 0, reasoning_tokens: chunk.reasoning_tokens ?? 0,
-          } });
-          break;
-        case "finish":
-          break;
-      }
-    }
-    await flush();
-    return { text, calls };
-  }
-
-  private async runTool(
-    append: (c: JobCommand) => Promise<JobState>, tools: Map<string, Tool>, toolCtx: ToolContext, step: number,
-    call: ChatToolCall, announce: boolean,
-  ): Promise<ChatMessage> {
-    if (announce) await append({ type: "CallTool", step, call_id: call.id, name: call.name, args: call.args });
-    const tool = tools.get(call.name);
-    let result: unknown = null;
-    let error: string | null = null;
-    let asset: Record<string, unknown> | null = null;
-    if (!tool) {
-      error = `Unknown tool ${call.name}`;
-    } else {
-      try {
-        const r = await tool.execute(call.args, toolCtx);
-        result = r.result;
-        asset = (r.asset as unknown as Record<string, unknown>) ?? null;
-      } catch (err) {
-        if (toolCtx.signal.aborted) throw err;
-        if (err instanceof AppError && err.status < 500) error = err.message;
-        else error = err instanceof ToolError ? err.message : `${call.name} failed`;
-      }
-    }
-    await append({ type: "CompleteTool", call_id: call.id, name: call.name, result, error, asset });
-    return { role: "tool", tool_call_id: call.id, name: call.name, content: JSON.stringify(error ? { error } : result) };
-  }
-
-  private toolContext(jobId: string, sessionId: string | null, signal: AbortSignal): ToolContext {
-    return {
-      jobId,
-      sessionId,
-      signal,
-      registerAsset: async (input) => {
-        const r = await this.ctx.repos.sessions.handle(sessionId!, { type: "RegisterAsset", ...input, job_id: jobId, asset_id: newResourceId("ast") }, { appId: this.ctx.appId, correlationId: jobId, causationId: jobId });
-        const e = r.appended[0] as Extract<SessionEvent, { type: "AssetRegistered" }>;
-        return { asset_label: e.data.asset_label, url: e.data.url, kind: e.data.kind, source_tool: e.data.source_tool, prompt: e.data.prompt };
-      },
-    };
-  }
-
-  /** The session's completed turns before this job, as chat messages. Cancelled and failed turns are left out. */
-  private async history(sessionId: string, jobId: string): Promise<ChatMessage[]> {
-    const messages: ChatMessage[] = [];
-    const userMessages = new Map<string, string>();
-    try {
-      for await (const e of this.ctx.store.readStream(sessionStream(sessionId))) {
-        const event = sessionEvents.decode(e);
-        if (event.type === "MessageSent" && event.data.job_id !== jobId) {
-          userMessages.set(event.data.job_id, userContent({ content: event.data.content, attachments: event.data.attachments, media_url: null }));
-        } else if (event.type === "TurnEnded" && event.data.outcome === "completed" && event.data.reply) {
-          const user = userMessages.get(event.data.job_id);
-          if (user !== undefined) messages.push({ role: "user", content: user }, { role: "assistant", content: event.data.reply.content });
-        }
-      }
-    } catch (err) {
-      if (!(err instanceof StreamNotFoundError)) throw err;
-    }
-    return messages;
-  }
-
-  /** What this job has already said and done, rebuilt from its stream (for resumes after approval). */
-  private async transcript(jobId: string) {
-    const steps = new Map<number, { text: string; calls: ChatToolCall[] }>();
-    const results = new Map<string, ChatMessage>();
-    const called = new Set<string>();
-    let text = "";
-    let lastStep = 0;
-    const stepOf = (n: number) => {
-      lastStep = Math.max(lastStep, n);
-      let s = steps.get(n);
-      if (!s) steps.set(n, (s = { text: "", calls: [] }));
-      return s;
-    };
-    for await (const e of this.ctx.store.readStream(jobStream(jobId))) {
-      const event = jobEvents.decode(e);
-      if (event.type === "TextEmitted") {
-        const s = stepOf(event.data.step);
-        text = s.text ? text + event.data.content : joinText(text, event.data.content);
-        s.text += event.data.content;
-      } else if (event.type === "ToolCalled") {
-        called.add(event.data.call_id);
-        const s = stepOf(event.data.step);
-        if (!s.calls.some((c) => c.id === event.data.call_id)) s.calls.push({ id: event.data.call_id, name: event.data.name, args: event.data.args });
-      } else if (event.type === "PlanProposed") {
-        stepOf(event.data.step).calls = event.data.steps.map((p) => ({ id: p.call_id, name: p.tool, args: p.args }));
-      } else if (event.type === "ToolCompleted") {
-        results.set(event.data.call_id, { role: "tool", tool_call_id: event.data.call_id, name: event.data.name, content: JSON.stringify(event.data.error ? { error: event.data.error } : event.data.result) });
-      }
-    }
-    const messages: ChatMessage[] = [];
-    for (const n of [...steps.keys()].sort((a, b) => a - b)) {
-      const s = steps.get(n)!;
-      messages.push(s.calls.length ? { role: "assistant", content: s.text, tool_calls: s.calls } : { role: "assistant", content: s.text });
-      for (const c of s.calls) {
-        const r = results.get(c.id);
-        if (r) messages.push(r);
-      }
-    }
-    return { messages, lastStep, text, completed: new Set(results.keys()), called };
-  }
-}
-
-function systemPrompt(agent: AgentSpec, schema: Record<string, unknown> | null, context: Record<string, unknown> | null): string {
-  let prompt = agent.system_prompt;
-  if (context && Object.keys(context).length) prompt += `\n\nContext from the application:\n${JSON.stringify(context)}`;
-  if (schema) prompt += `\n\nAnswer with a single JSON value that matches this JSON Schema, and nothing else:\n${JSON.stringify(schema)}`;
-  return prompt;
-}
-
-function userContent(input: { content: string; attachments: Array<{ type: string; url?: string; asset_label?: string; name?: string }>; media_url: string | null }): string {
-  const parts = [input.content];
-  if (input.media_url) parts.push(`[media: ${input.media_url}]`);
-  for (const a of input.attachments) parts.push(`[attachment${a.asset_label ? ` ${a.asset_label}` : ""}${a.name ? ` ${a.name}` : ""}${a.url ? ` ${a.url}` : ""}]`);
-  return parts.join("\n");
-}
-
-/** Texts of successive model calls, kept apart as paragraphs. */
-const joinText = (a: string, b: string): string => (a && b ? `${a}\n\n${b}` : a || b);
-
-function planTitle(calls: ChatToolCall[]): string {
-  const names = [...new Set(calls.map((c) => c.name))];
-  return `Run ${names.join(", ")} (${calls.length} step${calls.length === 1 ? "" : "s"})`;
-}
-
-/** Parses and validates a structured reply; a reply that does not match fails the job clearly. */
-function validateStructured(text: string, schema: Record<string, unknown>): unknown {
-  let value: unknown;
-  const trimmed = text.trim().replace(/^```(?:json)?\s*/i, "").replace(/\s*```$/, "");
-  try {
-    value = JSON.parse(trimmed);
-  } catch {
-    throw new JobFailure("invalid_output", "The model's reply is not valid JSON");
-  }
-  const validate = compileSchema(schema);
-  if (!validate(value)) {
-    const detail = (validate.errors ?? []).slice(0, 3).map((e) => `${e.instancePath || "/"} ${e.message}`).join("; ");
-    throw new JobFailure("invalid_output", `The model's reply does not match the output schema: ${detail}`);
-  }
-  return value;
-}
-
-function failureOf(err: unknown): JobError {
-  if (err instanceof JobFailure) return { code: err.code, message: err.message };
-  if (err instanceof LlmError) return { code: err.code, message: err.message, ...(err.providerRequestId ? { provider_request_id: err.providerRequestId } : {}) };
-  if (err instanceof AppError) return { code: err.code, message: err.message };
-  return { code: "internal_error", message: "The job failed because of an internal error" };
-}
-
-function ignoreFinished(err: unknown): void {
-  if (!(err instanceof ConflictError)) throw err;
 }

@@ -5,7 +5,7 @@ import { ConflictError, NotFoundError, ValidationError } from "../../../core/err
 import { newResourceId } from "../../../core/ids.ts";
 import { applyAgentPatch, type AgentPatch, type AgentSpec, type ToolDeclaration } from "../../../domain/agent/agent.ts";
 import { DEFAULT_AGENT_ID } from "../../../domain/streams.ts";
-import { requireValidSchema } from "../../../jobs/turnRunner.ts";
+import { requireValidSchema } from "../../../core/jsonSchema.ts";
 import { BUILTIN_TOOLS } from "../../../tools/registry.ts";
 import { decodeCursor, page, PageQuery } from "../../pagination.ts";
 import { afterWrite, create, IdParam, iso, metaOf, parseJson, type HttpExchange, type V1Deps } from "./common.ts";

@@ -2,7 +2,7 @@
 import { Elysia, t } from "elysia";
 import { startRun } from "../../../app/turns.ts";
 import { DEFAULT_AGENT_ID } from "../../../domain/streams.ts";
-import { requireValidSchema } from "../../../jobs/turnRunner.ts";
+import { requireValidSchema } from "../../../core/jsonSchema.ts";
 import { getAgent } from "../../../app/agentReads.ts";
 import { v1Models } from "./models.ts";
 import { afterWrite, create, IdParam, jobView, metaOf, type V1Deps } from "./common.ts";

@@ -1,0 +1,82 @@
+/**
+ * One model call of a turn: streams the provider, records text (and thinking, when the agent asks)
+ * coalesced to at most about one event per `ms` or `chars`, usage per step, and collects tool calls.
+ */
+import type { AgentSpec } from "../../domain/agent/agent.ts";
+import type { JobCommand, JobState } from "../../domain/job/job.ts";
+import type { ChatMessage, ChatToolCall, LlmProvider } from "../../llm/provider.ts";
+import type { Tool } from "../../tools/tool.ts";
+
+/** Appends a step through the job decider, as the attempt that runs it. */
+export type Append = (command: JobCommand) => Promise<JobState>;
+
+export interface Coalescing {
+  ms: number;
+  chars: number;
+}
+
+/** Streams one model call, appending its text coalesced; returns the text and tool calls. */
+export async function streamModelStep(
+  provider: LlmProvider, model: string, agent: AgentSpec, messages: ChatMessage[], tools: Map<string, Tool>,
+  outputSchema: Record<string, unknown> | null, append: Append, step: number, signal: AbortSignal, coalescing: Coalescing,
+): Promise<{ text: string; calls: ChatToolCall[] }> {
+  let text = "";
+  const calls: ChatToolCall[] = [];
+  // Runner options travel with the model's parameters but are not the provider's business.
+  const { emit_thinking: emitThinking, ...parameters } = agent.model.parameters as { emit_thinking?: boolean };
+  const coalesce = (type: "TextEmitted" | "ThinkingEmitted") => {
+    let pending = "";
+    let lastFlush = Date.now();
+    return {
+      add: async (delta: string) => {
+        pending += delta;
+        if (pending.length >= coalescing.chars || Date.now() - lastFlush >= coalescing.ms) await flush();
+      },
+      flush: async () => flush(),
+    };
+    async function flush() {
+      if (!pending) return;
+      const content = pending;
+      pending = "";
+      lastFlush = Date.now();
+      await append(type === "TextEmitted" ? { type: "EmitText", step, content } : { type: "EmitThinking", step, content });
+    }
+  };
+  const textOut = coalesce("TextEmitted");
+  const thinkingOut = coalesce("ThinkingEmitted");
+  const flush = async () => {
+    await thinkingOut.flush();
+    await textOut.flush();
+  };
+  const stream = provider.stream({
+    model, messages, outputSchema, parameters, signal,
+    tools: [...tools.values()].map((t) => ({ name: t.name, description: t.description, parameters: t.parameters })),
+  });
+  for await (const chunk of stream) {
+    switch (chunk.type) {
+      case "text":
+        text += chunk.delta;
+        await thinkingOut.flush(); // keep the two in the order they arrived
+        await textOut.add(chunk.delta);
+        break;
+      case "thinking":
+        // Recorded only when the agent asks for it (model.parameters.emit_thinking).
+        if (emitThinking === true) await thinkingOut.add(chunk.delta);
+        break;
+      case "tool_call":
+        calls.push(chunk.call);
+        break;
+      case "usage":
+        await flush();
+        await append({ type: "RecordUsage", usage: {
+          step, provider: provider.name, model, prompt_tokens: chunk.prompt_tokens, completion_tokens: chunk.completion_tokens,
+          cached_tokens: chunk.cached_tokens ?? 0, reasoning_tokens: chunk.reasoning_tokens ?? 0,
+        } });
+        break;
+      case "finish":
+        break;
+    }
+  }
+  await flush();
+  return { text, calls };
+}
