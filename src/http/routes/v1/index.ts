@@ -4,7 +4,7 @@ import { agentRoutes } from "./agents.ts";
 import type { V1Deps } from "./common.ts";
 import { jobRoutes } from "./jobs.ts";
 import { runRoutes } from "./runs.ts";
-import { sessionRoutes } from "./sessions.ts";
+import { sessionRoutes } from "./sessions/index.ts";
 
 export const v1Routes = (deps: V1Deps) =>
   new Elysia({ name: "agentry.v1" })

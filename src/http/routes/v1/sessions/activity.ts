@@ -1,0 +1,38 @@
+/** What happens in a session: its jobs, its event log (cursor polling) and the same as SSE. */
+import { Elysia, t } from "elysia";
+import { sessionStream } from "../../../../domain/streams.ts";
+import { listSessionJobs } from "../../../../../projections/jobs/index.ts";
+import { decodeCursor, page, PageQuery } from "../../../pagination.ts";
+import { resumeFrom, sseResponse } from "../../../sse.ts";
+import { IdParam, jobView, sessionView, type V1Deps } from "../common.ts";
+import { CursorQuery, pollStream } from "../cursorEvents.ts";
+import { SSE_RESPONSE, v1Models, Verbosity } from "../models.ts";
+import { requireSession } from "./service.ts";
+
+export const sessionActivityRoutes = ({ ctx }: V1Deps) =>
+  new Elysia({ name: "agentry.v1.sessions.sessionActivityRoutes", prefix: "/v1/sessions", detail: { tags: ["Sessions"] } })
+    .use(v1Models)
+    .get("/:session_id/jobs", ({ params, query }) => {
+      requireSession(ctx, params.session_id);
+      const limit = query.limit ?? 20;
+      const after = decodeCursor(query.cursor, { seq: "integer" });
+      return page(listSessionJobs(ctx.db, params.session_id, limit + 1, after?.seq), limit, jobView, (r) => ({ seq: r.seq }));
+    }, { params: IdParam("session_id"), query: t.Object(PageQuery), response: "JobList", detail: { summary: "A session's jobs, newest first" } })
+    .get("/:session_id/events", async ({ params, query, request }) => {
+      const row = requireSession(ctx, params.session_id);
+      const { events, cursor } = await pollStream(ctx, sessionStream(params.session_id), query, request);
+      return { session_id: params.session_id, status: sessionView(row).status, events, cursor };
+    }, {
+      params: IdParam("session_id"), query: t.Object(CursorQuery),
+      response: "SessionEvents",
+      detail: { summary: "Poll the session's own events (messages, turn ends, assets) after a cursor" },
+    })
+    .get("/:session_id/stream", ({ params, query, request }) => {
+      requireSession(ctx, params.session_id);
+      return sseResponse(ctx, sessionStream(params.session_id), {
+        since: resumeFrom(request.headers, query.since), verbosity: query.verbosity ?? "full", closeOnTerminal: false, signal: request.signal,
+      });
+    }, {
+      params: IdParam("session_id"), query: t.Object({ since: t.Optional(t.Integer({ minimum: 0 })), verbosity: Verbosity }),
+      detail: { responses: SSE_RESPONSE, summary: "Stream the session's events as SSE (resumable with Last-Event-ID)" },
+    });

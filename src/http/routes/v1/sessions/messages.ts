@@ -1,0 +1,74 @@
+/** A session's messages: sending one starts a turn (202, wait=true for the reply, stream=true for SSE); the history. */
+import { Elysia, t } from "elysia";
+import { sendMessage, replySummary, type MessageIds } from "../../../../app/turns.ts";
+import { ValidationError } from "../../../../core/errors.ts";
+import { jobStream } from "../../../../domain/streams.ts";
+import { listMessages } from "../../../../../projections/messages/index.ts";
+import { decodeCursor, encodeCursor } from "../../../pagination.ts";
+import { sseResponse } from "../../../sse.ts";
+import { afterWrite, create, IdParam, metaOf, type V1Deps } from "../common.ts";
+import { MessageAccepted, MessageReply, v1Models } from "../models.ts";
+import { visibleJobState } from "../../../../app/jobReads.ts";
+import { messageView, MessageBody } from "./model.ts";
+import { requireSession, waitForEnd } from "./service.ts";
+
+export const messageRoutes = ({ ctx }: V1Deps) =>
+  new Elysia({ name: "agentry.v1.sessions.messageRoutes", prefix: "/v1/sessions", detail: { tags: ["Sessions"] } })
+    .use(v1Models)
+    .post("/:session_id/messages", async ({ params, body, request, set }) => {
+      requireSession(ctx, params.session_id);
+      const input = {
+        content: body.content, attachments: body.attachments ?? [], model: body.model ?? null, context: body.context ?? null,
+        multitask: body.multitask ?? "reject",
+      };
+      const send = async (ids?: MessageIds, resumed = false) => {
+        const accepted = await sendMessage(ctx, params.session_id, input, metaOf(ctx, request), ids, resumed);
+        await afterWrite(ctx, { set, request }, accepted.position);
+        return accepted;
+      };
+      if (body.stream) {
+        if (request.headers.get("idempotency-key")) throw new ValidationError("stream cannot be combined with Idempotency-Key; poll the job instead", { param: "stream" });
+        const accepted = await send();
+        return sseResponse(ctx, jobStream(accepted.job_id), { since: 0, verbosity: body.verbosity ?? "standard", closeOnTerminal: true, signal: request.signal });
+      }
+      type Answer = typeof MessageAccepted.static | typeof MessageReply.static;
+      return create<Answer>(ctx, request, body, set, { message_id: "msg", job_id: "job" }, async ({ ids, resumed }) => {
+        const accepted = await send({ message_id: ids.message_id!, job_id: ids.job_id! }, resumed);
+        const acceptedBody = { job_id: accepted.job_id, message_id: ids.message_id!, session_id: params.session_id, status: "pending", queued: accepted.queued };
+        if (!body.wait) return { status: 202, body: acceptedBody };
+        const ended = await waitForEnd(ctx, accepted.job_id, (body.wait_timeout_s ?? 60) * 1000, request.signal, metaOf(ctx, request));
+        const state = await visibleJobState(ctx, accepted.job_id);
+        if (!ended) return { status: 202, body: { ...acceptedBody, status: state.status } };
+        const reply = state.status === "completed" ? await replySummary(ctx, accepted.job_id) : null;
+        return { status: 200, body: { ...acceptedBody, status: state.status, reply, error: state.error, usage: state.usage } };
+      });
+    }, {
+      params: IdParam("session_id"), body: MessageBody,
+      detail: {
+        // The status is chosen at run time (202 accepted, 200 with the reply, or an SSE stream), so the
+        // models are declared for the document rather than checked per status.
+        responses: {
+          200: { description: "wait=true and the turn ended in time", content: { "application/json": { schema: { $ref: "#/components/schemas/MessageReply" } } } },
+          202: { description: "Accepted; poll the job", content: { "application/json": { schema: { $ref: "#/components/schemas/MessageAccepted" } } } },
+        },
+        summary: "Send a message (starts a turn)",
+        description: '202 {job_id} at once; 409 session_busy while a turn is in flight unless multitask is "enqueue"; wait=true answers with the finished reply; stream=true answers as SSE.',
+      },
+    })
+    .get("/:session_id/messages", ({ params, query }) => {
+      requireSession(ctx, params.session_id);
+      const limit = query.limit ?? 50;
+      const before = decodeCursor(query.before, { seq: "integer" }, "before");
+      const rows = listMessages(ctx.db, params.session_id, limit + 1, before?.seq);
+      const hasMore = rows.length > limit;
+      const shown = hasMore ? rows.slice(1) : rows;
+      return { data: shown.map(messageView), has_more: hasMore, next_cursor: hasMore ? encodeCursor({ seq: shown[0]!.seq }) : null };
+    }, {
+      params: IdParam("session_id"),
+      query: t.Object({
+        limit: t.Optional(t.Integer({ minimum: 1, maximum: 200, default: 50 })),
+        before: t.Optional(t.String({ maxLength: 512, description: "next_cursor of the previous page: older messages" })),
+      }),
+      response: "MessageList",
+      detail: { summary: "Conversation history, oldest first; page back with before" },
+    });

@@ -1,0 +1,70 @@
+/** What the session routes do beyond a single command: reads with their 404s, answers built while read models lag, waits. */
+import type { AppContext } from "../../../../app/context.ts";
+import type { CommandMetadata } from "../../../../app/repository.ts";
+import { NotFoundError } from "../../../../core/errors.ts";
+import { TERMINAL } from "../../../../domain/job/job.ts";
+import { sessionEvents } from "../../../../domain/session/events.ts";
+import { occurredAt } from "../../../../core/eventContract.ts";
+import { jobStream, sessionStream } from "../../../../domain/streams.ts";
+import { getSession, type SessionRow } from "../../../../../projections/sessions/index.ts";
+import { afterWrite, sessionView, type HttpExchange } from "../common.ts";
+import { visibleJobState } from "../../../../app/jobReads.ts";
+
+/** The session's read-model row; 404 `session_not_found` when it does not exist or was deleted. */
+export function requireSession(ctx: AppContext, id: string): SessionRow {
+  const row = getSession(ctx.db, ctx.appId, id);
+  if (!row) throw new NotFoundError("Session not found", { param: "session_id" }, "session_not_found");
+  return row;
+}
+
+/**
+ * The session as the response shows it: from the read model once it has the write; while it lags,
+ * the read model's row (if any) brought up to date from the session's own events.
+ */
+export async function sessionAfterWrite(ctx: AppContext, http: HttpExchange, id: string, position: bigint | null) {
+  const fresh = await afterWrite(ctx, http, position);
+  const row = getSession(ctx.db, ctx.appId, id);
+  if (fresh && row) return sessionView(row);
+  const { state } = await ctx.repos.sessions.load(id);
+  if (state.status !== "active") throw new NotFoundError("Session not found", { param: "session_id" }, "session_not_found");
+  const now = Date.now();
+  const base: SessionRow = row ?? {
+    id, app_id: ctx.appId, agent_id: state.agentId!, user_id: state.userId!, name: state.name, external_ref: state.externalRef,
+    metadata: "{}", archived: 0, deleted: 0, turns: "[]", message_count: 0, asset_count: 0, prompt_tokens: 0, completion_tokens: 0,
+    cached_tokens: 0, reasoning_tokens: 0, created_at: now, updated_at: now, last_activity_at: now, activity_seq: 0, created_seq: 0,
+  };
+  return sessionView({
+    ...base, name: state.name, archived: state.archived ? 1 : 0, metadata: JSON.stringify(state.metadata),
+    turns: JSON.stringify(state.turns.map((t) => t.job_id)), asset_count: state.assetCount, updated_at: now,
+  });
+}
+
+/** The AssetRegistered event of `assetId` in the session, if an earlier execution committed it. */
+export async function registeredAsset(ctx: AppContext, sessionId: string, assetId: string) {
+  for await (const e of ctx.store.readStream(sessionStream(sessionId), { direction: "backwards" })) {
+    const event = sessionEvents.decode(e);
+    if (event.type === "AssetRegistered" && event.data.asset_id === assetId) return { ...event.data, created_at: occurredAt(e) };
+  }
+  return null;
+}
+
+/** Waits (bounded) until the job ends; returns false on timeout. */
+export async function waitForEnd(ctx: AppContext, jobId: string, timeoutMs: number, signal: AbortSignal, meta: CommandMetadata): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const remaining = deadline - Date.now();
+    const waiter = ctx.live.waiter(jobStream(jobId), Math.max(1, remaining), signal);
+    const state = await visibleJobState(ctx, jobId);
+    if (TERMINAL.has(state.status as never)) {
+      waiter.cancel();
+      // The reply is returned with its turn closed, so the caller can send the next message at once.
+      await ctx.turns.jobEnded(jobId, meta).catch(() => {});
+      return true;
+    }
+    if (remaining <= 0 || signal.aborted) {
+      waiter.cancel();
+      return false;
+    }
+    await waiter.promise;
+  }
+}
