@@ -20,6 +20,8 @@ const Env = Type.Object({
   SHUTDOWN_TIMEOUT_MS: Type.Integer({ minimum: 0, maximum: 600_000, default: 10_000 }),
   MAX_BODY_BYTES: Type.Integer({ minimum: 1024, maximum: 1_073_741_824, default: 10 * 1024 * 1024 }),
   BODY_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 600_000, default: 10_000 }),
+  SSE_BUFFER_BYTES: Type.Integer({ minimum: 1024, maximum: 1_073_741_824, default: 1024 * 1024 }),
+  SSE_STALL_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 30_000 }),
   API_KEY: Type.Optional(Type.String({ minLength: 16, maxLength: 512 })),
   WORKER_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 256, default: 4 }),
   SANDBOX_CHUNK_DELAY_MS: Type.Integer({ minimum: 0, maximum: 10_000, default: 15 }),
@@ -53,6 +55,7 @@ export interface Config {
   shutdownTimeoutMs: number;
   maxBodyBytes: number;
   bodyTimeoutMs: number;
+  sse: { bufferBytes: number; stallMs: number };
   apiKey: string | undefined;
   workerConcurrency: number;
   sandboxChunkDelayMs: number;
@@ -123,6 +126,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     maxBodyBytes: e.MAX_BODY_BYTES,
     bodyTimeoutMs: e.BODY_TIMEOUT_MS,
+    sse: { bufferBytes: e.SSE_BUFFER_BYTES, stallMs: e.SSE_STALL_TIMEOUT_MS },
     apiKey: e.API_KEY,
     workerConcurrency: e.WORKER_CONCURRENCY,
     sandboxChunkDelayMs: e.SANDBOX_CHUNK_DELAY_MS,

@@ -18,6 +18,7 @@ import type { LlmProvider } from "../llm/provider.ts";
 import type { ProjectionRunner } from "../projections/runner.ts";
 import type { LiveEvents } from "./liveEvents.ts";
 import type { TurnCoordinator } from "./turnCoordinator.ts";
+import type { SseLimits } from "../http/sse.ts";
 import { Repository } from "./repository.ts";
 
 export interface Repositories {
@@ -58,6 +59,8 @@ export interface AppContext {
   idempotencyClaimTtlMs: number;
   /** Session ↔ job coordination: what follows a job's end or a session's deletion. */
   turns: TurnCoordinator;
+  /** How much an SSE stream may buffer for a slow client, and for how long (defaults when absent). */
+  sse?: SseLimits;
 }
 
 /**

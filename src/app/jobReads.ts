@@ -11,13 +11,21 @@ const jobNotFound = () => new NotFoundError("Job not found", { param: "job_id" }
 
 /** The job's live state from its stream (cached, brought up to date incrementally); 404 when not visible. */
 export async function visibleJobState(ctx: AppContext, jobId: string): Promise<JobState> {
-  const { state } = await ctx.repos.jobs.load(jobId);
+  return (await visibleJob(ctx, jobId)).state;
+}
+
+/**
+ * The job's state and the id of its last event (its stream revision + 1): once the job has ended,
+ * that is its terminal event, since nothing is appended to an ended job.
+ */
+export async function visibleJob(ctx: AppContext, jobId: string): Promise<{ state: JobState; lastEventId: number }> {
+  const { state, revision } = await ctx.repos.jobs.load(jobId);
   if (state.status === "none") throw jobNotFound();
   if (state.sessionId) {
     const { state: session } = await ctx.repos.sessions.load(state.sessionId);
     if (session.status !== "active") throw jobNotFound();
   }
-  return state;
+  return { state, lastEventId: Number(revision) + 1 };
 }
 
 /** The job's read-model row; 404 when not visible. */

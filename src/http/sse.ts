@@ -1,9 +1,15 @@
 /**
  * Server-Sent Events over a stream: each event is sent with `id:` equal to its cursor id, so a client
  * reconnecting with `Last-Event-ID` (or `?since=`) resumes with no gap and no duplicate. Comments keep
- * idle connections alive; a job stream closes after its terminal event.
+ * idle connections alive; a job stream closes after its terminal event, and at once when resumed at
+ * or past it (EventSource reconnects exactly so after the server closes).
+ *
+ * A slow client cannot make the server buffer without bound: at most `bufferBytes` wait for it. When
+ * that is full the stream waits for the client to read; one that reads nothing for `stallMs` is cut
+ * off, and reconnects from its last id losing nothing.
  */
 import type { AppContext } from "../app/context.ts";
+import { StreamNotFoundError } from "../eventstore/errors.ts";
 import { eventsAfter, shownAt, TERMINAL_EVENTS, toPublicEvent, type Verbosity } from "./eventView.ts";
 
 export interface SseOptions {
@@ -15,22 +21,45 @@ export interface SseOptions {
   signal?: AbortSignal;
 }
 
+export interface SseLimits {
+  /** Bytes that may wait for a slow client. */
+  bufferBytes: number;
+  /** How long a client may read nothing while its buffer is full before it is cut off. */
+  stallMs: number;
+}
+
+export const DEFAULT_SSE_LIMITS: SseLimits = { bufferBytes: 1024 * 1024, stallMs: 30_000 };
+
 const encoder = new TextEncoder();
 
-export function sseResponse(ctx: AppContext, stream: string, options: SseOptions): Response {
+/** A client that fell behind by more than the buffer and did not catch up in time. */
+class SlowClient extends Error {}
+
+export function sseResponse(ctx: AppContext, stream: string, options: SseOptions, limits: SseLimits = ctx.sse ?? DEFAULT_SSE_LIMITS): Response {
   let closed = false;
   let heartbeat: ReturnType<typeof setInterval> | undefined;
   const abort = new AbortController();
+  let pulled: (() => void) | undefined;
   const body = new ReadableStream<Uint8Array>({
     async start(controller) {
       const send = (text: string) => {
         if (!closed) controller.enqueue(encoder.encode(text));
+      };
+      /** Waits while more than the buffer waits for the client; throws SlowClient if it stops reading. */
+      const backpressure = async () => {
+        const deadline = Date.now() + limits.stallMs;
+        while (!closed && (controller.desiredSize ?? 1) <= 0) {
+          const left = deadline - Date.now();
+          if (left <= 0) throw new SlowClient();
+          await Promise.race([new Promise<void>((resolve) => (pulled = resolve)), Bun.sleep(Math.min(left, 1000))]);
+        }
       };
       const close = () => {
         if (closed) return;
         closed = true;
         clearInterval(heartbeat);
         abort.abort();
+        pulled?.();
         try {
           controller.close();
         } catch {
@@ -46,6 +75,12 @@ export function sseResponse(ctx: AppContext, stream: string, options: SseOptions
           const wake = ctx.live.waiter(stream, options.heartbeatMs ?? 15_000, abort.signal);
           const events = await eventsAfter(ctx.store, stream, cursor, 500);
           if (events.length === 0) {
+            if (options.closeOnTerminal && (await endedBy(ctx, stream, cursor))) {
+              wake.cancel();
+              send("event: done\ndata: [DONE]\n\n");
+              close();
+              return;
+            }
             await wake.promise;
             continue;
           }
@@ -53,7 +88,10 @@ export function sseResponse(ctx: AppContext, stream: string, options: SseOptions
           for (const e of events) {
             const view = toPublicEvent(e);
             cursor = view.id;
-            if (shownAt(options.verbosity, e.type)) send(`id: ${view.id}\nevent: ${view.type}\ndata: ${JSON.stringify(view)}\n\n`);
+            if (shownAt(options.verbosity, e.type)) {
+              send(`id: ${view.id}\nevent: ${view.type}\ndata: ${JSON.stringify(view)}\n\n`);
+              await backpressure();
+            }
             if (options.closeOnTerminal && TERMINAL_EVENTS.has(e.type)) {
               send("event: done\ndata: [DONE]\n\n");
               close();
@@ -62,17 +100,30 @@ export function sseResponse(ctx: AppContext, stream: string, options: SseOptions
           }
         }
       } catch (err) {
+        if (err instanceof SlowClient) {
+          // Drop what waits for it and close the connection: the client resumes from its last id.
+          ctx.logger.info("sse client fell behind; closing its stream", { stream, buffer_bytes: limits.bufferBytes });
+          closed = true;
+          clearInterval(heartbeat);
+          abort.abort();
+          controller.error(err);
+          return;
+        }
         ctx.logger.warn("sse stream failed", { stream, error: err as Error });
         send(`event: error\ndata: ${JSON.stringify({ error: { code: "stream_failed", message: "The event stream failed; reconnect with Last-Event-ID" } })}\n\n`);
         close();
       }
     },
+    pull() {
+      pulled?.();
+    },
     cancel() {
       closed = true;
       clearInterval(heartbeat);
       abort.abort();
+      pulled?.();
     },
-  });
+  }, new ByteLengthQueuingStrategy({ highWaterMark: limits.bufferBytes }));
   return new Response(body, {
     headers: {
       "content-type": "text/event-stream; charset=utf-8",
@@ -81,6 +132,18 @@ export function sseResponse(ctx: AppContext, stream: string, options: SseOptions
       "x-accel-buffering": "no",
     },
   });
+}
+
+/** True when the stream's last event is terminal and the client's cursor is at or past it. */
+async function endedBy(ctx: AppContext, stream: string, cursor: number): Promise<boolean> {
+  try {
+    for await (const last of ctx.store.readStream(stream, { direction: "backwards", maxCount: 1 })) {
+      return TERMINAL_EVENTS.has(last.type) && cursor >= Number(last.revision) + 1;
+    }
+  } catch (err) {
+    if (!(err instanceof StreamNotFoundError)) throw err;
+  }
+  return false;
 }
 
 /** The resume point: `Last-Event-ID` wins over `?since=`; both are cursor ids (0 = from the start). */

@@ -3,7 +3,7 @@ import { Elysia, t } from "elysia";
 import { approvePlan, cancelJob, rejectPlan } from "../../../app/turns.ts";
 import { TERMINAL } from "../../../domain/job/job.ts";
 import { jobStream } from "../../../domain/streams.ts";
-import { visibleJobRow, visibleJobState } from "../../../app/jobReads.ts";
+import { visibleJob, visibleJobRow, visibleJobState } from "../../../app/jobReads.ts";
 import { resumeFrom, sseResponse } from "../../sse.ts";
 import { afterWrite, IdParam, jobView, metaOf, type V1Deps } from "./common.ts";
 import { SSE_RESPONSE, v1Models, Verbosity } from "./models.ts";
@@ -16,12 +16,14 @@ export const jobRoutes = ({ ctx }: V1Deps) =>
       params: IdParam("job_id"), response: "Job", detail: { summary: "Get a job's status, outcome and usage" },
     })
     .get("/:job_id/events", async ({ params, query, request }) => {
+      await visibleJobState(ctx, params.job_id); // 404 before holding a long-poll
       // Events first, then the state: the status returned is never older than the events.
       const { events, cursor } = await pollStream(ctx, jobStream(params.job_id), query, request);
-      const state = await visibleJobState(ctx, params.job_id);
+      const { state, lastEventId } = await visibleJob(ctx, params.job_id);
       return {
         job_id: params.job_id, status: state.status, error: state.error, events, cursor,
-        done: TERMINAL.has(state.status as never) && events.length < (query.limit ?? 200),
+        // Done means the client has seen the terminal event (the last one an ended job has).
+        done: TERMINAL.has(state.status as never) && cursor >= lastEventId,
         approval_requested: state.status === "awaiting_approval",
         approved: state.planDecision === null ? null : state.planDecision === "approved",
       };
