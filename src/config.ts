@@ -22,6 +22,7 @@ const Env = Type.Object({
   BODY_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 600_000, default: 10_000 }),
   SSE_BUFFER_BYTES: Type.Integer({ minimum: 1024, maximum: 1_073_741_824, default: 1024 * 1024 }),
   SSE_STALL_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 30_000 }),
+  TOOL_PRIVATE_ALLOWLIST: Type.Optional(Type.String({ maxLength: 4000, pattern: "^[A-Za-z0-9_.:*\\[\\],-]*$" })),
   API_KEY: Type.Optional(Type.String({ minLength: 16, maxLength: 512 })),
   WORKER_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 256, default: 4 }),
   SANDBOX_CHUNK_DELAY_MS: Type.Integer({ minimum: 0, maximum: 10_000, default: 15 }),
@@ -56,6 +57,8 @@ export interface Config {
   maxBodyBytes: number;
   bodyTimeoutMs: number;
   sse: { bufferBytes: number; stallMs: number };
+  /** Non-public targets HTTP tools may call: `*`, or `host` / `host:port` entries. Empty: public addresses only. */
+  toolPrivateAllowlist: string[];
   apiKey: string | undefined;
   workerConcurrency: number;
   sandboxChunkDelayMs: number;
@@ -127,6 +130,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxBodyBytes: e.MAX_BODY_BYTES,
     bodyTimeoutMs: e.BODY_TIMEOUT_MS,
     sse: { bufferBytes: e.SSE_BUFFER_BYTES, stallMs: e.SSE_STALL_TIMEOUT_MS },
+    toolPrivateAllowlist: (e.TOOL_PRIVATE_ALLOWLIST ?? "").split(",").map((s) => s.trim()).filter(Boolean),
     apiKey: e.API_KEY,
     workerConcurrency: e.WORKER_CONCURRENCY,
     sandboxChunkDelayMs: e.SANDBOX_CHUNK_DELAY_MS,

@@ -64,6 +64,7 @@ export async function startServer(
     store, repos: createRepositories(store), db, projections: projectionRunner, queue, live, providers,
     defaultProvider, logger, appId: DEFAULT_APP_ID, readYourWritesTimeoutMs: config.readYourWritesTimeoutMs,
     idempotencyClaimTtlMs: config.idempotencyClaimTtlMs, sse: config.sse,
+    outbound: { privateAllowlist: config.toolPrivateAllowlist },
     running: { isRunning: () => false, abort: () => {} },
   } as Omit<AppContext, "turns"> as AppContext;
   ctx.turns = new TurnCoordinator(ctx, logger.child({ component: "turns" }));

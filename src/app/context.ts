@@ -19,6 +19,7 @@ import type { ProjectionRunner } from "../projections/runner.ts";
 import type { LiveEvents } from "./liveEvents.ts";
 import type { TurnCoordinator } from "./turnCoordinator.ts";
 import type { SseLimits } from "../http/sse.ts";
+import type { OutboundPolicy } from "../tools/httpTool.ts";
 import { Repository } from "./repository.ts";
 
 export interface Repositories {
@@ -61,6 +62,8 @@ export interface AppContext {
   turns: TurnCoordinator;
   /** How much an SSE stream may buffer for a slow client, and for how long (defaults when absent). */
   sse?: SseLimits;
+  /** Which non-public addresses HTTP tools may call (none unless the operator lists them). */
+  outbound?: OutboundPolicy;
 }
 
 /**

@@ -128,7 +128,7 @@ export class TurnRunner {
     const provider = this.ctx.providers.get(providerName);
     if (!provider) throw new JobFailure("provider_not_configured", `The model provider "${providerName}" is not configured on this server`);
     const model = queued.model ?? agent.model.name ?? provider.defaultModel;
-    const tools = resolveTools(agent.tools);
+    const tools = resolveTools(agent.tools, this.ctx.outbound);
     const toolCtx = toolContext(this.ctx, jobId, queued.session_id, signal);
 
     const messages: ChatMessage[] = [

@@ -1,6 +1,6 @@
 /** Turns an agent's tool declarations into the tools a turn can call. */
 import type { ToolDeclaration } from "../domain/agent/agent.ts";
-import { httpTool } from "./httpTool.ts";
+import { httpTool, PUBLIC_ONLY, type OutboundPolicy } from "./httpTool.ts";
 import { registerAssetTool } from "./registerAsset.ts";
 import type { Tool } from "./tool.ts";
 
@@ -9,14 +9,14 @@ export const BUILTIN_TOOLS: Record<string, (requiresApproval?: boolean) => Tool>
   register_asset: registerAssetTool,
 };
 
-export function resolveTools(declarations: readonly ToolDeclaration[]): Map<string, Tool> {
+export function resolveTools(declarations: readonly ToolDeclaration[], outbound: OutboundPolicy = PUBLIC_ONLY): Map<string, Tool> {
   const tools = new Map<string, Tool>();
   for (const decl of declarations) {
     if (decl.type === "builtin") {
       const make = BUILTIN_TOOLS[decl.name];
       if (make) tools.set(decl.name, make(decl.requires_approval));
     } else {
-      tools.set(decl.name, httpTool(decl));
+      tools.set(decl.name, httpTool(decl, outbound));
     }
   }
   return tools;

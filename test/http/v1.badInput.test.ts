@@ -9,7 +9,7 @@ let sid: string;
 let jobId: string;
 
 beforeAll(async () => {
-  server = await startTestServer({ API_KEY: TEST_KEY, SANDBOX_CHUNK_DELAY_MS: "0" });
+  server = await startTestServer({ API_KEY: TEST_KEY, SANDBOX_CHUNK_DELAY_MS: "0", TOOL_PRIVATE_ALLOWLIST: "127.0.0.1" });
   client = api(server.url);
   sid = (await client.post("/v1/sessions", { user_id: "bad-input" })).body.id;
   jobId = (await client.post(`/v1/sessions/${sid}/messages`, { content: "hi", wait: true })).body.job_id;

@@ -7,7 +7,8 @@ let server: TestServer;
 let client: Api;
 
 beforeAll(async () => {
-  server = await startTestServer({ API_KEY: TEST_KEY, SANDBOX_CHUNK_DELAY_MS: "3" });
+  // HTTP tools call servers this test starts on loopback, which the operator must allow.
+  server = await startTestServer({ API_KEY: TEST_KEY, SANDBOX_CHUNK_DELAY_MS: "3", TOOL_PRIVATE_ALLOWLIST: "127.0.0.1" });
   client = api(server.url);
 });
 afterAll(async () => {
