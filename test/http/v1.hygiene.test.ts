@@ -142,3 +142,13 @@ describe("query parameters", () => {
     expect((await client.get("/v1/sessions?limit=5&archived=false")).status).toBe(200);
   });
 });
+
+describe("client JSON Schemas", () => {
+  test("a pattern the linear-time engine cannot run is refused at create, naming output_schema", async () => {
+    const schema = { type: "object", properties: { code: { type: "string", pattern: "(a)\\1" } } };
+    const run = await client.post("/v1/runs", { user_id: "u", input: "x", output_schema: schema });
+    expect({ status: run.status, param: run.body.error.details.param }).toEqual({ status: 400, param: "output_schema" });
+    const agent = await client.post("/v1/agents", { name: "a", output_schema: schema });
+    expect({ status: agent.status, param: agent.body.error.details.param }).toEqual({ status: 400, param: "output_schema" });
+  });
+});
