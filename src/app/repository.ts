@@ -37,6 +37,8 @@ export interface CommandMetadata {
 
 export class Repository<Command, Event extends DomainEvent, State> {
   private readonly cache = new Map<string, Loaded<State>>();
+  /** The last command under way per stream, which the next one on that stream waits for. */
+  private readonly inFlight = new Map<string, Promise<void>>();
 
   constructor(
     private readonly store: EventStore,
@@ -76,7 +78,23 @@ export class Repository<Command, Event extends DomainEvent, State> {
     metadata: CommandMetadata,
     attempts = 5,
   ): Promise<Handled<State, Event>> {
+    // Commands on one stream from this process run one after another: decided concurrently, they
+    // would all be decided on the same revision and all but one refused (appends made at the same
+    // moment share a commit). Other processes are still kept apart by the expected revision.
     const stream = this.streamOf(id);
+    const previous = this.inFlight.get(stream);
+    const run = (previous ?? Promise.resolve()).then(() => this.decideAndAppend(id, stream, command, metadata, attempts));
+    const settled: Promise<void> = run.then(() => {}, () => {});
+    this.inFlight.set(stream, settled);
+    void settled.then(() => {
+      if (this.inFlight.get(stream) === settled) this.inFlight.delete(stream);
+    });
+    return run;
+  }
+
+  private async decideAndAppend(
+    id: string, stream: string, command: Command | ((state: State) => Command), metadata: CommandMetadata, attempts: number,
+  ): Promise<Handled<State, Event>> {
     for (let attempt = 1; ; attempt++) {
       const { state, revision } = await this.load(id);
       const cmd = typeof command === "function" ? (command as (s: State) => Command)(state) : command;

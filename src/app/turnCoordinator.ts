@@ -48,6 +48,9 @@ export class TurnCoordinator {
   async jobEnded(jobId: string, meta: CommandMetadata): Promise<bigint | null> {
     const { state: job } = await this.ctx.repos.jobs.load(jobId);
     if (!TERMINAL.has(job.status as never) || !job.sessionId) return null;
+    // Already ended on its session (another path got here first): skip building the reply again.
+    const { state: session } = await this.ctx.repos.sessions.load(job.sessionId);
+    if (!session.turns.some((t) => t.job_id === jobId)) return null;
     const reply = job.status === "completed" ? await replySummary(this.ctx, jobId) : null;
     const error = job.status === "failed" ? job.error
       : job.status === "cancelled" ? { code: "cancelled", message: `The turn was cancelled (${job.cancelReason ?? "cancelled"})` }

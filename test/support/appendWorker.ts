@@ -4,7 +4,8 @@
  *
  *   bun test/support/appendWorker.ts <db path> <stream prefix> <count> <mode: distinct|contended> [synchronous]
  *
- * distinct:  one event per append to `<prefix>-<i % 7>` with expected revision "any".
+ * distinct:  one event per append to `<prefix>-<i % 7>` with expected revision "any", eight appends
+ *            in flight at a time, so the store commits them in groups (one fsync for several).
  * contended: every append goes to `<prefix>` with the exact revision last seen, retrying on conflict.
  */
 import { SqliteEventStore } from "../../src/eventstore/adapters/sqlite.ts";
@@ -14,6 +15,7 @@ const [path, prefix, countText, mode, synchronous] = process.argv.slice(2);
 const store = new SqliteEventStore({ path: path!, synchronous: synchronous === "normal" ? "normal" : "full" });
 const count = Number(countText);
 let conflicts = 0;
+const inFlight = new Set<Promise<void>>();
 
 for (let i = 0; i < count; i++) {
   const id = crypto.randomUUID();
@@ -36,9 +38,14 @@ for (let i = 0; i < count; i++) {
     }
   } else {
     const stream = `${prefix}-${i % 7}`;
-    const r = await store.appendToStream(stream, [{ id, type: "Tick", data: { i, pid: process.pid } }]);
-    process.stdout.write(JSON.stringify({ id, stream, revision: String(r.nextExpectedRevision), position: String(r.position) }) + "\n");
+    // Acknowledged (printed) only once its append resolved, that is, after its group's commit.
+    const tracked: Promise<void> = store.appendToStream(stream, [{ id, type: "Tick", data: { i, pid: process.pid } }]).then((r) => {
+      process.stdout.write(JSON.stringify({ id, stream, revision: String(r.nextExpectedRevision), position: String(r.position) }) + "\n");
+    }).finally(() => inFlight.delete(tracked));
+    inFlight.add(tracked);
+    if (inFlight.size >= 8) await Promise.race(inFlight);
   }
 }
+await Promise.all(inFlight);
 process.stderr.write(JSON.stringify({ conflicts }) + "\n");
 await store.close();

@@ -33,6 +33,17 @@ export interface SqliteEventStoreOptions {
   busyTimeoutMs?: number;
 }
 
+interface PendingAppend {
+  stream: string;
+  events: readonly EventData[];
+  payloads: ReadonlyArray<readonly [string, string]>;
+  expected: ExpectedRevision;
+  resolve: (result: AppendResult) => void;
+  reject: (err: unknown) => void;
+  result?: AppendResult;
+  error?: unknown;
+}
+
 type EventRow = [position: number, stream: string, revision: number, id: string, type: string, data: string, metadata: string, created: number];
 
 const SCHEMA = `
@@ -68,6 +79,7 @@ export class SqliteEventStore implements EventStore {
   private closed = false;
   /** The append transaction, compiled once: bun:sqlite wraps a function per db.transaction() call. */
   private readonly appendTx: ReturnType<typeof this.compileAppendTx>;
+  private readonly groupTx: ReturnType<typeof this.compileGroupTx>;
   private readonly stmt: {
     stream: Statement;
     idAt: Statement;
@@ -104,20 +116,73 @@ export class SqliteEventStore implements EventStore {
       head: this.db.query("SELECT max(position) FROM events"),
     };
     this.appendTx = this.compileAppendTx();
+    this.groupTx = this.compileGroupTx();
   }
 
   private compileAppendTx() {
     return this.db.transaction(this.appendInTransaction.bind(this));
   }
 
+  /**
+   * Group commit: appends that arrive while the process is busy (typically the concurrent requests of
+   * one event-loop turn) are written in one transaction with one fsync. Each runs in its own savepoint
+   * (the append transaction nests as one), so each keeps its own expected-revision check and result and
+   * one conflict fails only its own caller. Nobody is answered before the group's COMMIT has returned,
+   * which with synchronous=FULL means fsynced: durability is what one append per transaction gave.
+   */
+  private compileGroupTx() {
+    return this.db.transaction((group: PendingAppend[]) => {
+      for (const append of group) {
+        try {
+          append.result = this.appendTx(append.stream, append.events, append.payloads, append.expected);
+        } catch (err) {
+          append.error = err; // its savepoint was rolled back; the others go on
+        }
+      }
+    });
+  }
+  private pending: PendingAppend[] = [];
+  private flushScheduled = false;
+  /** Transactions committed for appends, and appends committed: groups form when appends > commits. */
+  readonly appendStats = { commits: 0, appends: 0 };
+
   async appendToStream(stream: string, events: readonly EventData[], options: AppendOptions = {}): Promise<AppendResult> {
     this.ensureOpen();
     const expected = options.expectedRevision ?? "any";
     validateAppend(stream, events, expected);
     const payloads = events.map((e) => [toJson(e.data, "Event data"), toJson(e.metadata ?? {}, "Event metadata")] as const);
-    const result = this.appendTx.immediate(stream, events, payloads, expected);
+    return new Promise<AppendResult>((resolve, reject) => {
+      this.pending.push({ stream, events, payloads, expected, resolve, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        // After this turn's I/O: every append issued meanwhile joins the group.
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const group = this.pending;
+    this.pending = [];
+    if (group.length === 0) return;
+    try {
+      if (this.closed) throw new StoreUnavailableError("The event store is closed");
+      this.groupTx.immediate(group);
+      this.appendStats.commits++;
+    } catch (err) {
+      // BEGIN or COMMIT failed (busy, disk, closed): nothing of the group is stored.
+      for (const append of group) append.reject(err instanceof StoreUnavailableError ? err : new StoreUnavailableError("The append could not be committed", err));
+      return;
+    }
+    for (const append of group) {
+      if (append.error !== undefined) append.reject(append.error);
+      else {
+        this.appendStats.appends++;
+        append.resolve(append.result!);
+      }
+    }
     this.changes.notify();
-    return result;
   }
 
   /** The body of an append; runs inside one BEGIN IMMEDIATE transaction (see appendTx). */
@@ -169,7 +234,11 @@ export class SqliteEventStore implements EventStore {
     const query = backwards
       ? this.db.query(`SELECT ${COLUMNS} FROM events WHERE stream = ? AND revision <= ? AND revision >= ? ORDER BY revision DESC LIMIT ?`)
       : this.db.query(`SELECT ${COLUMNS} FROM events WHERE stream = ? AND revision >= ? AND revision >= ? ORDER BY revision LIMIT ?`);
+    const last = Number(state.lastRevision);
     while (remaining > 0) {
+      // Past either end there is nothing to read: skip the query (the common case of a cached
+      // aggregate checking for events after its revision).
+      if (backwards ? next < floor : next > last) return;
       const rows = query.values(stream, next, floor, Math.min(remaining, 1000)) as EventRow[];
       if (rows.length === 0) return;
       for (const row of rows) yield toRecorded(row);

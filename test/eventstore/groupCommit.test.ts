@@ -1,0 +1,72 @@
+/**
+ * Group commit in the SQLite store: concurrent appends share one transaction (and one fsync) while each
+ * keeps its own expected-revision check and result.
+ */
+import { afterEach, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { newEventId } from "../../src/core/ids.ts";
+import { SqliteEventStore } from "../../src/eventstore/adapters/sqlite.ts";
+import { StoreUnavailableError, WrongExpectedVersionError } from "../../src/eventstore/errors.ts";
+import { collect } from "../../src/eventstore/port.ts";
+
+const dirs: string[] = [];
+const stores: SqliteEventStore[] = [];
+afterEach(async () => {
+  for (const s of stores.splice(0)) await s.close();
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+const open = (dir = mkdtempSync(join(tmpdir(), "agentry-group-"))) => {
+  if (!dirs.includes(dir)) dirs.push(dir);
+  const store = new SqliteEventStore({ path: join(dir, "events.sqlite"), synchronous: "full" });
+  stores.push(store);
+  return { store, dir };
+};
+const event = (type = "Happened", id = newEventId()) => ({ id, type, data: { n: 1 } });
+
+test("concurrent appends are committed together: fewer transactions than appends, every result its own", async () => {
+  const { store } = open();
+  const results = await Promise.all(Array.from({ length: 50 }, (_, i) => store.appendToStream(`s-${i}`, [event()], { expectedRevision: "no_stream" })));
+  expect(results.every((r) => r.nextExpectedRevision === 0n)).toBe(true);
+  expect(new Set(results.map((r) => r.position)).size).toBe(50);
+  expect(store.appendStats).toEqual({ commits: 1, appends: 50 });
+});
+
+test("a conflict in a group fails only its own append", async () => {
+  const { store } = open();
+  await store.appendToStream("shared", [event()]);
+  const outcomes = await Promise.allSettled([
+    store.appendToStream("a", [event()]),
+    store.appendToStream("shared", [event()], { expectedRevision: 7n }), // wrong
+    store.appendToStream("b", [event()]),
+  ]);
+  expect(outcomes.map((o) => o.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
+  expect((outcomes[1] as PromiseRejectedResult).reason).toBeInstanceOf(WrongExpectedVersionError);
+  expect((await collect(store.readStream("shared"))).length).toBe(1);
+  expect((await collect(store.readStream("a"))).length).toBe(1);
+});
+
+test("two appends to one stream in a group see each other; a retried batch in the same group is not written twice", async () => {
+  const { store } = open();
+  const retried = [event("First"), event("Second")];
+  const [first, second, retry] = await Promise.all([
+    store.appendToStream("one", retried, { expectedRevision: "no_stream" }),
+    store.appendToStream("one", [event("Third")], { expectedRevision: 1n }),
+    store.appendToStream("one", retried, { expectedRevision: "no_stream" }),
+  ]);
+  expect(first.nextExpectedRevision).toBe(1n);
+  expect(second.nextExpectedRevision).toBe(2n);
+  expect(retry).toEqual(first);
+  expect((await collect(store.readStream("one"))).map((e) => e.type)).toEqual(["First", "Second", "Third"]);
+});
+
+test("a group that cannot commit answers every append with an error and stores none of them", async () => {
+  const { store, dir } = open();
+  const appends = Array.from({ length: 5 }, (_, i) => store.appendToStream(`lost-${i}`, [event()]));
+  await store.close(); // before the group's commit runs
+  const outcomes = await Promise.allSettled(appends);
+  expect(outcomes.every((o) => o.status === "rejected" && o.reason instanceof StoreUnavailableError)).toBe(true);
+  const { store: reopened } = open(dir);
+  expect(await reopened.headPosition()).toBeNull();
+});
