@@ -1,8 +1,16 @@
 /**
  * How stream events look to API clients: `{id, type, payload, created_at}`, where `id` is the event's
  * position in its stream counted from 1 (so `since=0` is the beginning and the last id seen is the
- * cursor), and `type` a stable public name.
+ * cursor), `type` a stable public name, and `payload` the event's public payload.
+ *
+ * The public view is its own contract, mapped here from the internal events (decoded through their
+ * contract, so older versions arrive upcast): internal fields stay out (a job's `runner_id` names a
+ * server process), and internals can change without changing what clients see. Its schema, per
+ * type, is PUBLIC_EVENT_SCHEMA, listed in the OpenAPI document.
  */
+import { Type, type TSchema } from "@sinclair/typebox";
+import { occurredAt } from "../core/eventContract.ts";
+import { domainEvents, DOMAIN_EVENTS, type AnyDomainEvent } from "../domain/catalog.ts";
 import { StreamNotFoundError } from "../eventstore/errors.ts";
 import type { EventStore, RecordedEvent } from "../eventstore/port.ts";
 
@@ -52,11 +60,35 @@ export interface PublicEvent {
   created_at: string;
 }
 
+/** What clients see of an event's data: the internal data, less what is the server's business. */
+function publicPayload(event: AnyDomainEvent): unknown {
+  switch (event.type) {
+    case "JobStarted":
+      return { attempt: event.data.attempt };
+    default:
+      return event.data;
+  }
+}
+
+/** Public payload schemas per internal type: the internal schema, less the fields publicPayload drops. */
+const PAYLOAD_SCHEMAS: Record<string, TSchema> = {
+  ...Object.fromEntries(Object.entries(DOMAIN_EVENTS).map(([type, def]) => [type, def.schema])),
+  JobStarted: Type.Object({ attempt: Type.Integer({ minimum: 1 }) }),
+};
+
+/** The public event, one variant per public type: what `/events` and SSE `data:` lines carry. */
+export const PUBLIC_EVENT_SCHEMA = Type.Unsafe<PublicEvent>(Type.Union(Object.entries(PUBLIC_TYPES).map(([internal, type]) => Type.Object({
+  id: Type.Integer({ minimum: 1, description: "Position in the stream, counted from 1: the cursor" }),
+  type: Type.Literal(type),
+  payload: PAYLOAD_SCHEMAS[internal]!,
+  created_at: Type.String({ description: "When it happened (ISO 8601)" }),
+}, { title: type }))));
+
 export const toPublicEvent = (e: RecordedEvent): PublicEvent => ({
   id: Number(e.revision) + 1,
   type: PUBLIC_TYPES[e.type] ?? e.type,
-  payload: e.data,
-  created_at: e.created.toISOString(),
+  payload: publicPayload(domainEvents.decode(e)),
+  created_at: new Date(occurredAt(e)).toISOString(),
 });
 
 /** Events of `stream` with id > `since` (revision >= since), up to `limit`; [] for a missing stream. */

@@ -6,7 +6,7 @@
  */
 import { t } from "elysia";
 import type { AppContext } from "../../../app/context.ts";
-import { eventsAfter, toPublicEvent, type PublicEvent } from "../../eventView.ts";
+import { eventsAfter, PUBLIC_EVENT_SCHEMA, toPublicEvent, type PublicEvent } from "../../eventView.ts";
 import type { RecordedEvent } from "../../../eventstore/port.ts";
 
 export const CursorQuery = {
@@ -15,7 +15,7 @@ export const CursorQuery = {
   wait: t.Optional(t.Number({ minimum: 0, maximum: 30, default: 0, description: "Seconds to hold the request until an event arrives" })),
 };
 
-export const PublicEventSchema = t.Object({ id: t.Integer(), type: t.String(), payload: t.Unknown(), created_at: t.String() });
+export const PublicEventSchema = PUBLIC_EVENT_SCHEMA;
 
 export async function pollStream(
   ctx: AppContext,
