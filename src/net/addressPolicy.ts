@@ -8,8 +8,11 @@ import ipaddr from "ipaddr.js";
 
 export type AddressClass = "public" | "loopback" | "private" | "link_local" | "metadata" | "unspecified" | "multicast" | "reserved";
 
-/** Cloud instance-metadata endpoints (AWS, AWS IPv6, ECS tasks, Alibaba, Oracle). */
-const METADATA = new Set(["169.254.169.254", "fd00:ec2::254", "169.254.170.2", "100.100.100.200", "192.0.0.192"]);
+/**
+ * Cloud instance-metadata endpoints (AWS, AWS IPv6, ECS tasks, Alibaba, Oracle, Azure's WireServer).
+ * Azure's sits in public space, so without this entry it would pass as public.
+ */
+const METADATA = new Set(["169.254.169.254", "fd00:ec2::254", "169.254.170.2", "100.100.100.200", "192.0.0.192", "168.63.129.16"]);
 
 const BY_RANGE: Record<string, AddressClass> = {
   unicast: "public",
