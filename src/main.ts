@@ -10,6 +10,7 @@ import type { AppContext } from "./app/context.ts";
 import { createRepositories } from "./app/context.ts";
 import { ensureDefaultAgent } from "./app/defaultAgent.ts";
 import { LiveEvents } from "./app/liveEvents.ts";
+import { StreamTails } from "./app/streamTails.ts";
 import { ConfigError, loadConfig, type Config } from "./config.ts";
 import { createLogger, type Logger } from "./core/logger.ts";
 import { DEFAULT_APP_ID } from "./domain/streams.ts";
@@ -53,7 +54,8 @@ export async function startServer(
   const db = openReadModelDb(readModelPath);
   const projectionRunner = new ProjectionRunner(store, db, projections, { logger: logger.child({ component: "projections" }), lagCountLimit: 1000 });
   projectionRunner.start();
-  const live = new LiveEvents(store, logger.child({ component: "live" }));
+  const tails = new StreamTails({ maxStreams: config.tailCache.streams, maxEvents: config.tailCache.eventsPerStream });
+  const live = new LiveEvents(store, logger.child({ component: "live" }), tails);
   await live.start();
 
   const queue: JobQueue = config.redisUrl
@@ -61,7 +63,7 @@ export async function startServer(
     : new InProcessJobQueue();
   const { providers, defaultProvider } = createProviders(config);
   const ctx: AppContext = {
-    store, repos: createRepositories(store), db, projections: projectionRunner, queue, live, providers,
+    store, repos: createRepositories(store, tails), tails, db, projections: projectionRunner, queue, live, providers,
     defaultProvider, logger, appId: DEFAULT_APP_ID, readYourWritesTimeoutMs: config.readYourWritesTimeoutMs,
     idempotencyClaimTtlMs: config.idempotencyClaimTtlMs, sse: config.sse,
     outbound: { privateAllowlist: config.toolPrivateAllowlist },

@@ -17,6 +17,7 @@ import type { JobQueue } from "../jobs/queue.ts";
 import type { LlmProvider } from "../llm/provider.ts";
 import type { ProjectionRunner } from "../projections/runner.ts";
 import type { LiveEvents } from "./liveEvents.ts";
+import type { StreamTails } from "./streamTails.ts";
 import type { TurnCoordinator } from "./turnCoordinator.ts";
 import type { SseLimits } from "../http/sse.ts";
 import type { OutboundPolicy } from "../tools/httpTool.ts";
@@ -29,11 +30,11 @@ export interface Repositories {
   idempotency: Repository<IdempotencyCommand, IdempotencyEvent, IdempotencyState>;
 }
 
-export const createRepositories = (store: EventStore): Repositories => ({
-  agents: new Repository(store, agentDecider, agentEvents, agentStream),
-  sessions: new Repository(store, sessionDecider, sessionEvents, sessionStream),
-  jobs: new Repository(store, jobDecider, jobEvents, jobStream),
-  idempotency: new Repository(store, idempotencyDecider, idempotencyEvents, idempotencyStream),
+export const createRepositories = (store: EventStore, tails?: StreamTails): Repositories => ({
+  agents: new Repository(store, agentDecider, agentEvents, agentStream, tails),
+  sessions: new Repository(store, sessionDecider, sessionEvents, sessionStream, tails),
+  jobs: new Repository(store, jobDecider, jobEvents, jobStream, tails),
+  idempotency: new Repository(store, idempotencyDecider, idempotencyEvents, idempotencyStream, tails),
 });
 
 /** Which jobs this process is running right now, so a cancel can abort the model request at once. */
@@ -64,6 +65,8 @@ export interface AppContext {
   sse?: SseLimits;
   /** Which non-public addresses HTTP tools may call (none unless the operator lists them). */
   outbound?: OutboundPolicy;
+  /** Hot streams' tails in memory, kept current by the live feed (absent: every read goes to the store). */
+  tails?: StreamTails;
 }
 
 /**

@@ -19,10 +19,10 @@ export async function visibleJobState(ctx: AppContext, jobId: string): Promise<J
  * that is its terminal event, since nothing is appended to an ended job.
  */
 export async function visibleJob(ctx: AppContext, jobId: string): Promise<{ state: JobState; lastEventId: number }> {
-  const { state, revision } = await ctx.repos.jobs.load(jobId);
+  const { state, revision } = await ctx.repos.jobs.peek(jobId);
   if (state.status === "none") throw jobNotFound();
   if (state.sessionId) {
-    const { state: session } = await ctx.repos.sessions.load(state.sessionId);
+    const { state: session } = await ctx.repos.sessions.peek(state.sessionId);
     if (session.status !== "active") throw jobNotFound();
   }
   return { state, lastEventId: Number(revision) + 1 };

@@ -6,6 +6,7 @@
  */
 import type { Logger } from "../core/logger.ts";
 import type { EventStore, Subscription } from "../eventstore/port.ts";
+import type { StreamTails } from "./streamTails.ts";
 
 type Listener = () => void;
 
@@ -15,7 +16,7 @@ export class LiveEvents {
   private loop: Promise<void> | undefined;
   private stopped = false;
 
-  constructor(private readonly store: EventStore, private readonly logger?: Logger) {}
+  constructor(private readonly store: EventStore, private readonly logger?: Logger, private readonly tails?: StreamTails) {}
 
   async start(): Promise<void> {
     const head = await this.store.headPosition();
@@ -77,6 +78,7 @@ export class LiveEvents {
           for (const e of batch) {
             touched.add(e.streamId);
             position = e.position;
+            this.tails?.observe(e);
           }
           for (const stream of touched) {
             const set = this.listeners.get(stream);

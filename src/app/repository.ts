@@ -10,7 +10,8 @@ import type { Decider, DomainEvent } from "../core/decider.ts";
 import { OCCURRED_AT_KEY, type EventCodec } from "../core/eventContract.ts";
 import { newEventId } from "../core/ids.ts";
 import { StreamNotFoundError, WrongExpectedVersionError } from "../eventstore/errors.ts";
-import type { EventMetadata, EventStore } from "../eventstore/port.ts";
+import type { EventMetadata, EventStore, RecordedEvent } from "../eventstore/port.ts";
+import type { StreamTails } from "./streamTails.ts";
 
 export interface Loaded<State> {
   state: State;
@@ -46,19 +47,38 @@ export class Repository<Command, Event extends DomainEvent, State> {
     /** The stream's event contract: events are decoded (upcast, checked) on load and checked on append. */
     private readonly events: EventCodec<Event>,
     private readonly streamOf: (id: string) => string,
+    /** The live tails of hot streams, which let `peek` answer without the store. */
+    private readonly tails?: StreamTails,
     private readonly cacheSize = 5000,
   ) {}
+
+  /**
+   * The aggregate's state for reading (not for deciding): from memory when the live tail of its stream
+   * shows nothing newer than the cached state, else loaded. May lag another process's append by the
+   * live feed's delay; decisions use `handle`, which always reads the store.
+   */
+  async peek(id: string): Promise<Loaded<State>> {
+    const stream = this.streamOf(id);
+    const cached = this.cache.get(stream);
+    if (cached && this.tails && this.tails.lastRevision(stream) === cached.revision) return cached;
+    return this.load(id);
+  }
 
   async load(id: string): Promise<Loaded<State>> {
     const stream = this.streamOf(id);
     const cached = this.cache.get(stream);
     let state = cached?.state ?? this.decider.initialState;
     let revision = cached?.revision ?? -1n;
+    let last: RecordedEvent | undefined;
     try {
       for await (const e of this.store.readStream(stream, { fromRevision: revision + 1n })) {
         state = this.decider.evolve(state, this.events.decode(e));
         revision = e.revision;
+        last = e;
       }
+      // What was read ends at the stream's end: the tail can say from now on whether it moved.
+      if (last) this.tails?.warm(stream, [last]);
+      else if (revision >= 0n) this.tails?.warmRevision(stream, revision);
     } catch (err) {
       if (!(err instanceof StreamNotFoundError)) throw err;
       this.cache.delete(stream);

@@ -84,12 +84,22 @@ export const PUBLIC_EVENT_SCHEMA = Type.Unsafe<PublicEvent>(Type.Union(Object.en
   created_at: Type.String({ description: "When it happened (ISO 8601)" }),
 }, { title: type }))));
 
-export const toPublicEvent = (e: RecordedEvent): PublicEvent => ({
-  id: Number(e.revision) + 1,
-  type: PUBLIC_TYPES[e.type] ?? e.type,
-  payload: publicPayload(domainEvents.decode(e)),
-  created_at: new Date(occurredAt(e)).toISOString(),
-});
+/** Public views of events held in memory (the stream tails), built once per event. */
+const views = new WeakMap<RecordedEvent, PublicEvent>();
+
+export function toPublicEvent(e: RecordedEvent): PublicEvent {
+  let view = views.get(e);
+  if (!view) {
+    view = {
+      id: Number(e.revision) + 1,
+      type: PUBLIC_TYPES[e.type] ?? e.type,
+      payload: publicPayload(domainEvents.decode(e)),
+      created_at: new Date(occurredAt(e)).toISOString(),
+    };
+    views.set(e, view);
+  }
+  return view;
+}
 
 /** Events of `stream` with id > `since` (revision >= since), up to `limit`; [] for a missing stream. */
 export async function eventsAfter(store: EventStore, stream: string, since: number, limit: number): Promise<RecordedEvent[]> {

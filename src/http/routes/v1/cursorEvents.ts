@@ -17,6 +17,16 @@ export const CursorQuery = {
 
 export const PublicEventSchema = PUBLIC_EVENT_SCHEMA;
 
+/** Events after `since`: from the stream's live tail in memory when it holds them, else from the store. */
+async function tailOrStore(ctx: AppContext, stream: string, since: number, limit: number): Promise<RecordedEvent[]> {
+  const cached = ctx.tails?.read(stream, BigInt(since), limit);
+  if (cached) return cached;
+  const raw = await eventsAfter(ctx.store, stream, since, limit);
+  // A read that reached the stream's end (fewer than asked) is its tail: keep it for the next polls.
+  if (raw.length > 0 && raw.length < limit) ctx.tails?.warm(stream, raw);
+  return raw;
+}
+
 export async function pollStream(
   ctx: AppContext,
   stream: string,
@@ -28,10 +38,10 @@ export async function pollStream(
   const limit = query.limit ?? 200;
   const waitMs = Math.round((query.wait ?? 0) * 1000);
   const waiter = waitMs > 0 ? ctx.live.waiter(stream, waitMs, request.signal) : undefined;
-  let raw = await eventsAfter(ctx.store, stream, since, limit);
+  let raw = await tailOrStore(ctx, stream, since, limit);
   if (raw.length === 0 && waiter) {
     await waiter.promise;
-    raw = await eventsAfter(ctx.store, stream, since, limit);
+    raw = await tailOrStore(ctx, stream, since, limit);
   }
   waiter?.cancel();
   const events = raw.map(toPublicEvent);

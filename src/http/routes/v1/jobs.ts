@@ -6,7 +6,7 @@ import { jobStream } from "../../../domain/streams.ts";
 import { visibleJob, visibleJobRow, visibleJobState } from "../../../app/jobReads.ts";
 import { resumeFrom, sseResponse } from "../../sse.ts";
 import { afterWrite, IdParam, jobView, metaOf, type V1Deps } from "./common.ts";
-import { SSE_RESPONSE, v1Models, Verbosity } from "./models.ts";
+import { documented, SSE_RESPONSE, v1Models, Verbosity } from "./models.ts";
 import { CursorQuery, pollStream } from "./cursorEvents.ts";
 
 export const jobRoutes = ({ ctx }: V1Deps) =>
@@ -28,8 +28,8 @@ export const jobRoutes = ({ ctx }: V1Deps) =>
         approved: state.planDecision === null ? null : state.planDecision === "approved",
       };
     }, {
-      params: IdParam("job_id"), query: t.Object(CursorQuery), response: "JobEvents",
-      detail: { summary: "Poll a job's events after a cursor", description: "Event ids are positions in the job's stream counted from 1; pass the returned cursor as since. wait holds the request until an event arrives." },
+      params: IdParam("job_id"), query: t.Object(CursorQuery),
+      detail: { responses: documented("JobEvents", "The job's events after the cursor, its status, and done"), summary: "Poll a job's events after a cursor", description: "Event ids are positions in the job's stream counted from 1; pass the returned cursor as since. wait holds the request until an event arrives." },
     })
     .get("/:job_id/stream", async ({ params, query, request }) => {
       await visibleJobState(ctx, params.job_id);

@@ -102,6 +102,15 @@ export const v1Models = new Elysia({ name: "agentry.v1.models" }).model({
   Run, RunAccepted, PublicEvent: PublicEventSchema, Error: ErrorEnvelope,
 });
 
+/**
+ * How the cursor polls document their response without checking it at run time: they are the hottest
+ * routes, their body is built from typed views, and checking each event against the per-type
+ * PublicEvent union cost more than the rest of the poll.
+ */
+export const documented = (model: string, description: string) => ({
+  200: { description, content: { "application/json": { schema: { $ref: `#/components/schemas/${model}` } } } },
+});
+
 /** How an SSE route's response is documented: a stream of PublicEvent, one per `data:` line. */
 export const SSE_RESPONSE = {
   200: {

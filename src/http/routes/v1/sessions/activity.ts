@@ -6,7 +6,7 @@ import { decodeCursor, page, PageQuery } from "../../../pagination.ts";
 import { resumeFrom, sseResponse } from "../../../sse.ts";
 import { IdParam, jobView, sessionView, type V1Deps } from "../common.ts";
 import { CursorQuery, pollStream } from "../cursorEvents.ts";
-import { SSE_RESPONSE, v1Models, Verbosity } from "../models.ts";
+import { documented, SSE_RESPONSE, v1Models, Verbosity } from "../models.ts";
 import { requireSession } from "./service.ts";
 
 export const sessionActivityRoutes = ({ ctx }: V1Deps) =>
@@ -24,8 +24,7 @@ export const sessionActivityRoutes = ({ ctx }: V1Deps) =>
       return { session_id: params.session_id, status: sessionView(row).status, events, cursor };
     }, {
       params: IdParam("session_id"), query: t.Object(CursorQuery),
-      response: "SessionEvents",
-      detail: { summary: "Poll the session's own events (messages, turn ends, assets) after a cursor" },
+      detail: { responses: documented("SessionEvents", "The session's events after the cursor"), summary: "Poll the session's own events (messages, turn ends, assets) after a cursor" },
     })
     .get("/:session_id/stream", ({ params, query, request }) => {
       requireSession(ctx, params.session_id);
