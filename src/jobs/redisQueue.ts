@@ -38,6 +38,13 @@ export interface RedisJobQueueOptions {
 
 type Entry = [id: string, fields: string[]];
 
+/** The lease scripts below, as commands on the connection. */
+interface LeaseScripts {
+  acquireLease(key: string, holder: string, entry: string, leaseMs: number, reclaimed: string): Promise<number>;
+  renewLease(stream: string, key: string, group: string, consumer: string, entry: string, holder: string, leaseMs: number): Promise<number>;
+  releaseLease(key: string, holder: string): Promise<number>;
+}
+
 /**
  * Starts holding a job for an entry. KEYS[1] the lease key; ARGV: this consumer's holder value, the
  * entry id, lease ms, "1" when the entry was taken over from a silent worker. Returns 1 when held.
@@ -74,6 +81,7 @@ return 0`;
 export class RedisJobQueue implements JobQueue {
   readonly kind = "redis";
   private readonly commands: Redis;
+  private readonly scripts: LeaseScripts;
   private readonly reader: Redis;
   private readonly stream: string;
   private readonly group: string;
@@ -91,6 +99,11 @@ export class RedisJobQueue implements JobQueue {
   constructor(private readonly options: RedisJobQueueOptions) {
     const connection = { maxRetriesPerRequest: null } as const;
     this.commands = new Redis(options.url, connection);
+    // Sent once and run by hash afterwards (EVALSHA): a lease costs one small round trip.
+    this.commands.defineCommand("acquireLease", { numberOfKeys: 1, lua: ACQUIRE });
+    this.commands.defineCommand("renewLease", { numberOfKeys: 2, lua: RENEW });
+    this.commands.defineCommand("releaseLease", { numberOfKeys: 1, lua: RELEASE });
+    this.scripts = this.commands as unknown as LeaseScripts;
     this.reader = new Redis(options.url, connection); // blocking reads get their own connection
     for (const c of [this.commands, this.reader]) c.on("error", (err) => options.logger?.warn("redis connection error", { error: err }));
     // Before the first connection, commands wait for it (bounded by enqueueTimeoutMs); once a live
@@ -216,7 +229,7 @@ export class RedisJobQueue implements JobQueue {
     }
     const leaseKey = this.leaseKey(jobId);
     const holder = `${this.consumer}|${id}`;
-    const held = await this.commands.eval(ACQUIRE, 1, leaseKey, holder, id, this.leaseMs, reclaimed ? "1" : "0");
+    const held = await this.scripts.acquireLease(leaseKey, holder, id, this.leaseMs, reclaimed ? "1" : "0");
     if (held !== 1) {
       // Another live entry holds this job and will run it; this one is a repeat.
       this.options.logger?.debug("job already held elsewhere; dropping the repeated entry", { job_id: jobId });
@@ -226,7 +239,7 @@ export class RedisJobQueue implements JobQueue {
     this.active++;
     let lost = false;
     const heartbeat = setInterval(() => {
-      void this.commands.eval(RENEW, 2, this.stream, leaseKey, this.group, this.consumer, id, holder, this.leaseMs).then((ok) => {
+      void this.scripts.renewLease(this.stream, leaseKey, this.group, this.consumer, id, holder, this.leaseMs).then((ok) => {
         if (ok !== 1 && !lost) {
           lost = true;
           // Only a pause longer than the lease gets here; the job stream's attempt check keeps the
@@ -237,8 +250,7 @@ export class RedisJobQueue implements JobQueue {
     }, Math.max(50, Math.floor(this.leaseMs / 3)));
     const work = handler(jobId)
       .catch((err) => this.options.logger?.error("job handler failed", { job_id: jobId, error: err as Error }))
-      .then(() => this.commands.eval(RELEASE, 1, leaseKey, holder))
-      .then(() => this.finish(id))
+      .then(() => this.finish(id, { key: leaseKey, holder }))
       .catch((err) => this.options.logger?.warn("could not acknowledge a finished job; it will be delivered again", { job_id: jobId, error: err as Error }))
       .finally(() => {
         clearInterval(heartbeat);
@@ -249,7 +261,10 @@ export class RedisJobQueue implements JobQueue {
     this.inFlight.add(work);
   }
 
-  private async finish(id: string): Promise<void> {
-    await this.commands.multi().xack(this.stream, this.group, id).xdel(this.stream, id).exec();
+  /** Acknowledges and deletes an entry, releasing the lease it held in the same round trip. */
+  private async finish(id: string, lease?: { key: string; holder: string }): Promise<void> {
+    const tx = this.commands.multi();
+    if (lease) (tx as unknown as LeaseScripts).releaseLease(lease.key, lease.holder);
+    await tx.xack(this.stream, this.group, id).xdel(this.stream, id).exec();
   }
 }
