@@ -1,9 +1,9 @@
 /**
- * The append rules every local adapter shares (memory, sqlite, and through memory the esdb test server):
- * expected-revision checks, idempotent retries, soft delete and tombstone. Pure: adapters hand in the
- * stream's state and a lookup of event ids by revision, and get back what to do.
+ * The append rules the local adapters share (memory, sqlite): expected-revision checks, idempotent
+ * retries, soft delete and tombstone; and the input checks every adapter runs, esdb included. Pure:
+ * adapters hand in the stream's state and a lookup of event ids by revision, and get back what to do.
  */
-import { InvalidEventError, StreamDeletedError, WrongExpectedVersionError } from "./errors.ts";
+import { AppendTooLargeError, InvalidEventError, StreamDeletedError, WrongExpectedVersionError } from "./errors.ts";
 import type { EventData, ExpectedRevision } from "./port.ts";
 import { isUuid } from "../core/ids.ts";
 
@@ -76,6 +76,13 @@ export function checkExpected(stream: string, state: StreamState, expected: Expe
 
 const MAX_STREAM_NAME = 512;
 
+/**
+ * The most one append may carry: EventStoreDB's default MaxAppendSize, counted as it counts (data and
+ * metadata bytes, plus twice the event type's length). Every store refuses more, so an append means the
+ * same wherever it lands.
+ */
+export const MAX_APPEND_BYTES = 1_048_576;
+
 /** Checks what every adapter must refuse before touching storage. */
 export function validateAppend(stream: string, events: readonly EventData[], expected: ExpectedRevision): void {
   validateStreamName(stream);
@@ -84,6 +91,7 @@ export function validateAppend(stream: string, events: readonly EventData[], exp
     throw new InvalidEventError(`Expected revision must be >= 0, got ${expected}`);
   }
   const seen = new Set<string>();
+  let size = 0;
   for (const e of events) {
     if (typeof e.id !== "string" || !isUuid(e.id)) throw new InvalidEventError(`Event id must be a UUID, got ${String(e.id)}`);
     if (seen.has(e.id)) throw new InvalidEventError(`Event id ${e.id} appears twice in one append`);
@@ -91,7 +99,9 @@ export function validateAppend(stream: string, events: readonly EventData[], exp
     if (typeof e.type !== "string" || e.type.length === 0 || e.type.startsWith("$")) {
       throw new InvalidEventError(`Event type must be a non-empty string not starting with '$', got ${String(e.type)}`);
     }
+    size += Buffer.byteLength(toJson(e.data, "Event data")) + Buffer.byteLength(toJson(e.metadata ?? {}, "Event metadata")) + e.type.length * 2;
   }
+  if (size > MAX_APPEND_BYTES) throw new AppendTooLargeError(stream, MAX_APPEND_BYTES, size);
 }
 
 export function validateStreamName(stream: string): void {

@@ -49,3 +49,24 @@ export class InvalidEventError extends EventStoreError {
     super("invalid_event", message);
   }
 }
+
+/** An append bigger than the store takes in one write (EventStoreDB's MaxAppendSize: 1 MiB by default). */
+export class AppendTooLargeError extends EventStoreError {
+  constructor(
+    readonly streamName: string,
+    /** The most the store takes in one append, in bytes. */
+    readonly maxBytes: number,
+    /** The append's size, when the store that refused it said. */
+    readonly sizeBytes?: number,
+  ) {
+    super("append_too_large", `An append to ${streamName}${sizeBytes === undefined ? "" : ` of ${sizeBytes} bytes`} is over the store's limit of ${maxBytes} bytes`);
+  }
+}
+
+/** The store refused the credentials, or the user they name may not do what was asked. */
+export class StoreAccessDeniedError extends EventStoreError {
+  constructor(message: string, cause?: unknown) {
+    super("store_access_denied", message);
+    if (cause !== undefined) this.cause = cause;
+  }
+}

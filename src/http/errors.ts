@@ -8,7 +8,8 @@ import { Elysia, ValidationError as ElysiaValidationError } from "elysia";
 import { AppError } from "../core/errors.ts";
 import type { Logger } from "../core/logger.ts";
 import {
-  InvalidEventError, StoreUnavailableError, StreamDeletedError, StreamNotFoundError, WrongExpectedVersionError,
+  AppendTooLargeError, InvalidEventError, StoreAccessDeniedError, StoreUnavailableError, StreamDeletedError, StreamNotFoundError,
+  WrongExpectedVersionError,
 } from "../eventstore/errors.ts";
 
 export interface ErrorBody {
@@ -33,7 +34,13 @@ export function toErrorResponse(error: unknown, elysiaCode?: string | number): {
   if (error instanceof StreamDeletedError) return { status: 410, body: envelope("gone", "The resource has been permanently deleted") };
   if (error instanceof StreamNotFoundError) return { status: 404, body: envelope("not_found", "Not found") };
   if (error instanceof InvalidEventError) return { status: 400, body: envelope("invalid_request", error.message) };
-  if (error instanceof StoreUnavailableError) return { status: 503, body: envelope("unavailable", "The event store is unavailable; retry later") };
+  if (error instanceof AppendTooLargeError) {
+    return { status: 413, body: envelope("payload_too_large", `The request's content is too large to store: one write may carry at most ${error.maxBytes} bytes`, { max_bytes: error.maxBytes }) };
+  }
+  // Refused credentials are the operator's to fix, not the client's: to the client the store is unavailable.
+  if (error instanceof StoreUnavailableError || error instanceof StoreAccessDeniedError) {
+    return { status: 503, body: envelope("unavailable", "The event store is unavailable; retry later") };
+  }
   return { status: 500, body: envelope("internal_error", "An unexpected error occurred") };
 }
 
