@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import {
-  InvalidEventError, StreamDeletedError, StreamNotFoundError, WrongExpectedVersionError,
+  AppendTooLargeError, InvalidEventError, StreamDeletedError, StreamNotFoundError, WrongExpectedVersionError,
 } from "../../src/eventstore/errors.ts";
 import { collect, type EventData, type EventStore, type RecordedEvent, type Subscription } from "../../src/eventstore/port.ts";
 
@@ -150,6 +150,20 @@ export function eventStoreContract(name: string, factory: () => Promise<Contract
         expect(await rejection(store.appendToStream(s, [dup, dup]))).toBeInstanceOf(InvalidEventError);
         expect(await rejection(collect(store.readStream(s)))).toBeInstanceOf(StreamNotFoundError);
       });
+
+      test("an append over 1 MiB is refused whole with append-too-large; one just under it is stored", async () => {
+        const s = `${uniqueCategory()}-1`;
+        // Counted as EventStoreDB counts it: data and metadata bytes plus twice the type's length.
+        const half = "x".repeat(600_000);
+        const err = await rejection(store.appendToStream(s, [ev("Big", { half }), ev("Big", { half })]));
+        expect(err).toBeInstanceOf(AppendTooLargeError);
+        expect((err as AppendTooLargeError).maxBytes).toBe(1_048_576);
+        expect(await rejection(collect(store.readStream(s)))).toBeInstanceOf(StreamNotFoundError);
+        const fits = "y".repeat(1_048_576 - 200);
+        await store.appendToStream(s, [ev("Fits", { fits })]);
+        const [stored] = await collect(store.readStream(s));
+        expect((stored!.data as { fits: string }).fits.length).toBe(fits.length);
+      });
     });
 
     describe("reading", () => {
@@ -191,6 +205,20 @@ export function eventStoreContract(name: string, factory: () => Promise<Contract
         const head = await store.headPosition();
         expect(head !== null && head >= back[0]!.position).toBe(true);
       });
+
+      test("$all read backwards from a position starts with the event at that position", async () => {
+        const cat = uniqueCategory();
+        await store.appendToStream(`${cat}-1`, [ev("A")]);
+        await store.appendToStream(`${cat}-2`, [ev("B")]);
+        await store.appendToStream(`${cat}-1`, [ev("C")]);
+        const filter = { streamPrefixes: [`${cat}-`] };
+        const mine = await collect(store.readAll({ filter }));
+        expect(mine.map((e) => e.type)).toEqual(["A", "B", "C"]);
+        const back = await collect(store.readAll({ direction: "backwards", fromPosition: mine[1]!.position, filter }));
+        expect(back.map((e) => e.type)).toEqual(["B", "A"]);
+        const last = await collect(store.readAll({ direction: "backwards", fromPosition: mine[2]!.position, maxCount: 1, filter }));
+        expect(last.map((e) => e.id)).toEqual([mine[2]!.id]);
+      });
     });
 
     describe("subscriptions", () => {
@@ -210,6 +238,23 @@ export function eventStoreContract(name: string, factory: () => Promise<Contract
         } finally {
           await fromStart.unsubscribe();
           await fromOne.unsubscribe();
+        }
+      });
+
+      test("caught up means the whole history is in the buffer: 600 events, to a stream and to $all", async () => {
+        const cat = uniqueCategory();
+        const s = `${cat}-1`;
+        for (let i = 0; i < 6; i++) await store.appendToStream(s, Array.from({ length: 100 }, (_, j) => ev("History", { n: i * 100 + j })));
+        for (const sub of [store.subscribeToStream(s), store.subscribeToAll({ filter: { streamPrefixes: [`${cat}-`] } })]) {
+          try {
+            await sub.waitUntilCaughtUp();
+            expect(sub.caughtUp).toBe(true);
+            // Everything that existed is already buffered: one batch holds all of it.
+            const buffered = await sub.nextBatch(1000);
+            expect(buffered.map((e) => (e.data as { n: number }).n)).toEqual(Array.from({ length: 600 }, (_, n) => n));
+          } finally {
+            await sub.unsubscribe();
+          }
         }
       });
 

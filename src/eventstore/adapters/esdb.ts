@@ -1,27 +1,27 @@
 /**
- * The EventStoreDB adapter, on the official gRPC client. Vendor errors are translated into ours here,
- * at the boundary, and nowhere else.
+ * The EventStoreDB adapter, on the official gRPC client (`@eventstore/db-client`, pinned to an exact
+ * version: test/contract/esdb.test.ts checks the assumptions the pin stands for). Vendor errors are
+ * translated into ours here, at the boundary, and nowhere else.
  *
- * Positions: our port's global position is EventStoreDB's commit position; reads and subscriptions
- * from a position pass it as both commit and prepare position, which is exact for events written by
- * gRPC appends (each event is its own commit). Correlation and causation ids travel in the event's JSON
- * metadata under EventStoreDB's conventional `$correlationId` / `$causationId` keys.
+ * Positions: our port's global position is EventStoreDB's commit position. Events written by gRPC
+ * appends commit themselves, so their commit and prepare positions are equal, and reads and
+ * subscriptions from a position pass it as both. Positions are byte offsets in the server's log: they
+ * are compared, never computed (a read from anywhere but the start of a record is refused). The server
+ * reads `$all` backwards from a position exclusively (it takes the records that end at or before it);
+ * the port's start is inclusive, so the event at the position is read forwards first.
+ *
+ * Correlation and causation ids travel in the event's JSON metadata under EventStoreDB's conventional
+ * `$correlationId` / `$causationId` keys.
  */
 import {
-  BACKWARDS, END, EventStoreDBClient, FORWARDS, START, excludeSystemEvents, eventTypeFilter, jsonEvent,
-  streamNameFilter, ErrorType, type AllStreamResolvedEvent, type ResolvedEvent, type Filter,
-  type JSONEventType,
+  BACKWARDS, END, ErrorType, EventStoreDBClient, FORWARDS, START, eventTypeFilter, excludeSystemEvents, jsonEvent,
+  streamNameFilter, type Filter, type JSONEventType, type ResolvedEvent,
 } from "@eventstore/db-client";
-import { StreamsClient } from "@eventstore/db-client/generated/streams_grpc_pb.js";
-import streamsPb from "@eventstore/db-client/generated/streams_pb.js";
-import sharedPb from "@eventstore/db-client/generated/shared_pb.js";
-import { convertGrpcEvent } from "@eventstore/db-client/dist/utils/convertGrpcEvent.js";
-import { createStreamIdentifier } from "@eventstore/db-client/dist/utils/grpcStreamIdentifier.js";
-import { convertToCommandError } from "@eventstore/db-client/dist/utils/CommandError.js";
-import type { CallOptions, Channel, Metadata } from "@grpc/grpc-js";
+import type { Channel } from "@grpc/grpc-js";
 import { toJson, validateAppend, validateStreamName } from "../appendRules.ts";
 import {
-  InvalidEventError, StoreUnavailableError, StreamDeletedError, StreamNotFoundError, WrongExpectedVersionError,
+  AppendTooLargeError, InvalidEventError, StoreAccessDeniedError, StoreUnavailableError, StreamDeletedError,
+  StreamNotFoundError, WrongExpectedVersionError,
 } from "../errors.ts";
 import { matchesFilter } from "../filter.ts";
 import type {
@@ -30,18 +30,21 @@ import type {
 } from "../port.ts";
 import { BufferedSubscription } from "../subscription.ts";
 
-/** Events per Streams.Read call when paging through a stream. */
-const READ_PAGE = 512;
-
 /**
- * The client's protected call helpers, which its own operations are built on: they give our reads the
- * client's channel, credentials, deadlines and reconnect-on-failure handling.
+ * Attempts for an operation a node answers with not-leader. The client has already pointed its channel
+ * at the leader the error names, so a retry goes there; the bound keeps an election from spinning us.
  */
-interface ClientInternals {
-  execute<T>(client: typeof StreamsClient, debugName: string, action: (client: InstanceType<typeof StreamsClient>) => Promise<T>): Promise<T>;
-  callArguments(options: object, callOptions?: CallOptions): [Metadata, CallOptions];
-  getChannel(): Promise<Channel>;
-}
+const NOT_LEADER_ATTEMPTS = 5;
+/** Consecutive failed resubscriptions before a subscription gives up (its consumer then resubscribes). */
+const RESUBSCRIBE_ATTEMPTS = 8;
+
+const backoff = (attempt: number) => Bun.sleep(Math.min(25 * 2 ** (attempt - 1), 1000));
+
+/** What the client's subscribeToStream / subscribeToAll return: a Node readable of resolved events. */
+type ClientSubscription = AsyncIterable<ResolvedEvent> & {
+  on(event: "caughtUp", listener: () => void): unknown;
+  unsubscribe(): Promise<void>;
+};
 
 export interface EsdbEventStoreOptions {
   connectionString: string;
@@ -50,6 +53,7 @@ export interface EsdbEventStoreOptions {
 export class EsdbEventStore implements EventStore {
   readonly kind = "esdb";
   private readonly client: EventStoreDBClient;
+  private readonly subscriptions = new Set<Subscription>();
 
   constructor(options: EsdbEventStoreOptions) {
     this.client = EventStoreDBClient.connectionString(options.connectionString);
@@ -62,7 +66,7 @@ export class EsdbEventStore implements EventStore {
       toJson(e.data, "Event data");
       return jsonEvent<JSONEventType>({ id: e.id, type: e.type, data: e.data as never, metadata: toEsdbMetadata(e.metadata) });
     });
-    const result = await translate(() => this.client.appendToStream(stream, proposed, { expectedRevision: expected }), stream);
+    const result = await this.leader(() => this.client.appendToStream(stream, proposed, { expectedRevision: expected }), stream);
     if (!result.position) throw new StoreUnavailableError(`EventStoreDB returned no position for an append to ${stream}`);
     return { nextExpectedRevision: result.nextExpectedRevision, position: result.position.commit };
   }
@@ -73,111 +77,87 @@ export class EsdbEventStore implements EventStore {
     // Backwards from the start, only the first event can be read: read it forwards.
     const firstOnly = from === "start" && options.direction === "backwards";
     const backwards = options.direction === "backwards" && !firstOnly;
-    let remaining = firstOnly ? Math.min(options.maxCount ?? 1, 1) : (options.maxCount ?? Number.MAX_SAFE_INTEGER);
-    let cursor: bigint | "start" | "end" = typeof from === "bigint" ? from : from === "end" || backwards ? "end" : "start";
-    let first = true;
-    while (remaining > 0) {
-      const pageSize = Math.min(remaining, READ_PAGE);
-      const page = await this.readStreamPage(stream, cursor, backwards, pageSize);
-      if (page === "not_found") {
-        if (first) throw new StreamNotFoundError(stream);
-        return;
-      }
-      first = false;
-      for (const e of page) yield e;
-      remaining -= page.length;
-      if (page.length < pageSize) return;
-      const last = page[page.length - 1]!.revision;
-      if (backwards && last === 0n) return;
-      cursor = backwards ? last - 1n : last + 1n;
+    const maxCount = firstOnly ? Math.min(options.maxCount ?? 1, 1) : (options.maxCount ?? Number.MAX_SAFE_INTEGER);
+    const fromRevision = typeof from === "bigint" ? from : from === "end" || backwards ? END : START;
+    // A read of nothing still says whether the stream is there, as the other stores do.
+    let remaining = maxCount;
+    const reading = () => this.client.readStream(stream, { fromRevision, direction: backwards ? BACKWARDS : FORWARDS, maxCount: Math.max(1, maxCount) });
+    for await (const resolved of this.read(reading, stream)) {
+      if (remaining-- <= 0) return;
+      const e = fromResolved(resolved);
+      if (e) yield e;
     }
-  }
-
-  /**
-   * One page of a stream read, straight over the Streams.Read call. The client's own readStream signals
-   * a missing stream by destroying its reader after the call has ended, an error Bun's streams drop, so
-   * the read would end quietly or hang; reading the response messages ourselves makes "not found" exact.
-   */
-  private readStreamPage(stream: string, from: bigint | "start" | "end", backwards: boolean, count: number): Promise<RecordedEvent[] | "not_found"> {
-    const req = new streamsPb.ReadReq();
-    const options = new streamsPb.ReadReq.Options();
-    const streamOptions = new streamsPb.ReadReq.Options.StreamOptions();
-    streamOptions.setStreamIdentifier(createStreamIdentifier(stream));
-    if (from === "start") streamOptions.setStart(new sharedPb.Empty());
-    else if (from === "end") streamOptions.setEnd(new sharedPb.Empty());
-    else streamOptions.setRevision(from.toString(10));
-    const uuid = new streamsPb.ReadReq.Options.UUIDOption();
-    uuid.setString(new sharedPb.Empty());
-    options.setStream(streamOptions);
-    options.setResolveLinks(false);
-    options.setCount(String(count));
-    options.setUuidOption(uuid);
-    options.setNoFilter(new sharedPb.Empty());
-    options.setReadDirection(backwards ? 1 : 0);
-    req.setOptions(options);
-    const internals = this.client as unknown as ClientInternals;
-    return internals.execute(StreamsClient, "readStream", (grpcClient) => new Promise((resolve, reject) => {
-      const events: RecordedEvent[] = [];
-      let notFound = false;
-      const call = grpcClient.read(req, ...internals.callArguments({}));
-      call.on("data", (resp: InstanceType<typeof streamsPb.ReadResp>) => {
-        if (resp.hasStreamNotFound()) notFound = true;
-        else if (resp.hasEvent()) {
-          const e = fromResolved(convertGrpcEvent(resp.getEvent()!) as ResolvedEvent);
-          if (e) events.push(e);
-        }
-      });
-      call.on("error", (err: unknown) => reject(translateError(convertToCommandError(err as Error), stream)));
-      call.on("end", () => resolve(notFound ? "not_found" : events));
-    }));
   }
 
   async *readAll(options: ReadAllOptions = {}): AsyncIterable<RecordedEvent> {
     const from = options.fromPosition;
     const backwards = options.direction === "backwards";
-    const reading = this.client.readAll({
+    let remaining = options.maxCount ?? Number.MAX_SAFE_INTEGER;
+    if (remaining <= 0) return;
+    const keep = (e: RecordedEvent | undefined): e is RecordedEvent => !!e && matchesFilter(e.streamId, e.type, options.filter);
+    if (backwards && typeof from === "bigint") {
+      const atPosition = () => this.client.readAll({ fromPosition: { commit: from, prepare: from }, direction: FORWARDS, maxCount: 1 });
+      for await (const resolved of this.read(atPosition)) {
+        const e = fromResolved(resolved);
+        if (keep(e) && e.position === from) {
+          yield e;
+          remaining--;
+        }
+      }
+      if (remaining <= 0) return;
+    }
+    const reading = () => this.client.readAll({
       fromPosition: typeof from === "bigint" ? { commit: from, prepare: from } : from === "end" || (from === undefined && backwards) ? END : START,
       direction: backwards ? BACKWARDS : FORWARDS,
     });
-    let remaining = options.maxCount ?? Number.MAX_SAFE_INTEGER;
-    if (remaining <= 0) return;
-    try {
-      for await (const resolved of reading as AsyncIterable<AllStreamResolvedEvent>) {
-        const e = fromResolved(resolved);
-        if (!e || !matchesFilter(e.streamId, e.type, options.filter)) continue;
-        yield e;
-        if (--remaining <= 0) break;
-      }
-    } catch (err) {
-      throw translateError(err);
+    for await (const resolved of this.read(reading)) {
+      const e = fromResolved(resolved);
+      if (!keep(e)) continue;
+      yield e;
+      if (--remaining <= 0) return;
     }
   }
 
   subscribeToStream(stream: string, options: SubscribeToStreamOptions = {}): Subscription {
     validateStreamName(stream);
-    const from = options.fromRevision;
-    const source = this.client.subscribeToStream(stream, { fromRevision: from === undefined || from === "start" ? START : from });
-    return pump(source, stream, () => true);
+    // The last revision received, so that a resubscription starts right after it.
+    let after = typeof options.fromRevision === "bigint" ? options.fromRevision : undefined;
+    return this.follow(
+      () => this.client.subscribeToStream(stream, { fromRevision: after ?? START }),
+      (resolved) => {
+        const revision = (resolved.link ?? resolved.event)?.revision;
+        if (revision !== undefined) after = revision;
+      },
+      () => true,
+      stream,
+    );
   }
 
   subscribeToAll(options: SubscribeToAllOptions = {}): Subscription {
-    const from = options.fromPosition;
-    const source = this.client.subscribeToAll({
-      fromPosition: from === undefined || from === "start" ? START : { commit: from, prepare: from },
-      filter: serverFilter(options.filter),
-    });
-    return pump(source, undefined, (e) => matchesFilter(e.streamId, e.type, options.filter));
+    // The last position received, matching or not, so that a resubscription starts right after it.
+    let after = typeof options.fromPosition === "bigint" ? options.fromPosition : undefined;
+    const filter = serverFilter(options.filter);
+    return this.follow(
+      () => this.client.subscribeToAll({ fromPosition: after === undefined ? START : { commit: after, prepare: after }, filter }),
+      (resolved) => {
+        const position = positionOf(resolved);
+        if (position !== undefined) after = position;
+      },
+      (e) => matchesFilter(e.streamId, e.type, options.filter),
+    );
   }
 
   async deleteStream(stream: string, options: AppendOptions = {}): Promise<DeleteResult> {
     validateStreamName(stream);
-    const r = await translate(() => this.client.deleteStream(stream, { expectedRevision: deleteExpectation(options) }), stream);
+    const expected = options.expectedRevision ?? "any";
+    const r = await this.leader(() => this.client.deleteStream(stream, { expectedRevision: deleteExpectation(expected) }), stream, missingOnDelete(expected));
     return r.position ? { position: r.position.commit } : {};
   }
 
   async tombstoneStream(stream: string, options: AppendOptions = {}): Promise<DeleteResult> {
     validateStreamName(stream);
-    const r = await translate(() => this.client.tombstoneStream(stream, { expectedRevision: deleteExpectation(options) }), stream);
+    const expected = options.expectedRevision ?? "any";
+    const r = await this.leader(() => this.client.tombstoneStream(stream, { expectedRevision: deleteExpectation(expected) }), stream);
     return r.position ? { position: r.position.commit } : {};
   }
 
@@ -186,25 +166,140 @@ export class EsdbEventStore implements EventStore {
     return null;
   }
 
+  /** Called at start-up: refused credentials stop the server here, with a message that says so. */
   async ping(): Promise<void> {
-    await translate(async () => {
-      for await (const _ of this.client.readAll({ direction: BACKWARDS, fromPosition: END, maxCount: 1 })) break;
-    });
+    for await (const _ of this.read(() => this.client.readAll({ direction: BACKWARDS, fromPosition: END, maxCount: 1 }))) break;
   }
 
   async close(): Promise<void> {
+    for (const sub of [...this.subscriptions]) await sub.unsubscribe();
     // dispose() cancels the client's open calls and waits for each to report finished; under Bun a call
     // that had already ended never reports it, so the wait is bounded. Then the channel itself is closed.
     await Promise.race([this.client.dispose(), Bun.sleep(1000)]);
-    const internals = this.client as unknown as ClientInternals;
-    (await internals.getChannel()).close();
+    await closeChannel(this.client);
+  }
+
+  /** Runs a unary operation, again (bounded) when the node is not the leader; translates what it throws. */
+  private async leader<T>(op: () => Promise<T>, stream?: string, translation = translateError): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await op();
+      } catch (err) {
+        if (isNotLeader(err) && attempt < NOT_LEADER_ATTEMPTS) {
+          await backoff(attempt);
+          continue;
+        }
+        throw translation(err, stream);
+      }
+    }
+  }
+
+  /** Iterates a read, again (bounded) when a not-leader answer comes before any event; translates errors. */
+  private async *read(open: () => AsyncIterable<ResolvedEvent>, stream?: string): AsyncIterable<ResolvedEvent> {
+    for (let attempt = 1; ; attempt++) {
+      let received = false;
+      try {
+        for await (const resolved of open()) {
+          received = true;
+          yield resolved;
+        }
+        return;
+      } catch (err) {
+        if (!received && isNotLeader(err) && attempt < NOT_LEADER_ATTEMPTS) {
+          await backoff(attempt);
+          continue;
+        }
+        throw translateError(err, stream);
+      }
+    }
+  }
+
+  /**
+   * Feeds a server subscription into our buffered subscription, with backpressure. When the server ends
+   * or drops it (an error, a restart, a scavenge, a lost connection, a leader change), it subscribes
+   * again from the last event received, so consumers see no gap and no duplicate. Only what retrying
+   * cannot fix ends it with an error: a deleted stream, refused access, a refused request, or a server
+   * that stays away through every attempt.
+   */
+  private follow(
+    open: () => ClientSubscription,
+    received: (resolved: ResolvedEvent) => void,
+    keep: (e: RecordedEvent) => boolean,
+    stream?: string,
+  ): Subscription {
+    let source: ClientSubscription | undefined;
+    const sub: BufferedSubscription = new BufferedSubscription(async () => {
+      this.subscriptions.delete(sub);
+      await source?.unsubscribe().catch(() => {});
+    });
+    this.subscriptions.add(sub);
+    void (async () => {
+      let failures = 0;
+      let lastError: unknown;
+      while (!sub.isClosed) {
+        const current = open();
+        source = current;
+        // The client emits caughtUp in order with the events it passes on, after the ones before it.
+        current.on("caughtUp", () => sub.markCaughtUp());
+        try {
+          for await (const resolved of current) {
+            failures = 0;
+            received(resolved);
+            const e = fromResolved(resolved);
+            if (e && keep(e)) sub.push(e);
+            await sub.hasRoom();
+            if (sub.isClosed) break;
+          }
+          lastError = undefined;
+        } catch (err) {
+          lastError = translateError(err, stream);
+          if (sub.isClosed) break;
+          if (isFinal(lastError)) {
+            sub.fail(lastError);
+            break;
+          }
+        }
+        if (sub.isClosed) break;
+        await current.unsubscribe().catch(() => {});
+        if (++failures > RESUBSCRIBE_ATTEMPTS) {
+          const why = lastError instanceof Error ? lastError.message : "the server kept ending the subscription";
+          sub.fail(new StoreUnavailableError(`EventStoreDB subscription lost: ${why}`, lastError));
+          break;
+        }
+        await backoff(failures);
+      }
+      this.subscriptions.delete(sub);
+    })();
+    return sub;
   }
 }
 
+/** Errors a resubscription cannot cure. */
+function isFinal(err: unknown): boolean {
+  return err instanceof StreamDeletedError || err instanceof StoreAccessDeniedError || err instanceof InvalidEventError;
+}
+
+function isNotLeader(err: unknown): boolean {
+  return (err as { type?: string })?.type === ErrorType.NOT_LEADER;
+}
+
 /** The client's delete calls take no "stream_exists"; "any" on an existing stream means the same there. */
-function deleteExpectation(options: AppendOptions): bigint | "any" | "no_stream" {
-  const expected = options.expectedRevision ?? "any";
+function deleteExpectation(expected: ExpectedRevision): bigint | "any" | "no_stream" {
   return expected === "stream_exists" ? "any" : expected;
+}
+
+/**
+ * EventStoreDB answers a soft delete of a stream that never existed with wrong-expected-version (actual
+ * "no stream"); the port calls that stream-not-found, unless the caller's own expectation is what failed.
+ */
+function missingOnDelete(expected: ExpectedRevision) {
+  return (err: unknown, stream?: string): Error => {
+    const translated = translateError(err, stream);
+    if (translated instanceof WrongExpectedVersionError && translated.actual === "no_stream" && (expected === "any" || expected === "no_stream")) {
+      return new StreamNotFoundError(translated.streamName);
+    }
+    return translated;
+  };
 }
 
 /** Server-side filter for a subscription; what it cannot express is re-checked client-side. */
@@ -217,33 +312,20 @@ function serverFilter(filter: AllFilter | undefined): Filter {
   return excludeSystemEvents();
 }
 
-/** Feeds an EventStoreDB subscription (a Node readable) into our buffered subscription, with backpressure. */
-function pump(
-  source: AsyncIterable<ResolvedEvent> & { on(event: string, fn: () => void): unknown; unsubscribe(): Promise<void> },
-  stream: string | undefined,
-  keep: (e: RecordedEvent) => boolean,
-): Subscription {
-  const sub = new BufferedSubscription(() => source.unsubscribe().catch(() => {}));
-  source.on("caughtUp", () => sub.markCaughtUp());
-  void (async () => {
-    try {
-      for await (const resolved of source) {
-        const e = fromResolved(resolved);
-        if (e && keep(e)) sub.push(e);
-        await sub.hasRoom();
-        if (sub.isClosed) break;
-      }
-      await sub.unsubscribe();
-    } catch (err) {
-      if (!sub.isClosed) sub.fail(translateError(err, stream));
-    }
-  })();
-  return sub;
+function positionOf(resolved: ResolvedEvent): bigint | undefined {
+  return resolved.commitPosition ?? (resolved.link ?? resolved.event)?.position?.commit;
 }
 
+/**
+ * Our event, or undefined for what the port does not show or the client could not decode: system
+ * events and tombstones (`$` types and streams), events that are not JSON, links whose event is gone,
+ * and JSON events whose data did not parse. The client hands unparsable JSON back as its raw text,
+ * which cannot be told from a JSON string value; nothing this server writes has string data, so a
+ * string is taken for the former rather than let one bad event stop a subscription.
+ */
 function fromResolved(resolved: ResolvedEvent): RecordedEvent | undefined {
   const e = resolved.event;
-  if (!e || !e.isJson || e.streamId.startsWith("$") || e.type.startsWith("$")) return undefined;
+  if (!e || !e.isJson || typeof e.data === "string" || e.streamId.startsWith("$") || e.type.startsWith("$")) return undefined;
   const position = e.position?.commit ?? resolved.commitPosition;
   if (position === undefined) return undefined;
   return {
@@ -271,12 +353,14 @@ function fromEsdbMetadata(raw: unknown): EventMetadata {
   };
 }
 
-async function translate<T>(op: () => Promise<T>, stream?: string): Promise<T> {
-  try {
-    return await op();
-  } catch (err) {
-    throw translateError(err, stream);
-  }
+/**
+ * The client offers no way to close its gRPC channel; dispose() only cancels calls. Its protected
+ * `getChannel` is the one way (pinned version; test/contract/esdb.test.ts fails if it goes away).
+ */
+async function closeChannel(client: EventStoreDBClient): Promise<void> {
+  const getChannel = (client as unknown as { getChannel?: () => Promise<Channel> }).getChannel;
+  if (typeof getChannel !== "function") return;
+  (await getChannel.call(client)).close();
 }
 
 /** EventStoreDB's error metadata encodes "any", "no_stream" and "stream_exists" as negative numbers. */
@@ -291,9 +375,15 @@ function actualFromWire(value: bigint | "no_stream" | undefined): bigint | "no_s
   return value === undefined || (typeof value === "bigint" && value < 0n) ? "no_stream" : value;
 }
 
+/** gRPC's INVALID_ARGUMENT: the server refused the request itself (an invalid position, for one). */
+const GRPC_INVALID_ARGUMENT = 3;
+
 /** Maps the client's command errors to ours. */
 export function translateError(err: unknown, stream?: string): Error {
-  const e = err as { type?: string; streamName?: string; expectedVersion?: ExpectedRevision; actualVersion?: bigint | "no_stream"; message?: string };
+  const e = err as {
+    type?: string; code?: number; streamName?: string; expectedVersion?: ExpectedRevision; actualVersion?: bigint | "no_stream";
+    maxAppendSize?: number; message?: string;
+  };
   switch (e?.type) {
     case ErrorType.WRONG_EXPECTED_VERSION:
       return new WrongExpectedVersionError(e.streamName || stream || "", expectedFromWire(e.expectedVersion), actualFromWire(e.actualVersion));
@@ -301,6 +391,14 @@ export function translateError(err: unknown, stream?: string): Error {
       return new StreamNotFoundError(e.streamName || stream || "");
     case ErrorType.STREAM_DELETED:
       return new StreamDeletedError(e.streamName || stream || "");
+    case ErrorType.MAXIMUM_APPEND_SIZE_EXCEEDED:
+      return new AppendTooLargeError(stream ?? "", e.maxAppendSize ?? 0);
+    case ErrorType.ACCESS_DENIED:
+      return new StoreAccessDeniedError(
+        "EventStoreDB refused the credentials (access denied): check the username and password in " +
+        "EVENTSTORE_CONNECTION_STRING, and that the user may read $all and write streams",
+        err,
+      );
     case ErrorType.INVALID_ARGUMENT:
       return new InvalidEventError(e.message ?? "Invalid argument");
     case ErrorType.UNAVAILABLE:
@@ -309,6 +407,8 @@ export function translateError(err: unknown, stream?: string): Error {
     case ErrorType.NOT_LEADER:
     case ErrorType.CANCELLED:
       return new StoreUnavailableError(`EventStoreDB unavailable: ${e.message ?? e.type}`, err);
+    case ErrorType.UNKNOWN:
+      if (e.code === GRPC_INVALID_ARGUMENT) return new InvalidEventError(`EventStoreDB refused the request: ${e.message ?? ""}`);
   }
   return err instanceof Error ? err : new Error(String(err));
 }
