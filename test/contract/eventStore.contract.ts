@@ -17,12 +17,12 @@ let counter = 0;
 /** A category no other test (or earlier run against a real server) has used. */
 const uniqueCategory = () => `t${Date.now().toString(36)}${(counter++).toString(36)}${Math.random().toString(36).slice(2, 6)}`;
 
-const ev = (type: string, data: unknown = {}, metadata?: EventData["metadata"]): EventData => ({
+export const ev = (type: string, data: unknown = {}, metadata?: EventData["metadata"]): EventData => ({
   id: crypto.randomUUID(), type, data, ...(metadata ? { metadata } : {}),
 });
 
 /** The error a promise rejects with; fails the test if it resolves. */
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
+export async function rejection(promise: Promise<unknown>): Promise<unknown> {
   try {
     await promise;
   } catch (err) {
@@ -31,7 +31,8 @@ async function rejection(promise: Promise<unknown>): Promise<unknown> {
   throw new Error("expected the operation to fail, but it succeeded");
 }
 
-async function drain(sub: Subscription, count: number, timeoutMs = 10_000): Promise<RecordedEvent[]> {
+/** Takes exactly `count` events from a subscription, or fails after `timeoutMs`. */
+export async function drain(sub: Subscription, count: number, timeoutMs = 10_000): Promise<RecordedEvent[]> {
   const out: RecordedEvent[] = [];
   const deadline = Date.now() + timeoutMs;
   while (out.length < count) {
@@ -311,6 +312,19 @@ export function eventStoreContract(name: string, factory: () => Promise<Contract
           // Nothing more arrives: no duplicate after the burst.
           const extra = await Promise.race([sub.nextBatch(10), Bun.sleep(150).then(() => "none")]);
           expect(extra).toBe("none");
+        } finally {
+          await sub.unsubscribe();
+        }
+      });
+
+      test("a stream subscription ends with stream-deleted when its stream is tombstoned, after what came before", async () => {
+        const s = `${uniqueCategory()}-1`;
+        await store.appendToStream(s, [ev("A"), ev("B")]);
+        const sub = store.subscribeToStream(s);
+        try {
+          expect((await drain(sub, 2)).map((e) => e.type)).toEqual(["A", "B"]);
+          await store.tombstoneStream(s);
+          expect(await rejection(drain(sub, 1))).toBeInstanceOf(StreamDeletedError);
         } finally {
           await sub.unsubscribe();
         }

@@ -458,6 +458,8 @@ export interface EsdbTestServerOptions {
 export interface EsdbControl {
   /** Answer the next `count` Streams calls with this error. */
   failNext(count: number, kind: FaultKind): void;
+  /** Forgets the answers failNext queued and not yet given. */
+  clearFaults(): void;
   setAccessDenied(on: boolean): void;
   /** Ends every open subscription, with an error (as on a server fault) or cleanly (as on a shutdown). */
   dropSubscriptions(how: "error" | "end"): number;
@@ -689,7 +691,8 @@ export async function startEsdbTestServer(options: EsdbTestServerOptions = {}): 
       call.on("end", () => callback(errors.notLeader("127.0.0.1", port)));
     },
     batchAppend(call: grpc.ServerDuplexStream<unknown, unknown>) {
-      call.emit("error", errors.notLeader("127.0.0.1", port));
+      // The server refuses the write when it gets it, not when the call opens.
+      call.once("data", () => call.emit("error", errors.notLeader("127.0.0.1", port)));
     },
     delete(_call: unknown, callback: grpc.sendUnaryData<unknown>) {
       callback(errors.notLeader("127.0.0.1", port));
@@ -736,6 +739,9 @@ export async function startEsdbTestServer(options: EsdbTestServerOptions = {}): 
     log,
     failNext(count, kind) {
       for (let i = 0; i < count; i++) faults.push(kind);
+    },
+    clearFaults() {
+      faults.length = 0;
     },
     setAccessDenied(on) {
       accessDenied = on;
@@ -1126,7 +1132,7 @@ if (import.meta.main) {
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
   const ops: Record<string, (...args: any[]) => unknown> = {
-    failNext: server.failNext, setAccessDenied: server.setAccessDenied, dropSubscriptions: server.dropSubscriptions,
+    failNext: server.failNext, clearFaults: server.clearFaults, setAccessDenied: server.setAccessDenied, dropSubscriptions: server.dropSubscriptions,
     scavenge: server.scavenge, writeForeign: server.writeForeign, restart: server.restart, calls: server.calls,
     openSubscriptions: server.openSubscriptions,
   };

@@ -15,7 +15,11 @@ export interface TestServer extends RunningServer {
 export async function startTestServer(env: Record<string, string> = {}, extra: Pick<AppDeps, "plugins"> = {}): Promise<TestServer> {
   const dataDir = mkdtempSync(join(tmpdir(), "agentry-api-"));
   const config = loadConfig({ PORT: "0", DATA_DIR: dataDir, SQLITE_SYNCHRONOUS: "normal", ...env });
-  const server = await startServer(config, silentLogger, extra);
+  const server = await startServer(config, silentLogger, extra).catch((err) => {
+    // A server that does not start (a test of start-up refusals) leaves no data folder behind.
+    rmSync(dataDir, { recursive: true, force: true });
+    throw err;
+  });
   return {
     ...server,
     dataDir,

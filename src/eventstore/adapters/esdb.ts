@@ -35,10 +35,13 @@ import { BufferedSubscription } from "../subscription.ts";
  * at the leader the error names, so a retry goes there; the bound keeps an election from spinning us.
  */
 const NOT_LEADER_ATTEMPTS = 5;
-/** Consecutive failed resubscriptions before a subscription gives up (its consumer then resubscribes). */
-const RESUBSCRIBE_ATTEMPTS = 8;
+/**
+ * Consecutive failed resubscriptions (about 1.3 s of backoff) before a subscription gives up with
+ * unavailable; its consumer then resubscribes on its own, slower schedule.
+ */
+const RESUBSCRIBE_ATTEMPTS = 6;
 
-const backoff = (attempt: number) => Bun.sleep(Math.min(25 * 2 ** (attempt - 1), 1000));
+const backoff = (attempt: number) => Bun.sleep(Math.min(25 * 2 ** (attempt - 1), 500));
 
 /** What the client's subscribeToStream / subscribeToAll return: a Node readable of resolved events. */
 type ClientSubscription = AsyncIterable<ResolvedEvent> & {
