@@ -112,6 +112,44 @@ describe("esdb adapter: what only EventStoreDB does", () => {
     });
   }
 
+  describe("reads a consumer stops early", () => {
+    let server: EsdbTestServer;
+    let store: EsdbEventStore;
+    beforeAll(async () => {
+      server = await startEsdbTestServer();
+      store = new EsdbEventStore({ connectionString: server.connectionString });
+    });
+    afterAll(async () => {
+      await store.close();
+      await server.stop();
+    });
+
+    test("are cancelled, not left sending into a stream nobody reads (which stalls every call on the connection)", async () => {
+      const cat = category();
+      // More than an HTTP/2 flow-control window of events, so that a read left open blocks on it.
+      for (let i = 0; i < 10; i++) await store.appendToStream(`${cat}-1`, Array.from({ length: 50 }, () => ev("Pad", { pad: "p".repeat(400) })));
+      const sub = store.subscribeToStream(`${cat}-1`);
+      try {
+        await sub.waitUntilCaughtUp();
+        expect(await store.headPosition()).not.toBeNull();
+        for await (const _ of store.readAll({})) break;
+        for await (const _ of store.readStream(`${cat}-1`)) break;
+        let open = server.openReads();
+        for (let i = 0; i < 100 && open > 0; i++) {
+          await Bun.sleep(20);
+          open = server.openReads();
+        }
+        expect(open).toBe(0);
+        // The connection still carries everything: the subscription sees the next append.
+        await sub.nextBatch(1000);
+        await store.appendToStream(`${cat}-1`, [ev("Next")]);
+        expect(types(await drain(sub, 1))).toEqual(["Next"]);
+      } finally {
+        await sub.unsubscribe();
+      }
+    });
+  });
+
   describe("a follower node", () => {
     let server: EsdbTestServer;
     let store: EsdbEventStore;

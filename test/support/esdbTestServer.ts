@@ -472,6 +472,8 @@ export interface EsdbControl {
   /** Streams calls received, by method. */
   calls(): Record<string, number>;
   openSubscriptions(): number;
+  /** Reads (not subscriptions) still sending: one a client stopped reading and never cancelled stays here. */
+  openReads(): number;
 }
 
 export interface EsdbTestServer extends EsdbControl {
@@ -497,6 +499,7 @@ export async function startEsdbTestServer(options: EsdbTestServerOptions = {}): 
   let accessDenied = options.accessDenied ?? false;
   const open = new Set<OpenSubscription>();
   const calls: Record<string, number> = {};
+  let reads = 0;
   let port = 0;
 
   const asError = (kind: FaultKind | undefined): Partial<grpc.ServiceError> | undefined =>
@@ -530,7 +533,10 @@ export async function startEsdbTestServer(options: EsdbTestServerOptions = {}): 
       const failure = fault("read");
       if (failure) return void call.emit("error", failure);
       const o = call.request.getOptions()!;
-      const run = o.hasSubscription() ? subscribe(log, call, o, open, liveBuffer, options.fellBehindMessages ?? false) : read(log, call, o);
+      if (!o.hasSubscription()) reads++;
+      const run = o.hasSubscription()
+        ? subscribe(log, call, o, open, liveBuffer, options.fellBehindMessages ?? false)
+        : read(log, call, o).finally(() => reads--);
       void run.catch((err) => {
         if (!call.cancelled) call.emit("error", rpcError(grpc.status.INTERNAL, (err as Error)?.message ?? String(err)));
       });
@@ -758,6 +764,7 @@ export async function startEsdbTestServer(options: EsdbTestServerOptions = {}): 
     },
     calls: () => ({ ...calls }),
     openSubscriptions: () => open.size,
+    openReads: () => reads,
     async stop() {
       // Open subscriptions and BatchAppend streams would keep a graceful shutdown waiting: cut them.
       dropAll("end");
@@ -1134,7 +1141,7 @@ if (import.meta.main) {
   const ops: Record<string, (...args: any[]) => unknown> = {
     failNext: server.failNext, clearFaults: server.clearFaults, setAccessDenied: server.setAccessDenied, dropSubscriptions: server.dropSubscriptions,
     scavenge: server.scavenge, writeForeign: server.writeForeign, restart: server.restart, calls: server.calls,
-    openSubscriptions: server.openSubscriptions,
+    openSubscriptions: server.openSubscriptions, openReads: server.openReads,
   };
   let buffered = "";
   process.stdin.on("data", (chunk) => {

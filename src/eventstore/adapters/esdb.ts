@@ -15,7 +15,7 @@
  */
 import {
   BACKWARDS, END, ErrorType, EventStoreDBClient, FORWARDS, START, eventTypeFilter, excludeSystemEvents, jsonEvent,
-  streamNameFilter, type Filter, type JSONEventType, type ResolvedEvent,
+  streamNameFilter, type Filter, type JSONEventType, type ResolvedEvent, type StreamingRead,
 } from "@eventstore/db-client";
 import type { Channel } from "@grpc/grpc-js";
 import { toJson, validateAppend, validateStreamName } from "../appendRules.ts";
@@ -197,22 +197,33 @@ export class EsdbEventStore implements EventStore {
     }
   }
 
-  /** Iterates a read, again (bounded) when a not-leader answer comes before any event; translates errors. */
-  private async *read(open: () => AsyncIterable<ResolvedEvent>, stream?: string): AsyncIterable<ResolvedEvent> {
+  /**
+   * Iterates a read, again (bounded) when a not-leader answer comes before any event; translates errors.
+   * A consumer that stops early gets the call cancelled: left open, the server would go on sending into
+   * a stream nobody reads, and that unread data holds the HTTP/2 connection's flow-control window, which
+   * every other call on the connection (subscriptions included) shares, until they all stall.
+   */
+  private async *read(open: () => StreamingRead<ResolvedEvent>, stream?: string): AsyncIterable<ResolvedEvent> {
     for (let attempt = 1; ; attempt++) {
       let received = false;
+      let ended = false;
+      const reading = open();
       try {
-        for await (const resolved of open()) {
+        for await (const resolved of reading) {
           received = true;
           yield resolved;
         }
+        ended = true;
         return;
       } catch (err) {
+        ended = true;
         if (!received && isNotLeader(err) && attempt < NOT_LEADER_ATTEMPTS) {
           await backoff(attempt);
           continue;
         }
         throw translateError(err, stream);
+      } finally {
+        if (!ended) await reading.cancel().catch(() => {});
       }
     }
   }
