@@ -6,12 +6,14 @@ import { join } from "node:path";
 import { projections } from "../../projections/index.ts";
 import { streamCatalog } from "../../projections/streamCatalog/index.ts";
 import { TimeoutError } from "../../src/core/errors.ts";
+import { EsdbEventStore } from "../../src/eventstore/adapters/esdb.ts";
 import { SqliteEventStore } from "../../src/eventstore/adapters/sqlite.ts";
 import { MemoryEventStore } from "../../src/eventstore/adapters/memory.ts";
-import type { EventData, RecordedEvent } from "../../src/eventstore/port.ts";
+import type { EventData, EventStore, RecordedEvent } from "../../src/eventstore/port.ts";
 import type { Projection } from "../../src/projections/projection.ts";
 import { dumpTables, openReadModelDb } from "../../src/projections/readModelDb.ts";
 import { ProjectionRunner } from "../../src/projections/runner.ts";
+import { spawnEsdbTestServer } from "../support/esdbTestServer.ts";
 
 /** A test projection whose result depends on event order, and that deletes rows, to make equivalence meaningful. */
 const ledger: Projection = {
@@ -62,7 +64,16 @@ function tempDir(): string {
   return dir;
 }
 
-function startRunner(store: SqliteEventStore | MemoryEventStore, db: Database, list: readonly Projection[] = allProjections) {
+/** A fresh store of each kind; esdb is the EventStoreDB protocol test server in its own process. */
+async function openStore(kind: "sqlite" | "memory" | "esdb", dir: string): Promise<EventStore> {
+  if (kind === "memory") return new MemoryEventStore();
+  if (kind === "sqlite") return new SqliteEventStore({ path: join(dir, "events.sqlite"), synchronous: "normal" });
+  const server = await spawnEsdbTestServer();
+  cleanups.push(() => server.stop());
+  return new EsdbEventStore({ connectionString: server.connectionString });
+}
+
+function startRunner(store: EventStore, db: Database, list: readonly Projection[] = allProjections) {
   const runner = new ProjectionRunner(store, db, list, { batchSize: 500 });
   cleanups.push(() => runner.stop());
   runner.start();
@@ -70,57 +81,59 @@ function startRunner(store: SqliteEventStore | MemoryEventStore, db: Database, l
 }
 
 describe("projection runner", () => {
-  test("a randomized history of 12,000 events processed live, then rebuilt from scratch, gives identical read models", async () => {
-    const dir = tempDir();
-    const store = new SqliteEventStore({ path: join(dir, "events.sqlite"), synchronous: "normal" });
-    cleanups.push(() => store.close());
-    const liveDb = openReadModelDb(join(dir, "live.sqlite"));
-    cleanups.push(() => liveDb.close());
-    const live = startRunner(store, liveDb);
+  for (const kind of ["sqlite", "memory", "esdb"] as const) {
+    test(`a randomized history of 12,000 events processed live, then rebuilt from scratch, gives identical read models (${kind})`, async () => {
+      const dir = tempDir();
+      const store = await openStore(kind, dir);
+      cleanups.push(() => store.close());
+      const liveDb = openReadModelDb(join(dir, "live.sqlite"));
+      cleanups.push(() => liveDb.close());
+      const live = startRunner(store, liveDb);
 
-    const random = rng(42);
-    const types = ["Deposited", "Withdrawn", "Noted", "Renamed"];
-    let written = 0;
-    const writer = async (w: number) => {
-      while (written < 12_000) {
-        const kind = random();
-        const stream = kind < 0.7 ? `account-${Math.floor(random() * 300)}` : `misc${w}-${Math.floor(random() * 50)}`;
-        const count = 1 + Math.floor(random() * 8);
-        const events: EventData[] = Array.from({ length: count }, () => ({
-          id: crypto.randomUUID(),
-          type: random() < 0.02 ? "Closed" : types[Math.floor(random() * types.length)]!,
-          data: { amount: Math.floor(random() * 1000) },
-        }));
-        written += count;
-        await store.appendToStream(stream, events);
-        if (random() < 0.1) await Bun.sleep(0);
-      }
-    };
-    await Promise.all([writer(0), writer(1), writer(2)]);
-    expect(written).toBeGreaterThanOrEqual(12_000);
-    await live.waitUntilCaughtUp(60_000);
-    const liveDump = dumpTables(liveDb, allTables);
-    expect((liveDump.catalog_streams as unknown[]).length).toBeGreaterThan(300);
-    expect((liveDump.ledger_accounts as unknown[]).length).toBeGreaterThan(50);
-    const totalCounted = (liveDump.catalog_event_types as Array<{ count: number }>).reduce((a, r) => a + r.count, 0);
-    expect(totalCounted).toBe(written);
+      const random = rng(42);
+      const types = ["Deposited", "Withdrawn", "Noted", "Renamed"];
+      let written = 0;
+      const writer = async (w: number) => {
+        while (written < 12_000) {
+          const kind = random();
+          const stream = kind < 0.7 ? `account-${Math.floor(random() * 300)}` : `misc${w}-${Math.floor(random() * 50)}`;
+          const count = 1 + Math.floor(random() * 8);
+          const events: EventData[] = Array.from({ length: count }, () => ({
+            id: crypto.randomUUID(),
+            type: random() < 0.02 ? "Closed" : types[Math.floor(random() * types.length)]!,
+            data: { amount: Math.floor(random() * 1000) },
+          }));
+          written += count;
+          await store.appendToStream(stream, events);
+          if (random() < 0.1) await Bun.sleep(0);
+        }
+      };
+      await Promise.all([writer(0), writer(1), writer(2)]);
+      expect(written).toBeGreaterThanOrEqual(12_000);
+      await live.waitUntilCaughtUp(60_000);
+      const liveDump = dumpTables(liveDb, allTables);
+      expect((liveDump.catalog_streams as unknown[]).length).toBeGreaterThan(300);
+      expect((liveDump.ledger_accounts as unknown[]).length).toBeGreaterThan(50);
+      const totalCounted = (liveDump.catalog_event_types as Array<{ count: number }>).reduce((a, r) => a + r.count, 0);
+      expect(totalCounted).toBe(written);
 
-    // From scratch, in a new read-model file.
-    const freshDb = openReadModelDb(join(dir, "fresh.sqlite"));
-    cleanups.push(() => freshDb.close());
-    const fresh = startRunner(store, freshDb);
-    await fresh.waitUntilCaughtUp(60_000);
-    expect(dumpTables(freshDb, allTables)).toEqual(liveDump);
+      // From scratch, in a new read-model file.
+      const freshDb = openReadModelDb(join(dir, "fresh.sqlite"));
+      cleanups.push(() => freshDb.close());
+      const fresh = startRunner(store, freshDb);
+      await fresh.waitUntilCaughtUp(60_000);
+      expect(dumpTables(freshDb, allTables)).toEqual(liveDump);
 
-    // And by resetting the live file in place, as `projections rebuild` does.
-    await live.stop();
-    const rebuilt = new ProjectionRunner(store, liveDb, allProjections, { batchSize: 777 });
-    cleanups.push(() => rebuilt.stop());
-    rebuilt.reset();
-    rebuilt.start();
-    await rebuilt.waitUntilCaughtUp(60_000);
-    expect(dumpTables(liveDb, allTables)).toEqual(liveDump);
-  });
+      // And by resetting the live file in place, as `projections rebuild` does.
+      await live.stop();
+      const rebuilt = new ProjectionRunner(store, liveDb, allProjections, { batchSize: 777 });
+      cleanups.push(() => rebuilt.stop());
+      rebuilt.reset();
+      rebuilt.start();
+      await rebuilt.waitUntilCaughtUp(60_000);
+      expect(dumpTables(liveDb, allTables)).toEqual(liveDump);
+    }, 60_000);
+  }
 
   test("a restarted runner resumes from its checkpoint without applying anything twice", async () => {
     const dir = tempDir();
