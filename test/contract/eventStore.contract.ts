@@ -360,6 +360,14 @@ export function eventStoreContract(name: string, factory: () => Promise<Contract
         expect(events.map((e) => [e.type, e.revision])).toEqual([["C", 2n]]);
       });
 
+      test("soft-deleting a stream that never existed throws stream-not-found", async () => {
+        const s = `${uniqueCategory()}-never`;
+        expect(await rejection(store.deleteStream(s))).toBeInstanceOf(StreamNotFoundError);
+        expect(await rejection(store.deleteStream(s, { expectedRevision: "no_stream" }))).toBeInstanceOf(StreamNotFoundError);
+        const stale = await rejection(store.deleteStream(s, { expectedRevision: 3n }));
+        expect(stale).toBeInstanceOf(WrongExpectedVersionError);
+      });
+
       test("a tombstoned stream is gone for good", async () => {
         const s = `${uniqueCategory()}-1`;
         await store.appendToStream(s, [ev("A")]);
