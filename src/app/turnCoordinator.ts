@@ -16,16 +16,19 @@ import { ConflictError, NotFoundError } from "../core/errors.ts";
 import { TERMINAL } from "../domain/job/job.ts";
 import { idOf } from "../domain/streams.ts";
 import type { Subscription } from "../eventstore/port.ts";
-import type { AppContext } from "./context.ts";
+import { readYourWrites, type AppContext } from "./context.ts";
 import type { CommandMetadata } from "./repository.ts";
 import { cancelJob, dispatch, replySummary } from "./turns.ts";
 
 const JOB_ENDS = ["JobCompleted", "JobFailed", "JobCancelled"];
+const SETTLED_REMEMBERED = 10_000;
 
 export class TurnCoordinator {
   private subscription: Subscription | undefined;
   private loop: Promise<void> | undefined;
   private stopped = false;
+  /** Ended jobs whose turn this process has seen reach the read models (bounded, oldest dropped first). */
+  private readonly settled = new Set<string>();
 
   constructor(private readonly ctx: AppContext, private readonly logger: Logger = ctx.logger) {}
 
@@ -64,6 +67,24 @@ export class TurnCoordinator {
     const next = ended?.state.turns[0];
     if (next) dispatch(this.ctx, next.job_id);
     return ended?.position ?? null;
+  }
+
+  /**
+   * Makes an ended job's turn visible before a reader is told the job is done: ends the turn on its
+   * session if no process has yet, then waits (bounded by read-your-writes) until the read models hold
+   * it, so the session's history has the reply and the session reads idle. False when they did not
+   * catch up in time or the caller went away; the caller then reports "not done yet", never an error.
+   * Remembered per job, so repeated polls of a finished job cost nothing more.
+   */
+  async turnSettled(jobId: string, meta: CommandMetadata, signal?: AbortSignal): Promise<boolean> {
+    if (this.settled.has(jobId)) return true;
+    if (!(await this.ctx.repos.jobs.peek(jobId)).state.sessionId) return true; // a run: no turn to end
+    // When another path ended the turn, its TurnEnded is already in the store: the head covers it.
+    const position = (await this.jobEnded(jobId, meta)) ?? (await this.ctx.store.headPosition());
+    if (!(await readYourWrites(this.ctx, position, signal))) return false;
+    this.settled.add(jobId);
+    if (this.settled.size > SETTLED_REMEMBERED) this.settled.delete(this.settled.values().next().value!);
+    return true;
   }
 
   /** The session was deleted: its turns in flight or queued end with it (their events stay for audit). */

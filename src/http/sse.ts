@@ -17,6 +17,8 @@ export interface SseOptions {
   verbosity: Verbosity;
   /** Close after a terminal job event. */
   closeOnTerminal: boolean;
+  /** Runs before `done` is sent: what a client reads after the stream ends must be there to read. */
+  beforeDone?: () => Promise<unknown>;
   heartbeatMs?: number;
   signal?: AbortSignal;
 }
@@ -54,6 +56,10 @@ export function sseResponse(ctx: AppContext, stream: string, options: SseOptions
           await Promise.race([new Promise<void>((resolve) => (pulled = resolve)), Bun.sleep(Math.min(left, 1000))]);
         }
       };
+      const sendDone = async () => {
+        await options.beforeDone?.().catch((err) => ctx.logger.warn("could not settle before done", { stream, error: err as Error }));
+        send("event: done\ndata: [DONE]\n\n");
+      };
       const close = () => {
         if (closed) return;
         closed = true;
@@ -77,7 +83,7 @@ export function sseResponse(ctx: AppContext, stream: string, options: SseOptions
           if (events.length === 0) {
             if (options.closeOnTerminal && (await endedBy(ctx, stream, cursor))) {
               wake.cancel();
-              send("event: done\ndata: [DONE]\n\n");
+              await sendDone();
               close();
               return;
             }
@@ -93,7 +99,7 @@ export function sseResponse(ctx: AppContext, stream: string, options: SseOptions
               await backpressure();
             }
             if (options.closeOnTerminal && TERMINAL_EVENTS.has(e.type)) {
-              send("event: done\ndata: [DONE]\n\n");
+              await sendDone();
               close();
               return;
             }

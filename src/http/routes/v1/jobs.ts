@@ -20,10 +20,12 @@ export const jobRoutes = ({ ctx }: V1Deps) =>
       // Events first, then the state: the status returned is never older than the events.
       const { events, cursor } = await pollStream(ctx, jobStream(params.job_id), query, request);
       const { state, lastEventId } = await visibleJob(ctx, params.job_id);
+      // Done means the client has seen the terminal event (the last one an ended job has), and what
+      // follows from it (the reply in the session's history) is there to read.
+      const done = TERMINAL.has(state.status as never) && cursor >= lastEventId
+        && (await ctx.turns.turnSettled(params.job_id, metaOf(ctx, request), request.signal));
       return {
-        job_id: params.job_id, status: state.status, error: state.error, events, cursor,
-        // Done means the client has seen the terminal event (the last one an ended job has).
-        done: TERMINAL.has(state.status as never) && cursor >= lastEventId,
+        job_id: params.job_id, status: state.status, error: state.error, events, cursor, done,
         approval_requested: state.status === "awaiting_approval",
         approved: state.planDecision === null ? null : state.planDecision === "approved",
       };
@@ -35,6 +37,7 @@ export const jobRoutes = ({ ctx }: V1Deps) =>
       await visibleJobState(ctx, params.job_id);
       return sseResponse(ctx, jobStream(params.job_id), {
         since: resumeFrom(request.headers, query.since), verbosity: query.verbosity ?? "standard", closeOnTerminal: true, signal: request.signal,
+        beforeDone: () => ctx.turns.turnSettled(params.job_id, metaOf(ctx, request), request.signal),
       });
     }, {
       params: IdParam("job_id"), query: t.Object({ since: t.Optional(t.Integer({ minimum: 0 })), verbosity: Verbosity }),

@@ -29,7 +29,10 @@ export const messageRoutes = ({ ctx }: V1Deps) =>
       if (body.stream) {
         if (request.headers.get("idempotency-key")) throw new ValidationError("stream cannot be combined with Idempotency-Key; poll the job instead", { param: "stream" });
         const accepted = await send();
-        return sseResponse(ctx, jobStream(accepted.job_id), { since: 0, verbosity: body.verbosity ?? "standard", closeOnTerminal: true, signal: request.signal });
+        return sseResponse(ctx, jobStream(accepted.job_id), {
+          since: 0, verbosity: body.verbosity ?? "standard", closeOnTerminal: true, signal: request.signal,
+          beforeDone: () => ctx.turns.turnSettled(accepted.job_id, metaOf(ctx, request), request.signal),
+        });
       }
       type Answer = typeof MessageAccepted.static | typeof MessageReply.static;
       return create<Answer>(ctx, request, body, set, { message_id: "msg", job_id: "job" }, async ({ ids, resumed }) => {

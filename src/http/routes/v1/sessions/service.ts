@@ -57,8 +57,9 @@ export async function waitForEnd(ctx: AppContext, jobId: string, timeoutMs: numb
     const state = await visibleJobState(ctx, jobId);
     if (TERMINAL.has(state.status as never)) {
       waiter.cancel();
-      // The reply is returned with its turn closed, so the caller can send the next message at once.
-      await ctx.turns.jobEnded(jobId, meta).catch(() => {});
+      // The reply is returned with its turn closed and in the history, so the caller can send the next
+      // message, or read the history, at once.
+      await ctx.turns.turnSettled(jobId, meta, signal).catch(() => false);
       return true;
     }
     if (remaining <= 0 || signal.aborted) {
