@@ -15,7 +15,7 @@ import { ConfigError, loadConfig, type Config } from "./config.ts";
 import { createLogger, type Logger } from "./core/logger.ts";
 import { DEFAULT_APP_ID } from "./domain/streams.ts";
 import { createEventStore } from "./eventstore/factory.ts";
-import { createApp, type AppDeps } from "./http/app.ts";
+import { createApp, type App, type AppDeps } from "./http/app.ts";
 import { apiKeyAuthenticator, resolveApiKey } from "./http/auth.ts";
 import { v1Routes } from "./http/routes/v1/index.ts";
 import { InProcessJobQueue, type JobQueue } from "./jobs/queue.ts";
@@ -34,6 +34,8 @@ export interface RunningServer {
   port: number;
   apiKey: string;
   ctx: AppContext;
+  /** The HTTP application (none for a worker): `app.handle(request)` answers in process, for benchmarks. */
+  app?: App;
   /** Stops accepting, lets in-flight requests finish (bounded), stops workers and projections, closes stores. */
   shutdown(reason?: string): Promise<void>;
 }
@@ -147,7 +149,7 @@ export async function startServer(
       await app.server!.stop(true);
     }
   });
-  return { url, port, apiKey, ctx, shutdown };
+  return { url, port, apiKey, ctx, shutdown, app };
 }
 
 if (import.meta.main) {

@@ -13,6 +13,7 @@ import { occurredAt } from "../core/eventContract.ts";
 import { domainEvents, DOMAIN_EVENTS, type AnyDomainEvent } from "../domain/catalog.ts";
 import { StreamNotFoundError } from "../eventstore/errors.ts";
 import type { EventStore, RecordedEvent } from "../eventstore/port.ts";
+import type { StreamTails } from "../app/streamTails.ts";
 
 export const PUBLIC_TYPES: Record<string, string> = {
   JobQueued: "job.queued",
@@ -101,13 +102,35 @@ export function toPublicEvent(e: RecordedEvent): PublicEvent {
   return view;
 }
 
-/** Events of `stream` with id > `since` (revision >= since), up to `limit`; [] for a missing stream. */
-export async function eventsAfter(store: EventStore, stream: string, since: number, limit: number): Promise<RecordedEvent[]> {
+/**
+ * The public view as JSON, serialized once per event held in memory: a poll or an SSE fan-out to many
+ * clients sends the same bytes without building them again.
+ */
+const serialized = new WeakMap<RecordedEvent, string>();
+
+export function publicEventJson(e: RecordedEvent): string {
+  let json = serialized.get(e);
+  if (json === undefined) {
+    json = JSON.stringify(toPublicEvent(e));
+    serialized.set(e, json);
+  }
+  return json;
+}
+
+/**
+ * Events of `stream` with id > `since` (revision >= since), up to `limit`; [] for a missing stream.
+ * From the stream's live tail in memory when `tails` holds them, else from the store.
+ */
+export async function eventsAfter(store: EventStore, stream: string, since: number, limit: number, tails?: StreamTails): Promise<RecordedEvent[]> {
+  const cached = tails?.read(stream, BigInt(since), limit);
+  if (cached) return cached;
   const out: RecordedEvent[] = [];
   try {
     for await (const e of store.readStream(stream, { fromRevision: BigInt(since), maxCount: limit })) out.push(e);
   } catch (err) {
     if (!(err instanceof StreamNotFoundError)) throw err;
   }
+  // A read that reached the stream's end (fewer than asked) is its tail: keep it for the next reads.
+  if (out.length > 0 && out.length < limit) tails?.warm(stream, out);
   return out;
 }

@@ -27,7 +27,6 @@ export interface RequestGuardOptions {
 const BODY_METHODS = new Set(["POST", "PUT", "PATCH", "DELETE"]);
 
 export function requestGuard(options: RequestGuardOptions) {
-  let routes: Array<{ method: string; path: string; hooks?: { query?: TSchema } }> | undefined;
   const guard = new Elysia({ name: "agentry.request-guard" })
     .onRequest(({ request }) => {
       const path = pathOf(request.url);
@@ -54,18 +53,28 @@ export function requestGuard(options: RequestGuardOptions) {
       return body;
     })
     .onTransform({ as: "global" }, ({ request, route }) => {
-      const query = new URL(request.url).searchParams;
-      if (query.size === 0) return;
-      // The routes are all mounted by the first request: look the route's query schema up then.
-      routes ??= root?.routes;
-      const schema = routes?.find((r) => r.method === request.method && r.path === route)?.hooks?.query as TSchema | undefined;
-      if (schema?.properties) checkQuery(query, schema.properties as Record<string, TSchema>);
+      const at = request.url.indexOf("?");
+      if (at < 0 || at === request.url.length - 1) return;
+      const properties = queryProperties(request.method, route);
+      if (properties) checkQuery(new URLSearchParams(request.url.slice(at + 1)), properties);
     });
-  let root: { routes: typeof routes } | undefined;
+  /** The query schema's properties per route, looked up once (the routes are all mounted by the first request). */
+  const queryByRoute = new Map<string, Record<string, TSchema> | null>();
+  const queryProperties = (method: string, route: string) => {
+    const key = `${method} ${route}`;
+    let found = queryByRoute.get(key);
+    if (found === undefined) {
+      const schema = root?.routes?.find((r) => r.method === method && r.path === route)?.hooks?.query as TSchema | undefined;
+      found = (schema?.properties as Record<string, TSchema> | undefined) ?? null;
+      queryByRoute.set(key, found);
+    }
+    return found;
+  };
+  let root: { routes: Array<{ method: string; path: string; hooks?: { query?: TSchema } }> } | undefined;
   return Object.assign(guard, {
     /** Gives the guard the assembled app, whose routes' query schemas it checks against. */
     attach(app: { routes: unknown }) {
-      root = app as { routes: typeof routes };
+      root = app as typeof root;
     },
   });
 }

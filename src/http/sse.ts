@@ -10,7 +10,7 @@
  */
 import type { AppContext } from "../app/context.ts";
 import { StreamNotFoundError } from "../eventstore/errors.ts";
-import { eventsAfter, shownAt, TERMINAL_EVENTS, toPublicEvent, type Verbosity } from "./eventView.ts";
+import { eventsAfter, PUBLIC_TYPES, publicEventJson, shownAt, TERMINAL_EVENTS, type Verbosity } from "./eventView.ts";
 
 export interface SseOptions {
   since: number;
@@ -79,7 +79,7 @@ export function sseResponse(ctx: AppContext, stream: string, options: SseOptions
       try {
         while (!closed) {
           const wake = ctx.live.waiter(stream, options.heartbeatMs ?? 15_000, abort.signal);
-          const events = await eventsAfter(ctx.store, stream, cursor, 500);
+          const events = await eventsAfter(ctx.store, stream, cursor, 500, ctx.tails);
           if (events.length === 0) {
             if (options.closeOnTerminal && (await endedBy(ctx, stream, cursor))) {
               wake.cancel();
@@ -92,10 +92,9 @@ export function sseResponse(ctx: AppContext, stream: string, options: SseOptions
           }
           wake.cancel();
           for (const e of events) {
-            const view = toPublicEvent(e);
-            cursor = view.id;
+            cursor = Number(e.revision) + 1;
             if (shownAt(options.verbosity, e.type)) {
-              send(`id: ${view.id}\nevent: ${view.type}\ndata: ${JSON.stringify(view)}\n\n`);
+              send(`id: ${cursor}\nevent: ${PUBLIC_TYPES[e.type] ?? e.type}\ndata: ${publicEventJson(e)}\n\n`);
               await backpressure();
             }
             if (options.closeOnTerminal && TERMINAL_EVENTS.has(e.type)) {

@@ -6,7 +6,7 @@
  */
 import { t } from "elysia";
 import type { AppContext } from "../../../app/context.ts";
-import { eventsAfter, PUBLIC_EVENT_SCHEMA, toPublicEvent, type PublicEvent } from "../../eventView.ts";
+import { eventsAfter, PUBLIC_EVENT_SCHEMA, publicEventJson } from "../../eventView.ts";
 import type { RecordedEvent } from "../../../eventstore/port.ts";
 
 export const CursorQuery = {
@@ -17,33 +17,35 @@ export const CursorQuery = {
 
 export const PublicEventSchema = PUBLIC_EVENT_SCHEMA;
 
-/** Events after `since`: from the stream's live tail in memory when it holds them, else from the store. */
-async function tailOrStore(ctx: AppContext, stream: string, since: number, limit: number): Promise<RecordedEvent[]> {
-  const cached = ctx.tails?.read(stream, BigInt(since), limit);
-  if (cached) return cached;
-  const raw = await eventsAfter(ctx.store, stream, since, limit);
-  // A read that reached the stream's end (fewer than asked) is its tail: keep it for the next polls.
-  if (raw.length > 0 && raw.length < limit) ctx.tails?.warm(stream, raw);
-  return raw;
-}
-
 export async function pollStream(
   ctx: AppContext,
   stream: string,
   query: { since?: number; limit?: number; wait?: number },
   /** The request, for its abort signal: only read when the poll may wait (creating it is not free). */
   request: Request,
-): Promise<{ events: PublicEvent[]; raw: RecordedEvent[]; cursor: number }> {
+): Promise<{ raw: RecordedEvent[]; cursor: number }> {
   const since = query.since ?? 0;
   const limit = query.limit ?? 200;
   const waitMs = Math.round((query.wait ?? 0) * 1000);
   const waiter = waitMs > 0 ? ctx.live.waiter(stream, waitMs, request.signal) : undefined;
-  let raw = await tailOrStore(ctx, stream, since, limit);
+  let raw = await eventsAfter(ctx.store, stream, since, limit, ctx.tails);
   if (raw.length === 0 && waiter) {
     await waiter.promise;
-    raw = await tailOrStore(ctx, stream, since, limit);
+    raw = await eventsAfter(ctx.store, stream, since, limit, ctx.tails);
   }
   waiter?.cancel();
-  const events = raw.map(toPublicEvent);
-  return { events, raw, cursor: events.length ? events[events.length - 1]!.id : since };
+  return { raw, cursor: raw.length ? Number(raw[raw.length - 1]!.revision) + 1 : since };
+}
+
+/**
+ * A poll's JSON answer: `fields` with the events spliced in from their cached serialization, so a hot
+ * tail polled by many clients is not serialized again for each (the document's schema is unchanged).
+ * Returned as a string with the JSON content type set, which Elysia sends as is.
+ */
+export function pollResponse(set: { headers: Record<string, string | number> }, fields: Record<string, unknown>, raw: readonly RecordedEvent[]): string {
+  let events = "[";
+  for (let i = 0; i < raw.length; i++) events += (i ? "," : "") + publicEventJson(raw[i]!);
+  const head = JSON.stringify(fields);
+  set.headers["content-type"] = "application/json;charset=utf-8";
+  return head.length > 2 ? `${head.slice(0, -1)},"events":${events}]}` : `{"events":${events}]}`;
 }

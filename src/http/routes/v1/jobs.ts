@@ -7,7 +7,7 @@ import { visibleJob, visibleJobRow, visibleJobState } from "../../../app/jobRead
 import { resumeFrom, sseResponse } from "../../sse.ts";
 import { afterWrite, IdParam, jobView, metaOf, type V1Deps } from "./common.ts";
 import { documented, SSE_RESPONSE, v1Models, Verbosity } from "./models.ts";
-import { CursorQuery, pollStream } from "./cursorEvents.ts";
+import { CursorQuery, pollResponse, pollStream } from "./cursorEvents.ts";
 
 export const jobRoutes = ({ ctx }: V1Deps) =>
   new Elysia({ name: "agentry.v1.jobs", prefix: "/v1/jobs", detail: { tags: ["Jobs"] } })
@@ -15,20 +15,21 @@ export const jobRoutes = ({ ctx }: V1Deps) =>
     .get("/:job_id", ({ params }) => jobView(visibleJobRow(ctx, params.job_id)), {
       params: IdParam("job_id"), response: "Job", detail: { summary: "Get a job's status, outcome and usage" },
     })
-    .get("/:job_id/events", async ({ params, query, request }) => {
-      await visibleJobState(ctx, params.job_id); // 404 before holding a long-poll
+    .get("/:job_id/events", async ({ params, query, request, set }) => {
+      // 404 before holding a long-poll; a poll that does not wait finds out from the state read below.
+      if (query.wait) await visibleJobState(ctx, params.job_id);
       // Events first, then the state: the status returned is never older than the events.
-      const { events, cursor } = await pollStream(ctx, jobStream(params.job_id), query, request);
+      const { raw, cursor } = await pollStream(ctx, jobStream(params.job_id), query, request);
       const { state, lastEventId } = await visibleJob(ctx, params.job_id);
       // Done means the client has seen the terminal event (the last one an ended job has), and what
       // follows from it (the reply in the session's history) is there to read.
       const done = TERMINAL.has(state.status as never) && cursor >= lastEventId
         && (await ctx.turns.turnSettled(params.job_id, metaOf(ctx, request), request.signal));
-      return {
-        job_id: params.job_id, status: state.status, error: state.error, events, cursor, done,
+      return pollResponse(set, {
+        job_id: params.job_id, status: state.status, error: state.error, cursor, done,
         approval_requested: state.status === "awaiting_approval",
         approved: state.planDecision === null ? null : state.planDecision === "approved",
-      };
+      }, raw);
     }, {
       params: IdParam("job_id"), query: t.Object(CursorQuery),
       detail: { responses: documented("JobEvents", "The job's events after the cursor, its status, and done"), summary: "Poll a job's events after a cursor", description: "Event ids are positions in the job's stream counted from 1; pass the returned cursor as since. wait holds the request until an event arrives." },
