@@ -196,7 +196,7 @@ async function agentryServerMain() {
 async function bareServerMain() {
   const encoder = new TextEncoder();
   const streams = new Set<ReadableStreamDefaultController<Uint8Array>>();
-  // About the size of Agentry's asset.registered event.
+  // A ~280-byte frame, near Agentry's asset.registered (~320 bytes).
   const padding = "x".repeat(200);
   const app = new Elysia()
     .get("/stream", () => {
