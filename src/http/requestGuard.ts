@@ -56,7 +56,7 @@ export function requestGuard(options: RequestGuardOptions) {
       const at = request.url.indexOf("?");
       if (at < 0 || at === request.url.length - 1) return;
       const properties = queryProperties(request.method, route);
-      if (properties) checkQuery(new URLSearchParams(request.url.slice(at + 1)), properties);
+      if (properties) readQuery(new URLSearchParams(request.url.slice(at + 1)), properties);
     });
   /** The query schema's properties per route, looked up once (the routes are all mounted by the first request). */
   const queryByRoute = new Map<string, Record<string, TSchema> | null>();
@@ -138,13 +138,20 @@ const SCALARS = new Set(["integer", "number", "boolean"]);
 const INTEGER = /^-?(0|[1-9][0-9]{0,14})$/;
 const DECIMAL = /^-?(0|[1-9][0-9]{0,14})(\.[0-9]{1,15})?$/;
 
-/** Checks query numbers and booleans as written, naming the parameter; Elysia converts them after. */
-function checkQuery(query: URLSearchParams, properties: Record<string, TSchema>): void {
-  for (const [name, declared] of Object.entries(properties)) {
+/** Elysia turns a query integer into a union of a numeric string and the integer: the latter. */
+export const scalarOf = (declared: TSchema): TSchema => (declared.anyOf as TSchema[] | undefined)?.find((m) => SCALARS.has(m.type)) ?? declared;
+
+/**
+ * Reads query numbers and booleans as written, naming the parameter of any that is not; returns the
+ * declared scalars present, converted. For routes Elysia validates, this check runs first and Elysia
+ * converts after; a route may instead read its query with `readQuery` alone (see cursorEvents.ts).
+ */
+export function readQuery(query: URLSearchParams, properties: Record<string, TSchema>): Record<string, number | boolean> {
+  const values: Record<string, number | boolean> = {};
+  for (const name in properties) {
     const raw = query.get(name);
     if (raw === null) continue;
-    // Elysia turns query integers into a union of a numeric string and the integer; use the latter.
-    const schema = (declared.anyOf as TSchema[] | undefined)?.find((m) => SCALARS.has(m.type)) ?? declared;
+    const schema = scalarOf(properties[name]!);
     const type = schema.type as string | undefined;
     const fail = (why: string) => {
       throw new ValidationError(`Invalid query parameter '${name}': ${why}`, { param: name, location: "query" });
@@ -154,8 +161,11 @@ function checkQuery(query: URLSearchParams, properties: Record<string, TSchema>)
       const n = Number(raw);
       if (typeof schema.minimum === "number" && n < schema.minimum) fail(`must be at least ${schema.minimum}`);
       if (typeof schema.maximum === "number" && n > schema.maximum) fail(`must be at most ${schema.maximum}`);
-    } else if (type === "boolean" && raw !== "true" && raw !== "false") {
-      fail(`expected true or false, got ${JSON.stringify(raw.slice(0, 40))}`);
+      values[name] = n;
+    } else if (type === "boolean") {
+      if (raw !== "true" && raw !== "false") fail(`expected true or false, got ${JSON.stringify(raw.slice(0, 40))}`);
+      values[name] = raw === "true";
     }
   }
+  return values;
 }

@@ -7,7 +7,7 @@ import { visibleJob, visibleJobRow, visibleJobState } from "../../../app/jobRead
 import { resumeFrom, sseResponse } from "../../sse.ts";
 import { afterWrite, IdParam, jobView, metaOf, type V1Deps } from "./common.ts";
 import { documented, SSE_RESPONSE, v1Models, Verbosity } from "./models.ts";
-import { CursorQuery, pollResponse, pollStream } from "./cursorEvents.ts";
+import { CURSOR_QUERY_PARAMETERS, cursorQuery, pollResponse, pollStream } from "./cursorEvents.ts";
 
 export const jobRoutes = ({ ctx }: V1Deps) =>
   new Elysia({ name: "agentry.v1.jobs", prefix: "/v1/jobs", detail: { tags: ["Jobs"] } })
@@ -15,7 +15,8 @@ export const jobRoutes = ({ ctx }: V1Deps) =>
     .get("/:job_id", ({ params }) => jobView(visibleJobRow(ctx, params.job_id)), {
       params: IdParam("job_id"), response: "Job", detail: { summary: "Get a job's status, outcome and usage" },
     })
-    .get("/:job_id/events", async ({ params, query, request, set }) => {
+    .get("/:job_id/events", async ({ params, request, set }) => {
+      const query = cursorQuery(request.url);
       // 404 before holding a long-poll; a poll that does not wait finds out from the state read below.
       if (query.wait) await visibleJobState(ctx, params.job_id);
       // Events first, then the state: the status returned is never older than the events.
@@ -31,8 +32,8 @@ export const jobRoutes = ({ ctx }: V1Deps) =>
         approved: state.planDecision === null ? null : state.planDecision === "approved",
       }, raw);
     }, {
-      params: IdParam("job_id"), query: t.Object(CursorQuery),
-      detail: { responses: documented("JobEvents", "The job's events after the cursor, its status, and done"), summary: "Poll a job's events after a cursor", description: "Event ids are positions in the job's stream counted from 1; pass the returned cursor as since. wait holds the request until an event arrives." },
+      params: IdParam("job_id"),
+      detail: { parameters: CURSOR_QUERY_PARAMETERS, responses: documented("JobEvents", "The job's events after the cursor, its status, and done"), summary: "Poll a job's events after a cursor", description: "Event ids are positions in the job's stream counted from 1; pass the returned cursor as since. wait holds the request until an event arrives." },
     })
     .get("/:job_id/stream", async ({ params, query, request }) => {
       await visibleJobState(ctx, params.job_id);

@@ -5,7 +5,7 @@ import { listSessionJobs } from "../../../../../projections/jobs/index.ts";
 import { decodeCursor, page, PageQuery } from "../../../pagination.ts";
 import { resumeFrom, sseResponse } from "../../../sse.ts";
 import { IdParam, jobView, sessionView, type V1Deps } from "../common.ts";
-import { CursorQuery, pollResponse, pollStream } from "../cursorEvents.ts";
+import { CURSOR_QUERY_PARAMETERS, cursorQuery, pollResponse, pollStream } from "../cursorEvents.ts";
 import { documented, SSE_RESPONSE, v1Models, Verbosity } from "../models.ts";
 import { requireSession } from "./service.ts";
 
@@ -18,13 +18,14 @@ export const sessionActivityRoutes = ({ ctx }: V1Deps) =>
       const after = decodeCursor(query.cursor, { seq: "integer" });
       return page(listSessionJobs(ctx.db, params.session_id, limit + 1, after?.seq), limit, jobView, (r) => ({ seq: r.seq }));
     }, { params: IdParam("session_id"), query: t.Object(PageQuery), response: "JobList", detail: { summary: "A session's jobs, newest first" } })
-    .get("/:session_id/events", async ({ params, query, request, set }) => {
+    .get("/:session_id/events", async ({ params, request, set }) => {
+      const query = cursorQuery(request.url);
       const row = requireSession(ctx, params.session_id);
       const { raw, cursor } = await pollStream(ctx, sessionStream(params.session_id), query, request);
       return pollResponse(set, { session_id: params.session_id, status: sessionView(row).status, cursor }, raw);
     }, {
-      params: IdParam("session_id"), query: t.Object(CursorQuery),
-      detail: { responses: documented("SessionEvents", "The session's events after the cursor"), summary: "Poll the session's own events (messages, turn ends, assets) after a cursor" },
+      params: IdParam("session_id"),
+      detail: { parameters: CURSOR_QUERY_PARAMETERS, responses: documented("SessionEvents", "The session's events after the cursor"), summary: "Poll the session's own events (messages, turn ends, assets) after a cursor" },
     })
     .get("/:session_id/stream", ({ params, query, request }) => {
       requireSession(ctx, params.session_id);
