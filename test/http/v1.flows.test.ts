@@ -424,8 +424,12 @@ function flowSuite(store: StoreKind): void {
     describe("limits", () => {
       test("a message too big for one write is refused with 413 payload_too_large; nothing is stored and the session goes on", async () => {
         const sid = await newSession();
-        const big = { type: "file", name: "big.bin", content_type: "application/octet-stream", data: "QUJD".repeat(300_000) };
-        const refused = await client.post(`/v1/sessions/${sid}/messages`, { content: "keep this", attachments: [big] });
+        const oneTooBig = { type: "file", name: "big.bin", data: "QUJD".repeat(300_000) };
+        const tooBig = await client.post(`/v1/sessions/${sid}/messages`, { content: "x", attachments: [oneTooBig] });
+        expect(tooBig.status).toBe(400); // one inline file over its own limit: refused before anything is tried
+        // Each attachment is within its own limit; together they are more than one write holds.
+        const half = { type: "file", name: "half.bin", content_type: "application/octet-stream", data: "QUJD".repeat(150_000) };
+        const refused = await client.post(`/v1/sessions/${sid}/messages`, { content: "keep this", attachments: [half, half] });
         expect(refused.status).toBe(413);
         expect(refused.body.error.code).toBe("payload_too_large");
         expect((await client.get(`/v1/sessions/${sid}/messages`)).body.data).toEqual([]);

@@ -93,5 +93,6 @@ export const Attachment = t.Object({
   asset_label: t.Optional(t.String({ pattern: "^asset_[0-9]+$" })),
   name: t.Optional(t.String({ maxLength: 255 })),
   content_type: t.Optional(t.String({ maxLength: 255 })),
-  data: t.Optional(t.String({ maxLength: 8_000_000, description: "base64 content of an inline file" })),
+  // One write holds at most 1 MiB (see MAX_APPEND_BYTES): a bigger inline file could never be stored.
+  data: t.Optional(t.String({ maxLength: 1_000_000, description: "base64 content of an inline file (a message must fit in 1 MiB; send larger files by url)" })),
 });
