@@ -40,8 +40,22 @@ class SlowClient extends Error {}
 export function sseResponse(ctx: AppContext, stream: string, options: SseOptions, limits: SseLimits = ctx.sse ?? DEFAULT_SSE_LIMITS): Response {
   let closed = false;
   let heartbeat: ReturnType<typeof setInterval> | undefined;
-  const abort = new AbortController();
   let pulled: (() => void) | undefined;
+  // One listener for the connection's life (not one per wait): an append marks the stream changed and
+  // wakes the loop. Fanning an event out to many clients then costs each a flag and a tail read.
+  let changed = true;
+  let wake: (() => void) | undefined;
+  const unlisten = ctx.live.listen(stream, () => {
+    changed = true;
+    wake?.();
+  });
+  const stop = () => {
+    closed = true;
+    clearInterval(heartbeat);
+    unlisten();
+    wake?.();
+    pulled?.();
+  };
   const body = new ReadableStream<Uint8Array>({
     async start(controller) {
       const send = (text: string) => {
@@ -62,10 +76,7 @@ export function sseResponse(ctx: AppContext, stream: string, options: SseOptions
       };
       const close = () => {
         if (closed) return;
-        closed = true;
-        clearInterval(heartbeat);
-        abort.abort();
-        pulled?.();
+        stop();
         try {
           controller.close();
         } catch {
@@ -73,24 +84,29 @@ export function sseResponse(ctx: AppContext, stream: string, options: SseOptions
         }
       };
       options.signal?.addEventListener("abort", close, { once: true });
-      heartbeat = setInterval(() => send(": keep-alive\n\n"), options.heartbeatMs ?? 15_000);
+      if (options.signal?.aborted) return close();
+      heartbeat = setInterval(() => {
+        send(": keep-alive\n\n");
+        // Read again now and then even without a wake: a feed that resubscribed cannot strand a client.
+        changed = true;
+        wake?.();
+      }, options.heartbeatMs ?? 15_000);
       send("retry: 1000\n\n");
       let cursor = options.since;
       try {
         while (!closed) {
-          const wake = ctx.live.waiter(stream, options.heartbeatMs ?? 15_000, abort.signal);
+          changed = false;
           const events = await eventsAfter(ctx.store, stream, cursor, 500, ctx.tails);
           if (events.length === 0) {
             if (options.closeOnTerminal && (await endedBy(ctx, stream, cursor))) {
-              wake.cancel();
               await sendDone();
               close();
               return;
             }
-            await wake.promise;
+            if (!changed && !closed) await new Promise<void>((resolve) => (wake = resolve));
+            wake = undefined;
             continue;
           }
-          wake.cancel();
           for (const e of events) {
             cursor = Number(e.revision) + 1;
             if (shownAt(options.verbosity, e.type)) {
@@ -108,9 +124,7 @@ export function sseResponse(ctx: AppContext, stream: string, options: SseOptions
         if (err instanceof SlowClient) {
           // Drop what waits for it and close the connection: the client resumes from its last id.
           ctx.logger.info("sse client fell behind; closing its stream", { stream, buffer_bytes: limits.bufferBytes });
-          closed = true;
-          clearInterval(heartbeat);
-          abort.abort();
+          stop();
           controller.error(err);
           return;
         }
@@ -123,10 +137,7 @@ export function sseResponse(ctx: AppContext, stream: string, options: SseOptions
       pulled?.();
     },
     cancel() {
-      closed = true;
-      clearInterval(heartbeat);
-      abort.abort();
-      pulled?.();
+      stop();
     },
   }, new ByteLengthQueuingStrategy({ highWaterMark: limits.bufferBytes }));
   return new Response(body, {
