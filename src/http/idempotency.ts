@@ -7,7 +7,8 @@
  */
 import { hostname } from "node:os";
 import type { AppContext } from "../app/context.ts";
-import { AppError, ValidationError } from "../core/errors.ts";
+import { ValidationError } from "../core/errors.ts";
+import { toErrorResponse } from "./errors.ts";
 import { newResourceId } from "../core/ids.ts";
 import {
   claimLive, type ClaimOwner, type StoredResponse,
@@ -56,7 +57,7 @@ export async function idempotent(
   if (key === null) return { ...(await run({ ids: freshIds(idPrefixes), resumed: false })), replayed: false };
   if (key.length === 0 || key.length > 255) throw new ValidationError("Idempotency-Key must be 1 to 255 characters", { param: "Idempotency-Key" });
   const keyHash = sha256(`${ctx.appId}\n${key}`);
-  const fingerprint = sha256(`${request.method}\n${request.path}\n${JSON.stringify(request.body ?? null)}`);
+  const fingerprint = sha256(`${request.method}\n${request.path}\n${canonicalJson(request.body ?? null)}`);
   const meta = { appId: ctx.appId };
   const repo = ctx.repos.idempotency;
 
@@ -78,9 +79,11 @@ export async function idempotent(
     try {
       response = await run({ ids: claim.data.resource_ids, resumed: claim.data.takeover });
     } catch (err) {
-      if (err instanceof AppError && err.status < 500) {
-        // Refused before anything was written: the key is free again, for this request or a corrected one.
-        await repo.handle(keyHash, { type: "ReleaseKey", instance: OWNER.instance, status: err.status, code: err.code }, meta).catch(() => {});
+      // Whatever answers 4xx, the service's refusals and the store's alike (too large, a conflict), was
+      // refused before anything was written: the key is free again, for this request or a corrected one.
+      const { status, body } = toErrorResponse(err);
+      if (status < 500) {
+        await repo.handle(keyHash, { type: "ReleaseKey", instance: OWNER.instance, status, code: body.error.code }, meta).catch(() => {});
       } else {
         // Failed midway: the next retry of this request takes over with the same resource ids.
         await repo.handle(keyHash, { type: "AbandonClaim", instance: OWNER.instance, now: Date.now() }, meta).catch(() => {});
@@ -95,4 +98,13 @@ export async function idempotent(
     clearInterval(renew);
     inFlight.delete(keyHash);
   }
+}
+
+/**
+ * JSON with every object's keys sorted: the same request gives the same fingerprint however its
+ * fields were ordered (by the client, or by the validator filling in defaults).
+ */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v) =>
+    v && typeof v === "object" && !Array.isArray(v) ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, v[k]])) : v);
 }

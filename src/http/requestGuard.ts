@@ -149,8 +149,13 @@ export const scalarOf = (declared: TSchema): TSchema => (declared.anyOf as TSche
 export function readQuery(query: URLSearchParams, properties: Record<string, TSchema>): Record<string, number | boolean> {
   const values: Record<string, number | boolean> = {};
   for (const name in properties) {
-    const raw = query.get(name);
-    if (raw === null) continue;
+    const all = query.getAll(name);
+    if (all.length === 0) continue;
+    if (all.length > 1) {
+      // Which one would count is not obvious (this check would read the first, Elysia the last).
+      throw new ValidationError(`Invalid query parameter '${name}': given ${all.length} times; send it once`, { param: name, location: "query" });
+    }
+    const raw = all[0]!;
     const schema = scalarOf(properties[name]!);
     const type = schema.type as string | undefined;
     const fail = (why: string) => {

@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { newEventId } from "../../src/core/ids.ts";
+import { canonicalJson } from "../../src/http/idempotency.ts";
 import { api, TEST_KEY, type Api } from "../support/api.ts";
 import { killAll, spawnServer } from "../support/processes.ts";
 import { startTestServer, type TestServer } from "../support/server.ts";
@@ -58,15 +59,18 @@ describe("refusals leave the key free", () => {
 });
 
 describe("a claim left by a process that died", () => {
-  /** Writes what a process that died mid-request leaves: its claim, and optionally its committed session. */
-  async function crashedClaim(key: string, body: unknown, committed: boolean): Promise<string> {
-    const dead = Bun.spawnSync(["true"]).pid; // a pid that has exited
-    const sessionId = `sess_crashed${crypto.randomUUID().replaceAll("-", "")}`;
-    const fingerprint = sha256(`POST\n/v1/sessions\n${JSON.stringify(body)}`);
+  /** The claim a process leaves when it dies mid-request (by default one whose pid has exited). */
+  async function leftClaim(key: string, path: string, body: unknown, resourceIds: Record<string, string>, owner = { instance: "gone", host: hostname(), pid: Bun.spawnSync(["true"]).pid }) {
     await server.ctx.store.appendToStream(`idempotency-${sha256(`app_default\n${key}`)}`, [{
       id: newEventId(), type: "IdempotencyKeyClaimed", metadata: { app_id: "app_default" },
-      data: { key_hash: sha256(key), fingerprint, resource_ids: { session: sessionId }, owner: { instance: "gone", host: hostname(), pid: dead }, at: Date.now(), takeover: false },
+      data: { key_hash: sha256(key), fingerprint: sha256(`POST\n${path}\n${canonicalJson(body)}`), resource_ids: resourceIds, owner, at: Date.now(), takeover: false },
     }], { expectedRevision: "no_stream" });
+  }
+
+  /** Writes what a process that died mid-request leaves: its claim, and optionally its committed session. */
+  async function crashedClaim(key: string, body: unknown, committed: boolean, owner?: Parameters<typeof leftClaim>[4]): Promise<string> {
+    const sessionId = `sess_crashed${crypto.randomUUID().replaceAll("-", "")}`;
+    await leftClaim(key, "/v1/sessions", body, { session: sessionId }, owner);
     if (committed) {
       await server.ctx.store.appendToStream(`session-${sessionId}`, [{
         id: newEventId(), type: "SessionStarted", metadata: { app_id: "app_default" },
@@ -100,6 +104,56 @@ describe("a claim left by a process that died", () => {
     const other = await client.post("/v1/sessions", { user_id: "someone else" }, { "idempotency-key": key });
     expect(other.status).toBe(409);
     expect(other.body.error.code).toBe("idempotency_conflict");
+  });
+
+  test("left by an earlier run of the server under the same pid (a restarted container): dead, not in progress", async () => {
+    const key = `key-${crypto.randomUUID()}`;
+    const body = { user_id: "crash", name: "same pid" };
+    // The in-process test server's pid is this process's: an earlier incarnation with another instance id.
+    const sessionId = await crashedClaim(key, body, false, { instance: "previous-incarnation", host: hostname(), pid: process.pid });
+    const retry = await client.post("/v1/sessions", body, { "idempotency-key": key });
+    expect(retry.status).toBe(201);
+    expect(retry.body.id).toBe(sessionId);
+  });
+
+  test("a message whose MessageSent committed but whose job was never queued: the retry queues that job, once", async () => {
+    const sid = (await client.post("/v1/sessions", { user_id: "crash-msg" })).body.id;
+    const key = `key-${crypto.randomUUID()}`;
+    // The body as the server fingerprints it: with its defaults written out.
+    const body = { content: "sent before the crash", multitask: "reject", verbosity: "standard", wait_timeout_s: 60 };
+    const ids = { message_id: `msg_crashed${crypto.randomUUID().replaceAll("-", "")}`, job_id: `job_crashed${crypto.randomUUID().replaceAll("-", "")}` };
+    await leftClaim(key, `/v1/sessions/${sid}/messages`, body, ids);
+    // What the dead process committed: the session's half of the write, not the job's.
+    await server.ctx.repos.sessions.handle(sid, {
+      type: "SendMessage", message_id: ids.message_id, job_id: ids.job_id, content: body.content, attachments: [], model: null, context: null, multitask: "reject",
+    }, { appId: "app_default" });
+    const retry = await client.post(`/v1/sessions/${sid}/messages`, body, { "idempotency-key": key });
+    expect(retry.status).toBe(202);
+    expect(retry.body).toMatchObject(ids);
+    const again = await client.post(`/v1/sessions/${sid}/messages`, body, { "idempotency-key": key });
+    expect(again.headers.get("idempotent-replayed")).toBe("true");
+    expect(again.body.job_id).toBe(ids.job_id);
+    const ended = await client.get(`/v1/jobs/${ids.job_id}/events?since=0&wait=10`);
+    expect(ended.status).toBe(200);
+    let done = ended.body.done;
+    for (let i = 0; i < 50 && !done; i++) done = (await client.get(`/v1/jobs/${ids.job_id}/events?since=0&wait=5&limit=1000`)).body.done;
+    expect(done).toBe(true);
+    const messages = (await client.get(`/v1/sessions/${sid}/messages`)).body.data;
+    expect(messages.filter((m: any) => m.role === "user").map((m: any) => m.id)).toEqual([ids.message_id]);
+    const jobs = (await client.get(`/v1/sessions/${sid}/jobs`)).body.data;
+    expect(jobs.map((j: any) => j.id)).toEqual([ids.job_id]);
+  });
+});
+
+describe("refusals from the store", () => {
+  test("413 payload_too_large leaves the key free for the corrected request", async () => {
+    const sid = (await client.post("/v1/sessions", { user_id: "too-big" })).body.id;
+    const key = newKey();
+    const big = await client.post(`/v1/sessions/${sid}/messages`, { content: "x", context: { blob: "y".repeat(1_200_000) } }, key);
+    expect(big.status).toBe(413);
+    const corrected = await client.post(`/v1/sessions/${sid}/messages`, { content: "x", context: { blob: "small" } }, key);
+    expect(corrected.status).toBe(202);
+    expect(corrected.headers.get("idempotent-replayed")).toBeNull();
   });
 });
 

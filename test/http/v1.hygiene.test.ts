@@ -120,6 +120,10 @@ describe("query parameters", () => {
     ["/v1/sessions?limit=0", "limit"],
     ["/v1/sessions?limit=%2B5", "limit"],
     ["/v1/sessions?archived=yes", "archived"],
+    // A repeated parameter is refused: each reader could take a different one of its values.
+    ["/v1/sessions?limit=1&limit=500", "limit"],
+    ["/v1/jobs/job_x/events?since=0&since=0x5", "since"],
+    ["/v1/sessions?user_id=a&user_id=b", "user_id"],
     ["/v1/sessions?cursor=not-a-cursor", "cursor", "invalid_cursor"],
     [`/v1/sessions?cursor=${Buffer.from(JSON.stringify({ seq: {}, id: 1 })).toString("base64url")}`, "cursor", "invalid_cursor"],
     [`/v1/agents?cursor=${Buffer.from("[1,2]").toString("base64url")}`, "cursor", "invalid_cursor"],

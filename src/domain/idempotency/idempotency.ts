@@ -146,15 +146,20 @@ const conflict = () =>
 
 /**
  * Whether a claim's request may still be running. Dead when: it is this process's and no longer in
- * flight here; its process on this host is gone; or it has not been renewed for `ttlMs`.
+ * flight here; its process on this host is gone, or was an earlier process with our pid; or it has
+ * not been renewed for `ttlMs`.
  */
 export function claimLive(
   state: IdempotencyState,
-  here: { instance: string; host: string; inFlightHere: boolean; pidAlive: (pid: number) => boolean; now: number; ttlMs: number },
+  here: { instance: string; host: string; pid: number; inFlightHere: boolean; pidAlive: (pid: number) => boolean; now: number; ttlMs: number },
 ): boolean {
   const owner = state.owner;
   if (state.status !== "claimed" || !owner) return false;
   if (owner.instance === here.instance) return here.inFlightHere;
-  if (owner.host === here.host && !here.pidAlive(owner.pid)) return false;
+  if (owner.host === here.host) {
+    // Its process is gone; or its pid is ours but the instance is not, so it was an earlier run of
+    // this server under the same pid (a restarted container, where the server is often pid 1).
+    if (!here.pidAlive(owner.pid) || owner.pid === here.pid) return false;
+  }
   return here.now - state.renewedAt < here.ttlMs;
 }
