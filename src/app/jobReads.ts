@@ -8,6 +8,7 @@ import { getJob, type JobRow } from "../../projections/jobs/index.ts";
 import type { AppContext } from "./context.ts";
 
 const jobNotFound = () => new NotFoundError("Job not found", { param: "job_id" }, "job_not_found");
+const runNotFound = () => new NotFoundError("Run not found", { param: "run_id" }, "run_not_found");
 
 /** The job's live state from its stream (cached, brought up to date incrementally); 404 when not visible. */
 export async function visibleJobState(ctx: AppContext, jobId: string): Promise<JobState> {
@@ -32,5 +33,12 @@ export async function visibleJob(ctx: AppContext, jobId: string): Promise<{ stat
 export function visibleJobRow(ctx: AppContext, jobId: string): JobRow {
   const row = getJob(ctx.db, ctx.appId, jobId);
   if (!row) throw jobNotFound();
+  return row;
+}
+
+/** A run (any job, read through /v1/runs) by the id the client sent as run_id; 404 names run_id. */
+export function visibleRunRow(ctx: AppContext, runId: string): JobRow {
+  const row = getJob(ctx.db, ctx.appId, runId);
+  if (!row) throw runNotFound();
   return row;
 }

@@ -6,6 +6,7 @@
  */
 import { Elysia, ValidationError as ElysiaValidationError } from "elysia";
 import { AppError } from "../core/errors.ts";
+import { bodyLeftUnread } from "./requestGuard.ts";
 import type { Logger } from "../core/logger.ts";
 import {
   AppendTooLargeError, InvalidEventError, StoreAccessDeniedError, StoreUnavailableError, StreamDeletedError, StreamNotFoundError,
@@ -86,5 +87,6 @@ export const errorHandler = (logger: Logger) =>
     }
     set.status = status;
     set.headers["content-type"] = "application/json";
+    if (bodyLeftUnread(request)) set.headers.connection = "close";
     return body;
   });

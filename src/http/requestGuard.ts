@@ -35,6 +35,7 @@ export function requestGuard(options: RequestGuardOptions) {
     .onParse({ as: "global" }, async ({ request, contentType }) => {
       if (!BODY_METHODS.has(request.method)) return undefined;
       const text = await readBody(request, options.maxBodyBytes, options.bodyTimeoutMs);
+      bodiesRead.add(request);
       if (text.length === 0) return undefined;
       const type = (contentType ?? "").split(";")[0]!.trim().toLowerCase();
       if (type !== "application/json" && !type.endsWith("+json")) {
@@ -84,6 +85,20 @@ const pathOf = (url: string): string => {
   const end = url.indexOf("?", start);
   return start < 0 ? "/" : url.slice(start, end < 0 ? undefined : end);
 };
+
+/** Requests whose whole body was read: after an error on one of these, the connection can be reused. */
+const bodiesRead = new WeakSet<Request>();
+
+/**
+ * Whether answering `request` early leaves part of its body unread on the connection (a refusal
+ * before or while reading it). Such a connection is closed with the answer: otherwise a client that
+ * sent half a body holds the socket until the server's idle timeout.
+ */
+export function bodyLeftUnread(request: Request): boolean {
+  if (bodiesRead.has(request)) return false;
+  const length = request.headers.get("content-length");
+  return (length !== null && length !== "0") || request.headers.has("transfer-encoding");
+}
 
 /** Reads the body as text, refusing it past `maxBytes` or `timeoutMs` without buffering more. */
 async function readBody(request: Request, maxBytes: number, timeoutMs: number): Promise<string> {

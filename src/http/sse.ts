@@ -9,6 +9,7 @@
  * off, and reconnects from its last id losing nothing.
  */
 import type { AppContext } from "../app/context.ts";
+import { ValidationError } from "../core/errors.ts";
 import { StreamNotFoundError } from "../eventstore/errors.ts";
 import { eventsAfter, PUBLIC_TYPES, publicEventJson, shownAt, TERMINAL_EVENTS, type Verbosity } from "./eventView.ts";
 
@@ -164,7 +165,11 @@ async function endedBy(ctx: AppContext, stream: string, cursor: number): Promise
 
 /** The resume point: `Last-Event-ID` wins over `?since=`; both are cursor ids (0 = from the start). */
 export function resumeFrom(headers: Headers, since: number | undefined): number {
-  const last = headers.get("last-event-id");
-  if (last !== null && /^\d+$/.test(last.trim())) return Number(last.trim());
-  return since ?? 0;
+  const last = headers.get("last-event-id")?.trim();
+  if (!last) return since ?? 0;
+  // Only ids this server sent: anything else would replay from the start or fail on every reconnect.
+  if (!/^(0|[1-9][0-9]{0,14})$/.test(last)) {
+    throw new ValidationError(`Invalid Last-Event-ID: expected an event id this stream sent, got ${JSON.stringify(last.slice(0, 40))}`, { param: "Last-Event-ID", location: "header" });
+  }
+  return Number(last);
 }

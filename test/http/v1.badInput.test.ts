@@ -66,7 +66,7 @@ const cases: Case[] = [
   ["POST", () => "/v1/runs", { input: "x" }, 400, "invalid_request"],
   ["POST", () => "/v1/runs", { user_id: "u", input: "x", output_schema: { type: 12 } }, 400, "invalid_request"],
   ["POST", () => "/v1/runs", { user_id: "u", input: "x", media_url: "file:///etc/passwd" }, 400, "invalid_request"],
-  ["GET", () => "/v1/runs/run_nope", undefined, 404, "job_not_found"],
+  ["GET", () => "/v1/runs/run_nope", undefined, 404, "run_not_found"],
   ["GET", () => "/v1/jobs/job_nope", undefined, 404, "job_not_found"],
   ["GET", () => "/v1/jobs/job_nope/events", undefined, 404, "job_not_found"],
   ["GET", () => `/v1/jobs/${jobId}/events?limit=5000`, undefined, 400, "invalid_request"],

@@ -65,6 +65,15 @@ describe("SSE", () => {
     expect(events.map((e) => e.event)).toEqual(["done"]);
   });
 
+  test("a Last-Event-ID the server never sent is a 400 naming it, not a stream that fails or replays from the start", async () => {
+    const sid = (await client.post("/v1/sessions", { user_id: "sse" })).body.id;
+    for (const id of ["9".repeat(400), "1.5", "-3", "0x10", "abc"]) {
+      const res = await fetch(`${server.url}/v1/sessions/${sid}/stream`, { headers: { "x-api-key": TEST_KEY, "last-event-id": id } });
+      const body = (await res.json()) as any;
+      expect({ id, status: res.status, param: body.error.details.param }).toEqual({ id, status: 400, param: "Last-Event-ID" });
+    }
+  });
+
   test("a client that stops reading is cut off at the buffer bound; reconnecting with Last-Event-ID loses nothing", async () => {
     const sid = (await client.post("/v1/sessions", { user_id: "slow-reader" })).body.id;
     // 400 events of ~32 KB on the session stream: far more than the socket buffers and the 64 KiB bound.

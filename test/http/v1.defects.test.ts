@@ -30,12 +30,15 @@ describe("a deleted session", () => {
     expect(sent.status).toBe(200);
     const jobId = sent.body.job_id;
     expect((await client.get(`/v1/jobs/${jobId}`)).status).toBe(200);
+    expect((await client.get(`/v1/runs/${jobId}`)).status).toBe(200); // any job reads as a run too
 
     expect((await client.del(`/v1/sessions/${sid}`)).status).toBe(200);
     for (const path of [`/v1/jobs/${jobId}`, `/v1/jobs/${jobId}/events?since=0`, `/v1/jobs/${jobId}/stream`]) {
       const r = await client.get(path);
       expect({ path, status: r.status, code: r.body?.error?.code }).toEqual({ path, status: 404, code: "job_not_found" });
     }
+    const asRun = await client.get(`/v1/runs/${jobId}`);
+    expect({ status: asRun.status, code: asRun.body.error.code, param: asRun.body.error.details.param }).toEqual({ status: 404, code: "run_not_found", param: "run_id" });
     for (const action of ["approve", "reject", "cancel"]) {
       const r = await client.post(`/v1/jobs/${jobId}/${action}`);
       expect({ action, status: r.status }).toEqual({ action, status: 404 });

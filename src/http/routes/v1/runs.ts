@@ -6,7 +6,7 @@ import { requireValidSchema } from "../../../core/jsonSchema.ts";
 import { getAgent } from "../../../app/agentReads.ts";
 import { v1Models } from "./models.ts";
 import { afterWrite, create, IdParam, jobView, metaOf, type V1Deps } from "./common.ts";
-import { visibleJobRow } from "../../../app/jobReads.ts";
+import { visibleRunRow } from "../../../app/jobReads.ts";
 
 export const runRoutes = ({ ctx }: V1Deps) =>
   new Elysia({ name: "agentry.v1.runs", prefix: "/v1/runs", detail: { tags: ["Runs"] } })
@@ -34,6 +34,6 @@ export const runRoutes = ({ ctx }: V1Deps) =>
       detail: { summary: "Start a single-turn run", description: "202 {job_id}; poll GET /v1/runs/{id}. A reply that does not match output_schema fails the run with invalid_output." },
     })
     .get("/:run_id", ({ params }) => {
-      const job = jobView(visibleJobRow(ctx, params.run_id));
+      const job = jobView(visibleRunRow(ctx, params.run_id));
       return { id: job.id, job_id: job.id, status: job.status, result: job.result, content: job.content, error: job.error, usage: job.usage, created_at: job.created_at, completed_at: job.completed_at };
     }, { params: IdParam("run_id"), response: "Run", detail: { summary: "Get a run's status and result" } });
