@@ -10,9 +10,16 @@
  *   XAUTOCLAIM, takes over the lease that entry held, and runs the job (the job's own stream decides
  *   what that means: resume, fail as interrupted, or nothing).
  * - A second entry for a job another live entry holds (a dispatch repeated by the reconciler, an
- *   approval racing a redelivery) is acknowledged without running: only the holder runs the job. The
- *   holder's own entry stays pending until it finishes, so if the holder dies, that entry is taken
- *   over as above.
+ *   approval racing a redelivery, a session's next-turn dispatch) is acknowledged without running: only
+ *   the holder runs the job. The holder's own entry stays pending until it finishes, so if the holder
+ *   dies, that entry is taken over as above.
+ * - Such an entry is not lost, though: the holder may already have decided what to do (the job now
+ *   awaits approval, or it is not yet its session's turn) and be returning. So the failed acquire sets a
+ *   flag `<stream>:redispatch:<job id>`, and the release that ends the holder's run (the same script,
+ *   atomically) clears it and adds a new entry for the job. Both are Redis scripts, so each dispatch
+ *   either finds the lease free and runs, or finds it held and is run again after the release. A run
+ *   that starts later (the entry taken over from a dead holder, or any fresh acquire) answers the flag
+ *   too, and clears it. (Only a job given up below can leave its flag behind: one small key.)
  * - An entry delivered more than `maxDeliveries` times is given up: acknowledged, and `onGiveUp` ends
  *   the job with a clear error, so a job that kills its workers cannot loop forever.
  * - Finished entries are acknowledged and deleted. Losing Redis loses nothing that matters: the event
@@ -40,42 +47,55 @@ type Entry = [id: string, fields: string[]];
 
 /** The lease scripts below, as commands on the connection. */
 interface LeaseScripts {
-  acquireLease(key: string, holder: string, entry: string, leaseMs: number, reclaimed: string): Promise<number>;
+  acquireLease(key: string, redispatchKey: string, holder: string, entry: string, leaseMs: number, reclaimed: string): Promise<number>;
   renewLease(stream: string, key: string, group: string, consumer: string, entry: string, holder: string, leaseMs: number): Promise<number>;
-  releaseLease(key: string, holder: string): Promise<number>;
+  releaseLease(key: string, redispatchKey: string, stream: string, holder: string, jobId: string): Promise<number>;
 }
 
 /**
- * Starts holding a job for an entry. KEYS[1] the lease key; ARGV: this consumer's holder value, the
- * entry id, lease ms, "1" when the entry was taken over from a silent worker. Returns 1 when held.
- * A free lease is taken; a lease held through this same entry is taken over only when the entry
- * itself was reclaimed (its previous holder stopped heartbeating it for a whole lease).
+ * Starts holding a job for an entry. KEYS: the lease key, the job's redispatch flag; ARGV: this
+ * consumer's holder value, the entry id, lease ms, "1" when the entry was taken over from a silent
+ * worker. Returns 1 when held. A free lease is taken; a lease held through this same entry is taken
+ * over only when the entry itself was reclaimed (its previous holder stopped heartbeating it for a
+ * whole lease). A run that starts here comes after every dispatch flagged so far, so it clears the
+ * flag. When the lease is held, the flag is set: the holder's release dispatches the job again.
  */
 const ACQUIRE = `
 local current = redis.call('GET', KEYS[1])
 if current == false or current == ARGV[1] or (ARGV[4] == '1' and string.sub(current, -string.len(ARGV[2]) - 1) == '|' .. ARGV[2]) then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+  redis.call('DEL', KEYS[2])
   return 1
 end
+redis.call('SET', KEYS[2], '1')
 return 0`;
 
 /**
  * The heartbeat: resets the entry's idle time and renews the lease in one step, so the two expire
  * together. KEYS: stream, lease key; ARGV: group, consumer, entry id, holder value, lease ms.
- * Returns 0 when another holder has the lease (this one was lost, e.g. after a long pause).
+ * Returns 0, touching nothing, when this holder no longer has the lease (it expired after a long
+ * pause, was released, or was taken over): a lease that is gone is never brought back, and the entry
+ * is not claimed again, so its idle time keeps growing and another worker can take it over.
  */
 const RENEW = `
+if redis.call('GET', KEYS[2]) ~= ARGV[4] then return 0 end
 redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
-local current = redis.call('GET', KEYS[2])
-if current == false or current == ARGV[4] then
-  redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[5])
+redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[5])
+return 1`;
+
+/**
+ * Ends a run. KEYS: the lease key, the job's redispatch flag, the stream; ARGV: holder value, job id.
+ * Releases the lease if this holder still has it. Unless another holder has taken the lease over (its
+ * own release answers the flag), a flag set while this run held the job is cleared and the job gets
+ * a new entry. Returns 1 when it added one.
+ */
+const RELEASE = `
+local current = redis.call('GET', KEYS[1])
+if current == ARGV[1] then redis.call('DEL', KEYS[1]) elseif current ~= false then return 0 end
+if redis.call('DEL', KEYS[2]) == 1 then
+  redis.call('XADD', KEYS[3], '*', 'job', ARGV[2])
   return 1
 end
-return 0`;
-
-/** Releases the lease if this holder still has it. KEYS[1] lease key; ARGV[1] holder value. */
-const RELEASE = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
 
 export class RedisJobQueue implements JobQueue {
@@ -100,9 +120,9 @@ export class RedisJobQueue implements JobQueue {
     const connection = { maxRetriesPerRequest: null } as const;
     this.commands = new Redis(options.url, connection);
     // Sent once and run by hash afterwards (EVALSHA): a lease costs one small round trip.
-    this.commands.defineCommand("acquireLease", { numberOfKeys: 1, lua: ACQUIRE });
+    this.commands.defineCommand("acquireLease", { numberOfKeys: 2, lua: ACQUIRE });
     this.commands.defineCommand("renewLease", { numberOfKeys: 2, lua: RENEW });
-    this.commands.defineCommand("releaseLease", { numberOfKeys: 1, lua: RELEASE });
+    this.commands.defineCommand("releaseLease", { numberOfKeys: 3, lua: RELEASE });
     this.scripts = this.commands as unknown as LeaseScripts;
     this.reader = new Redis(options.url, connection); // blocking reads get their own connection
     for (const c of [this.commands, this.reader]) c.on("error", (err) => options.logger?.warn("redis connection error", { error: err }));
@@ -156,6 +176,11 @@ export class RedisJobQueue implements JobQueue {
 
   private leaseKey(jobId: string): string {
     return `${this.stream}:lease:${jobId}`;
+  }
+
+  /** Set while a dispatch of the job arrived during a run that held it; the run's release answers it. */
+  private redispatchKey(jobId: string): string {
+    return `${this.stream}:redispatch:${jobId}`;
   }
 
   /** False from the loss of a live connection to Redis until it is back. */
@@ -227,19 +252,19 @@ export class RedisJobQueue implements JobQueue {
         return;
       }
     }
-    const leaseKey = this.leaseKey(jobId);
-    const holder = `${this.consumer}|${id}`;
-    const held = await this.scripts.acquireLease(leaseKey, holder, id, this.leaseMs, reclaimed ? "1" : "0");
+    const lease = { key: this.leaseKey(jobId), redispatchKey: this.redispatchKey(jobId), holder: `${this.consumer}|${id}`, jobId };
+    const held = await this.scripts.acquireLease(lease.key, lease.redispatchKey, lease.holder, id, this.leaseMs, reclaimed ? "1" : "0");
     if (held !== 1) {
-      // Another live entry holds this job and will run it; this one is a repeat.
-      this.options.logger?.debug("job already held elsewhere; dropping the repeated entry", { job_id: jobId });
+      // Another live entry holds this job. The acquire flagged the job, so the holder's release queues
+      // it again even if the holder has already decided what to do: this entry can go.
+      this.options.logger?.debug("job already held elsewhere; its release will dispatch it again", { job_id: jobId });
       await this.finish(id);
       return;
     }
     this.active++;
     let lost = false;
     const heartbeat = setInterval(() => {
-      void this.scripts.renewLease(this.stream, leaseKey, this.group, this.consumer, id, holder, this.leaseMs).then((ok) => {
+      void this.scripts.renewLease(this.stream, lease.key, this.group, this.consumer, id, lease.holder, this.leaseMs).then((ok) => {
         if (ok !== 1 && !lost) {
           lost = true;
           // Only a pause longer than the lease gets here; the job stream's attempt check keeps the
@@ -250,7 +275,12 @@ export class RedisJobQueue implements JobQueue {
     }, Math.max(50, Math.floor(this.leaseMs / 3)));
     const work = handler(jobId)
       .catch((err) => this.options.logger?.error("job handler failed", { job_id: jobId, error: err as Error }))
-      .then(() => this.finish(id, { key: leaseKey, holder }))
+      .then(() => {
+        // Stopped before the release is sent: a heartbeat after it would find the lease gone (and a
+        // renewal sent earlier on this connection runs before it).
+        clearInterval(heartbeat);
+        return this.finish(id, lease);
+      })
       .catch((err) => this.options.logger?.warn("could not acknowledge a finished job; it will be delivered again", { job_id: jobId, error: err as Error }))
       .finally(() => {
         clearInterval(heartbeat);
@@ -261,10 +291,14 @@ export class RedisJobQueue implements JobQueue {
     this.inFlight.add(work);
   }
 
-  /** Acknowledges and deletes an entry, releasing the lease it held in the same round trip. */
-  private async finish(id: string, lease?: { key: string; holder: string }): Promise<void> {
+  /**
+   * Acknowledges and deletes an entry, releasing the lease it held in the same round trip (and adding
+   * a new entry for the job when a dispatch arrived while it was held).
+   */
+  private async finish(id: string, lease?: { key: string; redispatchKey: string; holder: string; jobId: string }): Promise<void> {
     const tx = this.commands.multi();
-    if (lease) (tx as unknown as LeaseScripts).releaseLease(lease.key, lease.holder);
-    await tx.xack(this.stream, this.group, id).xdel(this.stream, id).exec();
+    if (lease) (tx as unknown as LeaseScripts).releaseLease(lease.key, lease.redispatchKey, this.stream, lease.holder, lease.jobId);
+    const results = await tx.xack(this.stream, this.group, id).xdel(this.stream, id).exec();
+    if (lease && results?.[0]?.[1] === 1) this.options.logger?.debug("the job was dispatched while it ran; queued it again", { job_id: lease.jobId });
   }
 }

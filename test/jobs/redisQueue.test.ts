@@ -1,5 +1,6 @@
 /** Leases of the Redis job queue across real processes. */
 import { afterAll, beforeAll, expect, test } from "bun:test";
+import Redis from "ioredis";
 import { join } from "node:path";
 import { RedisJobQueue } from "../../src/jobs/redisQueue.ts";
 import { startRedis, type RedisServer } from "../support/redis.ts";
@@ -94,29 +95,167 @@ test("a job whose workers keep dying is given up after the delivery limit", asyn
   await producer.close();
 });
 
-test("a job is held while its handler runs; a repeated entry for a held job does not run it twice", async () => {
+test("a job is held while its handler runs; a repeated entry for a held job does not run it alongside the holder", async () => {
   const stream = "jobs:held";
   const a = new RedisJobQueue({ url: redis.url, stream, leaseMs: 300, blockMs: 50 });
   const b = new RedisJobQueue({ url: redis.url, stream, leaseMs: 300, blockMs: 50 });
   const runs: string[] = [];
   let release!: () => void;
   const gate = new Promise<void>((resolve) => (release = resolve));
-  a.consume(async (id) => { runs.push(`a:${id}`); await gate; }, 1);
+  let aDone = false;
+  a.consume(async (id) => {
+    runs.push(aDone ? `a(after):${id}` : `a:${id}`);
+    if (runs.length === 1) { await gate; aDone = true; }
+  }, 1);
   await a.enqueue("job_held");
   await until(() => runs.length === 1);
   expect(await a.isHeld("job_held")).toBe(true);
   expect(await b.isHeld("job_held")).toBe(true);
   // The reconciler (or an approval) dispatches it again while it runs: another worker gets the
-  // entry, sees the lease and drops it.
-  b.consume(async (id) => { runs.push(`b:${id}`); }, 1);
+  // entry, sees the lease and leaves the job to its holder.
+  b.consume(async (id) => { runs.push(aDone ? `b(after):${id}` : `b:${id}`); }, 1);
   await b.enqueue("job_held");
-  await until(async () => (await b.pendingCount()) === 1); // only a's entry is left
+  await until(async () => (await b.commandsForTests().xlen(stream)) === 1); // only a's entry is left
   await Bun.sleep(1000); // well past the lease: a's heartbeat keeps it
   expect(await b.isHeld("job_held")).toBe(true);
-  release();
-  await until(async () => !(await b.isHeld("job_held")));
-  await until(async () => (await b.pendingCount()) === 0);
   expect(runs).toEqual(["a:job_held"]);
+  release();
+  // The holder's release queues the job once more (the dispatch may carry news the holder had not
+  // seen), and that run starts only after the holder's has ended.
+  await until(() => runs.length === 2, 2000);
+  expect(runs[1]).toMatch(/^[ab]\(after\):job_held$/);
+  await until(async () => !(await b.isHeld("job_held")) && (await b.pendingCount()) === 0);
+  await Bun.sleep(300);
+  expect(runs.length).toBe(2);
+  await a.close();
+  await b.close();
+});
+
+test("a dispatch that arrives while the holder is returning is run again once the holder releases", async () => {
+  // The holder has made its decision (the job now awaits approval, or it is not its session's turn
+  // yet) and is returning when the approval's (or the next turn's) dispatch arrives: that entry meets
+  // the lease and is acknowledged without running. It must not be lost until the reconciler comes by.
+  const stream = "jobs:handoff";
+  const a = new RedisJobQueue({ url: redis.url, stream, leaseMs: 300, blockMs: 50 });
+  const b = new RedisJobQueue({ url: redis.url, stream, leaseMs: 300, blockMs: 50 });
+  const runs: string[] = [];
+  let running = 0;
+  let peak = 0;
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  const handler = (who: string) => async (id: string) => {
+    runs.push(`${who}:${id}`);
+    peak = Math.max(peak, ++running);
+    if (runs.length === 1) await gate; // decided; on its way out
+    running--;
+  };
+  a.consume(handler("a"), 1);
+  await a.enqueue("job_handoff");
+  await until(() => runs.length === 1);
+  b.consume(handler("b"), 1);
+  await b.enqueue("job_handoff");
+  const commands = b.commandsForTests();
+  // b took the second entry, met a's lease, and acknowledged and deleted it: only a's entry is left.
+  await until(async () => (await commands.xlen(stream)) === 1 && (await b.pendingCount()) === 1);
+  expect(runs).toEqual(["a:job_handoff"]);
+  release();
+  // No reconciler runs here: without the hand-off the job would never run again.
+  await until(() => runs.length === 2, 3000);
+  expect(runs[1]).toMatch(/^[ab]:job_handoff$/);
+  expect(peak).toBe(1);
+  await until(async () => (await b.pendingCount()) === 0 && !(await b.isHeld("job_handoff")));
+  expect(await commands.exists(`${stream}:redispatch:job_handoff`)).toBe(0);
+  await Bun.sleep(300);
+  expect(runs.length).toBe(2); // one dispatch, one more run
+  await a.close();
+  await b.close();
+});
+
+test("every dispatch sent while a job runs is followed by a run that starts after it, never two at once", async () => {
+  const stream = "jobs:handoff-many";
+  const queues = [0, 1].map(() => new RedisJobQueue({ url: redis.url, stream, leaseMs: 300, blockMs: 50 }));
+  const ids = Array.from({ length: 20 }, (_, i) => `job_many_${i}`);
+  const runs = new Map<string, number>();
+  const running = new Map<string, number>();
+  let overlap = false;
+  for (const queue of queues) {
+    queue.consume(async (id) => {
+      const n = (runs.get(id) ?? 0) + 1;
+      runs.set(id, n);
+      if ((running.get(id) ?? 0) > 0) overlap = true;
+      running.set(id, (running.get(id) ?? 0) + 1);
+      // The first run dispatches its job again just before it returns (as an approval can land right
+      // after the plan was proposed), leaving the other consumers a moment to meet its lease.
+      if (n === 1) {
+        await queue.enqueue(id);
+        await Bun.sleep(20);
+      }
+      running.set(id, running.get(id)! - 1);
+    }, 4);
+  }
+  for (const id of ids) await queues[0]!.enqueue(id);
+  await until(() => ids.every((id) => (runs.get(id) ?? 0) >= 2), 3000);
+  expect(overlap).toBe(false);
+  await until(async () => (await queues[0]!.pendingCount()) === 0);
+  for (const queue of queues) await queue.close();
+});
+
+test("a heartbeat due while the release is in flight does not bring the lease back", async () => {
+  // The release rides in a MULTI with the acknowledgement. Writes are paused on the server while that
+  // MULTI is on its way, so any heartbeat sent meanwhile is queued behind it and would run after the
+  // release.
+  const stream = "jobs:release";
+  const queue = new RedisJobQueue({ url: redis.url, stream, leaseMs: 900, blockMs: 50 });
+  const admin = new Redis(redis.url);
+  const scripts = queue.commandsForTests() as unknown as { renewLease: (...args: unknown[]) => Promise<number> };
+  const renew = scripts.renewLease.bind(scripts);
+  let returned = false;
+  let renewalsAfterReturn = 0;
+  scripts.renewLease = (...args: unknown[]) => {
+    if (returned) renewalsAfterReturn++;
+    return renew(...args);
+  };
+  let ran = false;
+  queue.consume(async () => {
+    ran = true;
+    await admin.call("CLIENT", "PAUSE", "20000", "WRITE");
+    returned = true;
+  }, 1);
+  await queue.enqueue("job_release");
+  try {
+    await until(() => returned);
+    await Bun.sleep(900); // about three heartbeat periods with the release held up
+  } finally {
+    await admin.call("CLIENT", "UNPAUSE");
+  }
+  await until(async () => (await queue.pendingCount()) === 0);
+  expect(ran).toBe(true);
+  expect(await queue.isHeld("job_release")).toBe(false);
+  expect(renewalsAfterReturn).toBe(0);
+  admin.disconnect();
+  await queue.close();
+});
+
+test("a heartbeat never recreates a lease that is gone, and a job whose lease is gone is taken over", async () => {
+  const stream = "jobs:lost";
+  const a = new RedisJobQueue({ url: redis.url, stream, leaseMs: 300, blockMs: 50 });
+  const b = new RedisJobQueue({ url: redis.url, stream, leaseMs: 300, blockMs: 50 });
+  const runs: string[] = [];
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  a.consume(async (id) => { runs.push(`a:${id}`); await gate; }, 1);
+  await a.enqueue("job_lost");
+  await until(() => runs.length === 1);
+  // The lease is gone while a still runs (as after a pause longer than the lease).
+  await a.commandsForTests().del(`${stream}:lease:job_lost`);
+  await Bun.sleep(500); // several heartbeats of a
+  expect(await a.isHeld("job_lost")).toBe(false);
+  // a's heartbeats did not claim the entry again either: it goes idle, and another worker takes it over.
+  b.consume(async (id) => { runs.push(`b:${id}`); }, 1);
+  await until(() => runs.length === 2);
+  expect(runs).toEqual(["a:job_lost", "b:job_lost"]);
+  release();
+  await until(async () => (await a.pendingCount()) === 0);
   await a.close();
   await b.close();
 });
