@@ -14,7 +14,8 @@
 import type { Logger } from "../core/logger.ts";
 import { ConflictError, NotFoundError } from "../core/errors.ts";
 import { TERMINAL } from "../domain/job/job.ts";
-import { idOf } from "../domain/streams.ts";
+import { idOf, sessionStream } from "../domain/streams.ts";
+import { StreamNotFoundError } from "../eventstore/errors.ts";
 import type { Subscription } from "../eventstore/port.ts";
 import { readYourWrites, type AppContext } from "./context.ts";
 import type { CommandMetadata } from "./repository.ts";
@@ -78,13 +79,24 @@ export class TurnCoordinator {
    */
   async turnSettled(jobId: string, meta: CommandMetadata, signal?: AbortSignal): Promise<boolean> {
     if (this.settled.has(jobId)) return true;
-    if (!(await this.ctx.repos.jobs.peek(jobId)).state.sessionId) return true; // a run: no turn to end
-    // When another path ended the turn, its TurnEnded is already in the store: the head covers it.
-    const position = (await this.jobEnded(jobId, meta)) ?? (await this.ctx.store.headPosition());
+    const sessionId = (await this.ctx.repos.jobs.peek(jobId)).state.sessionId;
+    if (!sessionId) return true; // a run: no turn to end
+    // When another path ended the turn, its TurnEnded is already in the session's stream: waiting for
+    // that stream's last event covers it (and only this session's events, not the whole store's).
+    const position = (await this.jobEnded(jobId, meta)) ?? (await this.lastPositionOf(sessionStream(sessionId)));
     if (!(await readYourWrites(this.ctx, position, signal))) return false;
     this.settled.add(jobId);
     if (this.settled.size > SETTLED_REMEMBERED) this.settled.delete(this.settled.values().next().value!);
     return true;
+  }
+
+  private async lastPositionOf(stream: string): Promise<bigint | null> {
+    try {
+      for await (const e of this.ctx.store.readStream(stream, { direction: "backwards", maxCount: 1 })) return e.position;
+    } catch (err) {
+      if (!(err instanceof StreamNotFoundError)) throw err;
+    }
+    return null;
   }
 
   /** The session was deleted: its turns in flight or queued end with it (their events stay for audit). */

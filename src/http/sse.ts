@@ -1,7 +1,8 @@
 /**
  * Server-Sent Events over a stream: each event is sent with `id:` equal to its cursor id, so a client
  * reconnecting with `Last-Event-ID` (or `?since=`) resumes with no gap and no duplicate. Comments keep
- * idle connections alive; a job stream closes after its terminal event, and at once when resumed at
+ * idle connections alive; a job stream closes after its terminal event (a session stream after the
+ * session is deleted), and at once when resumed at
  * or past it (EventSource reconnects exactly so after the server closes).
  *
  * A slow client cannot make the server buffer without bound: at most `bufferBytes` wait for it. When
@@ -16,8 +17,8 @@ import { eventsAfter, PUBLIC_TYPES, publicEventJson, shownAt, TERMINAL_EVENTS, t
 export interface SseOptions {
   since: number;
   verbosity: Verbosity;
-  /** Close after a terminal job event. */
-  closeOnTerminal: boolean;
+  /** Event types after which the stream has nothing more to say: send them, then `done`, and close. */
+  closeAfter: ReadonlySet<string>;
   /** Runs before `done` is sent: what a client reads after the stream ends must be there to read. */
   beforeDone?: () => Promise<unknown>;
   heartbeatMs?: number;
@@ -30,6 +31,10 @@ export interface SseLimits {
   /** How long a client may read nothing while its buffer is full before it is cut off. */
   stallMs: number;
 }
+
+/** A job's stream ends with its terminal event; a session's with its deletion. */
+export const JOB_STREAM_ENDS: ReadonlySet<string> = TERMINAL_EVENTS;
+export const SESSION_STREAM_ENDS: ReadonlySet<string> = new Set(["SessionDeleted"]);
 
 export const DEFAULT_SSE_LIMITS: SseLimits = { bufferBytes: 1024 * 1024, stallMs: 30_000 };
 
@@ -99,7 +104,7 @@ export function sseResponse(ctx: AppContext, stream: string, options: SseOptions
           changed = false;
           const events = await eventsAfter(ctx.store, stream, cursor, 500, ctx.tails);
           if (events.length === 0) {
-            if (options.closeOnTerminal && (await endedBy(ctx, stream, cursor))) {
+            if (options.closeAfter.size > 0 && (await endedBy(ctx, stream, cursor, options.closeAfter))) {
               await sendDone();
               close();
               return;
@@ -114,7 +119,7 @@ export function sseResponse(ctx: AppContext, stream: string, options: SseOptions
               send(`id: ${cursor}\nevent: ${PUBLIC_TYPES[e.type] ?? e.type}\ndata: ${publicEventJson(e)}\n\n`);
               await backpressure();
             }
-            if (options.closeOnTerminal && TERMINAL_EVENTS.has(e.type)) {
+            if (options.closeAfter.has(e.type)) {
               await sendDone();
               close();
               return;
@@ -152,10 +157,10 @@ export function sseResponse(ctx: AppContext, stream: string, options: SseOptions
 }
 
 /** True when the stream's last event is terminal and the client's cursor is at or past it. */
-async function endedBy(ctx: AppContext, stream: string, cursor: number): Promise<boolean> {
+async function endedBy(ctx: AppContext, stream: string, cursor: number, closeAfter: ReadonlySet<string>): Promise<boolean> {
   try {
     for await (const last of ctx.store.readStream(stream, { direction: "backwards", maxCount: 1 })) {
-      return TERMINAL_EVENTS.has(last.type) && cursor >= Number(last.revision) + 1;
+      return closeAfter.has(last.type) && cursor >= Number(last.revision) + 1;
     }
   } catch (err) {
     if (!(err instanceof StreamNotFoundError)) throw err;

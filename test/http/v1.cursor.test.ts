@@ -65,6 +65,16 @@ describe("SSE", () => {
     expect(events.map((e) => e.event)).toEqual(["done"]);
   });
 
+  test("a session's stream open when the session is deleted sends session.deleted, then done, and closes", async () => {
+    const sid = (await client.post("/v1/sessions", { user_id: "sse" })).body.id;
+    const res = await fetch(`${server.url}/v1/sessions/${sid}/stream`, { headers: { "x-api-key": TEST_KEY } });
+    const reading = readSse(res, () => false); // reads until the server ends the stream
+    await Bun.sleep(100);
+    expect((await client.del(`/v1/sessions/${sid}`)).status).toBe(200);
+    const events = await Promise.race([reading, Bun.sleep(10_000).then(() => "still open" as const)]);
+    expect(events === "still open" ? events : events.map((e) => e.event).slice(-2)).toEqual(["session.deleted", "done"]);
+  });
+
   test("a Last-Event-ID the server never sent is a 400 naming it, not a stream that fails or replays from the start", async () => {
     const sid = (await client.post("/v1/sessions", { user_id: "sse" })).body.id;
     for (const id of ["9".repeat(400), "1.5", "-3", "0x10", "abc"]) {

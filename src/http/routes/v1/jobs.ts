@@ -4,7 +4,7 @@ import { approvePlan, cancelJob, rejectPlan } from "../../../app/turns.ts";
 import { TERMINAL } from "../../../domain/job/job.ts";
 import { jobStream } from "../../../domain/streams.ts";
 import { visibleJob, visibleJobRow, visibleJobState } from "../../../app/jobReads.ts";
-import { resumeFrom, sseResponse } from "../../sse.ts";
+import { JOB_STREAM_ENDS, resumeFrom, sseResponse } from "../../sse.ts";
 import { afterWrite, IdParam, jobView, metaOf, type V1Deps } from "./common.ts";
 import { documented, SSE_RESPONSE, v1Models, Verbosity } from "./models.ts";
 import { CURSOR_QUERY_PARAMETERS, cursorQuery, pollResponse, pollStream } from "./cursorEvents.ts";
@@ -38,7 +38,7 @@ export const jobRoutes = ({ ctx }: V1Deps) =>
     .get("/:job_id/stream", async ({ params, query, request }) => {
       await visibleJobState(ctx, params.job_id);
       return sseResponse(ctx, jobStream(params.job_id), {
-        since: resumeFrom(request.headers, query.since), verbosity: query.verbosity ?? "standard", closeOnTerminal: true, signal: request.signal,
+        since: resumeFrom(request.headers, query.since), verbosity: query.verbosity ?? "standard", closeAfter: JOB_STREAM_ENDS, signal: request.signal,
         beforeDone: () => ctx.turns.turnSettled(params.job_id, metaOf(ctx, request), request.signal),
       });
     }, {

@@ -3,7 +3,7 @@ import { Elysia, t } from "elysia";
 import { sessionStream } from "../../../../domain/streams.ts";
 import { listSessionJobs } from "../../../../../projections/jobs/index.ts";
 import { decodeCursor, page, PageQuery } from "../../../pagination.ts";
-import { resumeFrom, sseResponse } from "../../../sse.ts";
+import { resumeFrom, SESSION_STREAM_ENDS, sseResponse } from "../../../sse.ts";
 import { IdParam, jobView, sessionView, type V1Deps } from "../common.ts";
 import { CURSOR_QUERY_PARAMETERS, cursorQuery, pollResponse, pollStream } from "../cursorEvents.ts";
 import { documented, SSE_RESPONSE, v1Models, Verbosity } from "../models.ts";
@@ -30,7 +30,7 @@ export const sessionActivityRoutes = ({ ctx }: V1Deps) =>
     .get("/:session_id/stream", ({ params, query, request }) => {
       requireSession(ctx, params.session_id);
       return sseResponse(ctx, sessionStream(params.session_id), {
-        since: resumeFrom(request.headers, query.since), verbosity: query.verbosity ?? "full", closeOnTerminal: false, signal: request.signal,
+        since: resumeFrom(request.headers, query.since), verbosity: query.verbosity ?? "full", closeAfter: SESSION_STREAM_ENDS, signal: request.signal,
       });
     }, {
       params: IdParam("session_id"), query: t.Object({ since: t.Optional(t.Integer({ minimum: 0 })), verbosity: Verbosity }),

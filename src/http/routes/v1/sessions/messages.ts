@@ -5,7 +5,7 @@ import { ValidationError } from "../../../../core/errors.ts";
 import { jobStream } from "../../../../domain/streams.ts";
 import { listMessages } from "../../../../../projections/messages/index.ts";
 import { decodeCursor, encodeCursor } from "../../../pagination.ts";
-import { sseResponse } from "../../../sse.ts";
+import { JOB_STREAM_ENDS, sseResponse } from "../../../sse.ts";
 import { afterWrite, create, IdParam, metaOf, type V1Deps } from "../common.ts";
 import { MessageAccepted, MessageReply, v1Models } from "../models.ts";
 import { visibleJobState } from "../../../../app/jobReads.ts";
@@ -30,7 +30,7 @@ export const messageRoutes = ({ ctx }: V1Deps) =>
         if (request.headers.get("idempotency-key")) throw new ValidationError("stream cannot be combined with Idempotency-Key; poll the job instead", { param: "stream" });
         const accepted = await send();
         return sseResponse(ctx, jobStream(accepted.job_id), {
-          since: 0, verbosity: body.verbosity ?? "standard", closeOnTerminal: true, signal: request.signal,
+          since: 0, verbosity: body.verbosity ?? "standard", closeAfter: JOB_STREAM_ENDS, signal: request.signal,
           beforeDone: () => ctx.turns.turnSettled(accepted.job_id, metaOf(ctx, request), request.signal),
         });
       }
