@@ -22,6 +22,7 @@ const Env = Type.Object({
   BODY_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 600_000, default: 10_000 }),
   TAIL_CACHE_STREAMS: Type.Integer({ minimum: 0, maximum: 10_000_000, default: 10_000 }),
   TAIL_CACHE_EVENTS_PER_STREAM: Type.Integer({ minimum: 1, maximum: 100_000, default: 256 }),
+  TAIL_CACHE_MB: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 64 }),
   SSE_BUFFER_BYTES: Type.Integer({ minimum: 1024, maximum: 1_073_741_824, default: 1024 * 1024 }),
   SSE_STALL_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 30_000 }),
   TOOL_PRIVATE_ALLOWLIST: Type.Optional(Type.String({ maxLength: 4000, pattern: "^[A-Za-z0-9_.:*\\[\\],-]*$" })),
@@ -60,7 +61,7 @@ export interface Config {
   bodyTimeoutMs: number;
   sse: { bufferBytes: number; stallMs: number };
   /** Hot streams kept in memory for polls and reads: how many, and how many events each. */
-  tailCache: { streams: number; eventsPerStream: number };
+  tailCache: { streams: number; eventsPerStream: number; maxBytes: number };
   /** Non-public targets HTTP tools may call: `*`, or `host` / `host:port` entries. Empty: public addresses only. */
   toolPrivateAllowlist: string[];
   apiKey: string | undefined;
@@ -134,7 +135,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxBodyBytes: e.MAX_BODY_BYTES,
     bodyTimeoutMs: e.BODY_TIMEOUT_MS,
     sse: { bufferBytes: e.SSE_BUFFER_BYTES, stallMs: e.SSE_STALL_TIMEOUT_MS },
-    tailCache: { streams: e.TAIL_CACHE_STREAMS, eventsPerStream: e.TAIL_CACHE_EVENTS_PER_STREAM },
+    tailCache: { streams: e.TAIL_CACHE_STREAMS, eventsPerStream: e.TAIL_CACHE_EVENTS_PER_STREAM, maxBytes: e.TAIL_CACHE_MB * 1024 * 1024 },
     toolPrivateAllowlist: (e.TOOL_PRIVATE_ALLOWLIST ?? "").split(",").map((s) => s.trim()).filter(Boolean),
     apiKey: e.API_KEY,
     workerConcurrency: e.WORKER_CONCURRENCY,

@@ -56,7 +56,7 @@ export async function startServer(
   const db = openReadModelDb(readModelPath);
   const projectionRunner = new ProjectionRunner(store, db, projections, { logger: logger.child({ component: "projections" }), lagCountLimit: 1000 });
   projectionRunner.start();
-  const tails = new StreamTails({ maxStreams: config.tailCache.streams, maxEvents: config.tailCache.eventsPerStream });
+  const tails = new StreamTails({ maxStreams: config.tailCache.streams, maxEvents: config.tailCache.eventsPerStream, maxBytes: config.tailCache.maxBytes });
   const live = new LiveEvents(store, logger.child({ component: "live" }), tails);
   await live.start();
 

@@ -1,8 +1,8 @@
 /**
  * The tails of hot streams, in memory: the last events of each recently read stream, kept current by
  * the live `$all` feed (LiveEvents), so cursor polls and reads of an aggregate's latest state are
- * served without touching the store. Bounded: at most `maxStreams` streams (least recently used go)
- * and `maxEvents` events each.
+ * served without touching the store. Bounded: at most `maxStreams` streams and about `maxBytes` of
+ * event data in all (least recently used streams go first), and `maxEvents` events each.
  *
  * Exact or nothing: an entry holds a gapless run of revisions ending at the stream's last revision as
  * the feed has seen it. A read that would need events before the run, or a stream the cache does not
@@ -18,17 +18,25 @@ interface Tail {
   last: bigint;
   /** Its last events by ascending revision, gapless, ending at `last` (may be empty: only `last` known). */
   events: RecordedEvent[];
+  /** Estimated size of `events` (see sizeOf). */
+  bytes: number;
 }
 
 export interface StreamTailsOptions {
   maxStreams: number;
   maxEvents: number;
+  /** Estimated bytes of event data held in all; an event alone may be up to the 1 MiB append limit. */
+  maxBytes?: number;
 }
+
+/** An event's estimated size in memory: its data as JSON, plus a fixed cost for the record around it. */
+const sizeOf = (e: RecordedEvent): number => JSON.stringify(e.data ?? null).length + e.streamId.length + 200;
 
 export class StreamTails {
   private readonly tails = new Map<string, Tail>();
   /** The last revision the feed delivered per stream (bounded alongside the tails). */
   private readonly fedRevision = new Map<string, bigint>();
+  private bytes = 0;
 
   constructor(private readonly options: StreamTailsOptions) {}
 
@@ -42,12 +50,17 @@ export class StreamTails {
     if (!tail) return;
     if (event.revision <= tail.last) return; // already warmed from the store
     if (event.revision !== tail.last + 1n) {
-      this.tails.delete(stream); // a gap (deleted and reopened, or missed): no longer exact
+      this.drop(stream); // a gap (deleted and reopened, or missed): no longer exact
       return;
     }
     tail.last = event.revision;
     tail.events.push(event);
-    if (tail.events.length > this.options.maxEvents) tail.events.splice(0, tail.events.length - this.options.maxEvents);
+    this.grow(tail, sizeOf(event));
+    if (tail.events.length > this.options.maxEvents) {
+      const dropped = tail.events.splice(0, tail.events.length - this.options.maxEvents);
+      this.grow(tail, -dropped.reduce((n, e) => n + sizeOf(e), 0));
+    }
+    this.evict();
   }
 
   /**
@@ -91,13 +104,41 @@ export class StreamTails {
     const newFirst = events[0]?.revision ?? last + 1n;
     // Keep what the cache has when it already covers as much (it may hold more events).
     if (existing && existing.last >= last && existingFirst! <= newFirst) return;
-    this.touch(stream, { last, events });
-    while (this.tails.size > this.options.maxStreams) this.tails.delete(this.tails.keys().next().value!);
+    this.drop(stream);
+    const tail = { last, events, bytes: 0 };
+    this.touch(stream, tail);
+    this.grow(tail, events.reduce((n, e) => n + sizeOf(e), 0));
+    this.evict();
   }
 
   /** Forgets a stream (deleted, or found not to be what the cache says). */
   forget(stream: string): void {
+    this.drop(stream);
+  }
+
+  /** Estimated bytes of event data held. */
+  get heldBytes(): number {
+    return this.bytes;
+  }
+
+  private grow(tail: Tail, by: number): void {
+    tail.bytes += by;
+    this.bytes += by;
+  }
+
+  private drop(stream: string): void {
+    const tail = this.tails.get(stream);
+    if (!tail) return;
+    this.bytes -= tail.bytes;
     this.tails.delete(stream);
+  }
+
+  /** Least recently used streams go until both bounds hold. */
+  private evict(): void {
+    const maxBytes = this.options.maxBytes ?? Number.POSITIVE_INFINITY;
+    while (this.tails.size > this.options.maxStreams || (this.bytes > maxBytes && this.tails.size > 0)) {
+      this.drop(this.tails.keys().next().value!);
+    }
   }
 
   get size(): number {

@@ -59,4 +59,24 @@ describe("stream tails", () => {
     tails.observe(ev("s", 8));
     expect(revisions(tails.read("s", 8n, 10))).toEqual([8]);
   });
+
+  test("memory is bounded in bytes too: big events push the least recently read streams out", () => {
+    const big = (stream: string, revision: number): RecordedEvent => ({ ...ev(stream, revision), data: { blob: "x".repeat(100_000) } });
+    const tails = new StreamTails({ maxStreams: 100, maxEvents: 100, maxBytes: 350_000 });
+    tails.warm("a", [big("a", 0)]);
+    tails.warm("b", [big("b", 0)]);
+    tails.warm("c", [big("c", 0)]);
+    expect(tails.read("a", 0n, 10)).toHaveLength(1); // a is now the most recently read
+    tails.warm("d", [big("d", 0)]);
+    expect(tails.read("b", 0n, 10)).toBeUndefined(); // the least recently read went
+    expect(tails.read("a", 0n, 10)).toHaveLength(1);
+    tails.observe(big("a", 1)); // growing a stream counts too
+    expect(tails.heldBytes).toBeLessThanOrEqual(350_000);
+    expect(revisions(tails.read("a", 0n, 10))).toEqual([0, 1]);
+    tails.forget("a");
+    tails.forget("c");
+    tails.forget("d");
+    expect(tails.heldBytes).toBe(0);
+  });
 });
+
