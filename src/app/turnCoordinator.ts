@@ -78,7 +78,7 @@ export class TurnCoordinator {
    * Remembered per job, so repeated polls of a finished job cost nothing more.
    */
   async turnSettled(jobId: string, meta: CommandMetadata, signal?: AbortSignal): Promise<boolean> {
-    if (this.settled.has(jobId)) return true;
+    if (this.isSettled(jobId)) return true;
     const sessionId = (await this.ctx.repos.jobs.peek(jobId)).state.sessionId;
     if (!sessionId) return true; // a run: no turn to end
     // When another path ended the turn, its TurnEnded is already in the session's stream: waiting for
@@ -97,6 +97,11 @@ export class TurnCoordinator {
       if (!(err instanceof StreamNotFoundError)) throw err;
     }
     return null;
+  }
+
+  /** Whether `turnSettled` already saw this job's turn reach the read models (cheap: no store read). */
+  isSettled(jobId: string): boolean {
+    return this.settled.has(jobId);
   }
 
   /** The session was deleted: its turns in flight or queued end with it (their events stay for audit). */

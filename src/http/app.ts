@@ -63,10 +63,6 @@ export function createApp(deps: AppDeps) {
         },
       }),
     )
-    // Every response, errors included, carries a request id: the caller's, or a new one to quote in reports.
-    .onRequest(({ request, set }) => {
-      set.headers["x-request-id"] = request.headers.get("x-request-id") ?? crypto.randomUUID();
-    })
     .use(guard)
     .use(healthRoutes({ store: deps.store, runner: deps.runner, version: deps.version, startedAt: deps.startedAt ?? Date.now() }))
     .use((app) => (deps.plugins ?? []).reduce((a, plugin) => a.use(plugin), app));

@@ -1,6 +1,7 @@
 /**
  * What every request goes through before a route sees it, in this order:
  *
+ * 0. A request id (the caller's `x-request-id`, or a new one), sent back on every response.
  * 1. Authentication (for the API prefixes): the key is checked before the body is read or the input
  *    validated, so a caller without a key learns nothing about the schema and costs no parsing.
  * 2. The body: JSON only (415 otherwise), at most `maxBodyBytes` (413, counted while streaming, so an
@@ -28,7 +29,9 @@ const BODY_METHODS = new Set(["POST", "PUT", "PATCH", "DELETE"]);
 
 export function requestGuard(options: RequestGuardOptions) {
   const guard = new Elysia({ name: "agentry.request-guard" })
-    .onRequest(({ request }) => {
+    .onRequest(({ request, set }) => {
+      // Every response, errors included, carries a request id: the caller's, or a new one to quote in reports.
+      set.headers["x-request-id"] = request.headers.get("x-request-id") ?? crypto.randomUUID();
       const path = pathOf(request.url);
       if (options.protectedPrefixes.some((p) => path === p || path.startsWith(`${p}/`))) options.authenticate(request);
     })
@@ -57,7 +60,7 @@ export function requestGuard(options: RequestGuardOptions) {
       const at = request.url.indexOf("?");
       if (at < 0 || at === request.url.length - 1) return;
       const properties = queryProperties(request.method, route);
-      if (properties) readQuery(new URLSearchParams(request.url.slice(at + 1)), properties);
+      if (properties) readQuery(request.url.slice(at + 1), properties);
     });
   /** The query schema's properties per route, looked up once (the routes are all mounted by the first request). */
   const queryByRoute = new Map<string, Record<string, TSchema> | null>();
@@ -161,11 +164,11 @@ export const scalarOf = (declared: TSchema): TSchema => (declared.anyOf as TSche
  * declared scalars present, converted. For routes Elysia validates, this check runs first and Elysia
  * converts after; a route may instead read its query with `readQuery` alone (see cursorEvents.ts).
  */
-export function readQuery(query: URLSearchParams, properties: Record<string, TSchema>): Record<string, number | boolean> {
+export function readQuery(search: string, properties: Record<string, TSchema>): Record<string, number | boolean> {
   const values: Record<string, number | boolean> = {};
-  for (const name in properties) {
-    const all = query.getAll(name);
-    if (all.length === 0) continue;
+  const given = declaredValues(search, properties);
+  for (const name in given) {
+    const all = given[name]!;
     if (all.length > 1) {
       // Which one would count is not obvious (this check would read the first, Elysia the last).
       throw new ValidationError(`Invalid query parameter '${name}': given ${all.length} times; send it once`, { param: name, location: "query" });
@@ -189,3 +192,30 @@ export function readQuery(query: URLSearchParams, properties: Record<string, TSc
   }
   return values;
 }
+
+/**
+ * The values of the declared parameters in a query string (`a=1&b=2`, without the `?`), decoded as
+ * URLSearchParams would. Written out because polls are hot: the parameters nobody declared are
+ * skipped without decoding them.
+ */
+function declaredValues(search: string, properties: Record<string, unknown>): Record<string, string[]> {
+  const found: Record<string, string[]> = {};
+  for (const pair of search.split("&")) {
+    if (pair.length === 0) continue;
+    const eq = pair.indexOf("=");
+    const name = decodeComponent(eq < 0 ? pair : pair.slice(0, eq));
+    if (!Object.hasOwn(properties, name)) continue;
+    (found[name] ??= []).push(decodeComponent(eq < 0 ? "" : pair.slice(eq + 1)));
+  }
+  return found;
+}
+
+const decodeComponent = (s: string): string => {
+  if (!s.includes("%") && !s.includes("+")) return s;
+  try {
+    return decodeURIComponent(s.replaceAll("+", " "));
+  } catch {
+    return new URLSearchParams(`x=${s}`).get("x")!; // malformed escapes kept as URLSearchParams keeps them
+  }
+};
+

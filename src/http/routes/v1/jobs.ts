@@ -25,7 +25,7 @@ export const jobRoutes = ({ ctx }: V1Deps) =>
       // Done means the client has seen the terminal event (the last one an ended job has), and what
       // follows from it (the reply in the session's history) is there to read.
       const done = TERMINAL.has(state.status as never) && cursor >= lastEventId
-        && (await ctx.turns.turnSettled(params.job_id, metaOf(ctx, request), request.signal));
+        && (ctx.turns.isSettled(params.job_id) || (await ctx.turns.turnSettled(params.job_id, metaOf(ctx, request), request.signal)));
       return pollResponse(set, {
         job_id: params.job_id, status: state.status, error: state.error, cursor, done,
         approval_requested: state.status === "awaiting_approval",
