@@ -4,7 +4,8 @@
  * A command is decided on the state at revision R and appended with expected revision R: if anything
  * else was appended meanwhile, the append fails and the command is decided again on the new state
  * (bounded retries). Folded states are cached per stream and brought up to date by reading only the
- * events after the cached revision, so loading a long-lived stream stays cheap.
+ * events after the cached revision, so loading a long-lived stream stays cheap; a command is first
+ * decided on the cached state when nothing newer is known, without reading the store at all.
  */
 import type { Decider, DomainEvent } from "../core/decider.ts";
 import { OCCURRED_AT_KEY, type EventCodec } from "../core/eventContract.ts";
@@ -55,7 +56,8 @@ export class Repository<Command, Event extends DomainEvent, State> {
   /**
    * The aggregate's state for reading (not for deciding): from memory when the live tail of its stream
    * shows nothing newer than the cached state, else loaded. May lag another process's append by the
-   * live feed's delay; decisions use `handle`, which always reads the store.
+   * live feed's delay; decisions use `handle`, which appends with the expected revision and reads the
+   * store before it refuses.
    */
   async peek(id: string): Promise<Loaded<State>> {
     const stream = this.streamOf(id);
@@ -116,10 +118,23 @@ export class Repository<Command, Event extends DomainEvent, State> {
     id: string, stream: string, command: Command | ((state: State) => Command), metadata: CommandMetadata, attempts: number,
   ): Promise<Handled<State, Event>> {
     for (let attempt = 1; ; attempt++) {
-      const { state, revision } = await this.load(id);
+      // First on the cached state when nothing newer is known (usually this process made the stream's
+      // last append): the expected revision catches an append it did not know of. A refusal, or a
+      // decision to do nothing, is only ever given on state read from the store.
+      const cached = attempt === 1 ? this.current(stream) : undefined;
+      const { state, revision } = cached ?? (await this.load(id));
       const cmd = typeof command === "function" ? (command as (s: State) => Command)(state) : command;
-      const events = this.decider.decide(cmd, state);
-      if (events.length === 0) return { state, revision, appended: [], position: null };
+      let events: Event[];
+      try {
+        events = this.decider.decide(cmd, state);
+      } catch (err) {
+        if (cached) continue;
+        throw err;
+      }
+      if (events.length === 0) {
+        if (cached) continue;
+        return { state, revision, appended: [], position: null };
+      }
       const meta: EventMetadata = {
         app_id: metadata.appId,
         [OCCURRED_AT_KEY]: metadata.now ?? Date.now(),
@@ -137,6 +152,14 @@ export class Repository<Command, Event extends DomainEvent, State> {
         if (!(err instanceof WrongExpectedVersionError) || attempt >= attempts) throw err;
       }
     }
+  }
+
+  /** The cached state, when the live tail knows of nothing after it; else undefined. */
+  private current(stream: string): Loaded<State> | undefined {
+    const cached = this.cache.get(stream);
+    if (!cached || !this.tails) return undefined;
+    const known = this.tails.lastRevision(stream);
+    return known !== undefined && known <= cached.revision ? cached : undefined;
   }
 
   /** Drops a cached state, e.g. after learning it is stale. */

@@ -30,6 +30,8 @@ export class TurnCoordinator {
   private stopped = false;
   /** Ended jobs whose turn this process has seen reach the read models (bounded, oldest dropped first). */
   private readonly settled = new Set<string>();
+  /** Turn ends under way in this process, by job. */
+  private readonly ending = new Map<string, Promise<bigint | null>>();
 
   constructor(private readonly ctx: AppContext, private readonly logger: Logger = ctx.logger) {}
 
@@ -49,7 +51,18 @@ export class TurnCoordinator {
    * The job ended: ends its turn on the session (with the reply) and dispatches the session's next
    * queued turn. Returns the position of what it appended, or null when there was nothing to do.
    */
-  async jobEnded(jobId: string, meta: CommandMetadata): Promise<bigint | null> {
+  jobEnded(jobId: string, meta: CommandMetadata): Promise<bigint | null> {
+    // Several paths react to the same end at once (this subscription, a waiting request, a poll):
+    // within this process they share one reaction instead of each building the reply.
+    let ending = this.ending.get(jobId);
+    if (!ending) {
+      ending = this.endTurn(jobId, meta).finally(() => this.ending.delete(jobId));
+      this.ending.set(jobId, ending);
+    }
+    return ending;
+  }
+
+  private async endTurn(jobId: string, meta: CommandMetadata): Promise<bigint | null> {
     const { state: job } = await this.ctx.repos.jobs.load(jobId);
     if (!TERMINAL.has(job.status as never) || !job.sessionId) return null;
     // Already ended on its session (another path got here first): skip building the reply again.

@@ -133,7 +133,7 @@ export class TurnRunner {
 
     const messages: ChatMessage[] = [
       { role: "system", content: systemPrompt(agent, queued.output_schema, queued.input.context) },
-      ...(queued.session_id ? await sessionHistory(this.ctx, queued.session_id, jobId) : []),
+      ...(queued.session_id ? await sessionHistory(this.ctx, queued.session_id) : []),
       { role: "user", content: userContent(queued.input) },
     ];
     const transcript = await jobTranscript(this.ctx, jobId);

@@ -2,14 +2,14 @@
  * Group commit in the SQLite store: concurrent appends share one transaction (and one fsync) while each
  * keeps its own expected-revision check and result.
  */
-import { afterEach, expect, test } from "bun:test";
+import { afterEach, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { newEventId } from "../../src/core/ids.ts";
 import { SqliteEventStore } from "../../src/eventstore/adapters/sqlite.ts";
 import { StoreUnavailableError, WrongExpectedVersionError } from "../../src/eventstore/errors.ts";
-import { collect } from "../../src/eventstore/port.ts";
+import { collect, type RecordedEvent } from "../../src/eventstore/port.ts";
 
 const dirs: string[] = [];
 const stores: SqliteEventStore[] = [];
@@ -69,4 +69,48 @@ test("a group that cannot commit answers every append with an error and stores n
   expect(outcomes.every((o) => o.status === "rejected" && o.reason instanceof StoreUnavailableError)).toBe(true);
   const { store: reopened } = open(dir);
   expect(await reopened.headPosition()).toBeNull();
+});
+
+describe("subscriptions following this process's appends", () => {
+  /** Reads `count` events from a subscription, bounded in time. */
+  async function take(sub: { nextBatch(max: number): Promise<RecordedEvent[]> }, count: number) {
+    const got: RecordedEvent[] = [];
+    const deadline = Date.now() + 5000;
+    while (got.length < count && Date.now() < deadline) got.push(...(await Promise.race([sub.nextBatch(100), Bun.sleep(200).then(() => [])])));
+    return got;
+  }
+
+  test("see every event in position order when another process appends in between, filtered or not", async () => {
+    const { store, dir } = open();
+    const other = new SqliteEventStore({ path: join(dir, "events.sqlite"), synchronous: "full", pollIntervalMs: 20 });
+    stores.push(other);
+    const all = store.subscribeToAll({ fromPosition: "start" });
+    const onlyOthers = store.subscribeToAll({ fromPosition: "start", filter: { eventTypes: ["FromOther"] } });
+    await store.appendToStream("mine", [event("Mine"), event("Mine")]);
+    await other.appendToStream("theirs", [event("FromOther")]);
+    await store.appendToStream("mine", [event("Mine")]);
+    await other.appendToStream("theirs", [event("FromOther")]);
+    await store.appendToStream("mine", [event("Mine")]);
+    const seen = await take(all, 6);
+    expect(seen.map((e) => [Number(e.position), e.type])).toEqual([[1, "Mine"], [2, "Mine"], [3, "FromOther"], [4, "Mine"], [5, "FromOther"], [6, "Mine"]]);
+    const filtered = await take(onlyOthers, 2);
+    expect(filtered.map((e) => Number(e.position))).toEqual([3, 5]);
+    // What the subscription delivered is what the store holds.
+    const stored = await collect(store.readAll());
+    expect(seen.map((e) => [e.id, e.streamId, e.revision, e.data])).toEqual(stored.map((e) => [e.id, e.streamId, e.revision, e.data]));
+    await all.unsubscribe();
+    await onlyOthers.unsubscribe();
+  });
+
+  test("a filtered subscription whose matches all come from another process still sees them", async () => {
+    const { store, dir } = open();
+    const other = new SqliteEventStore({ path: join(dir, "events.sqlite"), synchronous: "full" });
+    stores.push(other);
+    const onlyOthers = store.subscribeToAll({ fromPosition: "start", filter: { eventTypes: ["FromOther"] } });
+    await store.appendToStream("mine", [event("Mine"), event("Mine")]);
+    await Bun.sleep(150); // the subscription has read past this process's events, matching none
+    await other.appendToStream("theirs", [event("FromOther")]);
+    expect((await take(onlyOthers, 1)).map((e) => Number(e.position))).toEqual([3]);
+    await onlyOthers.unsubscribe();
+  });
 });

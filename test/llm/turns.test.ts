@@ -45,6 +45,23 @@ for (const provider of ["openai", "anthropic"] as const) {
       expect(h.get("authorization") ?? h.get("x-api-key")).toContain("sk-live-secret-key");
     });
 
+    test("each turn shows the model the session's completed turns, in order, and leaves the failed ones out", async () => {
+      const sid = (await client.post("/v1/sessions", { user_id: "u" })).body.id;
+      const turn = async (content: string, step: Parameters<WireServer["script"]>[0]) => {
+        wire.script(step);
+        return (await client.post(`/v1/sessions/${sid}/messages`, { content, wait: true })).body;
+      };
+      expect((await turn("first question", { kind: "text", chunks: ["first answer"], usage: { prompt: 1, completion: 1, cached: 0 } })).status).toBe("completed");
+      expect((await turn("doomed question", { kind: "status", status: 400, body: JSON.stringify({ error: { message: "no" } }) })).status).toBe("failed");
+      expect((await turn("second question", { kind: "text", chunks: ["second answer"], usage: { prompt: 1, completion: 1, cached: 0 } })).status).toBe("completed");
+      await turn("third question", { kind: "text", chunks: ["third answer"], usage: { prompt: 1, completion: 1, cached: 0 } });
+      const sent = JSON.stringify(wire.requests.at(-1)!.body);
+      const order = ["first question", "first answer", "second question", "second answer", "third question"].map((t) => sent.indexOf(t));
+      expect(order.every((at) => at >= 0)).toBe(true);
+      expect([...order].sort((a, b) => a - b)).toEqual(order);
+      expect(sent).not.toContain("doomed question");
+    });
+
     test("a provider that keeps failing fails the job with a sanitised error, and the session is freed", async () => {
       const sid = (await client.post("/v1/sessions", { user_id: "u" })).body.id;
       // The provider's own request id comes back with the failure, so it can be traced at the provider.

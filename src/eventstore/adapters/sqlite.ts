@@ -33,15 +33,23 @@ export interface SqliteEventStoreOptions {
   busyTimeoutMs?: number;
 }
 
-interface PendingAppend {
+/** An append waiting for its group's commit, its data already serialized. */
+interface GroupedAppend {
   stream: string;
-  events: readonly EventData[];
+  events: ReadonlyArray<{ id: string; type: string }>;
   payloads: ReadonlyArray<readonly [string, string]>;
   expected: ExpectedRevision;
+}
+
+/**
+ * What committing one append of a group gave: its result (with the time written, or null when the
+ * events were already there: a retried append), or the error that rolled back its savepoint.
+ */
+type GroupOutcome = { result: AppendResult; created: number | null } | { error: unknown };
+
+interface PendingAppend extends GroupedAppend {
   resolve: (result: AppendResult) => void;
   reject: (err: unknown) => void;
-  result?: AppendResult;
-  error?: unknown;
 }
 
 type EventRow = [position: number, stream: string, revision: number, id: string, type: string, data: string, metadata: string, created: number];
@@ -75,6 +83,8 @@ export class SqliteEventStore implements EventStore {
   readonly kind = "sqlite";
   private readonly db: Database;
   private readonly changes = new ChangeSignal();
+  /** The events this process appended last, for the subscriptions that follow right behind. */
+  private readonly recent = new RecentAppends(2048);
   private readonly pollIntervalMs: number;
   private closed = false;
   /** The append transaction, compiled once: bun:sqlite wraps a function per db.transaction() call. */
@@ -124,23 +134,23 @@ export class SqliteEventStore implements EventStore {
   }
 
   /**
-   * Group commit: appends that arrive while the process is busy (typically the concurrent requests of
-   * one event-loop turn) are written in one transaction with one fsync. Each runs in its own savepoint
-   * (the append transaction nests as one), so each keeps its own expected-revision check and result and
-   * one conflict fails only its own caller. Nobody is answered before the group's COMMIT has returned,
-   * which with synchronous=FULL means fsynced: durability is what one append per transaction gave.
+   * Group commit: appends that arrive while a commit is under way (or within one event-loop turn) are
+   * written in one transaction with one fsync. Each runs in its own savepoint (the append transaction
+   * nests as one), so each keeps its own expected-revision check and result and one conflict fails
+   * only its own caller. Nobody is answered before the group's COMMIT has returned, which with
+   * synchronous=FULL means fsynced: durability is what one append per transaction gave.
    */
   private compileGroupTx() {
-    return this.db.transaction((group: PendingAppend[]) => {
-      for (const append of group) {
+    return this.db.transaction((group: readonly GroupedAppend[]) =>
+      group.map((append): GroupOutcome => {
         try {
-          append.result = this.appendTx(append.stream, append.events, append.payloads, append.expected);
+          return this.appendTx(append.stream, append.events, append.payloads, append.expected);
         } catch (err) {
-          append.error = err; // its savepoint was rolled back; the others go on
+          return { error: err }; // its savepoint was rolled back; the others go on
         }
-      }
-    });
+      }));
   }
+
   private pending: PendingAppend[] = [];
   private flushScheduled = false;
   /** Transactions committed for appends, and appends committed: groups form when appends > commits. */
@@ -166,29 +176,32 @@ export class SqliteEventStore implements EventStore {
     const group = this.pending;
     this.pending = [];
     if (group.length === 0) return;
+    let outcomes: GroupOutcome[];
     try {
       if (this.closed) throw new StoreUnavailableError("The event store is closed");
-      this.groupTx.immediate(group);
+      outcomes = this.groupTx.immediate(group);
       this.appendStats.commits++;
     } catch (err) {
       // BEGIN or COMMIT failed (busy, disk, closed): nothing of the group is stored.
       for (const append of group) append.reject(err instanceof StoreUnavailableError ? err : new StoreUnavailableError("The append could not be committed", err));
       return;
     }
-    for (const append of group) {
-      if (append.error !== undefined) append.reject(append.error);
+    group.forEach((append, i) => {
+      const outcome = outcomes[i]!;
+      if ("error" in outcome) append.reject(outcome.error);
       else {
         this.appendStats.appends++;
-        append.resolve(append.result!);
+        if (outcome.created !== null) this.recent.add(append, outcome.result, outcome.created);
+        append.resolve(outcome.result);
       }
-    }
+    });
     this.changes.notify();
   }
 
   /** The body of an append; runs inside one BEGIN IMMEDIATE transaction (see appendTx). */
   private appendInTransaction(
-    stream: string, events: readonly EventData[], payloads: ReadonlyArray<readonly [string, string]>, expected: ExpectedRevision,
-  ): AppendResult {
+    stream: string, events: ReadonlyArray<{ id: string; type: string }>, payloads: ReadonlyArray<readonly [string, string]>, expected: ExpectedRevision,
+  ): { result: AppendResult; created: number | null } {
     const state = this.streamState(stream);
     const decision = decideAppend(
       stream, state, expected, events.map((e) => e.id),
@@ -201,7 +214,7 @@ export class SqliteEventStore implements EventStore {
     if (decision.kind === "already_written") {
       const row = this.db.query("SELECT position FROM events WHERE stream = ? AND revision = ?")
         .values(stream, Number(decision.lastRevision))[0]!;
-      return { nextExpectedRevision: decision.lastRevision, position: BigInt(row[0] as number) };
+      return { result: { nextExpectedRevision: decision.lastRevision, position: BigInt(row[0] as number) }, created: null };
     }
     const created = Date.now();
     let revision = Number(decision.firstRevision);
@@ -212,7 +225,7 @@ export class SqliteEventStore implements EventStore {
       revision++;
     }
     this.stmt.upsertStream.run(stream, revision - 1);
-    return { nextExpectedRevision: BigInt(revision - 1), position: BigInt(position) };
+    return { result: { nextExpectedRevision: BigInt(revision - 1), position: BigInt(position) }, created };
   }
 
   async *readStream(stream: string, options: ReadStreamOptions = {}): AsyncIterable<RecordedEvent> {
@@ -294,7 +307,15 @@ export class SqliteEventStore implements EventStore {
       changes: this.changes,
       pollIntervalMs: this.pollIntervalMs,
       cursorOf: (e) => e.position,
-      readPage: (after, max) => (this.closed ? [] : (sql.values(Number(after), ...params, max) as EventRow[]).map(toRecorded)),
+      readPage: (after, max) => {
+        if (this.closed) return [];
+        const page = (from: bigint, limit: number) => (sql.values(Number(from), ...params, limit) as EventRow[]).map(toRecorded);
+        // Just appended here (the usual case for a caught-up subscriber): from memory, parsed once for
+        // all; then whatever the store holds past the run (another process's appends).
+        const recent = this.recent.after(after, max, options.filter);
+        if (!recent) return page(after, max);
+        return recent.events.length < max ? [...recent.events, ...page(recent.through, max - recent.events.length)] : recent.events;
+      },
     }, start);
   }
 
@@ -380,3 +401,52 @@ function toRecorded(row: EventRow): RecordedEvent {
     created: new Date(row[7]),
   };
 }
+
+/**
+ * The last events this process appended, gapless by position, in memory. Every `$all` subscription
+ * in the process (live feed, projections, turn coordinator) reads the events just appended; serving
+ * them from here spares each a store read and a JSON parse, and hands all of them the same objects.
+ * A gap (another process appended in between) starts the run again, so what is here is exactly what
+ * the store holds at those positions; anything before or after the run is read from the store.
+ */
+class RecentAppends {
+  private events: RecordedEvent[] = [];
+
+  constructor(private readonly capacity: number) {}
+
+  add(append: GroupedAppend, result: AppendResult, created: number): void {
+    const count = append.events.length;
+    const firstPosition = result.position - BigInt(count) + 1n;
+    const last = this.events[this.events.length - 1];
+    if (last && last.position + 1n !== firstPosition) this.events = [];
+    const firstRevision = result.nextExpectedRevision - BigInt(count) + 1n;
+    append.events.forEach((e, i) => {
+      const [data, metadata] = append.payloads[i]!;
+      this.events.push({
+        position: firstPosition + BigInt(i), streamId: append.stream, revision: firstRevision + BigInt(i), id: e.id, type: e.type,
+        data: JSON.parse(data), metadata: JSON.parse(metadata), created: new Date(created),
+      });
+    });
+    if (this.events.length > this.capacity) this.events.splice(0, this.events.length - this.capacity);
+  }
+
+  /**
+   * Up to `max` events after `after` matching `filter`, and the position they account for (`through`:
+   * the store may hold more after it), when the run covers `after`; else undefined.
+   */
+  after(after: bigint, max: number, filter: AllFilter | undefined): { events: RecordedEvent[]; through: bigint } | undefined {
+    const first = this.events[0];
+    if (!first || after + 1n < first.position || after >= this.events[this.events.length - 1]!.position) return undefined;
+    const events: RecordedEvent[] = [];
+    let through = after;
+    for (let i = Number(after + 1n - first.position); i < this.events.length && events.length < max; i++) {
+      const e = this.events[i]!;
+      through = e.position;
+      if (filter?.streamPrefixes && !filter.streamPrefixes.some((p) => e.streamId.startsWith(p))) continue;
+      if (filter?.eventTypes && !filter.eventTypes.includes(e.type)) continue;
+      events.push(e);
+    }
+    return { events, through };
+  }
+}
+

@@ -32,24 +32,49 @@ export function planTitle(calls: ChatToolCall[]): string {
   return `Run ${names.join(", ")} (${calls.length} step${calls.length === 1 ? "" : "s"})`;
 }
 
+/** A session's conversation folded up to `revision`: its completed turns, and user messages awaiting their turn's end. */
+interface HistoryFold {
+  revision: bigint;
+  messages: ChatMessage[];
+  pending: Map<string, string>;
+}
+
+/**
+ * Folded histories per store and session (least recently used dropped first), brought up to date by
+ * reading only the session's events after the fold: a turn reads its own few new events, not the
+ * whole conversation again, so a long session does not cost more per turn as it grows.
+ */
+const histories = new WeakMap<object, Map<string, HistoryFold>>();
+const HISTORIES_KEPT = 1000;
+
 /** The session's completed turns before this job, as chat messages. Cancelled and failed turns are left out. */
-export async function sessionHistory(ctx: AppContext, sessionId: string, jobId: string): Promise<ChatMessage[]> {
-  const messages: ChatMessage[] = [];
-  const userMessages = new Map<string, string>();
+export async function sessionHistory(ctx: AppContext, sessionId: string): Promise<ChatMessage[]> {
+  let folds = histories.get(ctx.store);
+  if (!folds) histories.set(ctx.store, (folds = new Map()));
+  const fold = folds.get(sessionId) ?? { revision: -1n, messages: [], pending: new Map<string, string>() };
+  folds.delete(sessionId);
   try {
-    for await (const e of ctx.store.readStream(sessionStream(sessionId))) {
+    for await (const e of ctx.store.readStream(sessionStream(sessionId), { fromRevision: fold.revision + 1n })) {
       const event = sessionEvents.decode(e);
-      if (event.type === "MessageSent" && event.data.job_id !== jobId) {
-        userMessages.set(event.data.job_id, userContent({ content: event.data.content, attachments: event.data.attachments, media_url: null }));
-      } else if (event.type === "TurnEnded" && event.data.outcome === "completed" && event.data.reply) {
-        const user = userMessages.get(event.data.job_id);
-        if (user !== undefined) messages.push({ role: "user", content: user }, { role: "assistant", content: event.data.reply.content });
+      fold.revision = e.revision;
+      if (event.type === "MessageSent") {
+        fold.pending.set(event.data.job_id, userContent({ content: event.data.content, attachments: event.data.attachments, media_url: null }));
+      } else if (event.type === "TurnEnded") {
+        const user = fold.pending.get(event.data.job_id);
+        fold.pending.delete(event.data.job_id);
+        if (event.data.outcome === "completed" && event.data.reply && user !== undefined) {
+          fold.messages.push({ role: "user", content: user }, { role: "assistant", content: event.data.reply.content });
+        }
       }
     }
   } catch (err) {
     if (!(err instanceof StreamNotFoundError)) throw err;
+    return [];
   }
-  return messages;
+  folds.set(sessionId, fold);
+  if (folds.size > HISTORIES_KEPT) folds.delete(folds.keys().next().value!);
+  // This job's own message has no TurnEnded yet, so it is not among the completed turns.
+  return [...fold.messages];
 }
 
 /** What this job has already said and done, rebuilt from its stream (for resumes after approval). */
