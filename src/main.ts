@@ -5,6 +5,8 @@
  */
 import { join } from "node:path";
 import { projections } from "../projections/index.ts";
+import { jobsProjection } from "../projections/jobs/index.ts";
+import { sessionsProjection } from "../projections/sessions/index.ts";
 import pkg from "../package.json" with { type: "json" };
 import type { AppContext } from "./app/context.ts";
 import { createRepositories } from "./app/context.ts";
@@ -27,7 +29,12 @@ import { Worker } from "./jobs/worker.ts";
 import { createProviders } from "./llm/factory.ts";
 import { acquireProcessLock, claimDefaultReadModelFile } from "./projections/processLock.ts";
 import { openReadModelDb } from "./projections/readModelDb.ts";
+import { linkThroughRedis } from "./eventstore/appendSignal.ts";
+import { SqliteEventStore } from "./eventstore/adapters/sqlite.ts";
 import { ProjectionRunner } from "./projections/runner.ts";
+
+/** The read models a worker-only process keeps: what the reconciler queries. */
+const WORKER_READ_MODELS = new Set([jobsProjection.name, sessionsProjection.name]);
 
 export interface RunningServer {
   url: string;
@@ -54,12 +61,19 @@ export async function startServer(
       ? { path: config.readModelFile, release: acquireProcessLock(`${config.readModelFile}.pid`, config.readModelFile) }
       : claimDefaultReadModelFile(config.dataDir);
   const db = openReadModelDb(readModelPath);
-  const projectionRunner = new ProjectionRunner(store, db, projections, { logger: logger.child({ component: "projections" }), lagCountLimit: 1000 });
+  // A worker serves no reads: it keeps only the read models its reconciler queries (jobs, sessions),
+  // rather than projecting every event into all of them in every process.
+  const served = config.role === "worker" ? projections.filter((p) => WORKER_READ_MODELS.has(p.name)) : projections;
+  const projectionRunner = new ProjectionRunner(store, db, served, { logger: logger.child({ component: "projections" }), lagCountLimit: 1000 });
   projectionRunner.start();
   const tails = new StreamTails({ maxStreams: config.tailCache.streams, maxEvents: config.tailCache.eventsPerStream, maxBytes: config.tailCache.maxBytes });
   const live = new LiveEvents(store, logger.child({ component: "live" }), tails);
   await live.start();
 
+  // Processes sharing a SQLite file wake each other through Redis rather than waiting for their poll.
+  const appendSignal = config.redisUrl && store instanceof SqliteEventStore
+    ? linkThroughRedis(store, config.redisUrl, logger.child({ component: "append-signal" }))
+    : undefined;
   const queue: JobQueue = config.redisUrl
     ? new RedisJobQueue({ url: config.redisUrl, leaseMs: config.jobLeaseMs, maxDeliveries: config.jobMaxDeliveries, logger: logger.child({ component: "queue" }) })
     : new InProcessJobQueue();
@@ -109,6 +123,7 @@ export async function startServer(
         clearInterval(reconcileTimer);
         await worker.stop(config.shutdownTimeoutMs);
         await ctx.turns.stop();
+        await appendSignal?.close();
         await live.stop();
         await projectionRunner.stop();
         await store.close();

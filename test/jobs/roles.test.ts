@@ -145,3 +145,26 @@ test("Redis goes down and comes back empty: jobs accepted meanwhile, and those i
     expect(job.status).toBe("completed");
   }
 }, 60_000);
+
+test("processes wake each other through Redis: a turn crosses API and worker without waiting for their polls", async () => {
+  // Polls so rare that a turn could only finish in time through the append signal.
+  // Its own store and Redis: the workers above must not take these jobs.
+  const slowDir = mkdtempSync(join(tmpdir(), "agentry-roles-signal-"));
+  const ownRedis = await startRedis();
+  const env = { DATA_DIR: slowDir, REDIS_URL: ownRedis.url, SQLITE_POLL_INTERVAL_MS: "10000" };
+  try {
+    const apiProc = spawnRole("api", "signal-api", { ...env, READ_MODEL_FILE: join(slowDir, "readmodels-api.sqlite") });
+    const out = await waitForLog(apiProc, "agentry listening");
+    const slow = api(JSON.parse(out.split("\n").find((l) => l.includes("agentry listening"))!).url);
+    const slowWorker = spawnRole("worker", "signal-w", { ...env, READ_MODEL_FILE: join(slowDir, "readmodels-w.sqlite") });
+    await waitForLog(slowWorker, "agentry worker running");
+    const sid = (await slow.post("/v1/sessions", { user_id: "signal" })).body.id;
+    for (let i = 0; i < 3; i++) {
+      const turn = await slow.post(`/v1/sessions/${sid}/messages`, { content: `turn ${i}`, wait: true, wait_timeout_s: 5 });
+      expect(turn.body.status).toBe("completed"); // not 202 "still running" after 5 s
+    }
+  } finally {
+    await ownRedis.stop();
+    rmSync(slowDir, { recursive: true, force: true });
+  }
+});

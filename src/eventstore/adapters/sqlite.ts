@@ -18,6 +18,7 @@ import type {
   AllFilter, AppendOptions, AppendResult, DeleteResult, EventData, EventStore, ExpectedRevision, ReadAllOptions,
   ReadStreamOptions, RecordedEvent, SubscribeToAllOptions, SubscribeToStreamOptions, Subscription,
 } from "../port.ts";
+import type { SignalledStore } from "../appendSignal.ts";
 import { ChangeSignal, pollingSubscription } from "../subscription.ts";
 import { IDEMPOTENCY_WINDOW } from "./memory.ts";
 
@@ -79,7 +80,7 @@ CREATE TABLE IF NOT EXISTS streams (
 
 const COLUMNS = "position, stream, revision, id, type, data, metadata, created";
 
-export class SqliteEventStore implements EventStore {
+export class SqliteEventStore implements EventStore, SignalledStore {
   readonly kind = "sqlite";
   private readonly db: Database;
   private readonly changes = new ChangeSignal();
@@ -196,6 +197,19 @@ export class SqliteEventStore implements EventStore {
       }
     });
     this.changes.notify();
+    for (const listener of this.committed) listener();
+  }
+
+  private readonly committed = new Set<() => void>();
+
+  onCommitted(listener: () => void): () => void {
+    this.committed.add(listener);
+    return () => this.committed.delete(listener);
+  }
+
+  /** Another process appended (see appendSignal.ts): subscriptions read the store now. */
+  wakeReaders(): void {
+    if (!this.closed) this.changes.notify();
   }
 
   /** The body of an append; runs inside one BEGIN IMMEDIATE transaction (see appendTx). */
