@@ -424,24 +424,29 @@ function toRecorded(row: EventRow): RecordedEvent {
  * the store holds at those positions; anything before or after the run is read from the store.
  */
 class RecentAppends {
-  private events: RecordedEvent[] = [];
+  /** By ascending position, gapless; each event is built (and its JSON parsed) when first read. */
+  private entries: Array<{ position: bigint; build: () => RecordedEvent; event?: RecordedEvent }> = [];
 
   constructor(private readonly capacity: number) {}
 
   add(append: GroupedAppend, result: AppendResult, created: number): void {
     const count = append.events.length;
     const firstPosition = result.position - BigInt(count) + 1n;
-    const last = this.events[this.events.length - 1];
-    if (last && last.position + 1n !== firstPosition) this.events = [];
+    const last = this.entries[this.entries.length - 1];
+    if (last && last.position + 1n !== firstPosition) this.entries = [];
     const firstRevision = result.nextExpectedRevision - BigInt(count) + 1n;
     append.events.forEach((e, i) => {
+      const position = firstPosition + BigInt(i);
       const [data, metadata] = append.payloads[i]!;
-      this.events.push({
-        position: firstPosition + BigInt(i), streamId: append.stream, revision: firstRevision + BigInt(i), id: e.id, type: e.type,
-        data: JSON.parse(data), metadata: JSON.parse(metadata), created: new Date(created),
+      this.entries.push({
+        position,
+        build: () => ({
+          position, streamId: append.stream, revision: firstRevision + BigInt(i), id: e.id, type: e.type,
+          data: JSON.parse(data), metadata: JSON.parse(metadata), created: new Date(created),
+        }),
       });
     });
-    if (this.events.length > this.capacity) this.events.splice(0, this.events.length - this.capacity);
+    if (this.entries.length > this.capacity) this.entries.splice(0, this.entries.length - this.capacity);
   }
 
   /**
@@ -449,13 +454,14 @@ class RecentAppends {
    * the store may hold more after it), when the run covers `after`; else undefined.
    */
   after(after: bigint, max: number, filter: AllFilter | undefined): { events: RecordedEvent[]; through: bigint } | undefined {
-    const first = this.events[0];
-    if (!first || after + 1n < first.position || after >= this.events[this.events.length - 1]!.position) return undefined;
+    const first = this.entries[0];
+    if (!first || after + 1n < first.position || after >= this.entries[this.entries.length - 1]!.position) return undefined;
     const events: RecordedEvent[] = [];
     let through = after;
-    for (let i = Number(after + 1n - first.position); i < this.events.length && events.length < max; i++) {
-      const e = this.events[i]!;
-      through = e.position;
+    for (let i = Number(after + 1n - first.position); i < this.entries.length && events.length < max; i++) {
+      const entry = this.entries[i]!;
+      through = entry.position;
+      const e = (entry.event ??= entry.build());
       if (filter?.streamPrefixes && !filter.streamPrefixes.some((p) => e.streamId.startsWith(p))) continue;
       if (filter?.eventTypes && !filter.eventTypes.includes(e.type)) continue;
       events.push(e);
@@ -463,4 +469,3 @@ class RecentAppends {
     return { events, through };
   }
 }
-
