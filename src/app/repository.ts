@@ -37,6 +37,12 @@ export interface CommandMetadata {
   now?: number;
 }
 
+/**
+ * One command, or several to be decided in order and appended together (one write: all of them or
+ * none), e.g. a step's last text and its usage.
+ */
+export type Commands<Command> = Command | readonly Command[];
+
 export class Repository<Command, Event extends DomainEvent, State> {
   private readonly cache = new Map<string, Loaded<State>>();
   /** The last command under way per stream, which the next one on that stream waits for. */
@@ -96,7 +102,7 @@ export class Repository<Command, Event extends DomainEvent, State> {
    */
   async handle(
     id: string,
-    command: Command | ((state: State) => Command),
+    command: Commands<Command> | ((state: State) => Commands<Command>),
     metadata: CommandMetadata,
     attempts = 5,
   ): Promise<Handled<State, Event>> {
@@ -115,7 +121,7 @@ export class Repository<Command, Event extends DomainEvent, State> {
   }
 
   private async decideAndAppend(
-    id: string, stream: string, command: Command | ((state: State) => Command), metadata: CommandMetadata, attempts: number,
+    id: string, stream: string, command: Commands<Command> | ((state: State) => Commands<Command>), metadata: CommandMetadata, attempts: number,
   ): Promise<Handled<State, Event>> {
     for (let attempt = 1; ; attempt++) {
       // First on the cached state when nothing newer is known (usually this process made the stream's
@@ -123,10 +129,10 @@ export class Repository<Command, Event extends DomainEvent, State> {
       // decision to do nothing, is only ever given on state read from the store.
       const cached = attempt === 1 ? this.current(stream) : undefined;
       const { state, revision } = cached ?? (await this.load(id));
-      const cmd = typeof command === "function" ? (command as (s: State) => Command)(state) : command;
+      const cmd = typeof command === "function" ? (command as (s: State) => Commands<Command>)(state) : command;
       let events: Event[];
       try {
-        events = this.decider.decide(cmd, state);
+        events = this.decideAll(Array.isArray(cmd) ? (cmd as readonly Command[]) : [cmd as Command], state);
       } catch (err) {
         if (cached) continue;
         throw err;
@@ -152,6 +158,17 @@ export class Repository<Command, Event extends DomainEvent, State> {
         if (!(err instanceof WrongExpectedVersionError) || attempt >= attempts) throw err;
       }
     }
+  }
+
+  /** Commands decided one after another, each on the state the ones before it lead to: one append. */
+  private decideAll(commands: readonly Command[], state: State): Event[] {
+    const events: Event[] = [];
+    for (const command of commands) {
+      const decided = this.decider.decide(command, state);
+      for (const e of decided) state = this.decider.evolve(state, e);
+      events.push(...decided);
+    }
+    return events;
   }
 
   /** The cached state, when the live tail knows of nothing after it; else undefined. */

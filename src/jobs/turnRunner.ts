@@ -16,7 +16,7 @@ import { jobStream } from "../domain/streams.ts";
 import { LlmError, type ChatMessage } from "../llm/provider.ts";
 import { resolveTools } from "../tools/registry.ts";
 import { joinText, jobTranscript, planTitle, sessionHistory, systemPrompt, userContent } from "./runner/conversation.ts";
-import { streamModelStep, type Coalescing } from "./runner/modelStep.ts";
+import { streamModelStep, type Append, type Coalescing } from "./runner/modelStep.ts";
 import { failureOf, ignoreFinished, JobFailure, LostJob, validateStructured } from "./runner/outcome.ts";
 import { runToolCall, toolContext } from "./runner/toolStep.ts";
 
@@ -88,7 +88,7 @@ export class TurnRunner {
       });
     };
     const stopWatching = this.ctx.live.listen(jobStream(jobId), check);
-    const append = async (command: JobCommand) => {
+    const append: Append = async (command) => {
       const r = await repos.jobs.handle(jobId, (s) => {
         if (s.attempt !== attempt) throw new LostJob();
         return command;
@@ -119,7 +119,7 @@ export class TurnRunner {
     }
   }
 
-  private async execute(jobId: string, job: JobState, append: (c: JobCommand) => Promise<JobState>, signal: AbortSignal): Promise<void> {
+  private async execute(jobId: string, job: JobState, append: Append, signal: AbortSignal): Promise<void> {
     const queued = job.queued!;
     const { state: agentState } = await this.ctx.repos.agents.load(queued.agent_id);
     if (agentState.status !== "active" || !agentState.spec) throw new JobFailure("agent_not_found", `Agent ${queued.agent_id} no longer exists`);

@@ -62,3 +62,17 @@ test("an append decided on a stale cached state is refused by its expected revis
   const { state } = await there.load("s2");
   expect(state.turns.map((t) => t.job_id)).toEqual(["job_2", "job_3"]);
 });
+
+test("several commands are decided in order, each on the state the ones before leave, and written together or not at all", async () => {
+  const { here, there } = twoProcesses();
+  await here.handle("s3", { type: "StartSession", session_id: "s3", agent_id: "agt", user_id: "u", name: "", external_ref: null, metadata: {} }, meta);
+  // The second message sees the first one's turn in flight: queued behind it.
+  const both = await here.handle("s3", [send(1), { ...send(2), multitask: "enqueue" }], meta);
+  expect(both.appended.map((e) => e.type)).toEqual(["MessageSent", "MessageSent"]);
+  expect(both.state.turns.map((t) => t.job_id)).toEqual(["job_1", "job_2"]);
+  // One refused: neither is written.
+  await expect(here.handle("s3", [{ ...send(3), multitask: "enqueue" }, send(4)], meta)).rejects.toMatchObject({ code: "session_busy" });
+  const { state, revision } = await there.load("s3");
+  expect(state.turns.map((t) => t.job_id)).toEqual(["job_1", "job_2"]);
+  expect(revision).toBe(2n);
+});

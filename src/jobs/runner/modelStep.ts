@@ -7,8 +7,8 @@ import type { JobCommand, JobState } from "../../domain/job/job.ts";
 import type { ChatMessage, ChatToolCall, LlmProvider } from "../../llm/provider.ts";
 import type { Tool } from "../../tools/tool.ts";
 
-/** Appends a step through the job decider, as the attempt that runs it. */
-export type Append = (command: JobCommand) => Promise<JobState>;
+/** Appends through the job decider, as the attempt that runs it; several commands go in one write. */
+export type Append = (command: JobCommand | readonly JobCommand[]) => Promise<JobState>;
 
 export interface Coalescing {
   ms: number;
@@ -32,14 +32,19 @@ export async function streamModelStep(
         pending += delta;
         if (pending.length >= coalescing.chars || Date.now() - lastFlush >= coalescing.ms) await flush();
       },
-      flush: async () => flush(),
+      flush: async (then?: JobCommand) => flush(then),
     };
-    async function flush() {
-      if (!pending) return;
+    /** Appends what is pending, and `then` after it in the same write (one commit instead of two). */
+    async function flush(then?: JobCommand) {
+      if (!pending) {
+        if (then) await append(then);
+        return;
+      }
       const content = pending;
       pending = "";
       lastFlush = Date.now();
-      await append(type === "TextEmitted" ? { type: "EmitText", step, content } : { type: "EmitThinking", step, content });
+      const emitted: JobCommand = type === "TextEmitted" ? { type: "EmitText", step, content } : { type: "EmitThinking", step, content };
+      await append(then ? [emitted, then] : emitted);
     }
   };
   const textOut = coalesce("TextEmitted");
@@ -67,8 +72,10 @@ export async function streamModelStep(
         calls.push(chunk.call);
         break;
       case "usage":
-        await flush();
-        await append({ type: "RecordUsage", usage: {
+        // The step's last text and its usage are recorded together: usage is durable at once (it was
+        // paid for), and the two cost one commit.
+        await thinkingOut.flush();
+        await textOut.flush({ type: "RecordUsage", usage: {
           step, provider: provider.name, model, prompt_tokens: chunk.prompt_tokens, completion_tokens: chunk.completion_tokens,
           cached_tokens: chunk.cached_tokens ?? 0, reasoning_tokens: chunk.reasoning_tokens ?? 0,
         } });
