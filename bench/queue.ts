@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { RedisJobQueue } from "../src/jobs/redisQueue.ts";
 import { startRedis } from "../test/support/redis.ts";
-import type { Result } from "./lib.ts";
+import { median, type Result } from "./lib.ts";
 
 const KEY = "bench-key-0123456789abcdef";
 
@@ -49,7 +49,7 @@ async function rawThroughput(url: string, n: number, stream: string): Promise<nu
 /** Starts a server process (its readiness is checked through /health). */
 function spawn(env: Record<string, string>) {
   return Bun.spawn(["bun", join(import.meta.dir, "../src/main.ts")], {
-    env: { ...process.env, PORT: "0", API_KEY: KEY, SQLITE_SYNCHRONOUS: "normal", SQLITE_POLL_INTERVAL_MS: "20", SANDBOX_CHUNK_DELAY_MS: "0", LOG_LEVEL: "warn", ...env },
+    env: { ...process.env, PORT: "0", API_KEY: KEY, SQLITE_SYNCHRONOUS: "normal", SANDBOX_CHUNK_DELAY_MS: "0", LOG_LEVEL: "warn", ...env },
     stdout: "ignore", stderr: "inherit",
   });
 }
@@ -73,6 +73,21 @@ async function turnsPerSecond(url: string, sessions: number, turns: number): Pro
     }
   }));
   return ((sessions * turns) / (performance.now() - start)) * 1000;
+}
+
+/** Median latency of `turns` turns sent one after another on one session (wait: true). */
+async function turnLatency(url: string, turns: number): Promise<number> {
+  const headers = { "x-api-key": KEY, "content-type": "application/json" };
+  const post = async (path: string, body: unknown) => (await fetch(url + path, { method: "POST", headers, body: JSON.stringify(body) })).json() as Promise<any>;
+  const sid = (await post("/v1/sessions", { user_id: "latency" })).id as string;
+  const times: number[] = [];
+  for (let t = 0; t < turns; t++) {
+    const started = performance.now();
+    const r = await post(`/v1/sessions/${sid}/messages`, { content: `turn ${t}`, wait: true, wait_timeout_s: 60 });
+    if (r.status !== "completed") throw new Error(`turn ended ${r.status}`);
+    times.push(performance.now() - started);
+  }
+  return median(times);
 }
 
 async function waitHealthy(port: number): Promise<string> {
@@ -100,7 +115,10 @@ export async function queueBenchmarks(quick: boolean): Promise<Result[]> {
   const one = mkdtempSync(join(tmpdir(), "agentry-bench-one-"));
   const ports = [freePort(), freePort()];
   const procs = [spawn({ DATA_DIR: one, PORT: String(ports[0]) })];
-  const single = await turnsPerSecond(await waitHealthy(ports[0]!), sessions, turns);
+  const singleUrl = await waitHealthy(ports[0]!);
+  const single = await turnsPerSecond(singleUrl, sessions, turns);
+  const latencyTurns = quick ? 10 : 40;
+  const singleLatency = await turnLatency(singleUrl, latencyTurns);
   procs.push(
     spawn({ DATA_DIR: dataDir, PORT: String(ports[1]), ROLE: "api", REDIS_URL: redis.url, READ_MODEL_FILE: join(dataDir, "rm-api.sqlite") }),
     spawn({ DATA_DIR: dataDir, ROLE: "worker", REDIS_URL: redis.url, READ_MODEL_FILE: join(dataDir, "rm-w1.sqlite") }),
@@ -110,6 +128,8 @@ export async function queueBenchmarks(quick: boolean): Promise<Result[]> {
   await Bun.sleep(1000); // let the workers finish starting
   const split = await turnsPerSecond(apiUrl, sessions, turns);
   results.push({ name: `turns/s, API + 2 workers over Redis (${sessions} sessions × ${turns} turns)`, unit: "turns/s", value: split, baselineName: "one process", baseline: single });
+  // Default poll interval: a turn crosses processes several times, woken by the append signal.
+  results.push({ name: `one turn's latency (p50 of ${latencyTurns}), API + 2 workers`, unit: "ms", value: await turnLatency(apiUrl, latencyTurns), baselineName: "one process", baseline: singleLatency });
   for (const p of procs) p.kill("SIGKILL");
   await Promise.all(procs.map((p) => p.exited));
   await redis.stop();
