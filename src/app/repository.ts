@@ -129,9 +129,10 @@ export class Repository<Command, Event extends DomainEvent, State> {
       // decision to do nothing, is only ever given on state read from the store.
       const cached = attempt === 1 ? this.current(stream) : undefined;
       const { state, revision } = cached ?? (await this.load(id));
-      const cmd = typeof command === "function" ? (command as (s: State) => Commands<Command>)(state) : command;
       let events: Event[];
       try {
+        // Building the command from the state may refuse too (a lost attempt, an invalid patch).
+        const cmd = typeof command === "function" ? (command as (s: State) => Commands<Command>)(state) : command;
         events = this.decideAll(Array.isArray(cmd) ? (cmd as readonly Command[]) : [cmd as Command], state);
       } catch (err) {
         if (cached) continue;

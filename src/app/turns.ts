@@ -4,6 +4,8 @@
  * the next queued turn starts) is the turn coordinator's (turnCoordinator.ts).
  */
 import { NotFoundError } from "../core/errors.ts";
+import { MAX_APPEND_BYTES } from "../eventstore/appendRules.ts";
+import { AppendTooLargeError } from "../eventstore/errors.ts";
 import { newResourceId } from "../core/ids.ts";
 import type { AgentState } from "../domain/agent/agent.ts";
 import { TERMINAL, type JobEvent, type JobState } from "../domain/job/job.ts";
@@ -82,7 +84,11 @@ export async function sendMessage(
       ({ state: session } = await ctx.repos.sessions.load(sessionId));
     }
   }
-  await activeAgent(ctx, session.agentId!);
+  const agent = await activeAgent(ctx, session.agentId!);
+  // Both writes must fit before the first is made: a job refused as too large after its message was
+  // stored would leave the session with a turn whose job never exists.
+  const jobData = turnJobData(sessionId, session, { message_id: messageId, job_id: jobId, content: input.content, attachments: input.attachments, model: input.model, context: input.context }, agent);
+  checkFitsOneWrite(jobStream(jobId), "JobQueued", jobData, { app_id: meta.appId, correlationId: meta.correlationId, causationId: messageId });
   const sent = await ctx.repos.sessions.handle(sessionId, {
     type: "SendMessage", message_id: messageId, job_id: jobId, content: input.content, attachments: input.attachments,
     model: input.model, context: input.context, multitask: input.multitask,
@@ -93,6 +99,27 @@ export async function sendMessage(
 }
 
 type SentMessage = Extract<SessionEvent, { type: "MessageSent" }>["data"];
+
+/** The JobQueued data of a session turn. */
+function turnJobData(
+  sessionId: string, session: SessionState, message: Pick<SentMessage, "message_id" | "job_id" | "content" | "attachments" | "model" | "context">,
+  agent: AgentState["spec"],
+) {
+  return {
+    job_id: message.job_id, kind: "message" as const, session_id: sessionId, message_id: message.message_id, agent_id: session.agentId!, user_id: session.userId!,
+    input: { content: message.content, attachments: message.attachments, media_url: null, context: message.context },
+    model: message.model, output_schema: agent?.output_schema ?? null,
+  };
+}
+
+/**
+ * Refuses (413) an event that would not fit in one write, before anything of the request is written.
+ * `metadata` approximates what the repository adds; the slack covers its version and time stamps.
+ */
+function checkFitsOneWrite(stream: string, type: string, data: unknown, metadata: Record<string, unknown>): void {
+  const size = Buffer.byteLength(JSON.stringify(data)) + Buffer.byteLength(JSON.stringify(metadata)) + 2 * type.length + 256;
+  if (size > MAX_APPEND_BYTES) throw new AppendTooLargeError(stream, MAX_APPEND_BYTES, size);
+}
 
 /** The MessageSent event of `messageId` in the session, if an earlier execution committed it. */
 async function sentMessage(ctx: AppContext, sessionId: string, messageId: string): Promise<SentMessage | null> {
@@ -105,14 +132,11 @@ async function sentMessage(ctx: AppContext, sessionId: string, messageId: string
 
 /** Queues the job of a sent message (a no-op when it is queued already) and dispatches it when it is its turn. */
 async function queueTurnJob(ctx: AppContext, sessionId: string, session: SessionState, message: SentMessage, meta: Meta): Promise<bigint | null> {
-  const agent = await activeAgent(ctx, session.agentId!);
+  // The message is stored: its job is queued whatever happened since. An agent deleted meanwhile makes
+  // the job fail when it runs (agent_not_found) rather than leave the turn without a job.
+  const { state: agentState } = await ctx.repos.agents.load(session.agentId!);
   const queuedJob = await ctx.repos.jobs.handle(message.job_id, {
-    type: "QueueJob",
-    data: {
-      job_id: message.job_id, kind: "message", session_id: sessionId, message_id: message.message_id, agent_id: session.agentId!, user_id: session.userId!,
-      input: { content: message.content, attachments: message.attachments, media_url: null, context: message.context },
-      model: message.model, output_schema: agent.output_schema,
-    },
+    type: "QueueJob", data: turnJobData(sessionId, session, message, agentState.spec),
   }, { ...meta, causationId: message.message_id });
   if (!message.queued) dispatch(ctx, message.job_id);
   return queuedJob.position;

@@ -6,7 +6,7 @@
  */
 import { Elysia, ValidationError as ElysiaValidationError } from "elysia";
 import { AppError } from "../core/errors.ts";
-import { bodyLeftUnread } from "./requestGuard.ts";
+import { bodyLeftUnread, clientRequestId } from "./requestGuard.ts";
 import type { Logger } from "../core/logger.ts";
 import {
   AppendTooLargeError, InvalidEventError, StoreAccessDeniedError, StoreUnavailableError, StreamDeletedError, StreamNotFoundError,
@@ -77,7 +77,7 @@ function safeAll(error: ElysiaValidationError): Array<{ path: string; message: s
 export const errorHandler = (logger: Logger) =>
   new Elysia({ name: "agentry.errors" }).onError({ as: "global" }, ({ code, error, request, set }) => {
     const { status, body } = toErrorResponse(error, code);
-    const requestId = String(set.headers["x-request-id"] ?? request.headers.get("x-request-id") ?? crypto.randomUUID());
+    const requestId = String(set.headers["x-request-id"] ?? clientRequestId(request) ?? crypto.randomUUID());
     set.headers["x-request-id"] = requestId;
     body.error.request_id = requestId;
     if (status >= 500) {

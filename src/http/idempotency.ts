@@ -58,11 +58,13 @@ export async function idempotent(
   if (key.length === 0 || key.length > 255) throw new ValidationError("Idempotency-Key must be 1 to 255 characters", { param: "Idempotency-Key" });
   const keyHash = sha256(`${ctx.appId}\n${key}`);
   const fingerprint = sha256(`${request.method}\n${request.path}\n${canonicalJson(request.body ?? null)}`);
+  // Keys recorded before fingerprints sorted their keys were fingerprinted over the body as parsed.
+  const legacyFingerprint = sha256(`${request.method}\n${request.path}\n${JSON.stringify(request.body ?? null)}`);
   const meta = { appId: ctx.appId };
   const repo = ctx.repos.idempotency;
 
   const claimed = await repo.handle(keyHash, (state) => ({
-    type: "ClaimKey", key_hash: sha256(key), fingerprint, owner: OWNER, now: Date.now(), resource_ids: freshIds(idPrefixes),
+    type: "ClaimKey", key_hash: sha256(key), fingerprint, legacyFingerprint, owner: OWNER, now: Date.now(), resource_ids: freshIds(idPrefixes),
     claimLive: claimLive(state, { ...OWNER, inFlightHere: inFlight.has(keyHash), pidAlive, now: Date.now(), ttlMs: ctx.idempotencyClaimTtlMs }),
   }), meta);
   if (claimed.appended.length === 0) return { ...claimed.state.response!, replayed: true };

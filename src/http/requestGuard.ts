@@ -31,7 +31,7 @@ export function requestGuard(options: RequestGuardOptions) {
   const guard = new Elysia({ name: "agentry.request-guard" })
     .onRequest(({ request, set }) => {
       // Every response, errors included, carries a request id: the caller's, or a new one to quote in reports.
-      set.headers["x-request-id"] = request.headers.get("x-request-id") ?? crypto.randomUUID();
+      set.headers["x-request-id"] = clientRequestId(request) ?? crypto.randomUUID();
       const path = pathOf(request.url);
       if (options.protectedPrefixes.some((p) => path === p || path.startsWith(`${p}/`))) options.authenticate(request);
     })
@@ -81,6 +81,15 @@ export function requestGuard(options: RequestGuardOptions) {
       root = app as typeof root;
     },
   });
+}
+
+/**
+ * The caller's `x-request-id`, when it is one we can carry (it goes into every event the request
+ * writes, and back in the response): at most 128 visible ASCII characters. Otherwise a new one is used.
+ */
+export function clientRequestId(request: Request): string | null {
+  const given = request.headers.get("x-request-id");
+  return given !== null && given.length <= 128 && /^[\x21-\x7e]+$/.test(given) ? given : null;
 }
 
 const pathOf = (url: string): string => {
@@ -164,9 +173,9 @@ export const scalarOf = (declared: TSchema): TSchema => (declared.anyOf as TSche
  * declared scalars present, converted. For routes Elysia validates, this check runs first and Elysia
  * converts after; a route may instead read its query with `readQuery` alone (see cursorEvents.ts).
  */
-export function readQuery(search: string, properties: Record<string, TSchema>): Record<string, number | boolean> {
+export function readQuery(search: string, properties: Record<string, TSchema>, options: { refuseUnknown?: boolean } = {}): Record<string, number | boolean> {
   const values: Record<string, number | boolean> = {};
-  const given = declaredValues(search, properties);
+  const given = declaredValues(search, properties, options.refuseUnknown ?? false);
   for (const name in given) {
     const all = given[name]!;
     if (all.length > 1) {
@@ -195,16 +204,19 @@ export function readQuery(search: string, properties: Record<string, TSchema>): 
 
 /**
  * The values of the declared parameters in a query string (`a=1&b=2`, without the `?`), decoded as
- * URLSearchParams would. Written out because polls are hot: the parameters nobody declared are
- * skipped without decoding them.
+ * URLSearchParams would. Written out because polls are hot. Undeclared parameters are skipped (Elysia
+ * refuses them on the routes it validates) or, with `refuseUnknown`, refused here.
  */
-function declaredValues(search: string, properties: Record<string, unknown>): Record<string, string[]> {
+function declaredValues(search: string, properties: Record<string, unknown>, refuseUnknown: boolean): Record<string, string[]> {
   const found: Record<string, string[]> = {};
   for (const pair of search.split("&")) {
     if (pair.length === 0) continue;
     const eq = pair.indexOf("=");
     const name = decodeComponent(eq < 0 ? pair : pair.slice(0, eq));
-    if (!Object.hasOwn(properties, name)) continue;
+    if (!Object.hasOwn(properties, name)) {
+      if (refuseUnknown) throw new ValidationError(`Unknown query parameter '${name.slice(0, 100)}'`, { param: name.slice(0, 100), location: "query" });
+      continue;
+    }
     (found[name] ??= []).push(decodeComponent(eq < 0 ? "" : pair.slice(eq + 1)));
   }
   return found;

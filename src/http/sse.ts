@@ -19,8 +19,11 @@ export interface SseOptions {
   verbosity: Verbosity;
   /** Event types after which the stream has nothing more to say: send them, then `done`, and close. */
   closeAfter: ReadonlySet<string>;
-  /** Runs before `done` is sent: what a client reads after the stream ends must be there to read. */
-  beforeDone?: () => Promise<unknown>;
+  /**
+   * Runs before `done` is sent: what a client reads after the stream ends must be there to read. When
+   * it answers false the stream closes without `done`, and the client's reconnect asks again.
+   */
+  beforeDone?: () => Promise<boolean>;
   heartbeatMs?: number;
   signal?: AbortSignal;
 }
@@ -77,8 +80,13 @@ export function sseResponse(ctx: AppContext, stream: string, options: SseOptions
         }
       };
       const sendDone = async () => {
-        await options.beforeDone?.().catch((err) => ctx.logger.warn("could not settle before done", { stream, error: err as Error }));
-        send("event: done\ndata: [DONE]\n\n");
+        const settled = options.beforeDone
+          ? await options.beforeDone().catch((err) => {
+            ctx.logger.warn("could not settle before done", { stream, error: err as Error });
+            return false;
+          })
+          : true;
+        if (settled) send("event: done\ndata: [DONE]\n\n");
       };
       const close = () => {
         if (closed) return;

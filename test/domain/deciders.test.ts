@@ -120,8 +120,8 @@ describe("agent decider", () => {
 describe("idempotency decider", () => {
   const given = spec(idempotencyDecider);
   const owner = { instance: "p1", host: "h", pid: 1 };
-  const claim = (fingerprint: string, claimLive = false): IdempotencyCommand => ({
-    type: "ClaimKey", key_hash: "k", fingerprint, owner: { ...owner, instance: "p2" }, now: 2, resource_ids: { session: "sess_new" }, claimLive,
+  const claim = (fingerprint: string, claimLive = false, legacyFingerprint?: string): IdempotencyCommand => ({
+    type: "ClaimKey", key_hash: "k", fingerprint, legacyFingerprint, owner: { ...owner, instance: "p2" }, now: 2, resource_ids: { session: "sess_new" }, claimLive,
   });
   const claimed: IdempotencyEvent = {
     type: "IdempotencyKeyClaimed", data: { key_hash: "k", fingerprint: "f", resource_ids: { session: "sess_1" }, owner, at: 1, takeover: false },
@@ -145,6 +145,12 @@ describe("idempotency decider", () => {
     expect(given([claimed, recorded], claim("f"))).toEqual([]);
     expect(() => given([claimed, recorded], claim("other"))).toThrow(expect.objectContaining({ code: "idempotency_conflict" }));
     expect(() => given([claimed], claim("other"))).toThrow(expect.objectContaining({ code: "idempotency_conflict" }));
+  });
+
+  test("a key recorded under the earlier fingerprint format still replays for the same request", () => {
+    const recorded: IdempotencyEvent = { type: "IdempotentResponseRecorded", data: { status: 201, body: {} } };
+    expect(given([claimed, recorded], claim("new-format", false, "f"))).toEqual([]);
+    expect(() => given([claimed, recorded], claim("new-format", false, "other"))).toThrow(expect.objectContaining({ code: "idempotency_conflict" }));
   });
 
   test("only the claim's holder may renew, release or abandon it; an outcome is recorded once", () => {

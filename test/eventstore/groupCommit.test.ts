@@ -113,4 +113,16 @@ describe("subscriptions following this process's appends", () => {
     expect((await take(onlyOthers, 1)).map((e) => Number(e.position))).toEqual([3]);
     await onlyOthers.unsubscribe();
   });
+
+  test("the run of recent appends is bounded in bytes: big events push old ones out, and readers fall back to the store", async () => {
+    const { store } = open();
+    const all = store.subscribeToAll({ fromPosition: "start" });
+    const big = () => ({ id: newEventId(), type: "Big", data: { blob: "x".repeat(900_000) } });
+    for (let i = 0; i < 30; i++) await store.appendToStream(`big-${i}`, [big()]);
+    expect(store.recentHeld.bytes).toBeLessThanOrEqual(16 * 1024 * 1024);
+    expect(store.recentHeld.events).toBeLessThan(30);
+    expect((await take(all, 30)).map((e) => Number(e.position))).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
+    await all.unsubscribe();
+  });
 });
+

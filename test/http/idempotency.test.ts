@@ -144,6 +144,20 @@ describe("a claim left by a process that died", () => {
 });
 
 describe("refusals from the store", () => {
+  test("a message whose job would not fit in one write is refused before anything is written", async () => {
+    const sid = (await client.post("/v1/sessions", { user_id: "too-big-job" })).body.id;
+    const key = newKey();
+    // The message alone fits in 1 MiB; its job, which repeats it with more fields, does not.
+    const body = { content: "x".repeat(48_055), attachments: [{ type: "file", name: "a.bin", data: "QUJD".repeat(250_000) }] };
+    const refused = await client.post(`/v1/sessions/${sid}/messages`, body, key);
+    expect(refused.status).toBe(413);
+    const events = (await client.get(`/v1/sessions/${sid}/events?since=0`)).body.events.map((e: any) => e.type);
+    expect(events).toEqual(["session.started"]);
+    expect((await client.get(`/v1/sessions/${sid}`)).body.status).toBe("idle");
+    const smaller = await client.post(`/v1/sessions/${sid}/messages`, { content: "smaller" }, key);
+    expect(smaller.status).toBe(202);
+  });
+
   test("413 payload_too_large leaves the key free for the corrected request", async () => {
     const sid = (await client.post("/v1/sessions", { user_id: "too-big" })).body.id;
     const key = newKey();

@@ -135,6 +135,18 @@ describe("bodies", () => {
   });
 });
 
+describe("request ids", () => {
+  test("the caller's x-request-id is carried when it is short and printable, replaced otherwise", async () => {
+    const sent = await fetch(`${server.url}/v1/sessions`, { headers: { "x-api-key": TEST_KEY, "x-request-id": "trace-42" } });
+    expect(sent.headers.get("x-request-id")).toBe("trace-42");
+    for (const bad of ["x".repeat(129), "has space"]) {
+      const res = await fetch(`${server.url}/v1/sessions`, { headers: { "x-api-key": TEST_KEY, "x-request-id": bad } });
+      expect(res.headers.get("x-request-id")).not.toBe(bad);
+      expect(res.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/);
+    }
+  });
+});
+
 describe("query parameters", () => {
   const cases: Array<[path: string, param: string, code?: string]> = [
     ["/v1/jobs/job_x/events?since=0x10", "since"],
@@ -149,6 +161,9 @@ describe("query parameters", () => {
     ["/v1/sessions?limit=1&limit=500", "limit"],
     ["/v1/jobs/job_x/events?since=0&since=0x5", "since"],
     ["/v1/sessions?user_id=a&user_id=b", "user_id"],
+    // An unknown parameter is refused, not ignored (a typo would silently read from the start).
+    ["/v1/jobs/job_x/events?sinc=3", "sinc"],
+    ["/v1/sessions/sess_x/events?since=1&waitt=5", "waitt"],
     ["/v1/sessions?cursor=not-a-cursor", "cursor", "invalid_cursor"],
     [`/v1/sessions?cursor=${Buffer.from(JSON.stringify({ seq: {}, id: 1 })).toString("base64url")}`, "cursor", "invalid_cursor"],
     [`/v1/agents?cursor=${Buffer.from("[1,2]").toString("base64url")}`, "cursor", "invalid_cursor"],

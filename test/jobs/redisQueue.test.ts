@@ -185,13 +185,15 @@ test("every dispatch sent while a job runs is followed by a run that starts afte
       if ((running.get(id) ?? 0) > 0) overlap = true;
       running.set(id, (running.get(id) ?? 0) + 1);
       // The first run dispatches its job again just before it returns (as an approval can land right
-      // after the plan was proposed), leaving the other consumers a moment to meet its lease.
+      // after the plan was proposed), and returns only once a consumer has met its lease with it (the
+      // repeated entry raised the job's redispatch flag), so the dispatch always races the release.
       if (n === 1) {
         await queue.enqueue(id);
-        await Bun.sleep(20);
+        const commands = queue.commandsForTests();
+        await until(async () => (await commands.exists(`${stream}:redispatch:${id}`)) === 1, 3000);
       }
       running.set(id, running.get(id)! - 1);
-    }, 4);
+    }, ids.length); // enough slots that holders waiting for their flag never starve the readers
   }
   for (const id of ids) await queues[0]!.enqueue(id);
   await until(() => ids.every((id) => (runs.get(id) ?? 0) >= 2), 3000);

@@ -152,11 +152,14 @@ test("processes wake each other through Redis: a turn crosses API and worker wit
   const slowDir = mkdtempSync(join(tmpdir(), "agentry-roles-signal-"));
   const ownRedis = await startRedis();
   const env = { DATA_DIR: slowDir, REDIS_URL: ownRedis.url, SQLITE_POLL_INTERVAL_MS: "10000" };
+  const own: Array<ReturnType<typeof Bun.spawn>> = [];
   try {
     const apiProc = spawnRole("api", "signal-api", { ...env, READ_MODEL_FILE: join(slowDir, "readmodels-api.sqlite") });
+    own.push(apiProc);
     const out = await waitForLog(apiProc, "agentry listening");
     const slow = api(JSON.parse(out.split("\n").find((l) => l.includes("agentry listening"))!).url);
     const slowWorker = spawnRole("worker", "signal-w", { ...env, READ_MODEL_FILE: join(slowDir, "readmodels-w.sqlite") });
+    own.push(slowWorker);
     await waitForLog(slowWorker, "agentry worker running");
     const sid = (await slow.post("/v1/sessions", { user_id: "signal" })).body.id;
     for (let i = 0; i < 3; i++) {
@@ -164,6 +167,8 @@ test("processes wake each other through Redis: a turn crosses API and worker wit
       expect(turn.body.status).toBe("completed"); // not 202 "still running" after 5 s
     }
   } finally {
+    for (const p of own) p.kill("SIGKILL");
+    await Promise.all(own.map((p) => p.exited));
     await ownRedis.stop();
     rmSync(slowDir, { recursive: true, force: true });
   }

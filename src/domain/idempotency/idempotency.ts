@@ -53,6 +53,8 @@ export const idempotencyEvents = eventCodec(IDEMPOTENCY_EVENTS);
 export type IdempotencyCommand =
   | {
       type: "ClaimKey"; key_hash: string; fingerprint: string; owner: ClaimOwner; now: number;
+      /** The same request's fingerprint as earlier versions computed it: a key they recorded still matches. */
+      legacyFingerprint?: string;
       /** Ids to use when the key is new or free (ignored when taking over: the claim's own ids stay). */
       resource_ids: Record<string, string>;
       /** Whether the current claim's request may still be running (see idempotencyLiveness). */
@@ -99,7 +101,7 @@ export const idempotencyDecider: Decider<IdempotencyCommand, IdempotencyEvent, I
   decide(command, state) {
     switch (command.type) {
       case "ClaimKey": {
-        const sameRequest = state.fingerprint === command.fingerprint;
+        const sameRequest = state.fingerprint === command.fingerprint || (command.legacyFingerprint !== undefined && state.fingerprint === command.legacyFingerprint);
         const claim = (ids: Record<string, string>, takeover: boolean): IdempotencyEvent[] => [{
           type: "IdempotencyKeyClaimed",
           data: { key_hash: command.key_hash, fingerprint: command.fingerprint, resource_ids: ids, owner: command.owner, at: command.now, takeover },

@@ -85,7 +85,7 @@ export class SqliteEventStore implements EventStore, SignalledStore {
   private readonly db: Database;
   private readonly changes = new ChangeSignal();
   /** The events this process appended last, for the subscriptions that follow right behind. */
-  private readonly recent = new RecentAppends(2048);
+  private readonly recent = new RecentAppends(2048, 16 * 1024 * 1024);
   private readonly pollIntervalMs: number;
   private closed = false;
   /** The append transaction, compiled once: bun:sqlite wraps a function per db.transaction() call. */
@@ -156,6 +156,11 @@ export class SqliteEventStore implements EventStore, SignalledStore {
   private flushScheduled = false;
   /** Transactions committed for appends, and appends committed: groups form when appends > commits. */
   readonly appendStats = { commits: 0, appends: 0 };
+
+  /** What the recent-appends run holds (bounded in events and bytes). */
+  get recentHeld(): { events: number; bytes: number } {
+    return this.recent.held;
+  }
 
   async appendToStream(stream: string, events: readonly EventData[], options: AppendOptions = {}): Promise<AppendResult> {
     this.ensureOpen();
@@ -424,29 +429,46 @@ function toRecorded(row: EventRow): RecordedEvent {
  * the store holds at those positions; anything before or after the run is read from the store.
  */
 class RecentAppends {
-  /** By ascending position, gapless; each event is built (and its JSON parsed) when first read. */
-  private entries: Array<{ position: bigint; build: () => RecordedEvent; event?: RecordedEvent }> = [];
+  /**
+   * By ascending position, gapless. Each holds its serialized data (not the caller's objects) and is
+   * built, JSON parsed, when first read.
+   */
+  private entries: Array<{
+    position: bigint; stream: string; revision: bigint; id: string; type: string; data: string; metadata: string; created: number;
+    event?: RecordedEvent;
+  }> = [];
+  private bytes = 0;
 
-  constructor(private readonly capacity: number) {}
+  /** At most `capacity` events and about `maxBytes` of their JSON (a built event counts twice). */
+  constructor(private readonly capacity: number, private readonly maxBytes: number) {}
 
   add(append: GroupedAppend, result: AppendResult, created: number): void {
     const count = append.events.length;
     const firstPosition = result.position - BigInt(count) + 1n;
     const last = this.entries[this.entries.length - 1];
-    if (last && last.position + 1n !== firstPosition) this.entries = [];
+    if (last && last.position + 1n !== firstPosition) this.clear();
     const firstRevision = result.nextExpectedRevision - BigInt(count) + 1n;
-    append.events.forEach((e, i) => {
-      const position = firstPosition + BigInt(i);
+    append.events.forEach(({ id, type }, i) => {
       const [data, metadata] = append.payloads[i]!;
-      this.entries.push({
-        position,
-        build: () => ({
-          position, streamId: append.stream, revision: firstRevision + BigInt(i), id: e.id, type: e.type,
-          data: JSON.parse(data), metadata: JSON.parse(metadata), created: new Date(created),
-        }),
-      });
+      this.entries.push({ position: firstPosition + BigInt(i), stream: append.stream, revision: firstRevision + BigInt(i), id, type, data, metadata, created });
+      this.bytes += 2 * (data.length + metadata.length);
     });
-    if (this.entries.length > this.capacity) this.entries.splice(0, this.entries.length - this.capacity);
+    // Oldest first; a run that loses its start is still gapless from what remains.
+    let drop = 0;
+    while (drop < this.entries.length && (this.entries.length - drop > this.capacity || this.bytes > this.maxBytes)) {
+      const gone = this.entries[drop++]!;
+      this.bytes -= 2 * (gone.data.length + gone.metadata.length);
+    }
+    if (drop > 0) this.entries.splice(0, drop);
+  }
+
+  private clear(): void {
+    this.entries = [];
+    this.bytes = 0;
+  }
+
+  get held(): { events: number; bytes: number } {
+    return { events: this.entries.length, bytes: this.bytes };
   }
 
   /**
@@ -461,7 +483,10 @@ class RecentAppends {
     for (let i = Number(after + 1n - first.position); i < this.entries.length && events.length < max; i++) {
       const entry = this.entries[i]!;
       through = entry.position;
-      const e = (entry.event ??= entry.build());
+      const e = (entry.event ??= {
+        position: entry.position, streamId: entry.stream, revision: entry.revision, id: entry.id, type: entry.type,
+        data: JSON.parse(entry.data), metadata: JSON.parse(entry.metadata), created: new Date(entry.created),
+      });
       if (filter?.streamPrefixes && !filter.streamPrefixes.some((p) => e.streamId.startsWith(p))) continue;
       if (filter?.eventTypes && !filter.eventTypes.includes(e.type)) continue;
       events.push(e);

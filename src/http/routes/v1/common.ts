@@ -6,6 +6,7 @@ import type { JobRow } from "../../../../projections/jobs/index.ts";
 import type { SessionRow } from "../../../../projections/sessions/index.ts";
 import { readYourWrites } from "../../../app/context.ts";
 import { idempotent, type IdempotentRun } from "../../idempotency.ts";
+import { clientRequestId } from "../../requestGuard.ts";
 
 export interface V1Deps {
   ctx: AppContext;
@@ -16,7 +17,7 @@ export const parseJson = <T = unknown>(s: string | null): T | null => (s === nul
 
 export const metaOf = (ctx: AppContext, request: Request): CommandMetadata => ({
   appId: ctx.appId,
-  correlationId: request.headers.get("x-request-id") ?? undefined,
+  correlationId: clientRequestId(request) ?? undefined,
   now: Date.now(),
 });
 

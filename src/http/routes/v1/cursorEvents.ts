@@ -26,7 +26,7 @@ export const PublicEventSchema = PUBLIC_EVENT_SCHEMA;
  */
 export function cursorQuery(url: string): { since: number; limit: number; wait: number } {
   const at = url.indexOf("?");
-  const values = at < 0 ? {} : readQuery(url.slice(at + 1), CursorQuery as Record<string, TSchema>);
+  const values = at < 0 ? {} : readQuery(url.slice(at + 1), CursorQuery as Record<string, TSchema>, { refuseUnknown: true });
   return { since: (values.since as number | undefined) ?? 0, limit: (values.limit as number | undefined) ?? 200, wait: (values.wait as number | undefined) ?? 0 };
 }
 
