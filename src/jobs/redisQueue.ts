@@ -73,13 +73,17 @@ return 0`;
 /**
  * The heartbeat: resets the entry's idle time and renews the lease in one step, so the two expire
  * together. KEYS: stream, lease key; ARGV: group, consumer, entry id, holder value, lease ms.
- * Returns 0, touching nothing, when this holder no longer has the lease (it expired after a long
- * pause, was released, or was taken over): a lease that is gone is never brought back, and the entry
- * is not claimed again, so its idle time keeps growing and another worker can take it over.
+ * Returns 0, touching nothing, when another holder has the lease (this one lost it after a pause
+ * longer than the lease). A lease that is simply gone (Redis restarted empty, or it expired during a
+ * pause and nobody took it) is taken back: this holder is alive and running the job, and leaving the
+ * job unheld would let the reconciler dispatch it to a second worker. Its own release cannot be undone
+ * this way: the heartbeat stops before the release is sent, and a renewal already sent on the same
+ * connection runs before it. The entry may be gone with the stream (restart): claiming it is skipped.
  */
 const RENEW = `
-if redis.call('GET', KEYS[2]) ~= ARGV[4] then return 0 end
-redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
+local current = redis.call('GET', KEYS[2])
+if current ~= false and current ~= ARGV[4] then return 0 end
+pcall(redis.call, 'XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
 redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[5])
 return 1`;
 
