@@ -3,6 +3,9 @@ export const agentStream = (id: string) => `agent-${id}`;
 export const sessionStream = (id: string) => `session-${id}`;
 export const jobStream = (id: string) => `job-${id}`;
 export const idempotencyStream = (hash: string) => `idempotency-${hash}`;
+/** An app's data keys for the secret box (src/secrets/secretBox.ts), only ever wrapped. */
+export const keyringStream = (appId: string) => `keyring-${appId}`;
+export const appStream = (id: string) => `app-${id}`;
 
 /** The id after the category: `session-sess_123` → `sess_123`. */
 export const idOf = (stream: string): string => stream.slice(stream.indexOf("-") + 1);

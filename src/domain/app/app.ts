@@ -1,0 +1,133 @@
+/**
+ * App: a tenant. Stream `app-<id>`. It owns its API keys: issuing, revoking and rotating one is decided
+ * against the app's current state (a suspended or deleted app issues nothing; a key is revoked once).
+ * A key itself is never stored: its SHA-256 and a display prefix are (see ApiKeyFields).
+ */
+import type { Static } from "@sinclair/typebox";
+import { ConflictError, NotFoundError, ValidationError } from "../../core/errors.ts";
+import { unreachable, type Decider } from "../../core/decider.ts";
+import { ApiKeyFields, type AppEvent } from "./events.ts";
+import { Type } from "@sinclair/typebox";
+
+export type { AppEvent };
+
+const ApiKeySchema = Type.Object(ApiKeyFields);
+export type ApiKeyRecord = Static<typeof ApiKeySchema> & {
+  revoked: boolean;
+  /** Epoch ms: the earlier of the key's own expiry and a rotation's grace end; null when neither. */
+  refused_after: number | null;
+};
+
+export interface AppState {
+  status: "none" | "active" | "suspended" | "deleted";
+  id: string | null;
+  name: string;
+  keys: ApiKeyRecord[];
+}
+
+export type NewKey = Static<typeof ApiKeySchema>;
+
+export type AppCommand =
+  | { type: "CreateApp"; app_id: string; name: string }
+  | { type: "RenameApp"; name: string }
+  | { type: "SuspendApp"; reason: string | null }
+  | { type: "ResumeApp" }
+  | { type: "DeleteApp" }
+  | { type: "IssueKey"; key: NewKey }
+  | { type: "RevokeKey"; key_id: string }
+  /** A new key; the old one keeps working until `grace_until` (epoch ms), then is refused. */
+  | { type: "RotateKey"; key_id: string; replacement: NewKey; grace_until: number };
+
+const earliest = (a: number | null, b: number | null): number | null => (a === null ? b : b === null ? a : Math.min(a, b));
+
+export const appDecider: Decider<AppCommand, AppEvent, AppState> = {
+  initialState: { status: "none", id: null, name: "", keys: [] },
+
+  evolve(state, event) {
+    switch (event.type) {
+      case "AppCreated":
+        return { status: "active", id: event.data.app_id, name: event.data.name, keys: [] };
+      case "AppRenamed":
+        return { ...state, name: event.data.name };
+      case "AppSuspended":
+        return { ...state, status: "suspended" };
+      case "AppResumed":
+        return { ...state, status: "active" };
+      case "AppDeleted":
+        return { ...state, status: "deleted" };
+      case "ApiKeyIssued": {
+        const { app_id: _app, ...key } = event.data;
+        return { ...state, keys: [...state.keys, { ...key, revoked: false, refused_after: key.expires_at }] };
+      }
+      case "ApiKeyRevoked":
+        return { ...state, keys: state.keys.map((k) => (k.key_id === event.data.key_id ? { ...k, revoked: true } : k)) };
+      case "ApiKeyExpiring":
+        return { ...state, keys: state.keys.map((k) => (k.key_id === event.data.key_id ? { ...k, refused_after: earliest(k.refused_after, event.data.until) } : k)) };
+      default:
+        return unreachable(event);
+    }
+  },
+
+  decide(command, state) {
+    switch (command.type) {
+      case "CreateApp":
+        if (state.status !== "none") throw new ConflictError("app_exists", `App ${command.app_id} already exists`);
+        return [{ type: "AppCreated", data: { app_id: command.app_id, name: command.name } }];
+      case "RenameApp":
+        requireLive(state);
+        return state.name === command.name ? [] : [{ type: "AppRenamed", data: { app_id: state.id!, name: command.name } }];
+      case "SuspendApp":
+        requireLive(state);
+        return state.status === "suspended" ? [] : [{ type: "AppSuspended", data: { app_id: state.id!, reason: command.reason } }];
+      case "ResumeApp":
+        requireLive(state);
+        return state.status === "active" ? [] : [{ type: "AppResumed", data: { app_id: state.id! } }];
+      case "DeleteApp":
+        requireLive(state);
+        return [{ type: "AppDeleted", data: { app_id: state.id! } }];
+      case "IssueKey":
+        requireActive(state);
+        checkNewKey(state, command.key);
+        return [{ type: "ApiKeyIssued", data: { app_id: state.id!, ...command.key } }];
+      case "RevokeKey": {
+        requireLive(state);
+        const key = requireKey(state, command.key_id);
+        return key.revoked ? [] : [{ type: "ApiKeyRevoked", data: { app_id: state.id!, key_id: key.key_id } }];
+      }
+      case "RotateKey": {
+        requireActive(state);
+        const key = requireKey(state, command.key_id);
+        if (key.revoked) throw new ConflictError("key_revoked", `Key ${key.key_id} is revoked; issue a new one instead`, { param: "key_id" });
+        checkNewKey(state, command.replacement);
+        return [
+          { type: "ApiKeyIssued", data: { app_id: state.id!, ...command.replacement } },
+          { type: "ApiKeyExpiring", data: { app_id: state.id!, key_id: key.key_id, until: command.grace_until } },
+        ];
+      }
+      default:
+        return unreachable(command);
+    }
+  },
+};
+
+function requireLive(state: AppState): void {
+  if (state.status === "none" || state.status === "deleted") throw new NotFoundError("App not found", { param: "app_id" }, "app_not_found");
+}
+
+function requireActive(state: AppState): void {
+  requireLive(state);
+  if (state.status === "suspended") throw new ConflictError("app_suspended", "The app is suspended");
+}
+
+function requireKey(state: AppState, keyId: string): ApiKeyRecord {
+  const key = state.keys.find((k) => k.key_id === keyId);
+  if (!key) throw new NotFoundError("API key not found", { param: "key_id" }, "key_not_found");
+  return key;
+}
+
+function checkNewKey(state: AppState, key: NewKey): void {
+  if (state.keys.some((k) => k.key_id === key.key_id || k.hash === key.hash)) {
+    throw new ConflictError("key_exists", "A key with this id or value already exists", { param: "key_id" });
+  }
+  if (key.scopes.length === 0) throw new ValidationError("A key needs at least one scope", { param: "scopes" });
+}

@@ -1,0 +1,42 @@
+/** The app stream's events: an app (a tenant) and its API keys. See src/core/eventContract.ts. */
+import { Type } from "@sinclair/typebox";
+import { eventCodec, type EventsOf } from "../../core/eventContract.ts";
+import { Nullable } from "../shared/schemas.ts";
+
+export const KEY_SCOPES = ["data:read", "data:write", "agents:manage"] as const;
+export type KeyScope = (typeof KEY_SCOPES)[number];
+
+const ScopeSchema = Type.Union(KEY_SCOPES.map((s) => Type.Literal(s)));
+
+/** What is kept of an API key: never the key, only its hash and a prefix people can recognise. */
+export const ApiKeyFields = {
+  key_id: Type.String(),
+  name: Type.String(),
+  /** The key's first characters (`agk_live_ab12`), to tell keys apart in lists. */
+  prefix: Type.String(),
+  /** SHA-256 of the key, hex. */
+  hash: Type.String(),
+  mode: Type.Union([Type.Literal("live"), Type.Literal("test")]),
+  scopes: Type.Array(ScopeSchema),
+  /** The agents this key may use; null for all. */
+  agent_ids: Nullable(Type.Array(Type.String())),
+  /** The end user this key acts as; null for a server key acting for any user. */
+  user_id: Nullable(Type.String()),
+  /** Epoch ms after which the key is refused; null for no expiry. */
+  expires_at: Nullable(Type.Integer()),
+};
+
+export const APP_EVENTS = {
+  AppCreated: { version: 1, schema: Type.Object({ app_id: Type.String(), name: Type.String() }) },
+  AppRenamed: { version: 1, schema: Type.Object({ app_id: Type.String(), name: Type.String() }) },
+  AppSuspended: { version: 1, schema: Type.Object({ app_id: Type.String(), reason: Nullable(Type.String()) }) },
+  AppResumed: { version: 1, schema: Type.Object({ app_id: Type.String() }) },
+  AppDeleted: { version: 1, schema: Type.Object({ app_id: Type.String() }) },
+  ApiKeyIssued: { version: 1, schema: Type.Object({ app_id: Type.String(), ...ApiKeyFields }) },
+  ApiKeyRevoked: { version: 1, schema: Type.Object({ app_id: Type.String(), key_id: Type.String() }) },
+  /** The key stays valid until `until` (epoch ms), then is refused: a rotation's grace period. */
+  ApiKeyExpiring: { version: 1, schema: Type.Object({ app_id: Type.String(), key_id: Type.String(), until: Type.Integer() }) },
+};
+
+export type AppEvent = EventsOf<typeof APP_EVENTS>;
+export const appEvents = eventCodec(APP_EVENTS);
