@@ -6,6 +6,7 @@
 import { Type, type Static } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { join } from "node:path";
+import { parseMasterKey } from "./secrets/masterKey.ts";
 
 const Env = Type.Object({
   PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 8080, description: "HTTP port (0 picks a free one)" }),
@@ -41,6 +42,8 @@ const Env = Type.Object({
   JOB_MAX_DELIVERIES: Type.Integer({ minimum: 1, maximum: 100, default: 5 }),
   RECONCILE_INTERVAL_MS: Type.Integer({ minimum: 200, maximum: 3_600_000, default: 30_000 }),
   READ_MODEL_FILE: Type.Optional(Type.String({ minLength: 1 })),
+  SECRETS_MASTER_KEY: Type.Optional(Type.String({ maxLength: 200 })),
+  SECRETS_PREVIOUS_MASTER_KEYS: Type.Optional(Type.String({ maxLength: 20_000 })),
   LOG_LEVEL: Type.Union([Type.Literal("debug"), Type.Literal("info"), Type.Literal("warn"), Type.Literal("error")], { default: "info" }),
 });
 
@@ -81,6 +84,8 @@ export interface Config {
   jobMaxDeliveries: number;
   readModelFile: string | undefined;
   reconcileIntervalMs: number;
+  /** The secret box's master key and the retired ones it may still unwrap with (base64, 32 bytes each). */
+  secrets: { masterKey: string | undefined; previousMasterKeys: string[] };
   logLevel: EnvShape["LOG_LEVEL"];
 }
 
@@ -121,6 +126,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (e.EVENT_STORE === "esdb" && !e.EVENTSTORE_CONNECTION_STRING) {
     throw new ConfigError("EVENTSTORE_CONNECTION_STRING", "required when EVENT_STORE=esdb (for example esdb://localhost:2113?tls=false)");
   }
+  const previousMasterKeys = (e.SECRETS_PREVIOUS_MASTER_KEYS ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  if (e.SECRETS_MASTER_KEY !== undefined && !parseMasterKey(e.SECRETS_MASTER_KEY)) {
+    throw new ConfigError("SECRETS_MASTER_KEY", "must be 32 random bytes in base64 (for example `openssl rand -base64 32`)");
+  }
+  const badPrevious = previousMasterKeys.findIndex((k) => !parseMasterKey(k));
+  if (badPrevious >= 0) throw new ConfigError("SECRETS_PREVIOUS_MASTER_KEYS", `entry ${badPrevious + 1} is not 32 bytes in base64`);
   return {
     port: e.PORT,
     host: e.HOST,
@@ -150,6 +161,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     jobMaxDeliveries: e.JOB_MAX_DELIVERIES,
     readModelFile: e.READ_MODEL_FILE,
     reconcileIntervalMs: e.RECONCILE_INTERVAL_MS,
+    secrets: { masterKey: e.SECRETS_MASTER_KEY, previousMasterKeys },
     logLevel: e.LOG_LEVEL,
   };
 }
