@@ -18,7 +18,9 @@ import { createLogger, type Logger } from "./core/logger.ts";
 import { DEFAULT_APP_ID } from "./domain/streams.ts";
 import { createEventStore } from "./eventstore/factory.ts";
 import { createApp, type App, type AppDeps } from "./http/app.ts";
-import { apiKeyAuthenticator, resolveApiKey } from "./http/auth.ts";
+import { directoryAuthenticator, resolveApiKey } from "./http/auth.ts";
+import { TenantDirectory } from "./app/tenantDirectory.ts";
+import { ensureDefaultApp } from "./app/defaultApp.ts";
 import { v1Routes } from "./http/routes/v1/index.ts";
 import { InProcessJobQueue, type JobQueue } from "./jobs/queue.ts";
 import { RedisJobQueue } from "./jobs/redisQueue.ts";
@@ -112,6 +114,14 @@ export async function startServer(
   }
 
   const { key: apiKey, origin } = resolveApiKey(config.apiKey, persistent ? config.dataDir : null);
+  // A process that serves the API checks keys against the tenant directory (the app streams, in
+  // memory) and names the default app's key; a worker serves no requests and may have no key at all.
+  const directory = new TenantDirectory(store, logger.child({ component: "tenants" }));
+  if (config.role !== "worker") {
+    await directory.start();
+    const written = await ensureDefaultApp(ctx.repos, apiKey, { appId: ctx.appId, correlationId: "startup" });
+    if (written !== null) await directory.waitFor(written);
+  }
 
   /** Stops taking HTTP traffic first (when there is any), then the runtime, innermost last. */
   const shutdownWith = (stopHttp: () => Promise<void>) => {
@@ -123,6 +133,7 @@ export async function startServer(
         clearInterval(reconcileTimer);
         await worker.stop(config.shutdownTimeoutMs);
         await ctx.turns.stop();
+        await directory.stop();
         await appendSignal?.close();
         await live.stop();
         await projectionRunner.stop();
@@ -139,7 +150,7 @@ export async function startServer(
   }
   const app = createApp({
     store, runner: projectionRunner, logger, version: pkg.version, maxBodyBytes: config.maxBodyBytes,
-    bodyTimeoutMs: config.bodyTimeoutMs, authenticate: apiKeyAuthenticator(apiKey),
+    bodyTimeoutMs: config.bodyTimeoutMs, authenticate: directoryAuthenticator(directory),
     plugins: [v1Routes({ ctx }), ...(extra.plugins ?? [])],
   });
   app.listen({ port: config.port, hostname: config.host });

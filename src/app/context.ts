@@ -11,7 +11,9 @@ import { agentEvents } from "../domain/agent/events.ts";
 import { idempotencyDecider, idempotencyEvents, type IdempotencyCommand, type IdempotencyEvent, type IdempotencyState } from "../domain/idempotency/idempotency.ts";
 import { jobEvents } from "../domain/job/events.ts";
 import { sessionEvents } from "../domain/session/events.ts";
-import { agentStream, idempotencyStream, jobStream, sessionStream } from "../domain/streams.ts";
+import { agentStream, appStream, idempotencyStream, jobStream, sessionStream } from "../domain/streams.ts";
+import { appDecider, type AppCommand, type AppEvent, type AppState } from "../domain/app/app.ts";
+import { appEvents } from "../domain/app/events.ts";
 import type { EventStore } from "../eventstore/port.ts";
 import type { JobQueue } from "../jobs/queue.ts";
 import type { LlmProvider } from "../llm/provider.ts";
@@ -28,6 +30,7 @@ export interface Repositories {
   sessions: Repository<SessionCommand, SessionEvent, SessionState>;
   jobs: Repository<JobCommand, JobEvent, JobState>;
   idempotency: Repository<IdempotencyCommand, IdempotencyEvent, IdempotencyState>;
+  apps: Repository<AppCommand, AppEvent, AppState>;
 }
 
 export const createRepositories = (store: EventStore, tails?: StreamTails): Repositories => ({
@@ -35,6 +38,7 @@ export const createRepositories = (store: EventStore, tails?: StreamTails): Repo
   sessions: new Repository(store, sessionDecider, sessionEvents, sessionStream, tails),
   jobs: new Repository(store, jobDecider, jobEvents, jobStream, tails),
   idempotency: new Repository(store, idempotencyDecider, idempotencyEvents, idempotencyStream, tails),
+  apps: new Repository(store, appDecider, appEvents, appStream, tails),
 });
 
 /** Which jobs this process is running right now, so a cancel can abort the model request at once. */

@@ -1,15 +1,15 @@
 /**
- * API-key authentication for `/v1`. Until tenancy lands there is one default app whose key comes from
- * `API_KEY`, or is generated once into the data folder and printed at start. Keys are compared by
- * SHA-256 digest in constant time.
+ * API-key authentication for `/v1`. Keys belong to apps (`app-<id>` streams) and are found by their
+ * SHA-256 in the tenant directory, in memory. The default app's key comes from `API_KEY`, or is
+ * generated once into the data folder and printed when it is generated.
  */
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { preparePrivateDir } from "../core/privateFiles.ts";
 import { join } from "node:path";
-import { timingSafeEqual } from "node:crypto";
-import { UnauthorizedError } from "../core/errors.ts";
+import { ForbiddenError, UnauthorizedError } from "../core/errors.ts";
+import type { TenantDirectory } from "../app/tenantDirectory.ts";
+import { keyHash } from "../domain/app/keys.ts";
 
-const digest = (value: string): Buffer => Buffer.from(new Bun.CryptoHasher("sha256").update(value).digest());
 
 export interface ApiKeySource {
   key: string;
@@ -40,15 +40,38 @@ export function presentedKey(headers: Headers): string | null {
   return null;
 }
 
+/** Who a request acts as, once its key is checked. */
+export interface Principal {
+  appId: string;
+  keyId: string;
+  mode: "live" | "test";
+  scopes: readonly string[];
+  /** The agents the key may use; null for all. */
+  agentIds: readonly string[] | null;
+  /** The end user the key acts as; null for a server key. */
+  userId: string | null;
+}
+
+const principals = new WeakMap<Request, Principal>();
+
+/** The principal an authenticated request acts as (set by `directoryAuthenticator`). */
+export const principalOf = (request: Request): Principal | undefined => principals.get(request);
+
 /**
- * Checks a request's key against the app's; throws 401 when it is missing or wrong. The request guard
- * (requestGuard.ts) runs it before anything else, so no body is read and no input validated first.
+ * Checks a request's key against the tenant directory: one hash and one lookup in memory. Unknown,
+ * revoked and expired keys are 401 `invalid_api_key`; a key of a suspended app is 403 `app_suspended`.
+ * The request's principal is kept for the routes (see `principalOf`).
  */
-export function apiKeyAuthenticator(expected: string): (request: Request) => void {
-  const want = digest(expected);
+export function directoryAuthenticator(directory: Pick<TenantDirectory, "lookup">): (request: Request) => void {
   return (request) => {
     const key = presentedKey(request.headers);
     if (!key) throw new UnauthorizedError("Missing API key: send X-API-Key or Authorization: Bearer");
-    if (!timingSafeEqual(digest(key), want)) throw new UnauthorizedError("Invalid API key");
+    const found = directory.lookup(keyHash(key));
+    if (!found.ok) {
+      if (found.reason === "app_suspended") throw new ForbiddenError("The app this key belongs to is suspended", "app_suspended");
+      throw new UnauthorizedError(found.reason === "expired" ? "The API key has expired" : found.reason === "revoked" ? "The API key has been revoked" : "Invalid API key");
+    }
+    const k = found.key;
+    principals.set(request, { appId: found.appId, keyId: k.key_id, mode: k.mode, scopes: k.scopes, agentIds: k.agent_ids, userId: k.user_id });
   };
 }
