@@ -105,9 +105,10 @@ export class SqliteEventStore implements EventStore, SignalledStore {
   constructor(options: SqliteEventStoreOptions) {
     preparePrivateFile(options.path);
     this.db = new Database(options.path, { create: true, strict: true });
+    // The busy timeout first: switching a new file to WAL takes a lock another process may hold.
+    this.db.exec(`PRAGMA busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
     this.db.exec("PRAGMA journal_mode = WAL");
     this.db.exec(`PRAGMA synchronous = ${options.synchronous === "normal" ? "NORMAL" : "FULL"}`);
-    this.db.exec(`PRAGMA busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
     this.db.exec(SCHEMA);
     this.pollIntervalMs = options.pollIntervalMs ?? 100;
     this.stmt = {
