@@ -20,8 +20,9 @@ export async function visibleJobState(ctx: AppContext, jobId: string): Promise<J
  * that is its terminal event, since nothing is appended to an ended job.
  */
 export async function visibleJob(ctx: AppContext, jobId: string): Promise<{ state: JobState; lastEventId: number }> {
-  const { state, revision } = await ctx.repos.jobs.peek(jobId);
-  if (state.status === "none") throw jobNotFound();
+  const { state, revision, appId } = await ctx.repos.jobs.peek(jobId);
+  // Another app's job is as absent as one that never existed.
+  if (state.status === "none" || appId !== ctx.appId) throw jobNotFound();
   if (state.sessionId) {
     const { state: session } = await ctx.repos.sessions.peek(state.sessionId);
     if (session.status !== "active") throw jobNotFound();

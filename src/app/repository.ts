@@ -18,6 +18,8 @@ export interface Loaded<State> {
   state: State;
   /** Revision of the last event folded, or -1n for a stream with no events. */
   revision: bigint;
+  /** The app the stream belongs to (its first event's `app_id`); null for a stream with no events. */
+  appId: string | null;
 }
 
 export interface Handled<State, E extends DomainEvent = DomainEvent> {
@@ -77,11 +79,13 @@ export class Repository<Command, Event extends DomainEvent, State> {
     const cached = this.cache.get(stream);
     let state = cached?.state ?? this.decider.initialState;
     let revision = cached?.revision ?? -1n;
+    let appId = cached?.appId ?? null;
     let last: RecordedEvent | undefined;
     try {
       for await (const e of this.store.readStream(stream, { fromRevision: revision + 1n })) {
         state = this.decider.evolve(state, this.events.decode(e));
         revision = e.revision;
+        appId ??= typeof e.metadata.app_id === "string" ? e.metadata.app_id : null;
         last = e;
       }
       // What was read ends at the stream's end: the tail can say from now on whether it moved.
@@ -90,10 +94,10 @@ export class Repository<Command, Event extends DomainEvent, State> {
     } catch (err) {
       if (!(err instanceof StreamNotFoundError)) throw err;
       this.cache.delete(stream);
-      return { state: this.decider.initialState, revision: -1n };
+      return { state: this.decider.initialState, revision: -1n, appId: null };
     }
-    this.remember(stream, { state, revision });
-    return { state, revision };
+    this.remember(stream, { state, revision, appId });
+    return { state, revision, appId };
   }
 
   /**
@@ -128,7 +132,7 @@ export class Repository<Command, Event extends DomainEvent, State> {
       // last append): the expected revision catches an append it did not know of. A refusal, or a
       // decision to do nothing, is only ever given on state read from the store.
       const cached = attempt === 1 ? this.current(stream) : undefined;
-      const { state, revision } = cached ?? (await this.load(id));
+      const { state, revision, appId } = cached ?? (await this.load(id));
       let events: Event[];
       try {
         // Building the command from the state may refuse too (a lost attempt, an invalid patch).
@@ -143,7 +147,8 @@ export class Repository<Command, Event extends DomainEvent, State> {
         return { state, revision, appended: [], position: null };
       }
       const meta: EventMetadata = {
-        app_id: metadata.appId,
+        // A stream belongs to one app for good: the app it was started in, whoever appends later.
+        app_id: appId ?? metadata.appId,
         [OCCURRED_AT_KEY]: metadata.now ?? Date.now(),
         ...(metadata.correlationId ? { correlationId: metadata.correlationId } : {}),
         ...(metadata.causationId ? { causationId: metadata.causationId } : {}),
@@ -153,7 +158,7 @@ export class Repository<Command, Event extends DomainEvent, State> {
         const result = await this.store.appendToStream(stream, data, { expectedRevision: revision < 0n ? "no_stream" : revision });
         let next = state;
         for (const e of events) next = this.decider.evolve(next, e);
-        this.remember(stream, { state: next, revision: result.nextExpectedRevision });
+        this.remember(stream, { state: next, revision: result.nextExpectedRevision, appId: appId ?? metadata.appId });
         return { state: next, revision: result.nextExpectedRevision, appended: events, position: result.position };
       } catch (err) {
         if (!(err instanceof WrongExpectedVersionError) || attempt >= attempts) throw err;

@@ -45,8 +45,8 @@ export function dispatch(ctx: AppContext, jobId: string): void {
 }
 
 async function activeAgent(ctx: AppContext, agentId: string): Promise<NonNullable<AgentState["spec"]>> {
-  const { state } = await ctx.repos.agents.load(agentId);
-  if (state.status !== "active" || !state.spec) throw new NotFoundError(`Agent ${agentId} not found`, { param: "agent_id" }, "agent_not_found");
+  const { state, appId } = await ctx.repos.agents.load(agentId);
+  if (state.status !== "active" || !state.spec || appId !== ctx.appId) throw new NotFoundError(`Agent ${agentId} not found`, { param: "agent_id" }, "agent_not_found");
   return state.spec;
 }
 

@@ -8,7 +8,7 @@ import { DEFAULT_AGENT_ID } from "../../../domain/streams.ts";
 import { requireValidSchema } from "../../../core/jsonSchema.ts";
 import { BUILTIN_TOOLS } from "../../../tools/registry.ts";
 import { decodeCursor, page, PageQuery } from "../../pagination.ts";
-import { afterWrite, create, IdParam, iso, metaOf, parseJson, type HttpExchange, type V1Deps } from "./common.ts";
+import { callerContext, afterWrite, create, IdParam, iso, metaOf, parseJson, type HttpExchange, type V1Deps } from "./common.ts";
 import { v1Models } from "./models.ts";
 import { getAgent } from "../../../app/agentReads.ts";
 import { findAgent, listAgents, type AgentRow } from "../../../../projections/agents/index.ts";
@@ -81,18 +81,19 @@ async function agentAfterWrite(ctx: AppContext, http: HttpExchange, id: string, 
   const fresh = await afterWrite(ctx, http, position);
   const row = findAgent(ctx.db, ctx.appId, id);
   if (fresh && row) return view(row);
-  const { state } = await ctx.repos.agents.load(id);
-  if (state.status !== "active" || !state.spec) throw new NotFoundError(`Agent ${id} not found`, { param: "agent_id" }, "agent_not_found");
+  const { state, appId } = await ctx.repos.agents.load(id);
+  if (state.status !== "active" || !state.spec || appId !== ctx.appId) throw new NotFoundError(`Agent ${id} not found`, { param: "agent_id" }, "agent_not_found");
   const now = new Date().toISOString();
   return {
     id, object: "agent" as const, ...state.spec, created_at: row ? iso(row.created_at)! : now, updated_at: now,
   };
 }
 
-export const agentRoutes = ({ ctx }: V1Deps) =>
+export const agentRoutes = (deps: V1Deps) =>
   new Elysia({ name: "agentry.v1.agents", prefix: "/v1/agents", detail: { tags: ["Agents"] } })
     .use(v1Models)
-    .post("", ({ body, request, set }) => create(ctx, request, body, set, { agent: "agt" }, async ({ ids, resumed }) => {
+    .use(callerContext(deps))
+    .post("", ({ ctx, body, request, set }) => create(ctx, request, body, set, { agent: "agt" }, async ({ ids, resumed }) => {
       const spec: AgentSpec = {
         name: body.name, description: body.description ?? "", system_prompt: body.system_prompt ?? "You are a helpful assistant.",
         model: { provider: body.model?.provider ?? null, name: body.model?.name ?? null, parameters: body.model?.parameters ?? {} },
@@ -105,15 +106,15 @@ export const agentRoutes = ({ ctx }: V1Deps) =>
       const position = exists ? null : (await ctx.repos.agents.handle(id, { type: "CreateAgent", agent_id: id, spec }, metaOf(ctx, request))).position;
       return { status: 201, body: await agentAfterWrite(ctx, { set, request }, id, position) };
     }), { body: t.Object(AgentFields), response: { 201: "Agent" }, detail: { summary: "Create an agent" } })
-    .get("", ({ query }) => {
+    .get("", ({ ctx, query }) => {
       const limit = query.limit ?? 20;
       const after = decodeCursor(query.cursor, { seq: "integer" });
       return page(listAgents(ctx.db, ctx.appId, limit + 1, after?.seq), limit, view, (r) => ({ seq: r.seq }));
     }, { query: t.Object(PageQuery), response: "AgentList", detail: { summary: "List agents, newest first" } })
-    .get("/:agent_id", ({ params }) => view(getAgent(ctx.db, ctx.appId, params.agent_id)), {
+    .get("/:agent_id", ({ ctx, params }) => view(getAgent(ctx.db, ctx.appId, params.agent_id)), {
       params: IdParam("agent_id"), response: "Agent", detail: { summary: "Get an agent" },
     })
-    .patch("/:agent_id", async ({ params, body, request, set }) => {
+    .patch("/:agent_id", async ({ ctx, params, body, request, set }) => {
       getAgent(ctx.db, ctx.appId, params.agent_id);
       const patch: AgentPatch = {};
       for (const key of ["name", "description", "system_prompt", "approval", "output_schema"] as const) {
@@ -132,7 +133,7 @@ export const agentRoutes = ({ ctx }: V1Deps) =>
       params: IdParam("agent_id"), body: t.Partial(t.Object(AgentFields)), response: "Agent",
       detail: { summary: "Update an agent", description: "Merges at every level: fields left out keep their value; model merges field by field and model.parameters key by key (null removes a parameter); tools and output_schema are replaced whole." },
     })
-    .delete("/:agent_id", async ({ params, request, set }) => {
+    .delete("/:agent_id", async ({ ctx, params, request, set }) => {
       if (params.agent_id === DEFAULT_AGENT_ID) throw new ConflictError("default_agent", "The default agent cannot be deleted");
       getAgent(ctx.db, ctx.appId, params.agent_id);
       const r = await ctx.repos.agents.handle(params.agent_id, { type: "DeleteAgent", agent_id: params.agent_id }, metaOf(ctx, request));

@@ -1,5 +1,5 @@
 /** What the /v1 route modules share: dependencies, request metadata, idempotent creation, views. */
-import { t } from "elysia";
+import { Elysia, t } from "elysia";
 import type { AppContext } from "../../../app/context.ts";
 import type { CommandMetadata } from "../../../app/repository.ts";
 import type { JobRow } from "../../../../projections/jobs/index.ts";
@@ -7,10 +7,26 @@ import type { SessionRow } from "../../../../projections/sessions/index.ts";
 import { readYourWrites } from "../../../app/context.ts";
 import { idempotent, type IdempotentRun } from "../../idempotency.ts";
 import { clientRequestId } from "../../requestGuard.ts";
+import { principalOf } from "../../auth.ts";
 
 export interface V1Deps {
   ctx: AppContext;
 }
+
+/**
+ * The context a request acts in: the server's, with the caller's app (from its key). Every read and
+ * write a route makes goes through it, so what a request touches is its own app's. Shared as is for
+ * the default app, the common case, so that case costs nothing.
+ */
+export function forCaller(ctx: AppContext, request: Request): AppContext {
+  const appId = principalOf(request)?.appId;
+  return appId === undefined || appId === ctx.appId ? ctx : { ...ctx, appId };
+}
+
+/** The plugin a route module starts with: each handler gets `ctx`, the caller's context. */
+export const callerContext = (deps: V1Deps) =>
+  // Unnamed on purpose: Elysia would register a named plugin once, in the first module that uses it.
+  new Elysia().resolve({ as: "scoped" }, ({ request }) => ({ ctx: forCaller(deps.ctx, request) }));
 
 export const iso = (ms: number | null | undefined): string | null => (ms === null || ms === undefined ? null : new Date(ms).toISOString());
 export const parseJson = <T = unknown>(s: string | null): T | null => (s === null ? null : (JSON.parse(s) as T));

@@ -5,17 +5,18 @@ import { TERMINAL } from "../../../domain/job/job.ts";
 import { jobStream } from "../../../domain/streams.ts";
 import { visibleJob, visibleJobRow, visibleJobState } from "../../../app/jobReads.ts";
 import { JOB_STREAM_ENDS, resumeFrom, sseResponse } from "../../sse.ts";
-import { afterWrite, IdParam, jobView, metaOf, type V1Deps } from "./common.ts";
+import { callerContext, afterWrite, IdParam, jobView, metaOf, type V1Deps } from "./common.ts";
 import { documented, SSE_RESPONSE, v1Models, Verbosity } from "./models.ts";
 import { CURSOR_QUERY_PARAMETERS, cursorQuery, pollResponse, pollStream } from "./cursorEvents.ts";
 
-export const jobRoutes = ({ ctx }: V1Deps) =>
+export const jobRoutes = (deps: V1Deps) =>
   new Elysia({ name: "agentry.v1.jobs", prefix: "/v1/jobs", detail: { tags: ["Jobs"] } })
     .use(v1Models)
-    .get("/:job_id", ({ params }) => jobView(visibleJobRow(ctx, params.job_id)), {
+    .use(callerContext(deps))
+    .get("/:job_id", ({ ctx, params }) => jobView(visibleJobRow(ctx, params.job_id)), {
       params: IdParam("job_id"), response: "Job", detail: { summary: "Get a job's status, outcome and usage" },
     })
-    .get("/:job_id/events", async ({ params, request, set }) => {
+    .get("/:job_id/events", async ({ ctx, params, request, set }) => {
       const query = cursorQuery(request.url);
       // 404 before holding a long-poll; a poll that does not wait finds out from the state read below.
       if (query.wait) await visibleJobState(ctx, params.job_id);
@@ -35,7 +36,7 @@ export const jobRoutes = ({ ctx }: V1Deps) =>
       params: IdParam("job_id"),
       detail: { parameters: CURSOR_QUERY_PARAMETERS, responses: documented("JobEvents", "The job's events after the cursor, its status, and done"), summary: "Poll a job's events after a cursor", description: "Event ids are positions in the job's stream counted from 1; pass the returned cursor as since. wait holds the request until an event arrives." },
     })
-    .get("/:job_id/stream", async ({ params, query, request }) => {
+    .get("/:job_id/stream", async ({ ctx, params, query, request }) => {
       await visibleJobState(ctx, params.job_id);
       return sseResponse(ctx, jobStream(params.job_id), {
         since: resumeFrom(request.headers, query.since), verbosity: query.verbosity ?? "standard", closeAfter: JOB_STREAM_ENDS, signal: request.signal,
@@ -45,13 +46,13 @@ export const jobRoutes = ({ ctx }: V1Deps) =>
       params: IdParam("job_id"), query: t.Object({ since: t.Optional(t.Integer({ minimum: 0 })), verbosity: Verbosity }),
       detail: { responses: SSE_RESPONSE, summary: "Stream a job's events as SSE", description: "Each event's SSE id is its cursor id; reconnect with Last-Event-ID to resume. Closes after the job ends." },
     })
-    .post("/:job_id/approve", async ({ params, request, set }) => {
+    .post("/:job_id/approve", async ({ ctx, params, request, set }) => {
       await visibleJobState(ctx, params.job_id);
       const position = await approvePlan(ctx, params.job_id, metaOf(ctx, request));
       await afterWrite(ctx, { set, request }, position);
       return { job_id: params.job_id, status: "approved" as const };
     }, { params: IdParam("job_id"), response: "JobAction", detail: { summary: "Approve the plan a job is waiting on" } })
-    .post("/:job_id/reject", async ({ params, request, body, set }) => {
+    .post("/:job_id/reject", async ({ ctx, params, request, body, set }) => {
       await visibleJobState(ctx, params.job_id);
       const position = await rejectPlan(ctx, params.job_id, body?.reason ?? null, metaOf(ctx, request));
       await afterWrite(ctx, { set, request }, position);
@@ -60,7 +61,7 @@ export const jobRoutes = ({ ctx }: V1Deps) =>
       params: IdParam("job_id"), response: "JobAction", body: t.Optional(t.Object({ reason: t.Optional(t.String({ maxLength: 2000 })) })),
       detail: { summary: "Reject the plan; the job ends cancelled and nothing of the plan runs" },
     })
-    .post("/:job_id/cancel", async ({ params, request, body, set }) => {
+    .post("/:job_id/cancel", async ({ ctx, params, request, body, set }) => {
       await visibleJobState(ctx, params.job_id);
       const r = await cancelJob(ctx, params.job_id, body?.reason ?? null, metaOf(ctx, request));
       await afterWrite(ctx, { set, request }, r.position);

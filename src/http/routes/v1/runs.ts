@@ -5,13 +5,14 @@ import { DEFAULT_AGENT_ID } from "../../../domain/streams.ts";
 import { requireValidSchema } from "../../../core/jsonSchema.ts";
 import { getAgent } from "../../../app/agentReads.ts";
 import { v1Models } from "./models.ts";
-import { afterWrite, create, IdParam, jobView, metaOf, type V1Deps } from "./common.ts";
+import { callerContext, afterWrite, create, IdParam, jobView, metaOf, type V1Deps } from "./common.ts";
 import { visibleRunRow } from "../../../app/jobReads.ts";
 
-export const runRoutes = ({ ctx }: V1Deps) =>
+export const runRoutes = (deps: V1Deps) =>
   new Elysia({ name: "agentry.v1.runs", prefix: "/v1/runs", detail: { tags: ["Runs"] } })
     .use(v1Models)
-    .post("", ({ body, request, set }) => create(ctx, request, body, set, { job: "run" }, async ({ ids }) => {
+    .use(callerContext(deps))
+    .post("", ({ ctx, body, request, set }) => create(ctx, request, body, set, { job: "run" }, async ({ ids }) => {
       const agentId = body.agent_id ?? DEFAULT_AGENT_ID;
       getAgent(ctx.db, ctx.appId, agentId);
       if (body.output_schema) requireValidSchema(body.output_schema);
@@ -33,7 +34,7 @@ export const runRoutes = ({ ctx }: V1Deps) =>
       response: { 202: "RunAccepted" },
       detail: { summary: "Start a single-turn run", description: "202 {job_id}; poll GET /v1/runs/{id}. A reply that does not match output_schema fails the run with invalid_output." },
     })
-    .get("/:run_id", ({ params }) => {
+    .get("/:run_id", ({ ctx, params }) => {
       const job = jobView(visibleRunRow(ctx, params.run_id));
       return { id: job.id, job_id: job.id, status: job.status, result: job.result, content: job.content, error: job.error, usage: job.usage, created_at: job.created_at, completed_at: job.completed_at };
     }, { params: IdParam("run_id"), response: "Run", detail: { summary: "Get a run's status and result" } });

@@ -4,21 +4,22 @@ import { sessionStream } from "../../../../domain/streams.ts";
 import { listSessionJobs } from "../../../../../projections/jobs/index.ts";
 import { decodeCursor, page, PageQuery } from "../../../pagination.ts";
 import { resumeFrom, SESSION_STREAM_ENDS, sseResponse } from "../../../sse.ts";
-import { IdParam, jobView, sessionView, type V1Deps } from "../common.ts";
+import { callerContext, IdParam, jobView, sessionView, type V1Deps } from "../common.ts";
 import { CURSOR_QUERY_PARAMETERS, cursorQuery, pollResponse, pollStream } from "../cursorEvents.ts";
 import { documented, SSE_RESPONSE, v1Models, Verbosity } from "../models.ts";
 import { requireSession } from "./service.ts";
 
-export const sessionActivityRoutes = ({ ctx }: V1Deps) =>
+export const sessionActivityRoutes = (deps: V1Deps) =>
   new Elysia({ name: "agentry.v1.sessions.sessionActivityRoutes", prefix: "/v1/sessions", detail: { tags: ["Sessions"] } })
     .use(v1Models)
-    .get("/:session_id/jobs", ({ params, query }) => {
+    .use(callerContext(deps))
+    .get("/:session_id/jobs", ({ ctx, params, query }) => {
       requireSession(ctx, params.session_id);
       const limit = query.limit ?? 20;
       const after = decodeCursor(query.cursor, { seq: "integer" });
       return page(listSessionJobs(ctx.db, params.session_id, limit + 1, after?.seq), limit, jobView, (r) => ({ seq: r.seq }));
     }, { params: IdParam("session_id"), query: t.Object(PageQuery), response: "JobList", detail: { summary: "A session's jobs, newest first" } })
-    .get("/:session_id/events", async ({ params, request, set }) => {
+    .get("/:session_id/events", async ({ ctx, params, request, set }) => {
       const query = cursorQuery(request.url);
       const row = requireSession(ctx, params.session_id);
       const { raw, cursor } = await pollStream(ctx, sessionStream(params.session_id), query, request);
@@ -27,7 +28,7 @@ export const sessionActivityRoutes = ({ ctx }: V1Deps) =>
       params: IdParam("session_id"),
       detail: { parameters: CURSOR_QUERY_PARAMETERS, responses: documented("SessionEvents", "The session's events after the cursor"), summary: "Poll the session's own events (messages, turn ends, assets) after a cursor" },
     })
-    .get("/:session_id/stream", ({ params, query, request }) => {
+    .get("/:session_id/stream", ({ ctx, params, query, request }) => {
       requireSession(ctx, params.session_id);
       return sseResponse(ctx, sessionStream(params.session_id), {
         since: resumeFrom(request.headers, query.since), verbosity: query.verbosity ?? "full", closeAfter: SESSION_STREAM_ENDS, signal: request.signal,

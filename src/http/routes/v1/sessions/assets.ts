@@ -3,15 +3,16 @@ import { Elysia, t } from "elysia";
 import type { SessionEvent } from "../../../../domain/session/session.ts";
 import { listAssets, type AssetRow } from "../../../../../projections/assets/index.ts";
 import { decodeCursor, page, PageQuery } from "../../../pagination.ts";
-import { afterWrite, create, IdParam, metaOf, type V1Deps } from "../common.ts";
+import { callerContext, afterWrite, create, IdParam, metaOf, type V1Deps } from "../common.ts";
 import { v1Models } from "../models.ts";
 import { assetView } from "./model.ts";
 import { registeredAsset, requireSession } from "./service.ts";
 
-export const assetRoutes = ({ ctx }: V1Deps) =>
+export const assetRoutes = (deps: V1Deps) =>
   new Elysia({ name: "agentry.v1.sessions.assetRoutes", prefix: "/v1/sessions", detail: { tags: ["Sessions"] } })
     .use(v1Models)
-    .post("/:session_id/assets", ({ params, body, request, set }) => create(ctx, request, body, set, { asset: "ast" }, async ({ ids, resumed }) => {
+    .use(callerContext(deps))
+    .post("/:session_id/assets", ({ ctx, params, body, request, set }) => create(ctx, request, body, set, { asset: "ast" }, async ({ ids, resumed }) => {
       requireSession(ctx, params.session_id);
       // A retry taking over this request finds the asset its first execution registered.
       let registered = resumed ? await registeredAsset(ctx, params.session_id, ids.asset!) : null;
@@ -41,7 +42,7 @@ export const assetRoutes = ({ ctx }: V1Deps) =>
       response: { 201: "Asset" },
       detail: { summary: "Register an asset; its label asset_N is numbered atomically per session" },
     })
-    .get("/:session_id/assets", ({ params, query }) => {
+    .get("/:session_id/assets", ({ ctx, params, query }) => {
       requireSession(ctx, params.session_id);
       const limit = query.limit ?? 50;
       const after = decodeCursor(query.cursor, { n: "integer" });

@@ -5,14 +5,15 @@ import { DEFAULT_AGENT_ID } from "../../../../domain/streams.ts";
 import { listSessions } from "../../../../../projections/sessions/index.ts";
 import { decodeCursor, page, PageQuery } from "../../../pagination.ts";
 import { getAgent } from "../../../../app/agentReads.ts";
-import { afterWrite, create, IdParam, metaOf, sessionView, type V1Deps } from "../common.ts";
+import { callerContext, afterWrite, create, IdParam, metaOf, sessionView, type V1Deps } from "../common.ts";
 import { v1Models } from "../models.ts";
 import { requireSession, sessionAfterWrite } from "./service.ts";
 
-export const sessionCrudRoutes = ({ ctx }: V1Deps) =>
+export const sessionCrudRoutes = (deps: V1Deps) =>
   new Elysia({ name: "agentry.v1.sessions.sessionCrudRoutes", prefix: "/v1/sessions", detail: { tags: ["Sessions"] } })
     .use(v1Models)
-    .post("", ({ body, request, set }) => create(ctx, request, body, set, { session: "sess" }, async ({ ids, resumed }) => {
+    .use(callerContext(deps))
+    .post("", ({ ctx, body, request, set }) => create(ctx, request, body, set, { session: "sess" }, async ({ ids, resumed }) => {
       const agentId = body.agent_id ?? DEFAULT_AGENT_ID;
       getAgent(ctx.db, ctx.appId, agentId);
       const id = ids.session!;
@@ -34,7 +35,7 @@ export const sessionCrudRoutes = ({ ctx }: V1Deps) =>
       response: { 201: "Session" },
       detail: { summary: "Start a session" },
     })
-    .get("", ({ query }) => {
+    .get("", ({ ctx, query }) => {
       const limit = query.limit ?? 20;
       const after = decodeCursor(query.cursor, { order: "string", seq: "integer", id: "string" });
       const filter = {
@@ -60,10 +61,10 @@ export const sessionCrudRoutes = ({ ctx }: V1Deps) =>
       response: "SessionList",
       detail: { summary: "List sessions, most recently active (or newest) first" },
     })
-    .get("/:session_id", ({ params }) => sessionView(requireSession(ctx, params.session_id)), {
+    .get("/:session_id", ({ ctx, params }) => sessionView(requireSession(ctx, params.session_id)), {
       params: IdParam("session_id"), response: "Session", detail: { summary: "Get a session" },
     })
-    .patch("/:session_id", async ({ params, body, request, set }) => {
+    .patch("/:session_id", async ({ ctx, params, body, request, set }) => {
       requireSession(ctx, params.session_id);
       if (body.name === undefined && body.archived === undefined) throw new ValidationError("Nothing to update: send name and/or archived", { param: "body" });
       const meta = metaOf(ctx, request);
@@ -78,7 +79,7 @@ export const sessionCrudRoutes = ({ ctx }: V1Deps) =>
       body: t.Object({ name: t.Optional(t.String({ minLength: 1, maxLength: 200 })), archived: t.Optional(t.Boolean()) }),
       response: "Session", detail: { summary: "Rename, archive or unarchive a session" },
     })
-    .delete("/:session_id", async ({ params, request, set }) => {
+    .delete("/:session_id", async ({ ctx, params, request, set }) => {
       requireSession(ctx, params.session_id);
       const meta = metaOf(ctx, request);
       const r = await ctx.repos.sessions.handle(params.session_id, { type: "DeleteSession" }, meta);

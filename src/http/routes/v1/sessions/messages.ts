@@ -6,16 +6,17 @@ import { jobStream } from "../../../../domain/streams.ts";
 import { listMessages } from "../../../../../projections/messages/index.ts";
 import { decodeCursor, encodeCursor } from "../../../pagination.ts";
 import { JOB_STREAM_ENDS, sseResponse } from "../../../sse.ts";
-import { afterWrite, create, IdParam, metaOf, type V1Deps } from "../common.ts";
+import { callerContext, afterWrite, create, IdParam, metaOf, type V1Deps } from "../common.ts";
 import { MessageAccepted, MessageReply, v1Models } from "../models.ts";
 import { visibleJobState } from "../../../../app/jobReads.ts";
 import { messageView, MessageBody } from "./model.ts";
 import { requireSession, waitForEnd } from "./service.ts";
 
-export const messageRoutes = ({ ctx }: V1Deps) =>
+export const messageRoutes = (deps: V1Deps) =>
   new Elysia({ name: "agentry.v1.sessions.messageRoutes", prefix: "/v1/sessions", detail: { tags: ["Sessions"] } })
     .use(v1Models)
-    .post("/:session_id/messages", async ({ params, body, request, set }) => {
+    .use(callerContext(deps))
+    .post("/:session_id/messages", async ({ ctx, params, body, request, set }) => {
       requireSession(ctx, params.session_id);
       const input = {
         content: body.content, attachments: body.attachments ?? [], model: body.model ?? null, context: body.context ?? null,
@@ -58,7 +59,7 @@ export const messageRoutes = ({ ctx }: V1Deps) =>
         description: '202 {job_id} at once; 409 session_busy while a turn is in flight unless multitask is "enqueue"; wait=true answers with the finished reply; stream=true answers as SSE.',
       },
     })
-    .get("/:session_id/messages", ({ params, query }) => {
+    .get("/:session_id/messages", ({ ctx, params, query }) => {
       requireSession(ctx, params.session_id);
       const limit = query.limit ?? 50;
       const before = decodeCursor(query.before, { seq: "integer" }, "before");

@@ -25,8 +25,8 @@ export async function sessionAfterWrite(ctx: AppContext, http: HttpExchange, id:
   const fresh = await afterWrite(ctx, http, position);
   const row = getSession(ctx.db, ctx.appId, id);
   if (fresh && row) return sessionView(row);
-  const { state } = await ctx.repos.sessions.load(id);
-  if (state.status !== "active") throw new NotFoundError("Session not found", { param: "session_id" }, "session_not_found");
+  const { state, appId } = await ctx.repos.sessions.load(id);
+  if (state.status !== "active" || appId !== ctx.appId) throw new NotFoundError("Session not found", { param: "session_id" }, "session_not_found");
   const now = Date.now();
   const base: SessionRow = row ?? {
     id, app_id: ctx.appId, agent_id: state.agentId!, user_id: state.userId!, name: state.name, external_ref: state.externalRef,
