@@ -33,6 +33,8 @@ export interface Handled<State, E extends DomainEvent = DomainEvent> {
 
 export interface CommandMetadata {
   appId: string;
+  /** Who asked: `key:<id>`, `root:root`, `jwt:<subject>`, … recorded on every event it writes. */
+  actor?: string;
   correlationId?: string;
   causationId?: string;
   /** Business time of the command (ms since the epoch); now when not given. */
@@ -152,6 +154,7 @@ export class Repository<Command, Event extends DomainEvent, State> {
         [OCCURRED_AT_KEY]: metadata.now ?? Date.now(),
         ...(metadata.correlationId ? { correlationId: metadata.correlationId } : {}),
         ...(metadata.causationId ? { causationId: metadata.causationId } : {}),
+        ...(metadata.actor ? { actor: metadata.actor } : {}),
       };
       const data = events.map((e) => ({ id: newEventId(), type: e.type, data: e.data, metadata: { ...meta, ...this.events.encode(e) } }));
       try {

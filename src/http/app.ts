@@ -19,6 +19,8 @@ export interface AppDeps {
   bodyTimeoutMs?: number;
   /** Checks credentials for the API routes (`/v1`), before the body is read; none means open. */
   authenticate?: (request: Request) => void;
+  /** Checks credentials for the management plane (`/v1/apps`); none means it is not served. */
+  authenticateManagement?: (request: Request) => Promise<void>;
   /** Further route modules mounted after the built-in ones. */
   plugins?: readonly Elysia<any, any, any, any, any, any, any>[];
 }
@@ -27,8 +29,10 @@ export function createApp(deps: AppDeps) {
   // normalize: false makes validation strict: a wrong type is a 400, never silently coerced into shape
   // (with normalisation on, a string sent for an object field came through as {"0": …}).
   const guard = requestGuard({
-    protectedPrefixes: deps.authenticate ? ["/v1"] : [],
-    authenticate: deps.authenticate ?? (() => {}),
+    areas: [
+      ...(deps.authenticate ? [{ prefix: "/v1", authenticate: deps.authenticate }] : []),
+      ...(deps.authenticateManagement ? [{ prefix: "/v1/apps", authenticate: deps.authenticateManagement }] : []),
+    ],
     maxBodyBytes: deps.maxBodyBytes ?? 10 * 1024 * 1024,
     bodyTimeoutMs: deps.bodyTimeoutMs ?? 10_000,
   });

@@ -16,11 +16,16 @@ import {
   PayloadTooLargeError, RequestTimeoutError, UnsupportedMediaTypeError, ValidationError,
 } from "../core/errors.ts";
 
+/** A part of the API with its own credentials: requests under `prefix` must pass `authenticate`. */
+export interface ProtectedArea {
+  prefix: string;
+  /** Throws (401/403) unless the request carries valid credentials; may be async (a JWT to verify). */
+  authenticate(request: Request): void | Promise<void>;
+}
+
 export interface RequestGuardOptions {
-  /** Path prefixes whose requests need `authenticate` to pass. */
-  protectedPrefixes: readonly string[];
-  /** Throws (401) unless the request carries valid credentials. */
-  authenticate(request: Request): void;
+  /** The protected areas; a request is checked by the one with the longest matching prefix. */
+  areas: readonly ProtectedArea[];
   maxBodyBytes: number;
   bodyTimeoutMs: number;
 }
@@ -28,12 +33,14 @@ export interface RequestGuardOptions {
 const BODY_METHODS = new Set(["POST", "PUT", "PATCH", "DELETE"]);
 
 export function requestGuard(options: RequestGuardOptions) {
+  const areas = [...options.areas].sort((x, y) => y.prefix.length - x.prefix.length);
   const guard = new Elysia({ name: "agentry.request-guard" })
     .onRequest(({ request, set }) => {
       // Every response, errors included, carries a request id: the caller's, or a new one to quote in reports.
       set.headers["x-request-id"] = clientRequestId(request) ?? crypto.randomUUID();
       const path = pathOf(request.url);
-      if (options.protectedPrefixes.some((p) => path === p || path.startsWith(`${p}/`))) options.authenticate(request);
+      const area = areas.find((a) => path === a.prefix || path.startsWith(`${a.prefix}/`));
+      if (area) return area.authenticate(request) as undefined; // a promise is awaited by Elysia
     })
     .onParse({ as: "global" }, async ({ request, contentType }) => {
       if (!BODY_METHODS.has(request.method)) return undefined;

@@ -88,10 +88,14 @@ test("each app's resources are absent to the other: reads and writes by id answe
   expect((await a.get(`/v1/agents/${ids.a.agent}`)).status).toBe(200);
 });
 
-test("what each app writes is recorded as that app's, in every event", async () => {
+test("what each app writes is recorded as that app's, in every event, with the key that asked", async () => {
   for (const [who, app] of [["a", DEFAULT_APP_ID], ["b", "app_b"]] as const) {
     for (const stream of [`session-${ids[who].session}`, `job-${ids[who].job}`, `agent-${ids[who].agent}`, `job-${ids[who].run}`]) {
       for await (const e of server.ctx.store.readStream(stream)) expect({ stream, app: e.metadata.app_id }).toEqual({ stream, app });
+    }
+    // The request that started each resource is on record as the key that sent it.
+    for (const stream of [`session-${ids[who].session}`, `agent-${ids[who].agent}`]) {
+      for await (const e of server.ctx.store.readStream(stream, { maxCount: 1 })) expect(String(e.metadata.actor)).toMatch(/^key:key_/);
     }
   }
 });

@@ -31,11 +31,10 @@ export const callerContext = (deps: V1Deps) =>
 export const iso = (ms: number | null | undefined): string | null => (ms === null || ms === undefined ? null : new Date(ms).toISOString());
 export const parseJson = <T = unknown>(s: string | null): T | null => (s === null ? null : (JSON.parse(s) as T));
 
-export const metaOf = (ctx: AppContext, request: Request): CommandMetadata => ({
-  appId: ctx.appId,
-  correlationId: clientRequestId(request) ?? undefined,
-  now: Date.now(),
-});
+export const metaOf = (ctx: AppContext, request: Request): CommandMetadata => {
+  const keyId = principalOf(request)?.keyId;
+  return { appId: ctx.appId, correlationId: clientRequestId(request) ?? undefined, now: Date.now(), ...(keyId ? { actor: `key:${keyId}` } : {}) };
+};
 
 export type ResponseSet = { status?: number | string; headers: Record<string, string | number> };
 
