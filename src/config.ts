@@ -44,6 +44,11 @@ const Env = Type.Object({
   READ_MODEL_FILE: Type.Optional(Type.String({ minLength: 1 })),
   SECRETS_MASTER_KEY: Type.Optional(Type.String({ maxLength: 200 })),
   SECRETS_PREVIOUS_MASTER_KEYS: Type.Optional(Type.String({ maxLength: 20_000 })),
+  ADMIN_TOKEN: Type.Optional(Type.String({ minLength: 16, maxLength: 512 })),
+  MANAGEMENT_JWT_SECRET: Type.Optional(Type.String({ maxLength: 4096 })),
+  MANAGEMENT_JWKS_URL: Type.Optional(Type.String({ pattern: "^https?://", maxLength: 2000 })),
+  MANAGEMENT_JWT_ISSUER: Type.Optional(Type.String({ minLength: 1, maxLength: 2000 })),
+  MANAGEMENT_JWT_AUDIENCE: Type.Optional(Type.String({ minLength: 1, maxLength: 2000 })),
   LOG_LEVEL: Type.Union([Type.Literal("debug"), Type.Literal("info"), Type.Literal("warn"), Type.Literal("error")], { default: "info" }),
 });
 
@@ -86,6 +91,16 @@ export interface Config {
   reconcileIntervalMs: number;
   /** The secret box's master key and the retired ones it may still unwrap with (base64, 32 bytes each). */
   secrets: { masterKey: string | undefined; previousMasterKeys: string[] };
+  /** The management plane (src/auth/management.ts): the operator root token and the JWTs it accepts. */
+  management: {
+    adminToken: string | undefined;
+    /** HS256 secret, 32+ bytes. */
+    jwtSecret: string | undefined;
+    /** RS256/ES256 keys are fetched from here. */
+    jwksUrl: string | undefined;
+    jwtIssuer: string | undefined;
+    jwtAudience: string | undefined;
+  };
   logLevel: EnvShape["LOG_LEVEL"];
 }
 
@@ -132,6 +147,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   const badPrevious = previousMasterKeys.findIndex((k) => !parseMasterKey(k));
   if (badPrevious >= 0) throw new ConfigError("SECRETS_PREVIOUS_MASTER_KEYS", `entry ${badPrevious + 1} is not 32 bytes in base64`);
+  if (e.MANAGEMENT_JWT_SECRET !== undefined && Buffer.byteLength(e.MANAGEMENT_JWT_SECRET, "utf8") < 32) {
+    throw new ConfigError("MANAGEMENT_JWT_SECRET", "must be at least 32 bytes (for example `openssl rand -base64 32`)");
+  }
+  if (e.MANAGEMENT_JWKS_URL !== undefined && !URL.canParse(e.MANAGEMENT_JWKS_URL)) {
+    throw new ConfigError("MANAGEMENT_JWKS_URL", "is not a valid http(s) URL");
+  }
   return {
     port: e.PORT,
     host: e.HOST,
@@ -162,6 +183,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     readModelFile: e.READ_MODEL_FILE,
     reconcileIntervalMs: e.RECONCILE_INTERVAL_MS,
     secrets: { masterKey: e.SECRETS_MASTER_KEY, previousMasterKeys },
+    management: {
+      adminToken: e.ADMIN_TOKEN, jwtSecret: e.MANAGEMENT_JWT_SECRET, jwksUrl: e.MANAGEMENT_JWKS_URL,
+      jwtIssuer: e.MANAGEMENT_JWT_ISSUER, jwtAudience: e.MANAGEMENT_JWT_AUDIENCE,
+    },
     logLevel: e.LOG_LEVEL,
   };
 }

@@ -6,6 +6,8 @@ export const idempotencyStream = (hash: string) => `idempotency-${hash}`;
 /** An app's data keys for the secret box (src/secrets/secretBox.ts), only ever wrapped. */
 export const keyringStream = (appId: string) => `keyring-${appId}`;
 export const appStream = (id: string) => `app-${id}`;
+/** The management plane's root token, as a hash (src/auth/rootToken.ts): one stream for the whole store. */
+export const rootTokenStream = () => "operator-root";
 
 /** The id after the category: `session-sess_123` → `sess_123`. */
 export const idOf = (stream: string): string => stream.slice(stream.indexOf("-") + 1);
