@@ -21,6 +21,8 @@ import { createApp, type App, type AppDeps } from "./http/app.ts";
 import { directoryAuthenticator, resolveApiKey } from "./http/auth.ts";
 import { TenantDirectory } from "./app/tenantDirectory.ts";
 import { ensureDefaultApp } from "./app/defaultApp.ts";
+import { createManagementAuth, type ManagementPrincipal } from "./auth/management.ts";
+import { appRoutes } from "./http/routes/v1/apps.ts";
 import { v1Routes } from "./http/routes/v1/index.ts";
 import { InProcessJobQueue, type JobQueue } from "./jobs/queue.ts";
 import { RedisJobQueue } from "./jobs/redisQueue.ts";
@@ -148,15 +150,25 @@ export async function startServer(
     logger.info("agentry worker running", { read_model_file: readModelPath, event_store: store.kind, queue: queue.kind, concurrency: config.workerConcurrency, llm_provider: ctx.defaultProvider });
     return { url: "", port: 0, apiKey, ctx, shutdown: shutdownWith(async () => {}) };
   }
+  // The management plane (/v1/apps) takes the operator's root token or a management JWT.
+  const { auth: management, generatedRootToken } = await createManagementAuth({ store, config, logger: logger.child({ component: "management" }) });
+  const managers = new WeakMap<Request, ManagementPrincipal>();
   const app = createApp({
     store, runner: projectionRunner, logger, version: pkg.version, maxBodyBytes: config.maxBodyBytes,
     bodyTimeoutMs: config.bodyTimeoutMs, authenticate: directoryAuthenticator(directory),
-    plugins: [v1Routes({ ctx }), ...(extra.plugins ?? [])],
+    authenticateManagement: async (request) => {
+      managers.set(request, await management.authenticate(request));
+    },
+    plugins: [appRoutes({ ctx, directory, principalOf: (request) => managers.get(request) }), v1Routes({ ctx }), ...(extra.plugins ?? [])],
   });
   app.listen({ port: config.port, hostname: config.host });
   const port = app.server!.port!;
   const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
   logger.info("agentry listening", { url, role: config.role, queue: queue.kind, event_store: store.kind, data_dir: config.dataDir, read_model_file: readModelPath, docs: `${url}/docs`, llm_provider: ctx.defaultProvider });
+  if (generatedRootToken !== null) {
+    // Shown this once: only its hash is stored (in the event store), so it cannot be shown again.
+    logger.info("generated the operator's root token for the management plane (/v1/apps); it is shown only this once", { root_token: generatedRootToken });
+  }
   if (origin === "generated") {
     // The one time the key is shown: it is stored in the data folder (mode 0600), never logged again.
     logger.info("generated an API key for the default app; it is shown only this once", {
@@ -174,6 +186,7 @@ export async function startServer(
       logger.warn("in-flight requests did not finish in time; closing them", { timeout_ms: config.shutdownTimeoutMs });
       await app.server!.stop(true);
     }
+    await management.stop();
   });
   return { url, port, apiKey, ctx, shutdown, app };
 }

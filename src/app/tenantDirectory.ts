@@ -55,6 +55,11 @@ export class TenantDirectory {
     return this.apps.get(appId);
   }
 
+  /** Every app the directory knows, deleted ones included, by id. */
+  allApps(): ReadonlyMap<string, AppState> {
+    return this.apps;
+  }
+
   /** Resolves once the directory has folded the event at `position` (an issued key works at once). */
   waitFor(position: bigint): Promise<void> {
     if (this.position !== null && this.position >= position) return Promise.resolve();

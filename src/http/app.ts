@@ -57,10 +57,12 @@ export function createApp(deps: AppDeps) {
             { name: "Runs", description: "Single-turn runs with optional structured (JSON Schema) output" },
             { name: "Agents", description: "System prompt, model, tools, approval policy, output schema" },
             { name: "Operations", description: "Health and operator endpoints" },
+            { name: "Apps", description: "The management plane: apps (tenants) and their API keys; root token or management JWT" },
           ],
           components: {
             securitySchemes: {
               apiKey: { type: "apiKey", in: "header", name: "X-API-Key", description: "Or Authorization: Bearer <key>" },
+              managementToken: { type: "http", scheme: "bearer", description: "The operator's root token, or a management JWT (/v1/apps only)" },
             },
           },
           security: [{ apiKey: [] }],

@@ -5,8 +5,8 @@ export interface Api {
   base: string;
   get(path: string, headers?: Record<string, string>): Promise<{ status: number; body: any; headers: Headers }>;
   post(path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any; headers: Headers }>;
-  patch(path: string, body?: unknown): Promise<{ status: number; body: any; headers: Headers }>;
-  del(path: string): Promise<{ status: number; body: any; headers: Headers }>;
+  patch(path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any; headers: Headers }>;
+  del(path: string, headers?: Record<string, string>): Promise<{ status: number; body: any; headers: Headers }>;
   /** Polls a job's events from `since` until it is done; returns every event seen. */
   pollUntilDone(jobId: string, timeoutMs?: number): Promise<any[]>;
   /** Polls until the job has streamed some text (a turn caught mid-stream). */
@@ -19,7 +19,7 @@ export function api(base: string, key = TEST_KEY): Api {
   const call = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
     const res = await fetch(base + path, {
       method,
-      headers: { "x-api-key": key, ...(body !== undefined ? { "content-type": "application/json" } : {}), ...headers },
+      headers: { ...(key ? { "x-api-key": key } : {}), ...(body !== undefined ? { "content-type": "application/json" } : {}), ...headers },
       ...(body !== undefined ? { body: typeof body === "string" ? body : JSON.stringify(body) } : {}),
     });
     const text = await res.text();
@@ -35,8 +35,8 @@ export function api(base: string, key = TEST_KEY): Api {
     base,
     get: (p, h) => call("GET", p, undefined, h),
     post: (p, b, h) => call("POST", p, b, h),
-    patch: (p, b) => call("PATCH", p, b),
-    del: (p) => call("DELETE", p),
+    patch: (p, b, h) => call("PATCH", p, b, h),
+    del: (p, h) => call("DELETE", p, undefined, h),
     async pollUntilDone(jobId, timeoutMs = 20_000) {
       const events: any[] = [];
       let cursor = 0;

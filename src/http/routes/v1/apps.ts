@@ -1,0 +1,218 @@
+/**
+ * /v1/apps: the management plane — apps (tenants) and their API keys. Separate from the data plane:
+ * it takes the operator's root token or a management JWT (see src/auth/management.ts), never a data
+ * key. A principal manages the apps its token names, with its role: members read, admins also change
+ * an app and its keys, owners also create and delete apps.
+ */
+import { Elysia, t } from "elysia";
+import type { AppContext } from "../../../app/context.ts";
+import type { TenantDirectory } from "../../../app/tenantDirectory.ts";
+import { ForbiddenError, NotFoundError } from "../../../core/errors.ts";
+import { newResourceId } from "../../../core/ids.ts";
+import type { ApiKeyRecord, AppState, NewKey } from "../../../domain/app/app.ts";
+import { KEY_SCOPES } from "../../../domain/app/events.ts";
+import { keyHash, keyPrefix, newApiKey } from "../../../domain/app/keys.ts";
+import { decodeCursor, encodeCursor, PageQuery } from "../../pagination.ts";
+import { IdParam, metaOf, type ResponseSet } from "./common.ts";
+import { v1Models } from "./models.ts";
+
+/** Who is calling the management plane (set by the management authenticator). */
+export interface ManagementPrincipal {
+  kind: "root" | "jwt";
+  subject: string;
+  role: "owner" | "admin" | "member";
+  apps: readonly string[] | "all";
+}
+
+export interface AppRoutesDeps {
+  ctx: AppContext;
+  directory: TenantDirectory;
+  /** The management principal of an authenticated request. */
+  principalOf(request: Request): ManagementPrincipal | undefined;
+}
+
+const RANK = { member: 1, admin: 2, owner: 3 } as const;
+
+function authenticated(principal: ManagementPrincipal | undefined): ManagementPrincipal {
+  if (!principal) throw new ForbiddenError("The management plane takes the root token or a management JWT", "permission_denied");
+  return principal;
+}
+
+/** 403 unless the principal has at least `role` on `appId` (or on every app, for `appId` null). */
+function require(given: ManagementPrincipal | undefined, role: keyof typeof RANK, appId: string | null): ManagementPrincipal {
+  const principal = authenticated(given);
+  const covers = principal.apps === "all" || (appId !== null && principal.apps.includes(appId));
+  if (!covers || RANK[principal.role] < RANK[role]) {
+    throw new ForbiddenError(`This token may not ${role === "member" ? "read" : "change"} ${appId ? `app ${appId}` : "apps"}`, "permission_denied");
+  }
+  return principal;
+}
+
+const appView = (id: string, app: AppState) => ({
+  id, object: "app" as const, name: app.name, status: app.status as "active" | "suspended",
+  key_count: app.keys.filter((k) => !k.revoked).length,
+});
+
+const keyView = (k: ApiKeyRecord) => ({
+  id: k.key_id, object: "api_key" as const, name: k.name, prefix: k.prefix, mode: k.mode, scopes: k.scopes,
+  agent_ids: k.agent_ids, user_id: k.user_id, expires_at: k.expires_at === null ? null : new Date(k.expires_at).toISOString(),
+  valid_until: k.refused_after === null ? null : new Date(k.refused_after).toISOString(), revoked: k.revoked,
+});
+
+const App = t.Object({ id: t.String(), object: t.Literal("app"), name: t.String(), status: t.Union([t.Literal("active"), t.Literal("suspended")]), key_count: t.Integer() });
+const ApiKey = t.Object({
+  id: t.String(), object: t.Literal("api_key"), name: t.String(), prefix: t.String(), mode: t.Union([t.Literal("live"), t.Literal("test")]),
+  scopes: t.Array(t.String()), agent_ids: t.Union([t.Array(t.String()), t.Null()]), user_id: t.Union([t.String(), t.Null()]),
+  expires_at: t.Union([t.String(), t.Null()]), valid_until: t.Union([t.String(), t.Null()]), revoked: t.Boolean(),
+});
+const IssuedKey = t.Composite([ApiKey, t.Object({ key: t.String({ description: "The key itself: shown this once, never again" }) })]);
+const AppPage = t.Object({ data: t.Array(App), has_more: t.Boolean(), next_cursor: t.Union([t.String(), t.Null()]) });
+const KeyList = t.Object({ data: t.Array(ApiKey) });
+const AppDeleted = t.Object({ id: t.String(), object: t.Literal("app"), deleted: t.Literal(true) });
+
+const KeyBody = t.Object({
+  name: t.String({ minLength: 1, maxLength: 200 }),
+  mode: t.Optional(t.Union([t.Literal("live"), t.Literal("test")], { default: "live" })),
+  scopes: t.Optional(t.Array(t.Union(KEY_SCOPES.map((s) => t.Literal(s))), { minItems: 1, uniqueItems: true })),
+  agent_ids: t.Optional(t.Array(t.String({ minLength: 1, maxLength: 100 }), { minItems: 1, maxItems: 100, uniqueItems: true })),
+  user_id: t.Optional(t.String({ minLength: 1, maxLength: 200 })),
+  expires_at: t.Optional(t.String({ format: "date-time", description: "ISO 8601; the key is refused from then on" })),
+});
+
+/** A new key and what is kept of it. */
+function mintKey(body: typeof KeyBody.static): { secret: string; record: NewKey } {
+  const mode = body.mode ?? "live";
+  const secret = newApiKey(mode);
+  return {
+    secret,
+    record: {
+      key_id: newResourceId("key"), name: body.name, prefix: keyPrefix(secret), hash: keyHash(secret), mode,
+      scopes: body.scopes ?? ["data:read", "data:write"], agent_ids: body.agent_ids ?? null, user_id: body.user_id ?? null,
+      expires_at: body.expires_at === undefined ? null : Date.parse(body.expires_at),
+    },
+  };
+}
+
+export const appRoutes = ({ ctx, directory, principalOf }: AppRoutesDeps) => {
+  /** The app as this process knows it once its own write is folded in; 404 for none or deleted. */
+  const liveApp = (appId: string): AppState => {
+    const app = directory.app(appId);
+    if (!app || app.status === "none" || app.status === "deleted") throw new NotFoundError("App not found", { param: "app_id" }, "app_not_found");
+    return app;
+  };
+  const settle = async (position: bigint | null) => {
+    if (position !== null) await directory.waitFor(position);
+  };
+  const meta = (request: Request, principal: ManagementPrincipal, appId: string) => ({ ...metaOf(ctx, request), appId, actor: `${principal.kind}:${principal.subject}` });
+  const created = (set: ResponseSet) => {
+    set.status = 201;
+  };
+
+  return new Elysia({ name: "agentry.v1.apps", prefix: "/v1/apps", detail: { tags: ["Apps"], security: [{ managementToken: [] }] } })
+    .use(v1Models)
+    .model({ App, AppPage, ApiKey, IssuedKey, KeyList, AppDeleted })
+    .post("", async ({ body, request, set }) => {
+      const principal = require(principalOf(request), "owner", null);
+      const appId = newResourceId("app");
+      const r = await ctx.repos.apps.handle(appId, { type: "CreateApp", app_id: appId, name: body.name }, meta(request, principal, appId));
+      await settle(r.position);
+      created(set);
+      return appView(appId, liveApp(appId));
+    }, {
+      body: t.Object({ name: t.String({ minLength: 1, maxLength: 200 }) }), response: { 201: "App" },
+      detail: { summary: "Create an app (owners)" },
+    })
+    .get("", ({ query, request }) => {
+      const principal = authenticated(principalOf(request)); // each sees the apps its token names
+      const limit = query.limit ?? 20;
+      const after = decodeCursor(query.cursor, { id: "string" })?.id;
+      const visible = [...directory.allApps()]
+        .filter(([id, app]) => app.status !== "deleted" && app.status !== "none" && (principal.apps === "all" || principal.apps.includes(id)))
+        .sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0))
+        .filter(([id]) => after === undefined || id > after);
+      const shown = visible.slice(0, limit);
+      const hasMore = visible.length > limit;
+      return { data: shown.map(([id, app]) => appView(id, app)), has_more: hasMore, next_cursor: hasMore ? encodeCursor({ id: shown[shown.length - 1]![0] }) : null };
+    }, { query: t.Object(PageQuery), response: "AppPage", detail: { summary: "The apps this token may see, by id" } })
+    .get("/:app_id", ({ params, request }) => {
+      require(principalOf(request), "member", params.app_id);
+      return appView(params.app_id, liveApp(params.app_id));
+    }, { params: IdParam("app_id"), response: "App", detail: { summary: "Get an app" } })
+    .patch("/:app_id", async ({ params, body, request }) => {
+      const principal = require(principalOf(request), "admin", params.app_id);
+      liveApp(params.app_id);
+      const commands = [
+        ...(body.name !== undefined ? [{ type: "RenameApp" as const, name: body.name }] : []),
+        ...(body.status === "suspended" ? [{ type: "SuspendApp" as const, reason: body.reason ?? null }] : []),
+        ...(body.status === "active" ? [{ type: "ResumeApp" as const }] : []),
+      ];
+      const r = await ctx.repos.apps.handle(params.app_id, commands, meta(request, principal, params.app_id));
+      await settle(r.position);
+      return appView(params.app_id, liveApp(params.app_id));
+    }, {
+      params: IdParam("app_id"), response: "App",
+      body: t.Object({
+        name: t.Optional(t.String({ minLength: 1, maxLength: 200 })),
+        status: t.Optional(t.Union([t.Literal("active"), t.Literal("suspended")], { description: "suspended: every key of the app is refused with 403 app_suspended" })),
+        reason: t.Optional(t.String({ maxLength: 500 })),
+      }),
+      detail: { summary: "Rename, suspend or resume an app (admins)" },
+    })
+    .delete("/:app_id", async ({ params, request }) => {
+      const principal = require(principalOf(request), "owner", params.app_id);
+      liveApp(params.app_id);
+      const r = await ctx.repos.apps.handle(params.app_id, { type: "DeleteApp" }, meta(request, principal, params.app_id));
+      await settle(r.position);
+      return { id: params.app_id, object: "app" as const, deleted: true as const };
+    }, {
+      params: IdParam("app_id"), response: "AppDeleted",
+      detail: { summary: "Delete an app (owners): its keys stop working; its data stays in the event store for audit" },
+    })
+    .post("/:app_id/keys", async ({ params, body, request, set }) => {
+      const principal = require(principalOf(request), "admin", params.app_id);
+      liveApp(params.app_id);
+      const { secret, record } = mintKey(body);
+      const r = await ctx.repos.apps.handle(params.app_id, { type: "IssueKey", key: record }, meta(request, principal, params.app_id));
+      await settle(r.position);
+      created(set);
+      return { ...keyView(liveApp(params.app_id).keys.find((k) => k.key_id === record.key_id)!), key: secret };
+    }, {
+      params: IdParam("app_id"), body: KeyBody, response: { 201: "IssuedKey" },
+      detail: { summary: "Issue an API key (admins); the key is in this answer only" },
+    })
+    .get("/:app_id/keys", ({ params, request }) => {
+      require(principalOf(request), "member", params.app_id);
+      return { data: liveApp(params.app_id).keys.map(keyView) };
+    }, { params: IdParam("app_id"), response: "KeyList", detail: { summary: "An app's keys (never the keys themselves)" } })
+    .post("/:app_id/keys/:key_id/revoke", async ({ params, request }) => {
+      const principal = require(principalOf(request), "admin", params.app_id);
+      liveApp(params.app_id);
+      const r = await ctx.repos.apps.handle(params.app_id, { type: "RevokeKey", key_id: params.key_id }, meta(request, principal, params.app_id));
+      await settle(r.position);
+      return keyView(liveApp(params.app_id).keys.find((k) => k.key_id === params.key_id)!);
+    }, {
+      params: t.Object({ app_id: t.String({ maxLength: 100 }), key_id: t.String({ maxLength: 100 }) }), response: "ApiKey",
+      detail: { summary: "Revoke a key at once" },
+    })
+    .post("/:app_id/keys/:key_id/rotate", async ({ params, body, request, set }) => {
+      const principal = require(principalOf(request), "admin", params.app_id);
+      const old = liveApp(params.app_id).keys.find((k) => k.key_id === params.key_id);
+      if (!old) throw new NotFoundError("API key not found", { param: "key_id" }, "key_not_found");
+      const { secret, record } = mintKey({
+        name: body?.name ?? old.name, mode: old.mode, scopes: [...old.scopes] as typeof KEY_SCOPES[number][],
+        ...(old.agent_ids ? { agent_ids: [...old.agent_ids] } : {}), ...(old.user_id ? { user_id: old.user_id } : {}),
+      });
+      const graceUntil = Date.now() + (body?.grace_s ?? 0) * 1000;
+      const r = await ctx.repos.apps.handle(params.app_id, { type: "RotateKey", key_id: params.key_id, replacement: record, grace_until: graceUntil }, meta(request, principal, params.app_id));
+      await settle(r.position);
+      created(set);
+      return { ...keyView(liveApp(params.app_id).keys.find((k) => k.key_id === record.key_id)!), key: secret };
+    }, {
+      params: t.Object({ app_id: t.String({ maxLength: 100 }), key_id: t.String({ maxLength: 100 }) }), response: { 201: "IssuedKey" },
+      body: t.Optional(t.Object({
+        grace_s: t.Optional(t.Integer({ minimum: 0, maximum: 30 * 24 * 3600, description: "How long the old key keeps working (default 0: at once)" })),
+        name: t.Optional(t.String({ minLength: 1, maxLength: 200 })),
+      })),
+      detail: { summary: "Rotate a key: a new key with the same rights; the old one works for grace_s more seconds" },
+    });
+};

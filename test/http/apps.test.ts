@@ -1,0 +1,140 @@
+/**
+ * The management plane end to end: the operator's root token creates an app and issues its keys; the
+ * keys work on the data plane for that app only; rotation, revocation, suspension and deletion take
+ * effect at once; management JWTs act within their role and apps. Data keys and management tokens
+ * are not interchangeable.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { SignJWT } from "jose";
+import { api, TEST_KEY, type Api } from "../support/api.ts";
+import { startTestServer, type TestServer } from "../support/server.ts";
+
+const ROOT = "agr_test_root_token_0123456789abcdefghij";
+const JWT_SECRET = "management-jwt-secret-0123456789-abcdefgh";
+let server: TestServer;
+let root: Api;
+let data: Api;
+
+beforeAll(async () => {
+  server = await startTestServer({ API_KEY: TEST_KEY, ADMIN_TOKEN: ROOT, MANAGEMENT_JWT_SECRET: JWT_SECRET, SANDBOX_CHUNK_DELAY_MS: "0" });
+  root = api(server.url, "");
+  data = api(server.url);
+});
+afterAll(async () => {
+  await server?.stop();
+});
+
+const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+const as = (token: string) => ({
+  get: (path: string) => root.get(path, bearer(token)),
+  post: (path: string, body: unknown = {}) => root.post(path, body, bearer(token)),
+  patch: (path: string, body: unknown) => root.patch(path, body, bearer(token)),
+  del: (path: string) => root.del(path, bearer(token)),
+});
+const admin = as(ROOT);
+const withKey = (key: string) => api(server.url, key);
+const jwt = (claims: Record<string, unknown>, expiresIn = "5m") =>
+  new SignJWT(claims).setProtectedHeader({ alg: "HS256" }).setSubject(String(claims.sub ?? "person@example.com")).setIssuedAt().setExpirationTime(expiresIn)
+    .sign(new TextEncoder().encode(JWT_SECRET));
+
+describe("the two planes take their own credentials", () => {
+  test("a data key cannot manage apps, and the root token is not a data key", async () => {
+    const withDataKey = await data.get("/v1/apps");
+    expect(withDataKey.status).toBe(401);
+    expect(withDataKey.body.error.code).toBe("invalid_token");
+    const rootOnData = await withKey(ROOT).get("/v1/sessions");
+    expect(rootOnData.status).toBe(401);
+    expect(rootOnData.body.error.code).toBe("invalid_api_key");
+  });
+});
+
+describe("apps and keys", () => {
+  test("create an app, issue a key shown once, use it for that app's data only", async () => {
+    const app = await admin.post("/v1/apps", { name: "Acme" });
+    expect(app.status).toBe(201);
+    expect(app.body).toMatchObject({ object: "app", name: "Acme", status: "active", key_count: 0 });
+    const issued = await admin.post(`/v1/apps/${app.body.id}/keys`, { name: "backend" });
+    expect(issued.status).toBe(201);
+    expect(issued.body.key).toMatch(/^agk_live_/);
+    expect(issued.body).toMatchObject({ name: "backend", mode: "live", scopes: ["data:read", "data:write"], revoked: false });
+    const acme = withKey(issued.body.key);
+    const agent = await acme.post("/v1/agents", { name: "acme agent", approval: "never" });
+    expect(agent.status).toBe(201);
+    const session = await acme.post("/v1/sessions", { user_id: "u", agent_id: agent.body.id });
+    expect(session.status).toBe(201);
+    expect((await data.get(`/v1/sessions/${session.body.id}`)).status).toBe(404); // the default app's key
+    // Listed without the key itself.
+    const keys = await admin.get(`/v1/apps/${app.body.id}/keys`);
+    expect(keys.body.data.map((k: any) => k.prefix)).toEqual([issued.body.prefix]);
+    expect(JSON.stringify(keys.body)).not.toContain(issued.body.key);
+    expect(issued.body.key.startsWith(issued.body.prefix)).toBe(true);
+  });
+
+  test("a test key is marked test; rotation keeps the old key for its grace only; revocation is immediate", async () => {
+    const app = (await admin.post("/v1/apps", { name: "Rotating" })).body;
+    const testKey = await admin.post(`/v1/apps/${app.id}/keys`, { name: "sandbox", mode: "test" });
+    expect(testKey.body.key).toMatch(/^agk_test_/);
+    const first = (await admin.post(`/v1/apps/${app.id}/keys`, { name: "ci" })).body;
+    expect((await withKey(first.key).get("/v1/sessions")).status).toBe(200);
+    const rotated = await admin.post(`/v1/apps/${app.id}/keys/${first.id}/rotate`, { grace_s: 0 });
+    expect(rotated.status).toBe(201);
+    expect(rotated.body.key).not.toBe(first.key);
+    expect((await withKey(first.key).get("/v1/sessions")).status).toBe(401);
+    expect((await withKey(rotated.body.key).get("/v1/sessions")).status).toBe(200);
+    const graceful = await admin.post(`/v1/apps/${app.id}/keys/${rotated.body.id}/rotate`, { grace_s: 3600 });
+    expect((await withKey(rotated.body.key).get("/v1/sessions")).status).toBe(200); // within its grace
+    expect((await withKey(graceful.body.key).get("/v1/sessions")).status).toBe(200);
+    const revoked = await admin.post(`/v1/apps/${app.id}/keys/${graceful.body.id}/revoke`);
+    expect(revoked.body.revoked).toBe(true);
+    const refused = await withKey(graceful.body.key).get("/v1/sessions");
+    expect({ status: refused.status, code: refused.body.error.code }).toEqual({ status: 401, code: "invalid_api_key" });
+  });
+
+  test("a suspended app's keys are 403 app_suspended until it is resumed; a deleted app is gone with its keys", async () => {
+    const app = (await admin.post("/v1/apps", { name: "Suspendable" })).body;
+    const key = (await admin.post(`/v1/apps/${app.id}/keys`, { name: "k" })).body.key;
+    expect((await admin.patch(`/v1/apps/${app.id}`, { status: "suspended", reason: "billing" })).body.status).toBe("suspended");
+    const suspended = await withKey(key).get("/v1/sessions");
+    expect({ status: suspended.status, code: suspended.body.error.code }).toEqual({ status: 403, code: "app_suspended" });
+    expect((await admin.patch(`/v1/apps/${app.id}`, { status: "active" })).body.status).toBe("active");
+    expect((await withKey(key).get("/v1/sessions")).status).toBe(200);
+    expect((await admin.del(`/v1/apps/${app.id}`)).status).toBe(200);
+    expect((await withKey(key).get("/v1/sessions")).status).toBe(401);
+    expect((await admin.get(`/v1/apps/${app.id}`)).status).toBe(404);
+  });
+
+  test("bad input is a 400 naming the field; an unknown app or key is 404", async () => {
+    const app = (await admin.post("/v1/apps", { name: "Strict" })).body;
+    const noScopes = await admin.post(`/v1/apps/${app.id}/keys`, { name: "x", scopes: [] });
+    expect(noScopes.status).toBe(400);
+    const badScope = await admin.post(`/v1/apps/${app.id}/keys`, { name: "x", scopes: ["everything"] });
+    expect(badScope.status).toBe(400);
+    const badDate = await admin.post(`/v1/apps/${app.id}/keys`, { name: "x", expires_at: "tomorrow" });
+    expect(badDate.status).toBe(400);
+    expect((await admin.post("/v1/apps/app_nope/keys", { name: "x" })).status).toBe(404);
+    expect((await admin.post(`/v1/apps/${app.id}/keys/key_nope/revoke`)).status).toBe(404);
+    expect((await admin.post("/v1/apps", {})).status).toBe(400);
+  });
+});
+
+describe("management JWTs act within their role and apps", () => {
+  test("a member reads its app only; an admin manages keys of its apps; only owners create apps; expired tokens are 401", async () => {
+    const mine = (await admin.post("/v1/apps", { name: "Mine" })).body;
+    const other = (await admin.post("/v1/apps", { name: "Other" })).body;
+    const member = as(await jwt({ role: "member", apps: [mine.id] }));
+    expect((await member.get(`/v1/apps/${mine.id}`)).status).toBe(200);
+    expect((await member.get(`/v1/apps/${other.id}`)).body.error.code).toBe("permission_denied");
+    expect((await member.post(`/v1/apps/${mine.id}/keys`, { name: "x" })).status).toBe(403);
+    expect((await member.get("/v1/apps")).body.data.map((a: any) => a.id)).toEqual([mine.id]);
+    const adminJwt = as(await jwt({ role: "admin", apps: [mine.id] }));
+    expect((await adminJwt.post(`/v1/apps/${mine.id}/keys`, { name: "by admin" })).status).toBe(201);
+    expect((await adminJwt.post(`/v1/apps/${other.id}/keys`, { name: "x" })).status).toBe(403);
+    expect((await adminJwt.post("/v1/apps", { name: "new" })).status).toBe(403);
+    const expired = await as(await jwt({ role: "owner", apps: "*" }, "-1m")).get("/v1/apps");
+    expect({ status: expired.status, code: expired.body.error.code }).toEqual({ status: 401, code: "invalid_token" });
+    // Changes are on record as the person who made them.
+    let actor: unknown;
+    for await (const e of server.ctx.store.readStream(`app-${mine.id}`, { direction: "backwards", maxCount: 1 })) actor = e.metadata.actor;
+    expect(actor).toBe("jwt:person@example.com");
+  });
+});
