@@ -65,8 +65,13 @@ export const findAgent = (db: Database, appId: string, id: string): AgentRow | n
   db.query("SELECT * FROM agents WHERE app_id = ? AND id = ? AND deleted = 0").get(appId, id) as AgentRow | null;
 
 /** Agents newest first, keyset-paginated by seq. */
-export function listAgents(db: Database, appId: string, limit: number, afterSeq?: number): AgentRow[] {
-  return (afterSeq === undefined
-    ? db.query("SELECT * FROM agents WHERE app_id = ? AND deleted = 0 ORDER BY seq DESC LIMIT ?").all(appId, limit)
-    : db.query("SELECT * FROM agents WHERE app_id = ? AND deleted = 0 AND seq < ? ORDER BY seq DESC LIMIT ?").all(appId, afterSeq, limit)) as AgentRow[];
+export function listAgents(db: Database, appId: string, limit: number, afterSeq?: number, only?: readonly string[] | null): AgentRow[] {
+  const where = ["app_id = ?", "deleted = 0"];
+  const params: Array<string | number> = [appId];
+  if (afterSeq !== undefined) { where.push("seq < ?"); params.push(afterSeq); }
+  if (only) {
+    where.push(only.length ? `id IN (${only.map(() => "?").join(", ")})` : "0");
+    params.push(...only);
+  }
+  return db.query(`SELECT * FROM agents WHERE ${where.join(" AND ")} ORDER BY seq DESC LIMIT ?`).all(...params, limit) as AgentRow[];
 }

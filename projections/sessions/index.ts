@@ -161,7 +161,7 @@ export function getSession(db: Database, appId: string, id: string): SessionRow 
  * existed when paging began is seen exactly once.
  */
 export function listSessions(
-  db: Database, appId: string, filter: { user_id?: string; archived?: boolean; external_ref?: string }, order: "activity" | "created",
+  db: Database, appId: string, filter: { user_id?: string; archived?: boolean; external_ref?: string; agent_ids?: readonly string[] }, order: "activity" | "created",
   limit: number, after?: { seq: number; id: string },
 ): SessionRow[] {
   const seq = order === "created" ? "created_seq" : "activity_seq";
@@ -170,6 +170,10 @@ export function listSessions(
   if (filter.user_id !== undefined) { where.push("user_id = ?"); params.push(filter.user_id); }
   if (filter.archived !== undefined) { where.push("archived = ?"); params.push(filter.archived ? 1 : 0); }
   if (filter.external_ref !== undefined) { where.push("external_ref = ?"); params.push(filter.external_ref); }
+  if (filter.agent_ids !== undefined) {
+    where.push(filter.agent_ids.length ? `agent_id IN (${filter.agent_ids.map(() => "?").join(", ")})` : "0");
+    params.push(...filter.agent_ids);
+  }
   if (after) { where.push(`(${seq} < ? OR (${seq} = ? AND id < ?))`); params.push(after.seq, after.seq, after.id); }
   return db.query(`SELECT * FROM sessions WHERE ${where.join(" AND ")} ORDER BY ${seq} DESC, id DESC LIMIT ?`).all(...params, limit) as SessionRow[];
 }

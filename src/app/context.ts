@@ -71,6 +71,11 @@ export interface AppContext {
   outbound?: OutboundPolicy;
   /** Hot streams' tails in memory, kept current by the live feed (absent: every read goes to the store). */
   tails?: StreamTails;
+  /**
+   * For a request whose key is limited to some agents: those agents. Everything of another agent (the
+   * agent, its sessions, jobs and runs) is refused with 403 agent_not_allowed. Absent: no limit.
+   */
+  allowedAgents?: readonly string[] | null;
 }
 
 /**

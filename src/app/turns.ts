@@ -14,6 +14,7 @@ import { jobStream, sessionStream } from "../domain/streams.ts";
 import { jobEvents } from "../domain/job/events.ts";
 import { sessionEvents } from "../domain/session/events.ts";
 import type { AppContext } from "./context.ts";
+import { requireAgentAllowed } from "./access.ts";
 import type { CommandMetadata as Meta } from "./repository.ts";
 
 export interface MessageInput {
@@ -47,6 +48,7 @@ export function dispatch(ctx: AppContext, jobId: string): void {
 async function activeAgent(ctx: AppContext, agentId: string): Promise<NonNullable<AgentState["spec"]>> {
   const { state, appId } = await ctx.repos.agents.load(agentId);
   if (state.status !== "active" || !state.spec || appId !== ctx.appId) throw new NotFoundError(`Agent ${agentId} not found`, { param: "agent_id" }, "agent_not_found");
+  requireAgentAllowed(ctx, agentId);
   return state.spec;
 }
 

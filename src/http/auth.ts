@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { ForbiddenError, UnauthorizedError } from "../core/errors.ts";
 import type { TenantDirectory } from "../app/tenantDirectory.ts";
 import { keyHash } from "../domain/app/keys.ts";
+import type { KeyScope } from "../domain/app/events.ts";
 
 
 export interface ApiKeySource {
@@ -72,6 +73,27 @@ export function directoryAuthenticator(directory: Pick<TenantDirectory, "lookup"
       throw new UnauthorizedError(found.reason === "expired" ? "The API key has expired" : found.reason === "revoked" ? "The API key has been revoked" : "Invalid API key");
     }
     const k = found.key;
+    const needed = scopeFor(request.method, pathOf(request.url));
+    if (!hasScope(k.scopes, needed)) throw new ForbiddenError(`This API key lacks the ${needed} scope`, "insufficient_scope");
     principals.set(request, { appId: found.appId, keyId: k.key_id, mode: k.mode, scopes: k.scopes, agentIds: k.agent_ids, userId: k.user_id });
   };
 }
+
+/**
+ * The scope a data-plane request needs: changing agents needs `agents:manage`; any other write
+ * `data:write`; a read `data:read`, which `data:write` includes (read-only keys vs read-write keys).
+ */
+export function scopeFor(method: string, path: string): KeyScope {
+  const read = method === "GET" || method === "HEAD" || method === "OPTIONS";
+  if (!read && (path === "/v1/agents" || path.startsWith("/v1/agents/"))) return "agents:manage";
+  return read ? "data:read" : "data:write";
+}
+
+export const hasScope = (scopes: readonly string[], needed: KeyScope): boolean =>
+  scopes.includes(needed) || (needed === "data:read" && scopes.includes("data:write"));
+
+const pathOf = (url: string): string => {
+  const start = url.indexOf("/", url.indexOf("//") + 2);
+  const end = url.indexOf("?", start);
+  return start < 0 ? "/" : url.slice(start, end < 0 ? undefined : end);
+};

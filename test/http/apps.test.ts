@@ -53,10 +53,10 @@ describe("apps and keys", () => {
     const app = await admin.post("/v1/apps", { name: "Acme" });
     expect(app.status).toBe(201);
     expect(app.body).toMatchObject({ object: "app", name: "Acme", status: "active", key_count: 0 });
-    const issued = await admin.post(`/v1/apps/${app.body.id}/keys`, { name: "backend" });
+    const issued = await admin.post(`/v1/apps/${app.body.id}/keys`, { name: "backend", scopes: ["data:write", "agents:manage"] });
     expect(issued.status).toBe(201);
     expect(issued.body.key).toMatch(/^agk_live_/);
-    expect(issued.body).toMatchObject({ name: "backend", mode: "live", scopes: ["data:read", "data:write"], revoked: false });
+    expect(issued.body).toMatchObject({ name: "backend", mode: "live", scopes: ["data:write", "agents:manage"], revoked: false });
     const acme = withKey(issued.body.key);
     const agent = await acme.post("/v1/agents", { name: "acme agent", approval: "never" });
     expect(agent.status).toBe(201);
@@ -114,6 +114,47 @@ describe("apps and keys", () => {
     expect((await admin.post("/v1/apps/app_nope/keys", { name: "x" })).status).toBe(404);
     expect((await admin.post(`/v1/apps/${app.id}/keys/key_nope/revoke`)).status).toBe(404);
     expect((await admin.post("/v1/apps", {})).status).toBe(400);
+  });
+});
+
+describe("scopes and agent allow-lists", () => {
+  test("a read-only key reads but cannot write; a data key cannot change agents: 403 insufficient_scope", async () => {
+    const app = (await admin.post("/v1/apps", { name: "Scoped" })).body;
+    const readOnly = withKey((await admin.post(`/v1/apps/${app.id}/keys`, { name: "ro", scopes: ["data:read"] })).body.key);
+    const dataOnly = withKey((await admin.post(`/v1/apps/${app.id}/keys`, { name: "rw" })).body.key);
+    expect((await readOnly.get("/v1/sessions")).status).toBe(200);
+    const write = await readOnly.post("/v1/sessions", { user_id: "u" });
+    expect({ status: write.status, code: write.body.error.code }).toEqual({ status: 403, code: "insufficient_scope" });
+    expect((await dataOnly.get("/v1/agents")).status).toBe(200);
+    const agentChange = await dataOnly.post("/v1/agents", { name: "nope" });
+    expect({ status: agentChange.status, code: agentChange.body.error.code }).toEqual({ status: 403, code: "insufficient_scope" });
+  });
+
+  test("a key limited to some agents gets 403 agent_not_allowed for everything of any other agent", async () => {
+    const app = (await admin.post("/v1/apps", { name: "Limited" })).body;
+    const full = withKey((await admin.post(`/v1/apps/${app.id}/keys`, { name: "full", scopes: ["data:write", "agents:manage"] })).body.key);
+    const mine = (await full.post("/v1/agents", { name: "mine", approval: "never" })).body.id;
+    const other = (await full.post("/v1/agents", { name: "other", approval: "never" })).body.id;
+    const otherSession = (await full.post("/v1/sessions", { user_id: "u", agent_id: other })).body.id;
+    const otherTurn = (await full.post(`/v1/sessions/${otherSession}/messages`, { content: "hi", wait: true })).body.job_id;
+    const limited = withKey((await admin.post(`/v1/apps/${app.id}/keys`, { name: "one agent", agent_ids: [mine] })).body.key);
+
+    const own = await limited.post("/v1/sessions", { user_id: "u", agent_id: mine });
+    expect(own.status).toBe(201);
+    expect((await limited.post(`/v1/sessions/${own.body.id}/messages`, { content: "hi", wait: true })).body.status).toBe("completed");
+    const refused = [
+      await limited.post("/v1/sessions", { user_id: "u", agent_id: other }),
+      await limited.post("/v1/runs", { user_id: "u", input: "x", agent_id: other }),
+      await limited.get(`/v1/agents/${other}`),
+      await limited.get(`/v1/sessions/${otherSession}`),
+      await limited.post(`/v1/sessions/${otherSession}/messages`, { content: "x" }),
+      await limited.get(`/v1/jobs/${otherTurn}`),
+      await limited.get(`/v1/jobs/${otherTurn}/events?since=0`),
+      await limited.get(`/v1/runs/${otherTurn}`),
+    ];
+    expect(refused.map((r) => `${r.status} ${r.body.error?.code}`)).toEqual(Array(refused.length).fill("403 agent_not_allowed"));
+    expect((await limited.get("/v1/agents")).body.data.map((a: any) => a.id)).toEqual([mine]);
+    expect((await limited.get("/v1/sessions")).body.data.map((x: any) => x.id)).toEqual([own.body.id]);
   });
 });
 

@@ -109,13 +109,13 @@ export const agentRoutes = (deps: V1Deps) =>
     .get("", ({ ctx, query }) => {
       const limit = query.limit ?? 20;
       const after = decodeCursor(query.cursor, { seq: "integer" });
-      return page(listAgents(ctx.db, ctx.appId, limit + 1, after?.seq), limit, view, (r) => ({ seq: r.seq }));
+      return page(listAgents(ctx.db, ctx.appId, limit + 1, after?.seq, ctx.allowedAgents), limit, view, (r) => ({ seq: r.seq }));
     }, { query: t.Object(PageQuery), response: "AgentList", detail: { summary: "List agents, newest first" } })
-    .get("/:agent_id", ({ ctx, params }) => view(getAgent(ctx.db, ctx.appId, params.agent_id)), {
+    .get("/:agent_id", ({ ctx, params }) => view(getAgent(ctx.db, ctx.appId, params.agent_id, ctx.allowedAgents)), {
       params: IdParam("agent_id"), response: "Agent", detail: { summary: "Get an agent" },
     })
     .patch("/:agent_id", async ({ ctx, params, body, request, set }) => {
-      getAgent(ctx.db, ctx.appId, params.agent_id);
+      getAgent(ctx.db, ctx.appId, params.agent_id, ctx.allowedAgents);
       const patch: AgentPatch = {};
       for (const key of ["name", "description", "system_prompt", "approval", "output_schema"] as const) {
         if (body[key] !== undefined) (patch as Record<string, unknown>)[key] = body[key];
@@ -135,7 +135,7 @@ export const agentRoutes = (deps: V1Deps) =>
     })
     .delete("/:agent_id", async ({ ctx, params, request, set }) => {
       if (params.agent_id === DEFAULT_AGENT_ID) throw new ConflictError("default_agent", "The default agent cannot be deleted");
-      getAgent(ctx.db, ctx.appId, params.agent_id);
+      getAgent(ctx.db, ctx.appId, params.agent_id, ctx.allowedAgents);
       const r = await ctx.repos.agents.handle(params.agent_id, { type: "DeleteAgent", agent_id: params.agent_id }, metaOf(ctx, request));
       await afterWrite(ctx, { set, request }, r.position);
       return { id: params.agent_id, object: "agent" as const, deleted: true as const };

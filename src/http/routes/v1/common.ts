@@ -19,8 +19,9 @@ export interface V1Deps {
  * the default app, the common case, so that case costs nothing.
  */
 export function forCaller(ctx: AppContext, request: Request): AppContext {
-  const appId = principalOf(request)?.appId;
-  return appId === undefined || appId === ctx.appId ? ctx : { ...ctx, appId };
+  const principal = principalOf(request);
+  if (!principal || (principal.appId === ctx.appId && principal.agentIds === null)) return ctx;
+  return { ...ctx, appId: principal.appId, allowedAgents: principal.agentIds };
 }
 
 /** The plugin a route module starts with: each handler gets `ctx`, the caller's context. */

@@ -14,7 +14,7 @@ export const runRoutes = (deps: V1Deps) =>
     .use(callerContext(deps))
     .post("", ({ ctx, body, request, set }) => create(ctx, request, body, set, { job: "run" }, async ({ ids }) => {
       const agentId = body.agent_id ?? DEFAULT_AGENT_ID;
-      getAgent(ctx.db, ctx.appId, agentId);
+      getAgent(ctx.db, ctx.appId, agentId, ctx.allowedAgents);
       if (body.output_schema) requireValidSchema(body.output_schema);
       const accepted = await startRun(ctx, {
         agent_id: agentId, user_id: body.user_id, input: body.input, media_url: body.media_url ?? null,

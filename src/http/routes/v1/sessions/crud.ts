@@ -15,7 +15,7 @@ export const sessionCrudRoutes = (deps: V1Deps) =>
     .use(callerContext(deps))
     .post("", ({ ctx, body, request, set }) => create(ctx, request, body, set, { session: "sess" }, async ({ ids, resumed }) => {
       const agentId = body.agent_id ?? DEFAULT_AGENT_ID;
-      getAgent(ctx.db, ctx.appId, agentId);
+      getAgent(ctx.db, ctx.appId, agentId, ctx.allowedAgents);
       const id = ids.session!;
       // A retry taking over this request finds the session its first execution started.
       const exists = resumed && (await ctx.repos.sessions.load(id)).state.status !== "none";
@@ -42,6 +42,7 @@ export const sessionCrudRoutes = (deps: V1Deps) =>
         ...(query.user_id !== undefined ? { user_id: query.user_id } : {}),
         ...(query.archived !== undefined ? { archived: query.archived } : { archived: false }),
         ...(query.external_ref !== undefined ? { external_ref: query.external_ref } : {}),
+        ...(ctx.allowedAgents ? { agent_ids: ctx.allowedAgents } : {}),
       };
       const order = query.order ?? "activity";
       const rows = listSessions(ctx.db, ctx.appId, filter, order, limit + 1, after);
