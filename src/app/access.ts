@@ -10,3 +10,14 @@ export function requireAgentAllowed(ctx: AppContext, agentId: string): void {
     throw new ForbiddenError(`This API key may not use agent ${agentId}`, "agent_not_allowed");
   }
 }
+
+/**
+ * The data partition a key works in: its app's live data, or for a test key its app's test data (as in
+ * Stripe's test mode: neither sees the other's, and test jobs always run on the sandbox provider).
+ */
+export const dataAppId = (appId: string, mode: "live" | "test"): string => (mode === "test" ? `${appId}${TEST_SUFFIX}` : appId);
+
+const TEST_SUFFIX = ".test";
+
+/** Whether a data partition is an app's test data. */
+export const isTestData = (dataApp: string): boolean => dataApp.endsWith(TEST_SUFFIX);

@@ -117,6 +117,26 @@ describe("apps and keys", () => {
   });
 });
 
+describe("test mode and default agents", () => {
+  test("an app's test key and live key see separate data, each with its own default agent", async () => {
+    const app = (await admin.post("/v1/apps", { name: "Two modes" })).body;
+    const live = withKey((await admin.post(`/v1/apps/${app.id}/keys`, { name: "live" })).body.key);
+    const test = withKey((await admin.post(`/v1/apps/${app.id}/keys`, { name: "test", mode: "test" })).body.key);
+    // No agent named: each partition gets the app's default agent, created on first use.
+    const liveSession = await live.post("/v1/sessions", { user_id: "u" });
+    const testSession = await test.post("/v1/sessions", { user_id: "u" });
+    expect([liveSession.status, testSession.status]).toEqual([201, 201]);
+    expect(liveSession.body.agent_id).not.toBe(testSession.body.agent_id);
+    expect((await live.post(`/v1/sessions/${liveSession.body.id}/messages`, { content: "hi", wait: true })).body.status).toBe("completed");
+    expect((await test.post(`/v1/sessions/${testSession.body.id}/messages`, { content: "hi", wait: true })).body.status).toBe("completed");
+    expect((await live.get("/v1/sessions")).body.data.map((x: any) => x.id)).toEqual([liveSession.body.id]);
+    expect((await test.get("/v1/sessions")).body.data.map((x: any) => x.id)).toEqual([testSession.body.id]);
+    expect((await test.get(`/v1/sessions/${liveSession.body.id}`)).status).toBe(404);
+    expect((await live.get(`/v1/sessions/${testSession.body.id}`)).status).toBe(404);
+    expect((await test.get(`/v1/agents/${liveSession.body.agent_id}`)).status).toBe(404);
+  });
+});
+
 describe("scopes and agent allow-lists", () => {
   test("a read-only key reads but cannot write; a data key cannot change agents: 403 insufficient_scope", async () => {
     const app = (await admin.post("/v1/apps", { name: "Scoped" })).body;

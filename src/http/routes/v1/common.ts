@@ -8,6 +8,7 @@ import { readYourWrites } from "../../../app/context.ts";
 import { idempotent, type IdempotentRun } from "../../idempotency.ts";
 import { clientRequestId } from "../../requestGuard.ts";
 import { principalOf } from "../../auth.ts";
+import { dataAppId } from "../../../app/access.ts";
 
 export interface V1Deps {
   ctx: AppContext;
@@ -20,8 +21,10 @@ export interface V1Deps {
  */
 export function forCaller(ctx: AppContext, request: Request): AppContext {
   const principal = principalOf(request);
-  if (!principal || (principal.appId === ctx.appId && principal.agentIds === null)) return ctx;
-  return { ...ctx, appId: principal.appId, allowedAgents: principal.agentIds };
+  if (!principal) return ctx;
+  const appId = dataAppId(principal.appId, principal.mode);
+  if (appId === ctx.appId && principal.agentIds === null) return ctx;
+  return { ...ctx, appId, allowedAgents: principal.agentIds };
 }
 
 /** The plugin a route module starts with: each handler gets `ctx`, the caller's context. */

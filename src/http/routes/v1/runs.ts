@@ -1,7 +1,7 @@
 /** /v1/runs: single-turn runs — input in, (structured) result out, no conversation. */
 import { Elysia, t } from "elysia";
 import { startRun } from "../../../app/turns.ts";
-import { DEFAULT_AGENT_ID } from "../../../domain/streams.ts";
+import { agentOrDefault } from "../../../app/defaultAgent.ts";
 import { requireValidSchema } from "../../../core/jsonSchema.ts";
 import { getAgent } from "../../../app/agentReads.ts";
 import { v1Models } from "./models.ts";
@@ -13,7 +13,7 @@ export const runRoutes = (deps: V1Deps) =>
     .use(v1Models)
     .use(callerContext(deps))
     .post("", ({ ctx, body, request, set }) => create(ctx, request, body, set, { job: "run" }, async ({ ids }) => {
-      const agentId = body.agent_id ?? DEFAULT_AGENT_ID;
+      const agentId = await agentOrDefault(ctx, body.agent_id, request.signal);
       getAgent(ctx.db, ctx.appId, agentId, ctx.allowedAgents);
       if (body.output_schema) requireValidSchema(body.output_schema);
       const accepted = await startRun(ctx, {

@@ -1,7 +1,7 @@
 /** Sessions themselves: start, list, read, rename/archive, delete. */
 import { Elysia, t } from "elysia";
 import { ValidationError } from "../../../../core/errors.ts";
-import { DEFAULT_AGENT_ID } from "../../../../domain/streams.ts";
+import { agentOrDefault } from "../../../../app/defaultAgent.ts";
 import { listSessions } from "../../../../../projections/sessions/index.ts";
 import { decodeCursor, page, PageQuery } from "../../../pagination.ts";
 import { getAgent } from "../../../../app/agentReads.ts";
@@ -14,7 +14,7 @@ export const sessionCrudRoutes = (deps: V1Deps) =>
     .use(v1Models)
     .use(callerContext(deps))
     .post("", ({ ctx, body, request, set }) => create(ctx, request, body, set, { session: "sess" }, async ({ ids, resumed }) => {
-      const agentId = body.agent_id ?? DEFAULT_AGENT_ID;
+      const agentId = await agentOrDefault(ctx, body.agent_id, request.signal);
       getAgent(ctx.db, ctx.appId, agentId, ctx.allowedAgents);
       const id = ids.session!;
       // A retry taking over this request finds the session its first execution started.
