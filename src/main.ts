@@ -36,6 +36,7 @@ import { openReadModelDb } from "./projections/readModelDb.ts";
 import { linkThroughRedis } from "./eventstore/appendSignal.ts";
 import { SqliteEventStore } from "./eventstore/adapters/sqlite.ts";
 import { ProjectionRunner } from "./projections/runner.ts";
+import { createSecretBox } from "./secrets/secretBox.ts";
 
 /** The read models a worker-only process keeps: what the reconciler queries. */
 const WORKER_READ_MODELS = new Set([jobsProjection.name, sessionsProjection.name]);
@@ -82,12 +83,13 @@ export async function startServer(
     ? new RedisJobQueue({ url: config.redisUrl, leaseMs: config.jobLeaseMs, maxDeliveries: config.jobMaxDeliveries, logger: logger.child({ component: "queue" }) })
     : new InProcessJobQueue();
   const { providers, defaultProvider } = createProviders(config);
+  const secrets = createSecretBox({ store, config, logger });
   const ctx: AppContext = {
     store, repos: createRepositories(store, tails), tails, db, projections: projectionRunner, queue, live, providers,
     defaultProvider, logger, appId: DEFAULT_APP_ID, readYourWritesTimeoutMs: config.readYourWritesTimeoutMs,
     idempotencyClaimTtlMs: config.idempotencyClaimTtlMs, sse: config.sse,
     outbound: { privateAllowlist: config.toolPrivateAllowlist },
-    running: { isRunning: () => false, abort: () => {} },
+    running: { isRunning: () => false, abort: () => {} }, secrets,
   } as Omit<AppContext, "turns"> as AppContext;
   ctx.turns = new TurnCoordinator(ctx, logger.child({ component: "turns" }));
   let reconcileTimer: ReturnType<typeof setInterval> | undefined;

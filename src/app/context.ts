@@ -23,6 +23,7 @@ import type { StreamTails } from "./streamTails.ts";
 import type { TurnCoordinator } from "./turnCoordinator.ts";
 import type { SseLimits } from "../http/sse.ts";
 import type { OutboundPolicy } from "../tools/httpTool.ts";
+import type { SecretBox } from "../secrets/secretBox.ts";
 import { Repository } from "./repository.ts";
 
 export interface Repositories {
@@ -71,6 +72,8 @@ export interface AppContext {
   outbound?: OutboundPolicy;
   /** Hot streams' tails in memory, kept current by the live feed (absent: every read goes to the store). */
   tails?: StreamTails;
+  /** Seals and opens the secrets events and read models hold (HTTP-tool headers, …), per app. */
+  secrets: SecretBox;
   /**
    * For a request whose key is limited to some agents: those agents. Everything of another agent (the
    * agent, its sessions, jobs and runs) is refused with 403 agent_not_allowed. Absent: no limit.

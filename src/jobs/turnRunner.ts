@@ -15,6 +15,7 @@ import { TERMINAL, type JobCommand, type JobState, type PlanStep } from "../doma
 import { jobStream } from "../domain/streams.ts";
 import { LlmError, type ChatMessage } from "../llm/provider.ts";
 import { resolveTools } from "../tools/registry.ts";
+import { openHeader } from "../app/agentSecrets.ts";
 import { joinText, jobTranscript, planTitle, sessionHistory, systemPrompt, userContent } from "./runner/conversation.ts";
 import { streamModelStep, type Append, type Coalescing } from "./runner/modelStep.ts";
 import { failureOf, ignoreFinished, JobFailure, LostJob, validateStructured } from "./runner/outcome.ts";
@@ -121,14 +122,16 @@ export class TurnRunner {
 
   private async execute(jobId: string, job: JobState, append: Append, signal: AbortSignal): Promise<void> {
     const queued = job.queued!;
-    const { state: agentState } = await this.ctx.repos.agents.load(queued.agent_id);
+    const { state: agentState, appId: agentApp } = await this.ctx.repos.agents.load(queued.agent_id);
     if (agentState.status !== "active" || !agentState.spec) throw new JobFailure("agent_not_found", `Agent ${queued.agent_id} no longer exists`);
     const agent = agentState.spec;
     const providerName = agent.model.provider ?? this.ctx.defaultProvider;
     const provider = this.ctx.providers.get(providerName);
     if (!provider) throw new JobFailure("provider_not_configured", `The model provider "${providerName}" is not configured on this server`);
     const model = queued.model ?? agent.model.name ?? provider.defaultModel;
-    const tools = resolveTools(agent.tools, this.ctx.outbound);
+    // HTTP-tool header values are stored sealed under the agent's app: opened at each call, never logged.
+    const secrets = this.ctx.secrets;
+    const tools = resolveTools(agent.tools, this.ctx.outbound, { openHeader: (value) => openHeader(secrets, agentApp ?? this.ctx.appId, value) });
     const toolCtx = toolContext(this.ctx, jobId, queued.session_id, signal);
 
     const messages: ChatMessage[] = [

@@ -7,6 +7,9 @@
  * (src/net/outbound.ts): public addresses only, checked after DNS and on every redirect, the
  * connection pinned to the checked address, the reply capped while it streams. Private targets are
  * allowed only as the operator lists them (TOOL_PRIVATE_ALLOWLIST), for development.
+ *
+ * Header values are stored sealed (src/app/agentSecrets.ts): they are opened for each call, through
+ * `openHeader`, and never logged or put in an error.
  */
 import type { ToolDeclaration } from "../domain/agent/agent.ts";
 import { guardedFetch, OutboundError, PUBLIC_ONLY, type OutboundPolicy, type ResolveHost } from "../net/outbound.ts";
@@ -23,11 +26,14 @@ const JOB_HEADER = "x-agentry-job-id";
 /** What the guard needs besides the policy; tests substitute the resolver to simulate DNS answers. */
 export interface HttpToolOptions {
   resolve?: ResolveHost;
+  /** Opens a stored (sealed) header value for the call; values are sent as stored without it. */
+  openHeader?: (value: string) => Promise<string>;
 }
 
 export function httpTool(decl: HttpDeclaration, policy: OutboundPolicy = PUBLIC_ONLY, options: HttpToolOptions = {}): Tool {
   // The app's headers may carry its credentials: they go to its origin only, and cannot replace ours.
-  const appHeaders = Object.fromEntries(Object.entries(decl.headers ?? {}).filter(([name]) => !["host", JOB_HEADER].includes(name.toLowerCase())));
+  const storedHeaders = Object.entries(decl.headers ?? {}).filter(([name]) => !["host", JOB_HEADER].includes(name.toLowerCase()));
+  const open = options.openHeader ?? ((value: string) => Promise.resolve(value));
   return {
     name: decl.name,
     description: decl.description,
@@ -38,6 +44,13 @@ export function httpTool(decl: HttpDeclaration, policy: OutboundPolicy = PUBLIC_
       const timeoutMs = decl.timeout_ms ?? 10_000;
       const timeout = AbortSignal.timeout(timeoutMs);
       const signal = AbortSignal.any([timeout, ctx.signal]);
+      let appHeaders: Record<string, string>;
+      try {
+        appHeaders = Object.fromEntries(await Promise.all(storedHeaders.map(async ([name, value]) => [name, await open(value)] as const)));
+      } catch {
+        // Which header, not why: nothing of a secret goes into what the model and the events see.
+        throw new ToolError(`${decl.name} could not be called: its stored headers could not be opened`);
+      }
       let res;
       try {
         res = await guardedFetch(

@@ -3,6 +3,12 @@ import { Type } from "@sinclair/typebox";
 import { eventCodec, type EventsOf } from "../../core/eventContract.ts";
 import { JsonObject, Nullable } from "../shared/schemas.ts";
 
+/**
+ * An HTTP tool's `headers` keep their names in clear; each value is sealed by the secret box under the
+ * agent's app (`sb1:…`, see src/app/agentSecrets.ts), so events never hold one in clear. Events written
+ * before that hold plain values: a value that is not sealed is read as plain, and sealed on the agent's
+ * next write. Still strings either way, so the schema and versions are unchanged.
+ */
 const ToolSchema = Type.Union([
   Type.Object({ type: Type.Literal("builtin"), name: Type.String(), requires_approval: Type.Optional(Type.Boolean()) }),
   Type.Object({

@@ -1,5 +1,5 @@
 /** /v1/agents: create, list, read, update and delete agents. */
-import { Elysia, t } from "elysia";
+import { Elysia, t, type Static } from "elysia";
 import type { AppContext } from "../../../app/context.ts";
 import { ConflictError, NotFoundError, ValidationError } from "../../../core/errors.ts";
 import { newResourceId } from "../../../core/ids.ts";
@@ -9,9 +9,10 @@ import { requireValidSchema } from "../../../core/jsonSchema.ts";
 import { BUILTIN_TOOLS } from "../../../tools/registry.ts";
 import { decodeCursor, page, PageQuery } from "../../pagination.ts";
 import { callerContext, afterWrite, create, IdParam, iso, metaOf, parseJson, type HttpExchange, type V1Deps } from "./common.ts";
-import { v1Models } from "./models.ts";
+import { v1Models, type AgentTool } from "./models.ts";
 import { getAgent } from "../../../app/agentReads.ts";
 import { findAgent, listAgents, type AgentRow } from "../../../../projections/agents/index.ts";
+import { hasPlainHeaders, maskTools, resolveKeptHeaders, sealStoredHeaders, sealToolHeaders, withStoredHeadersSealed } from "../../../app/agentSecrets.ts";
 
 const Model = t.Object({
   provider: t.Optional(t.Union([t.String({ minLength: 1, maxLength: 50 }), t.Null()])),
@@ -27,7 +28,14 @@ const Tool = t.Union([
     description: t.String({ maxLength: 2000 }),
     url: t.String({ pattern: "^https?://", maxLength: 2048 }),
     parameters: t.Optional(t.Record(t.String(), t.Unknown())),
-    headers: t.Optional(t.Record(t.String(), t.String())),
+    headers: t.Optional(t.Record(t.String(), t.Union([
+      t.String({ maxLength: 8192 }),
+      t.Object({ keep: t.Literal(true) }),
+      t.Object({ has_secret: t.Literal(true), last4: t.Optional(t.Union([t.String(), t.Null()])) }),
+    ]), {
+      description: "Sent with every call of the tool. Values are secrets: stored sealed, never shown again (answers show `{has_secret, last4}`). " +
+        "To keep a stored value when re-sending tools, give `{\"keep\": true}` or the `{has_secret, last4}` shown, under the same tool and header name.",
+    })),
     timeout_ms: t.Optional(t.Integer({ minimum: 100, maximum: 120_000 })),
     requires_approval: t.Optional(t.Boolean()),
     estimated_credits: t.Optional(t.Number({ minimum: 0 })),
@@ -46,9 +54,14 @@ const AgentFields = {
   output_schema: t.Optional(t.Union([t.Record(t.String(), t.Unknown()), t.Null()])),
 };
 
-const view = (r: AgentRow) => ({
+/** The tools as answers show them: header values masked (see src/app/agentSecrets.ts). */
+const toolsView = async (ctx: AppContext, tools: ReadonlyArray<Record<string, unknown>>) =>
+  (await maskTools(ctx.secrets, ctx.appId, tools, ctx.logger)) as Array<Static<typeof AgentTool>>;
+
+/** The agent as answers show it. */
+const view = async (ctx: AppContext, r: AgentRow) => ({
   id: r.id, object: "agent" as const, name: r.name, description: r.description, system_prompt: r.system_prompt,
-  model: JSON.parse(r.model) as AgentSpec["model"], tools: JSON.parse(r.tools) as Array<Record<string, unknown>>, approval: r.approval,
+  model: JSON.parse(r.model) as AgentSpec["model"], tools: await toolsView(ctx, JSON.parse(r.tools)), approval: r.approval,
   output_schema: parseJson<Record<string, unknown>>(r.output_schema),
   created_at: iso(r.created_at)!, updated_at: iso(r.updated_at)!,
 });
@@ -80,12 +93,12 @@ const normaliseTools = (tools: Array<Record<string, unknown>> | undefined): Tool
 async function agentAfterWrite(ctx: AppContext, http: HttpExchange, id: string, position: bigint | null) {
   const fresh = await afterWrite(ctx, http, position);
   const row = findAgent(ctx.db, ctx.appId, id);
-  if (fresh && row) return view(row);
+  if (fresh && row) return view(ctx, row);
   const { state, appId } = await ctx.repos.agents.load(id);
   if (state.status !== "active" || !state.spec || appId !== ctx.appId) throw new NotFoundError(`Agent ${id} not found`, { param: "agent_id" }, "agent_not_found");
   const now = new Date().toISOString();
   return {
-    id, object: "agent" as const, ...state.spec, created_at: row ? iso(row.created_at)! : now, updated_at: now,
+    id, object: "agent" as const, ...state.spec, tools: await toolsView(ctx, state.spec.tools as unknown as Array<Record<string, unknown>>), created_at: row ? iso(row.created_at)! : now, updated_at: now,
   };
 }
 
@@ -100,18 +113,21 @@ export const agentRoutes = (deps: V1Deps) =>
         tools: normaliseTools(body.tools) ?? [], approval: body.approval ?? "tools", output_schema: body.output_schema ?? null,
       };
       checkSpec(ctx, spec);
+      // Header values sealed before the command is decided; a new agent has no value to keep.
+      spec.tools = resolveKeptHeaders(await sealToolHeaders(ctx.secrets, ctx.appId, spec.tools), [], new Map());
       const id = ids.agent!;
       // A retry taking over this request finds the agent its first execution created.
       const exists = resumed && (await ctx.repos.agents.load(id)).state.status !== "none";
       const position = exists ? null : (await ctx.repos.agents.handle(id, { type: "CreateAgent", agent_id: id, spec }, metaOf(ctx, request))).position;
       return { status: 201, body: await agentAfterWrite(ctx, { set, request }, id, position) };
     }), { body: t.Object(AgentFields), response: { 201: "Agent" }, detail: { summary: "Create an agent" } })
-    .get("", ({ ctx, query }) => {
+    .get("", async ({ ctx, query }) => {
       const limit = query.limit ?? 20;
       const after = decodeCursor(query.cursor, { seq: "integer" });
-      return page(listAgents(ctx.db, ctx.appId, limit + 1, after?.seq, ctx.allowedAgents), limit, view, (r) => ({ seq: r.seq }));
+      const shown = page(listAgents(ctx.db, ctx.appId, limit + 1, after?.seq, ctx.allowedAgents), limit, (r) => r, (r) => ({ seq: r.seq }));
+      return { ...shown, data: await Promise.all(shown.data.map((r) => view(ctx, r))) };
     }, { query: t.Object(PageQuery), response: "AgentList", detail: { summary: "List agents, newest first" } })
-    .get("/:agent_id", ({ ctx, params }) => view(getAgent(ctx.db, ctx.appId, params.agent_id, ctx.allowedAgents)), {
+    .get("/:agent_id", ({ ctx, params }) => view(ctx, getAgent(ctx.db, ctx.appId, params.agent_id, ctx.allowedAgents)), {
       params: IdParam("agent_id"), response: "Agent", detail: { summary: "Get an agent" },
     })
     .patch("/:agent_id", async ({ ctx, params, body, request, set }) => {
@@ -121,17 +137,25 @@ export const agentRoutes = (deps: V1Deps) =>
         if (body[key] !== undefined) (patch as Record<string, unknown>)[key] = body[key];
       }
       if (body.model) patch.model = body.model;
-      if (body.tools) patch.tools = normaliseTools(body.tools)!;
-      if (Object.keys(patch).length === 0) throw new ValidationError("Nothing to update", { param: "body" });
+      // New header values are sealed now; kept ones are taken from the state the update is decided on.
+      const tools = body.tools ? await sealToolHeaders(ctx.secrets, ctx.appId, normaliseTools(body.tools)!) : undefined;
+      if (Object.keys(patch).length === 0 && !tools) throw new ValidationError("Nothing to update", { param: "body" });
+      // Values stored before sealing (plain) are sealed by this write, whatever it changes.
+      const stored = (await ctx.repos.agents.load(params.agent_id)).state.spec?.tools ?? [];
+      const sealedPlain = await sealStoredHeaders(ctx.secrets, ctx.appId, stored);
       const r = await ctx.repos.agents.handle(params.agent_id, (state) => {
+        const current = state.spec?.tools ?? [];
+        const decided: AgentPatch = { ...patch };
+        if (tools) decided.tools = resolveKeptHeaders(tools, current, sealedPlain);
+        else if (hasPlainHeaders(current)) decided.tools = withStoredHeadersSealed(current, sealedPlain);
         // Checked against the merged spec, on the state the update is decided on.
-        if (state.spec) checkSpec(ctx, applyAgentPatch(state.spec, patch));
-        return { type: "UpdateAgent", agent_id: params.agent_id, patch };
+        if (state.spec) checkSpec(ctx, applyAgentPatch(state.spec, decided));
+        return { type: "UpdateAgent", agent_id: params.agent_id, patch: decided };
       }, metaOf(ctx, request));
       return agentAfterWrite(ctx, { set, request }, params.agent_id, r.position);
     }, {
       params: IdParam("agent_id"), body: t.Partial(t.Object(AgentFields)), response: "Agent",
-      detail: { summary: "Update an agent", description: "Merges at every level: fields left out keep their value; model merges field by field and model.parameters key by key (null removes a parameter); tools and output_schema are replaced whole." },
+      detail: { summary: "Update an agent", description: "Merges at every level: fields left out keep their value; model merges field by field and model.parameters key by key (null removes a parameter); tools and output_schema are replaced whole. Tool header values are never shown: to keep a stored one when re-sending tools, give `{\"keep\": true}` or the `{has_secret, last4}` shown for it, under the same tool and header name." },
     })
     .delete("/:agent_id", async ({ ctx, params, request, set }) => {
       if (params.agent_id === DEFAULT_AGENT_ID) throw new ConflictError("default_agent", "The default agent cannot be deleted");

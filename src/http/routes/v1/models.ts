@@ -15,10 +15,22 @@ export const Usage = t.Object({
 
 const Error = t.Object({ code: t.String(), message: t.String(), provider_request_id: t.Optional(t.String()) });
 
+/** What an answer shows of a secret: whether it is set and, for long ones, its last 4 characters. */
+export const SecretView = t.Object({ has_secret: t.Boolean(), last4: Nullable(t.String()) });
+
+export const AgentTool = t.Union([
+  t.Object({ type: t.Literal("builtin"), name: t.String(), requires_approval: t.Optional(t.Boolean()) }),
+  t.Object({
+    type: t.Literal("http"), name: t.String(), description: t.String(), url: t.String(), parameters: t.Record(t.String(), t.Unknown()),
+    headers: t.Optional(t.Record(t.String(), SecretView, { description: "Header names with what may be shown of their values: the values are secrets, stored sealed and never returned." })),
+    timeout_ms: t.Optional(t.Integer()), requires_approval: t.Optional(t.Boolean()), estimated_credits: t.Optional(t.Number()),
+  }),
+]);
+
 export const Agent = t.Object({
   id: t.String(), object: t.Literal("agent"), name: t.String(), description: t.String(), system_prompt: t.String(),
   model: t.Object({ provider: Nullable(t.String()), name: Nullable(t.String()), parameters: t.Record(t.String(), t.Unknown()) }),
-  tools: t.Array(t.Record(t.String(), t.Unknown())), approval: t.String(), output_schema: Nullable(t.Record(t.String(), t.Unknown())),
+  tools: t.Array(AgentTool), approval: t.String(), output_schema: Nullable(t.Record(t.String(), t.Unknown())),
   created_at: t.String(), updated_at: t.String(),
 });
 
