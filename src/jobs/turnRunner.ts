@@ -18,6 +18,7 @@ import { resolveTools } from "../tools/registry.ts";
 import { openHeader } from "../app/agentSecrets.ts";
 import { joinText, jobTranscript, planTitle, sessionHistory, systemPrompt, userContent } from "./runner/conversation.ts";
 import { streamModelStep, type Append, type Coalescing } from "./runner/modelStep.ts";
+import { isTestData } from "../app/access.ts";
 import { failureOf, ignoreFinished, JobFailure, LostJob, validateStructured } from "./runner/outcome.ts";
 import { runToolCall, toolContext } from "./runner/toolStep.ts";
 
@@ -125,10 +126,12 @@ export class TurnRunner {
     const { state: agentState, appId: agentApp } = await this.ctx.repos.agents.load(queued.agent_id);
     if (agentState.status !== "active" || !agentState.spec) throw new JobFailure("agent_not_found", `Agent ${queued.agent_id} no longer exists`);
     const agent = agentState.spec;
-    const providerName = agent.model.provider ?? this.ctx.defaultProvider;
+    // Test data never reaches a real model, nor its bill: its jobs run on the sandbox provider.
+    const testData = agentApp !== null && isTestData(agentApp);
+    const providerName = testData ? "sandbox" : agent.model.provider ?? this.ctx.defaultProvider;
     const provider = this.ctx.providers.get(providerName);
     if (!provider) throw new JobFailure("provider_not_configured", `The model provider "${providerName}" is not configured on this server`);
-    const model = queued.model ?? agent.model.name ?? provider.defaultModel;
+    const model = testData ? provider.defaultModel : queued.model ?? agent.model.name ?? provider.defaultModel;
     // HTTP-tool header values are stored sealed under the agent's app: opened at each call, never logged.
     const secrets = this.ctx.secrets;
     const tools = resolveTools(agent.tools, this.ctx.outbound, { openHeader: (value) => openHeader(secrets, agentApp ?? this.ctx.appId, value) });
