@@ -22,6 +22,7 @@ import { directoryAuthenticator, resolveApiKey } from "./http/auth.ts";
 import { TenantDirectory } from "./app/tenantDirectory.ts";
 import { ensureDefaultApp } from "./app/defaultApp.ts";
 import { createManagementAuth, type ManagementPrincipal } from "./auth/management.ts";
+import { EndUserTokens } from "./auth/endUserTokens.ts";
 import { appRoutes } from "./http/routes/v1/apps.ts";
 import { v1Routes } from "./http/routes/v1/index.ts";
 import { InProcessJobQueue, type JobQueue } from "./jobs/queue.ts";
@@ -152,16 +153,18 @@ export async function startServer(
     logger.info("agentry worker running", { read_model_file: readModelPath, event_store: store.kind, queue: queue.kind, concurrency: config.workerConcurrency, llm_provider: ctx.defaultProvider });
     return { url: "", port: 0, apiKey, ctx, shutdown: shutdownWith(async () => {}) };
   }
+  // End users' clients authenticate with tokens their server mints (signed with a shared, sealed secret).
+  const endUserTokens = await EndUserTokens.open(store, secrets, logger.child({ component: "end-user-tokens" }));
   // The management plane (/v1/apps) takes the operator's root token or a management JWT.
   const { auth: management, generatedRootToken } = await createManagementAuth({ store, config, logger: logger.child({ component: "management" }) });
   const managers = new WeakMap<Request, ManagementPrincipal>();
   const app = createApp({
     store, runner: projectionRunner, logger, version: pkg.version, maxBodyBytes: config.maxBodyBytes,
-    bodyTimeoutMs: config.bodyTimeoutMs, authenticate: directoryAuthenticator(directory),
+    bodyTimeoutMs: config.bodyTimeoutMs, authenticate: directoryAuthenticator(directory, endUserTokens),
     authenticateManagement: async (request) => {
       managers.set(request, await management.authenticate(request));
     },
-    plugins: [appRoutes({ ctx, directory, principalOf: (request) => managers.get(request) }), v1Routes({ ctx }), ...(extra.plugins ?? [])],
+    plugins: [appRoutes({ ctx, directory, principalOf: (request) => managers.get(request) }), v1Routes({ ctx, endUserTokens }), ...(extra.plugins ?? [])],
   });
   app.listen({ port: config.port, hostname: config.host });
   const port = app.server!.port!;

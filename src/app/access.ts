@@ -11,6 +11,13 @@ export function requireAgentAllowed(ctx: AppContext, agentId: string): void {
   }
 }
 
+/** 403 permission_denied when the request acts as another end user than `userId`. */
+export function requireUser(ctx: AppContext, userId: string | null | undefined): void {
+  if (ctx.actingUser && userId !== ctx.actingUser) {
+    throw new ForbiddenError("This credential acts only as its own user; this belongs to another", "permission_denied");
+  }
+}
+
 /**
  * The data partition a key works in: its app's live data, or for a test key its app's test data (as in
  * Stripe's test mode: neither sees the other's, and test jobs always run on the sandbox provider).

@@ -79,6 +79,11 @@ export interface AppContext {
    * agent, its sessions, jobs and runs) is refused with 403 agent_not_allowed. Absent: no limit.
    */
   allowedAgents?: readonly string[] | null;
+  /**
+   * For a request that acts as one end user (an end-user token, or a key bound to a user): that user.
+   * Another user's sessions, jobs and runs are refused with 403 permission_denied. Absent: any user.
+   */
+  actingUser?: string | null;
 }
 
 /**

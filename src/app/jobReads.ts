@@ -6,7 +6,7 @@ import { NotFoundError } from "../core/errors.ts";
 import type { JobState } from "../domain/job/job.ts";
 import { getJob, type JobRow } from "../../projections/jobs/index.ts";
 import type { AppContext } from "./context.ts";
-import { requireAgentAllowed } from "./access.ts";
+import { requireAgentAllowed, requireUser } from "./access.ts";
 
 const jobNotFound = () => new NotFoundError("Job not found", { param: "job_id" }, "job_not_found");
 const runNotFound = () => new NotFoundError("Run not found", { param: "run_id" }, "run_not_found");
@@ -24,7 +24,10 @@ export async function visibleJob(ctx: AppContext, jobId: string): Promise<{ stat
   const { state, revision, appId } = await ctx.repos.jobs.peek(jobId);
   // Another app's job is as absent as one that never existed.
   if (state.status === "none" || appId !== ctx.appId) throw jobNotFound();
-  if (state.queued) requireAgentAllowed(ctx, state.queued.agent_id);
+  if (state.queued) {
+    requireAgentAllowed(ctx, state.queued.agent_id);
+    requireUser(ctx, state.queued.user_id);
+  }
   if (state.sessionId) {
     const { state: session } = await ctx.repos.sessions.peek(state.sessionId);
     if (session.status !== "active") throw jobNotFound();
@@ -37,6 +40,7 @@ export function visibleJobRow(ctx: AppContext, jobId: string): JobRow {
   const row = getJob(ctx.db, ctx.appId, jobId);
   if (!row) throw jobNotFound();
   requireAgentAllowed(ctx, row.agent_id);
+  requireUser(ctx, row.user_id);
   return row;
 }
 
@@ -45,5 +49,6 @@ export function visibleRunRow(ctx: AppContext, runId: string): JobRow {
   const row = getJob(ctx.db, ctx.appId, runId);
   if (!row) throw runNotFound();
   requireAgentAllowed(ctx, row.agent_id);
+  requireUser(ctx, row.user_id);
   return row;
 }

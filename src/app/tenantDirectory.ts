@@ -40,15 +40,19 @@ export class TenantDirectory {
   /** The key with this SHA-256, if it may be used now, with its app; else why not. */
   lookup(hash: string, now = Date.now()): KeyLookup {
     const found = this.byHash.get(hash);
-    if (!found) return { ok: false, reason: "unknown" };
-    const app = this.apps.get(found.appId);
-    const key = app?.keys.find((k) => k.key_id === found.keyId);
+    return found ? this.byId(found.appId, found.keyId, now) : { ok: false, reason: "unknown" };
+  }
+
+  /** The key `keyId` of `appId`, if it may be used now (an end-user token lives only as long as its key). */
+  byId(appId: string, keyId: string, now = Date.now()): KeyLookup {
+    const app = this.apps.get(appId);
+    const key = app?.keys.find((k) => k.key_id === keyId);
     if (!app || !key) return { ok: false, reason: "unknown" };
     if (app.status === "deleted") return { ok: false, reason: "app_deleted" };
     if (key.revoked) return { ok: false, reason: "revoked" };
     if (key.refused_after !== null && now >= key.refused_after) return { ok: false, reason: "expired" };
     if (app.status === "suspended") return { ok: false, reason: "app_suspended" };
-    return { ok: true, appId: found.appId, key };
+    return { ok: true, appId, key };
   }
 
   app(appId: string): AppState | undefined {

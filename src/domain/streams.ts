@@ -8,6 +8,7 @@ export const keyringStream = (appId: string) => `keyring-${appId}`;
 export const appStream = (id: string) => `app-${id}`;
 /** The management plane's root token, as a hash (src/auth/rootToken.ts): one stream for the whole store. */
 export const rootTokenStream = () => "operator-root";
+export const endUserSigningStream = () => "operator-end-user-signing";
 
 /** The id after the category: `session-sess_123` → `sess_123`. */
 export const idOf = (stream: string): string => stream.slice(stream.indexOf("-") + 1);

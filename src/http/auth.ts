@@ -7,7 +7,9 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { preparePrivateDir } from "../core/privateFiles.ts";
 import { join } from "node:path";
 import { ForbiddenError, UnauthorizedError } from "../core/errors.ts";
-import type { TenantDirectory } from "../app/tenantDirectory.ts";
+import type { KeyLookup, TenantDirectory } from "../app/tenantDirectory.ts";
+import type { ApiKeyRecord } from "../domain/app/app.ts";
+import { looksLikeJwt, type EndUserTokens } from "../auth/endUserTokens.ts";
 import { keyHash } from "../domain/app/keys.ts";
 import type { KeyScope } from "../domain/app/events.ts";
 
@@ -51,6 +53,8 @@ export interface Principal {
   agentIds: readonly string[] | null;
   /** The end user the key acts as; null for a server key. */
   userId: string | null;
+  /** Authenticated by an end-user token (rather than an API key). */
+  endUser: boolean;
 }
 
 const principals = new WeakMap<Request, Principal>();
@@ -63,19 +67,35 @@ export const principalOf = (request: Request): Principal | undefined => principa
  * revoked and expired keys are 401 `invalid_api_key`; a key of a suspended app is 403 `app_suspended`.
  * The request's principal is kept for the routes (see `principalOf`).
  */
-export function directoryAuthenticator(directory: Pick<TenantDirectory, "lookup">): (request: Request) => void {
-  return (request) => {
-    const key = presentedKey(request.headers);
-    if (!key) throw new UnauthorizedError("Missing API key: send X-API-Key or Authorization: Bearer");
-    const found = directory.lookup(keyHash(key));
+export function directoryAuthenticator(
+  directory: Pick<TenantDirectory, "lookup" | "byId">, tokens?: Pick<EndUserTokens, "verify">,
+): (request: Request) => void | Promise<void> {
+  /** Admits a credential whose key was found usable, as `as` describes it, if it has the scope needed. */
+  const admit = (request: Request, found: KeyLookup, as: (appId: string, key: ApiKeyRecord) => Principal) => {
     if (!found.ok) {
       if (found.reason === "app_suspended") throw new ForbiddenError("The app this key belongs to is suspended", "app_suspended");
       throw new UnauthorizedError(found.reason === "expired" ? "The API key has expired" : found.reason === "revoked" ? "The API key has been revoked" : "Invalid API key");
     }
-    const k = found.key;
+    const principal = as(found.appId, found.key);
     const needed = scopeFor(request.method, pathOf(request.url));
-    if (!hasScope(k.scopes, needed)) throw new ForbiddenError(`This API key lacks the ${needed} scope`, "insufficient_scope");
-    principals.set(request, { appId: found.appId, keyId: k.key_id, mode: k.mode, scopes: k.scopes, agentIds: k.agent_ids, userId: k.user_id });
+    if (!hasScope(principal.scopes, needed)) throw new ForbiddenError(`This credential lacks the ${needed} scope`, "insufficient_scope");
+    principals.set(request, principal);
+  };
+  /** An end-user token: valid, and minted by a key that still works; it has at most that key's rights. */
+  const endUser = async (request: Request, token: string) => {
+    const claims = await tokens!.verify(token);
+    admit(request, directory.byId(claims.appId, claims.parentKeyId), (appId, key) => ({
+      appId, keyId: key.key_id, mode: key.mode, scopes: claims.scopes.filter((s) => hasScope(key.scopes, s as KeyScope)),
+      agentIds: claims.agentIds, userId: claims.userId, endUser: true,
+    }));
+  };
+  return (request) => {
+    const credential = presentedKey(request.headers);
+    if (!credential) throw new UnauthorizedError("Missing API key: send X-API-Key or Authorization: Bearer");
+    if (tokens && looksLikeJwt(credential)) return endUser(request, credential);
+    admit(request, directory.lookup(keyHash(credential)), (appId, k) => ({
+      appId, keyId: k.key_id, mode: k.mode, scopes: k.scopes, agentIds: k.agent_ids, userId: k.user_id, endUser: false,
+    }));
   };
 }
 

@@ -21,5 +21,14 @@ export const OPERATOR_EVENTS = {
   },
 };
 
+/**
+ * The secret end-user tokens are signed with (stream `operator-end-user-signing`), sealed by the secret
+ * box: created once, by whichever process first needs it, and shared by all.
+ */
+export const END_USER_SIGNING_EVENTS = {
+  EndUserSigningKeyCreated: { version: 1, schema: Type.Object({ key_id: Type.String(), sealed: Type.String() }) },
+};
+
 export type OperatorEvent = EventsOf<typeof OPERATOR_EVENTS>;
+export const endUserSigningEvents = eventCodec(END_USER_SIGNING_EVENTS);
 export const operatorEvents = eventCodec(OPERATOR_EVENTS);

@@ -8,10 +8,13 @@ import { readYourWrites } from "../../../app/context.ts";
 import { idempotent, type IdempotentRun } from "../../idempotency.ts";
 import { clientRequestId } from "../../requestGuard.ts";
 import { principalOf } from "../../auth.ts";
+import type { EndUserTokens } from "../../../auth/endUserTokens.ts";
 import { dataAppId } from "../../../app/access.ts";
 
 export interface V1Deps {
   ctx: AppContext;
+  /** Mints and checks end-user tokens (absent: the server does not offer them). */
+  endUserTokens?: EndUserTokens;
 }
 
 /**
@@ -23,8 +26,8 @@ export function forCaller(ctx: AppContext, request: Request): AppContext {
   const principal = principalOf(request);
   if (!principal) return ctx;
   const appId = dataAppId(principal.appId, principal.mode);
-  if (appId === ctx.appId && principal.agentIds === null) return ctx;
-  return { ...ctx, appId, allowedAgents: principal.agentIds };
+  if (appId === ctx.appId && principal.agentIds === null && principal.userId === null) return ctx;
+  return { ...ctx, appId, allowedAgents: principal.agentIds, actingUser: principal.userId };
 }
 
 /** The plugin a route module starts with: each handler gets `ctx`, the caller's context. */

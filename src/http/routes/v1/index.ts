@@ -5,10 +5,12 @@ import type { V1Deps } from "./common.ts";
 import { jobRoutes } from "./jobs.ts";
 import { runRoutes } from "./runs.ts";
 import { sessionRoutes } from "./sessions/index.ts";
+import { endUserTokenRoutes } from "./endUserTokens.ts";
 
 export const v1Routes = (deps: V1Deps) =>
   new Elysia({ name: "agentry.v1" })
     .use(agentRoutes(deps))
     .use(sessionRoutes(deps))
     .use(runRoutes(deps))
-    .use(jobRoutes(deps));
+    .use(jobRoutes(deps))
+    .use(endUserTokenRoutes(deps));

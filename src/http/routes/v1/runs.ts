@@ -2,6 +2,7 @@
 import { Elysia, t } from "elysia";
 import { startRun } from "../../../app/turns.ts";
 import { agentOrDefault } from "../../../app/defaultAgent.ts";
+import { requireUser } from "../../../app/access.ts";
 import { requireValidSchema } from "../../../core/jsonSchema.ts";
 import { getAgent } from "../../../app/agentReads.ts";
 import { v1Models } from "./models.ts";
@@ -13,6 +14,7 @@ export const runRoutes = (deps: V1Deps) =>
     .use(v1Models)
     .use(callerContext(deps))
     .post("", ({ ctx, body, request, set }) => create(ctx, request, body, set, { job: "run" }, async ({ ids }) => {
+      requireUser(ctx, body.user_id);
       const agentId = await agentOrDefault(ctx, body.agent_id, request.signal);
       getAgent(ctx.db, ctx.appId, agentId, ctx.allowedAgents);
       if (body.output_schema) requireValidSchema(body.output_schema);

@@ -2,6 +2,7 @@
 import { Elysia, t } from "elysia";
 import { ValidationError } from "../../../../core/errors.ts";
 import { agentOrDefault } from "../../../../app/defaultAgent.ts";
+import { requireUser } from "../../../../app/access.ts";
 import { listSessions } from "../../../../../projections/sessions/index.ts";
 import { decodeCursor, page, PageQuery } from "../../../pagination.ts";
 import { getAgent } from "../../../../app/agentReads.ts";
@@ -14,6 +15,7 @@ export const sessionCrudRoutes = (deps: V1Deps) =>
     .use(v1Models)
     .use(callerContext(deps))
     .post("", ({ ctx, body, request, set }) => create(ctx, request, body, set, { session: "sess" }, async ({ ids, resumed }) => {
+      requireUser(ctx, body.user_id);
       const agentId = await agentOrDefault(ctx, body.agent_id, request.signal);
       getAgent(ctx.db, ctx.appId, agentId, ctx.allowedAgents);
       const id = ids.session!;
@@ -40,6 +42,8 @@ export const sessionCrudRoutes = (deps: V1Deps) =>
       const after = decodeCursor(query.cursor, { order: "string", seq: "integer", id: "string" });
       const filter = {
         ...(query.user_id !== undefined ? { user_id: query.user_id } : {}),
+        // Acting as one user: that user's sessions only (asking for another's is refused).
+        ...(ctx.actingUser ? (requireUser(ctx, query.user_id ?? ctx.actingUser), { user_id: ctx.actingUser }) : {}),
         ...(query.archived !== undefined ? { archived: query.archived } : { archived: false }),
         ...(query.external_ref !== undefined ? { external_ref: query.external_ref } : {}),
         ...(ctx.allowedAgents ? { agent_ids: ctx.allowedAgents } : {}),

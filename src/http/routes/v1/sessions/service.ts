@@ -1,6 +1,6 @@
 /** What the session routes do beyond a single command: reads with their 404s, answers built while read models lag, waits. */
 import type { AppContext } from "../../../../app/context.ts";
-import { requireAgentAllowed } from "../../../../app/access.ts";
+import { requireAgentAllowed, requireUser } from "../../../../app/access.ts";
 import type { CommandMetadata } from "../../../../app/repository.ts";
 import { NotFoundError } from "../../../../core/errors.ts";
 import { TERMINAL } from "../../../../domain/job/job.ts";
@@ -16,6 +16,7 @@ export function requireSession(ctx: AppContext, id: string): SessionRow {
   const row = getSession(ctx.db, ctx.appId, id);
   if (!row) throw new NotFoundError("Session not found", { param: "session_id" }, "session_not_found");
   requireAgentAllowed(ctx, row.agent_id);
+  requireUser(ctx, row.user_id);
   return row;
 }
 

@@ -1,0 +1,87 @@
+/**
+ * End-user tokens: a server key mints a short-lived token for one user; a client using it sees and acts
+ * on that user's data only (403 permission_denied otherwise), never manages agents, and stops working
+ * when it expires or its minting key is revoked.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { EndUserTokens } from "../../src/auth/endUserTokens.ts";
+import { newResourceId } from "../../src/core/ids.ts";
+import { keyHash, keyPrefix, newApiKey } from "../../src/domain/app/keys.ts";
+import { DEFAULT_APP_ID } from "../../src/domain/streams.ts";
+import { api, TEST_KEY, type Api } from "../support/api.ts";
+import { startTestServer, type TestServer } from "../support/server.ts";
+
+let server: TestServer;
+let backend: Api;
+const asUser = (token: string) => api(server.url, "");
+const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+
+beforeAll(async () => {
+  server = await startTestServer({ API_KEY: TEST_KEY, SANDBOX_CHUNK_DELAY_MS: "0" });
+  backend = api(server.url);
+});
+afterAll(async () => {
+  await server?.stop();
+});
+
+async function mint(user: string, client: Api = backend, headers: Record<string, string> = {}, body: Record<string, unknown> = {}) {
+  return client.post("/v1/end-user-tokens", { user_id: user, ...body }, headers);
+}
+
+test("a user's token sees and acts on that user's data only", async () => {
+  const minted = await mint("alice");
+  expect(minted.status).toBe(201);
+  expect(minted.body).toMatchObject({ object: "end_user_token", token_type: "Bearer", user_id: "alice", scopes: ["data:write"] });
+  const alice = bearer(minted.body.token);
+  const client = asUser(minted.body.token);
+  const own = await client.post("/v1/sessions", { user_id: "alice" }, alice);
+  expect(own.status).toBe(201);
+  const turn = await client.post(`/v1/sessions/${own.body.id}/messages`, { content: "hi", wait: true }, alice);
+  expect(turn.body.status).toBe("completed");
+  expect((await client.get(`/v1/jobs/${turn.body.job_id}/events?since=0`, alice)).status).toBe(200);
+
+  const bobs = (await backend.post("/v1/sessions", { user_id: "bob" })).body.id;
+  const bobsTurn = (await backend.post(`/v1/sessions/${bobs}/messages`, { content: "mine", wait: true })).body.job_id;
+  const refused = [
+    await client.post("/v1/sessions", { user_id: "bob" }, alice),
+    await client.get(`/v1/sessions/${bobs}`, alice),
+    await client.get(`/v1/sessions/${bobs}/messages`, alice),
+    await client.post(`/v1/sessions/${bobs}/messages`, { content: "x" }, alice),
+    await client.get(`/v1/jobs/${bobsTurn}`, alice),
+    await client.get(`/v1/jobs/${bobsTurn}/events?since=0`, alice),
+    await client.post("/v1/runs", { user_id: "bob", input: "x" }, alice),
+    await client.get("/v1/sessions?user_id=bob", alice),
+    await mint("bob", client, alice),
+  ];
+  expect(refused.map((r) => `${r.status} ${r.body.error?.code}`)).toEqual(Array(refused.length).fill("403 permission_denied"));
+  expect((await client.get("/v1/sessions", alice)).body.data.map((s: any) => s.user_id)).toEqual(["alice"]);
+  // Never agent management; a fresh token for itself is fine.
+  expect((await client.post("/v1/agents", { name: "x" }, alice)).body.error.code).toBe("insufficient_scope");
+  expect((await mint("alice", client, alice)).status).toBe(201);
+});
+
+test("an expired or tampered token is 401 invalid_token; revoking the minting key ends its tokens", async () => {
+  // The server's signing secret is in the store: a second handle on it can mint an already expired token.
+  const tokens = await EndUserTokens.open(server.ctx.store, server.ctx.secrets);
+  const key = newApiKey("live");
+  const keyId = newResourceId("key");
+  await server.ctx.repos.apps.handle(DEFAULT_APP_ID, { type: "IssueKey", key: {
+    key_id: keyId, name: "minting", prefix: keyPrefix(key), hash: keyHash(key), mode: "live", scopes: ["data:write"], agent_ids: null, user_id: null, expires_at: null,
+  } }, { appId: DEFAULT_APP_ID });
+  const minter = api(server.url, key);
+  for (let i = 0; i < 100 && (await minter.get("/v1/sessions")).status !== 200; i++) await Bun.sleep(20);
+  const expired = await tokens.mint({ appId: DEFAULT_APP_ID, mode: "live", userId: "carol", scopes: ["data:write"], agentIds: null, parentKeyId: keyId }, -10);
+  const r1 = await asUser("").get("/v1/sessions", bearer(expired.token));
+  expect({ status: r1.status, code: r1.body.error.code }).toEqual({ status: 401, code: "invalid_token" });
+  const good = (await mint("carol", minter)).body.token as string;
+  expect((await asUser("").get("/v1/sessions", bearer(good))).status).toBe(200);
+  const tampered = good.slice(0, -3) + (good.endsWith("A") ? "BBB" : "AAA");
+  expect((await asUser("").get("/v1/sessions", bearer(tampered))).status).toBe(401);
+  await server.ctx.repos.apps.handle(DEFAULT_APP_ID, { type: "RevokeKey", key_id: keyId }, { appId: DEFAULT_APP_ID });
+  let status = 200;
+  for (let i = 0; i < 100 && status === 200; i++) {
+    status = (await asUser("").get("/v1/sessions", bearer(good))).status;
+    if (status === 200) await Bun.sleep(20);
+  }
+  expect(status).toBe(401);
+});
