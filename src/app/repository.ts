@@ -35,6 +35,8 @@ export interface CommandMetadata {
   appId: string;
   /** Who asked: `key:<id>`, `root:root`, `jwt:<subject>`, … recorded on every event it writes. */
   actor?: string;
+  /** The end user the command was made for (by a server key, or by the user's own token). */
+  attributedUserId?: string;
   correlationId?: string;
   causationId?: string;
   /** Business time of the command (ms since the epoch); now when not given. */
@@ -155,6 +157,7 @@ export class Repository<Command, Event extends DomainEvent, State> {
         ...(metadata.correlationId ? { correlationId: metadata.correlationId } : {}),
         ...(metadata.causationId ? { causationId: metadata.causationId } : {}),
         ...(metadata.actor ? { actor: metadata.actor } : {}),
+        ...(metadata.attributedUserId ? { attributed_user_id: metadata.attributedUserId } : {}),
       };
       const data = events.map((e) => ({ id: newEventId(), type: e.type, data: e.data, metadata: { ...meta, ...this.events.encode(e) } }));
       try {

@@ -55,6 +55,14 @@ test("a user's token sees and acts on that user's data only", async () => {
   ];
   expect(refused.map((r) => `${r.status} ${r.body.error?.code}`)).toEqual(Array(refused.length).fill("403 permission_denied"));
   expect((await client.get("/v1/sessions", alice)).body.data.map((s: any) => s.user_id)).toEqual(["alice"]);
+  // On record: who acted (the user's token and the key that minted it) and for which user.
+  const first = async (stream: string) => {
+    for await (const e of server.ctx.store.readStream(stream, { maxCount: 1 })) return e.metadata;
+    return {};
+  };
+  expect(await first(`session-${own.body.id}`)).toMatchObject({ attributed_user_id: "alice", actor: expect.stringMatching(/^user:alice@key:key_/) });
+  expect(await first(`session-${bobs}`)).toMatchObject({ attributed_user_id: "bob", actor: expect.stringMatching(/^key:key_/) });
+  expect(await first(`job-${bobsTurn}`)).toMatchObject({ attributed_user_id: "bob" });
   // Never agent management; a fresh token for itself is fine.
   expect((await client.post("/v1/agents", { name: "x" }, alice)).body.error.code).toBe("insufficient_scope");
   expect((await mint("alice", client, alice)).status).toBe(201);

@@ -38,9 +38,19 @@ export const callerContext = (deps: V1Deps) =>
 export const iso = (ms: number | null | undefined): string | null => (ms === null || ms === undefined ? null : new Date(ms).toISOString());
 export const parseJson = <T = unknown>(s: string | null): T | null => (s === null ? null : (JSON.parse(s) as T));
 
-export const metaOf = (ctx: AppContext, request: Request): CommandMetadata => {
-  const keyId = principalOf(request)?.keyId;
-  return { appId: ctx.appId, correlationId: clientRequestId(request) ?? undefined, now: Date.now(), ...(keyId ? { actor: `key:${keyId}` } : {}) };
+/**
+ * The metadata of what a request writes: its app, its actor (the key, or the end user's token and the
+ * key that minted it) and, when it acts for an end user, that user (`attributed_user_id`): the user a
+ * server key sends a message or starts a session for, or the user of an end-user token.
+ */
+export const metaOf = (ctx: AppContext, request: Request, forUser?: string): CommandMetadata => {
+  const principal = principalOf(request);
+  const actor = principal ? (principal.endUser ? `user:${principal.userId}@key:${principal.keyId}` : `key:${principal.keyId}`) : undefined;
+  const attributed = forUser ?? ctx.actingUser ?? undefined;
+  return {
+    appId: ctx.appId, correlationId: clientRequestId(request) ?? undefined, now: Date.now(),
+    ...(actor ? { actor } : {}), ...(attributed ? { attributedUserId: attributed } : {}),
+  };
 };
 
 export type ResponseSet = { status?: number | string; headers: Record<string, string | number> };

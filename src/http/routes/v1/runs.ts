@@ -21,7 +21,7 @@ export const runRoutes = (deps: V1Deps) =>
       const accepted = await startRun(ctx, {
         agent_id: agentId, user_id: body.user_id, input: body.input, media_url: body.media_url ?? null,
         output_schema: body.output_schema ?? null, model: body.model ?? null,
-      }, metaOf(ctx, request), ids.job!);
+      }, metaOf(ctx, request, body.user_id), ids.job!);
       await afterWrite(ctx, { set, request }, accepted.position);
       return { status: 202, body: { id: accepted.job_id, job_id: accepted.job_id, status: "pending" } };
     }), {

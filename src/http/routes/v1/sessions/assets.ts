@@ -13,7 +13,7 @@ export const assetRoutes = (deps: V1Deps) =>
     .use(v1Models)
     .use(callerContext(deps))
     .post("/:session_id/assets", ({ ctx, params, body, request, set }) => create(ctx, request, body, set, { asset: "ast" }, async ({ ids, resumed }) => {
-      requireSession(ctx, params.session_id);
+      const session = requireSession(ctx, params.session_id);
       // A retry taking over this request finds the asset its first execution registered.
       let registered = resumed ? await registeredAsset(ctx, params.session_id, ids.asset!) : null;
       let position: bigint | null = null;
@@ -21,7 +21,7 @@ export const assetRoutes = (deps: V1Deps) =>
         const r = await ctx.repos.sessions.handle(params.session_id, {
           type: "RegisterAsset", asset_id: ids.asset!, url: body.url, kind: body.kind, source_tool: body.source_tool ?? "upload",
           prompt: body.prompt ?? null, model: body.model ?? null, job_id: null,
-        }, metaOf(ctx, request));
+        }, metaOf(ctx, request, session.user_id));
         const e = r.appended[0] as Extract<SessionEvent, { type: "AssetRegistered" }>;
         registered = { ...e.data, created_at: Date.now() };
         position = r.position;

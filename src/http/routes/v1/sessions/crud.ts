@@ -24,7 +24,7 @@ export const sessionCrudRoutes = (deps: V1Deps) =>
       const position = exists ? null : (await ctx.repos.sessions.handle(id, {
         type: "StartSession", session_id: id, agent_id: agentId, user_id: body.user_id,
         name: body.name ?? `session-${id.slice(-6)}`, external_ref: body.external_ref ?? null, metadata: body.metadata ?? {},
-      }, metaOf(ctx, request))).position;
+      }, metaOf(ctx, request, body.user_id))).position;
       return { status: 201, body: await sessionAfterWrite(ctx, { set, request }, id, position) };
     }), {
       body: t.Object({

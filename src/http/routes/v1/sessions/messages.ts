@@ -17,13 +17,13 @@ export const messageRoutes = (deps: V1Deps) =>
     .use(v1Models)
     .use(callerContext(deps))
     .post("/:session_id/messages", async ({ ctx, params, body, request, set }) => {
-      requireSession(ctx, params.session_id);
+      const session = requireSession(ctx, params.session_id);
       const input = {
         content: body.content, attachments: body.attachments ?? [], model: body.model ?? null, context: body.context ?? null,
         multitask: body.multitask ?? "reject",
       };
       const send = async (ids?: MessageIds, resumed = false) => {
-        const accepted = await sendMessage(ctx, params.session_id, input, metaOf(ctx, request), ids, resumed);
+        const accepted = await sendMessage(ctx, params.session_id, input, metaOf(ctx, request, session.user_id), ids, resumed);
         await afterWrite(ctx, { set, request }, accepted.position);
         return accepted;
       };
