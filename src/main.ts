@@ -23,6 +23,7 @@ import { TenantDirectory } from "./app/tenantDirectory.ts";
 import { ensureDefaultApp } from "./app/defaultApp.ts";
 import { createManagementAuth, type ManagementPrincipal } from "./auth/management.ts";
 import { EndUserTokens } from "./auth/endUserTokens.ts";
+import { KeyUsage } from "./app/keyUsage.ts";
 import { appRoutes } from "./http/routes/v1/apps.ts";
 import { v1Routes } from "./http/routes/v1/index.ts";
 import { InProcessJobQueue, type JobQueue } from "./jobs/queue.ts";
@@ -153,6 +154,9 @@ export async function startServer(
     logger.info("agentry worker running", { read_model_file: readModelPath, event_store: store.kind, queue: queue.kind, concurrency: config.workerConcurrency, llm_provider: ctx.defaultProvider });
     return { url: "", port: 0, apiKey, ctx, shutdown: shutdownWith(async () => {}) };
   }
+  // When keys were last used: noted per request in memory, recorded at most hourly per key.
+  const keyUsage = new KeyUsage(ctx.repos, { granularityMs: 3_600_000, flushEveryMs: 60_000, logger });
+  keyUsage.start();
   // End users' clients authenticate with tokens their server mints (signed with a shared, sealed secret).
   const endUserTokens = await EndUserTokens.open(store, secrets, logger.child({ component: "end-user-tokens" }));
   // The management plane (/v1/apps) takes the operator's root token or a management JWT.
@@ -160,11 +164,11 @@ export async function startServer(
   const managers = new WeakMap<Request, ManagementPrincipal>();
   const app = createApp({
     store, runner: projectionRunner, logger, version: pkg.version, maxBodyBytes: config.maxBodyBytes,
-    bodyTimeoutMs: config.bodyTimeoutMs, authenticate: directoryAuthenticator(directory, endUserTokens),
+    bodyTimeoutMs: config.bodyTimeoutMs, authenticate: directoryAuthenticator(directory, endUserTokens, keyUsage),
     authenticateManagement: async (request) => {
       managers.set(request, await management.authenticate(request));
     },
-    plugins: [appRoutes({ ctx, directory, principalOf: (request) => managers.get(request) }), v1Routes({ ctx, endUserTokens }), ...(extra.plugins ?? [])],
+    plugins: [appRoutes({ ctx, directory, usage: keyUsage, principalOf: (request) => managers.get(request) }), v1Routes({ ctx, endUserTokens }), ...(extra.plugins ?? [])],
   });
   app.listen({ port: config.port, hostname: config.host });
   const port = app.server!.port!;
@@ -192,6 +196,7 @@ export async function startServer(
       await app.server!.stop(true);
     }
     await management.stop();
+    await keyUsage.stop();
   });
   return { url, port, apiKey, ctx, shutdown, app };
 }

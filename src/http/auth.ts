@@ -10,6 +10,7 @@ import { ForbiddenError, UnauthorizedError } from "../core/errors.ts";
 import type { KeyLookup, TenantDirectory } from "../app/tenantDirectory.ts";
 import type { ApiKeyRecord } from "../domain/app/app.ts";
 import { looksLikeJwt, type EndUserTokens } from "../auth/endUserTokens.ts";
+import type { KeyUsage } from "../app/keyUsage.ts";
 import { keyHash } from "../domain/app/keys.ts";
 import type { KeyScope } from "../domain/app/events.ts";
 
@@ -68,7 +69,7 @@ export const principalOf = (request: Request): Principal | undefined => principa
  * The request's principal is kept for the routes (see `principalOf`).
  */
 export function directoryAuthenticator(
-  directory: Pick<TenantDirectory, "lookup" | "byId">, tokens?: Pick<EndUserTokens, "verify">,
+  directory: Pick<TenantDirectory, "lookup" | "byId">, tokens?: Pick<EndUserTokens, "verify">, usage?: Pick<KeyUsage, "touch">,
 ): (request: Request) => void | Promise<void> {
   /** Admits a credential whose key was found usable, as `as` describes it, if it has the scope needed. */
   const admit = (request: Request, found: KeyLookup, as: (appId: string, key: ApiKeyRecord) => Principal) => {
@@ -80,6 +81,7 @@ export function directoryAuthenticator(
     const needed = scopeFor(request.method, pathOf(request.url));
     if (!hasScope(principal.scopes, needed)) throw new ForbiddenError(`This credential lacks the ${needed} scope`, "insufficient_scope");
     principals.set(request, principal);
+    usage?.touch(principal.appId, principal.keyId);
   };
   /** An end-user token: valid, and minted by a key that still works; it has at most that key's rights. */
   const endUser = async (request: Request, token: string) => {

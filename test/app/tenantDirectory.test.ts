@@ -98,3 +98,24 @@ test("a key revoked through one process is refused by another process's director
   expect(elsewhere.lookup(keyHash(key))).toEqual({ ok: false, reason: "revoked" });
   void store;
 });
+
+test("key use is recorded at most once per key per granularity, however many requests", async () => {
+  const { KeyUsage } = await import("../../src/app/keyUsage.ts");
+  const { store, apps } = setup();
+  const key = newApiKey("live");
+  await apps.handle("app_u", { type: "CreateApp", app_id: "app_u", name: "U" }, meta);
+  await apps.handle("app_u", { type: "IssueKey", key: keyFor("k_used", key) }, meta);
+  const usage = new KeyUsage({ apps }, { granularityMs: 60_000, flushEveryMs: 60_000 });
+  for (let i = 0; i < 50; i++) usage.touch("app_u", "k_used", 1_000_000 + i);
+  await usage.flush();
+  await usage.flush();
+  usage.touch("app_u", "k_used", 1_000_000 + 30_000); // within the granularity: nothing more
+  await usage.flush();
+  usage.touch("app_u", "k_used", 1_000_000 + 70_000); // past it: one more
+  await usage.flush();
+  const used: number[] = [];
+  for await (const e of store.readStream("app-app_u")) if (e.type === "ApiKeyUsed") used.push((e.data as { at: number }).at);
+  expect(used).toEqual([1_000_049, 1_070_000]);
+  const { state } = await apps.load("app_u");
+  expect(state.keys[0]!.last_used_at).toBe(1_070_000);
+});

@@ -63,8 +63,9 @@ describe("apps and keys", () => {
     const session = await acme.post("/v1/sessions", { user_id: "u", agent_id: agent.body.id });
     expect(session.status).toBe(201);
     expect((await data.get(`/v1/sessions/${session.body.id}`)).status).toBe(404); // the default app's key
-    // Listed without the key itself.
+    // Listed without the key itself, with when it was last used.
     const keys = await admin.get(`/v1/apps/${app.body.id}/keys`);
+    expect(Date.parse(keys.body.data[0].last_used_at)).toBeGreaterThan(Date.now() - 60_000);
     expect(keys.body.data.map((k: any) => k.prefix)).toEqual([issued.body.prefix]);
     expect(JSON.stringify(keys.body)).not.toContain(issued.body.key);
     expect(issued.body.key.startsWith(issued.body.prefix)).toBe(true);

@@ -14,6 +14,8 @@ export type { AppEvent };
 const ApiKeySchema = Type.Object(ApiKeyFields);
 export type ApiKeyRecord = Static<typeof ApiKeySchema> & {
   revoked: boolean;
+  /** Epoch ms of the last recorded use (recorded coarsely: see RecordKeyUse); null before any. */
+  last_used_at: number | null;
   /** Epoch ms: the earlier of the key's own expiry and a rotation's grace end; null when neither. */
   refused_after: number | null;
 };
@@ -36,7 +38,9 @@ export type AppCommand =
   | { type: "IssueKey"; key: NewKey }
   | { type: "RevokeKey"; key_id: string }
   /** A new key; the old one keeps working until `grace_until` (epoch ms), then is refused. */
-  | { type: "RotateKey"; key_id: string; replacement: NewKey; grace_until: number };
+  | { type: "RotateKey"; key_id: string; replacement: NewKey; grace_until: number }
+  /** Records a use if the last recorded one is at least `granularity_ms` older (else decides nothing). */
+  | { type: "RecordKeyUse"; key_id: string; at: number; granularity_ms: number };
 
 const earliest = (a: number | null, b: number | null): number | null => (a === null ? b : b === null ? a : Math.min(a, b));
 
@@ -57,12 +61,14 @@ export const appDecider: Decider<AppCommand, AppEvent, AppState> = {
         return { ...state, status: "deleted" };
       case "ApiKeyIssued": {
         const { app_id: _app, ...key } = event.data;
-        return { ...state, keys: [...state.keys, { ...key, revoked: false, refused_after: key.expires_at }] };
+        return { ...state, keys: [...state.keys, { ...key, revoked: false, refused_after: key.expires_at, last_used_at: null }] };
       }
       case "ApiKeyRevoked":
         return { ...state, keys: state.keys.map((k) => (k.key_id === event.data.key_id ? { ...k, revoked: true } : k)) };
       case "ApiKeyExpiring":
         return { ...state, keys: state.keys.map((k) => (k.key_id === event.data.key_id ? { ...k, refused_after: earliest(k.refused_after, event.data.until) } : k)) };
+      case "ApiKeyUsed":
+        return { ...state, keys: state.keys.map((k) => (k.key_id === event.data.key_id ? { ...k, last_used_at: Math.max(k.last_used_at ?? 0, event.data.at) } : k)) };
       default:
         return unreachable(event);
     }
@@ -103,6 +109,12 @@ export const appDecider: Decider<AppCommand, AppEvent, AppState> = {
           { type: "ApiKeyIssued", data: { app_id: state.id!, ...command.replacement } },
           { type: "ApiKeyExpiring", data: { app_id: state.id!, key_id: key.key_id, until: command.grace_until } },
         ];
+      }
+      case "RecordKeyUse": {
+        if (state.status === "none" || state.status === "deleted") return [];
+        const key = state.keys.find((k) => k.key_id === command.key_id);
+        if (!key || (key.last_used_at !== null && command.at - key.last_used_at < command.granularity_ms)) return [];
+        return [{ type: "ApiKeyUsed", data: { app_id: state.id!, key_id: key.key_id, at: command.at } }];
       }
       default:
         return unreachable(command);

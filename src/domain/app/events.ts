@@ -36,6 +36,8 @@ export const APP_EVENTS = {
   ApiKeyRevoked: { version: 1, schema: Type.Object({ app_id: Type.String(), key_id: Type.String() }) },
   /** The key stays valid until `until` (epoch ms), then is refused: a rotation's grace period. */
   ApiKeyExpiring: { version: 1, schema: Type.Object({ app_id: Type.String(), key_id: Type.String(), until: Type.Integer() }) },
+  /** The key was used at `at` (epoch ms). Recorded at most about once an hour per key, never per request. */
+  ApiKeyUsed: { version: 1, schema: Type.Object({ app_id: Type.String(), key_id: Type.String(), at: Type.Integer() }) },
 };
 
 export type AppEvent = EventsOf<typeof APP_EVENTS>;

@@ -15,6 +15,7 @@ import { keyHash, keyPrefix, newApiKey } from "../../../domain/app/keys.ts";
 import { decodeCursor, encodeCursor, PageQuery } from "../../pagination.ts";
 import { IdParam, metaOf, type ResponseSet } from "./common.ts";
 import { v1Models } from "./models.ts";
+import type { KeyUsage } from "../../../app/keyUsage.ts";
 
 /** Who is calling the management plane (set by the management authenticator). */
 export interface ManagementPrincipal {
@@ -27,6 +28,8 @@ export interface ManagementPrincipal {
 export interface AppRoutesDeps {
   ctx: AppContext;
   directory: TenantDirectory;
+  /** This process's notes of key use, shown when newer than the recorded one. */
+  usage?: Pick<KeyUsage, "noted">;
   /** The management principal of an authenticated request. */
   principalOf(request: Request): ManagementPrincipal | undefined;
 }
@@ -53,10 +56,14 @@ const appView = (id: string, app: AppState) => ({
   key_count: app.keys.filter((k) => !k.revoked).length,
 });
 
-const keyView = (k: ApiKeyRecord) => ({
+const keyView = (k: ApiKeyRecord, noted: number | null = null) => ({
   id: k.key_id, object: "api_key" as const, name: k.name, prefix: k.prefix, mode: k.mode, scopes: k.scopes,
   agent_ids: k.agent_ids, user_id: k.user_id, expires_at: k.expires_at === null ? null : new Date(k.expires_at).toISOString(),
   valid_until: k.refused_after === null ? null : new Date(k.refused_after).toISOString(), revoked: k.revoked,
+  last_used_at: (() => {
+    const at = Math.max(k.last_used_at ?? 0, noted ?? 0);
+    return at > 0 ? new Date(at).toISOString() : null;
+  })(),
 });
 
 const App = t.Object({ id: t.String(), object: t.Literal("app"), name: t.String(), status: t.Union([t.Literal("active"), t.Literal("suspended")]), key_count: t.Integer() });
@@ -64,6 +71,7 @@ const ApiKey = t.Object({
   id: t.String(), object: t.Literal("api_key"), name: t.String(), prefix: t.String(), mode: t.Union([t.Literal("live"), t.Literal("test")]),
   scopes: t.Array(t.String()), agent_ids: t.Union([t.Array(t.String()), t.Null()]), user_id: t.Union([t.String(), t.Null()]),
   expires_at: t.Union([t.String(), t.Null()]), valid_until: t.Union([t.String(), t.Null()]), revoked: t.Boolean(),
+  last_used_at: t.Union([t.String(), t.Null()], { description: "When it was last used (recorded to within about an hour; this server's own uses at once)" }),
 });
 const IssuedKey = t.Composite([ApiKey, t.Object({ key: t.String({ description: "The key itself: shown this once, never again" }) })]);
 const AppPage = t.Object({ data: t.Array(App), has_more: t.Boolean(), next_cursor: t.Union([t.String(), t.Null()]) });
@@ -93,7 +101,7 @@ function mintKey(body: typeof KeyBody.static): { secret: string; record: NewKey 
   };
 }
 
-export const appRoutes = ({ ctx, directory, principalOf }: AppRoutesDeps) => {
+export const appRoutes = ({ ctx, directory, principalOf, usage }: AppRoutesDeps) => {
   /** The app as this process knows it once its own write is folded in; 404 for none or deleted. */
   const liveApp = (appId: string): AppState => {
     const app = directory.app(appId);
@@ -182,7 +190,7 @@ export const appRoutes = ({ ctx, directory, principalOf }: AppRoutesDeps) => {
     })
     .get("/:app_id/keys", ({ params, request }) => {
       require(principalOf(request), "member", params.app_id);
-      return { data: liveApp(params.app_id).keys.map(keyView) };
+      return { data: liveApp(params.app_id).keys.map((k) => keyView(k, usage?.noted(k.key_id) ?? null)) };
     }, { params: IdParam("app_id"), response: "KeyList", detail: { summary: "An app's keys (never the keys themselves)" } })
     .post("/:app_id/keys/:key_id/revoke", async ({ params, request }) => {
       const principal = require(principalOf(request), "admin", params.app_id);
