@@ -7,7 +7,8 @@ export const agentAllowed = (ctx: AppContext, agentId: string): boolean => !ctx.
 /** 403 agent_not_allowed when the caller's key is limited to other agents. */
 export function requireAgentAllowed(ctx: AppContext, agentId: string): void {
   if (!agentAllowed(ctx, agentId)) {
-    throw new ForbiddenError(`This API key may not use agent ${agentId}`, "agent_not_allowed");
+    // The message names no id: the agent may be one the caller never sent (the agent of a session it asked for).
+    throw new ForbiddenError("This credential may not use the agent this belongs to", "agent_not_allowed");
   }
 }
 

@@ -1,0 +1,357 @@
+/**
+ * The cross-tenant matrix (issue 8, "Isolation must be proven, not assumed").
+ *
+ * Every data-plane route is taken from the server's own OpenAPI document (`GET /docs/json`: every path
+ * under /v1 except the management plane, /v1/apps…), so a route added later is in the matrix without
+ * anyone listing it. Each (route, method) is called as each caller below, with the path's ids filled
+ * by name from a "victim" app's fixtures (its session, job, run, agent). Every cell's status (and error
+ * code) is asserted, and no answer to a caller other than the victim's own live key or its user's token
+ * may carry one of the victim's ids or content strings (session name, message text, agent prompt, run
+ * input, asset URL, key ids) that the caller did not send itself.
+ *
+ * | caller           | expected                                                                          |
+ * | ---------------- | --------------------------------------------------------------------------------- |
+ * | owner            | the victim app's live key (every scope): allowed                                  |
+ * | testKey          | the victim app's test key: no live data (404 by id, lists show none)              |
+ * | otherApp         | another app's live key: no access (404 by id, lists show none)                    |
+ * | rightUser        | an end-user token for the victim's user, minted by the owner key: allowed         |
+ * | otherUser        | an end-user token for another user of the same app: 403 permission_denied         |
+ * | revoked          | a revoked key of the victim app: 401 invalid_api_key                              |
+ * | expiredToken     | an expired end-user token for the victim's user: 401 invalid_token                |
+ * | suspended        | a key of a suspended app: 403 app_suspended                                       |
+ * | readOnly         | a data:read key of the victim app: 403 insufficient_scope on every write          |
+ * | otherAgentOnly   | a victim-app key limited to another agent: 403 agent_not_allowed on the victim's  |
+ *
+ * Exceptions, decided here on purpose (see `expected` below):
+ * - Routes that create something without naming an existing resource (POST /v1/agents, POST
+ *   /v1/end-user-tokens) act in the caller's own partition: for a caller that may use them they are 2xx
+ *   there, and their answers must still carry nothing of the victim's.
+ * - Agents belong to the app, not to a user: an end-user token of the app (any user) reads them, and
+ *   never manages them (403 insufficient_scope, as docs/security.md and the end-user token route say).
+ * - Collection routes fill their `user_id` (query or body) with the victim's user, so "another user"
+ *   is asked for the victim's user's data and must be refused, not shown an empty list.
+ * - The read-only key is the victim app's own key with data:read: its reads are allowed (2xx, the
+ *   victim's data, not a leak); its writes are 403 insufficient_scope.
+ * - Authentication, suspension and scope are checked before body validation (docs/api.md: "The API key
+ *   is checked before anything else"), so no refused caller may see a 400: none is tolerated.
+ * - "Allowed" is a 2xx, or one of the documented 409s that say nothing about access
+ *   (job_not_awaiting_approval, job_finished, session_busy).
+ *
+ * State-changing routes (DELETE, approve, reject, cancel) run after every other route; for callers that
+ * are allowed they run on fresh fixtures of the victim (a new agent, and a session of the victim's user
+ * whose job awaits approval), so the victim's main fixtures stay intact for every other cell. SSE routes
+ * (…/stream) are judged by status and headers only; their body is cancelled.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { EndUserTokens } from "../../src/auth/endUserTokens.ts";
+import { newResourceId } from "../../src/core/ids.ts";
+import { keyHash, keyPrefix, newApiKey } from "../../src/domain/app/keys.ts";
+import { api, type Api } from "../support/api.ts";
+import { startTestServer, type TestServer } from "../support/server.ts";
+
+type CallerName =
+  | "owner" | "testKey" | "otherApp" | "rightUser" | "otherUser" | "revoked" | "expiredToken" | "suspended" | "readOnly" | "otherAgentOnly";
+const CALLERS: CallerName[] = ["owner", "testKey", "otherApp", "rightUser", "otherUser", "revoked", "expiredToken", "suspended", "readOnly", "otherAgentOnly"];
+/** Callers that are the victim itself: their answers may show the victim's data. */
+const VICTIM_SELF = new Set<CallerName>(["owner", "rightUser"]);
+
+interface Route { method: string; path: string; op: any }
+interface Fixtures { session_id: string; job_id: string; run_id: string; agent_id: string }
+
+const VICTIM_APP = "app_matrix_victim";
+const OTHER_APP = "app_matrix_other";
+const SUSPENDED_APP = "app_matrix_suspended";
+const VICTIM_USER = "victim-user-7f3a";
+const OTHER_USER = "other-user-2b9c";
+const CONTENT = {
+  sessionName: "victim session name qz81",
+  message: "victim message text kx42",
+  prompt: "victim agent prompt jw63",
+  runInput: "victim run input hv57",
+  assetUrl: "https://example.com/victim-asset-mp29.png",
+};
+
+let server: TestServer;
+let routes: Route[];
+let owner: Api;
+const headers: Record<CallerName, Record<string, string>> = {} as never;
+let main: Fixtures;
+let approvalAgent: string;
+/** Every id and content string of the victim that a foreign answer must not carry. */
+const secrets: string[] = [];
+
+/** Issues a key on `appId` and waits (bounded) until the tenant directory knows it. */
+async function issueKey(appId: string, opts: { mode?: "live" | "test"; scopes?: string[]; agent_ids?: string[] | null } = {}) {
+  const key = newApiKey(opts.mode ?? "live");
+  const keyId = newResourceId("key");
+  await server.ctx.repos.apps.handle(appId, { type: "IssueKey", key: {
+    key_id: keyId, name: "matrix", prefix: keyPrefix(key), hash: keyHash(key), mode: opts.mode ?? "live",
+    scopes: (opts.scopes ?? ["data:read", "data:write", "agents:manage"]) as never, agent_ids: opts.agent_ids ?? null, user_id: null, expires_at: null,
+  } }, { appId: "app_ops" });
+  await waitForStatus({ "x-api-key": key }, 200);
+  return { key, keyId };
+}
+
+/** Polls GET /v1/sessions with `h` until it answers `status` (bounded: about 4 s). */
+async function waitForStatus(h: Record<string, string>, status: number) {
+  let last = 0;
+  for (let i = 0; i < 200; i++) {
+    last = (await fetch(`${server.url}/v1/sessions`, { headers: h })).status;
+    if (last === status) return;
+    await Bun.sleep(20);
+  }
+  throw new Error(`credential did not reach status ${status} (last ${last})`);
+}
+
+beforeAll(async () => {
+  server = await startTestServer({ SANDBOX_CHUNK_DELAY_MS: "0" });
+  const meta = { appId: "app_ops" };
+  for (const [id, name] of [[VICTIM_APP, "Victim"], [OTHER_APP, "Other"], [SUSPENDED_APP, "Suspended"]] as const) {
+    await server.ctx.repos.apps.handle(id, { type: "CreateApp", app_id: id, name }, meta);
+  }
+
+  // The victim's live key and its fixtures.
+  const ownerKey = await issueKey(VICTIM_APP);
+  owner = api(server.url, ownerKey.key);
+  const agent = await owner.post("/v1/agents", { name: "victim agent", system_prompt: CONTENT.prompt, approval: "never" });
+  expect(agent.status).toBe(201);
+  const session = await owner.post("/v1/sessions", { user_id: VICTIM_USER, agent_id: agent.body.id, name: CONTENT.sessionName });
+  expect(session.status).toBe(201);
+  const turn = await owner.post(`/v1/sessions/${session.body.id}/messages`, { content: CONTENT.message, wait: true });
+  expect(turn.body.status).toBe("completed");
+  const asset = await owner.post(`/v1/sessions/${session.body.id}/assets`, { url: CONTENT.assetUrl, kind: "image" });
+  expect(asset.status).toBe(201);
+  const run = await owner.post("/v1/runs", { user_id: VICTIM_USER, input: CONTENT.runInput, agent_id: agent.body.id });
+  expect(run.status).toBe(202);
+  await owner.pollUntilDone(run.body.id);
+  main = { session_id: session.body.id, job_id: turn.body.job_id, run_id: run.body.id, agent_id: agent.body.id };
+  // For fresh fixtures whose job waits on approval.
+  approvalAgent = (await owner.post("/v1/agents", { name: "victim approver", approval: "always", tools: [{ type: "builtin", name: "register_asset" }] })).body.id;
+  const otherAgent = (await owner.post("/v1/agents", { name: "another agent of the victim app", approval: "never" })).body.id;
+
+  // The other callers.
+  const testKey = await issueKey(VICTIM_APP, { mode: "test" });
+  const readOnly = await issueKey(VICTIM_APP, { scopes: ["data:read"] });
+  const otherAgentOnly = await issueKey(VICTIM_APP, { scopes: ["data:write", "agents:manage"], agent_ids: [otherAgent] });
+  const revoked = await issueKey(VICTIM_APP);
+  await server.ctx.repos.apps.handle(VICTIM_APP, { type: "RevokeKey", key_id: revoked.keyId }, meta);
+  await waitForStatus({ "x-api-key": revoked.key }, 401);
+  const otherApp = await issueKey(OTHER_APP);
+  const suspended = await issueKey(SUSPENDED_APP);
+  await server.ctx.repos.apps.handle(SUSPENDED_APP, { type: "SuspendApp", reason: null }, meta);
+  await waitForStatus({ "x-api-key": suspended.key }, 403);
+
+  const right = await owner.post("/v1/end-user-tokens", { user_id: VICTIM_USER });
+  const other = await owner.post("/v1/end-user-tokens", { user_id: OTHER_USER });
+  expect([right.status, other.status]).toEqual([201, 201]);
+  // An already expired token for the right user, signed with the server's own secret.
+  const tokens = await EndUserTokens.open(server.ctx.store, server.ctx.secrets);
+  const expired = await tokens.mint({ appId: VICTIM_APP, mode: "live", userId: VICTIM_USER, scopes: ["data:write"], agentIds: null, parentKeyId: ownerKey.keyId }, -10);
+
+  const key = (k: string) => ({ "x-api-key": k });
+  const bearer = (t: string) => ({ authorization: `Bearer ${t}` });
+  Object.assign(headers, {
+    owner: key(ownerKey.key), testKey: key(testKey.key), otherApp: key(otherApp.key), rightUser: bearer(right.body.token),
+    otherUser: bearer(other.body.token), revoked: key(revoked.key), expiredToken: bearer(expired.token), suspended: key(suspended.key),
+    readOnly: key(readOnly.key), otherAgentOnly: key(otherAgentOnly.key),
+  });
+  await waitForStatus(headers.rightUser, 200);
+
+  secrets.push(...Object.values(main), ...Object.values(CONTENT), ownerKey.keyId, testKey.keyId, readOnly.keyId, otherAgentOnly.keyId, revoked.keyId);
+  const assetId = asset.body.id;
+  if (typeof assetId === "string") secrets.push(assetId);
+
+  // The data plane, from the OpenAPI document.
+  const doc = (await (await fetch(`${server.url}/docs/json`)).json()) as { paths: Record<string, Record<string, unknown>> };
+  routes = [];
+  for (const [path, ops] of Object.entries<any>(doc.paths)) {
+    if (!path.startsWith("/v1/") || path === "/v1/apps" || path.startsWith("/v1/apps/")) continue;
+    for (const [method, op] of Object.entries<any>(ops)) {
+      if (["get", "post", "put", "patch", "delete"].includes(method)) routes.push({ method: method.toUpperCase(), path, op });
+    }
+  }
+}, 60_000);
+
+afterAll(async () => {
+  await server?.stop();
+});
+
+const PATH_PARAM = /\{([a-z_]+)\}/g;
+const paramsOf = (path: string) => [...path.matchAll(PATH_PARAM)].map((m) => m[1]!);
+const isStream = (r: Route) => r.path.endsWith("/stream");
+const isRead = (r: Route) => r.method === "GET";
+/** Changes the resource for good (or its job's course): run last, on fresh fixtures for allowed callers. */
+const isStateChanging = (r: Route) => r.method === "DELETE" || /\/(approve|reject|cancel)$/.test(r.path);
+const isAgentRoute = (r: Route) => r.path === "/v1/agents" || r.path.startsWith("/v1/agents/");
+
+/** Bodies the schema alone does not give: PATCHes need one field to change (a no-op value here). */
+const BODY_OVERRIDES: Record<string, Record<string, unknown>> = {
+  "PATCH /v1/sessions/{session_id}": { archived: false },
+  "PATCH /v1/agents/{agent_id}": { description: "patched by the tenant matrix" },
+  // Holds the request until the turn is over, so the next allowed caller does not find the session busy.
+  "POST /v1/sessions/{session_id}/messages": { wait: true },
+};
+
+/** A value for one schema property, chosen by its name first (ids from the fixtures), then by its type. */
+function valueFor(name: string, schema: any, f: Fixtures): unknown {
+  if (name === "user_id") return VICTIM_USER;
+  if (name in f) return f[name as keyof Fixtures];
+  const s = schema?.anyOf ? schema.anyOf.find((x: any) => x.const !== undefined) ?? schema.anyOf[0] : schema;
+  if (s?.const !== undefined) return s.const;
+  if (s?.enum) return s.enum[0];
+  switch (s?.type) {
+    case "string": return s.pattern === "^https?://" ? "https://example.com/matrix.png" : `matrix ${name}`;
+    case "integer": case "number": return s.minimum ?? 1;
+    case "boolean": return false;
+    case "array": return [];
+    case "object": return {};
+  }
+  return `matrix ${name}`;
+}
+
+/** A minimal valid body from the route's request schema: its required fields, and any fixture id it takes. */
+function bodyFor(r: Route, f: Fixtures): Record<string, unknown> | undefined {
+  const schema = r.op.requestBody?.content?.["application/json"]?.schema;
+  if (!schema && !BODY_OVERRIDES[`${r.method} ${r.path}`]) return undefined; // no body (GET, DELETE, approve)
+  const body: Record<string, unknown> = {};
+  const required = new Set<string>(schema?.required ?? []);
+  for (const [name, prop] of Object.entries<any>(schema?.properties ?? {})) {
+    if (required.has(name) || name === "user_id" || name in f) body[name] = valueFor(name, prop, f);
+  }
+  return { ...body, ...BODY_OVERRIDES[`${r.method} ${r.path}`] };
+}
+
+/** The query: fixtures and the victim's user by name, `since=0` for cursors. */
+function queryFor(r: Route): string {
+  const names = new Set((r.op.parameters ?? []).filter((p: any) => p.in === "query").map((p: any) => p.name as string));
+  const q = new URLSearchParams();
+  if (names.has("user_id")) q.set("user_id", VICTIM_USER);
+  if (names.has("since")) q.set("since", "0");
+  return q.size ? `?${q}` : "";
+}
+
+type Expectation = { allowed: true } | { allowed: false; status: number; code: string | RegExp };
+const NOT_FOUND = /not_found$/;
+const ALLOWED_409 = new Set(["job_not_awaiting_approval", "job_finished", "session_busy"]);
+
+/** What one cell must answer. */
+function expected(r: Route, caller: CallerName): Expectation {
+  const byId = paramsOf(r.path).length > 0;
+  const allowed = { allowed: true } as const;
+  const refuse = (status: number, code: string | RegExp): Expectation => ({ allowed: false, status, code });
+  switch (caller) {
+    case "owner":
+      return allowed;
+    case "revoked":
+      return refuse(401, "invalid_api_key");
+    case "expiredToken":
+      return refuse(401, "invalid_token");
+    case "suspended":
+      return refuse(403, "app_suspended");
+    case "readOnly":
+      return isRead(r) ? allowed : refuse(403, "insufficient_scope");
+    case "testKey":
+    case "otherApp":
+      // By id: the victim's resource does not exist for them. Creating with the victim's agent: neither.
+      // Lists, and creates naming no victim resource, work in their own partition (leak-checked).
+      if (byId) return refuse(404, NOT_FOUND);
+      if (bodyNames(r, "agent_id")) return refuse(404, NOT_FOUND);
+      return allowed;
+    case "rightUser":
+    case "otherUser": {
+      if (isAgentRoute(r)) return isRead(r) ? allowed : refuse(403, "insufficient_scope");
+      return caller === "rightUser" ? allowed : refuse(403, "permission_denied");
+    }
+    case "otherAgentOnly":
+      // Everything of the victim's agent is refused; lists and agent-free creates work, showing none of it.
+      if (byId || bodyNames(r, "agent_id")) return refuse(403, "agent_not_allowed");
+      return allowed;
+  }
+}
+
+const bodyNames = (r: Route, name: string) => !!r.op.requestBody?.content?.["application/json"]?.schema?.properties?.[name];
+
+/** Fresh fixtures of the victim for a state-changing call by an allowed caller: a new agent, and a job awaiting approval. */
+async function freshFixtures(): Promise<Fixtures> {
+  const agent = (await owner.post("/v1/agents", { name: "disposable", approval: "never" })).body.id;
+  const session = (await owner.post("/v1/sessions", { user_id: VICTIM_USER, agent_id: approvalAgent })).body.id;
+  const turn = await owner.post(`/v1/sessions/${session}/messages`, { content: "Please register https://example.com/fresh.png as an asset" });
+  expect(turn.status).toBe(202);
+  await owner.waitForStatus(turn.body.job_id, ["awaiting_approval"]);
+  return { agent_id: agent, session_id: session, job_id: turn.body.job_id, run_id: main.run_id };
+}
+
+interface Outcome { status: number; code: string | null; text: string; headerText: string }
+
+async function call(r: Route, caller: CallerName, f: Fixtures): Promise<{ url: string; body: unknown; out: Outcome }> {
+  const url = r.path.replace(PATH_PARAM, (_, name: string) => f[name as keyof Fixtures] ?? `unfilled_${name}`) + queryFor(r);
+  const body = bodyFor(r, f);
+  const res = await fetch(server.url + url, {
+    method: r.method,
+    headers: { ...headers[caller], ...(body !== undefined ? { "content-type": "application/json" } : {}) },
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+  });
+  const headerText = JSON.stringify([...res.headers.entries()]);
+  let text = "";
+  if (isStream(r) && res.ok) await res.body?.cancel(); // SSE: status and headers only
+  else text = await res.text();
+  let code: string | null = null;
+  try {
+    code = JSON.parse(text)?.error?.code ?? null;
+  } catch {
+    /* not JSON */
+  }
+  return { url, body, out: { status: res.status, code, text, headerText } };
+}
+
+test("every data-plane route, as every caller: the expected status, and no answer carries the victim's ids or content", async () => {
+  expect(routes.length).toBeGreaterThan(20);
+  for (const p of paramsOf(routes.map((r) => r.path).join(" "))) expect(["session_id", "job_id", "run_id", "agent_id"]).toContain(p);
+  // State-changing routes last; within them, refused callers first (on the main fixtures), allowed ones on fresh fixtures.
+  const ordered = [...routes.filter((r) => !isStateChanging(r)), ...routes.filter(isStateChanging)];
+  const failures: string[] = [];
+  const leaks: string[] = [];
+  let cells = 0;
+  for (const r of ordered) {
+    const callers = isStateChanging(r)
+      ? [...CALLERS.filter((c) => !expected(r, c).allowed), ...CALLERS.filter((c) => expected(r, c).allowed)]
+      : CALLERS;
+    for (const caller of callers) {
+      const want = expected(r, caller);
+      const f = isStateChanging(r) && want.allowed ? await freshFixtures() : main;
+      const { url, body, out } = await call(r, caller, f);
+      cells++;
+      const cell = `${r.method} ${r.path} as ${caller}`;
+      const got = `${out.status} ${out.code ?? ""}`.trim();
+      if (want.allowed) {
+        const ok = (out.status >= 200 && out.status < 300) || (out.status === 409 && ALLOWED_409.has(out.code ?? ""));
+        if (!ok) failures.push(`${cell}: expected allowed, got ${got} ${out.text.slice(0, 200)}`);
+      } else {
+        const codeOk = typeof want.code === "string" ? out.code === want.code : want.code.test(out.code ?? "");
+        if (out.status !== want.status || !codeOk) failures.push(`${cell}: expected ${want.status} ${want.code}, got ${got} ${out.text.slice(0, 200)}`);
+      }
+      // A control: the victim's own reads do reach its data, so "shows none of it" elsewhere means something.
+      if (VICTIM_SELF.has(caller) && isRead(r) && !isStream(r) && !secrets.some((s) => out.text.includes(s))) {
+        failures.push(`${cell}: allowed, but the answer shows nothing of the victim's: ${out.text.slice(0, 200)}`);
+      }
+      // Leaks: a caller that is not the victim itself, and not the victim app's read-only key reading, sees nothing of the
+      // victim's that it did not send itself (an id echoed from its own path or body is not a leak).
+      const mayShow = VICTIM_SELF.has(caller) || (caller === "readOnly" && want.allowed)
+        || ((caller === "otherUser") && isAgentRoute(r) && want.allowed); // agents are the app's, not a user's
+      if (!mayShow) {
+        const sent = url + JSON.stringify(body ?? null);
+        for (const s of secrets) {
+          if (sent.includes(s)) continue;
+          if (out.text.includes(s) || out.headerText.includes(s)) leaks.push(`${cell}: answer carries ${s}`);
+        }
+      }
+    }
+  }
+  // The victim's main fixtures are intact after every refused attempt.
+  expect((await owner.get(`/v1/sessions/${main.session_id}`)).body.name).toBe(CONTENT.sessionName);
+  expect((await owner.get(`/v1/agents/${main.agent_id}`)).body.system_prompt).toBe(CONTENT.prompt);
+  console.log(`tenant matrix: ${cells} cells, ${leaks.length} leaks`);
+  expect(failures).toEqual([]);
+  expect(leaks).toEqual([]);
+  expect(cells).toBe(routes.length * CALLERS.length);
+}, 120_000);
