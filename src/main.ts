@@ -176,12 +176,16 @@ export async function startServer(
   logger.info("agentry listening", { url, role: config.role, queue: queue.kind, event_store: store.kind, data_dir: config.dataDir, read_model_file: readModelPath, docs: `${url}/docs`, llm_provider: ctx.defaultProvider });
   if (generatedRootToken !== null) {
     // Shown this once: only its hash is stored (in the event store), so it cannot be shown again.
-    logger.info("generated the operator's root token for the management plane (/v1/apps); it is shown only this once", { root_token: generatedRootToken });
+    logger.showSecretOnce("The operator's root token for the management plane (/v1/apps), generated now:", generatedRootToken,
+      "It is shown this once and stored only as a hash: keep it, or set ADMIN_TOKEN to choose one.");
+    logger.info("generated the operator's root token; it was shown once on the terminal, not logged");
   }
   if (origin === "generated") {
     // The one time the key is shown: it is stored in the data folder (mode 0600), never logged again.
-    logger.info("generated an API key for the default app; it is shown only this once", {
-      api_key: apiKey, stored_in: persistent ? join(config.dataDir, "api_key") : "memory only (EVENT_STORE=memory)",
+    logger.showSecretOnce("The default app's API key, generated now:", apiKey,
+      persistent ? `It is shown this once; it is stored in ${join(config.dataDir, "api_key")} (mode 0600).` : "It is shown this once and kept in memory only (EVENT_STORE=memory).");
+    logger.info("generated an API key for the default app; it was shown once on the terminal, not logged", {
+      stored_in: persistent ? join(config.dataDir, "api_key") : "memory only (EVENT_STORE=memory)",
     });
   } else if (origin === "file") {
     logger.info("the default app's API key is in the data folder", { stored_in: join(config.dataDir, "api_key") });

@@ -12,6 +12,11 @@ export interface Logger {
   warn(msg: string, fields?: Record<string, unknown>): void;
   error(msg: string, fields?: Record<string, unknown>): void;
   child(fields: Record<string, unknown>): Logger;
+  /**
+   * Shows a secret to the person starting the server, once, as plain text on the terminal (stderr) —
+   * never as a field of a JSON log line, which may be shipped and kept elsewhere.
+   */
+  showSecretOnce(title: string, secret: string, note: string): void;
 }
 
 export function createLogger(level: LogLevel = "info", base: Record<string, unknown> = {}): Logger {
@@ -29,11 +34,15 @@ export function createLogger(level: LogLevel = "info", base: Record<string, unkn
     warn: (m, f) => write("warn", m, f),
     error: (m, f) => write("error", m, f),
     child: (fields) => createLogger(level, { ...base, ...fields }),
+    showSecretOnce: (title, secret, note) => {
+      const rule = "=".repeat(72);
+      process.stderr.write(`\n${rule}\n${title}\n\n    ${secret}\n\n${note}\n${rule}\n\n`);
+    },
   };
 }
 
 /** A logger that drops everything: for tests and benchmarks. */
 export const silentLogger: Logger = {
-  debug() {}, info() {}, warn() {}, error() {},
+  debug() {}, info() {}, warn() {}, error() {}, showSecretOnce() {},
   child: () => silentLogger,
 };

@@ -40,7 +40,7 @@ function openStore(dir: string): SqliteEventStore {
 function recordingLogger(lines: string[]): Logger {
   const log = (level: string) => (msg: string, fields?: Record<string, unknown>) =>
     lines.push(JSON.stringify({ level, msg, ...fields }, (_k, v) => (typeof v === "bigint" ? v.toString() : v)));
-  const logger: Logger = { debug: log("debug"), info: log("info"), warn: log("warn"), error: log("error"), child: () => logger };
+  const logger: Logger = { debug: log("debug"), info: log("info"), warn: log("warn"), error: log("error"), child: () => logger, showSecretOnce: () => {} };
   return logger;
 }
 

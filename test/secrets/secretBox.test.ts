@@ -49,7 +49,7 @@ const keyringOf = async (store: EventStore, appId: string): Promise<RecordedEven
 const recordingLogger = (lines: string[]): Logger => {
   const log = (level: string) => (msg: string, fields?: Record<string, unknown>) =>
     lines.push(JSON.stringify({ level, msg, ...fields }, (_k, v) => (typeof v === "bigint" ? v.toString() : v)));
-  const logger: Logger = { debug: log("debug"), info: log("info"), warn: log("warn"), error: log("error"), child: () => logger };
+  const logger: Logger = { debug: log("debug"), info: log("info"), warn: log("warn"), error: log("error"), child: () => logger, showSecretOnce: () => {} };
   return logger;
 };
 

@@ -33,7 +33,7 @@ function capturingLogger(lines: string[], base: Record<string, unknown> = {}): L
   };
   return {
     debug: (m, f) => write("debug", m, f), info: (m, f) => write("info", m, f),
-    warn: (m, f) => write("warn", m, f), error: (m, f) => write("error", m, f),
+    warn: (m, f) => write("warn", m, f), error: (m, f) => write("error", m, f), showSecretOnce: () => {},
     child: (fields) => capturingLogger(lines, { ...base, ...fields }),
   };
 }
