@@ -5,6 +5,8 @@
  * - poll cost as a job's history grows from 10 to 10,000 events (should stay flat).
  */
 import { join } from "node:path";
+import { timingSafeEqual } from "node:crypto";
+import { UnauthorizedError } from "../src/core/errors.ts";
 import { Elysia } from "elysia";
 import { loadConfig } from "../src/config.ts";
 import { silentLogger } from "../src/core/logger.ts";
@@ -44,6 +46,16 @@ async function inProcess(url: string, count: number, concurrency: number, header
   return (count / (performance.now() - start)) * 1000;
 }
 
+/** The data-plane check before multi-tenancy: one key, compared by SHA-256 digest in constant time. */
+function singleKeyAuthenticator(expected: string): (request: Request) => void {
+  const digest = (value: string) => Buffer.from(new Bun.CryptoHasher("sha256").update(value).digest());
+  const want = digest(expected);
+  return (request) => {
+    const key = request.headers.get("x-api-key") ?? "";
+    if (!timingSafeEqual(digest(key), want)) throw new UnauthorizedError("Invalid API key");
+  };
+}
+
 export async function apiBenchmarks(quick: boolean): Promise<Result[]> {
   const results: Result[] = [];
   const t = tempDir("api");
@@ -65,6 +77,25 @@ export async function apiBenchmarks(quick: boolean): Promise<Result[]> {
   );
   results.push({ name: "GET /v1/jobs/{id}/events (tail poll, 32 clients)", unit: "req/s", ...polls, baselineName: "bare Elysia route, same body", target: 0.6 });
   bare.stop(true);
+
+  // What multi-tenancy costs a poll: the same server with the single-key check it had before (one
+  // app, one key compared by digest), against the tenant directory's check (hash, in-memory lookup,
+  // scope, per-request app context).
+  const t2 = tempDir("api-single-key");
+  const singleKey = await startServer(loadConfig({ PORT: "0", DATA_DIR: t2.dir, API_KEY: KEY, SQLITE_SYNCHRONOUS: "normal", SANDBOX_CHUNK_DELAY_MS: "0" }), silentLogger, {
+    authenticate: singleKeyAuthenticator(KEY),
+  });
+  const post2 = async (path: string, body: unknown) => (await fetch(singleKey.url + path, { method: "POST", headers, body: JSON.stringify(body) })).json() as Promise<any>;
+  const session2 = await post2("/v1/sessions", { user_id: "bench" });
+  const reply2 = await post2(`/v1/sessions/${session2.id}/messages`, { content: "hello", wait: true });
+  const tenancy = await compare(
+    quick ? 1 : 5,
+    () => throughput(pollUrl, requests, 32, headers),
+    () => throughput(`${singleKey.url}/v1/jobs/${reply2.job_id}/events?since=2`, requests, 32, headers),
+  );
+  results.push({ name: "tail poll, tenant-directory auth", unit: "req/s", ...tenancy, baselineName: "the same server with the single-key check of before", target: 0.95 });
+  await singleKey.shutdown("bench");
+  t2.remove();
 
   // Latency of a whole turn.
   const turns = quick ? 30 : 300;

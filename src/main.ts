@@ -57,7 +57,8 @@ export interface RunningServer {
 export async function startServer(
   config: Config,
   logger: Logger = createLogger(config.logLevel),
-  extra: Pick<AppDeps, "plugins"> = {},
+  /** More routes; and, for benchmarks comparing schemes, another data-plane authenticator. */
+  extra: Pick<AppDeps, "plugins" | "authenticate"> = {},
 ): Promise<RunningServer> {
   const store = createEventStore(config);
   await store.ping();
@@ -164,7 +165,7 @@ export async function startServer(
   const managers = new WeakMap<Request, ManagementPrincipal>();
   const app = createApp({
     store, runner: projectionRunner, logger, version: pkg.version, maxBodyBytes: config.maxBodyBytes,
-    bodyTimeoutMs: config.bodyTimeoutMs, authenticate: directoryAuthenticator(directory, endUserTokens, keyUsage),
+    bodyTimeoutMs: config.bodyTimeoutMs, authenticate: extra.authenticate ?? directoryAuthenticator(directory, endUserTokens, keyUsage),
     authenticateManagement: async (request) => {
       managers.set(request, await management.authenticate(request));
     },

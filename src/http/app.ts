@@ -18,7 +18,7 @@ export interface AppDeps {
   /** How long a request body may take to arrive. */
   bodyTimeoutMs?: number;
   /** Checks credentials for the API routes (`/v1`), before the body is read; none means open. */
-  authenticate?: (request: Request) => void;
+  authenticate?: (request: Request) => void | Promise<void>;
   /** Checks credentials for the management plane (`/v1/apps`); none means it is not served. */
   authenticateManagement?: (request: Request) => Promise<void>;
   /** Further route modules mounted after the built-in ones. */
