@@ -104,7 +104,7 @@ export async function startServer(
   await projectionRunner.waitUntilCaughtUp(10 * 60_000);
   if (config.role !== "api") {
     worker.start(async (jobId, deliveries) => {
-      const meta = { appId: ctx.appId, correlationId: "queue" };
+      const meta = { appId: ctx.appId, correlationId: "queue", actor: "system:queue" };
       await ctx.repos.jobs.handle(jobId, { type: "FailJob", error: { code: "worker_lost", message: `The job's worker stopped ${deliveries} times; it was given up` } }, meta).catch(() => {});
     });
     // Where jobs run, job ends and session deletions are followed up (see TurnCoordinator).
@@ -126,7 +126,7 @@ export async function startServer(
   const directory = new TenantDirectory(store, logger.child({ component: "tenants" }));
   if (config.role !== "worker") {
     await directory.start();
-    const written = await ensureDefaultApp(ctx.repos, apiKey, { appId: ctx.appId, correlationId: "startup" });
+    const written = await ensureDefaultApp(ctx.repos, apiKey, { appId: ctx.appId, correlationId: "startup", actor: "system:startup" });
     if (written !== null) await directory.waitFor(written);
   }
 

@@ -26,7 +26,7 @@ export async function ensureDefaultAgent(ctx: AppContext): Promise<bigint | null
   const { state } = await ctx.repos.agents.peek(agentId);
   if (state.status !== "none") return null;
   try {
-    const r = await ctx.repos.agents.handle(agentId, { type: "CreateAgent", agent_id: agentId, spec: DEFAULT_AGENT_SPEC }, { appId: ctx.appId });
+    const r = await ctx.repos.agents.handle(agentId, { type: "CreateAgent", agent_id: agentId, spec: DEFAULT_AGENT_SPEC }, { appId: ctx.appId, actor: "system:default-agent" });
     return r.position;
   } catch (err) {
     if (err instanceof ConflictError) return null; // another process created it first

@@ -138,7 +138,7 @@ export class TurnCoordinator {
           const batch = await this.subscription.nextBatch(100);
           if (batch.length === 0) return;
           for (const e of batch) {
-            const meta = { appId: this.ctx.appId, correlationId: "turns", causationId: e.id };
+            const meta = { appId: this.ctx.appId, correlationId: "turns", causationId: e.id, actor: "system:turns" };
             try {
               if (e.type === "SessionDeleted") await this.sessionDeleted(idOf(e.streamId), meta);
               else await this.jobEnded(idOf(e.streamId), meta);

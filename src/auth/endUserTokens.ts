@@ -52,7 +52,7 @@ export class EndUserTokens {
       try {
         await store.appendToStream(endUserSigningStream(), [{
           id: newEventId(), type: "EndUserSigningKeyCreated", data: { key_id: newResourceId("euk"), sealed },
-          metadata: { app_id: OPERATOR, ...endUserSigningEvents.encode({ type: "EndUserSigningKeyCreated", data: { key_id: "x", sealed } }) },
+          metadata: { app_id: OPERATOR, actor: "system:end-user-tokens", ...endUserSigningEvents.encode({ type: "EndUserSigningKeyCreated", data: { key_id: "x", sealed } }) },
         }], { expectedRevision: "no_stream" });
         logger?.info("created the end-user token signing key");
       } catch (err) {

@@ -86,7 +86,7 @@ export class RootToken {
       try {
         const { nextExpectedRevision } = await store.appendToStream(
           rootTokenStream(),
-          [{ id: newEventId(), type: event.type, data: event.data, metadata: { actor: { kind: "operator", via: event.data.source === "env" ? "ADMIN_TOKEN" : "first_start" }, [OCCURRED_AT_KEY]: Date.now(), ...operatorEvents.encode(event) } }],
+          [{ id: newEventId(), type: event.type, data: event.data, metadata: { actor: event.data.source === "env" ? "operator:ADMIN_TOKEN" : "system:first-start", [OCCURRED_AT_KEY]: Date.now(), ...operatorEvents.encode(event) } }],
           { expectedRevision: current ? current.revision : "no_stream" },
         );
         recorded = { hash: event.data.hash, revision: nextExpectedRevision };

@@ -37,7 +37,7 @@ export interface ReconcileOptions {
  */
 export async function reconcile(ctx: AppContext, options: ReconcileOptions = {}): Promise<ReconcileReport> {
   const report: ReconcileReport = { requeued: 0, recreated: 0, closed: 0 };
-  const meta = { appId: ctx.appId, correlationId: "reconcile" };
+  const meta = { appId: ctx.appId, correlationId: "reconcile", actor: "system:reconciler" };
   const now = options.now ?? Date.now();
 
   for (const job of unfinishedJobs(ctx.db)) {
@@ -88,6 +88,6 @@ async function recreateJob(ctx: AppContext, sessionId: string, jobId: string): P
       user_id: started.user_id, input: { content: message.content, attachments: message.attachments, media_url: null, context: message.context },
       model: message.model, output_schema: agent.spec?.output_schema ?? null,
     },
-  }, { appId: ctx.appId, correlationId: "reconcile", causationId: message.message_id });
+  }, { appId: ctx.appId, correlationId: "reconcile", causationId: message.message_id, actor: "system:reconciler" });
   return true;
 }

@@ -39,7 +39,7 @@ export class TurnRunner {
 
   async run(jobId: string, outerSignal: AbortSignal): Promise<void> {
     const { repos } = this.ctx;
-    const meta = { appId: this.ctx.appId, correlationId: jobId };
+    const meta = { appId: this.ctx.appId, correlationId: jobId, actor: `runner:${this.runnerId}` };
     const { state } = await repos.jobs.load(jobId);
     if (state.status === "none") return;
     // Ended jobs (and their turns, through the turn coordinator) need nothing more from a runner.

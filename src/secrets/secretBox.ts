@@ -360,7 +360,7 @@ export class EventSourcedSecretBox implements SecretBox {
     const now = Date.now();
     return this.store.appendToStream(
       keyringStream(appId),
-      events.map((e) => ({ id: newEventId(), type: e.type, data: e.data, metadata: { app_id: appId, [OCCURRED_AT_KEY]: now, ...keyringEvents.encode(e) } })),
+      events.map((e) => ({ id: newEventId(), type: e.type, data: e.data, metadata: { app_id: appId, actor: "system:secret-box", [OCCURRED_AT_KEY]: now, ...keyringEvents.encode(e) } })),
       { expectedRevision },
     );
   }

@@ -75,7 +75,7 @@ test("an expired or tampered token is 401 invalid_token; revoking the minting ke
   const keyId = newResourceId("key");
   await server.ctx.repos.apps.handle(DEFAULT_APP_ID, { type: "IssueKey", key: {
     key_id: keyId, name: "minting", prefix: keyPrefix(key), hash: keyHash(key), mode: "live", scopes: ["data:write"], agent_ids: null, user_id: null, expires_at: null,
-  } }, { appId: DEFAULT_APP_ID });
+  } }, { appId: DEFAULT_APP_ID, actor: "root:root" });
   const minter = api(server.url, key);
   for (let i = 0; i < 100 && (await minter.get("/v1/sessions")).status !== 200; i++) await Bun.sleep(20);
   const expired = await tokens.mint({ appId: DEFAULT_APP_ID, mode: "live", userId: "carol", scopes: ["data:write"], agentIds: null, parentKeyId: keyId }, -10);
@@ -85,11 +85,19 @@ test("an expired or tampered token is 401 invalid_token; revoking the minting ke
   expect((await asUser("").get("/v1/sessions", bearer(good))).status).toBe(200);
   const tampered = good.slice(0, -3) + (good.endsWith("A") ? "BBB" : "AAA");
   expect((await asUser("").get("/v1/sessions", bearer(tampered))).status).toBe(401);
-  await server.ctx.repos.apps.handle(DEFAULT_APP_ID, { type: "RevokeKey", key_id: keyId }, { appId: DEFAULT_APP_ID });
+  await server.ctx.repos.apps.handle(DEFAULT_APP_ID, { type: "RevokeKey", key_id: keyId }, { appId: DEFAULT_APP_ID, actor: "root:root" });
   let status = 200;
   for (let i = 0; i < 100 && status === 200; i++) {
     status = (await asUser("").get("/v1/sessions", bearer(good))).status;
     if (status === 200) await Bun.sleep(20);
   }
   expect(status).toBe(401);
+});
+
+test("every event in the store names its actor: a key, a user's token, the operator, or the server's own process", async () => {
+  const missing = new Map<string, number>();
+  for await (const e of server.ctx.store.readAll()) {
+    if (typeof e.metadata.actor !== "string" || e.metadata.actor === "") missing.set(e.type, (missing.get(e.type) ?? 0) + 1);
+  }
+  expect(Object.fromEntries(missing)).toEqual({});
 });

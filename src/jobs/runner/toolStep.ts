@@ -44,7 +44,7 @@ export function toolContext(ctx: AppContext, jobId: string, sessionId: string | 
     sessionId,
     signal,
     registerAsset: async (input) => {
-      const r = await ctx.repos.sessions.handle(sessionId!, { type: "RegisterAsset", ...input, job_id: jobId, asset_id: newResourceId("ast") }, { appId: ctx.appId, correlationId: jobId, causationId: jobId });
+      const r = await ctx.repos.sessions.handle(sessionId!, { type: "RegisterAsset", ...input, job_id: jobId, asset_id: newResourceId("ast") }, { appId: ctx.appId, correlationId: jobId, causationId: jobId, actor: `job:${jobId}` });
       const e = r.appended[0] as Extract<SessionEvent, { type: "AssetRegistered" }>;
       return { asset_label: e.data.asset_label, url: e.data.url, kind: e.data.kind, source_tool: e.data.source_tool, prompt: e.data.prompt };
     },
