@@ -32,9 +32,10 @@ describe("the data folder", () => {
     // An empty API_KEY counts as unset: the server generates the default app's key.
     const first = await spawnServer({ API_KEY: "", DATA_DIR: dataDir });
     await first.waitForLine("generated an API key");
-    // Shown once as plain text on the terminal, never as a field of a JSON log line.
-    const shown = { api_key: first.lines.map((l) => l.trim()).find((l) => /^agk_/.test(l))! };
-    expect(shown.api_key).toMatch(/^agk_/);
+    // Shown once as plain text on the terminal (stderr, its own pipe: waited for on its own), never as
+    // a field of a JSON log line.
+    const shown = { api_key: (await first.waitForLine("agk_")).trim() };
+    expect(shown.api_key).toMatch(/^agk_[A-Za-z0-9_-]+$/);
     expect(first.lines.filter((l) => l.startsWith("{")).join("\n")).not.toContain(shown.api_key);
     for (const file of ["events.sqlite", "readmodels.sqlite", "api_key"]) expect({ file, mode: modeOf(join(dataDir, file)) }).toEqual({ file, mode: 0o600 });
     expect(modeOf(dataDir)).toBe(0o700);
