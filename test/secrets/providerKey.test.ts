@@ -4,26 +4,18 @@
  * bytes, while running and after shutdown) and in no line the server logged.
  */
 import { expect, test } from "bun:test";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig } from "../../src/config.ts";
 import type { Logger } from "../../src/core/logger.ts";
 import { startServer } from "../../src/main.ts";
+import { filesUnder } from "../support/files.ts";
 import { api, TEST_KEY } from "../support/api.ts";
 import { startOpenAiWireServer } from "../support/llmWireServers.ts";
 
 const PROVIDER_KEY = "sk-provider-secret-7Qz91XvL";
 
-function filesUnder(dir: string): Array<{ path: string; bytes: Buffer }> {
-  const out: Array<{ path: string; bytes: Buffer }> = [];
-  for (const name of readdirSync(dir)) {
-    const path = join(dir, name);
-    if (statSync(path).isDirectory()) out.push(...filesUnder(path));
-    else out.push({ path, bytes: readFileSync(path) });
-  }
-  return out;
-}
 
 test("the provider key is in no file of the data folder and no log line", async () => {
   const lines: string[] = [];

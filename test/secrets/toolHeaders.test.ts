@@ -6,7 +6,7 @@
  * the data folder (read as bytes) or the server's log.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig } from "../../src/config.ts";
@@ -17,6 +17,7 @@ import { collect } from "../../src/eventstore/port.ts";
 import { startServer, type RunningServer } from "../../src/main.ts";
 import { isSealed, SecretOpenError } from "../../src/secrets/secretBox.ts";
 import { findAgent } from "../../projections/agents/index.ts";
+import { filesUnder } from "../support/files.ts";
 import { api, TEST_KEY, type Api } from "../support/api.ts";
 import { startOpenAiWireServer, type WireServer } from "../support/llmWireServers.ts";
 
@@ -38,16 +39,6 @@ function capturingLogger(lines: string[], base: Record<string, unknown> = {}): L
   };
 }
 
-/** Every file under `dir`, as bytes (the SQLite files and their -wal/-shm included). */
-function filesUnder(dir: string): Array<{ path: string; bytes: Buffer }> {
-  const out: Array<{ path: string; bytes: Buffer }> = [];
-  for (const name of readdirSync(dir)) {
-    const path = join(dir, name);
-    if (statSync(path).isDirectory()) out.push(...filesUnder(path));
-    else out.push({ path, bytes: readFileSync(path) });
-  }
-  return out;
-}
 
 interface Harness {
   server: RunningServer;

@@ -15,15 +15,9 @@ import { keyHash, keyPrefix, newApiKey } from "../../../domain/app/keys.ts";
 import { decodeCursor, encodeCursor, PageQuery } from "../../pagination.ts";
 import { IdParam, metaOf, type ResponseSet } from "./common.ts";
 import { v1Models } from "./models.ts";
+import type { ManagementPrincipal } from "../../../auth/management.ts";
 import type { KeyUsage } from "../../../app/keyUsage.ts";
 
-/** Who is calling the management plane (set by the management authenticator). */
-export interface ManagementPrincipal {
-  kind: "root" | "jwt";
-  subject: string;
-  role: "owner" | "admin" | "member";
-  apps: readonly string[] | "all";
-}
 
 export interface AppRoutesDeps {
   ctx: AppContext;
