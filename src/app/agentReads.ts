@@ -7,6 +7,6 @@ import { findAgent, type AgentRow } from "../../projections/agents/index.ts";
 export function getAgent(db: Database, appId: string, id: string, allowedAgents?: readonly string[] | null): AgentRow {
   const row = findAgent(db, appId, id);
   if (!row) throw new NotFoundError(`Agent ${id} not found`, { param: "agent_id" }, "agent_not_found");
-  if (allowedAgents && !allowedAgents.includes(id)) throw new ForbiddenError(`This API key may not use agent ${id}`, "agent_not_allowed");
+  if (allowedAgents && !allowedAgents.includes(id)) throw new ForbiddenError("This credential may not use this agent", "agent_not_allowed");
   return row;
 }

@@ -72,6 +72,11 @@ export function resolveKeptHeaders(tools: ToolDeclaration[], current: readonly T
   return tools.map((tool) => {
     if (tool.type !== "http" || !tool.headers || !Object.values(tool.headers).includes(KEEP)) return tool;
     const before = current.find((t): t is HttpTool => t.type === "http" && t.name === tool.name);
+    // A kept secret goes only where it went before: a tool whose URL now points at another origin must
+    // be given its header values again, or anyone allowed to edit the agent could redirect them.
+    if (before && originOf(before.url) !== originOf(tool.url)) {
+      throw new ValidationError(`Tool ${tool.name} now calls another origin; send its header values again instead of keeping them`, { param: "tools" });
+    }
     const headers: Record<string, string> = {};
     for (const [name, value] of Object.entries(tool.headers)) {
       if (value !== KEEP) {
@@ -90,6 +95,14 @@ export function resolveKeptHeaders(tools: ToolDeclaration[], current: readonly T
     return { ...tool, headers };
   });
 }
+
+const originOf = (url: string): string => {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return url;
+  }
+};
 
 /** The stored tools with their plain values sealed (see `sealStoredHeaders`). */
 export const withStoredHeadersSealed = (tools: readonly ToolDeclaration[], sealedPlain: ReadonlyMap<string, string>): ToolDeclaration[] =>

@@ -56,6 +56,8 @@ export interface Principal {
   userId: string | null;
   /** Authenticated by an end-user token (rather than an API key). */
   endUser: boolean;
+  /** Whether the credential still works now (a long stream checks it again as it goes). */
+  stillValid(): boolean;
 }
 
 const principals = new WeakMap<Request, Principal>();
@@ -72,10 +74,12 @@ export function directoryAuthenticator(
   directory: Pick<TenantDirectory, "lookup" | "byId">, tokens?: Pick<EndUserTokens, "verify">, usage?: Pick<KeyUsage, "touch">,
 ): (request: Request) => void | Promise<void> {
   /** Admits a credential whose key was found usable, as `as` describes it, if it has the scope needed. */
-  const admit = (request: Request, found: KeyLookup, as: (appId: string, key: ApiKeyRecord) => Principal) => {
+  const admit = (request: Request, found: KeyLookup, as: (appId: string, key: ApiKeyRecord) => Principal, refusedCode = "invalid_api_key") => {
     if (!found.ok) {
       if (found.reason === "app_suspended") throw new ForbiddenError("The app this key belongs to is suspended", "app_suspended");
-      throw new UnauthorizedError(found.reason === "expired" ? "The API key has expired" : found.reason === "revoked" ? "The API key has been revoked" : "Invalid API key");
+      const why = found.reason === "expired" ? "has expired" : found.reason === "revoked" ? "has been revoked" : "is not valid";
+      // An end-user token whose minting key no longer works is an invalid token, in the token's terms.
+      throw new UnauthorizedError(refusedCode === "invalid_token" ? `The key that minted this token ${why}` : `The API key ${why}`, refusedCode);
     }
     const principal = as(found.appId, found.key);
     const needed = scopeFor(request.method, pathOf(request.url));
@@ -89,14 +93,18 @@ export function directoryAuthenticator(
     admit(request, directory.byId(claims.appId, claims.parentKeyId), (appId, key) => ({
       appId, keyId: key.key_id, mode: key.mode, scopes: claims.scopes.filter((s) => hasScope(key.scopes, s as KeyScope)),
       agentIds: claims.agentIds, userId: claims.userId, endUser: true,
-    }));
+      stillValid: () => Date.now() < claims.expiresAt && directory.byId(appId, key.key_id).ok,
+    }), "invalid_token");
   };
   return (request) => {
     const credential = presentedKey(request.headers);
     if (!credential) throw new UnauthorizedError("Missing API key: send X-API-Key or Authorization: Bearer");
     if (tokens && looksLikeJwt(credential)) return endUser(request, credential);
     admit(request, directory.lookup(keyHash(credential)), (appId, k) => ({
-      appId, keyId: k.key_id, mode: k.mode, scopes: k.scopes, agentIds: k.agent_ids, userId: k.user_id, endUser: false,
+      appId, keyId: k.key_id, mode: k.mode, agentIds: k.agent_ids, userId: k.user_id, endUser: false,
+      stillValid: () => directory.byId(appId, k.key_id).ok,
+      // A key acting as one user never changes the app's agents, whatever scopes it was given.
+      scopes: k.user_id === null ? k.scopes : k.scopes.filter((s) => s !== "agents:manage"),
     }));
   };
 }

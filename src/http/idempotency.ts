@@ -7,6 +7,7 @@
  */
 import { hostname } from "node:os";
 import type { AppContext } from "../app/context.ts";
+import type { CommandMetadata } from "../app/repository.ts";
 import { ValidationError } from "../core/errors.ts";
 import { toErrorResponse } from "./errors.ts";
 import { newResourceId } from "../core/ids.ts";
@@ -42,6 +43,13 @@ const pidAlive = (pid: number): boolean => {
 const freshIds = (prefixes: Record<string, string>): Record<string, string> =>
   Object.fromEntries(Object.entries(prefixes).map(([name, prefix]) => [name, newResourceId(prefix)]));
 
+/** Who a key belongs to: the credential (key id, the user it acts as, key or end-user token). */
+export const credentialOf = (principal: { keyId: string; userId: string | null; endUser: boolean } | undefined): string =>
+  principal ? `${principal.keyId}|${principal.userId ?? ""}|${principal.endUser ? "user" : "key"}` : "";
+
+/** The idempotency stream's id of `key` sent by `credential` in `appId`. */
+export const idempotencyKeyHash = (appId: string, credential: string, key: string): string => sha256(`${appId}\n${credential}\n${key}`);
+
 /**
  * Runs `run` under `key` (or plainly, without one). `idPrefixes` names the resources the request
  * creates, e.g. `{ session: "sess" }`; `run` gets their ids and must create exactly those, finding
@@ -53,14 +61,18 @@ export async function idempotent(
   request: { method: string; path: string; body: unknown },
   idPrefixes: Record<string, string>,
   run: (r: IdempotentRun) => Promise<StoredResponse>,
+  /** Who sends it (its credential and the user it acts as): a key is theirs alone; and the metadata to record. */
+  caller: { credential: string; meta: CommandMetadata } = { credential: "", meta: { appId: ctx.appId } },
 ): Promise<StoredResponse & { replayed: boolean }> {
   if (key === null) return { ...(await run({ ids: freshIds(idPrefixes), resumed: false })), replayed: false };
   if (key.length === 0 || key.length > 255) throw new ValidationError("Idempotency-Key must be 1 to 255 characters", { param: "Idempotency-Key" });
-  const keyHash = sha256(`${ctx.appId}\n${key}`);
+  // Keys are per credential, not per app: a replay answers only the caller whose request was recorded,
+  // so another key or user of the same app can never read an answer its own checks would refuse.
+  const keyHash = idempotencyKeyHash(ctx.appId, caller.credential, key);
   const fingerprint = sha256(`${request.method}\n${request.path}\n${canonicalJson(request.body ?? null)}`);
   // Keys recorded before fingerprints sorted their keys were fingerprinted over the body as parsed.
   const legacyFingerprint = sha256(`${request.method}\n${request.path}\n${JSON.stringify(request.body ?? null)}`);
-  const meta = { appId: ctx.appId };
+  const meta = caller.meta;
   const repo = ctx.repos.idempotency;
 
   const claimed = await repo.handle(keyHash, (state) => ({

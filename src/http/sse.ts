@@ -24,6 +24,8 @@ export interface SseOptions {
    * it answers false the stream closes without `done`, and the client's reconnect asks again.
    */
   beforeDone?: () => Promise<boolean>;
+  /** Whether the client's credential still works: checked on every wake and heartbeat; false ends the stream. */
+  authorized?: () => boolean;
   heartbeatMs?: number;
   signal?: AbortSignal;
 }
@@ -110,6 +112,12 @@ export function sseResponse(ctx: AppContext, stream: string, options: SseOptions
       try {
         while (!closed) {
           changed = false;
+          if (options.authorized && !options.authorized()) {
+            // Revoked, expired or suspended since the stream began: it sends nothing more.
+            send(`event: error\ndata: ${JSON.stringify({ error: { code: "credentials_revoked", message: "The credential this stream was opened with no longer works" } })}\n\n`);
+            close();
+            return;
+          }
           const events = await eventsAfter(ctx.store, stream, cursor, 500, ctx.tails);
           if (events.length === 0) {
             if (options.closeAfter.size > 0 && (await endedBy(ctx, stream, cursor, options.closeAfter))) {

@@ -74,9 +74,14 @@ export async function reconcile(ctx: AppContext, options: ReconcileOptions = {})
 async function recreateJob(ctx: AppContext, sessionId: string, jobId: string): Promise<boolean> {
   let message: Extract<SessionEvent, { type: "MessageSent" }>["data"] | undefined;
   let started: Extract<SessionEvent, { type: "SessionStarted" }>["data"] | undefined;
+  // The job belongs to its session's app (never the server's default): the session's first event says which.
+  let sessionApp: string | undefined;
   for await (const e of ctx.store.readStream(sessionStream(sessionId))) {
     const event = sessionEvents.decode(e);
-    if (event.type === "SessionStarted") started = event.data;
+    if (event.type === "SessionStarted") {
+      started = event.data;
+      sessionApp = typeof e.metadata.app_id === "string" ? e.metadata.app_id : undefined;
+    }
     if (event.type === "MessageSent" && event.data.job_id === jobId) message = event.data;
   }
   if (!message || !started) return false;
@@ -88,6 +93,6 @@ async function recreateJob(ctx: AppContext, sessionId: string, jobId: string): P
       user_id: started.user_id, input: { content: message.content, attachments: message.attachments, media_url: null, context: message.context },
       model: message.model, output_schema: agent.spec?.output_schema ?? null,
     },
-  }, { appId: ctx.appId, correlationId: "reconcile", causationId: message.message_id, actor: "system:reconciler" });
+  }, { appId: sessionApp ?? ctx.appId, correlationId: "reconcile", causationId: message.message_id, actor: "system:reconciler" });
   return true;
 }

@@ -70,7 +70,7 @@ test("revoked, expired, rotated past their grace, suspended and deleted: each re
     { type: "IssueKey", key: keyFor("k_rot", rotated) },
   ], meta);
   await apps.handle("app_b", { type: "RevokeKey", key_id: "k_rev" }, meta);
-  const last = await apps.handle("app_b", { type: "RotateKey", key_id: "k_rot", replacement: keyFor("k_new", replacement), grace_until: 2_000 }, meta);
+  const last = await apps.handle("app_b", { type: "RotateKey", key_id: "k_rot", replacement: keyFor("k_new", replacement), grace_until: 2_000, now: 0 }, meta);
   await directory.waitFor(last.position!);
   expect(directory.lookup(keyHash(revoked), 0)).toEqual({ ok: false, reason: "revoked" });
   expect(directory.lookup(keyHash(expiring), 999).ok).toBe(true);

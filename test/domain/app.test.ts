@@ -38,10 +38,13 @@ describe("app decider", () => {
   });
 
   test("a rotation issues the new key and sets the old one's grace end in one decision", () => {
-    const events = given([created, issued("k1")], { type: "RotateKey", key_id: "k1", replacement: key("k2"), grace_until: 5000 });
+    const events = given([created, issued("k1")], { type: "RotateKey", key_id: "k1", replacement: key("k2"), grace_until: 5000, now: 0 });
     expect(events.map((e) => e.type)).toEqual(["ApiKeyIssued", "ApiKeyExpiring"]);
     const state = fold(appDecider, [created, issued("k1"), ...events]);
     expect(state.keys.map((k) => [k.key_id, k.refused_after])).toEqual([["k1", 5000], ["k2", null]]);
+    // An expired key is not brought back by rotating it.
+    const expiring: AppEvent = { type: "ApiKeyIssued", data: { app_id: "app_1", ...key("k3"), expires_at: 1000 } };
+    expect(() => given([created, expiring], { type: "RotateKey", key_id: "k3", replacement: key("k4"), grace_until: 0, now: 1000 })).toThrow(expect.objectContaining({ code: "key_expired" }));
   });
 });
 

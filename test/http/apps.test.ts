@@ -85,6 +85,9 @@ describe("apps and keys", () => {
     const graceful = await admin.post(`/v1/apps/${app.id}/keys/${rotated.body.id}/rotate`, { grace_s: 3600 });
     expect((await withKey(rotated.body.key).get("/v1/sessions")).status).toBe(200); // within its grace
     expect((await withKey(graceful.body.key).get("/v1/sessions")).status).toBe(200);
+    // A rotation keeps the key's end; an expired key is not brought back by rotating it.
+    const ending = (await admin.post(`/v1/apps/${app.id}/keys`, { name: "ending", expires_at: new Date(Date.now() + 86_400_000).toISOString() })).body;
+    expect((await admin.post(`/v1/apps/${app.id}/keys/${ending.id}/rotate`, {})).body.expires_at).toBe(ending.expires_at);
     const revoked = await admin.post(`/v1/apps/${app.id}/keys/${graceful.body.id}/revoke`);
     expect(revoked.body.revoked).toBe(true);
     const refused = await withKey(graceful.body.key).get("/v1/sessions");
@@ -112,6 +115,11 @@ describe("apps and keys", () => {
     expect(badScope.status).toBe(400);
     const badDate = await admin.post(`/v1/apps/${app.id}/keys`, { name: "x", expires_at: "tomorrow" });
     expect(badDate.status).toBe(400);
+    const pastDate = await admin.post(`/v1/apps/${app.id}/keys`, { name: "x", expires_at: "2020-01-01T00:00:00Z" });
+    expect(pastDate.status).toBe(400);
+    // A key acting as one user never manages the app's agents.
+    const userAgents = await admin.post(`/v1/apps/${app.id}/keys`, { name: "x", user_id: "dave", scopes: ["data:write", "agents:manage"] });
+    expect({ status: userAgents.status, param: userAgents.body.error.details.param }).toEqual({ status: 400, param: "scopes" });
     expect((await admin.post("/v1/apps/app_nope/keys", { name: "x" })).status).toBe(404);
     expect((await admin.post(`/v1/apps/${app.id}/keys/key_nope/revoke`)).status).toBe(404);
     expect((await admin.post("/v1/apps", {})).status).toBe(400);
@@ -135,6 +143,10 @@ describe("test mode and default agents", () => {
     expect((await test.get(`/v1/sessions/${liveSession.body.id}`)).status).toBe(404);
     expect((await live.get(`/v1/sessions/${testSession.body.id}`)).status).toBe(404);
     expect((await test.get(`/v1/agents/${liveSession.body.agent_id}`)).status).toBe(404);
+    // Every request that names no agent relies on it: the app's default agent stays.
+    const admins = withKey((await admin.post(`/v1/apps/${app.id}/keys`, { name: "agents", scopes: ["agents:manage"] })).body.key);
+    const deleted = await admins.del(`/v1/agents/${liveSession.body.agent_id}`);
+    expect({ status: deleted.status, code: deleted.body.error?.code }).toEqual({ status: 409, code: "default_agent" });
   });
 });
 
@@ -176,6 +188,23 @@ describe("scopes and agent allow-lists", () => {
     expect(refused.map((r) => `${r.status} ${r.body.error?.code}`)).toEqual(Array(refused.length).fill("403 agent_not_allowed"));
     expect((await limited.get("/v1/agents")).body.data.map((a: any) => a.id)).toEqual([mine]);
     expect((await limited.get("/v1/sessions")).body.data.map((x: any) => x.id)).toEqual([own.body.id]);
+  });
+});
+
+describe("streams and revocation", () => {
+  test("an SSE stream opened with a key ends when the key is revoked: nothing more reaches it", async () => {
+    const app = (await admin.post("/v1/apps", { name: "Streaming" })).body;
+    const watcher = (await admin.post(`/v1/apps/${app.id}/keys`, { name: "watcher" })).body;
+    const writer = withKey((await admin.post(`/v1/apps/${app.id}/keys`, { name: "writer" })).body.key);
+    const sid = (await writer.post("/v1/sessions", { user_id: "u" })).body.id;
+    const res = await fetch(`${server.url}/v1/sessions/${sid}/stream`, { headers: { "x-api-key": watcher.key } });
+    expect(res.status).toBe(200);
+    const reading = res.text();
+    await admin.post(`/v1/apps/${app.id}/keys/${watcher.id}/revoke`);
+    await writer.post(`/v1/sessions/${sid}/assets`, { url: "https://example.com/after-revocation.png", kind: "image" });
+    const text = await Promise.race([reading, Bun.sleep(10_000).then(() => "still open")]);
+    expect(text).toContain("credentials_revoked");
+    expect(text).not.toContain("after-revocation");
   });
 });
 

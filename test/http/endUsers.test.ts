@@ -63,9 +63,17 @@ test("a user's token sees and acts on that user's data only", async () => {
   expect(await first(`session-${own.body.id}`)).toMatchObject({ attributed_user_id: "alice", actor: expect.stringMatching(/^user:alice@key:key_/) });
   expect(await first(`session-${bobs}`)).toMatchObject({ attributed_user_id: "bob", actor: expect.stringMatching(/^key:key_/) });
   expect(await first(`job-${bobsTurn}`)).toMatchObject({ attributed_user_id: "bob" });
-  // Never agent management; a fresh token for itself is fine.
+  // Never agent management, and never minting: a token minting tokens would never end.
   expect((await client.post("/v1/agents", { name: "x" }, alice)).body.error.code).toBe("insufficient_scope");
-  expect((await mint("alice", client, alice)).status).toBe(201);
+  expect((await mint("alice", client, alice)).body.error.code).toBe("permission_denied");
+  // An Idempotency-Key is the caller's own: replaying the server's recorded answer for alice is not
+  // a way around bob's checks.
+  const recorded = await backend.post("/v1/sessions", { user_id: "alice", name: "alice private" }, { "idempotency-key": "create-alice-1" });
+  expect(recorded.status).toBe(201);
+  const bob = bearer((await mint("bob")).body.token);
+  const replayAttempt = await asUser("").post("/v1/sessions", { user_id: "alice", name: "alice private" }, { ...bob, "idempotency-key": "create-alice-1" });
+  expect({ status: replayAttempt.status, code: replayAttempt.body.error?.code }).toEqual({ status: 403, code: "permission_denied" });
+  expect(JSON.stringify(replayAttempt.body)).not.toContain(recorded.body.id);
 });
 
 test("an expired or tampered token is 401 invalid_token; revoking the minting key ends its tokens", async () => {

@@ -9,7 +9,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { newEventId } from "../../src/core/ids.ts";
-import { canonicalJson } from "../../src/http/idempotency.ts";
+import { canonicalJson, credentialOf, idempotencyKeyHash } from "../../src/http/idempotency.ts";
+import { CONFIGURED_KEY_NAME } from "../../src/app/defaultApp.ts";
 import { api, TEST_KEY, type Api } from "../support/api.ts";
 import { killAll, spawnServer } from "../support/processes.ts";
 import { startTestServer, type TestServer } from "../support/server.ts";
@@ -28,6 +29,13 @@ afterAll(async () => {
   await server?.stop();
   await killAll();
 });
+
+/** The credential TEST_KEY's requests carry: idempotency keys are the credential's own. */
+async function testKeyCredential(): Promise<string> {
+  const { state } = await server.ctx.repos.apps.load("app_default");
+  const key = state.keys.find((k) => k.name === CONFIGURED_KEY_NAME && !k.revoked)!;
+  return credentialOf({ keyId: key.key_id, userId: null, endUser: false });
+}
 
 describe("refusals leave the key free", () => {
   test("409 session_busy is not replayed: the same request with the same key succeeds once the session is idle", async () => {
@@ -61,7 +69,7 @@ describe("refusals leave the key free", () => {
 describe("a claim left by a process that died", () => {
   /** The claim a process leaves when it dies mid-request (by default one whose pid has exited). */
   async function leftClaim(key: string, path: string, body: unknown, resourceIds: Record<string, string>, owner = { instance: "gone", host: hostname(), pid: Bun.spawnSync(["true"]).pid }) {
-    await server.ctx.store.appendToStream(`idempotency-${sha256(`app_default\n${key}`)}`, [{
+    await server.ctx.store.appendToStream(`idempotency-${idempotencyKeyHash("app_default", await testKeyCredential(), key)}`, [{
       id: newEventId(), type: "IdempotencyKeyClaimed", metadata: { app_id: "app_default" },
       data: { key_hash: sha256(key), fingerprint: sha256(`POST\n${path}\n${canonicalJson(body)}`), resource_ids: resourceIds, owner, at: Date.now(), takeover: false },
     }], { expectedRevision: "no_stream" });

@@ -99,3 +99,19 @@ test("what each app writes is recorded as that app's, in every event, with the k
     }
   }
 });
+
+test("a job the reconciler rebuilds after a crash belongs to its session's app, not the server's", async () => {
+  const { reconcile } = await import("../../src/jobs/reconciler.ts");
+  // app b's message was stored but its job never was (the crash window).
+  const jobId = newResourceId("job");
+  await server.ctx.repos.sessions.handle(ids.b.session!, {
+    type: "SendMessage", message_id: newResourceId("msg"), job_id: jobId, content: "b's crashed message", attachments: [], model: null, context: null, multitask: "enqueue",
+  }, { appId: "app_b" });
+  await server.ctx.projections.waitUntilCaughtUp();
+  await reconcile(server.ctx);
+  let app: unknown;
+  for await (const e of server.ctx.store.readStream(`job-${jobId}`, { maxCount: 1 })) app = e.metadata.app_id;
+  expect(app).toBe("app_b");
+  expect((await a.get(`/v1/jobs/${jobId}`)).status).toBe(404);
+});
+

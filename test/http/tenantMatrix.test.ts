@@ -260,6 +260,8 @@ function expected(r: Route, caller: CallerName): Expectation {
     case "rightUser":
     case "otherUser": {
       if (isAgentRoute(r)) return isRead(r) ? allowed : refuse(403, "insufficient_scope");
+      // Tokens are minted with a server key only: a token minting tokens would never end.
+      if (r.path === "/v1/end-user-tokens") return refuse(403, "permission_denied");
       return caller === "rightUser" ? allowed : refuse(403, "permission_denied");
     }
     case "otherAgentOnly":

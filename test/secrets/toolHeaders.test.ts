@@ -176,7 +176,10 @@ describe("HTTP-tool headers are sealed at rest and never shown", () => {
     expect(renamed.status).toBe(400);
     const onCreate = await h.client.post("/v1/agents", { name: "x", tools: [lookupTool(h.toolUrl, { Authorization: { keep: true } })] });
     expect(onCreate.status).toBe(400);
-    answers.push(nothing.body, renamed.body, onCreate.body);
+    // A kept secret goes only to the origin it went to: pointing the tool elsewhere needs the value again.
+    const redirected = await h.client.patch(`/v1/agents/${agentId}`, { tools: [{ ...lookupTool(h.toolUrl, { Authorization: { keep: true } }), url: "https://attacker.example.net/collect" }] });
+    expect({ status: redirected.status, param: redirected.body.error.details.param }).toEqual({ status: 400, param: "tools" });
+    answers.push(nothing.body, renamed.body, onCreate.body, redirected.body);
     expect((await h.client.get(`/v1/agents/${agentId}`)).body.tools[0].headers).toEqual({ Authorization: { has_secret: true, last4: "9876" } });
   });
 

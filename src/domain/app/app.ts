@@ -38,7 +38,7 @@ export type AppCommand =
   | { type: "IssueKey"; key: NewKey }
   | { type: "RevokeKey"; key_id: string }
   /** A new key; the old one keeps working until `grace_until` (epoch ms), then is refused. */
-  | { type: "RotateKey"; key_id: string; replacement: NewKey; grace_until: number }
+  | { type: "RotateKey"; key_id: string; replacement: NewKey; grace_until: number; now: number }
   /** Records a use if the last recorded one is at least `granularity_ms` older (else decides nothing). */
   | { type: "RecordKeyUse"; key_id: string; at: number; granularity_ms: number };
 
@@ -104,6 +104,10 @@ export const appDecider: Decider<AppCommand, AppEvent, AppState> = {
         requireActive(state);
         const key = requireKey(state, command.key_id);
         if (key.revoked) throw new ConflictError("key_revoked", `Key ${key.key_id} is revoked; issue a new one instead`, { param: "key_id" });
+        // An expired key (or one past its grace) is not brought back by rotating it.
+        if (key.refused_after !== null && command.now >= key.refused_after) {
+          throw new ConflictError("key_expired", `Key ${key.key_id} has expired; issue a new one instead`, { param: "key_id" });
+        }
         checkNewKey(state, command.replacement);
         return [
           { type: "ApiKeyIssued", data: { app_id: state.id!, ...command.replacement } },

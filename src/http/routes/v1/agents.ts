@@ -5,6 +5,7 @@ import { ConflictError, NotFoundError, ValidationError } from "../../../core/err
 import { newResourceId } from "../../../core/ids.ts";
 import { applyAgentPatch, type AgentPatch, type AgentSpec, type ToolDeclaration } from "../../../domain/agent/agent.ts";
 import { DEFAULT_AGENT_ID } from "../../../domain/streams.ts";
+import { defaultAgentIdOf } from "../../../app/defaultAgent.ts";
 import { requireValidSchema } from "../../../core/jsonSchema.ts";
 import { BUILTIN_TOOLS } from "../../../tools/registry.ts";
 import { decodeCursor, page, PageQuery } from "../../pagination.ts";
@@ -158,7 +159,10 @@ export const agentRoutes = (deps: V1Deps) =>
       detail: { summary: "Update an agent", description: "Merges at every level: fields left out keep their value; model merges field by field and model.parameters key by key (null removes a parameter); tools and output_schema are replaced whole. Tool header values are never shown: to keep a stored one when re-sending tools, give `{\"keep\": true}` or the `{has_secret, last4}` shown for it, under the same tool and header name." },
     })
     .delete("/:agent_id", async ({ ctx, params, request, set }) => {
-      if (params.agent_id === DEFAULT_AGENT_ID) throw new ConflictError("default_agent", "The default agent cannot be deleted");
+      // An app's default agent answers every request that names none: it stays (edit it instead).
+      if (params.agent_id === DEFAULT_AGENT_ID || params.agent_id === defaultAgentIdOf(ctx.appId)) {
+        throw new ConflictError("default_agent", "The default agent cannot be deleted");
+      }
       getAgent(ctx.db, ctx.appId, params.agent_id, ctx.allowedAgents);
       const r = await ctx.repos.agents.handle(params.agent_id, { type: "DeleteAgent", agent_id: params.agent_id }, metaOf(ctx, request));
       await afterWrite(ctx, { set, request }, r.position);

@@ -7,7 +7,7 @@
 import { Elysia, t } from "elysia";
 import type { AppContext } from "../../../app/context.ts";
 import type { TenantDirectory } from "../../../app/tenantDirectory.ts";
-import { ForbiddenError, NotFoundError } from "../../../core/errors.ts";
+import { ForbiddenError, NotFoundError, ValidationError } from "../../../core/errors.ts";
 import { newResourceId } from "../../../core/ids.ts";
 import type { ApiKeyRecord, AppState, NewKey } from "../../../domain/app/app.ts";
 import { KEY_SCOPES } from "../../../domain/app/events.ts";
@@ -83,6 +83,13 @@ const KeyBody = t.Object({
 
 /** A new key and what is kept of it. */
 function mintKey(body: typeof KeyBody.static): { secret: string; record: NewKey } {
+  // Agents belong to the whole app: a key acting as one user may not change them.
+  if (body.user_id !== undefined && body.scopes?.includes("agents:manage")) {
+    throw new ValidationError("A key bound to a user cannot have agents:manage", { param: "scopes" });
+  }
+  if (body.expires_at !== undefined && !(Date.parse(body.expires_at) > Date.now())) {
+    throw new ValidationError("expires_at must be a valid date in the future", { param: "expires_at" });
+  }
   const mode = body.mode ?? "live";
   const secret = newApiKey(mode);
   return {
@@ -204,8 +211,10 @@ export const appRoutes = ({ ctx, directory, principalOf, usage }: AppRoutesDeps)
         name: body?.name ?? old.name, mode: old.mode, scopes: [...old.scopes] as typeof KEY_SCOPES[number][],
         ...(old.agent_ids ? { agent_ids: [...old.agent_ids] } : {}), ...(old.user_id ? { user_id: old.user_id } : {}),
       });
-      const graceUntil = Date.now() + (body?.grace_s ?? 0) * 1000;
-      const r = await ctx.repos.apps.handle(params.app_id, { type: "RotateKey", key_id: params.key_id, replacement: record, grace_until: graceUntil }, meta(request, principal, params.app_id));
+      record.expires_at = old.expires_at; // the same rights, the same end
+      const now = Date.now();
+      const graceUntil = now + (body?.grace_s ?? 0) * 1000;
+      const r = await ctx.repos.apps.handle(params.app_id, { type: "RotateKey", key_id: params.key_id, replacement: record, grace_until: graceUntil, now }, meta(request, principal, params.app_id));
       await settle(r.position);
       created(set);
       return { ...keyView(liveApp(params.app_id).keys.find((k) => k.key_id === record.key_id)!), key: secret };

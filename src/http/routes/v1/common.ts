@@ -5,7 +5,7 @@ import type { CommandMetadata } from "../../../app/repository.ts";
 import type { JobRow } from "../../../../projections/jobs/index.ts";
 import type { SessionRow } from "../../../../projections/sessions/index.ts";
 import { readYourWrites } from "../../../app/context.ts";
-import { idempotent, type IdempotentRun } from "../../idempotency.ts";
+import { credentialOf, idempotent, type IdempotentRun } from "../../idempotency.ts";
 import { clientRequestId } from "../../requestGuard.ts";
 import { principalOf } from "../../auth.ts";
 import type { EndUserTokens } from "../../../auth/endUserTokens.ts";
@@ -29,6 +29,9 @@ export function forCaller(ctx: AppContext, request: Request): AppContext {
   if (appId === ctx.appId && principal.agentIds === null && principal.userId === null) return ctx;
   return { ...ctx, appId, allowedAgents: principal.agentIds, actingUser: principal.userId };
 }
+
+/** For a long-lived answer (SSE): whether the request's credential still works now. */
+export const stillAuthorized = (request: Request) => (): boolean => principalOf(request)?.stillValid() ?? true;
 
 /** The plugin a route module starts with: each handler gets `ctx`, the caller's context. */
 export const callerContext = (deps: V1Deps) =>
@@ -74,7 +77,8 @@ export async function create<Body>(
   run: (r: IdempotentRun) => Promise<{ status: number; body: Body }>,
 ): Promise<Body> {
   const key = request.headers.get("idempotency-key");
-  const r = await idempotent(ctx, key, { method: request.method, path: new URL(request.url).pathname, body }, idPrefixes, run);
+  const credential = credentialOf(principalOf(request));
+  const r = await idempotent(ctx, key, { method: request.method, path: new URL(request.url).pathname, body }, idPrefixes, run, { credential, meta: metaOf(ctx, request) });
   set.status = r.status;
   if (r.replayed) set.headers["idempotent-replayed"] = "true";
   // A replay returns the body recorded for this route's response, so it has this route's shape.

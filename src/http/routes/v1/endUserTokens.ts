@@ -24,7 +24,9 @@ export const endUserTokenRoutes = (deps: V1Deps) =>
     .post("", async ({ ctx, body, request, set }) => {
       if (!deps.endUserTokens) throw new UnavailableError("End-user tokens are not available on this server");
       const caller = principalOf(request)!;
-      // A user's credential can mint only for that user (a fresh token for itself), never for another.
+      // Only a server's key mints: a token minting tokens would outlive its own short life for good.
+      if (caller.endUser) throw new ForbiddenError("End-user tokens are minted with a server key, not with another token", "permission_denied");
+      // A key bound to a user mints only for that user.
       requireUser(ctx, body.user_id);
       const wanted = (body.scopes ?? ["data:write"]) as KeyScope[];
       const refused = wanted.filter((s) => !hasScope(caller.scopes, s));

@@ -5,7 +5,7 @@ import { TERMINAL } from "../../../domain/job/job.ts";
 import { jobStream } from "../../../domain/streams.ts";
 import { visibleJob, visibleJobRow, visibleJobState } from "../../../app/jobReads.ts";
 import { JOB_STREAM_ENDS, resumeFrom, sseResponse } from "../../sse.ts";
-import { callerContext, afterWrite, IdParam, jobView, metaOf, type V1Deps } from "./common.ts";
+import { callerContext, stillAuthorized, afterWrite, IdParam, jobView, metaOf, type V1Deps } from "./common.ts";
 import { documented, SSE_RESPONSE, v1Models, Verbosity } from "./models.ts";
 import { CURSOR_QUERY_PARAMETERS, cursorQuery, pollResponse, pollStream } from "./cursorEvents.ts";
 
@@ -39,7 +39,7 @@ export const jobRoutes = (deps: V1Deps) =>
     .get("/:job_id/stream", async ({ ctx, params, query, request }) => {
       await visibleJobState(ctx, params.job_id);
       return sseResponse(ctx, jobStream(params.job_id), {
-        since: resumeFrom(request.headers, query.since), verbosity: query.verbosity ?? "standard", closeAfter: JOB_STREAM_ENDS, signal: request.signal,
+        since: resumeFrom(request.headers, query.since), verbosity: query.verbosity ?? "standard", closeAfter: JOB_STREAM_ENDS, signal: request.signal, authorized: stillAuthorized(request),
         beforeDone: () => ctx.turns.turnSettled(params.job_id, metaOf(ctx, request), request.signal),
       });
     }, {
@@ -47,14 +47,14 @@ export const jobRoutes = (deps: V1Deps) =>
       detail: { responses: SSE_RESPONSE, summary: "Stream a job's events as SSE", description: "Each event's SSE id is its cursor id; reconnect with Last-Event-ID to resume. Closes after the job ends." },
     })
     .post("/:job_id/approve", async ({ ctx, params, request, set }) => {
-      await visibleJobState(ctx, params.job_id);
-      const position = await approvePlan(ctx, params.job_id, metaOf(ctx, request));
+      const job = await visibleJobState(ctx, params.job_id);
+      const position = await approvePlan(ctx, params.job_id, metaOf(ctx, request, job.queued?.user_id));
       await afterWrite(ctx, { set, request }, position);
       return { job_id: params.job_id, status: "approved" as const };
     }, { params: IdParam("job_id"), response: "JobAction", detail: { summary: "Approve the plan a job is waiting on" } })
     .post("/:job_id/reject", async ({ ctx, params, request, body, set }) => {
-      await visibleJobState(ctx, params.job_id);
-      const position = await rejectPlan(ctx, params.job_id, body?.reason ?? null, metaOf(ctx, request));
+      const job = await visibleJobState(ctx, params.job_id);
+      const position = await rejectPlan(ctx, params.job_id, body?.reason ?? null, metaOf(ctx, request, job.queued?.user_id));
       await afterWrite(ctx, { set, request }, position);
       return { job_id: params.job_id, status: "rejected" as const };
     }, {
@@ -62,8 +62,8 @@ export const jobRoutes = (deps: V1Deps) =>
       detail: { summary: "Reject the plan; the job ends cancelled and nothing of the plan runs" },
     })
     .post("/:job_id/cancel", async ({ ctx, params, request, body, set }) => {
-      await visibleJobState(ctx, params.job_id);
-      const r = await cancelJob(ctx, params.job_id, body?.reason ?? null, metaOf(ctx, request));
+      const job = await visibleJobState(ctx, params.job_id);
+      const r = await cancelJob(ctx, params.job_id, body?.reason ?? null, metaOf(ctx, request, job.queued?.user_id));
       await afterWrite(ctx, { set, request }, r.position);
       set.status = r.status === "cancelled" ? 200 : 202;
       return { job_id: params.job_id, status: r.status === "cancelled" ? "cancelled" as const : "cancelling" as const };

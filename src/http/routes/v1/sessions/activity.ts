@@ -4,7 +4,7 @@ import { sessionStream } from "../../../../domain/streams.ts";
 import { listSessionJobs } from "../../../../../projections/jobs/index.ts";
 import { decodeCursor, page, PageQuery } from "../../../pagination.ts";
 import { resumeFrom, SESSION_STREAM_ENDS, sseResponse } from "../../../sse.ts";
-import { callerContext, IdParam, jobView, sessionView, type V1Deps } from "../common.ts";
+import { callerContext, stillAuthorized, IdParam, jobView, sessionView, type V1Deps } from "../common.ts";
 import { CURSOR_QUERY_PARAMETERS, cursorQuery, pollResponse, pollStream } from "../cursorEvents.ts";
 import { documented, SSE_RESPONSE, v1Models, Verbosity } from "../models.ts";
 import { requireSession } from "./service.ts";
@@ -31,7 +31,7 @@ export const sessionActivityRoutes = (deps: V1Deps) =>
     .get("/:session_id/stream", ({ ctx, params, query, request }) => {
       requireSession(ctx, params.session_id);
       return sseResponse(ctx, sessionStream(params.session_id), {
-        since: resumeFrom(request.headers, query.since), verbosity: query.verbosity ?? "full", closeAfter: SESSION_STREAM_ENDS, signal: request.signal,
+        since: resumeFrom(request.headers, query.since), verbosity: query.verbosity ?? "full", closeAfter: SESSION_STREAM_ENDS, signal: request.signal, authorized: stillAuthorized(request),
       });
     }, {
       params: IdParam("session_id"), query: t.Object({ since: t.Optional(t.Integer({ minimum: 0 })), verbosity: Verbosity }),

@@ -70,9 +70,9 @@ export const sessionCrudRoutes = (deps: V1Deps) =>
       params: IdParam("session_id"), response: "Session", detail: { summary: "Get a session" },
     })
     .patch("/:session_id", async ({ ctx, params, body, request, set }) => {
-      requireSession(ctx, params.session_id);
+      const session = requireSession(ctx, params.session_id);
       if (body.name === undefined && body.archived === undefined) throw new ValidationError("Nothing to update: send name and/or archived", { param: "body" });
-      const meta = metaOf(ctx, request);
+      const meta = metaOf(ctx, request, session.user_id);
       let position: bigint | null = null;
       if (body.name !== undefined) position = (await ctx.repos.sessions.handle(params.session_id, { type: "RenameSession", name: body.name }, meta)).position ?? position;
       if (body.archived !== undefined) {
@@ -85,8 +85,8 @@ export const sessionCrudRoutes = (deps: V1Deps) =>
       response: "Session", detail: { summary: "Rename, archive or unarchive a session" },
     })
     .delete("/:session_id", async ({ ctx, params, request, set }) => {
-      requireSession(ctx, params.session_id);
-      const meta = metaOf(ctx, request);
+      const session = requireSession(ctx, params.session_id);
+      const meta = metaOf(ctx, request, session.user_id);
       const r = await ctx.repos.sessions.handle(params.session_id, { type: "DeleteSession" }, meta);
       // Its turns end with it: the turn coordinator reacts to the deletion wherever jobs run; asking it
       // here too stops them before this answers.

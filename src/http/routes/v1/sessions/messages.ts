@@ -6,7 +6,7 @@ import { jobStream } from "../../../../domain/streams.ts";
 import { listMessages } from "../../../../../projections/messages/index.ts";
 import { decodeCursor, encodeCursor } from "../../../pagination.ts";
 import { JOB_STREAM_ENDS, sseResponse } from "../../../sse.ts";
-import { callerContext, afterWrite, create, IdParam, metaOf, type V1Deps } from "../common.ts";
+import { callerContext, stillAuthorized, afterWrite, create, IdParam, metaOf, type V1Deps } from "../common.ts";
 import { MessageAccepted, MessageReply, v1Models } from "../models.ts";
 import { visibleJobState } from "../../../../app/jobReads.ts";
 import { messageView, MessageBody } from "./model.ts";
@@ -31,7 +31,7 @@ export const messageRoutes = (deps: V1Deps) =>
         if (request.headers.get("idempotency-key")) throw new ValidationError("stream cannot be combined with Idempotency-Key; poll the job instead", { param: "stream" });
         const accepted = await send();
         return sseResponse(ctx, jobStream(accepted.job_id), {
-          since: 0, verbosity: body.verbosity ?? "standard", closeAfter: JOB_STREAM_ENDS, signal: request.signal,
+          since: 0, verbosity: body.verbosity ?? "standard", closeAfter: JOB_STREAM_ENDS, signal: request.signal, authorized: stillAuthorized(request),
           beforeDone: () => ctx.turns.turnSettled(accepted.job_id, metaOf(ctx, request), request.signal),
         });
       }
