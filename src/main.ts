@@ -33,6 +33,7 @@ import { reconcile } from "./jobs/reconciler.ts";
 import { TurnRunner } from "./jobs/turnRunner.ts";
 import { Worker } from "./jobs/worker.ts";
 import { createProviders } from "./llm/factory.ts";
+import { ConnectionProviders } from "./llm/connections.ts";
 import { acquireProcessLock, claimDefaultReadModelFile } from "./projections/processLock.ts";
 import { openReadModelDb } from "./projections/readModelDb.ts";
 import { linkThroughRedis } from "./eventstore/appendSignal.ts";
@@ -93,6 +94,7 @@ export async function startServer(
     idempotencyClaimTtlMs: config.idempotencyClaimTtlMs, sse: config.sse,
     outbound: { privateAllowlist: config.toolPrivateAllowlist },
     running: { isRunning: () => false, abort: () => {} }, secrets,
+    connections: new ConnectionProviders(secrets, { stallTimeoutMs: config.llm.stallTimeoutMs, maxAttempts: config.llm.maxAttempts }),
   } as Omit<AppContext, "turns"> as AppContext;
   ctx.turns = new TurnCoordinator(ctx, logger.child({ component: "turns" }));
   let reconcileTimer: ReturnType<typeof setInterval> | undefined;

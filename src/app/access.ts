@@ -27,5 +27,8 @@ export const dataAppId = (appId: string, mode: "live" | "test"): string => (mode
 
 const TEST_SUFFIX = ".test";
 
+/** The app a data partition belongs to (its test data's included). */
+export const baseAppId = (dataApp: string): string => (isTestData(dataApp) ? dataApp.slice(0, -TEST_SUFFIX.length) : dataApp);
+
 /** Whether a data partition is an app's test data. */
 export const isTestData = (dataApp: string): boolean => dataApp.endsWith(TEST_SUFFIX);

@@ -22,6 +22,7 @@ import type { LiveEvents } from "./liveEvents.ts";
 import type { StreamTails } from "./streamTails.ts";
 import type { TurnCoordinator } from "./turnCoordinator.ts";
 import type { SseLimits } from "../http/sse.ts";
+import type { ConnectionProviders } from "../llm/connections.ts";
 import type { OutboundPolicy } from "../tools/httpTool.ts";
 import type { SecretBox } from "../secrets/secretBox.ts";
 import { Repository } from "./repository.ts";
@@ -84,6 +85,8 @@ export interface AppContext {
    * Another user's sessions, jobs and runs are refused with 403 permission_denied. Absent: any user.
    */
   actingUser?: string | null;
+  /** Providers built from apps' model connections (absent: agents run on the server's providers only). */
+  connections?: ConnectionProviders;
 }
 
 /**

@@ -13,12 +13,13 @@ import { ConflictError } from "../core/errors.ts";
 import { newResourceId } from "../core/ids.ts";
 import { TERMINAL, type JobCommand, type JobState, type PlanStep } from "../domain/job/job.ts";
 import { jobStream } from "../domain/streams.ts";
-import { LlmError, type ChatMessage } from "../llm/provider.ts";
+import { LlmError, type ChatMessage, type LlmProvider } from "../llm/provider.ts";
+import type { AgentSpec } from "../domain/agent/agent.ts";
 import { resolveTools } from "../tools/registry.ts";
 import { openHeader } from "../app/agentSecrets.ts";
 import { joinText, jobTranscript, planTitle, sessionHistory, systemPrompt, userContent } from "./runner/conversation.ts";
 import { streamModelStep, type Append, type Coalescing } from "./runner/modelStep.ts";
-import { isTestData } from "../app/access.ts";
+import { baseAppId, isTestData } from "../app/access.ts";
 import { failureOf, ignoreFinished, JobFailure, LostJob, validateStructured } from "./runner/outcome.ts";
 import { runToolCall, toolContext } from "./runner/toolStep.ts";
 
@@ -121,6 +122,21 @@ export class TurnRunner {
     }
   }
 
+  /** The provider an agent runs on: its app's connection when it names one, else the server's. */
+  private async providerOf(agent: AgentSpec, agentApp: string): Promise<LlmProvider> {
+    const named = agent.model.connection;
+    if (named) {
+      const app = baseAppId(agentApp);
+      const connection = (await this.ctx.repos.apps.peek(app)).state.connections[named];
+      if (!connection || !this.ctx.connections) throw new JobFailure("connection_not_found", `The app's model connection "${named}" no longer exists`);
+      return this.ctx.connections.providerFor(app, connection);
+    }
+    const providerName = agent.model.provider ?? this.ctx.defaultProvider;
+    const provider = this.ctx.providers.get(providerName);
+    if (!provider) throw new JobFailure("provider_not_configured", `The model provider "${providerName}" is not configured on this server`);
+    return provider;
+  }
+
   private async execute(jobId: string, job: JobState, append: Append, signal: AbortSignal): Promise<void> {
     const queued = job.queued!;
     const { state: agentState, appId: agentApp } = await this.ctx.repos.agents.load(queued.agent_id);
@@ -128,9 +144,7 @@ export class TurnRunner {
     const agent = agentState.spec;
     // Test data never reaches a real model, nor its bill: its jobs run on the sandbox provider.
     const testData = agentApp !== null && isTestData(agentApp);
-    const providerName = testData ? "sandbox" : agent.model.provider ?? this.ctx.defaultProvider;
-    const provider = this.ctx.providers.get(providerName);
-    if (!provider) throw new JobFailure("provider_not_configured", `The model provider "${providerName}" is not configured on this server`);
+    const provider = testData ? this.ctx.providers.get("sandbox")! : await this.providerOf(agent, agentApp ?? this.ctx.appId);
     const model = testData ? provider.defaultModel : queued.model ?? agent.model.name ?? provider.defaultModel;
     // HTTP-tool header values are stored sealed under the agent's app: opened at each call, never logged.
     const secrets = this.ctx.secrets;

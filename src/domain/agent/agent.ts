@@ -15,6 +15,8 @@ export interface ModelSpec {
   provider: string | null;
   name: string | null;
   parameters: Record<string, unknown>;
+  /** One of the app's model connections (see /v1/apps/{id}/connections); null: the server's. */
+  connection?: string | null;
 }
 
 /** A tool an agent may call: a built-in by name, or an HTTP endpoint the app owns. */
@@ -51,7 +53,7 @@ export interface AgentPatch {
   name?: string;
   description?: string;
   system_prompt?: string;
-  model?: { provider?: string | null; name?: string | null; parameters?: Record<string, unknown> };
+  model?: { provider?: string | null; name?: string | null; parameters?: Record<string, unknown>; connection?: string | null };
   tools?: ToolDeclaration[];
   approval?: ApprovalPolicy;
   output_schema?: Record<string, unknown> | null;
@@ -84,6 +86,7 @@ export function applyAgentPatch(spec: AgentSpec, patch: AgentPatch): AgentSpec {
       provider: model.provider !== undefined ? model.provider : spec.model.provider,
       name: model.name !== undefined ? model.name : spec.model.name,
       parameters: model.parameters ? mergeParameters(spec.model.parameters, model.parameters) : spec.model.parameters,
+      ...(model.connection !== undefined ? { connection: model.connection } : spec.model.connection !== undefined ? { connection: spec.model.connection } : {}),
     };
   }
   return next;

@@ -19,7 +19,11 @@ const ToolSchema = Type.Union([
 ]);
 
 const ApprovalSchema = Type.Union([Type.Literal("never"), Type.Literal("always"), Type.Literal("tools")]);
-const ModelSchema = Type.Object({ provider: Nullable(Type.String()), name: Nullable(Type.String()), parameters: JsonObject });
+const ModelSchema = Type.Object({
+  provider: Nullable(Type.String()), name: Nullable(Type.String()), parameters: JsonObject,
+  /** One of the app's model connections (absent in agents made before connections). */
+  connection: Type.Optional(Nullable(Type.String())),
+});
 
 const SpecFields = {
   name: Type.String(), description: Type.String(), system_prompt: Type.String(), model: ModelSchema,
@@ -30,6 +34,7 @@ export const AgentPatchSchema = Type.Object({
   name: Type.Optional(Type.String()), description: Type.Optional(Type.String()), system_prompt: Type.Optional(Type.String()),
   model: Type.Optional(Type.Object({
     provider: Type.Optional(Nullable(Type.String())), name: Type.Optional(Nullable(Type.String())), parameters: Type.Optional(JsonObject),
+    connection: Type.Optional(Nullable(Type.String())),
   })),
   tools: Type.Optional(Type.Array(ToolSchema)), approval: Type.Optional(ApprovalSchema), output_schema: Type.Optional(Nullable(JsonObject)),
 });

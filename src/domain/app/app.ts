@@ -6,7 +6,7 @@
 import type { Static } from "@sinclair/typebox";
 import { ConflictError, NotFoundError, ValidationError } from "../../core/errors.ts";
 import { unreachable, type Decider } from "../../core/decider.ts";
-import { ApiKeyFields, type AppEvent } from "./events.ts";
+import { ApiKeyFields, ConnectionFields, type AppEvent } from "./events.ts";
 import { Type } from "@sinclair/typebox";
 
 export type { AppEvent };
@@ -20,11 +20,16 @@ export type ApiKeyRecord = Static<typeof ApiKeySchema> & {
   refused_after: number | null;
 };
 
+const ConnectionSchema = Type.Object(ConnectionFields);
+export type Connection = Static<typeof ConnectionSchema>;
+
 export interface AppState {
   status: "none" | "active" | "suspended" | "deleted";
   id: string | null;
   name: string;
   keys: ApiKeyRecord[];
+  /** Model connections by name. */
+  connections: Record<string, Connection>;
 }
 
 export type NewKey = Static<typeof ApiKeySchema>;
@@ -40,17 +45,19 @@ export type AppCommand =
   /** A new key; the old one keeps working until `grace_until` (epoch ms), then is refused. */
   | { type: "RotateKey"; key_id: string; replacement: NewKey; grace_until: number; now: number }
   /** Records a use if the last recorded one is at least `granularity_ms` older (else decides nothing). */
-  | { type: "RecordKeyUse"; key_id: string; at: number; granularity_ms: number };
+  | { type: "RecordKeyUse"; key_id: string; at: number; granularity_ms: number }
+  | { type: "SetConnection"; connection: Connection }
+  | { type: "RemoveConnection"; name: string };
 
 const earliest = (a: number | null, b: number | null): number | null => (a === null ? b : b === null ? a : Math.min(a, b));
 
 export const appDecider: Decider<AppCommand, AppEvent, AppState> = {
-  initialState: { status: "none", id: null, name: "", keys: [] },
+  initialState: { status: "none", id: null, name: "", keys: [], connections: {} },
 
   evolve(state, event) {
     switch (event.type) {
       case "AppCreated":
-        return { status: "active", id: event.data.app_id, name: event.data.name, keys: [] };
+        return { status: "active", id: event.data.app_id, name: event.data.name, keys: [], connections: {} };
       case "AppRenamed":
         return { ...state, name: event.data.name };
       case "AppSuspended":
@@ -67,6 +74,14 @@ export const appDecider: Decider<AppCommand, AppEvent, AppState> = {
         return { ...state, keys: state.keys.map((k) => (k.key_id === event.data.key_id ? { ...k, revoked: true } : k)) };
       case "ApiKeyExpiring":
         return { ...state, keys: state.keys.map((k) => (k.key_id === event.data.key_id ? { ...k, refused_after: earliest(k.refused_after, event.data.until) } : k)) };
+      case "ConnectionSet": {
+        const { app_id: _app, ...connection } = event.data;
+        return { ...state, connections: { ...state.connections, [connection.name]: connection } };
+      }
+      case "ConnectionRemoved": {
+        const { [event.data.name]: _gone, ...rest } = state.connections;
+        return { ...state, connections: rest };
+      }
       case "ApiKeyUsed":
         return { ...state, keys: state.keys.map((k) => (k.key_id === event.data.key_id ? { ...k, last_used_at: Math.max(k.last_used_at ?? 0, event.data.at) } : k)) };
       default:
@@ -114,6 +129,13 @@ export const appDecider: Decider<AppCommand, AppEvent, AppState> = {
           { type: "ApiKeyExpiring", data: { app_id: state.id!, key_id: key.key_id, until: command.grace_until } },
         ];
       }
+      case "SetConnection":
+        requireActive(state);
+        return [{ type: "ConnectionSet", data: { app_id: state.id!, ...command.connection } }];
+      case "RemoveConnection":
+        requireLive(state);
+        if (!state.connections[command.name]) throw new NotFoundError("Connection not found", { param: "name" }, "connection_not_found");
+        return [{ type: "ConnectionRemoved", data: { app_id: state.id!, name: command.name } }];
       case "RecordKeyUse": {
         if (state.status === "none" || state.status === "deleted") return [];
         const key = state.keys.find((k) => k.key_id === command.key_id);

@@ -26,6 +26,16 @@ export const ApiKeyFields = {
   expires_at: Nullable(Type.Integer()),
 };
 
+/** A connection to a model provider the app's agents can name (`model.connection`). */
+export const ConnectionFields = {
+  name: Type.String(),
+  provider: Type.Union([Type.Literal("openai"), Type.Literal("anthropic"), Type.Literal("openai_compatible")]),
+  base_url: Nullable(Type.String()),
+  /** The provider key, sealed by the secret box under the app (never in clear); null for keyless endpoints. */
+  api_key: Nullable(Type.String()),
+  default_model: Nullable(Type.String()),
+};
+
 export const APP_EVENTS = {
   AppCreated: { version: 1, schema: Type.Object({ app_id: Type.String(), name: Type.String() }) },
   AppRenamed: { version: 1, schema: Type.Object({ app_id: Type.String(), name: Type.String() }) },
@@ -36,6 +46,8 @@ export const APP_EVENTS = {
   ApiKeyRevoked: { version: 1, schema: Type.Object({ app_id: Type.String(), key_id: Type.String() }) },
   /** The key stays valid until `until` (epoch ms), then is refused: a rotation's grace period. */
   ApiKeyExpiring: { version: 1, schema: Type.Object({ app_id: Type.String(), key_id: Type.String(), until: Type.Integer() }) },
+  ConnectionSet: { version: 1, schema: Type.Object({ app_id: Type.String(), ...ConnectionFields }) },
+  ConnectionRemoved: { version: 1, schema: Type.Object({ app_id: Type.String(), name: Type.String() }) },
   /** The key was used at `at` (epoch ms). Recorded at most about once an hour per key, never per request. */
   ApiKeyUsed: { version: 1, schema: Type.Object({ app_id: Type.String(), key_id: Type.String(), at: Type.Integer() }) },
 };

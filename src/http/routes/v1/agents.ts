@@ -6,6 +6,7 @@ import { newResourceId } from "../../../core/ids.ts";
 import { applyAgentPatch, type AgentPatch, type AgentSpec, type ToolDeclaration } from "../../../domain/agent/agent.ts";
 import { DEFAULT_AGENT_ID } from "../../../domain/streams.ts";
 import { defaultAgentIdOf } from "../../../app/defaultAgent.ts";
+import { baseAppId } from "../../../app/access.ts";
 import { requireValidSchema } from "../../../core/jsonSchema.ts";
 import { BUILTIN_TOOLS } from "../../../tools/registry.ts";
 import { decodeCursor, page, PageQuery } from "../../pagination.ts";
@@ -19,6 +20,7 @@ const Model = t.Object({
   provider: t.Optional(t.Union([t.String({ minLength: 1, maxLength: 50 }), t.Null()])),
   name: t.Optional(t.Union([t.String({ minLength: 1, maxLength: 200 }), t.Null()])),
   parameters: t.Optional(t.Record(t.String(), t.Unknown())),
+  connection: t.Optional(t.Union([t.String({ minLength: 1, maxLength: 63, description: "One of the app's model connections" }), t.Null()])),
 });
 
 const Tool = t.Union([
@@ -68,7 +70,7 @@ const view = async (ctx: AppContext, r: AgentRow) => ({
 });
 
 /** Checks what the schema cannot: tool names exist and are unique, the provider is served here, output schemas compile. */
-function checkSpec(ctx: AppContext, spec: Partial<AgentSpec>): void {
+function checkSpec(ctx: AppContext, spec: Partial<AgentSpec>, connections: Readonly<Record<string, unknown>>): void {
   const names = new Set<string>();
   for (const tool of spec.tools ?? []) {
     if (tool.type === "builtin" && !BUILTIN_TOOLS[tool.name]) {
@@ -77,11 +79,20 @@ function checkSpec(ctx: AppContext, spec: Partial<AgentSpec>): void {
     if (names.has(tool.name)) throw new ValidationError(`Two tools are named ${tool.name}`, { param: "tools" });
     names.add(tool.name);
   }
+  const connection = spec.model?.connection;
+  if (connection && !connections[connection]) {
+    throw new ValidationError(`The app has no model connection "${connection}"; available: ${Object.keys(connections).join(", ") || "none"}`, { param: "model.connection" });
+  }
   const provider = spec.model?.provider;
-  if (provider && !ctx.providers.has(provider)) {
+  if (provider && !connection && !ctx.providers.has(provider)) {
     throw new ValidationError(`Model provider "${provider}" is not configured on this server; available: ${[...ctx.providers.keys()].join(", ")}`, { param: "model.provider" });
   }
   if (spec.output_schema) requireValidSchema(spec.output_schema);
+}
+
+/** The model connections of the caller's app (a test key's partition uses its app's). */
+async function appConnections(ctx: AppContext): Promise<Readonly<Record<string, unknown>>> {
+  return (await ctx.repos.apps.peek(baseAppId(ctx.appId))).state.connections;
 }
 
 const normaliseTools = (tools: Array<Record<string, unknown>> | undefined): ToolDeclaration[] | undefined =>
@@ -110,10 +121,13 @@ export const agentRoutes = (deps: V1Deps) =>
     .post("", ({ ctx, body, request, set }) => create(ctx, request, body, set, { agent: "agt" }, async ({ ids, resumed }) => {
       const spec: AgentSpec = {
         name: body.name, description: body.description ?? "", system_prompt: body.system_prompt ?? "You are a helpful assistant.",
-        model: { provider: body.model?.provider ?? null, name: body.model?.name ?? null, parameters: body.model?.parameters ?? {} },
+        model: {
+          provider: body.model?.provider ?? null, name: body.model?.name ?? null, parameters: body.model?.parameters ?? {},
+          ...(body.model?.connection ? { connection: body.model.connection } : {}),
+        },
         tools: normaliseTools(body.tools) ?? [], approval: body.approval ?? "tools", output_schema: body.output_schema ?? null,
       };
-      checkSpec(ctx, spec);
+      checkSpec(ctx, spec, await appConnections(ctx));
       // Header values sealed before the command is decided; a new agent has no value to keep.
       spec.tools = resolveKeptHeaders(await sealToolHeaders(ctx.secrets, ctx.appId, spec.tools), [], new Map());
       const id = ids.agent!;
@@ -144,13 +158,14 @@ export const agentRoutes = (deps: V1Deps) =>
       // Values stored before sealing (plain) are sealed by this write, whatever it changes.
       const stored = (await ctx.repos.agents.load(params.agent_id)).state.spec?.tools ?? [];
       const sealedPlain = await sealStoredHeaders(ctx.secrets, ctx.appId, stored);
+      const connections = await appConnections(ctx);
       const r = await ctx.repos.agents.handle(params.agent_id, (state) => {
         const current = state.spec?.tools ?? [];
         const decided: AgentPatch = { ...patch };
         if (tools) decided.tools = resolveKeptHeaders(tools, current, sealedPlain);
         else if (hasPlainHeaders(current)) decided.tools = withStoredHeadersSealed(current, sealedPlain);
         // Checked against the merged spec, on the state the update is decided on.
-        if (state.spec) checkSpec(ctx, applyAgentPatch(state.spec, decided));
+        if (state.spec) checkSpec(ctx, applyAgentPatch(state.spec, decided), connections);
         return { type: "UpdateAgent", agent_id: params.agent_id, patch: decided };
       }, metaOf(ctx, request));
       return agentAfterWrite(ctx, { set, request }, params.agent_id, r.position);

@@ -9,7 +9,10 @@ import type { AppContext } from "../../../app/context.ts";
 import type { TenantDirectory } from "../../../app/tenantDirectory.ts";
 import { ForbiddenError, NotFoundError, ValidationError } from "../../../core/errors.ts";
 import { newResourceId } from "../../../core/ids.ts";
-import type { ApiKeyRecord, AppState, NewKey } from "../../../domain/app/app.ts";
+import type { ApiKeyRecord, AppState, Connection, NewKey } from "../../../domain/app/app.ts";
+import { lookup } from "node:dns/promises";
+import { allowedPrivately, refusalFor } from "../../../net/outbound.ts";
+import { isIpAddress } from "../../../net/addressPolicy.ts";
 import { KEY_SCOPES } from "../../../domain/app/events.ts";
 import { keyHash, keyPrefix, newApiKey } from "../../../domain/app/keys.ts";
 import { decodeCursor, encodeCursor, PageQuery } from "../../pagination.ts";
@@ -71,6 +74,14 @@ const IssuedKey = t.Composite([ApiKey, t.Object({ key: t.String({ description: "
 const AppPage = t.Object({ data: t.Array(App), has_more: t.Boolean(), next_cursor: t.Union([t.String(), t.Null()]) });
 const KeyList = t.Object({ data: t.Array(ApiKey) });
 const AppDeleted = t.Object({ id: t.String(), object: t.Literal("app"), deleted: t.Literal(true) });
+const ConnectionView = t.Object({
+  name: t.String(), object: t.Literal("connection"), provider: t.Union([t.Literal("openai"), t.Literal("anthropic"), t.Literal("openai_compatible")]),
+  base_url: t.Union([t.String(), t.Null()]), default_model: t.Union([t.String(), t.Null()]),
+  has_key: t.Boolean(), last4: t.Union([t.String(), t.Null()], { description: "The key's last 4 characters (long keys only); the key itself is never shown" }),
+});
+const ConnectionList = t.Object({ data: t.Array(ConnectionView) });
+const ConnectionRemoved = t.Object({ name: t.String(), object: t.Literal("connection"), deleted: t.Literal(true) });
+const ConnectionParams = t.Object({ app_id: t.String({ maxLength: 100 }), name: t.String({ pattern: "^[a-z0-9][a-z0-9_-]{0,62}$" }) });
 
 const KeyBody = t.Object({
   name: t.String({ minLength: 1, maxLength: 200 }),
@@ -80,6 +91,30 @@ const KeyBody = t.Object({
   user_id: t.Optional(t.String({ minLength: 1, maxLength: 200 })),
   expires_at: t.Optional(t.String({ format: "date-time", description: "ISO 8601; the key is refused from then on" })),
 });
+
+/** A connection as answers show it: whether it has a key and, for a long one, its last 4 characters. */
+const connectionView = (c: Connection, key: string | null) => ({
+  name: c.name, object: "connection" as const, provider: c.provider, base_url: c.base_url, default_model: c.default_model,
+  has_key: c.api_key !== null, last4: key !== null && key.length >= 12 ? key.slice(-4) : null,
+});
+
+/**
+ * 400 unless `url`'s host resolves only to public addresses (or is allowed privately, as for HTTP
+ * tools): a connection's client calls it from inside the server's network.
+ */
+async function requireCallable(url: string, privateAllowlist: readonly string[]): Promise<void> {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new ValidationError("base_url is not a URL", { param: "base_url" });
+  }
+  const host = parsed.hostname.replace(/^\[|\]$/g, "");
+  const allowPrivate = allowedPrivately({ privateAllowlist }, parsed);
+  const addresses = isIpAddress(host) ? [host] : await lookup(host, { all: true }).then((r) => r.map((a) => a.address)).catch(() => []);
+  const refusal = refusalFor(host, addresses, allowPrivate);
+  if (refusal) throw new ValidationError(`base_url cannot be used: ${refusal}`, { param: "base_url" });
+}
 
 /** A new key and what is kept of it. */
 function mintKey(body: typeof KeyBody.static): { secret: string; record: NewKey } {
@@ -119,7 +154,7 @@ export const appRoutes = ({ ctx, directory, principalOf, usage }: AppRoutesDeps)
 
   return new Elysia({ name: "agentry.v1.apps", prefix: "/v1/apps", detail: { tags: ["Apps"], security: [{ managementToken: [] }] } })
     .use(v1Models)
-    .model({ App, AppPage, ApiKey, IssuedKey, KeyList, AppDeleted })
+    .model({ App, AppPage, ApiKey, IssuedKey, KeyList, AppDeleted, ConnectionView, ConnectionList, ConnectionRemoved })
     .post("", async ({ body, request, set }) => {
       const principal = require(principalOf(request), "owner", null);
       const appId = newResourceId("app");
@@ -225,5 +260,53 @@ export const appRoutes = ({ ctx, directory, principalOf, usage }: AppRoutesDeps)
         name: t.Optional(t.String({ minLength: 1, maxLength: 200 })),
       })),
       detail: { summary: "Rotate a key: a new key with the same rights; the old one works for grace_s more seconds" },
-    });
+    })
+    .put("/:app_id/connections/:name", async ({ params, body, request }) => {
+      const principal = require(principalOf(request), "admin", params.app_id);
+      liveApp(params.app_id);
+      const baseUrl = body.base_url ?? null;
+      if (baseUrl !== null) await requireCallable(baseUrl, ctx.outbound?.privateAllowlist ?? []);
+      if (body.provider === "openai_compatible" && baseUrl === null) throw new ValidationError("An openai_compatible connection needs base_url", { param: "base_url" });
+      const connection = {
+        name: params.name, provider: body.provider, base_url: baseUrl, default_model: body.default_model ?? null,
+        // Write-only: sealed for the app before it is decided, so no event ever holds it in clear.
+        api_key: body.api_key ? await ctx.secrets.seal(params.app_id, body.api_key) : null,
+      };
+      const r = await ctx.repos.apps.handle(params.app_id, { type: "SetConnection", connection }, meta(request, principal, params.app_id));
+      await settle(r.position);
+      return connectionView(connection, body.api_key ?? null);
+    }, {
+      params: ConnectionParams, response: "ConnectionView",
+      body: t.Object({
+        provider: t.Union([t.Literal("openai"), t.Literal("anthropic"), t.Literal("openai_compatible")]),
+        base_url: t.Optional(t.String({ pattern: "^https?://", maxLength: 2048 })),
+        api_key: t.Optional(t.String({ minLength: 1, maxLength: 4096, description: "Write-only: stored sealed, never shown again" })),
+        default_model: t.Optional(t.String({ minLength: 1, maxLength: 200 })),
+      }),
+      detail: { summary: "Create or replace a model connection (admins); agents name it in model.connection" },
+    })
+    .get("/:app_id/connections", async ({ params, request }) => {
+      require(principalOf(request), "member", params.app_id);
+      const connections = Object.values(liveApp(params.app_id).connections);
+      return { data: await Promise.all(connections.map(async (c) => connectionView(c, await openedKey(params.app_id, c)))) };
+    }, { params: IdParam("app_id"), response: "ConnectionList", detail: { summary: "An app's model connections (never their keys)" } })
+    .get("/:app_id/connections/:name", async ({ params, request }) => {
+      require(principalOf(request), "member", params.app_id);
+      const connection = liveApp(params.app_id).connections[params.name];
+      if (!connection) throw new NotFoundError("Connection not found", { param: "name" }, "connection_not_found");
+      return connectionView(connection, await openedKey(params.app_id, connection));
+    }, { params: ConnectionParams, response: "ConnectionView", detail: { summary: "Get a model connection (has_key and last4, never the key)" } })
+    .delete("/:app_id/connections/:name", async ({ params, request }) => {
+      const principal = require(principalOf(request), "admin", params.app_id);
+      liveApp(params.app_id);
+      const r = await ctx.repos.apps.handle(params.app_id, { type: "RemoveConnection", name: params.name }, meta(request, principal, params.app_id));
+      await settle(r.position);
+      return { name: params.name, object: "connection" as const, deleted: true as const };
+    }, { params: ConnectionParams, response: "ConnectionRemoved", detail: { summary: "Remove a model connection; agents naming it fail their turns until changed" } });
+
+  /** The connection's key, opened to show its last 4 characters (never more of it). */
+  async function openedKey(appId: string, connection: Connection): Promise<string | null> {
+    if (!connection.api_key) return null;
+    return ctx.secrets.open(appId, connection.api_key).catch(() => null);
+  }
 };

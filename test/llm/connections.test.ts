@@ -1,0 +1,77 @@
+/**
+ * Model connections per app: two apps on one server, one on the OpenAI wire format and one on
+ * Anthropic's (both served locally), each run a turn with its own key; keys are write-only; agents can
+ * only name connections their app has; a connection may not point into the server's network.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { api, TEST_KEY, type Api } from "../support/api.ts";
+import { startAnthropicWireServer, startOpenAiWireServer, type WireServer } from "../support/llmWireServers.ts";
+import { startTestServer, type TestServer } from "../support/server.ts";
+
+const ROOT = "agr_test_root_token_for_connections_0123";
+let server: TestServer;
+let openai: WireServer;
+let anthropic: WireServer;
+let root: Api;
+const bearer = { authorization: `Bearer ${ROOT}` };
+
+beforeAll(async () => {
+  openai = startOpenAiWireServer();
+  anthropic = startAnthropicWireServer();
+  // The wire servers are on loopback: allowed for this test, as an operator would for a local model.
+  server = await startTestServer({ API_KEY: TEST_KEY, ADMIN_TOKEN: ROOT, TOOL_PRIVATE_ALLOWLIST: "127.0.0.1", SANDBOX_CHUNK_DELAY_MS: "0" });
+  root = api(server.url, "");
+});
+afterAll(async () => {
+  await server?.stop();
+  openai?.stop();
+  anthropic?.stop();
+});
+
+async function appWith(name: string, connection: Record<string, unknown>) {
+  const app = (await root.post("/v1/apps", { name }, bearer)).body;
+  const put = await fetch(`${server.url}/v1/apps/${app.id}/connections/main`, {
+    method: "PUT", headers: { ...bearer, "content-type": "application/json" }, body: JSON.stringify(connection),
+  });
+  expect(put.status).toBe(200);
+  const key = (await root.post(`/v1/apps/${app.id}/keys`, { name: "k", scopes: ["data:write", "agents:manage"] }, bearer)).body.key;
+  return { app, client: api(server.url, key), view: (await put.json()) as any };
+}
+
+test("two apps on different providers each run a turn with their own key", async () => {
+  const a = await appWith("On OpenAI", { provider: "openai", base_url: openai.baseURL, api_key: "sk-app-a-0000001234", default_model: "gpt-a" });
+  const b = await appWith("On Anthropic", { provider: "anthropic", base_url: anthropic.baseURL.replace(/\/v1$/, ""), api_key: "sk-app-b-0000005678", default_model: "claude-b" });
+  expect(a.view).toEqual({ name: "main", object: "connection", provider: "openai", base_url: openai.baseURL, default_model: "gpt-a", has_key: true, last4: "1234" });
+  for (const [who, side, wire] of [["a", a, openai], ["b", b, anthropic]] as const) {
+    const agent = await side.client.post("/v1/agents", { name: `agent ${who}`, approval: "never", model: { connection: "main" } });
+    expect(agent.status).toBe(201);
+    const sid = (await side.client.post("/v1/sessions", { user_id: "u", agent_id: agent.body.id })).body.id;
+    const before = wire.requests.length;
+    const turn = await side.client.post(`/v1/sessions/${sid}/messages`, { content: `hello from ${who}`, wait: true });
+    expect(turn.body.status).toBe("completed");
+    const sent = wire.requests.slice(before);
+    expect(sent.length).toBe(1);
+    const auth = sent[0]!.headers.get("authorization") ?? sent[0]!.headers.get("x-api-key") ?? "";
+    expect(auth).toContain(who === "a" ? "sk-app-a-0000001234" : "sk-app-b-0000005678");
+    expect(JSON.stringify(sent[0]!.body)).toContain(who === "a" ? "gpt-a" : "claude-b");
+  }
+  // The key is write-only: listed and read without it.
+  const listed = await root.get(`/v1/apps/${a.app.id}/connections`, bearer);
+  expect(listed.body.data).toEqual([a.view]);
+  expect(JSON.stringify(listed.body)).not.toContain("sk-app-a");
+});
+
+test("an agent may name only a connection its app has; a connection may not point into the server's network", async () => {
+  const c = await appWith("Checked", { provider: "openai", base_url: openai.baseURL, api_key: "sk-app-c-0000009999" });
+  const unknown = await c.client.post("/v1/agents", { name: "x", model: { connection: "nope" } });
+  expect({ status: unknown.status, param: unknown.body.error.details.param }).toEqual({ status: 400, param: "model.connection" });
+  // Classified, never contacted: a private address outside the allow-list is refused.
+  const internal = await fetch(`${server.url}/v1/apps/${c.app.id}/connections/internal`, {
+    method: "PUT", headers: { ...bearer, "content-type": "application/json" }, body: JSON.stringify({ provider: "openai", base_url: "http://10.1.2.3/v1", api_key: "k" }),
+  });
+  expect(internal.status).toBe(400);
+  expect(((await internal.json()) as any).error.details.param).toBe("base_url");
+  // Removed: agents can no longer name it.
+  expect((await fetch(`${server.url}/v1/apps/${c.app.id}/connections/main`, { method: "DELETE", headers: bearer })).status).toBe(200);
+  expect((await c.client.post("/v1/agents", { name: "x", model: { connection: "main" } })).status).toBe(400);
+});
