@@ -117,7 +117,7 @@ export function translateAnthropicError(err: unknown): LlmError {
     const after = retryAfterMs(err.headers as Headers | undefined);
     if (status === 429) return new LlmError("rate_limited", "anthropic rate-limited the request (HTTP 429)", true, after, id);
     if (status >= 500 || status === 408 || status === 409 || status === 529) return new LlmError("provider_unavailable", `anthropic failed (HTTP ${status})`, true, after, id);
-    if (status === 401 || status === 403) return new LlmError("provider_error", `anthropic refused the credentials (HTTP ${status}); check the API key`, false, undefined, id);
+    if (status === 401 || status === 403) return new LlmError("provider_auth_failed", `anthropic refused the credentials (HTTP ${status}); check the API key`, false, undefined, id);
     return new LlmError("invalid_request", `anthropic rejected the request (HTTP ${status})`, false, undefined, id);
   }
   return new LlmError("provider_error", "anthropic sent a malformed or interrupted stream", true);

@@ -8,7 +8,7 @@ import type { Connection } from "../domain/app/app.ts";
 import type { SecretBox } from "../secrets/secretBox.ts";
 import { AnthropicProvider } from "./anthropic.ts";
 import { OpenAiProvider } from "./openai.ts";
-import type { LlmProvider } from "./provider.ts";
+import { LlmError, type LlmProvider } from "./provider.ts";
 import { ResilientProvider, type ResilienceOptions } from "./resilient.ts";
 
 const KEPT = 1_000;
@@ -28,10 +28,32 @@ export class ConnectionProviders {
     const apiKey = connection.api_key ? await this.secrets.open(appId, connection.api_key) : "unused";
     const options = { apiKey, ...(connection.base_url ? { baseURL: connection.base_url } : {}), ...(connection.default_model ? { defaultModel: connection.default_model } : {}) };
     const inner = connection.provider === "anthropic" ? new AnthropicProvider(options) : new OpenAiProvider(options);
-    const provider = new ResilientProvider(inner, this.resilience);
+    const provider = namedFailures(new ResilientProvider(inner, this.resilience), connection.name);
     this.built.delete(id);
     this.built.set(id, { connection: fingerprint, provider });
     if (this.built.size > KEPT) this.built.delete(this.built.keys().next().value!);
     return provider;
   }
 }
+
+/**
+ * A connection's refused credentials are the app's to fix: the failure names the connection (never
+ * its key) so the job's error says which one.
+ */
+function namedFailures(inner: LlmProvider, connection: string): LlmProvider {
+  return {
+    name: inner.name,
+    defaultModel: inner.defaultModel,
+    async *stream(request) {
+      try {
+        yield* inner.stream(request);
+      } catch (err) {
+        if (err instanceof LlmError && err.code === "provider_auth_failed") {
+          throw new LlmError("provider_auth_failed", `The model connection "${connection}" was refused by ${inner.name}: ${err.message}`, false, undefined, err.providerRequestId);
+        }
+        throw err;
+      }
+    },
+  };
+}
+

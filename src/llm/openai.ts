@@ -119,7 +119,7 @@ export function translateOpenAiError(err: unknown, provider: string): LlmError {
     const after = retryAfterMs(err.headers as Headers | undefined);
     if (status === 429) return new LlmError("rate_limited", `${provider} rate-limited the request (HTTP 429)`, true, after, id);
     if (status >= 500 || status === 408 || status === 409) return new LlmError("provider_unavailable", `${provider} failed (HTTP ${status})`, true, after, id);
-    if (status === 401 || status === 403) return new LlmError("provider_error", `${provider} refused the credentials (HTTP ${status}); check the API key`, false, undefined, id);
+    if (status === 401 || status === 403) return new LlmError("provider_auth_failed", `${provider} refused the credentials (HTTP ${status}); check the API key`, false, undefined, id);
     return new LlmError("invalid_request", `${provider} rejected the request (HTTP ${status})`, false, undefined, id);
   }
   // A stream that broke or sent something unreadable: nothing was lost that a retry could not redo.

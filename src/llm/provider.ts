@@ -48,7 +48,7 @@ export interface LlmProvider {
 /** A provider failure, sanitised: no key, no raw upstream body. */
 export class LlmError extends Error {
   constructor(
-    readonly code: "rate_limited" | "provider_unavailable" | "provider_error" | "invalid_request" | "timeout" | "aborted",
+    readonly code: "rate_limited" | "provider_unavailable" | "provider_error" | "provider_auth_failed" | "invalid_request" | "timeout" | "aborted",
     message: string,
     readonly retryable: boolean,
     readonly retryAfterMs?: number,

@@ -75,3 +75,16 @@ test("an agent may name only a connection its app has; a connection may not poin
   expect((await fetch(`${server.url}/v1/apps/${c.app.id}/connections/main`, { method: "DELETE", headers: bearer })).status).toBe(200);
   expect((await c.client.post("/v1/agents", { name: "x", model: { connection: "main" } })).status).toBe(400);
 });
+
+test("a provider refusing a connection's key fails the job with provider_auth_failed naming the connection, never the key", async () => {
+  const d = await appWith("Refused", { provider: "openai", base_url: openai.baseURL, api_key: "sk-app-d-wrong-000042" });
+  const agent = (await d.client.post("/v1/agents", { name: "d", approval: "never", model: { connection: "main" } })).body.id;
+  const sid = (await d.client.post("/v1/sessions", { user_id: "u", agent_id: agent })).body.id;
+  openai.script({ kind: "status", status: 401, body: JSON.stringify({ error: { message: "Incorrect API key provided: sk-app-d-wrong-000042" } }) });
+  const turn = await d.client.post(`/v1/sessions/${sid}/messages`, { content: "hi", wait: true });
+  expect(turn.body.status).toBe("failed");
+  expect(turn.body.error.code).toBe("provider_auth_failed");
+  expect(turn.body.error.message).toContain('"main"');
+  expect(JSON.stringify(turn.body)).not.toContain("sk-app-d-wrong");
+});
+
