@@ -27,7 +27,8 @@ const Env = Type.Object({
   SSE_BUFFER_BYTES: Type.Integer({ minimum: 1024, maximum: 1_073_741_824, default: 1024 * 1024 }),
   SSE_STALL_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 30_000 }),
   TOOL_PRIVATE_ALLOWLIST: Type.Optional(Type.String({ maxLength: 4000, pattern: "^[A-Za-z0-9_.:*\\[\\],-]*$" })),
-  API_KEY: Type.Optional(Type.String({ minLength: 16, maxLength: 512 })),
+  // Not shaped like a JWT: a bearer credential of that shape is read as an end-user token.
+  API_KEY: Type.Optional(Type.String({ minLength: 16, maxLength: 512, pattern: "^(?!eyJ[\\w-]*\\.[\\w-]+\\.[\\w-]+$)" })),
   WORKER_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 256, default: 4 }),
   SANDBOX_CHUNK_DELAY_MS: Type.Integer({ minimum: 0, maximum: 10_000, default: 15 }),
   LLM_PROVIDER: Type.Union([Type.Literal("sandbox"), Type.Literal("openai"), Type.Literal("anthropic")], { default: "sandbox" }),

@@ -62,7 +62,7 @@ export async function idempotent(
   idPrefixes: Record<string, string>,
   run: (r: IdempotentRun) => Promise<StoredResponse>,
   /** Who sends it (its credential and the user it acts as): a key is theirs alone; and the metadata to record. */
-  caller: { credential: string; meta: CommandMetadata } = { credential: "", meta: { appId: ctx.appId } },
+  caller: { credential: string; meta: CommandMetadata },
 ): Promise<StoredResponse & { replayed: boolean }> {
   if (key === null) return { ...(await run({ ids: freshIds(idPrefixes), resumed: false })), replayed: false };
   if (key.length === 0 || key.length > 255) throw new ValidationError("Idempotency-Key must be 1 to 255 characters", { param: "Idempotency-Key" });

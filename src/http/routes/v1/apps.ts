@@ -39,7 +39,7 @@ function authenticated(principal: ManagementPrincipal | undefined): ManagementPr
 }
 
 /** 403 unless the principal has at least `role` on `appId` (or on every app, for `appId` null). */
-function require(given: ManagementPrincipal | undefined, role: keyof typeof RANK, appId: string | null): ManagementPrincipal {
+function requireRole(given: ManagementPrincipal | undefined, role: keyof typeof RANK, appId: string | null): ManagementPrincipal {
   const principal = authenticated(given);
   const covers = principal.apps === "all" || (appId !== null && principal.apps.includes(appId));
   if (!covers || RANK[principal.role] < RANK[role]) {
@@ -156,7 +156,7 @@ export const appRoutes = ({ ctx, directory, principalOf, usage }: AppRoutesDeps)
     .use(v1Models)
     .model({ App, AppPage, ApiKey, IssuedKey, KeyList, AppDeleted, ConnectionView, ConnectionList, ConnectionRemoved })
     .post("", async ({ body, request, set }) => {
-      const principal = require(principalOf(request), "owner", null);
+      const principal = requireRole(principalOf(request), "owner", null);
       const appId = newResourceId("app");
       const r = await ctx.repos.apps.handle(appId, { type: "CreateApp", app_id: appId, name: body.name }, meta(request, principal, appId));
       await settle(r.position);
@@ -179,11 +179,11 @@ export const appRoutes = ({ ctx, directory, principalOf, usage }: AppRoutesDeps)
       return { data: shown.map(([id, app]) => appView(id, app)), has_more: hasMore, next_cursor: hasMore ? encodeCursor({ id: shown[shown.length - 1]![0] }) : null };
     }, { query: t.Object(PageQuery), response: "AppPage", detail: { summary: "The apps this token may see, by id" } })
     .get("/:app_id", ({ params, request }) => {
-      require(principalOf(request), "member", params.app_id);
+      requireRole(principalOf(request), "member", params.app_id);
       return appView(params.app_id, liveApp(params.app_id));
     }, { params: IdParam("app_id"), response: "App", detail: { summary: "Get an app" } })
     .patch("/:app_id", async ({ params, body, request }) => {
-      const principal = require(principalOf(request), "admin", params.app_id);
+      const principal = requireRole(principalOf(request), "admin", params.app_id);
       liveApp(params.app_id);
       const commands = [
         ...(body.name !== undefined ? [{ type: "RenameApp" as const, name: body.name }] : []),
@@ -203,7 +203,7 @@ export const appRoutes = ({ ctx, directory, principalOf, usage }: AppRoutesDeps)
       detail: { summary: "Rename, suspend or resume an app (admins)" },
     })
     .delete("/:app_id", async ({ params, request }) => {
-      const principal = require(principalOf(request), "owner", params.app_id);
+      const principal = requireRole(principalOf(request), "owner", params.app_id);
       liveApp(params.app_id);
       const r = await ctx.repos.apps.handle(params.app_id, { type: "DeleteApp" }, meta(request, principal, params.app_id));
       await settle(r.position);
@@ -213,7 +213,7 @@ export const appRoutes = ({ ctx, directory, principalOf, usage }: AppRoutesDeps)
       detail: { summary: "Delete an app (owners): its keys stop working; its data stays in the event store for audit" },
     })
     .post("/:app_id/keys", async ({ params, body, request, set }) => {
-      const principal = require(principalOf(request), "admin", params.app_id);
+      const principal = requireRole(principalOf(request), "admin", params.app_id);
       liveApp(params.app_id);
       const { secret, record } = mintKey(body);
       const r = await ctx.repos.apps.handle(params.app_id, { type: "IssueKey", key: record }, meta(request, principal, params.app_id));
@@ -225,11 +225,11 @@ export const appRoutes = ({ ctx, directory, principalOf, usage }: AppRoutesDeps)
       detail: { summary: "Issue an API key (admins); the key is in this answer only" },
     })
     .get("/:app_id/keys", ({ params, request }) => {
-      require(principalOf(request), "member", params.app_id);
+      requireRole(principalOf(request), "member", params.app_id);
       return { data: liveApp(params.app_id).keys.map((k) => keyView(k, usage?.noted(k.key_id) ?? null)) };
     }, { params: IdParam("app_id"), response: "KeyList", detail: { summary: "An app's keys (never the keys themselves)" } })
     .post("/:app_id/keys/:key_id/revoke", async ({ params, request }) => {
-      const principal = require(principalOf(request), "admin", params.app_id);
+      const principal = requireRole(principalOf(request), "admin", params.app_id);
       liveApp(params.app_id);
       const r = await ctx.repos.apps.handle(params.app_id, { type: "RevokeKey", key_id: params.key_id }, meta(request, principal, params.app_id));
       await settle(r.position);
@@ -239,7 +239,7 @@ export const appRoutes = ({ ctx, directory, principalOf, usage }: AppRoutesDeps)
       detail: { summary: "Revoke a key at once" },
     })
     .post("/:app_id/keys/:key_id/rotate", async ({ params, body, request, set }) => {
-      const principal = require(principalOf(request), "admin", params.app_id);
+      const principal = requireRole(principalOf(request), "admin", params.app_id);
       const old = liveApp(params.app_id).keys.find((k) => k.key_id === params.key_id);
       if (!old) throw new NotFoundError("API key not found", { param: "key_id" }, "key_not_found");
       const { secret, record } = mintKey({
@@ -262,7 +262,7 @@ export const appRoutes = ({ ctx, directory, principalOf, usage }: AppRoutesDeps)
       detail: { summary: "Rotate a key: a new key with the same rights; the old one works for grace_s more seconds" },
     })
     .put("/:app_id/connections/:name", async ({ params, body, request }) => {
-      const principal = require(principalOf(request), "admin", params.app_id);
+      const principal = requireRole(principalOf(request), "admin", params.app_id);
       liveApp(params.app_id);
       const baseUrl = body.base_url ?? null;
       if (baseUrl !== null) await requireCallable(baseUrl, ctx.outbound?.privateAllowlist ?? []);
@@ -286,18 +286,18 @@ export const appRoutes = ({ ctx, directory, principalOf, usage }: AppRoutesDeps)
       detail: { summary: "Create or replace a model connection (admins); agents name it in model.connection" },
     })
     .get("/:app_id/connections", async ({ params, request }) => {
-      require(principalOf(request), "member", params.app_id);
+      requireRole(principalOf(request), "member", params.app_id);
       const connections = Object.values(liveApp(params.app_id).connections);
       return { data: await Promise.all(connections.map(async (c) => connectionView(c, await openedKey(params.app_id, c)))) };
     }, { params: IdParam("app_id"), response: "ConnectionList", detail: { summary: "An app's model connections (never their keys)" } })
     .get("/:app_id/connections/:name", async ({ params, request }) => {
-      require(principalOf(request), "member", params.app_id);
+      requireRole(principalOf(request), "member", params.app_id);
       const connection = liveApp(params.app_id).connections[params.name];
       if (!connection) throw new NotFoundError("Connection not found", { param: "name" }, "connection_not_found");
       return connectionView(connection, await openedKey(params.app_id, connection));
     }, { params: ConnectionParams, response: "ConnectionView", detail: { summary: "Get a model connection (has_key and last4, never the key)" } })
     .delete("/:app_id/connections/:name", async ({ params, request }) => {
-      const principal = require(principalOf(request), "admin", params.app_id);
+      const principal = requireRole(principalOf(request), "admin", params.app_id);
       liveApp(params.app_id);
       const r = await ctx.repos.apps.handle(params.app_id, { type: "RemoveConnection", name: params.name }, meta(request, principal, params.app_id));
       await settle(r.position);
