@@ -23,6 +23,7 @@ export class TenantDirectory {
   private loop: Promise<void> | undefined;
   private position: bigint | null = null;
   private waiters: Array<{ position: bigint; resolve: () => void }> = [];
+  private stopped = false;
 
   constructor(private readonly store: EventStore, private readonly logger?: Logger) {}
 
@@ -33,6 +34,7 @@ export class TenantDirectory {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     await this.subscription?.unsubscribe();
     await this.loop;
   }
@@ -64,14 +66,24 @@ export class TenantDirectory {
     return this.apps;
   }
 
-  /** Resolves once the directory has folded the event at `position` (an issued key works at once). */
-  waitFor(position: bigint): Promise<void> {
+  /**
+   * Resolves once the directory has folded the event at `position` (an issued key works at once), or
+   * after `timeoutMs` regardless: the write has committed, so a lagging feed delays, never fails, it.
+   */
+  waitFor(position: bigint, timeoutMs = 10_000): Promise<void> {
     if (this.position !== null && this.position >= position) return Promise.resolve();
-    return new Promise((resolve) => this.waiters.push({ position, resolve }));
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+        resolve();
+      }, timeoutMs);
+      const waiter = { position, resolve: () => (clearTimeout(timer), resolve()) };
+      this.waiters.push(waiter);
+    });
   }
 
   private async follow(): Promise<void> {
-    for (;;) {
+    while (!this.stopped) {
       this.subscription = this.store.subscribeToAll({ fromPosition: this.position ?? "start", filter: APP_STREAMS });
       try {
         for (;;) {
@@ -80,6 +92,7 @@ export class TenantDirectory {
           for (const e of batch) this.apply(e);
         }
       } catch (err) {
+        if (this.stopped) return;
         this.logger?.warn("tenant directory: the app feed failed; resubscribing", { error: err as Error });
         await Bun.sleep(500);
       }
