@@ -45,7 +45,8 @@ const Env = Type.Object({
   READ_MODEL_FILE: Type.Optional(Type.String({ minLength: 1 })),
   SECRETS_MASTER_KEY: Type.Optional(Type.String({ maxLength: 200 })),
   SECRETS_PREVIOUS_MASTER_KEYS: Type.Optional(Type.String({ maxLength: 20_000 })),
-  ADMIN_TOKEN: Type.Optional(Type.String({ minLength: 16, maxLength: 512 })),
+  // Presented as a bearer token: visible characters only (one with spaces could never be sent).
+  ADMIN_TOKEN: Type.Optional(Type.String({ minLength: 16, maxLength: 512, pattern: "^[\\x21-\\x7e]+$" })),
   MANAGEMENT_JWT_SECRET: Type.Optional(Type.String({ maxLength: 4096 })),
   MANAGEMENT_JWKS_URL: Type.Optional(Type.String({ pattern: "^https?://", maxLength: 2000 })),
   MANAGEMENT_JWT_ISSUER: Type.Optional(Type.String({ minLength: 1, maxLength: 2000 })),

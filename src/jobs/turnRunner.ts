@@ -15,6 +15,7 @@ import { TERMINAL, type JobCommand, type JobState, type PlanStep } from "../doma
 import { jobStream } from "../domain/streams.ts";
 import { LlmError, type ChatMessage, type LlmProvider } from "../llm/provider.ts";
 import type { AgentSpec } from "../domain/agent/agent.ts";
+import { connectionOf } from "../domain/app/app.ts";
 import { resolveTools } from "../tools/registry.ts";
 import { openHeader } from "../app/agentSecrets.ts";
 import { joinText, jobTranscript, planTitle, sessionHistory, systemPrompt, userContent } from "./runner/conversation.ts";
@@ -127,7 +128,7 @@ export class TurnRunner {
     const named = agent.model.connection;
     if (named) {
       const app = baseAppId(agentApp);
-      const connection = (await this.ctx.repos.apps.peek(app)).state.connections[named];
+      const connection = connectionOf((await this.ctx.repos.apps.peek(app)).state.connections, named);
       if (!connection || !this.ctx.connections) throw new JobFailure("connection_not_found", `The app's model connection "${named}" no longer exists`);
       return this.ctx.connections.providerFor(app, connection);
     }

@@ -117,6 +117,9 @@ describe("apps and keys", () => {
     expect(badDate.status).toBe(400);
     const pastDate = await admin.post(`/v1/apps/${app.id}/keys`, { name: "x", expires_at: "2020-01-01T00:00:00Z" });
     expect(pastDate.status).toBe(400);
+    for (const notADay of ["2099-02-30T00:00:00Z", "2099-01-01"]) {
+      expect((await admin.post(`/v1/apps/${app.id}/keys`, { name: "x", expires_at: notADay })).status).toBe(400);
+    }
     // A key acting as one user never manages the app's agents.
     const userAgents = await admin.post(`/v1/apps/${app.id}/keys`, { name: "x", user_id: "dave", scopes: ["data:write", "agents:manage"] });
     expect({ status: userAgents.status, param: userAgents.body.error.details.param }).toEqual({ status: 400, param: "scopes" });

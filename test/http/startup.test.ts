@@ -54,7 +54,7 @@ describe("the data folder", () => {
 describe("configuration errors", () => {
   test("name the variable and never echo its value", () => {
     const secret = "sk-live-do-not-print-me";
-    for (const env of [{ API_KEY: "short" }, { API_KEY: `eyJhbGciOiJIUzI1NiJ9.${secret}.c2ln` }, { PORT: secret }, { REDIS_URL: `http://user:${secret}@host` }, { EVENTSTORE_CONNECTION_STRING: `tcp://${secret}` }]) {
+    for (const env of [{ API_KEY: "short" }, { ADMIN_TOKEN: `root token with spaces ${secret}` }, { API_KEY: `eyJhbGciOiJIUzI1NiJ9.${secret}.c2ln` }, { PORT: secret }, { REDIS_URL: `http://user:${secret}@host` }, { EVENTSTORE_CONNECTION_STRING: `tcp://${secret}` }]) {
       try {
         loadConfig(env);
         throw new Error(`accepted ${JSON.stringify(env)}`);

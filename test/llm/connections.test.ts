@@ -71,6 +71,11 @@ test("an agent may name only a connection its app has; a connection may not poin
   });
   expect(internal.status).toBe(400);
   expect(((await internal.json()) as any).error.details.param).toBe("base_url");
+  // Only the app's own names are connections: a name like "constructor" is one it does not have.
+  const inherited = await c.client.post("/v1/agents", { name: "x", model: { connection: "constructor" } });
+  expect({ status: inherited.status, param: inherited.body.error.details.param }).toEqual({ status: 400, param: "model.connection" });
+  expect((await root.get(`/v1/apps/${c.app.id}/connections/constructor`, bearer)).body.error.code).toBe("connection_not_found");
+  expect((await fetch(`${server.url}/v1/apps/${c.app.id}/connections/constructor`, { method: "DELETE", headers: bearer })).status).toBe(404);
   // Removed: agents can no longer name it.
   expect((await fetch(`${server.url}/v1/apps/${c.app.id}/connections/main`, { method: "DELETE", headers: bearer })).status).toBe(200);
   expect((await c.client.post("/v1/agents", { name: "x", model: { connection: "main" } })).status).toBe(400);

@@ -23,6 +23,10 @@ export type ApiKeyRecord = Static<typeof ApiKeySchema> & {
 const ConnectionSchema = Type.Object(ConnectionFields);
 export type Connection = Static<typeof ConnectionSchema>;
 
+/** The app's connection named `name`, if it has one (own names only: `constructor` is not a connection). */
+export const connectionOf = (connections: Readonly<Record<string, Connection>>, name: string): Connection | undefined =>
+  Object.hasOwn(connections, name) ? connections[name] : undefined;
+
 export interface AppState {
   status: "none" | "active" | "suspended" | "deleted";
   id: string | null;
@@ -134,7 +138,7 @@ export const appDecider: Decider<AppCommand, AppEvent, AppState> = {
         return [{ type: "ConnectionSet", data: { app_id: state.id!, ...command.connection } }];
       case "RemoveConnection":
         requireLive(state);
-        if (!state.connections[command.name]) throw new NotFoundError("Connection not found", { param: "name" }, "connection_not_found");
+        if (!connectionOf(state.connections, command.name)) throw new NotFoundError("Connection not found", { param: "name" }, "connection_not_found");
         return [{ type: "ConnectionRemoved", data: { app_id: state.id!, name: command.name } }];
       case "RecordKeyUse": {
         if (state.status === "none" || state.status === "deleted") return [];

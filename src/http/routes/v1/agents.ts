@@ -7,6 +7,7 @@ import { applyAgentPatch, type AgentPatch, type AgentSpec, type ToolDeclaration 
 import { DEFAULT_AGENT_ID } from "../../../domain/streams.ts";
 import { defaultAgentIdOf } from "../../../app/defaultAgent.ts";
 import { baseAppId } from "../../../app/access.ts";
+import { connectionOf, type Connection } from "../../../domain/app/app.ts";
 import { requireValidSchema } from "../../../core/jsonSchema.ts";
 import { BUILTIN_TOOLS } from "../../../tools/registry.ts";
 import { decodeCursor, page, PageQuery } from "../../pagination.ts";
@@ -70,7 +71,7 @@ const view = async (ctx: AppContext, r: AgentRow) => ({
 });
 
 /** Checks what the schema cannot: tool names exist and are unique, the provider is served here, output schemas compile. */
-function checkSpec(ctx: AppContext, spec: Partial<AgentSpec>, connections: Readonly<Record<string, unknown>>): void {
+function checkSpec(ctx: AppContext, spec: Partial<AgentSpec>, connections: Readonly<Record<string, Connection>>): void {
   const names = new Set<string>();
   for (const tool of spec.tools ?? []) {
     if (tool.type === "builtin" && !BUILTIN_TOOLS[tool.name]) {
@@ -80,7 +81,7 @@ function checkSpec(ctx: AppContext, spec: Partial<AgentSpec>, connections: Reado
     names.add(tool.name);
   }
   const connection = spec.model?.connection;
-  if (connection && !connections[connection]) {
+  if (connection && !connectionOf(connections, connection)) {
     throw new ValidationError(`The app has no model connection "${connection}"; available: ${Object.keys(connections).join(", ") || "none"}`, { param: "model.connection" });
   }
   const provider = spec.model?.provider;
@@ -91,7 +92,7 @@ function checkSpec(ctx: AppContext, spec: Partial<AgentSpec>, connections: Reado
 }
 
 /** The model connections of the caller's app (a test key's partition uses its app's). */
-async function appConnections(ctx: AppContext): Promise<Readonly<Record<string, unknown>>> {
+async function appConnections(ctx: AppContext): Promise<Readonly<Record<string, Connection>>> {
   return (await ctx.repos.apps.peek(baseAppId(ctx.appId))).state.connections;
 }
 

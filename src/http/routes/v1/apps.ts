@@ -9,7 +9,7 @@ import type { AppContext } from "../../../app/context.ts";
 import type { TenantDirectory } from "../../../app/tenantDirectory.ts";
 import { ForbiddenError, NotFoundError, ValidationError } from "../../../core/errors.ts";
 import { newResourceId } from "../../../core/ids.ts";
-import type { ApiKeyRecord, AppState, Connection, NewKey } from "../../../domain/app/app.ts";
+import { connectionOf, type ApiKeyRecord, type AppState, type Connection, type NewKey } from "../../../domain/app/app.ts";
 import { lookup } from "node:dns/promises";
 import { allowedPrivately, refusalFor } from "../../../net/outbound.ts";
 import { isIpAddress } from "../../../net/addressPolicy.ts";
@@ -111,9 +111,20 @@ async function requireCallable(url: string, privateAllowlist: readonly string[])
   }
   const host = parsed.hostname.replace(/^\[|\]$/g, "");
   const allowPrivate = allowedPrivately({ privateAllowlist }, parsed);
-  const addresses = isIpAddress(host) ? [host] : await lookup(host, { all: true }).then((r) => r.map((a) => a.address)).catch(() => []);
+  // Bounded: a slow resolver answers "no address" rather than hold the request.
+  const resolved = lookup(host, { all: true }).then((r) => r.map((a) => a.address)).catch(() => [] as string[]);
+  const addresses = isIpAddress(host) ? [host] : await Promise.race([resolved, Bun.sleep(3000).then(() => [] as string[])]);
   const refusal = refusalFor(host, addresses, allowPrivate);
   if (refusal) throw new ValidationError(`base_url cannot be used: ${refusal}`, { param: "base_url" });
+}
+
+/** An RFC 3339 date-time whose day exists (`2099-02-30…` is not rolled over into March). */
+function isCalendarDateTime(value: string): boolean {
+  const m = /^(\d{4})-(\d{2})-(\d{2})T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/.exec(value);
+  if (!m) return false;
+  const [year, month, day] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  const date = new Date(Date.UTC(year, month - 1, day));
+  return date.getUTCFullYear() === year && date.getUTCMonth() === month - 1 && date.getUTCDate() === day;
 }
 
 /** A new key and what is kept of it. */
@@ -122,8 +133,8 @@ function mintKey(body: typeof KeyBody.static): { secret: string; record: NewKey 
   if (body.user_id !== undefined && body.scopes?.includes("agents:manage")) {
     throw new ValidationError("A key bound to a user cannot have agents:manage", { param: "scopes" });
   }
-  if (body.expires_at !== undefined && !(Date.parse(body.expires_at) > Date.now())) {
-    throw new ValidationError("expires_at must be a valid date in the future", { param: "expires_at" });
+  if (body.expires_at !== undefined && !(isCalendarDateTime(body.expires_at) && Date.parse(body.expires_at) > Date.now())) {
+    throw new ValidationError("expires_at must be an ISO 8601 date-time (with time and zone) in the future", { param: "expires_at" });
   }
   const mode = body.mode ?? "live";
   const secret = newApiKey(mode);
@@ -292,7 +303,7 @@ export const appRoutes = ({ ctx, directory, principalOf, usage }: AppRoutesDeps)
     }, { params: IdParam("app_id"), response: "ConnectionList", detail: { summary: "An app's model connections (never their keys)" } })
     .get("/:app_id/connections/:name", async ({ params, request }) => {
       requireRole(principalOf(request), "member", params.app_id);
-      const connection = liveApp(params.app_id).connections[params.name];
+      const connection = connectionOf(liveApp(params.app_id).connections, params.name);
       if (!connection) throw new NotFoundError("Connection not found", { param: "name" }, "connection_not_found");
       return connectionView(connection, await openedKey(params.app_id, connection));
     }, { params: ConnectionParams, response: "ConnectionView", detail: { summary: "Get a model connection (has_key and last4, never the key)" } })
