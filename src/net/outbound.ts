@@ -98,7 +98,7 @@ export function refusalFor(host: string, addresses: readonly string[], allowPriv
     }
     if (kind !== "public") {
       const named = address === host ? `the address ${address}` : `${host} (${address})`;
-      return `${named} is ${article(kind)} ${kind.replace("_", "-")} address; tools may only call public addresses unless the operator lists the target in ${ALLOWLIST_SETTING} (for development)`;
+      return `${named} is ${article(kind)} ${kind.replace("_", "-")} address; only public addresses may be called unless the operator lists the target in ${ALLOWLIST_SETTING} (for development)`;
     }
   }
   return null;
