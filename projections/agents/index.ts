@@ -1,4 +1,8 @@
-/** Agents read model: the current configuration of every agent. */
+/**
+ * Agents read model: the current configuration of every agent. `system_prompt` is the spec's (the
+ * default); `prompt_override` the app's override, if any (the effective prompt is the override, else the
+ * default); `prompt_updated_at` when either last changed.
+ */
 import type { Database } from "bun:sqlite";
 import { applyAgentPatch, type AgentEvent, type AgentSpec } from "../../src/domain/agent/agent.ts";
 import type { RecordedEvent } from "../../src/eventstore/port.ts";
@@ -8,14 +12,14 @@ import { appIdOf, occurredAt } from "../support.ts";
 
 export const agentsProjection: Projection = {
   name: "agents",
-  version: 1,
-  eventTypes: ["AgentCreated", "AgentUpdated", "AgentPatched", "AgentDeleted"],
+  version: 2,
+  eventTypes: ["AgentCreated", "AgentUpdated", "AgentPatched", "AgentDeleted", "AgentPromptOverridden", "AgentPromptReverted"],
   tables: ["agents"],
   schema: `
     CREATE TABLE IF NOT EXISTS agents (
       id TEXT PRIMARY KEY, app_id TEXT NOT NULL, name TEXT NOT NULL, description TEXT NOT NULL,
       system_prompt TEXT NOT NULL, model TEXT NOT NULL, tools TEXT NOT NULL, approval TEXT NOT NULL,
-      output_schema TEXT, deleted INTEGER NOT NULL DEFAULT 0,
+      output_schema TEXT, deleted INTEGER NOT NULL DEFAULT 0, prompt_override TEXT, prompt_updated_at INTEGER NOT NULL,
       created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, seq INTEGER NOT NULL
     ) WITHOUT ROWID;
     CREATE INDEX IF NOT EXISTS agents_by_app ON agents(app_id, deleted, seq DESC);
@@ -27,10 +31,10 @@ export const agentsProjection: Projection = {
       case "AgentCreated": {
         const d = event.data;
         db.query(
-          `INSERT OR REPLACE INTO agents (id, app_id, name, description, system_prompt, model, tools, approval, output_schema, deleted, created_at, updated_at, seq)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)`,
+          `INSERT OR REPLACE INTO agents (id, app_id, name, description, system_prompt, model, tools, approval, output_schema, deleted, prompt_override, prompt_updated_at, created_at, updated_at, seq)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?, ?, ?, ?)`,
         ).run(d.agent_id, appIdOf(e), d.name, d.description, d.system_prompt, JSON.stringify(d.model), JSON.stringify(d.tools), d.approval,
-          d.output_schema === null ? null : JSON.stringify(d.output_schema), at, at, Number(e.position));
+          d.output_schema === null ? null : JSON.stringify(d.output_schema), at, at, at, Number(e.position));
         break;
       }
       case "AgentUpdated":
@@ -43,12 +47,20 @@ export const agentsProjection: Projection = {
           tools: JSON.parse(row.tools), approval: row.approval as AgentSpec["approval"], output_schema: row.output_schema === null ? null : JSON.parse(row.output_schema),
         };
         const next = event.type === "AgentPatched" ? applyAgentPatch(current, event.data.patch) : { ...current, ...event.data.changes };
+        const promptChanged = (event.type === "AgentPatched" ? event.data.patch.system_prompt : event.data.changes.system_prompt) !== undefined;
         db.query(
-          `UPDATE agents SET name = ?, description = ?, system_prompt = ?, model = ?, tools = ?, approval = ?, output_schema = ?, updated_at = ? WHERE id = ?`,
+          `UPDATE agents SET name = ?, description = ?, system_prompt = ?, model = ?, tools = ?, approval = ?, output_schema = ?, updated_at = ?,
+             prompt_updated_at = CASE WHEN ? THEN ? ELSE prompt_updated_at END WHERE id = ?`,
         ).run(next.name, next.description, next.system_prompt, JSON.stringify(next.model), JSON.stringify(next.tools), next.approval,
-          next.output_schema === null ? null : JSON.stringify(next.output_schema), at, event.data.agent_id);
+          next.output_schema === null ? null : JSON.stringify(next.output_schema), at, promptChanged ? 1 : 0, at, event.data.agent_id);
         break;
       }
+      case "AgentPromptOverridden":
+        db.query("UPDATE agents SET prompt_override = ?, prompt_updated_at = ?, updated_at = ? WHERE id = ?").run(event.data.system_prompt, at, at, event.data.agent_id);
+        break;
+      case "AgentPromptReverted":
+        db.query("UPDATE agents SET prompt_override = NULL, prompt_updated_at = ?, updated_at = ? WHERE id = ?").run(at, at, event.data.agent_id);
+        break;
       case "AgentDeleted":
         db.query("UPDATE agents SET deleted = 1, updated_at = ? WHERE id = ?").run(at, event.data.agent_id);
         break;
@@ -59,6 +71,9 @@ export const agentsProjection: Projection = {
 export interface AgentRow {
   id: string; name: string; description: string; system_prompt: string; model: string; tools: string; approval: string;
   output_schema: string | null; created_at: number; updated_at: number; seq: number;
+  /** The app's override of `system_prompt` (the default), or null. */
+  prompt_override: string | null;
+  prompt_updated_at: number;
 }
 
 export const findAgent = (db: Database, appId: string, id: string): AgentRow | null =>

@@ -64,8 +64,11 @@ export interface PublicEvent {
 /** What clients see of an event's data: the internal data, less what is the server's business. */
 function publicPayload(event: AnyDomainEvent): unknown {
   switch (event.type) {
-    case "JobStarted":
-      return { attempt: event.data.attempt };
+    case "JobStarted": {
+      // Which agent version and prompt the attempt ran with are the auditor's; the runner is the operator's.
+      const { runner_id: _, ...shown } = event.data;
+      return shown;
+    }
     default:
       return event.data;
   }
@@ -74,7 +77,12 @@ function publicPayload(event: AnyDomainEvent): unknown {
 /** Public payload schemas per internal type: the internal schema, less the fields publicPayload drops. */
 const PAYLOAD_SCHEMAS: Record<string, TSchema> = {
   ...Object.fromEntries(Object.entries(DOMAIN_EVENTS).map(([type, def]) => [type, def.schema])),
-  JobStarted: Type.Object({ attempt: Type.Integer({ minimum: 1 }) }),
+  JobStarted: Type.Object({
+    attempt: Type.Integer({ minimum: 1 }),
+    agent_version: Type.Optional(Type.Integer({ minimum: 0, description: "The agent stream's revision the attempt loaded" })),
+    system_prompt_sha256: Type.Optional(Type.String({ description: "SHA-256 (hex) of the agent's system prompt the attempt ran with" })),
+    prompt_overridden: Type.Optional(Type.Boolean({ description: "Whether that prompt was the app's override (PUT /v1/agents/{agent_id}/prompt)" })),
+  }),
 };
 
 /** The public event, one variant per public type: what `/events` and SSE `data:` lines carry. */

@@ -14,11 +14,12 @@ import { newResourceId } from "../core/ids.ts";
 import { TERMINAL, type JobCommand, type JobState, type PlanStep } from "../domain/job/job.ts";
 import { jobStream } from "../domain/streams.ts";
 import { LlmError, type ChatMessage, type LlmProvider } from "../llm/provider.ts";
-import type { AgentSpec } from "../domain/agent/agent.ts";
+import { effectiveSpec, type AgentSpec, type AgentState } from "../domain/agent/agent.ts";
+import type { Loaded } from "../app/repository.ts";
 import { connectionOf } from "../domain/app/app.ts";
 import { resolveTools } from "../tools/registry.ts";
 import { openHeader } from "../app/agentSecrets.ts";
-import { joinText, jobTranscript, planTitle, sessionHistory, systemPrompt, userContent } from "./runner/conversation.ts";
+import { agentRanWith, joinText, jobTranscript, planTitle, sessionHistory, systemPrompt, userContent } from "./runner/conversation.ts";
 import { streamModelStep, type Append, type Coalescing } from "./runner/modelStep.ts";
 import { baseAppId, isTestData } from "../app/access.ts";
 import { failureOf, ignoreFinished, JobFailure, LostJob, validateStructured } from "./runner/outcome.ts";
@@ -63,7 +64,10 @@ export class TurnRunner {
       return;
     }
 
-    const started = await repos.jobs.handle(jobId, { type: "StartJob", runner_id: this.runnerId }, meta).catch((err) => {
+    // The agent (and so the prompt) this attempt runs with is loaded once, and named on its JobStarted.
+    const agent = await repos.agents.load(state.queued!.agent_id);
+    const ranWith = agentRanWith(agent.state, agent.revision);
+    const started = await repos.jobs.handle(jobId, { type: "StartJob", runner_id: this.runnerId, ...(ranWith ? { ranWith } : {}) }, meta).catch((err) => {
       if (err instanceof ConflictError) return null;
       throw err;
     });
@@ -101,7 +105,7 @@ export class TurnRunner {
     };
 
     try {
-      await this.execute(jobId, started.state, append, signal);
+      await this.execute(jobId, started.state, agent, append, signal);
     } catch (err) {
       if (err instanceof LostJob) {
         stopWatching();
@@ -138,11 +142,12 @@ export class TurnRunner {
     return provider;
   }
 
-  private async execute(jobId: string, job: JobState, append: Append, signal: AbortSignal): Promise<void> {
+  private async execute(jobId: string, job: JobState, loaded: Loaded<AgentState>, append: Append, signal: AbortSignal): Promise<void> {
     const queued = job.queued!;
-    const { state: agentState, appId: agentApp } = await this.ctx.repos.agents.load(queued.agent_id);
+    const { state: agentState, appId: agentApp } = loaded;
     if (agentState.status !== "active" || !agentState.spec) throw new JobFailure("agent_not_found", `Agent ${queued.agent_id} no longer exists`);
-    const agent = agentState.spec;
+    // The app's prompt override, if any, in place of the agent's own.
+    const agent = effectiveSpec(agentState)!;
     // Test data never reaches a real model, nor its bill: its jobs run on the sandbox provider.
     const testData = agentApp !== null && isTestData(agentApp);
     const provider = testData ? this.ctx.providers.get("sandbox")! : await this.providerOf(agent, agentApp ?? this.ctx.appId);

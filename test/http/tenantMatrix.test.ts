@@ -188,6 +188,8 @@ const isAgentRoute = (r: Route) => r.path === "/v1/agents" || r.path.startsWith(
 const BODY_OVERRIDES: Record<string, Record<string, unknown>> = {
   "PATCH /v1/sessions/{session_id}": { archived: false },
   "PATCH /v1/agents/{agent_id}": { description: "patched by the tenant matrix" },
+  // An override with the agent's own prompt: what it runs with stays what the last check below expects.
+  "PUT /v1/agents/{agent_id}/prompt": { system_prompt: CONTENT.prompt },
   // Holds the request until the turn is over, so the next allowed caller does not find the session busy.
   "POST /v1/sessions/{session_id}/messages": { wait: true },
 };

@@ -6,6 +6,7 @@ export interface Api {
   get(path: string, headers?: Record<string, string>): Promise<{ status: number; body: any; headers: Headers }>;
   post(path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any; headers: Headers }>;
   patch(path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any; headers: Headers }>;
+  put(path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any; headers: Headers }>;
   del(path: string, headers?: Record<string, string>): Promise<{ status: number; body: any; headers: Headers }>;
   /** Polls a job's events from `since` until it is done; returns every event seen. */
   pollUntilDone(jobId: string, timeoutMs?: number): Promise<any[]>;
@@ -36,6 +37,7 @@ export function api(base: string, key = TEST_KEY): Api {
     get: (p, h) => call("GET", p, undefined, h),
     post: (p, b, h) => call("POST", p, b, h),
     patch: (p, b, h) => call("PATCH", p, b, h),
+    put: (p, b, h) => call("PUT", p, b, h),
     del: (p, h) => call("DELETE", p, undefined, h),
     async pollUntilDone(jobId, timeoutMs = 20_000) {
       const events: any[] = [];

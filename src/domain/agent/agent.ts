@@ -2,7 +2,7 @@
  * Agent: a named configuration — system prompt, model, tools, approval policy, output schema.
  * Stream `agent-<id>`.
  */
-import { ConflictError, NotFoundError } from "../../core/errors.ts";
+import { ConflictError, NotFoundError, ValidationError } from "../../core/errors.ts";
 import { unreachable, type Decider } from "../../core/decider.ts";
 import type { AgentEvent } from "./events.ts";
 
@@ -62,7 +62,10 @@ export interface AgentPatch {
 export type AgentCommand =
   | { type: "CreateAgent"; agent_id: string; spec: AgentSpec }
   | { type: "UpdateAgent"; agent_id: string; patch: AgentPatch }
-  | { type: "DeleteAgent"; agent_id: string };
+  | { type: "DeleteAgent"; agent_id: string }
+  /** The app's own system prompt for the agent; wins over `spec.system_prompt` until reverted. */
+  | { type: "OverridePrompt"; agent_id: string; system_prompt: string }
+  | { type: "RevertPrompt"; agent_id: string };
 
 const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 
@@ -96,16 +99,28 @@ export interface AgentState {
   status: "none" | "active" | "deleted";
   id: string | null;
   spec: AgentSpec | null;
+  /**
+   * The app's override of the system prompt, or null. Kept apart from `spec.system_prompt` (the
+   * default), so an update of the spec changes the default and the override, if any, still wins.
+   */
+  promptOverride: string | null;
 }
 
+/** The system prompt the agent runs with: the override when there is one, else the spec's. */
+export const effectivePrompt = (state: AgentState): string => state.promptOverride ?? state.spec?.system_prompt ?? "";
+
+/** The spec as a turn runs it: the effective system prompt in place of the default. */
+export const effectiveSpec = (state: AgentState): AgentSpec | null =>
+  state.spec && state.promptOverride !== null ? { ...state.spec, system_prompt: state.promptOverride } : state.spec;
+
 export const agentDecider: Decider<AgentCommand, AgentEvent, AgentState> = {
-  initialState: { status: "none", id: null, spec: null },
+  initialState: { status: "none", id: null, spec: null, promptOverride: null },
 
   evolve(state, event) {
     switch (event.type) {
       case "AgentCreated": {
         const { agent_id, ...spec } = event.data;
-        return { status: "active", id: agent_id, spec };
+        return { status: "active", id: agent_id, spec, promptOverride: null };
       }
       case "AgentUpdated":
         return { ...state, spec: { ...state.spec!, ...event.data.changes } };
@@ -113,6 +128,10 @@ export const agentDecider: Decider<AgentCommand, AgentEvent, AgentState> = {
         return { ...state, spec: applyAgentPatch(state.spec!, event.data.patch) };
       case "AgentDeleted":
         return { ...state, status: "deleted" };
+      case "AgentPromptOverridden":
+        return { ...state, promptOverride: event.data.system_prompt };
+      case "AgentPromptReverted":
+        return { ...state, promptOverride: null };
       default:
         return unreachable(event);
     }
@@ -129,6 +148,19 @@ export const agentDecider: Decider<AgentCommand, AgentEvent, AgentState> = {
       case "DeleteAgent":
         requireActive(state, command.agent_id);
         return [{ type: "AgentDeleted", data: { agent_id: command.agent_id } }];
+      case "OverridePrompt":
+        requireActive(state, command.agent_id);
+        // An empty prompt is not a way to revert (nor a prompt): reverting is its own command.
+        if (command.system_prompt.trim() === "") {
+          throw new ValidationError("system_prompt must not be empty; to revert to the agent's default prompt, DELETE the override", { param: "system_prompt" });
+        }
+        // The same override again changes nothing, so it records nothing.
+        if (state.promptOverride === command.system_prompt) return [];
+        return [{ type: "AgentPromptOverridden", data: { agent_id: command.agent_id, system_prompt: command.system_prompt } }];
+      case "RevertPrompt":
+        requireActive(state, command.agent_id);
+        if (state.promptOverride === null) return []; // nothing to revert: reverting is idempotent
+        return [{ type: "AgentPromptReverted", data: { agent_id: command.agent_id } }];
       default:
         return unreachable(command);
     }

@@ -46,6 +46,10 @@ export const AGENT_EVENTS = {
   /** A partial update that merges at every level (see AgentPatch). */
   AgentPatched: { version: 1, schema: Type.Object({ agent_id: Type.String(), patch: AgentPatchSchema }) },
   AgentDeleted: { version: 1, schema: Type.Object({ agent_id: Type.String() }) },
+  /** The app's own system prompt for the agent: it wins over the spec's (the default) until reverted. */
+  AgentPromptOverridden: { version: 1, schema: Type.Object({ agent_id: Type.String(), system_prompt: Type.String({ minLength: 1 }) }) },
+  /** The override is gone: the agent runs with its spec's system prompt again. */
+  AgentPromptReverted: { version: 1, schema: Type.Object({ agent_id: Type.String() }) },
 };
 
 export type AgentEvent = EventsOf<typeof AGENT_EVENTS>;

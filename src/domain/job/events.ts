@@ -18,8 +18,18 @@ export const JOB_EVENTS = {
     session_id: Nullable(Type.String()), message_id: Nullable(Type.String()), agent_id: Type.String(), user_id: Type.String(),
     input: JobInput, model: Nullable(Type.String()), output_schema: Nullable(JsonObject),
   }) },
-  /** `runner_id` names the process that ran the attempt: for operators, never shown to API clients. */
-  JobStarted: { version: 1, schema: Type.Object({ attempt: Type.Integer({ minimum: 1 }), runner_id: Type.String() }) },
+  /**
+   * `runner_id` names the process that ran the attempt: for operators, never shown to API clients.
+   * What the attempt ran with, for auditors: `agent_version`, the agent stream's revision the runner
+   * loaded; `system_prompt_sha256`, the hash of the agent's effective system prompt (before the run's
+   * context and output schema are appended); `prompt_overridden`, whether that prompt was the app's
+   * override. Optional, added without a new version: events written before them still fit the schema.
+   */
+  JobStarted: { version: 1, schema: Type.Object({
+    attempt: Type.Integer({ minimum: 1 }), runner_id: Type.String(),
+    agent_version: Type.Optional(Type.Integer({ minimum: 0 })), system_prompt_sha256: Type.Optional(Type.String()),
+    prompt_overridden: Type.Optional(Type.Boolean()),
+  }) },
   TextEmitted: { version: 1, schema: Type.Object({ step: Type.Integer(), content: Type.String() }) },
   ThinkingEmitted: { version: 1, schema: Type.Object({ step: Type.Integer(), content: Type.String() }) },
   ToolCalled: { version: 1, schema: Type.Object({ step: Type.Integer(), call_id: Type.String(), name: Type.String(), args: Type.Unknown() }) },

@@ -52,12 +52,15 @@ export interface JobInput {
   context: Record<string, unknown> | null;
 }
 
+export type AgentRanWith = Pick<Extract<JobEvent, { type: "JobStarted" }>["data"], "agent_version" | "system_prompt_sha256" | "prompt_overridden">;
+
 export type JobCommand =
   | { type: "QueueJob"; data: Extract<JobEvent, { type: "JobQueued" }>["data"] }
   | { type: "ApprovePlan" }
   | { type: "RejectPlan"; reason: string | null }
   | { type: "RequestCancel"; reason: string | null; heldByRunner: boolean }
-  | { type: "StartJob"; runner_id: string }
+  /** `ranWith`: which agent and prompt the attempt runs with, recorded on JobStarted for auditors. */
+  | { type: "StartJob"; runner_id: string; ranWith?: AgentRanWith }
   | { type: "EmitText"; step: number; content: string }
   | { type: "EmitThinking"; step: number; content: string }
   | { type: "CallTool"; step: number; call_id: string; name: string; args: unknown }
@@ -155,7 +158,7 @@ export const jobDecider: Decider<JobCommand, JobEvent, JobState> = {
           throw new ConflictError("job_not_runnable", `Job is ${state.status}`);
         }
         if (state.cancelRequested) return [{ type: "JobCancelled", data: { reason: state.cancelReason ?? "cancelled" } }];
-        return [{ type: "JobStarted", data: { attempt: state.attempt + 1, runner_id: command.runner_id } }];
+        return [{ type: "JobStarted", data: { attempt: state.attempt + 1, runner_id: command.runner_id, ...command.ranWith } }];
       // A running attempt's steps: recorded only while the job is processing and no cancel is pending.
       case "EmitText":
         requireProcessing(state);

@@ -3,12 +3,27 @@
  * the job's own transcript so far (so a job resumed after approval continues where it stopped).
  */
 import type { AppContext } from "../../app/context.ts";
-import type { AgentSpec } from "../../domain/agent/agent.ts";
+import { effectivePrompt, type AgentSpec, type AgentState } from "../../domain/agent/agent.ts";
+import type { AgentRanWith } from "../../domain/job/job.ts";
 import { jobEvents } from "../../domain/job/events.ts";
 import { sessionEvents } from "../../domain/session/events.ts";
 import { jobStream, sessionStream } from "../../domain/streams.ts";
 import { StreamNotFoundError } from "../../eventstore/errors.ts";
 import type { ChatMessage, ChatToolCall } from "../../llm/provider.ts";
+
+/**
+ * What an attempt records on its JobStarted about the agent it runs with (see JOB_EVENTS): the agent
+ * stream's revision it loaded, and the hash of the effective prompt, so an auditor can match each turn
+ * to the override or default it ran with. Nothing for an agent that is gone (the job then fails).
+ */
+export function agentRanWith(state: AgentState, revision: bigint): AgentRanWith | undefined {
+  if (state.status !== "active" || !state.spec) return undefined;
+  return {
+    agent_version: Number(revision),
+    system_prompt_sha256: new Bun.CryptoHasher("sha256").update(effectivePrompt(state)).digest("hex"),
+    prompt_overridden: state.promptOverride !== null,
+  };
+}
 
 export function systemPrompt(agent: AgentSpec, schema: Record<string, unknown> | null, context: Record<string, unknown> | null): string {
   let prompt = agent.system_prompt;

@@ -3,7 +3,7 @@ import { Elysia, t, type Static } from "elysia";
 import type { AppContext } from "../../../app/context.ts";
 import { ConflictError, NotFoundError, ValidationError } from "../../../core/errors.ts";
 import { newResourceId } from "../../../core/ids.ts";
-import { applyAgentPatch, type AgentPatch, type AgentSpec, type ToolDeclaration } from "../../../domain/agent/agent.ts";
+import { applyAgentPatch, effectivePrompt, type AgentPatch, type AgentSpec, type ToolDeclaration } from "../../../domain/agent/agent.ts";
 import { DEFAULT_AGENT_ID } from "../../../domain/streams.ts";
 import { defaultAgentIdOf } from "../../../app/defaultAgent.ts";
 import { baseAppId } from "../../../app/access.ts";
@@ -62,9 +62,10 @@ const AgentFields = {
 const toolsView = async (ctx: AppContext, tools: ReadonlyArray<Record<string, unknown>>) =>
   (await maskTools(ctx.secrets, ctx.appId, tools, ctx.logger)) as Array<Static<typeof AgentTool>>;
 
-/** The agent as answers show it. */
+/** The agent as answers show it: the prompt it runs with (an override wins; see agentPrompt.ts). */
 const view = async (ctx: AppContext, r: AgentRow) => ({
-  id: r.id, object: "agent" as const, name: r.name, description: r.description, system_prompt: r.system_prompt,
+  id: r.id, object: "agent" as const, name: r.name, description: r.description,
+  system_prompt: r.prompt_override ?? r.system_prompt, prompt_overridden: r.prompt_override !== null,
   model: JSON.parse(r.model) as AgentSpec["model"], tools: await toolsView(ctx, JSON.parse(r.tools)), approval: r.approval,
   output_schema: parseJson<Record<string, unknown>>(r.output_schema),
   created_at: iso(r.created_at)!, updated_at: iso(r.updated_at)!,
@@ -111,7 +112,7 @@ async function agentAfterWrite(ctx: AppContext, http: HttpExchange, id: string, 
   if (state.status !== "active" || !state.spec || appId !== ctx.appId) throw new NotFoundError(`Agent ${id} not found`, { param: "agent_id" }, "agent_not_found");
   const now = new Date().toISOString();
   return {
-    id, object: "agent" as const, ...state.spec, tools: await toolsView(ctx, state.spec.tools as unknown as Array<Record<string, unknown>>), created_at: row ? iso(row.created_at)! : now, updated_at: now,
+    id, object: "agent" as const, ...state.spec, system_prompt: effectivePrompt(state), prompt_overridden: state.promptOverride !== null, tools: await toolsView(ctx, state.spec.tools as unknown as Array<Record<string, unknown>>), created_at: row ? iso(row.created_at)! : now, updated_at: now,
   };
 }
 

@@ -1,6 +1,7 @@
 /** The v1 data-plane API: every module requires the app's API key. */
 import { Elysia } from "elysia";
 import { agentRoutes } from "./agents.ts";
+import { agentPromptRoutes } from "./agentPrompt.ts";
 import type { V1Deps } from "./common.ts";
 import { jobRoutes } from "./jobs.ts";
 import { runRoutes } from "./runs.ts";
@@ -10,6 +11,7 @@ import { endUserTokenRoutes } from "./endUserTokens.ts";
 export const v1Routes = (deps: V1Deps) =>
   new Elysia({ name: "agentry.v1" })
     .use(agentRoutes(deps))
+    .use(agentPromptRoutes(deps))
     .use(sessionRoutes(deps))
     .use(runRoutes(deps))
     .use(jobRoutes(deps))

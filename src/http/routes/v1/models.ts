@@ -28,10 +28,21 @@ export const AgentTool = t.Union([
 ]);
 
 export const Agent = t.Object({
-  id: t.String(), object: t.Literal("agent"), name: t.String(), description: t.String(), system_prompt: t.String(),
+  id: t.String(), object: t.Literal("agent"), name: t.String(), description: t.String(),
+  system_prompt: t.String({ description: "The prompt the agent runs with: the app's override when there is one, else its own (see /prompt)" }),
+  prompt_overridden: t.Boolean({ description: "Whether system_prompt is an override set with PUT /v1/agents/{agent_id}/prompt" }),
   model: t.Object({ provider: Nullable(t.String()), name: Nullable(t.String()), parameters: t.Record(t.String(), t.Unknown()) }),
   tools: t.Array(AgentTool), approval: t.String(), output_schema: Nullable(t.Record(t.String(), t.Unknown())),
   created_at: t.String(), updated_at: t.String(),
+});
+
+/** An agent's system prompt: the one it runs with, its own default, and whether an override is set. */
+export const AgentPrompt = t.Object({
+  agent_id: t.String(), object: t.Literal("agent.prompt"),
+  system_prompt: t.String({ description: "The effective prompt: the override when there is one, else the default" }),
+  default_system_prompt: t.String({ description: "The agent's own system_prompt (set on create or PATCH)" }),
+  overridden: t.Boolean(),
+  updated_at: t.String({ description: "When the override or the default last changed" }),
 });
 
 export const Session = t.Object({
@@ -106,7 +117,7 @@ export const ErrorEnvelope = t.Object({
 });
 
 export const v1Models = new Elysia({ name: "agentry.v1.models" }).model({
-  Agent, AgentList: Page(Agent), AgentDeleted: Deleted("agent"),
+  Agent, AgentList: Page(Agent), AgentDeleted: Deleted("agent"), AgentPrompt,
   Session, SessionList: Page(Session), SessionDeleted: Deleted("session"),
   Message, MessageList: Page(Message), MessageAccepted, MessageReply,
   Asset, AssetList: Page(Asset),
