@@ -205,6 +205,24 @@ describe("who may read and change a prompt", () => {
     expect(await agentEvents(agent.id)).toEqual(eventsBefore);
     expect((await owner.get(path)).body).toMatchObject({ system_prompt: "Tenant secret override.", overridden: true });
   });
+
+  test("a test key's default agent is its partition's own: overriding it leaves the live one alone", async () => {
+    const liveId = defaultAgentIdOf(APP);
+    const testId = defaultAgentIdOf(`${APP}.test`);
+    const live = (await owner.get(`/v1/agents/${liveId}/prompt`)).body;
+    const put = await testMode.put(`/v1/agents/${testId}/prompt`, { system_prompt: "Test-mode prompt." });
+    expect(put.status).toBe(200);
+    expect(put.body).toMatchObject({ agent_id: testId, system_prompt: "Test-mode prompt.", overridden: true });
+    expect((await testMode.get(`/v1/agents/${liveId}/prompt`)).status).toBe(404);
+    expect((await owner.get(`/v1/agents/${testId}/prompt`)).status).toBe(404);
+    expect((await owner.get(`/v1/agents/${liveId}/prompt`)).body).toEqual(live);
+    // The test partition's agent runs its turns with the override too (on the sandbox, as test data does).
+    const sid = (await testMode.post("/v1/sessions", { user_id: "u-test" })).body.id;
+    const turn = await testMode.post(`/v1/sessions/${sid}/messages`, { content: "hello test mode", wait: true });
+    expect(turn.body.status).toBe("completed");
+    const started = (await testMode.get(`/v1/jobs/${turn.body.job_id}/events?since=0`)).body.events.find((e: any) => e.type === "job.started").payload;
+    expect(started).toMatchObject({ system_prompt_sha256: sha256("Test-mode prompt."), prompt_overridden: true });
+  });
 });
 
 describe("turns run with the effective prompt, and say which", () => {
