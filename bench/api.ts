@@ -12,7 +12,7 @@ import { loadConfig } from "../src/config.ts";
 import { silentLogger } from "../src/core/logger.ts";
 import { newEventId } from "../src/core/ids.ts";
 import { startServer } from "../src/main.ts";
-import { compare, median, percentile, tempDir, type Result } from "./lib.ts";
+import { compare, median, NO_RATE_LIMITS, percentile, tempDir, type Result } from "./lib.ts";
 
 const KEY = "bench-key-0123456789abcdef";
 
@@ -59,7 +59,7 @@ function singleKeyAuthenticator(expected: string): (request: Request) => void {
 export async function apiBenchmarks(quick: boolean): Promise<Result[]> {
   const results: Result[] = [];
   const t = tempDir("api");
-  const server = await startServer(loadConfig({ PORT: "0", DATA_DIR: t.dir, API_KEY: KEY, SQLITE_SYNCHRONOUS: "normal", SANDBOX_CHUNK_DELAY_MS: "0" }), silentLogger);
+  const server = await startServer(loadConfig({ PORT: "0", DATA_DIR: t.dir, API_KEY: KEY, SQLITE_SYNCHRONOUS: "normal", SANDBOX_CHUNK_DELAY_MS: "0", ...NO_RATE_LIMITS }), silentLogger);
   const headers = { "x-api-key": KEY, "content-type": "application/json" };
   const post = async (path: string, body: unknown) => (await fetch(server.url + path, { method: "POST", headers, body: JSON.stringify(body) })).json() as Promise<any>;
 
@@ -82,7 +82,7 @@ export async function apiBenchmarks(quick: boolean): Promise<Result[]> {
   // app, one key compared by digest), against the tenant directory's check (hash, in-memory lookup,
   // scope, per-request app context).
   const t2 = tempDir("api-single-key");
-  const singleKey = await startServer(loadConfig({ PORT: "0", DATA_DIR: t2.dir, API_KEY: KEY, SQLITE_SYNCHRONOUS: "normal", SANDBOX_CHUNK_DELAY_MS: "0" }), silentLogger, {
+  const singleKey = await startServer(loadConfig({ PORT: "0", DATA_DIR: t2.dir, API_KEY: KEY, SQLITE_SYNCHRONOUS: "normal", SANDBOX_CHUNK_DELAY_MS: "0", ...NO_RATE_LIMITS }), silentLogger, {
     authenticate: singleKeyAuthenticator(KEY),
   });
   const post2 = async (path: string, body: unknown) => (await fetch(singleKey.url + path, { method: "POST", headers, body: JSON.stringify(body) })).json() as Promise<any>;

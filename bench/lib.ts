@@ -3,6 +3,12 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
+/**
+ * The environment that turns rate limits off: benchmarks send far more than a client may (the
+ * rate-limit benchmark, bench/ratelimit.ts, measures the limiter itself).
+ */
+export const NO_RATE_LIMITS = { RATE_LIMIT_PER_MINUTE: "0", RATE_LIMIT_HEAVY_PER_MINUTE: "0" } as const;
+
 export interface Result {
   name: string;
   unit: string;

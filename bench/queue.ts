@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { RedisJobQueue } from "../src/jobs/redisQueue.ts";
 import { startRedis } from "../test/support/redis.ts";
-import { median, type Result } from "./lib.ts";
+import { median, NO_RATE_LIMITS, type Result } from "./lib.ts";
 
 const KEY = "bench-key-0123456789abcdef";
 
@@ -49,7 +49,7 @@ async function rawThroughput(url: string, n: number, stream: string): Promise<nu
 /** Starts a server process (its readiness is checked through /health). */
 function spawn(env: Record<string, string>) {
   return Bun.spawn(["bun", join(import.meta.dir, "../src/main.ts")], {
-    env: { ...process.env, PORT: "0", API_KEY: KEY, SQLITE_SYNCHRONOUS: "normal", SANDBOX_CHUNK_DELAY_MS: "0", LOG_LEVEL: "warn", ...env },
+    env: { ...process.env, PORT: "0", API_KEY: KEY, SQLITE_SYNCHRONOUS: "normal", SANDBOX_CHUNK_DELAY_MS: "0", LOG_LEVEL: "warn", ...NO_RATE_LIMITS, ...env },
     stdout: "ignore", stderr: "inherit",
   });
 }

@@ -26,7 +26,7 @@
  */
 import { Elysia } from "elysia";
 import { readdirSync, readFileSync } from "node:fs";
-import { median, percentile, tempDir, type Result } from "./lib.ts";
+import { median, NO_RATE_LIMITS, percentile, tempDir, type Result } from "./lib.ts";
 
 const KEY = "bench-key-0123456789abcdef";
 const HOST = "127.0.0.1";
@@ -174,7 +174,7 @@ async function agentryServerMain() {
   const { startServer } = await import("../src/main.ts");
   const t = tempDir("sse");
   const server = await startServer(loadConfig({
-    PORT: "0", HOST, DATA_DIR: t.dir, API_KEY: KEY, SQLITE_SYNCHRONOUS: "normal", SANDBOX_CHUNK_DELAY_MS: "0", SHUTDOWN_TIMEOUT_MS: "3000",
+    PORT: "0", HOST, DATA_DIR: t.dir, API_KEY: KEY, SQLITE_SYNCHRONOUS: "normal", SANDBOX_CHUNK_DELAY_MS: "0", SHUTDOWN_TIMEOUT_MS: "3000", ...NO_RATE_LIMITS,
   }), silentLogger);
   const listeners = () => {
     let n = 0;

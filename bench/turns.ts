@@ -7,14 +7,14 @@
 import { loadConfig } from "../src/config.ts";
 import { silentLogger } from "../src/core/logger.ts";
 import { startServer } from "../src/main.ts";
-import { compare, tempDir, type Result } from "./lib.ts";
+import { compare, NO_RATE_LIMITS, tempDir, type Result } from "./lib.ts";
 
 const KEY = "bench-key-0123456789abcdef";
 
 async function turnsPerSecond(eventStore: "sqlite" | "memory", clients: number, turnsEach: number): Promise<number> {
   const t = tempDir(`turns-${eventStore}`);
   const server = await startServer(loadConfig({
-    PORT: "0", DATA_DIR: t.dir, API_KEY: KEY, EVENT_STORE: eventStore, SQLITE_SYNCHRONOUS: "full", SANDBOX_CHUNK_DELAY_MS: "0",
+    PORT: "0", DATA_DIR: t.dir, API_KEY: KEY, EVENT_STORE: eventStore, SQLITE_SYNCHRONOUS: "full", SANDBOX_CHUNK_DELAY_MS: "0", ...NO_RATE_LIMITS,
   }), silentLogger);
   const headers = { "x-api-key": KEY, "content-type": "application/json" };
   const post = async (path: string, body: unknown) => {

@@ -42,6 +42,10 @@ const Env = Type.Object({
   JOB_LEASE_MS: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 15_000 }),
   JOB_MAX_DELIVERIES: Type.Integer({ minimum: 1, maximum: 100, default: 5 }),
   RECONCILE_INTERVAL_MS: Type.Integer({ minimum: 200, maximum: 3_600_000, default: 30_000 }),
+  RATE_LIMIT_PER_MINUTE: Type.Integer({ minimum: 0, maximum: 1_000_000, default: 60, description: "Requests a minute per API key and per end user (0: off)" }),
+  RATE_LIMIT_HEAVY_PER_MINUTE: Type.Integer({ minimum: 0, maximum: 1_000_000, default: 10, description: "Heavy calls (messages, runs) a minute, on top (0: off)" }),
+  RATE_LIMIT_MAX_BUCKETS: Type.Integer({ minimum: 100, maximum: 10_000_000, default: 100_000 }),
+  RATE_LIMIT_REDIS_TIMEOUT_MS: Type.Integer({ minimum: 10, maximum: 10_000, default: 200 }),
   READ_MODEL_FILE: Type.Optional(Type.String({ minLength: 1 })),
   SECRETS_MASTER_KEY: Type.Optional(Type.String({ maxLength: 200 })),
   SECRETS_PREVIOUS_MASTER_KEYS: Type.Optional(Type.String({ maxLength: 20_000 })),
@@ -91,6 +95,12 @@ export interface Config {
   jobMaxDeliveries: number;
   readModelFile: string | undefined;
   reconcileIntervalMs: number;
+  /**
+   * Rate limits (src/http/rateLimit.ts): the server's defaults a minute (0: off), apps may set their
+   * own; the in-process limiter's bucket cap; how long a Redis check may take before this process
+   * limits on its own.
+   */
+  rateLimits: { perMinute: number; heavyPerMinute: number; maxBuckets: number; redisTimeoutMs: number };
   /** The secret box's master key and the retired ones it may still unwrap with (base64, 32 bytes each). */
   secrets: { masterKey: string | undefined; previousMasterKeys: string[] };
   /** The management plane (src/auth/management.ts): the operator root token and the JWTs it accepts. */
@@ -184,6 +194,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     jobMaxDeliveries: e.JOB_MAX_DELIVERIES,
     readModelFile: e.READ_MODEL_FILE,
     reconcileIntervalMs: e.RECONCILE_INTERVAL_MS,
+    rateLimits: {
+      perMinute: e.RATE_LIMIT_PER_MINUTE, heavyPerMinute: e.RATE_LIMIT_HEAVY_PER_MINUTE,
+      maxBuckets: e.RATE_LIMIT_MAX_BUCKETS, redisTimeoutMs: e.RATE_LIMIT_REDIS_TIMEOUT_MS,
+    },
     secrets: { masterKey: e.SECRETS_MASTER_KEY, previousMasterKeys },
     management: {
       adminToken: e.ADMIN_TOKEN, jwtSecret: e.MANAGEMENT_JWT_SECRET, jwksUrl: e.MANAGEMENT_JWKS_URL,

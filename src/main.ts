@@ -25,6 +25,7 @@ import { createManagementAuth, type ManagementPrincipal } from "./auth/managemen
 import { EndUserTokens } from "./auth/endUserTokens.ts";
 import { KeyUsage } from "./app/keyUsage.ts";
 import { appRoutes } from "./http/routes/v1/apps.ts";
+import { appRateLimitRoutes } from "./http/routes/v1/appRateLimits.ts";
 import { v1Routes } from "./http/routes/v1/index.ts";
 import { InProcessJobQueue, type JobQueue } from "./jobs/queue.ts";
 import { RedisJobQueue } from "./jobs/redisQueue.ts";
@@ -40,6 +41,9 @@ import { linkThroughRedis } from "./eventstore/appendSignal.ts";
 import { SqliteEventStore } from "./eventstore/adapters/sqlite.ts";
 import { ProjectionRunner } from "./projections/runner.ts";
 import { createSecretBox } from "./secrets/secretBox.ts";
+import { InProcessRateLimiter, type RateLimiter } from "./ratelimit/limiter.ts";
+import { RedisRateLimiter } from "./ratelimit/redisLimiter.ts";
+import { rateLimitCheck } from "./http/rateLimit.ts";
 
 /** The read models a worker-only process keeps: what the reconciler queries. */
 const WORKER_READ_MODELS = new Set([jobsProjection.name, sessionsProjection.name]);
@@ -165,13 +169,23 @@ export async function startServer(
   // The management plane (/v1/apps) takes the operator's root token or a management JWT.
   const { auth: management, generatedRootToken } = await createManagementAuth({ store, config, logger: logger.child({ component: "management" }) });
   const managers = new WeakMap<Request, ManagementPrincipal>();
+  // Rate limits: shared through Redis when there is one (with this process's own as the fallback).
+  const localLimiter = new InProcessRateLimiter(config.rateLimits.maxBuckets);
+  const rateLimiter: RateLimiter = config.redisUrl
+    ? new RedisRateLimiter({ url: config.redisUrl, timeoutMs: config.rateLimits.redisTimeoutMs, fallback: localLimiter, logger: logger.child({ component: "rate-limits" }) })
+    : localLimiter;
+  if (rateLimiter instanceof RedisRateLimiter && !(await rateLimiter.ready(3000))) {
+    logger.warn("rate limiter: redis is not reachable yet; limiting in this process until it is");
+  }
   const app = createApp({
     store, runner: projectionRunner, logger, version: pkg.version, maxBodyBytes: config.maxBodyBytes,
     bodyTimeoutMs: config.bodyTimeoutMs, authenticate: extra.authenticate ?? directoryAuthenticator(directory, endUserTokens, keyUsage),
+    rateLimit: rateLimitCheck({ limiter: rateLimiter, defaults: config.rateLimits, settingsOf: (appId) => directory.app(appId)?.rate_limits }),
     authenticateManagement: async (request) => {
       managers.set(request, await management.authenticate(request));
     },
-    plugins: [appRoutes({ ctx, directory, usage: keyUsage, principalOf: (request) => managers.get(request) }), v1Routes({ ctx, endUserTokens }), ...(extra.plugins ?? [])],
+    plugins: [appRoutes({ ctx, directory, usage: keyUsage, principalOf: (request) => managers.get(request) }),
+      appRateLimitRoutes({ ctx, directory, defaults: config.rateLimits, principalOf: (request) => managers.get(request) }), v1Routes({ ctx, endUserTokens }), ...(extra.plugins ?? [])],
   });
   app.listen({ port: config.port, hostname: config.host });
   const port = app.server!.port!;
@@ -204,6 +218,7 @@ export async function startServer(
     }
     await management.stop();
     await keyUsage.stop();
+    await rateLimiter.close();
   });
   return { url, port, apiKey, ctx, shutdown, app };
 }

@@ -96,3 +96,11 @@ export class UnsupportedMediaTypeError extends AppError {
     super("unsupported_media_type", message);
   }
 }
+
+/** 429 rate_limit_exceeded: over a rate limit; `Retry-After` says when to try again. */
+export class RateLimitedError extends AppError {
+  readonly status = 429;
+  constructor(message: string, details?: ErrorDetails) {
+    super("rate_limit_exceeded", message, details);
+  }
+}

@@ -19,6 +19,11 @@ export interface AppDeps {
   bodyTimeoutMs?: number;
   /** Checks credentials for the API routes (`/v1`), before the body is read; none means open. */
   authenticate?: (request: Request) => void | Promise<void>;
+  /**
+   * Run on `/v1` requests once `authenticate` has passed: charges the caller's rate limits, writing the
+   * RateLimit headers into the response's `headers`, and throws 429 when over (see src/http/rateLimit.ts).
+   */
+  rateLimit?: (request: Request, headers: Record<string, string | number>) => void | Promise<void>;
   /** Checks credentials for the management plane (`/v1/apps`); none means it is not served. */
   authenticateManagement?: (request: Request) => Promise<void>;
   /** Further route modules mounted after the built-in ones. */
@@ -30,7 +35,7 @@ export function createApp(deps: AppDeps) {
   // (with normalisation on, a string sent for an object field came through as {"0": …}).
   const guard = requestGuard({
     areas: [
-      ...(deps.authenticate ? [{ prefix: "/v1", authenticate: deps.authenticate }] : []),
+      ...(deps.authenticate ? [{ prefix: "/v1", authenticate: withRateLimit(deps.authenticate, deps.rateLimit) }] : []),
       ...(deps.authenticateManagement ? [{ prefix: "/v1/apps", authenticate: deps.authenticateManagement }] : []),
     ],
     maxBodyBytes: deps.maxBodyBytes ?? 10 * 1024 * 1024,
@@ -77,3 +82,16 @@ export function createApp(deps: AppDeps) {
 }
 
 export type App = ReturnType<typeof createApp>;
+
+/** `authenticate`, then (once it has passed) `rateLimit`; synchronous when both are. */
+function withRateLimit(
+  authenticate: (request: Request) => void | Promise<void>,
+  rateLimit: AppDeps["rateLimit"],
+): (request: Request, headers: Record<string, string | number>) => void | Promise<void> {
+  if (!rateLimit) return authenticate;
+  return (request, headers) => {
+    const checked = authenticate(request);
+    if (checked instanceof Promise) return checked.then(() => rateLimit(request, headers));
+    return rateLimit(request, headers);
+  };
+}

@@ -19,8 +19,11 @@ import {
 /** A part of the API with its own credentials: requests under `prefix` must pass `authenticate`. */
 export interface ProtectedArea {
   prefix: string;
-  /** Throws (401/403) unless the request carries valid credentials; may be async (a JWT to verify). */
-  authenticate(request: Request): void | Promise<void>;
+  /**
+   * Throws (401/403, or 429 over a rate limit) unless the request carries valid credentials; may be
+   * async (a JWT to verify). `headers` are the response's: what it sets there is sent whatever the answer.
+   */
+  authenticate(request: Request, headers: Record<string, string | number>): void | Promise<void>;
 }
 
 export interface RequestGuardOptions {
@@ -40,7 +43,7 @@ export function requestGuard(options: RequestGuardOptions) {
       set.headers["x-request-id"] = clientRequestId(request) ?? crypto.randomUUID();
       const path = pathOf(request.url);
       const area = areas.find((a) => path === a.prefix || path.startsWith(`${a.prefix}/`));
-      if (area) return area.authenticate(request) as undefined; // a promise is awaited by Elysia
+      if (area) return area.authenticate(request, set.headers) as undefined; // a promise is awaited by Elysia
     })
     .onParse({ as: "global" }, async ({ request, contentType }) => {
       if (!BODY_METHODS.has(request.method)) return undefined;

@@ -14,7 +14,8 @@ export interface TestServer extends RunningServer {
 
 export async function startTestServer(env: Record<string, string> = {}, extra: Pick<AppDeps, "plugins"> = {}): Promise<TestServer> {
   const dataDir = mkdtempSync(join(tmpdir(), "agentry-api-"));
-  const config = loadConfig({ PORT: "0", DATA_DIR: dataDir, SQLITE_SYNCHRONOUS: "normal", ...env });
+  // Rate limits off unless the test sets them: the suite sends many requests per key quickly.
+  const config = loadConfig({ PORT: "0", DATA_DIR: dataDir, SQLITE_SYNCHRONOUS: "normal", RATE_LIMIT_PER_MINUTE: "0", RATE_LIMIT_HEAVY_PER_MINUTE: "0", ...env });
   const server = await startServer(config, silentLogger, extra).catch((err) => {
     // A server that does not start (a test of start-up refusals) leaves no data folder behind.
     rmSync(dataDir, { recursive: true, force: true });

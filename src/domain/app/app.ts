@@ -6,7 +6,7 @@
 import type { Static } from "@sinclair/typebox";
 import { ConflictError, NotFoundError, ValidationError } from "../../core/errors.ts";
 import { unreachable, type Decider } from "../../core/decider.ts";
-import { ApiKeyFields, ConnectionFields, type AppEvent } from "./events.ts";
+import { ApiKeyFields, ConnectionFields, RateLimitBudgetSchema, type AppEvent } from "./events.ts";
 import { Type } from "@sinclair/typebox";
 
 export type { AppEvent };
@@ -27,8 +27,19 @@ export type Connection = Static<typeof ConnectionSchema>;
 export const connectionOf = (connections: Readonly<Record<string, Connection>>, name: string): Connection | undefined =>
   Object.hasOwn(connections, name) ? connections[name] : undefined;
 
+/** One budget's rate limits (see RateLimitBudgetSchema). */
+export type RateLimitBudget = Static<typeof RateLimitBudgetSchema>;
+
+/** An app's rate limits: per API key, and per end user. */
+export interface AppRateLimits {
+  per_key: RateLimitBudget;
+  per_end_user: RateLimitBudget;
+}
+
 export interface AppState {
   status: "none" | "active" | "suspended" | "deleted";
+  /** The app's own rate limits; absent until set (the server's defaults apply). */
+  rate_limits?: AppRateLimits;
   id: string | null;
   name: string;
   keys: ApiKeyRecord[];
@@ -50,6 +61,8 @@ export type AppCommand =
   | { type: "RotateKey"; key_id: string; replacement: NewKey; grace_until: number; now: number }
   /** Records a use if the last recorded one is at least `granularity_ms` older (else decides nothing). */
   | { type: "RecordKeyUse"; key_id: string; at: number; granularity_ms: number }
+  /** Replaces the app's rate limits (decides nothing when they are already so). */
+  | { type: "SetRateLimits"; rate_limits: AppRateLimits }
   | { type: "SetConnection"; connection: Connection }
   | { type: "RemoveConnection"; name: string };
 
@@ -86,6 +99,8 @@ export const appDecider: Decider<AppCommand, AppEvent, AppState> = {
         const { [event.data.name]: _gone, ...rest } = state.connections;
         return { ...state, connections: rest };
       }
+      case "RateLimitsSet":
+        return { ...state, rate_limits: { per_key: event.data.per_key, per_end_user: event.data.per_end_user } };
       case "ApiKeyUsed":
         return { ...state, keys: state.keys.map((k) => (k.key_id === event.data.key_id ? { ...k, last_used_at: Math.max(k.last_used_at ?? 0, event.data.at) } : k)) };
       default:
@@ -140,6 +155,13 @@ export const appDecider: Decider<AppCommand, AppEvent, AppState> = {
         requireLive(state);
         if (!connectionOf(state.connections, command.name)) throw new NotFoundError("Connection not found", { param: "name" }, "connection_not_found");
         return [{ type: "ConnectionRemoved", data: { app_id: state.id!, name: command.name } }];
+      case "SetRateLimits": {
+        requireLive(state);
+        const { per_key, per_end_user } = command.rate_limits;
+        const current = state.rate_limits;
+        if (current && sameBudget(current.per_key, per_key) && sameBudget(current.per_end_user, per_end_user)) return [];
+        return [{ type: "RateLimitsSet", data: { app_id: state.id!, per_key: { ...per_key }, per_end_user: { ...per_end_user } } }];
+      }
       case "RecordKeyUse": {
         if (state.status === "none" || state.status === "deleted") return [];
         const key = state.keys.find((k) => k.key_id === command.key_id);
@@ -151,6 +173,9 @@ export const appDecider: Decider<AppCommand, AppEvent, AppState> = {
     }
   },
 };
+
+const sameBudget = (a: RateLimitBudget, b: RateLimitBudget): boolean =>
+  a.requests_per_minute === b.requests_per_minute && a.heavy_per_minute === b.heavy_per_minute;
 
 function requireLive(state: AppState): void {
   if (state.status === "none" || state.status === "deleted") throw new NotFoundError("App not found", { param: "app_id" }, "app_not_found");

@@ -36,6 +36,13 @@ export const ConnectionFields = {
   default_model: Nullable(Type.String()),
 };
 
+/** One budget's rate limits, requests a minute: 0 for none, null for the server's default. */
+export const RateLimitBudgetSchema = Type.Object({
+  requests_per_minute: Nullable(Type.Integer({ minimum: 0 })),
+  /** Heavy calls (those that start a job), which also count as requests. */
+  heavy_per_minute: Nullable(Type.Integer({ minimum: 0 })),
+});
+
 export const APP_EVENTS = {
   AppCreated: { version: 1, schema: Type.Object({ app_id: Type.String(), name: Type.String() }) },
   AppRenamed: { version: 1, schema: Type.Object({ app_id: Type.String(), name: Type.String() }) },
@@ -50,6 +57,8 @@ export const APP_EVENTS = {
   ConnectionRemoved: { version: 1, schema: Type.Object({ app_id: Type.String(), name: Type.String() }) },
   /** The key was used at `at` (epoch ms). Recorded at most about once an hour per key, never per request. */
   ApiKeyUsed: { version: 1, schema: Type.Object({ app_id: Type.String(), key_id: Type.String(), at: Type.Integer() }) },
+  /** The app's rate limits, replaced whole: per API key and per end user; a null limit is the server's default. */
+  RateLimitsSet: { version: 1, schema: Type.Object({ app_id: Type.String(), per_key: RateLimitBudgetSchema, per_end_user: RateLimitBudgetSchema }) },
 };
 
 export type AppEvent = EventsOf<typeof APP_EVENTS>;

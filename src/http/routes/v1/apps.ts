@@ -39,7 +39,7 @@ function authenticated(principal: ManagementPrincipal | undefined): ManagementPr
 }
 
 /** 403 unless the principal has at least `role` on `appId` (or on every app, for `appId` null). */
-function requireRole(given: ManagementPrincipal | undefined, role: keyof typeof RANK, appId: string | null): ManagementPrincipal {
+export function requireRole(given: ManagementPrincipal | undefined, role: keyof typeof RANK, appId: string | null): ManagementPrincipal {
   const principal = authenticated(given);
   const covers = principal.apps === "all" || (appId !== null && principal.apps.includes(appId));
   if (!covers || RANK[principal.role] < RANK[role]) {

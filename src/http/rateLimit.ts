@@ -1,0 +1,136 @@
+/**
+ * Rate limits on the data plane (`/v1`, not the management plane): checked right after a request's
+ * credential, before its body is read.
+ *
+ * - Whose budget: an end user's (an end-user token, or a key bound to a user_id) for requests made as
+ *   that user, in their app (and mode); otherwise the API key's. The two are separate: a backend key
+ *   minting tokens for its users does not spend its own budget on their requests.
+ * - Two budgets each: every request spends one from the general budget; a heavy call (one that starts
+ *   a job: see HEAVY_CALLS) also spends one from the heavy budget. Both or neither: a refused request
+ *   spends nothing.
+ * - The limits: the app's own settings (RateLimitsSet on its stream, read from the tenant directory in
+ *   memory), else the server's defaults; 0 turns a budget off.
+ * - The answer: every response to a limited caller carries `RateLimit-*` and `X-RateLimit-*` headers
+ *   (the budget nearest its limit); over the limit, 429 rate_limit_exceeded with `Retry-After`.
+ */
+import { RateLimitedError } from "../core/errors.ts";
+import type { AppRateLimits, RateLimitBudget } from "../domain/app/app.ts";
+import { intervalOf, secondsOf } from "../ratelimit/gcra.ts";
+import type { Bucket, BucketOutcome, RateDecision, RateLimiter } from "../ratelimit/limiter.ts";
+import { principalOf, type Principal } from "./auth.ts";
+
+/** The server's limits, requests a minute (0: off), for keys and end users alike. */
+export interface RateLimitDefaults {
+  perMinute: number;
+  heavyPerMinute: number;
+}
+
+/** Limits in force, requests a minute (0: off). */
+export interface EffectiveBudget {
+  requests_per_minute: number;
+  heavy_per_minute: number;
+}
+
+/** The heavy calls: each starts a job (a turn or a run). */
+export const HEAVY_CALLS = ["POST /v1/sessions/{session_id}/messages", "POST /v1/runs"] as const;
+
+/** Whether a request is a heavy call (see HEAVY_CALLS); a trailing slash routes alike, so it counts alike. */
+export function isHeavyCall(method: string, path: string): boolean {
+  if (method !== "POST") return false;
+  const p = path.length > 1 && path.endsWith("/") ? path.slice(0, -1) : path;
+  if (p === "/v1/runs") return true;
+  if (!p.startsWith("/v1/sessions/") || !p.endsWith("/messages")) return false;
+  const id = p.slice("/v1/sessions/".length, -"/messages".length);
+  return id.length > 0 && !id.includes("/");
+}
+
+/** A budget's limits in force: the app's setting where it has one, the server's default elsewhere. */
+export const effectiveBudget = (budget: RateLimitBudget | undefined, defaults: RateLimitDefaults): EffectiveBudget => ({
+  requests_per_minute: budget?.requests_per_minute ?? defaults.perMinute,
+  heavy_per_minute: budget?.heavy_per_minute ?? defaults.heavyPerMinute,
+});
+
+export interface RateLimitOptions {
+  limiter: RateLimiter;
+  defaults: RateLimitDefaults;
+  /** The app's own settings, if any (from memory: this runs on every request). */
+  settingsOf(appId: string): AppRateLimits | undefined;
+}
+
+type Headers = Record<string, string | number>;
+
+/**
+ * The check run after authentication: charges the caller's budgets, writes the headers into
+ * `headers` (the response's), and throws RateLimitedError when over a limit. Synchronous with the
+ * in-process limiter; a promise with Redis.
+ */
+export function rateLimitCheck(options: RateLimitOptions): (request: Request, headers: Headers) => void | Promise<void> {
+  const { limiter, defaults } = options;
+  return (request, headers) => {
+    const principal = principalOf(request);
+    if (!principal) return;
+    const asUser = principal.userId !== null;
+    const settings = options.settingsOf(principal.appId);
+    const budget = asUser ? settings?.per_end_user : settings?.per_key;
+    const general = budget?.requests_per_minute ?? defaults.perMinute;
+    const heavy = request.method === "POST" && isHeavyCall(request.method, pathOf(request.url)) ? budget?.heavy_per_minute ?? defaults.heavyPerMinute : 0;
+    if (general === 0 && heavy === 0) return;
+    const subject = subjectOf(principal);
+    const buckets: Bucket[] = [];
+    if (general > 0) buckets.push({ key: `${subject}:g`, limit: general, interval: intervalOf(general) });
+    if (heavy > 0) buckets.push({ key: `${subject}:h`, limit: heavy, interval: intervalOf(heavy) });
+    const decided = limiter.consume(buckets);
+    if (decided instanceof Promise) return decided.then((d) => answer(d, buckets, headers, asUser));
+    answer(decided, buckets, headers, asUser);
+  };
+}
+
+/**
+ * A budget's key: one per key, or one per end user of an app's data partition (live or test). The
+ * braces make both budgets of a subject one Redis hash slot.
+ */
+const subjectOf = (p: Principal): string =>
+  p.userId !== null ? `{${p.appId}|${p.mode}|u|${p.userId}}` : `{${p.appId}|k|${p.keyId}}`;
+
+function answer(decision: RateDecision, buckets: readonly Bucket[], headers: Headers, asUser: boolean): void {
+  // The budget that binds: when refused, the one that frees up last; else the one with the fewest left
+  // (the heavy one on a tie).
+  let shown = 0;
+  for (let i = 1; i < buckets.length; i++) {
+    const a = decision.buckets[shown]!;
+    const b = decision.buckets[i]!;
+    if (decision.allowed ? b.remaining <= a.remaining : b.retryAfterUs >= a.retryAfterUs) shown = i;
+  }
+  const outcome = decision.buckets[shown]!;
+  const limit = buckets[shown]!.limit;
+  writeHeaders(headers, limit, outcome);
+  if (decision.allowed) return;
+  const retryAfter = secondsOf(outcome.retryAfterUs, 1);
+  headers["retry-after"] = String(retryAfter);
+  const heavy = buckets[shown]!.key.endsWith(":h");
+  throw new RateLimitedError(
+    `Rate limit exceeded: this ${asUser ? "end user" : "API key"} may make ${limit} ${heavy ? "heavy calls (messages, runs)" : "requests"} a minute; retry in ${retryAfter} s`,
+    { budget: heavy ? "heavy" : "requests", limit, retry_after: retryAfter },
+  );
+}
+
+/**
+ * `RateLimit-Reset` is in seconds from now (the IETF draft's form); `X-RateLimit-Reset` is the same
+ * moment in UTC epoch seconds (what MUXI's clients read). Either is when the budget is whole again.
+ */
+function writeHeaders(headers: Headers, limit: number, outcome: BucketOutcome): void {
+  const limitText = String(limit);
+  const remaining = String(outcome.remaining);
+  headers["ratelimit-limit"] = limitText;
+  headers["ratelimit-remaining"] = remaining;
+  headers["ratelimit-reset"] = String(secondsOf(outcome.resetUs));
+  headers["x-ratelimit-limit"] = limitText;
+  headers["x-ratelimit-remaining"] = remaining;
+  headers["x-ratelimit-reset"] = String(Math.ceil((Date.now() * 1000 + outcome.resetUs) / 1_000_000));
+}
+
+const pathOf = (url: string): string => {
+  const start = url.indexOf("/", url.indexOf("//") + 2);
+  const end = url.indexOf("?", start);
+  return start < 0 ? "/" : url.slice(start, end < 0 ? undefined : end);
+};
