@@ -6,7 +6,8 @@ import { jobsProjection } from "./jobs/index.ts";
 import { messagesProjection } from "./messages/index.ts";
 import { sessionsProjection } from "./sessions/index.ts";
 import { streamCatalog } from "./streamCatalog/index.ts";
+import { usageProjection } from "./usage/index.ts";
 
 export const projections: readonly Projection[] = [
-  streamCatalog, agentsProjection, sessionsProjection, messagesProjection, jobsProjection, assetsProjection,
+  streamCatalog, agentsProjection, sessionsProjection, messagesProjection, jobsProjection, assetsProjection, usageProjection,
 ];

@@ -5,8 +5,11 @@
  */
 import { Type, type Static } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
+import { TypeCompiler } from "@sinclair/typebox/compiler";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseMasterKey } from "./secrets/masterKey.ts";
+import { ModelPriceSchema, type PriceTable } from "./domain/billing/prices.ts";
 
 const Env = Type.Object({
   PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 8080, description: "HTTP port (0 picks a free one)" }),
@@ -37,6 +40,7 @@ const Env = Type.Object({
   LLM_MODEL: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
   LLM_STALL_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 600_000, default: 60_000 }),
   LLM_MAX_ATTEMPTS: Type.Integer({ minimum: 1, maximum: 10, default: 4 }),
+  MODEL_PRICES_FILE: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
   ROLE: Type.Union([Type.Literal("all"), Type.Literal("api"), Type.Literal("worker")], { default: "all" }),
   REDIS_URL: Type.Optional(Type.String({ pattern: "^rediss?://" })),
   JOB_LEASE_MS: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 15_000 }),
@@ -89,6 +93,8 @@ export interface Config {
     stallTimeoutMs: number;
     maxAttempts: number;
   };
+  /** The server's model prices, credits per million tokens (apps may set their own on top). */
+  prices: PriceTable;
   role: "all" | "api" | "worker";
   redisUrl: string | undefined;
   jobLeaseMs: number;
@@ -165,6 +171,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (e.MANAGEMENT_JWKS_URL !== undefined && !URL.canParse(e.MANAGEMENT_JWKS_URL)) {
     throw new ConfigError("MANAGEMENT_JWKS_URL", "is not a valid http(s) URL");
   }
+  const prices = e.MODEL_PRICES_FILE ? readPrices(e.MODEL_PRICES_FILE) : {};
   return {
     port: e.PORT,
     host: e.HOST,
@@ -188,6 +195,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       provider: e.LLM_PROVIDER, baseUrl: e.LLM_BASE_URL, apiKey: e.LLM_API_KEY, model: e.LLM_MODEL,
       stallTimeoutMs: e.LLM_STALL_TIMEOUT_MS, maxAttempts: e.LLM_MAX_ATTEMPTS,
     },
+    prices,
     role: e.ROLE,
     redisUrl: e.REDIS_URL,
     jobLeaseMs: e.JOB_LEASE_MS,
@@ -205,4 +213,21 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     logLevel: e.LOG_LEVEL,
   };
+}
+
+const checkPrices = TypeCompiler.Compile(Type.Record(Type.String({ minLength: 1, maxLength: 300 }), ModelPriceSchema, { additionalProperties: false }));
+
+/** MODEL_PRICES_FILE: a JSON object of model keys (see src/domain/billing/prices.ts) to prices. */
+function readPrices(path: string): PriceTable {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(path, "utf8"));
+  } catch (err) {
+    throw new ConfigError("MODEL_PRICES_FILE", `could not be read as JSON: ${(err as Error).message}`);
+  }
+  if (!checkPrices.Check(parsed)) {
+    const first = [...checkPrices.Errors(parsed)][0];
+    throw new ConfigError("MODEL_PRICES_FILE", `${first?.path || "/"} ${first?.message ?? "is not a price table"} (expected {"model": {"input": n, "output": n, "cached"?: n}})`);
+  }
+  return parsed;
 }

@@ -25,6 +25,7 @@ import { createManagementAuth, type ManagementPrincipal } from "./auth/managemen
 import { EndUserTokens } from "./auth/endUserTokens.ts";
 import { KeyUsage } from "./app/keyUsage.ts";
 import { appRoutes } from "./http/routes/v1/apps.ts";
+import { appBillingRoutes } from "./http/routes/v1/appBilling.ts";
 import { appRateLimitRoutes } from "./http/routes/v1/appRateLimits.ts";
 import { v1Routes } from "./http/routes/v1/index.ts";
 import { InProcessJobQueue, type JobQueue } from "./jobs/queue.ts";
@@ -97,7 +98,7 @@ export async function startServer(
     defaultProvider, logger, appId: DEFAULT_APP_ID, readYourWritesTimeoutMs: config.readYourWritesTimeoutMs,
     idempotencyClaimTtlMs: config.idempotencyClaimTtlMs, sse: config.sse,
     outbound: { privateAllowlist: config.toolPrivateAllowlist },
-    running: { isRunning: () => false, abort: () => {} }, secrets,
+    running: { isRunning: () => false, abort: () => {} }, secrets, prices: config.prices,
     connections: new ConnectionProviders(secrets, { stallTimeoutMs: config.llm.stallTimeoutMs, maxAttempts: config.llm.maxAttempts }),
   } as Omit<AppContext, "turns"> as AppContext;
   ctx.turns = new TurnCoordinator(ctx, logger.child({ component: "turns" }));
@@ -185,7 +186,8 @@ export async function startServer(
       managers.set(request, await management.authenticate(request));
     },
     plugins: [appRoutes({ ctx, directory, usage: keyUsage, principalOf: (request) => managers.get(request) }),
-      appRateLimitRoutes({ ctx, directory, defaults: config.rateLimits, principalOf: (request) => managers.get(request) }), v1Routes({ ctx, endUserTokens }), ...(extra.plugins ?? [])],
+      appRateLimitRoutes({ ctx, directory, defaults: config.rateLimits, principalOf: (request) => managers.get(request) }),
+      appBillingRoutes({ ctx, directory, principalOf: (request) => managers.get(request) }), v1Routes({ ctx, endUserTokens }), ...(extra.plugins ?? [])],
   });
   app.listen({ port: config.port, hostname: config.host });
   const port = app.server!.port!;

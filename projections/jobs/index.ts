@@ -5,13 +5,14 @@ import type { Projection } from "../../src/projections/projection.ts";
 import { jobEvents } from "../../src/domain/job/events.ts";
 import { foldRows, type RowFold } from "../rowBatch.ts";
 import { appIdOf, streamIdOf, occurredAt } from "../support.ts";
+import { roundCredits } from "../../src/domain/billing/prices.ts";
 
 export const jobsProjection: Projection = {
   name: "jobs",
-  version: 1,
+  version: 2,
   eventTypes: [
     "JobQueued", "JobStarted", "PlanProposed", "PlanApproved", "PlanRejected", "CancelRequested",
-    "JobCancelled", "JobCompleted", "JobFailed", "UsageRecorded",
+    "JobCancelled", "JobCompleted", "JobFailed", "UsageRecorded", "ToolCompleted",
   ],
   tables: ["jobs"],
   schema: `
@@ -21,7 +22,7 @@ export const jobsProjection: Projection = {
       output_schema TEXT, approval TEXT, cancel_requested INTEGER NOT NULL DEFAULT 0,
       content TEXT, result TEXT, error TEXT, attempts INTEGER NOT NULL DEFAULT 0,
       prompt_tokens INTEGER NOT NULL DEFAULT 0, completion_tokens INTEGER NOT NULL DEFAULT 0,
-      cached_tokens INTEGER NOT NULL DEFAULT 0, reasoning_tokens INTEGER NOT NULL DEFAULT 0,
+      cached_tokens INTEGER NOT NULL DEFAULT 0, reasoning_tokens INTEGER NOT NULL DEFAULT 0, credits_spent REAL NOT NULL DEFAULT 0,
       created_at INTEGER NOT NULL, started_at INTEGER, completed_at INTEGER, updated_at INTEGER NOT NULL, seq INTEGER NOT NULL
     ) WITHOUT ROWID;
     CREATE INDEX IF NOT EXISTS jobs_by_session ON jobs(session_id, seq DESC);
@@ -38,7 +39,7 @@ export const jobsProjection: Projection = {
 const COLUMNS = [
   "id", "app_id", "kind", "session_id", "message_id", "agent_id", "user_id", "status", "input", "output_schema", "approval",
   "cancel_requested", "content", "result", "error", "attempts", "prompt_tokens", "completion_tokens", "cached_tokens",
-  "reasoning_tokens", "created_at", "started_at", "completed_at", "updated_at", "seq",
+  "reasoning_tokens", "credits_spent", "created_at", "started_at", "completed_at", "updated_at", "seq",
 ] as const;
 
 /** The jobs row as a pure fold of the job's events. */
@@ -58,7 +59,7 @@ const jobRows: RowFold<JobRow> = {
         id: d.job_id, app_id: appIdOf(e), kind: d.kind, session_id: d.session_id, message_id: d.message_id, agent_id: d.agent_id,
         user_id: d.user_id, status: "pending", input: JSON.stringify(d.input), output_schema: d.output_schema ? JSON.stringify(d.output_schema) : null,
         approval: null, cancel_requested: 0, content: null, result: null, error: null, attempts: 0,
-        prompt_tokens: 0, completion_tokens: 0, cached_tokens: 0, reasoning_tokens: 0,
+        prompt_tokens: 0, completion_tokens: 0, cached_tokens: 0, reasoning_tokens: 0, credits_spent: 0,
         created_at: at, started_at: null, completed_at: null, updated_at: at, seq: Number(e.position),
       };
     }
@@ -88,7 +89,10 @@ const jobRows: RowFold<JobRow> = {
           ...next,
           prompt_tokens: row.prompt_tokens + event.data.prompt_tokens, completion_tokens: row.completion_tokens + event.data.completion_tokens,
           cached_tokens: row.cached_tokens + event.data.cached_tokens, reasoning_tokens: row.reasoning_tokens + event.data.reasoning_tokens,
+          credits_spent: roundCredits(row.credits_spent + (event.data.credits ?? 0)),
         };
+      case "ToolCompleted":
+        return event.data.credits ? { ...next, credits_spent: roundCredits(row.credits_spent + event.data.credits) } : row;
       default:
         return row;
     }
@@ -99,7 +103,7 @@ export interface JobRow {
   id: string; app_id: string; kind: "message" | "run"; session_id: string | null; message_id: string | null; agent_id: string; user_id: string;
   status: string; input: string; output_schema: string | null; approval: string | null; cancel_requested: number;
   content: string | null; result: string | null; error: string | null; attempts: number;
-  prompt_tokens: number; completion_tokens: number; cached_tokens: number; reasoning_tokens: number;
+  prompt_tokens: number; completion_tokens: number; cached_tokens: number; reasoning_tokens: number; credits_spent: number;
   created_at: number; started_at: number | null; completed_at: number | null; updated_at: number; seq: number;
 }
 

@@ -9,16 +9,18 @@ import type { RecordedEvent } from "../../src/eventstore/port.ts";
 import type { Projection } from "../../src/projections/projection.ts";
 import { foldRows } from "../rowBatch.ts";
 import { appIdOf, streamIdOf, occurredAt } from "../support.ts";
+import { roundCredits } from "../../src/domain/billing/prices.ts";
 
 export const sessionsProjection: Projection = {
   name: "sessions",
   // v2: a turn leaves the session's open turns when its job ends, not only when TurnEnded follows.
   // v3: message_count counts every message of the history, failed and cancelled turns' included.
   // v4: created_seq, for listing in a stable order.
-  version: 4,
+  // v5: credits_spent, from its jobs' steps and tools.
+  version: 5,
   eventTypes: [
     "SessionStarted", "SessionRenamed", "SessionArchived", "SessionUnarchived", "SessionDeleted",
-    "MessageSent", "TurnEnded", "AssetRegistered", "UsageRecorded", "JobCompleted", "JobFailed", "JobCancelled",
+    "MessageSent", "TurnEnded", "AssetRegistered", "UsageRecorded", "ToolCompleted", "JobCompleted", "JobFailed", "JobCancelled",
   ],
   tables: ["sessions", "session_jobs"],
   schema: `
@@ -27,7 +29,7 @@ export const sessionsProjection: Projection = {
       external_ref TEXT, metadata TEXT NOT NULL, archived INTEGER NOT NULL DEFAULT 0, deleted INTEGER NOT NULL DEFAULT 0,
       turns TEXT NOT NULL DEFAULT '[]', message_count INTEGER NOT NULL DEFAULT 0, asset_count INTEGER NOT NULL DEFAULT 0,
       prompt_tokens INTEGER NOT NULL DEFAULT 0, completion_tokens INTEGER NOT NULL DEFAULT 0,
-      cached_tokens INTEGER NOT NULL DEFAULT 0, reasoning_tokens INTEGER NOT NULL DEFAULT 0,
+      cached_tokens INTEGER NOT NULL DEFAULT 0, reasoning_tokens INTEGER NOT NULL DEFAULT 0, credits_spent REAL NOT NULL DEFAULT 0,
       created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, last_activity_at INTEGER NOT NULL, activity_seq INTEGER NOT NULL,
       created_seq INTEGER NOT NULL
     ) WITHOUT ROWID;
@@ -58,7 +60,7 @@ function applySessions(db: Database, events: readonly RecordedEvent[]): void {
   };
   foldRows(db, events, {
     keyOf: (e) => {
-      if (e.type === "UsageRecorded" || JOB_ENDS.has(e.type)) return sessionOfJob(streamIdOf(e));
+      if (e.type === "UsageRecorded" || e.type === "ToolCompleted" || JOB_ENDS.has(e.type)) return sessionOfJob(streamIdOf(e));
       if (e.type === "MessageSent") {
         const event = sessionEvents.decode(e);
         const jobId = event.type === "MessageSent" ? event.data.job_id : "";
@@ -85,7 +87,7 @@ const JOB_ENDS = new Set(["JobCompleted", "JobFailed", "JobCancelled"]);
 
 const COLUMNS = [
   "id", "app_id", "agent_id", "user_id", "name", "external_ref", "metadata", "archived", "deleted", "turns", "message_count",
-  "asset_count", "prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens", "created_at", "updated_at",
+  "asset_count", "prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens", "credits_spent", "created_at", "updated_at",
   "last_activity_at", "activity_seq", "created_seq",
 ] as const;
 
@@ -100,7 +102,11 @@ function evolveSessionRow(row: SessionRow | null, e: RecordedEvent): SessionRow 
     return {
       ...row, prompt_tokens: row.prompt_tokens + d.prompt_tokens, completion_tokens: row.completion_tokens + d.completion_tokens,
       cached_tokens: row.cached_tokens + d.cached_tokens, reasoning_tokens: row.reasoning_tokens + d.reasoning_tokens,
+      credits_spent: roundCredits(row.credits_spent + (d.credits ?? 0)),
     };
+  }
+  if (event.type === "ToolCompleted") {
+    return row && event.data.credits ? { ...row, credits_spent: roundCredits(row.credits_spent + event.data.credits) } : row;
   }
   if (JOB_ENDS.has(e.type)) {
     if (!row) return null;
@@ -113,7 +119,7 @@ function evolveSessionRow(row: SessionRow | null, e: RecordedEvent): SessionRow 
     return {
       id: d.session_id, app_id: appIdOf(e), agent_id: d.agent_id, user_id: d.user_id, name: d.name, external_ref: d.external_ref,
       metadata: JSON.stringify(d.metadata), archived: 0, deleted: 0, turns: "[]", message_count: 0, asset_count: 0,
-      prompt_tokens: 0, completion_tokens: 0, cached_tokens: 0, reasoning_tokens: 0,
+      prompt_tokens: 0, completion_tokens: 0, cached_tokens: 0, reasoning_tokens: 0, credits_spent: 0,
       created_at: at, updated_at: at, last_activity_at: at, activity_seq: seq, created_seq: seq,
     };
   }
@@ -146,7 +152,7 @@ function evolveSessionRow(row: SessionRow | null, e: RecordedEvent): SessionRow 
 export interface SessionRow {
   id: string; app_id: string; agent_id: string; user_id: string; name: string; external_ref: string | null; metadata: string;
   archived: number; deleted: number; turns: string; message_count: number; asset_count: number;
-  prompt_tokens: number; completion_tokens: number; cached_tokens: number; reasoning_tokens: number;
+  prompt_tokens: number; completion_tokens: number; cached_tokens: number; reasoning_tokens: number; credits_spent: number;
   created_at: number; updated_at: number; last_activity_at: number; activity_seq: number; created_seq: number;
 }
 

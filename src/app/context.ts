@@ -11,7 +11,7 @@ import { agentEvents } from "../domain/agent/events.ts";
 import { idempotencyDecider, idempotencyEvents, type IdempotencyCommand, type IdempotencyEvent, type IdempotencyState } from "../domain/idempotency/idempotency.ts";
 import { jobEvents } from "../domain/job/events.ts";
 import { sessionEvents } from "../domain/session/events.ts";
-import { agentStream, appStream, idempotencyStream, jobStream, sessionStream } from "../domain/streams.ts";
+import { agentStream, appStream, budgetStream, idempotencyStream, jobStream, sessionStream } from "../domain/streams.ts";
 import { appDecider, type AppCommand, type AppEvent, type AppState } from "../domain/app/app.ts";
 import { appEvents } from "../domain/app/events.ts";
 import type { EventStore } from "../eventstore/port.ts";
@@ -26,6 +26,8 @@ import type { ConnectionProviders } from "../llm/connections.ts";
 import type { OutboundPolicy } from "../tools/httpTool.ts";
 import type { SecretBox } from "../secrets/secretBox.ts";
 import { Repository } from "./repository.ts";
+import { budgetDecider, budgetEvents, type BudgetCommand, type BudgetEvent, type BudgetState } from "../domain/billing/budget.ts";
+import type { PriceTable } from "../domain/billing/prices.ts";
 
 export interface Repositories {
   agents: Repository<AgentCommand, AgentEvent, AgentState>;
@@ -33,6 +35,7 @@ export interface Repositories {
   jobs: Repository<JobCommand, JobEvent, JobState>;
   idempotency: Repository<IdempotencyCommand, IdempotencyEvent, IdempotencyState>;
   apps: Repository<AppCommand, AppEvent, AppState>;
+  budgets: Repository<BudgetCommand, BudgetEvent, BudgetState>;
 }
 
 export const createRepositories = (store: EventStore, tails?: StreamTails): Repositories => ({
@@ -41,6 +44,7 @@ export const createRepositories = (store: EventStore, tails?: StreamTails): Repo
   jobs: new Repository(store, jobDecider, jobEvents, jobStream, tails),
   idempotency: new Repository(store, idempotencyDecider, idempotencyEvents, idempotencyStream, tails),
   apps: new Repository(store, appDecider, appEvents, appStream, tails),
+  budgets: new Repository(store, budgetDecider, budgetEvents, budgetStream, tails),
 });
 
 /** Which jobs this process is running right now, so a cancel can abort the model request at once. */
@@ -73,6 +77,8 @@ export interface AppContext {
   outbound?: OutboundPolicy;
   /** Hot streams' tails in memory, kept current by the live feed (absent: every read goes to the store). */
   tails?: StreamTails;
+  /** The server's model prices (MODEL_PRICES_FILE); each app's own prices go on top. Absent: none. */
+  prices?: PriceTable;
   /** Seals and opens the secrets events and read models hold (HTTP-tool headers, …), per app. */
   secrets: SecretBox;
   /**

@@ -4,6 +4,7 @@
  * - A session turn's job ended (completed, failed or cancelled, by whichever process) → the turn ends
  *   on its session, with the reply, and the session's next queued turn goes to the queue.
  * - A session was deleted → the jobs of its open turns are cancelled.
+ * - A job that holds usage reservations ended → they are settled with what it spent (src/app/billing.ts).
  *
  * It reacts to those events as they are appended, through its own `$all` subscription, in every
  * process that runs workers; the start-up and periodic reconciler repairs what happened while no
@@ -20,6 +21,7 @@ import type { Subscription } from "../eventstore/port.ts";
 import { readYourWrites, type AppContext } from "./context.ts";
 import type { CommandMetadata } from "./repository.ts";
 import { cancelJob, dispatch, replySummary } from "./turns.ts";
+import { settleJob } from "./billing.ts";
 
 const JOB_ENDS = ["JobCompleted", "JobFailed", "JobCancelled"];
 const SETTLED_REMEMBERED = 10_000;
@@ -141,7 +143,13 @@ export class TurnCoordinator {
             const meta = { appId: this.ctx.appId, correlationId: "turns", causationId: e.id, actor: "system:turns" };
             try {
               if (e.type === "SessionDeleted") await this.sessionDeleted(idOf(e.streamId), meta);
-              else await this.jobEnded(idOf(e.streamId), meta);
+              else {
+                // Its usage reservations are settled whether or not it was a session's turn.
+                await settleJob(this.ctx, idOf(e.streamId)).catch((err) => {
+                  this.logger.warn("could not settle a job's usage reservations; the next refusal in its pools repairs it", { stream: e.streamId, error: err as Error });
+                });
+                await this.jobEnded(idOf(e.streamId), meta);
+              }
             } catch (err) {
               // One event's reaction failing must not stop the others; the reconciler repairs it later.
               this.logger.warn("could not coordinate a turn", { stream: e.streamId, event: e.type, error: err as Error });

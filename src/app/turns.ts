@@ -16,6 +16,8 @@ import { sessionEvents } from "../domain/session/events.ts";
 import type { AppContext } from "./context.ts";
 import { requireAgentAllowed } from "./access.ts";
 import type { CommandMetadata as Meta } from "./repository.ts";
+import { releaseJob, reserveJob } from "./billing.ts";
+import { keyIdOfActor, type Payer } from "../domain/billing/limits.ts";
 
 export interface MessageInput {
   content: string;
@@ -73,7 +75,9 @@ export async function sendMessage(
   const earlier = resumed ? await sentMessage(ctx, sessionId, messageId) : null;
   if (earlier) {
     const { state: job } = await ctx.repos.jobs.load(jobId);
-    const position = job.status === "none" ? (await queueTurnJob(ctx, sessionId, session, earlier, meta)) : null;
+    // Its reservations were taken by the earlier execution (taking them again decides nothing).
+    const budgets = job.status === "none" ? await reserveJob(ctx, payerOf(ctx, session.userId!, meta), jobId, meta) : [];
+    const position = job.status === "none" ? (await queueTurnJob(ctx, sessionId, session, earlier, meta, budgets)) : null;
     return { job_id: jobId, message_id: messageId, session_id: sessionId, queued: earlier.queued, position };
   }
   // The turn in flight may have ended with its end not yet recorded on the session (the worker that
@@ -91,12 +95,20 @@ export async function sendMessage(
   // stored would leave the session with a turn whose job never exists.
   const jobData = turnJobData(sessionId, session, { message_id: messageId, job_id: jobId, content: input.content, attachments: input.attachments, model: input.model, context: input.context }, agent);
   checkFitsOneWrite(jobStream(jobId), "JobQueued", jobData, { app_id: meta.appId, correlationId: meta.correlationId, causationId: messageId });
-  const sent = await ctx.repos.sessions.handle(sessionId, {
-    type: "SendMessage", message_id: messageId, job_id: jobId, content: input.content, attachments: input.attachments,
-    model: input.model, context: input.context, multitask: input.multitask,
-  }, meta);
+  // Usage limits are taken before anything is written: a request over a limit stores nothing.
+  const budgets = await reserveJob(ctx, payerOf(ctx, session.userId!, meta), jobId, meta);
+  let sent;
+  try {
+    sent = await ctx.repos.sessions.handle(sessionId, {
+      type: "SendMessage", message_id: messageId, job_id: jobId, content: input.content, attachments: input.attachments,
+      model: input.model, context: input.context, multitask: input.multitask,
+    }, meta);
+  } catch (err) {
+    await releaseJob(ctx, budgets, jobId, meta.appId);
+    throw err;
+  }
   const event = sent.appended[0] as Extract<SessionEvent, { type: "MessageSent" }>;
-  const position = await queueTurnJob(ctx, sessionId, sent.state, event.data, meta);
+  const position = await queueTurnJob(ctx, sessionId, sent.state, event.data, meta, budgets);
   return { job_id: jobId, message_id: messageId, session_id: sessionId, queued: event.data.queued, position };
 }
 
@@ -105,14 +117,20 @@ type SentMessage = Extract<SessionEvent, { type: "MessageSent" }>["data"];
 /** The JobQueued data of a session turn. */
 function turnJobData(
   sessionId: string, session: SessionState, message: Pick<SentMessage, "message_id" | "job_id" | "content" | "attachments" | "model" | "context">,
-  agent: AgentState["spec"],
+  agent: AgentState["spec"], budgets: readonly string[] = [],
 ) {
   return {
     job_id: message.job_id, kind: "message" as const, session_id: sessionId, message_id: message.message_id, agent_id: session.agentId!, user_id: session.userId!,
     input: { content: message.content, attachments: message.attachments, media_url: null, context: message.context },
-    model: message.model, output_schema: agent?.output_schema ?? null,
+    model: message.model, output_schema: agent?.output_schema ?? null, ...budgetsField(budgets),
   };
 }
+
+/** Who pays for a job: its app, its end user, and the key the request came with. */
+const payerOf = (ctx: AppContext, userId: string, meta: Meta): Payer => ({ appId: ctx.appId, userId, keyId: keyIdOfActor(meta.actor) });
+
+/** JobQueued's `budgets`, present only when the job holds reservations (events stay as they were without limits). */
+const budgetsField = (budgets: readonly string[]) => (budgets.length ? { budgets: [...budgets] } : {});
 
 /**
  * Refuses (413) an event that would not fit in one write, before anything of the request is written.
@@ -133,12 +151,14 @@ async function sentMessage(ctx: AppContext, sessionId: string, messageId: string
 }
 
 /** Queues the job of a sent message (a no-op when it is queued already) and dispatches it when it is its turn. */
-async function queueTurnJob(ctx: AppContext, sessionId: string, session: SessionState, message: SentMessage, meta: Meta): Promise<bigint | null> {
+async function queueTurnJob(
+  ctx: AppContext, sessionId: string, session: SessionState, message: SentMessage, meta: Meta, budgets: readonly string[],
+): Promise<bigint | null> {
   // The message is stored: its job is queued whatever happened since. An agent deleted meanwhile makes
   // the job fail when it runs (agent_not_found) rather than leave the turn without a job.
   const { state: agentState } = await ctx.repos.agents.load(session.agentId!);
   const queuedJob = await ctx.repos.jobs.handle(message.job_id, {
-    type: "QueueJob", data: turnJobData(sessionId, session, message, agentState.spec),
+    type: "QueueJob", data: turnJobData(sessionId, session, message, agentState.spec, budgets),
   }, { ...meta, causationId: message.message_id });
   if (!message.queued) dispatch(ctx, message.job_id);
   return queuedJob.position;
@@ -159,14 +179,18 @@ export interface RunInput {
  */
 export async function startRun(ctx: AppContext, run: RunInput, meta: Meta, jobId = newResourceId("run")): Promise<Accepted> {
   const agent = await activeAgent(ctx, run.agent_id);
+  const budgets = await reserveJob(ctx, payerOf(ctx, run.user_id, meta), jobId, meta);
   const queued = await ctx.repos.jobs.handle(jobId, {
     type: "QueueJob",
     data: {
       job_id: jobId, kind: "run", session_id: null, message_id: null, agent_id: run.agent_id, user_id: run.user_id,
       input: { content: run.input, attachments: [], media_url: run.media_url, context: null },
-      model: run.model, output_schema: run.output_schema ?? agent.output_schema,
+      model: run.model, output_schema: run.output_schema ?? agent.output_schema, ...budgetsField(budgets),
     },
-  }, meta);
+  }, meta).catch(async (err) => {
+    await releaseJob(ctx, budgets, jobId, meta.appId);
+    throw err;
+  });
   dispatch(ctx, jobId);
   return { job_id: jobId, message_id: null, session_id: null, queued: false, position: queued.position };
 }

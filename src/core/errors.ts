@@ -41,6 +41,17 @@ export class ForbiddenError extends AppError {
   }
 }
 
+/**
+ * 403 usage_limit_exceeded: a credit or token limit (of the app, the end user or the key) has no room
+ * for the work asked. The details say which limit and when its period resets.
+ */
+export class UsageLimitError extends AppError {
+  readonly status = 403;
+  constructor(message: string, details?: ErrorDetails) {
+    super("usage_limit_exceeded", message, details);
+  }
+}
+
 /** 404: the resource does not exist (or is not visible to the caller). */
 export class NotFoundError extends AppError {
   readonly status = 404;

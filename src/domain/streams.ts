@@ -6,6 +6,8 @@ export const idempotencyStream = (hash: string) => `idempotency-${hash}`;
 /** An app's data keys for the secret box (src/secrets/secretBox.ts), only ever wrapped. */
 export const keyringStream = (appId: string) => `keyring-${appId}`;
 export const appStream = (id: string) => `app-${id}`;
+/** One usage-limit pool: `<app>:<subject>:<period>` (src/domain/billing/limits.ts). */
+export const budgetStream = (id: string) => `budget-${id}`;
 /** The management plane's root token, as a hash (src/auth/rootToken.ts): one stream for the whole store. */
 export const rootTokenStream = () => "operator-root";
 export const endUserSigningStream = () => "operator-end-user-signing";

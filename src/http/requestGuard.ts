@@ -60,6 +60,11 @@ export function requestGuard(options: RequestGuardOptions) {
       } catch {
         throw new ValidationError("The request body is not valid JSON", undefined, "invalid_json");
       }
+      // Every body this API takes is an object. Checked here because the schema check lets an array
+      // through where every field is optional (it would read as an empty object).
+      if (typeof body !== "object" || body === null || Array.isArray(body)) {
+        throw new ValidationError("The request body must be a JSON object", { param: "body", location: "body" });
+      }
       const bad = illFormedString(body, "");
       if (bad !== null) {
         throw new ValidationError(`Invalid body field '${bad || "body"}': a string holds an unpaired UTF-16 surrogate`, { param: bad || "body", location: "body" });

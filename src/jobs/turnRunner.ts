@@ -9,7 +9,9 @@
  * What follows the job's end (its turn, the next queued turn) is the turn coordinator's.
  */
 import type { AppContext } from "../app/context.ts";
-import { ConflictError } from "../core/errors.ts";
+import { ConflictError, UsageLimitError } from "../core/errors.ts";
+import { coverNextStep, creditsFor } from "../app/billing.ts";
+import type { TokenUsage } from "../domain/billing/prices.ts";
 import { newResourceId } from "../core/ids.ts";
 import { TERMINAL, type JobCommand, type JobState, type PlanStep } from "../domain/job/job.ts";
 import { jobStream } from "../domain/streams.ts";
@@ -142,6 +144,21 @@ export class TurnRunner {
     return provider;
   }
 
+  /**
+   * Usage limits are checked again before every model step: the job's pools must have room for what it
+   * has spent plus one reservation more. Without it the job ends failed with usage_limit_exceeded,
+   * after the step it finished last.
+   */
+  private async coverStep(jobId: string): Promise<void> {
+    const { state } = await this.ctx.repos.jobs.load(jobId);
+    try {
+      await coverNextStep(this.ctx, jobId, state);
+    } catch (err) {
+      if (err instanceof UsageLimitError) throw new JobFailure(err.code, err.message);
+      throw err;
+    }
+  }
+
   private async execute(jobId: string, job: JobState, loaded: Loaded<AgentState>, append: Append, signal: AbortSignal): Promise<void> {
     const queued = job.queued!;
     const { state: agentState, appId: agentApp } = loaded;
@@ -172,14 +189,18 @@ export class TurnRunner {
       for (const planned of job.plan.steps) {
         if (transcript.completed.has(planned.call_id)) continue;
         if (signal.aborted) throw new ConflictError("job_cancel_requested", "cancelled");
-        messages.push(await runToolCall(append, tools, toolCtx, job.plan.step, { id: planned.call_id, name: planned.tool, args: planned.args }, !transcript.called.has(planned.call_id)));
+        messages.push(await runToolCall(append, tools, toolCtx, job.plan.step, { id: planned.call_id, name: planned.tool, args: planned.args }, !transcript.called.has(planned.call_id), !testData));
       }
     }
 
+    // The app pays for its model steps unless the data is test data (priced at nothing).
+    const dataApp = agentApp ?? this.ctx.appId;
+    const creditsOf = (usage: TokenUsage) => creditsFor(this.ctx, dataApp, provider.name, model, usage);
     while (step < this.maxSteps) {
       step++;
       if (signal.aborted) throw new ConflictError("job_cancel_requested", "cancelled");
-      const { text, calls } = await streamModelStep(provider, model, agent, messages, tools, queued.output_schema, append, step, signal, this.coalescing);
+      if (queued.budgets?.length) await this.coverStep(jobId);
+      const { text, calls } = await streamModelStep(provider, model, agent, messages, tools, queued.output_schema, append, step, signal, this.coalescing, creditsOf);
       allText = joinText(allText, text);
       if (calls.length === 0) {
         let result: unknown = null;
@@ -200,7 +221,7 @@ export class TurnRunner {
       }
       for (const call of calls) {
         if (signal.aborted) throw new ConflictError("job_cancel_requested", "cancelled");
-        messages.push(await runToolCall(append, tools, toolCtx, step, call, true));
+        messages.push(await runToolCall(append, tools, toolCtx, step, call, true, !testData));
       }
     }
     throw new JobFailure("too_many_steps", `The agent did not finish within ${this.maxSteps} model calls`);

@@ -28,6 +28,8 @@ export interface WireServer {
   readonly clientDisconnects: number;
   /** Scripts for the next requests, in order; when empty, a short default text reply. */
   script(...items: Script[]): void;
+  /** Holds every request from now on (after recording it) until the returned release is called. */
+  hold(): () => void;
   stop(): void;
 }
 
@@ -35,6 +37,7 @@ const enc = new TextEncoder();
 
 function serve(format: "openai" | "anthropic"): WireServer {
   const queue: Script[] = [];
+  let gate: Promise<void> | null = null;
   const requests: WireServer["requests"] = [];
   let clientDisconnects = 0;
   const server = Bun.serve({
@@ -45,6 +48,7 @@ function serve(format: "openai" | "anthropic"): WireServer {
       const url = new URL(req.url);
       const body = (await req.json().catch(() => null)) as any;
       requests.push({ path: url.pathname, headers: new Headers(req.headers), body });
+      if (gate) await gate;
       const item = queue.shift() ?? { kind: "text", chunks: ["Hello", " from the wire server."], usage: { prompt: 10, completion: 5 } };
       if (item.kind === "status") {
         return new Response(item.body ?? JSON.stringify({ error: { message: "secret upstream detail", type: "error" } }), {
@@ -81,6 +85,14 @@ function serve(format: "openai" | "anthropic"): WireServer {
       return clientDisconnects;
     },
     script: (...items) => queue.push(...items),
+    hold() {
+      const { promise, resolve } = Promise.withResolvers<void>();
+      gate = promise;
+      return () => {
+        if (gate === promise) gate = null;
+        resolve();
+      };
+    },
     stop: () => server.stop(true),
   };
 }

@@ -8,6 +8,8 @@ import { ConflictError, NotFoundError, ValidationError } from "../../core/errors
 import { unreachable, type Decider } from "../../core/decider.ts";
 import { ApiKeyFields, ConnectionFields, RateLimitBudgetSchema, type AppEvent } from "./events.ts";
 import { Type } from "@sinclair/typebox";
+import type { Limits } from "../billing/limits.ts";
+import type { PriceTable } from "../billing/prices.ts";
 
 export type { AppEvent };
 
@@ -45,6 +47,10 @@ export interface AppState {
   keys: ApiKeyRecord[];
   /** Model connections by name. */
   connections: Record<string, Connection>;
+  /** Usage limits; null for none. */
+  limits: Limits | null;
+  /** The app's own model prices, on top of the server's. */
+  prices: PriceTable;
 }
 
 export type NewKey = Static<typeof ApiKeySchema>;
@@ -64,17 +70,19 @@ export type AppCommand =
   /** Replaces the app's rate limits (decides nothing when they are already so). */
   | { type: "SetRateLimits"; rate_limits: AppRateLimits }
   | { type: "SetConnection"; connection: Connection }
-  | { type: "RemoveConnection"; name: string };
+  | { type: "RemoveConnection"; name: string }
+  | { type: "SetLimits"; limits: Limits | null }
+  | { type: "SetPrices"; prices: PriceTable };
 
 const earliest = (a: number | null, b: number | null): number | null => (a === null ? b : b === null ? a : Math.min(a, b));
 
 export const appDecider: Decider<AppCommand, AppEvent, AppState> = {
-  initialState: { status: "none", id: null, name: "", keys: [], connections: {} },
+  initialState: { status: "none", id: null, name: "", keys: [], connections: {}, limits: null, prices: {} },
 
   evolve(state, event) {
     switch (event.type) {
       case "AppCreated":
-        return { status: "active", id: event.data.app_id, name: event.data.name, keys: [], connections: {} };
+        return { status: "active", id: event.data.app_id, name: event.data.name, keys: [], connections: {}, limits: null, prices: {} };
       case "AppRenamed":
         return { ...state, name: event.data.name };
       case "AppSuspended":
@@ -99,6 +107,10 @@ export const appDecider: Decider<AppCommand, AppEvent, AppState> = {
         const { [event.data.name]: _gone, ...rest } = state.connections;
         return { ...state, connections: rest };
       }
+      case "LimitsSet":
+        return { ...state, limits: event.data.limits };
+      case "PricesSet":
+        return { ...state, prices: event.data.prices };
       case "RateLimitsSet":
         return { ...state, rate_limits: { per_key: event.data.per_key, per_end_user: event.data.per_end_user } };
       case "ApiKeyUsed":
@@ -155,6 +167,12 @@ export const appDecider: Decider<AppCommand, AppEvent, AppState> = {
         requireLive(state);
         if (!connectionOf(state.connections, command.name)) throw new NotFoundError("Connection not found", { param: "name" }, "connection_not_found");
         return [{ type: "ConnectionRemoved", data: { app_id: state.id!, name: command.name } }];
+      case "SetLimits":
+        requireLive(state);
+        return [{ type: "LimitsSet", data: { app_id: state.id!, limits: command.limits } }];
+      case "SetPrices":
+        requireLive(state);
+        return [{ type: "PricesSet", data: { app_id: state.id!, prices: { ...command.prices } } }];
       case "SetRateLimits": {
         requireLive(state);
         const { per_key, per_end_user } = command.rate_limits;

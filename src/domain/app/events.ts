@@ -2,6 +2,8 @@
 import { Type } from "@sinclair/typebox";
 import { eventCodec, type EventsOf } from "../../core/eventContract.ts";
 import { Nullable } from "../shared/schemas.ts";
+import { LimitsSchema } from "../billing/limits.ts";
+import { ModelPriceSchema } from "../billing/prices.ts";
 
 export const KEY_SCOPES = ["data:read", "data:write", "agents:manage"] as const;
 export type KeyScope = (typeof KEY_SCOPES)[number];
@@ -55,6 +57,10 @@ export const APP_EVENTS = {
   ApiKeyExpiring: { version: 1, schema: Type.Object({ app_id: Type.String(), key_id: Type.String(), until: Type.Integer() }) },
   ConnectionSet: { version: 1, schema: Type.Object({ app_id: Type.String(), ...ConnectionFields }) },
   ConnectionRemoved: { version: 1, schema: Type.Object({ app_id: Type.String(), name: Type.String() }) },
+  /** The app's usage limits, replaced whole (see src/domain/billing/limits.ts); null removes them. */
+  LimitsSet: { version: 1, schema: Type.Object({ app_id: Type.String(), limits: Nullable(LimitsSchema) }) },
+  /** The app's own model prices (credits per million tokens), replaced whole; on top of the server's. */
+  PricesSet: { version: 1, schema: Type.Object({ app_id: Type.String(), prices: Type.Record(Type.String(), ModelPriceSchema) }) },
   /** The key was used at `at` (epoch ms). Recorded at most about once an hour per key, never per request. */
   ApiKeyUsed: { version: 1, schema: Type.Object({ app_id: Type.String(), key_id: Type.String(), at: Type.Integer() }) },
   /** The app's rate limits, replaced whole: per API key and per end user; a null limit is the server's default. */

@@ -17,6 +17,8 @@ export const JOB_EVENTS = {
     job_id: Type.String(), kind: Type.Union([Type.Literal("message"), Type.Literal("run")]),
     session_id: Nullable(Type.String()), message_id: Nullable(Type.String()), agent_id: Type.String(), user_id: Type.String(),
     input: JobInput, model: Nullable(Type.String()), output_schema: Nullable(JsonObject),
+    /** The budgets (usage-limit pools) the job holds a reservation in; settled when it ends. Optional: absent before limits. */
+    budgets: Type.Optional(Type.Array(Type.String())),
   }) },
   /**
    * `runner_id` names the process that ran the attempt: for operators, never shown to API clients.
@@ -33,8 +35,10 @@ export const JOB_EVENTS = {
   TextEmitted: { version: 1, schema: Type.Object({ step: Type.Integer(), content: Type.String() }) },
   ThinkingEmitted: { version: 1, schema: Type.Object({ step: Type.Integer(), content: Type.String() }) },
   ToolCalled: { version: 1, schema: Type.Object({ step: Type.Integer(), call_id: Type.String(), name: Type.String(), args: Type.Unknown() }) },
+  /** `credits`: what the call cost the app (the tool's estimated_credits when it succeeded); absent before credits. */
   ToolCompleted: { version: 1, schema: Type.Object({
     call_id: Type.String(), name: Type.String(), result: Type.Unknown(), error: Nullable(Type.String()), asset: Nullable(JsonObject),
+    credits: Type.Optional(Type.Number({ minimum: 0 })),
   }) },
   PlanProposed: { version: 1, schema: Type.Object({
     step: Type.Integer(), plan_id: Type.String(), title: Type.String(), steps: Type.Array(PlanStepSchema), total_credits: Type.Number(),
@@ -45,7 +49,13 @@ export const JOB_EVENTS = {
   JobCancelled: { version: 1, schema: Type.Object({ reason: Type.String() }) },
   JobCompleted: { version: 1, schema: Type.Object({ content: Type.String(), result: Type.Unknown() }) },
   JobFailed: { version: 1, schema: Type.Object({ error: ErrorSchema }) },
-  UsageRecorded: { version: 1, schema: Type.Object({ step: Type.Integer(), provider: Type.String(), model: Type.String(), ...UsageFields }) },
+  /**
+   * `credits`: what the step's tokens cost the app, priced when recorded (src/domain/billing/prices.ts);
+   * 0 for test data and for steps an end user's own credential paid. Absent in events before credits.
+   */
+  UsageRecorded: { version: 1, schema: Type.Object({
+    step: Type.Integer(), provider: Type.String(), model: Type.String(), ...UsageFields, credits: Type.Optional(Type.Number({ minimum: 0 })),
+  }) },
 };
 
 export type JobEvent = EventsOf<typeof JOB_EVENTS>;

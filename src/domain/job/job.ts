@@ -10,6 +10,7 @@ import { ConflictError } from "../../core/errors.ts";
 import { unreachable, type Decider, type DomainEvent } from "../../core/decider.ts";
 import type { Attachment } from "../session/session.ts";
 import type { JobEvent } from "./events.ts";
+import { roundCredits } from "../billing/prices.ts";
 
 export type { JobEvent };
 
@@ -64,7 +65,7 @@ export type JobCommand =
   | { type: "EmitText"; step: number; content: string }
   | { type: "EmitThinking"; step: number; content: string }
   | { type: "CallTool"; step: number; call_id: string; name: string; args: unknown }
-  | { type: "CompleteTool"; call_id: string; name: string; result: unknown; error: string | null; asset: Record<string, unknown> | null }
+  | { type: "CompleteTool"; call_id: string; name: string; result: unknown; error: string | null; asset: Record<string, unknown> | null; credits?: number }
   | { type: "RecordUsage"; usage: Extract<JobEvent, { type: "UsageRecorded" }>["data"] }
   | { type: "ProposePlan"; plan: Extract<JobEvent, { type: "PlanProposed" }>["data"] }
   | { type: "CompleteJob"; content: string; result: unknown }
@@ -84,6 +85,8 @@ export interface JobState {
   /** Why a cancel was asked for, as the caller said; the job ends with it. */
   cancelReason: string | null;
   usage: Usage;
+  /** Credits the job has cost the app so far (model steps and tools). */
+  credits: number;
   error: JobError | null;
   /** Events since the current attempt's JobStarted that change the world or the transcript. */
   sideEffectsThisAttempt: number;
@@ -94,7 +97,7 @@ export interface JobState {
 export const jobDecider: Decider<JobCommand, JobEvent, JobState> = {
   initialState: {
     status: "none", id: null, kind: null, sessionId: null, queued: null, attempt: 0, plan: null, planDecision: null,
-    cancelRequested: false, cancelReason: null, usage: ZERO_USAGE, error: null, sideEffectsThisAttempt: 0, resumable: false,
+    cancelRequested: false, cancelReason: null, usage: ZERO_USAGE, credits: 0, error: null, sideEffectsThisAttempt: 0, resumable: false,
   },
 
   evolve(state, event) {
@@ -106,8 +109,9 @@ export const jobDecider: Decider<JobCommand, JobEvent, JobState> = {
       case "TextEmitted":
       case "ThinkingEmitted":
       case "ToolCalled":
-      case "ToolCompleted":
         return { ...state, sideEffectsThisAttempt: state.sideEffectsThisAttempt + 1 };
+      case "ToolCompleted":
+        return { ...state, sideEffectsThisAttempt: state.sideEffectsThisAttempt + 1, credits: roundCredits(state.credits + (event.data.credits ?? 0)) };
       case "PlanProposed":
         return { ...state, status: "awaiting_approval", plan: event.data, planDecision: null };
       case "PlanApproved":
@@ -123,7 +127,7 @@ export const jobDecider: Decider<JobCommand, JobEvent, JobState> = {
       case "JobFailed":
         return { ...state, status: "failed", error: event.data.error };
       case "UsageRecorded":
-        return { ...state, usage: addUsage(state.usage, event.data) };
+        return { ...state, usage: addUsage(state.usage, event.data), credits: roundCredits(state.credits + (event.data.credits ?? 0)) };
       default:
         return unreachable(event);
     }
@@ -173,6 +177,7 @@ export const jobDecider: Decider<JobCommand, JobEvent, JobState> = {
         requireProcessing(state);
         return [{ type: "ToolCompleted", data: {
           call_id: command.call_id, name: command.name, result: command.result, error: command.error, asset: command.asset,
+          ...(command.credits ? { credits: command.credits } : {}),
         } }];
       case "RecordUsage":
         requireProcessing(state);

@@ -6,6 +6,7 @@ import type { AgentSpec } from "../../domain/agent/agent.ts";
 import type { JobCommand, JobState } from "../../domain/job/job.ts";
 import type { ChatMessage, ChatToolCall, LlmProvider } from "../../llm/provider.ts";
 import type { Tool } from "../../tools/tool.ts";
+import type { TokenUsage } from "../../domain/billing/prices.ts";
 
 /** Appends through the job decider, as the attempt that runs it; several commands go in one write. */
 export type Append = (command: JobCommand | readonly JobCommand[]) => Promise<JobState>;
@@ -19,6 +20,8 @@ export interface Coalescing {
 export async function streamModelStep(
   provider: LlmProvider, model: string, agent: AgentSpec, messages: ChatMessage[], tools: Map<string, Tool>,
   outputSchema: Record<string, unknown> | null, append: Append, step: number, signal: AbortSignal, coalescing: Coalescing,
+  /** What the step's tokens cost the app (recorded with its usage). */
+  creditsOf: (usage: TokenUsage) => Promise<number>,
 ): Promise<{ text: string; calls: ChatToolCall[] }> {
   let text = "";
   const calls: ChatToolCall[] = [];
@@ -71,15 +74,17 @@ export async function streamModelStep(
       case "tool_call":
         calls.push(chunk.call);
         break;
-      case "usage":
+      case "usage": {
         // The step's last text and its usage are recorded together: usage is durable at once (it was
         // paid for), and the two cost one commit.
+        const tokens = { prompt_tokens: chunk.prompt_tokens, completion_tokens: chunk.completion_tokens, cached_tokens: chunk.cached_tokens ?? 0 };
+        const credits = await creditsOf(tokens);
         await thinkingOut.flush();
         await textOut.flush({ type: "RecordUsage", usage: {
-          step, provider: provider.name, model, prompt_tokens: chunk.prompt_tokens, completion_tokens: chunk.completion_tokens,
-          cached_tokens: chunk.cached_tokens ?? 0, reasoning_tokens: chunk.reasoning_tokens ?? 0,
+          step, provider: provider.name, model, ...tokens, reasoning_tokens: chunk.reasoning_tokens ?? 0, credits,
         } });
         break;
+      }
       case "finish":
         break;
     }

@@ -14,6 +14,8 @@ import type { Append } from "./modelStep.ts";
  */
 export async function runToolCall(
   append: Append, tools: Map<string, Tool>, toolCtx: ToolContext, step: number, call: ChatToolCall, announce: boolean,
+  /** Whether the app is billed for tools (not for test data): a call that succeeded costs its estimated_credits. */
+  billed: boolean,
 ): Promise<ChatMessage> {
   if (announce) await append({ type: "CallTool", step, call_id: call.id, name: call.name, args: call.args });
   const tool = tools.get(call.name);
@@ -33,7 +35,8 @@ export async function runToolCall(
       else error = err instanceof ToolError ? err.message : `${call.name} failed`;
     }
   }
-  await append({ type: "CompleteTool", call_id: call.id, name: call.name, result, error, asset });
+  const credits = billed && tool && error === null ? tool.estimated_credits : 0;
+  await append({ type: "CompleteTool", call_id: call.id, name: call.name, result, error, asset, credits });
   return { role: "tool", tool_call_id: call.id, name: call.name, content: JSON.stringify(error ? { error } : result) };
 }
 

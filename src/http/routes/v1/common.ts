@@ -110,7 +110,7 @@ export function sessionView(r: SessionRow) {
     metadata: JSON.parse(r.metadata) as Record<string, unknown>,
     status: turns.length ? "processing" as const : "idle" as const,
     active_job_id: turns[0] ?? null, queued_job_ids: turns.slice(1), archived: r.archived === 1,
-    message_count: r.message_count, asset_count: r.asset_count, usage: usageOf(r),
+    message_count: r.message_count, asset_count: r.asset_count, usage: usageOf(r), credits_spent: r.credits_spent,
     created_at: iso(r.created_at)!, updated_at: iso(r.updated_at)!, last_activity_at: iso(r.last_activity_at)!,
   };
 }
@@ -120,7 +120,7 @@ export function jobView(r: JobRow) {
     id: r.id, object: "job" as const, kind: r.kind, session_id: r.session_id, message_id: r.message_id, agent_id: r.agent_id, user_id: r.user_id,
     status: r.status, input: parseJson(r.input), content: r.content, result: parseJson(r.result), error: parseJson(r.error),
     approval: parseJson(r.approval), cancel_requested: r.cancel_requested === 1, attempts: r.attempts, usage: usageOf(r),
-    created_at: iso(r.created_at)!, started_at: iso(r.started_at), completed_at: iso(r.completed_at),
+    credits_spent: r.credits_spent, created_at: iso(r.created_at)!, started_at: iso(r.started_at), completed_at: iso(r.completed_at),
   };
 }
 

@@ -7,6 +7,7 @@ import { jobRoutes } from "./jobs.ts";
 import { runRoutes } from "./runs.ts";
 import { sessionRoutes } from "./sessions/index.ts";
 import { endUserTokenRoutes } from "./endUserTokens.ts";
+import { usageRoutes } from "./usage.ts";
 
 export const v1Routes = (deps: V1Deps) =>
   new Elysia({ name: "agentry.v1" })
@@ -15,4 +16,5 @@ export const v1Routes = (deps: V1Deps) =>
     .use(sessionRoutes(deps))
     .use(runRoutes(deps))
     .use(jobRoutes(deps))
-    .use(endUserTokenRoutes(deps));
+    .use(endUserTokenRoutes(deps))
+    .use(usageRoutes(deps));

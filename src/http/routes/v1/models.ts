@@ -9,6 +9,9 @@ import { PublicEventSchema } from "./cursorEvents.ts";
 
 const Nullable = <T extends TSchema>(schema: T) => t.Union([schema, t.Null()]);
 
+/** Credits the work cost the app: its model steps priced by the price table, plus its tools' credits. */
+const CreditsSpent = t.Number({ minimum: 0, description: "Credits charged to the app (0 for test keys and end-user-funded steps)" });
+
 export const Usage = t.Object({
   prompt_tokens: t.Integer(), completion_tokens: t.Integer(), cached_tokens: t.Integer(), reasoning_tokens: t.Integer(),
 });
@@ -50,7 +53,7 @@ export const Session = t.Object({
   external_ref: Nullable(t.String()), metadata: t.Record(t.String(), t.Unknown()),
   status: t.Union([t.Literal("idle"), t.Literal("processing")]), active_job_id: Nullable(t.String()),
   queued_job_ids: t.Array(t.String()), archived: t.Boolean(), message_count: t.Integer(), asset_count: t.Integer(),
-  usage: Usage, created_at: t.String(), updated_at: t.String(), last_activity_at: t.String(),
+  usage: Usage, credits_spent: CreditsSpent, created_at: t.String(), updated_at: t.String(), last_activity_at: t.String(),
 });
 
 export const JobStatus = t.Union(["pending", "processing", "awaiting_approval", "completed", "failed", "cancelled"].map((s) => t.Literal(s)));
@@ -59,7 +62,7 @@ export const Job = t.Object({
   id: t.String(), object: t.Literal("job"), kind: t.Union([t.Literal("message"), t.Literal("run")]),
   session_id: Nullable(t.String()), message_id: Nullable(t.String()), agent_id: t.String(), user_id: t.String(),
   status: t.String(), input: t.Unknown(), content: Nullable(t.String()), result: t.Unknown(), error: t.Unknown(),
-  approval: t.Unknown(), cancel_requested: t.Boolean(), attempts: t.Integer(), usage: Usage,
+  approval: t.Unknown(), cancel_requested: t.Boolean(), attempts: t.Integer(), usage: Usage, credits_spent: CreditsSpent,
   created_at: t.String(), started_at: Nullable(t.String()), completed_at: Nullable(t.String()),
 });
 
@@ -87,14 +90,14 @@ export const MessageReply = t.Object({
   reply: Nullable(t.Object({
     content: t.String(), result: t.Unknown(), tool_calls: t.Array(t.Unknown()), assets: t.Array(t.String()),
   })),
-  error: Nullable(Error), usage: Usage,
+  error: Nullable(Error), usage: Usage, credits_spent: CreditsSpent,
 });
 
 export const RunAccepted = t.Object({ id: t.String(), job_id: t.String(), status: t.String() });
 
 export const Run = t.Object({
   id: t.String(), job_id: t.String(), status: t.String(), result: t.Unknown(), content: Nullable(t.String()), error: t.Unknown(),
-  usage: Usage, created_at: t.String(), completed_at: Nullable(t.String()),
+  usage: Usage, credits_spent: CreditsSpent, created_at: t.String(), completed_at: Nullable(t.String()),
 });
 
 /** What approve, reject and cancel answer. */

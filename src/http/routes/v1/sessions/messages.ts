@@ -44,7 +44,7 @@ export const messageRoutes = (deps: V1Deps) =>
         const state = await visibleJobState(ctx, accepted.job_id);
         if (!ended) return { status: 202, body: { ...acceptedBody, status: state.status } };
         const reply = state.status === "completed" ? await replySummary(ctx, accepted.job_id) : null;
-        return { status: 200, body: { ...acceptedBody, status: state.status, reply, error: state.error, usage: state.usage } };
+        return { status: 200, body: { ...acceptedBody, status: state.status, reply, error: state.error, usage: state.usage, credits_spent: state.credits } };
       });
     }, {
       params: IdParam("session_id"), body: MessageBody,

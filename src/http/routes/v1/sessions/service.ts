@@ -33,7 +33,7 @@ export async function sessionAfterWrite(ctx: AppContext, http: HttpExchange, id:
   const now = Date.now();
   const base: SessionRow = row ?? {
     id, app_id: ctx.appId, agent_id: state.agentId!, user_id: state.userId!, name: state.name, external_ref: state.externalRef,
-    metadata: "{}", archived: 0, deleted: 0, turns: "[]", message_count: 0, asset_count: 0, prompt_tokens: 0, completion_tokens: 0,
+    metadata: "{}", archived: 0, deleted: 0, turns: "[]", message_count: 0, asset_count: 0, credits_spent: 0, prompt_tokens: 0, completion_tokens: 0,
     cached_tokens: 0, reasoning_tokens: 0, created_at: now, updated_at: now, last_activity_at: now, activity_seq: 0, created_seq: 0,
   };
   return sessionView({

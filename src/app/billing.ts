@@ -1,0 +1,127 @@
+/**
+ * Credits and usage limits, applied to jobs:
+ *
+ * - `creditsFor`: what a model step cost the app, from the app's prices over the server's.
+ * - `reserveJob`: a job being accepted takes a reservation in each pool its app's limits set for it
+ *   (the app's, its end user's, its key's; daily and monthly). A pool without room refuses the request
+ *   with 403 usage_limit_exceeded, and the pools already taken are given back.
+ * - `coverNextStep`: between steps, a running job widens its reservations to what it has spent plus one
+ *   reservation of headroom; a pool without room ends the job failed with usage_limit_exceeded.
+ * - `settleJob`: the job ended; each pool gets what it really spent and frees its reservation.
+ *
+ * Each decision is made by the budget decider (src/domain/billing/budget.ts) on a budget stream with
+ * optimistic concurrency. Test data and work an end user's own credential pays for draw from no pool.
+ */
+import type { AppContext } from "./context.ts";
+import { UsageLimitError } from "../core/errors.ts";
+import { TERMINAL, type JobState } from "../domain/job/job.ts";
+import { appOfBudget, DEFAULT_RESERVATION, poolOf, poolsOf, type Amounts, type Payer } from "../domain/billing/limits.ts";
+import { priceOf, tokenCredits, type TokenUsage } from "../domain/billing/prices.ts";
+import { baseAppId, isTestData } from "./access.ts";
+import type { CommandMetadata } from "./repository.ts";
+
+/** How many of a full pool's holders are checked for having ended without settling, per refusal. */
+const HEAL_CHECKS = 100;
+/** A reservation whose job was never written (its request died in between) is given back after this. */
+const ORPHAN_AFTER_MS = 5 * 60_000;
+
+/** What a step's tokens cost the app of `dataApp` (nothing for test data). */
+export async function creditsFor(ctx: AppContext, dataApp: string, provider: string, model: string, usage: TokenUsage): Promise<number> {
+  if (isTestData(dataApp)) return 0;
+  const app = (await ctx.repos.apps.peek(baseAppId(dataApp))).state;
+  return tokenCredits(priceOf([app.prices, ctx.prices ?? {}], provider, model), usage);
+}
+
+/** Tokens as limits count them: what went in and what came out. */
+export const tokensOf = (job: Pick<JobState, "usage">): number => job.usage.prompt_tokens + job.usage.completion_tokens;
+
+async function limitsOf(ctx: AppContext, dataApp: string) {
+  return (await ctx.repos.apps.peek(baseAppId(dataApp))).state.limits;
+}
+
+const systemMeta = (appId: string, jobId: string): CommandMetadata => ({ appId, correlationId: jobId, actor: "system:billing" });
+
+/**
+ * Reserves for a new job in every pool that limits it; returns the budgets taken (none when no limit
+ * applies). Throws UsageLimitError when a pool has no room, after giving back what it took.
+ */
+export async function reserveJob(ctx: AppContext, payer: Payer, jobId: string, meta: CommandMetadata): Promise<string[]> {
+  if (isTestData(payer.appId)) return [];
+  const limits = await limitsOf(ctx, payer.appId);
+  const pools = poolsOf(limits, { ...payer, appId: baseAppId(payer.appId) }, meta.now ?? Date.now());
+  if (pools.length === 0) return [];
+  const amount: Amounts = limits?.reservation ?? DEFAULT_RESERVATION;
+  const taken: string[] = [];
+  try {
+    for (const pool of pools) {
+      await withHealing(ctx, pool.budget_id, () => ctx.repos.budgets.handle(pool.budget_id, { type: "Reserve", pool, job_id: jobId, amount, at: meta.now ?? Date.now() }, { ...meta, correlationId: jobId }));
+      taken.push(pool.budget_id);
+    }
+  } catch (err) {
+    await releaseJob(ctx, taken, jobId, meta.appId);
+    throw err;
+  }
+  return taken;
+}
+
+/** Gives back a job's reservations when the request that took them wrote no job after all. */
+export async function releaseJob(ctx: AppContext, budgets: readonly string[], jobId: string, appId: string): Promise<void> {
+  for (const id of budgets) {
+    await ctx.repos.budgets.handle(id, { type: "Settle", budget_id: id, job_id: jobId, spent: { credits: 0, tokens: 0 } }, systemMeta(appId, jobId)).catch((err) => {
+      ctx.logger.warn("could not release a usage reservation", { budget: id, job_id: jobId, error: err as Error });
+    });
+  }
+}
+
+/**
+ * Before a job's next model step: every pool it draws from must have room for what it has spent plus
+ * one reservation more. Throws UsageLimitError when one has not.
+ */
+export async function coverNextStep(ctx: AppContext, jobId: string, job: JobState): Promise<void> {
+  const budgets = job.queued?.budgets ?? [];
+  if (budgets.length === 0) return;
+  const limits = await limitsOf(ctx, appOfBudget(budgets[0]!));
+  const unit = limits?.reservation ?? DEFAULT_RESERVATION;
+  const to: Amounts = { credits: job.credits + unit.credits, tokens: tokensOf(job) + unit.tokens };
+  for (const id of budgets) {
+    const pool = poolOf(limits, id);
+    if (!pool) continue; // that limit was removed since the job was accepted
+    await withHealing(ctx, id, () => ctx.repos.budgets.handle(id, { type: "Extend", pool, job_id: jobId, to, at: Date.now() }, systemMeta(appOfBudget(id), jobId)));
+  }
+}
+
+/** The job ended: each of its pools gets what it really spent. Idempotent; a job not ended is left alone. */
+export async function settleJob(ctx: AppContext, jobId: string): Promise<void> {
+  const { state: job } = await ctx.repos.jobs.load(jobId);
+  const budgets = job.queued?.budgets ?? [];
+  if (budgets.length === 0 || !TERMINAL.has(job.status as never)) return;
+  const spent: Amounts = { credits: job.credits, tokens: tokensOf(job) };
+  for (const id of budgets) {
+    await ctx.repos.budgets.handle(id, { type: "Settle", budget_id: id, job_id: jobId, spent }, systemMeta(appOfBudget(id), jobId));
+  }
+}
+
+/**
+ * Runs a budget decision; when it is refused, first settles the pool's holders whose jobs have ended
+ * without being settled (their process stopped in between) and decides once more. Ends are normally
+ * settled as they happen (the turn coordinator); this repairs what a crash left behind, only when it
+ * matters, without a sweep.
+ */
+async function withHealing<T>(ctx: AppContext, budgetId: string, decide: () => Promise<T>): Promise<T> {
+  try {
+    return await decide();
+  } catch (err) {
+    if (!(err instanceof UsageLimitError)) throw err;
+    const { state } = await ctx.repos.budgets.load(budgetId);
+    let healed = 0;
+    for (const jobId of Object.keys(state.held).slice(0, HEAL_CHECKS)) {
+      const { state: job } = await ctx.repos.jobs.peek(jobId);
+      if (job.status === "none" ? Date.now() - state.held[jobId]!.at < ORPHAN_AFTER_MS : !TERMINAL.has(job.status as never)) continue;
+      if (job.status === "none") await releaseJob(ctx, [budgetId], jobId, appOfBudget(budgetId));
+      else await settleJob(ctx, jobId);
+      healed++;
+    }
+    if (healed === 0) throw err;
+    return decide();
+  }
+}
