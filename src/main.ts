@@ -99,7 +99,8 @@ export async function startServer(
     idempotencyClaimTtlMs: config.idempotencyClaimTtlMs, sse: config.sse,
     outbound: { privateAllowlist: config.toolPrivateAllowlist },
     running: { isRunning: () => false, abort: () => {} }, secrets, prices: config.prices,
-    connections: new ConnectionProviders(secrets, { stallTimeoutMs: config.llm.stallTimeoutMs, maxAttempts: config.llm.maxAttempts }),
+    connections: new ConnectionProviders(secrets, { stallTimeoutMs: config.llm.stallTimeoutMs, maxAttempts: config.llm.maxAttempts },
+      { provider: config.llm.provider, baseUrl: config.llm.baseUrl, model: config.llm.model }),
   } as Omit<AppContext, "turns"> as AppContext;
   ctx.turns = new TurnCoordinator(ctx, logger.child({ component: "turns" }));
   let reconcileTimer: ReturnType<typeof setInterval> | undefined;

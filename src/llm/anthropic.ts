@@ -10,6 +10,8 @@ export interface AnthropicOptions {
   apiKey: string;
   baseURL?: string;
   defaultModel?: string;
+  /** Extra headers sent with every request (a connection's `headers`). */
+  headers?: Record<string, string>;
 }
 
 type Block = { type: "text"; text: string } | { type: "tool_use"; id: string; name: string; input: unknown } | { type: "tool_result"; tool_use_id: string; content: string };
@@ -21,7 +23,10 @@ export class AnthropicProvider implements LlmProvider {
 
   constructor(options: AnthropicOptions) {
     this.defaultModel = options.defaultModel ?? "claude-sonnet-5-5";
-    this.client = new Anthropic({ apiKey: options.apiKey, baseURL: options.baseURL, maxRetries: 0, timeout: 10 * 60_000 });
+    this.client = new Anthropic({
+      apiKey: options.apiKey, baseURL: options.baseURL, maxRetries: 0, timeout: 10 * 60_000,
+      ...(options.headers && Object.keys(options.headers).length ? { defaultHeaders: options.headers } : {}),
+    });
   }
 
   async *stream(request: LlmRequest): AsyncIterable<LlmChunk> {

@@ -14,6 +14,8 @@ export interface OpenAiOptions {
   defaultModel?: string;
   /** "openai" for OpenAI itself; another name for a compatible endpoint. */
   name?: string;
+  /** Extra headers sent with every request (a connection's `headers`). */
+  headers?: Record<string, string>;
 }
 
 export class OpenAiProvider implements LlmProvider {
@@ -24,7 +26,10 @@ export class OpenAiProvider implements LlmProvider {
   constructor(options: OpenAiOptions) {
     this.name = options.name ?? "openai";
     this.defaultModel = options.defaultModel ?? "gpt-5-mini";
-    this.client = new OpenAI({ apiKey: options.apiKey, baseURL: options.baseURL, maxRetries: 0, timeout: 10 * 60_000 });
+    this.client = new OpenAI({
+      apiKey: options.apiKey, baseURL: options.baseURL, maxRetries: 0, timeout: 10 * 60_000,
+      ...(options.headers && Object.keys(options.headers).length ? { defaultHeaders: options.headers } : {}),
+    });
   }
 
   async *stream(request: LlmRequest): AsyncIterable<LlmChunk> {

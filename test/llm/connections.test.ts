@@ -41,7 +41,9 @@ async function appWith(name: string, connection: Record<string, unknown>) {
 test("two apps on different providers each run a turn with their own key", async () => {
   const a = await appWith("On OpenAI", { provider: "openai", base_url: openai.baseURL, api_key: "sk-app-a-0000001234", default_model: "gpt-a" });
   const b = await appWith("On Anthropic", { provider: "anthropic", base_url: anthropic.baseURL.replace(/\/v1$/, ""), api_key: "sk-app-b-0000005678", default_model: "claude-b" });
-  expect(a.view).toEqual({ name: "main", object: "connection", provider: "openai", base_url: openai.baseURL, default_model: "gpt-a", has_key: true, last4: "1234" });
+  expect(a.view).toEqual({
+    name: "main", object: "connection", provider: "openai", base_url: openai.baseURL, default_model: "gpt-a", has_key: true, last4: "1234", headers: [], oauth: null,
+  });
   for (const [who, side, wire] of [["a", a, openai], ["b", b, anthropic]] as const) {
     const agent = await side.client.post("/v1/agents", { name: `agent ${who}`, approval: "never", model: { connection: "main" } });
     expect(agent.status).toBe(201);
@@ -93,3 +95,57 @@ test("a provider refusing a connection's key fails the job with provider_auth_fa
   expect(JSON.stringify(turn.body)).not.toContain("sk-app-d-wrong");
 });
 
+
+test("a connection's headers reach the provider on both wire formats; their values are never shown", async () => {
+  const headers = { "OpenAI-Organization": "org-hdr-0042", "X-Gateway-Key": "gw-secret-value-9876" };
+  const e = await appWith("With headers", { provider: "openai", base_url: openai.baseURL, api_key: "sk-app-e-0000004242", headers });
+  const f = await appWith("Anthropic with headers", {
+    provider: "anthropic", base_url: anthropic.baseURL.replace(/\/v1$/, ""), api_key: "sk-app-f-0000004343", headers: { "anthropic-beta": "tools-2099", "X-Gateway-Key": "gw-secret-anthropic-5555" },
+  });
+  expect(e.view.headers).toEqual(["OpenAI-Organization", "X-Gateway-Key"]);
+  const shown = JSON.stringify([e.view, f.view, (await root.get(`/v1/apps/${e.app.id}/connections/main`, bearer)).body, (await root.get(`/v1/apps/${f.app.id}/connections`, bearer)).body]);
+  expect(shown).not.toContain("gw-secret");
+  expect(shown).not.toContain("org-hdr-0042");
+  for (const [side, wire, sentHeaders] of [[e, openai, headers], [f, anthropic, { "anthropic-beta": "tools-2099", "x-gateway-key": "gw-secret-anthropic-5555" }]] as const) {
+    const agent = (await side.client.post("/v1/agents", { name: "h", approval: "never", model: { connection: "main" } })).body.id;
+    const sid = (await side.client.post("/v1/sessions", { user_id: "u", agent_id: agent })).body.id;
+    const before = wire.requests.length;
+    expect((await side.client.post(`/v1/sessions/${sid}/messages`, { content: "hi", wait: true })).body.status).toBe("completed");
+    const sent = wire.requests.slice(before)[0]!.headers;
+    for (const [name, value] of Object.entries(sentHeaders)) expect(sent.get(name)).toBe(value);
+    // The key is still the connection's: a header never replaces it.
+    expect(sent.get("authorization") ?? sent.get("x-api-key") ?? "").toContain(side === e ? "sk-app-e-0000004242" : "sk-app-f-0000004343");
+  }
+  // Stored sealed: the app's event holds the names, never the values.
+  const events: string[] = [];
+  for await (const ev of server.ctx.store.readStream(`app-${e.app.id}`)) events.push(JSON.stringify(ev.data));
+  expect(events.join("\n")).toContain("X-Gateway-Key");
+  expect(events.join("\n")).not.toContain("gw-secret-value-9876");
+});
+
+test("credential, framing and malformed headers are refused with a 400 naming headers; oauth.token_url follows base_url's rule", async () => {
+  const app = (await root.post("/v1/apps", { name: "Refusals" }, bearer)).body;
+  const put = (body: Record<string, unknown>) => fetch(`${server.url}/v1/apps/${app.id}/connections/main`, {
+    method: "PUT", headers: { ...bearer, "content-type": "application/json" }, body: JSON.stringify({ provider: "openai", base_url: openai.baseURL, ...body }),
+  }).then(async (r) => ({ status: r.status, body: (await r.json()) as any }));
+  for (const bad of [
+    { Authorization: "Bearer x" }, { "x-api-key": "k" }, { Host: "evil.example" }, { "Content-Length": "1" }, { "Transfer-Encoding": "chunked" },
+    { "Proxy-Authorization": "x" }, { "bad name": "v" }, { "X-Ok": "line\r\nX-Injected: 1" }, { "X-Empty": "" },
+    Object.fromEntries(Array.from({ length: 21 }, (_, i) => [`X-H${i}`, "v"])),
+  ]) {
+    const res = await put({ headers: bad });
+    expect({ status: res.status, code: res.body.error.code, param: res.body.error.details.param }).toEqual({ status: 400, code: "invalid_request", param: "headers" });
+  }
+  const notString = await put({ headers: { "X-Number": 5 } });
+  expect({ status: notString.status, param: notString.body.error.details.param }).toEqual({ status: 400, param: "headers.X-Number" });
+  // Classified, never contacted: a private token endpoint outside the allow-list is refused.
+  const internal = await put({ oauth: { token_url: "http://10.1.2.3/token" } });
+  expect({ status: internal.status, param: internal.body.error.details.param }).toEqual({ status: 400, param: "oauth.token_url" });
+  const notUrl = await put({ oauth: { token_url: "ftp://example.com/token" } });
+  expect(notUrl.status).toBe(400);
+  const ok = await put({ oauth: { token_url: `${openai.baseURL}/token`, client_id: "cid", client_secret: "client-secret-never-shown-77" }, headers: { "X-Ok": "fine" } });
+  expect(ok.status).toBe(200);
+  expect(ok.body.oauth).toEqual({ token_url: `${openai.baseURL}/token`, client_id: "cid", has_client_secret: true });
+  expect(JSON.stringify(ok.body)).not.toContain("client-secret-never-shown");
+  expect((await root.get(`/v1/apps/${app.id}/connections`, bearer)).body.data).toEqual([ok.body]);
+});

@@ -35,7 +35,12 @@ export interface WireServer {
 
 const enc = new TextEncoder();
 
-function serve(format: "openai" | "anthropic"): WireServer {
+export interface WireOptions {
+  /** Checks each request's credentials (its headers); a refused request is answered 401, as a provider would. */
+  authorize?: (headers: Headers) => boolean;
+}
+
+function serve(format: "openai" | "anthropic", options: WireOptions = {}): WireServer {
   const queue: Script[] = [];
   let gate: Promise<void> | null = null;
   const requests: WireServer["requests"] = [];
@@ -49,6 +54,9 @@ function serve(format: "openai" | "anthropic"): WireServer {
       const body = (await req.json().catch(() => null)) as any;
       requests.push({ path: url.pathname, headers: new Headers(req.headers), body });
       if (gate) await gate;
+      if (options.authorize && !options.authorize(req.headers)) {
+        return Response.json({ error: { message: "Incorrect API key provided", type: "invalid_request_error", code: "invalid_api_key" } }, { status: 401 });
+      }
       const item = queue.shift() ?? { kind: "text", chunks: ["Hello", " from the wire server."], usage: { prompt: 10, completion: 5 } };
       if (item.kind === "status") {
         return new Response(item.body ?? JSON.stringify({ error: { message: "secret upstream detail", type: "error" } }), {
@@ -97,8 +105,8 @@ function serve(format: "openai" | "anthropic"): WireServer {
   };
 }
 
-export const startOpenAiWireServer = () => serve("openai");
-export const startAnthropicWireServer = () => serve("anthropic");
+export const startOpenAiWireServer = (options?: WireOptions) => serve("openai", options);
+export const startAnthropicWireServer = (options?: WireOptions) => serve("anthropic", options);
 
 function openAiEvents(item: Exclude<Script, { kind: "status" }>, model: string): { frames: string[] } {
   const base = { id: "chatcmpl-test", object: "chat.completion.chunk", created: 1_700_000_000, model };

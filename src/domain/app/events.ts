@@ -36,6 +36,16 @@ export const ConnectionFields = {
   /** The provider key, sealed by the secret box under the app (never in clear); null for keyless endpoints. */
   api_key: Nullable(Type.String()),
   default_model: Nullable(Type.String()),
+  /**
+   * Extra request headers sent to the provider (an organisation id, a gateway's key): names in clear,
+   * values sealed like `api_key`. Absent in connections made before headers.
+   */
+  headers: Type.Optional(Type.Record(Type.String(), Type.String())),
+  /**
+   * Where end users' OAuth credentials (BYOS) are refreshed for agents on this connection; absent or
+   * null for none. `client_secret` is sealed like `api_key`.
+   */
+  oauth: Type.Optional(Nullable(Type.Object({ token_url: Type.String(), client_id: Nullable(Type.String()), client_secret: Nullable(Type.String()) }))),
 };
 
 /** One budget's rate limits, requests a minute: 0 for none, null for the server's default. */

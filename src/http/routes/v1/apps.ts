@@ -20,6 +20,7 @@ import { IdParam, metaOf, type ResponseSet } from "./common.ts";
 import { v1Models } from "./models.ts";
 import type { ManagementPrincipal } from "../../../auth/management.ts";
 import type { KeyUsage } from "../../../app/keyUsage.ts";
+import { checkConnectionHeaders, sealConnectionHeaders } from "../../../llm/connectionHeaders.ts";
 
 
 export interface AppRoutesDeps {
@@ -78,6 +79,10 @@ const ConnectionView = t.Object({
   name: t.String(), object: t.Literal("connection"), provider: t.Union([t.Literal("openai"), t.Literal("anthropic"), t.Literal("openai_compatible")]),
   base_url: t.Union([t.String(), t.Null()]), default_model: t.Union([t.String(), t.Null()]),
   has_key: t.Boolean(), last4: t.Union([t.String(), t.Null()], { description: "The key's last 4 characters (long keys only); the key itself is never shown" }),
+  headers: t.Array(t.String(), { description: "The names of the extra headers sent to the provider; their values are never shown" }),
+  oauth: t.Union([t.Object({ token_url: t.String(), client_id: t.Union([t.String(), t.Null()]), has_client_secret: t.Boolean() }), t.Null()], {
+    description: "Where end users' OAuth credentials are refreshed (BYOS); the client secret is never shown",
+  }),
 });
 const ConnectionList = t.Object({ data: t.Array(ConnectionView) });
 const ConnectionRemoved = t.Object({ name: t.String(), object: t.Literal("connection"), deleted: t.Literal(true) });
@@ -96,18 +101,20 @@ const KeyBody = t.Object({
 const connectionView = (c: Connection, key: string | null) => ({
   name: c.name, object: "connection" as const, provider: c.provider, base_url: c.base_url, default_model: c.default_model,
   has_key: c.api_key !== null, last4: key !== null && key.length >= 12 ? key.slice(-4) : null,
+  headers: Object.keys(c.headers ?? {}),
+  oauth: c.oauth ? { token_url: c.oauth.token_url, client_id: c.oauth.client_id, has_client_secret: c.oauth.client_secret !== null } : null,
 });
 
 /**
  * 400 unless `url`'s host resolves only to public addresses (or is allowed privately, as for HTTP
  * tools): a connection's client calls it from inside the server's network.
  */
-async function requireCallable(url: string, privateAllowlist: readonly string[]): Promise<void> {
+async function requireCallable(url: string, privateAllowlist: readonly string[], param = "base_url"): Promise<void> {
   let parsed: URL;
   try {
     parsed = new URL(url);
   } catch {
-    throw new ValidationError("base_url is not a URL", { param: "base_url" });
+    throw new ValidationError(`${param} is not a URL`, { param });
   }
   const host = parsed.hostname.replace(/^\[|\]$/g, "");
   const allowPrivate = allowedPrivately({ privateAllowlist }, parsed);
@@ -115,11 +122,11 @@ async function requireCallable(url: string, privateAllowlist: readonly string[])
   const resolved = lookup(host, { all: true }).then((r) => r.map((a) => a.address)).catch(() => [] as string[]);
   const addresses = isIpAddress(host) ? [host] : await Promise.race([resolved, Bun.sleep(3000).then(() => [] as string[])]);
   const refusal = refusalFor(host, addresses, allowPrivate);
-  if (refusal) throw new ValidationError(`base_url cannot be used: ${refusal}`, { param: "base_url" });
+  if (refusal) throw new ValidationError(`${param} cannot be used: ${refusal}`, { param });
 }
 
 /** An RFC 3339 date-time whose day exists (`2099-02-30…` is not rolled over into March). */
-function isCalendarDateTime(value: string): boolean {
+export function isCalendarDateTime(value: string): boolean {
   const m = /^(\d{4})-(\d{2})-(\d{2})T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/.exec(value);
   if (!m) return false;
   const [year, month, day] = [Number(m[1]), Number(m[2]), Number(m[3])];
@@ -278,10 +285,18 @@ export const appRoutes = ({ ctx, directory, principalOf, usage }: AppRoutesDeps)
       const baseUrl = body.base_url ?? null;
       if (baseUrl !== null) await requireCallable(baseUrl, ctx.outbound?.privateAllowlist ?? []);
       if (body.provider === "openai_compatible" && baseUrl === null) throw new ValidationError("An openai_compatible connection needs base_url", { param: "base_url" });
-      const connection = {
+      const headers = body.headers ?? {};
+      checkConnectionHeaders(headers);
+      if (body.oauth) await requireCallable(body.oauth.token_url, ctx.outbound?.privateAllowlist ?? [], "oauth.token_url");
+      const connection: Connection = {
         name: params.name, provider: body.provider, base_url: baseUrl, default_model: body.default_model ?? null,
         // Write-only: sealed for the app before it is decided, so no event ever holds it in clear.
         api_key: body.api_key ? await ctx.secrets.seal(params.app_id, body.api_key) : null,
+        ...(Object.keys(headers).length ? { headers: await sealConnectionHeaders(ctx.secrets, params.app_id, headers) } : {}),
+        ...(body.oauth ? { oauth: {
+          token_url: body.oauth.token_url, client_id: body.oauth.client_id ?? null,
+          client_secret: body.oauth.client_secret ? await ctx.secrets.seal(params.app_id, body.oauth.client_secret) : null,
+        } } : {}),
       };
       const r = await ctx.repos.apps.handle(params.app_id, { type: "SetConnection", connection }, meta(request, principal, params.app_id));
       await settle(r.position);
@@ -293,6 +308,15 @@ export const appRoutes = ({ ctx, directory, principalOf, usage }: AppRoutesDeps)
         base_url: t.Optional(t.String({ pattern: "^https?://", maxLength: 2048 })),
         api_key: t.Optional(t.String({ minLength: 1, maxLength: 4096, description: "Write-only: stored sealed, never shown again" })),
         default_model: t.Optional(t.String({ minLength: 1, maxLength: 200 })),
+        headers: t.Optional(t.Record(t.String(), t.String({ maxLength: 4096 }), {
+          description: "Extra headers sent with every request to the provider (an organisation, a gateway's key). Write-only values, stored sealed; " +
+            "credential and framing headers (Authorization, x-api-key, Host, Content-Length, …) are refused.",
+        })),
+        oauth: t.Optional(t.Object({
+          token_url: t.String({ pattern: "^https?://", maxLength: 2048, description: "The OAuth 2.0 token endpoint end users' refresh tokens are sent to" }),
+          client_id: t.Optional(t.String({ minLength: 1, maxLength: 500 })),
+          client_secret: t.Optional(t.String({ minLength: 1, maxLength: 4096, description: "Write-only: stored sealed, never shown again" })),
+        }, { description: "For agents billed to their end users (BYOS): how those users' OAuth credentials are refreshed" })),
       }),
       detail: { summary: "Create or replace a model connection (admins); agents name it in model.connection" },
     })
