@@ -21,7 +21,7 @@ const KEY = "bench-key-0123456789abcdef";
  * from a client in its own process (bench/loadClient.ts): in this process the client's work would
  * share the server's one JS thread and be counted against it.
  */
-async function throughput(url: string, count: number, concurrency: number, headers: Record<string, string> = {}): Promise<number> {
+export async function throughput(url: string, count: number, concurrency: number, headers: Record<string, string> = {}): Promise<number> {
   const client = Bun.spawn(["bun", join(import.meta.dir, "loadClient.ts"), url, String(count), String(concurrency), ...Object.entries(headers).map(([k, v]) => `${k}:${v}`)], {
     stdout: "pipe", stderr: "inherit",
   });

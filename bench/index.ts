@@ -1,11 +1,12 @@
 /**
  * `bun run bench` — every figure next to a baseline measured in the same run.
  * `bun run bench --quick` runs smaller counts (a smoke test, not figures to publish).
- * `bun run bench sse [api …]` runs only the named groups: eventstore, api, queue, turns, sse.
+ * `bun run bench sse [api …]` runs only the named groups: eventstore, api, queue, turns, sse, ratelimit.
  */
 import { apiBenchmarks } from "./api.ts";
 import { eventStoreBenchmarks } from "./eventstore.ts";
 import { queueBenchmarks } from "./queue.ts";
+import { rateLimitBenchmarks } from "./ratelimit.ts";
 import { sseBenchmarks } from "./sse.ts";
 import { turnBenchmarks } from "./turns.ts";
 import { printTable, type Result } from "./lib.ts";
@@ -14,6 +15,7 @@ import { cpus, totalmem } from "node:os";
 const quick = process.argv.includes("--quick");
 const groups: Record<string, (quick: boolean) => Promise<Result[]>> = {
   eventstore: eventStoreBenchmarks, api: apiBenchmarks, queue: queueBenchmarks, turns: turnBenchmarks, sse: sseBenchmarks,
+  ratelimit: rateLimitBenchmarks,
 };
 const named = process.argv.slice(2).filter((a) => !a.startsWith("--"));
 const unknown = named.filter((n) => !(n in groups));
