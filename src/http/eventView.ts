@@ -11,6 +11,7 @@
 import { Type, type TSchema } from "@sinclair/typebox";
 import { occurredAt } from "../core/eventContract.ts";
 import { domainEvents, DOMAIN_EVENTS, type AnyDomainEvent } from "../domain/catalog.ts";
+import { JOB_EVENTS } from "../domain/job/events.ts";
 import { StreamNotFoundError } from "../eventstore/errors.ts";
 import type { EventStore, RecordedEvent } from "../eventstore/port.ts";
 import type { StreamTails } from "../app/streamTails.ts";
@@ -69,6 +70,11 @@ function publicPayload(event: AnyDomainEvent): unknown {
       const { runner_id: _, ...shown } = event.data;
       return shown;
     }
+    case "JobQueued": {
+      // The usage-limit pools a job holds (they name its key and user) are the operator's.
+      const { budgets: _, ...shown } = event.data;
+      return shown;
+    }
     default:
       return event.data;
   }
@@ -77,6 +83,7 @@ function publicPayload(event: AnyDomainEvent): unknown {
 /** Public payload schemas per internal type: the internal schema, less the fields publicPayload drops. */
 const PAYLOAD_SCHEMAS: Record<string, TSchema> = {
   ...Object.fromEntries(Object.entries(DOMAIN_EVENTS).map(([type, def]) => [type, def.schema])),
+  JobQueued: Type.Omit(JOB_EVENTS.JobQueued.schema, ["budgets"]),
   JobStarted: Type.Object({
     attempt: Type.Integer({ minimum: 1 }),
     agent_version: Type.Optional(Type.Integer({ minimum: 0, description: "The agent stream's revision the attempt loaded" })),

@@ -5,6 +5,10 @@ import { fold } from "../../src/core/decider.ts";
 import { budgetDecider, committed, type BudgetCommand, type BudgetEvent, type BudgetState } from "../../src/domain/billing/budget.ts";
 import { keyIdOfActor, NO_LIMITS, poolOf, poolsOf, type Limits } from "../../src/domain/billing/limits.ts";
 import { priceOf, tokenCredits } from "../../src/domain/billing/prices.ts";
+import { ConfigError, loadConfig } from "../../src/config.ts";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 describe("prices", () => {
   const server = { "*": { input: 1, output: 1 }, "gpt-4o": { input: 2_500_000, output: 10_000_000, cached: 1_250_000 } };
@@ -27,6 +31,31 @@ describe("prices", () => {
     expect(tokenCredits({ input: 3, output: 0 }, { prompt_tokens: 1, cached_tokens: 5, completion_tokens: 0 })).toBe(0.000003);
     expect(tokenCredits(null, { prompt_tokens: 1e6, cached_tokens: 0, completion_tokens: 1e6 })).toBe(0);
   });
+});
+
+test("MODEL_PRICES_FILE: the server's table is read at start; a file that is not one stops it, naming the variable", () => {
+  const dir = mkdtempSync(join(tmpdir(), "agentry-prices-"));
+  try {
+    const file = (name: string, text: string) => {
+      writeFileSync(join(dir, name), text);
+      return join(dir, name);
+    };
+    const good = file("good.json", JSON.stringify({ "openai/gpt-4o": { input: 2.5, output: 10, cached: 1.25 }, "*": { input: 1, output: 2 } }));
+    expect(loadConfig({ DATA_DIR: dir, MODEL_PRICES_FILE: good }).prices["*"]).toEqual({ input: 1, output: 2 });
+    expect(loadConfig({ DATA_DIR: dir }).prices).toEqual({});
+    for (const bad of [file("a.json", "{"), file("b.json", JSON.stringify({ m: { input: -1, output: 1 } })), file("c.json", "[]"), join(dir, "missing.json")]) {
+      let thrown: unknown;
+      try {
+        loadConfig({ DATA_DIR: dir, MODEL_PRICES_FILE: bad });
+      } catch (err) {
+        thrown = err;
+      }
+      expect(thrown).toBeInstanceOf(ConfigError);
+      expect((thrown as ConfigError).variable).toBe("MODEL_PRICES_FILE");
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 describe("pools", () => {

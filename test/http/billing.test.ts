@@ -137,6 +137,10 @@ test("50 concurrent runs against a pool that fits exactly 20: exactly 20 run, th
   expect({ accepted: accepted.length, refused: refused.length }).toEqual({ accepted: 20, refused: 30 });
   expect(refused[0]!.body.error).toMatchObject({ code: "usage_limit_exceeded", details: { scope: "app", period: "day", dimension: "credits", limit: 100 } });
   for (const a of accepted) await app.client.waitForStatus(a.body.job_id, ["completed"]);
+  // Clients see each step's credits; which pools a job holds is the operator's business.
+  const events = (await app.client.get(`/v1/jobs/${accepted[0]!.body.job_id}/events?since=0`)).body.events;
+  expect(events.find((e: any) => e.type === "job.queued").payload.budgets).toBeUndefined();
+  expect(events.find((e: any) => e.type === "usage").payload).toMatchObject({ prompt_tokens: 10, completion_tokens: 5, credits: 5 });
 
   // Refused requests stored nothing; the 20 spent the pool exactly, and it stays full once settled.
   const usage = await waitForUsage(app.client, "/v1/usage", (b) => b.totals.credits === 100);
