@@ -7,23 +7,25 @@
  * Each test works with keys of its own (limits of a few a minute, so nothing refills while it runs).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { SignJWT } from "jose";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig } from "../../src/config.ts";
 import { silentLogger } from "../../src/core/logger.ts";
-import { DEFAULT_APP_ID } from "../../src/domain/streams.ts";
+import { appStream, DEFAULT_APP_ID } from "../../src/domain/streams.ts";
 import { isHeavyCall } from "../../src/http/rateLimit.ts";
 import { startServer } from "../../src/main.ts";
 import { api, type Api } from "../support/api.ts";
 import { startTestServer, type TestServer } from "../support/server.ts";
 
 const ROOT = "agr_rate_limit_root_token_0123456789";
+const JWT_SECRET = "rate-limit-management-secret-0123456789abcdef";
 let server: TestServer;
 let root: Api;
 
 beforeAll(async () => {
-  server = await startTestServer({ ADMIN_TOKEN: ROOT, SANDBOX_CHUNK_DELAY_MS: "0", RATE_LIMIT_PER_MINUTE: "5", RATE_LIMIT_HEAVY_PER_MINUTE: "2" });
+  server = await startTestServer({ ADMIN_TOKEN: ROOT, MANAGEMENT_JWT_SECRET: JWT_SECRET, SANDBOX_CHUNK_DELAY_MS: "0", RATE_LIMIT_PER_MINUTE: "5", RATE_LIMIT_HEAVY_PER_MINUTE: "2" });
   root = api(server.url, "");
 });
 afterAll(async () => {
@@ -227,6 +229,13 @@ describe("per-app limits on the management plane", () => {
       configured: { per_key: { requests_per_minute: 3, heavy_per_minute: null }, per_end_user: { requests_per_minute: 7, heavy_per_minute: 1 } },
     });
     expect((await admin.get(`/v1/apps/${appId}/rate_limits`)).body).toEqual(set.body);
+    // On record: an event on the app's stream, naming who set it.
+    const recorded = [];
+    for await (const e of server.ctx.store.readStream(appStream(appId))) if (e.type === "RateLimitsSet") recorded.push(e);
+    expect(recorded.map((e) => e.data)).toEqual([{
+      app_id: appId, per_key: { requests_per_minute: 3, heavy_per_minute: null }, per_end_user: { requests_per_minute: 7, heavy_per_minute: 1 },
+    }]);
+    expect(recorded[0]!.metadata).toMatchObject({ actor: "root:root" });
     const key = await newKey(appId);
     expect((await Promise.all([1, 2, 3, 4].map(() => key.get("/v1/sessions")))).map((r) => r.status).sort()).toEqual([200, 200, 200, 429]);
     const user = await newKey(appId, { user_id: "erin" });
@@ -269,6 +278,27 @@ describe("per-app limits on the management plane", () => {
     const key = await newKey(appId);
     const asKey = await fetch(`${server.url}/v1/apps/${appId}/rate_limits`, { method: "PUT", headers: { "x-api-key": key.key, "content-type": "application/json" }, body: "{}" });
     expect(asKey.status).toBe(401);
+  });
+
+  test("members read an app's limits; admins change them; neither touches another app's", async () => {
+    const appId = await newApp();
+    const other = await newApp();
+    const token = (role: string, apps: string[]) => new SignJWT({ role, apps }).setProtectedHeader({ alg: "HS256" }).setSubject("ops@example.com")
+      .setIssuedAt().setExpirationTime("5m").sign(new TextEncoder().encode(JWT_SECRET));
+    const as = async (role: string, method: string, id = appId) => {
+      const res = await fetch(`${server.url}/v1/apps/${id}/rate_limits`, {
+        method, headers: { authorization: `Bearer ${await token(role, [appId])}`, "content-type": "application/json" },
+        ...(method === "PUT" ? { body: JSON.stringify({ per_key: { requests_per_minute: 9 } }) } : {}),
+      });
+      return { status: res.status, code: ((await res.json()) as any).error?.code ?? null };
+    };
+    expect(await as("member", "GET")).toEqual({ status: 200, code: null });
+    expect(await as("member", "PUT")).toEqual({ status: 403, code: "permission_denied" });
+    expect(await as("admin", "PUT")).toEqual({ status: 200, code: null });
+    expect(await as("admin", "GET", other)).toEqual({ status: 403, code: "permission_denied" });
+    expect(await as("admin", "PUT", other)).toEqual({ status: 403, code: "permission_denied" });
+    expect((await admin.get(`/v1/apps/${other}/rate_limits`)).body.configured.per_key.requests_per_minute).toBeNull();
+    expect((await admin.get(`/v1/apps/${appId}/rate_limits`)).body.configured.per_key.requests_per_minute).toBe(9);
   });
 
   test("the route is in the OpenAPI document with its model", async () => {
