@@ -192,6 +192,14 @@ test("each end user and each key has its own pool; session messages are limited 
   const bob = (await app.client.post("/v1/sessions", { user_id: "bob", agent_id: app.agent })).body.id;
   expect((await app.client.post(`/v1/sessions/${bob}/messages`, { content: "hi", wait: true })).body.status).toBe("completed");
   // The key's monthly pool saw both users' jobs.
+  // An end user's token reads that user's usage only; the backend may ask for any one user.
+  const token = (await app.client.post("/v1/end-user-tokens", { user_id: "ann" })).body.token;
+  const asAnn = { authorization: `Bearer ${token}` };
+  const annClient = api(server.url, "");
+  const annUsage = await waitForUsage(app.client, "/v1/usage?user_id=ann", (b) => b.totals.jobs === 1);
+  expect((await annClient.get("/v1/usage?group_by=user", asAnn)).body).toMatchObject({ user_id: "ann", data: [{ user_id: "ann", jobs: 1 }], totals: annUsage.body.totals });
+  expect((await annClient.get("/v1/usage?user_id=bob", asAnn)).body.error.code).toBe("permission_denied");
+  expect((await app.client.get("/v1/usage?user_id=bob")).body).toMatchObject({ user_id: "bob", data: [{ jobs: 1 }] });
   const keyPool = `${app.id}:key:${app.keyId}:${new Date().toISOString().slice(0, 7)}`;
   await waitFor(async () => Object.keys((await server.ctx.repos.budgets.load(keyPool)).state.held).length === 0);
   expect((await server.ctx.repos.budgets.load(keyPool)).state.spent).toEqual({ credits: 10, tokens: 30 });

@@ -34,6 +34,13 @@
  *   victim's data, not a leak); its writes are 403 insufficient_scope.
  * - Authentication, suspension and scope are checked before body validation (docs/api.md: "The API key
  *   is checked before anything else"), so no refused caller may see a 400: none is tolerated.
+ * - An end user's credential routes (/v1/users/{user_id}/credentials/{provider}) name a user, not a
+ *   resource of the victim's: a test key or another app reaches that user id in its own partition (2xx,
+ *   leak-checked), a key limited to another agent is not concerned (they name no agent), and another
+ *   user is refused (403 permission_denied). Their answers are a status holding nothing of the victim's
+ *   fixtures, so the control below ("the victim's own reads show its data") does not apply to them.
+ * - The usage report (GET /v1/usage) is asked by agent, for the victim's user: another user is refused;
+ *   a test key, another app and a key limited to another agent see reports that hold none of it.
  * - "Allowed" is a 2xx, or one of the documented 409s that say nothing about access
  *   (job_not_awaiting_approval, job_finished, session_busy).
  *
@@ -183,6 +190,9 @@ const isRead = (r: Route) => r.method === "GET";
 /** Changes the resource for good (or its job's course): run last, on fresh fixtures for allowed callers. */
 const isStateChanging = (r: Route) => r.method === "DELETE" || /\/(approve|reject|cancel)$/.test(r.path);
 const isAgentRoute = (r: Route) => r.path === "/v1/agents" || r.path.startsWith("/v1/agents/");
+const isUserRoute = (r: Route) => r.path.startsWith("/v1/users/");
+/** Path parameters that are not fixtures: the victim's user, and a provider kind. */
+const PATH_VALUES: Record<string, string> = { user_id: VICTIM_USER, provider: "openai" };
 
 /** Bodies the schema alone does not give: PATCHes need one field to change (a no-op value here). */
 const BODY_OVERRIDES: Record<string, Record<string, unknown>> = {
@@ -192,6 +202,7 @@ const BODY_OVERRIDES: Record<string, Record<string, unknown>> = {
   "PUT /v1/agents/{agent_id}/prompt": { system_prompt: CONTENT.prompt },
   // Holds the request until the turn is over, so the next allowed caller does not find the session busy.
   "POST /v1/sessions/{session_id}/messages": { wait: true },
+  "PUT /v1/users/{user_id}/credentials/{provider}": { api_key: "sk-matrix-credential-0000" },
 };
 
 /** A value for one schema property, chosen by its name first (ids from the fixtures), then by its type. */
@@ -229,6 +240,8 @@ function queryFor(r: Route): string {
   const q = new URLSearchParams();
   if (names.has("user_id")) q.set("user_id", VICTIM_USER);
   if (names.has("since")) q.set("since", "0");
+  // The usage report by agent names the victim's agent: its own reads show it, everyone else's must not.
+  if (names.has("group_by")) q.set("group_by", "agent");
   return q.size ? `?${q}` : "";
 }
 
@@ -254,6 +267,7 @@ function expected(r: Route, caller: CallerName): Expectation {
       return isRead(r) ? allowed : refuse(403, "insufficient_scope");
     case "testKey":
     case "otherApp":
+      if (isUserRoute(r)) return allowed;
       // By id: the victim's resource does not exist for them. Creating with the victim's agent: neither.
       // Lists, and creates naming no victim resource, work in their own partition (leak-checked).
       if (byId) return refuse(404, NOT_FOUND);
@@ -267,6 +281,7 @@ function expected(r: Route, caller: CallerName): Expectation {
       return caller === "rightUser" ? allowed : refuse(403, "permission_denied");
     }
     case "otherAgentOnly":
+      if (isUserRoute(r)) return allowed;
       // Everything of the victim's agent is refused; lists and agent-free creates work, showing none of it.
       if (byId || bodyNames(r, "agent_id")) return refuse(403, "agent_not_allowed");
       return allowed;
@@ -288,7 +303,7 @@ async function freshFixtures(): Promise<Fixtures> {
 interface Outcome { status: number; code: string | null; text: string; headerText: string }
 
 async function call(r: Route, caller: CallerName, f: Fixtures): Promise<{ url: string; body: unknown; out: Outcome }> {
-  const url = r.path.replace(PATH_PARAM, (_, name: string) => f[name as keyof Fixtures] ?? `unfilled_${name}`) + queryFor(r);
+  const url = r.path.replace(PATH_PARAM, (_, name: string) => f[name as keyof Fixtures] ?? PATH_VALUES[name] ?? `unfilled_${name}`) + queryFor(r);
   const body = bodyFor(r, f);
   const res = await fetch(server.url + url, {
     method: r.method,
@@ -310,7 +325,7 @@ async function call(r: Route, caller: CallerName, f: Fixtures): Promise<{ url: s
 
 test("every data-plane route, as every caller: the expected status, and no answer carries the victim's ids or content", async () => {
   expect(routes.length).toBeGreaterThan(20);
-  for (const p of paramsOf(routes.map((r) => r.path).join(" "))) expect(["session_id", "job_id", "run_id", "agent_id"]).toContain(p);
+  for (const p of paramsOf(routes.map((r) => r.path).join(" "))) expect(["session_id", "job_id", "run_id", "agent_id", ...Object.keys(PATH_VALUES)]).toContain(p);
   // State-changing routes last; within them, refused callers first (on the main fixtures), allowed ones on fresh fixtures.
   const ordered = [...routes.filter((r) => !isStateChanging(r)), ...routes.filter(isStateChanging)];
   const failures: string[] = [];
@@ -335,7 +350,7 @@ test("every data-plane route, as every caller: the expected status, and no answe
         if (out.status !== want.status || !codeOk) failures.push(`${cell}: expected ${want.status} ${want.code}, got ${got} ${out.text.slice(0, 200)}`);
       }
       // A control: the victim's own reads do reach its data, so "shows none of it" elsewhere means something.
-      if (VICTIM_SELF.has(caller) && isRead(r) && !isStream(r) && !secrets.some((s) => out.text.includes(s))) {
+      if (VICTIM_SELF.has(caller) && isRead(r) && !isStream(r) && !isUserRoute(r) && !secrets.some((s) => out.text.includes(s))) {
         failures.push(`${cell}: allowed, but the answer shows nothing of the victim's: ${out.text.slice(0, 200)}`);
       }
       // Leaks: a caller that is not the victim itself, and not the victim app's read-only key reading, sees nothing of the

@@ -9,6 +9,7 @@ import { ValidationError } from "../../../core/errors.ts";
 import { USAGE_GROUPS, usageReport, type UsageFilter, type UsageGroup, type UsageRow } from "../../../../projections/usage/index.ts";
 import type { Database } from "bun:sqlite";
 import { callerContext, type ResponseSet, type V1Deps } from "./common.ts";
+import { requireUser } from "../../../app/access.ts";
 
 const DAY = /^\d{4}-\d{2}-\d{2}$/;
 const MAX_DAYS = 366;
@@ -19,6 +20,7 @@ export const UsageQuery = {
   to: t.Optional(t.String({ pattern: DAY.source, description: "Last UTC day, inclusive, YYYY-MM-DD (default: today)" })),
   group_by: t.Optional(t.Union(USAGE_GROUPS.map((g) => t.Literal(g)), { description: "day (default), user, agent or key" })),
   format: t.Optional(t.Union([t.Literal("json"), t.Literal("csv")], { description: "json (default) or csv" })),
+  user_id: t.Optional(t.String({ minLength: 1, maxLength: 200, description: "Only this end user's usage" })),
 };
 
 export const UsageQueryObject = t.Object(UsageQuery, { additionalProperties: false });
@@ -30,6 +32,7 @@ const Totals = {
 
 export const UsageReport = t.Object({
   object: t.Literal("usage"), from: t.String(), to: t.String(), group_by: t.String(),
+  user_id: t.Union([t.String(), t.Null()], { description: "The end user the report is limited to, if any" }),
   data: t.Array(t.Object({
     day: t.Optional(t.String()), user_id: t.Optional(t.String()), agent_id: t.Optional(t.String()), key_id: t.Optional(t.Union([t.String(), t.Null()])),
     ...Totals,
@@ -63,7 +66,8 @@ export function usageAnswer(
 ) {
   const period = periodOf(query);
   const groupBy = query.group_by ?? "day";
-  const rows = usageReport(db, { ...filter, ...period }, groupBy);
+  const userId = query.user_id ?? filter.userId;
+  const rows = usageReport(db, { ...filter, ...(userId !== undefined ? { userId } : {}), ...period }, groupBy);
   const field = GROUP_FIELD[groupBy];
   const data = rows.map(({ group, ...numbers }) => ({ [field]: groupBy === "key" && group === "" ? null : group, ...numbers }));
   if (query.format === "csv") {
@@ -71,7 +75,7 @@ export function usageAnswer(
     set.headers["content-disposition"] = `attachment; filename="usage-${period.from}-${period.to}-by-${groupBy}.csv"`;
     return csvOf(field, rows);
   }
-  return { object: "usage" as const, ...period, group_by: groupBy, data, totals: totalsOf(rows) };
+  return { object: "usage" as const, ...period, group_by: groupBy, user_id: userId ?? null, data, totals: totalsOf(rows) };
 }
 
 function totalsOf(rows: readonly UsageRow[]) {
@@ -100,11 +104,15 @@ export const usageRoutes = (deps: V1Deps) =>
   new Elysia({ name: "agentry.v1.usage", prefix: "/v1/usage", detail: { tags: ["Usage"] } })
     .use(callerContext(deps))
     .model({ UsageReport })
-    .get("", ({ ctx, query, set }) => usageAnswer(ctx.db, {
-      appId: ctx.appId,
-      ...(ctx.actingUser ? { userId: ctx.actingUser } : {}),
-      ...(ctx.allowedAgents ? { agentIds: ctx.allowedAgents } : {}),
-    }, query, set), {
+    .get("", ({ ctx, query, set }) => {
+      // An end user asks for their own usage only (naming another user is refused, not shown nothing).
+      if (query.user_id !== undefined) requireUser(ctx, query.user_id);
+      return usageAnswer(ctx.db, {
+        appId: ctx.appId,
+        ...(ctx.actingUser ? { userId: ctx.actingUser } : {}),
+        ...(ctx.allowedAgents ? { agentIds: ctx.allowedAgents } : {}),
+      }, query, set);
+    }, {
       query: UsageQueryObject,
       detail: {
         summary: "Tokens and credits used, by day, end user, agent or key (JSON or CSV)",
