@@ -1,7 +1,8 @@
 /**
  * Agents read model: the current configuration of every agent. `system_prompt` is the spec's (the
  * default); `prompt_override` the app's override, if any (the effective prompt is the override, else the
- * default); `prompt_updated_at` when either last changed.
+ * default); `prompt_updated_at` when either last changed. `billing` who pays for its model calls ("app" or
+ * "end_user"; "app" for agents made before it existed).
  */
 import type { Database } from "bun:sqlite";
 import { applyAgentPatch, type AgentEvent, type AgentSpec } from "../../src/domain/agent/agent.ts";
@@ -12,7 +13,7 @@ import { appIdOf, occurredAt } from "../support.ts";
 
 export const agentsProjection: Projection = {
   name: "agents",
-  version: 2,
+  version: 3,
   eventTypes: ["AgentCreated", "AgentUpdated", "AgentPatched", "AgentDeleted", "AgentPromptOverridden", "AgentPromptReverted"],
   tables: ["agents"],
   schema: `
@@ -20,6 +21,7 @@ export const agentsProjection: Projection = {
       id TEXT PRIMARY KEY, app_id TEXT NOT NULL, name TEXT NOT NULL, description TEXT NOT NULL,
       system_prompt TEXT NOT NULL, model TEXT NOT NULL, tools TEXT NOT NULL, approval TEXT NOT NULL,
       output_schema TEXT, deleted INTEGER NOT NULL DEFAULT 0, prompt_override TEXT, prompt_updated_at INTEGER NOT NULL,
+      billing TEXT NOT NULL DEFAULT 'app',
       created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, seq INTEGER NOT NULL
     ) WITHOUT ROWID;
     CREATE INDEX IF NOT EXISTS agents_by_app ON agents(app_id, deleted, seq DESC);
@@ -31,28 +33,29 @@ export const agentsProjection: Projection = {
       case "AgentCreated": {
         const d = event.data;
         db.query(
-          `INSERT OR REPLACE INTO agents (id, app_id, name, description, system_prompt, model, tools, approval, output_schema, deleted, prompt_override, prompt_updated_at, created_at, updated_at, seq)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?, ?, ?, ?)`,
+          `INSERT OR REPLACE INTO agents (id, app_id, name, description, system_prompt, model, tools, approval, output_schema, deleted, prompt_override, prompt_updated_at, billing, created_at, updated_at, seq)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?, ?, ?, ?, ?)`,
         ).run(d.agent_id, appIdOf(e), d.name, d.description, d.system_prompt, JSON.stringify(d.model), JSON.stringify(d.tools), d.approval,
-          d.output_schema === null ? null : JSON.stringify(d.output_schema), at, at, at, Number(e.position));
+          d.output_schema === null ? null : JSON.stringify(d.output_schema), at, d.billing ?? "app", at, at, Number(e.position));
         break;
       }
       case "AgentUpdated":
       case "AgentPatched": {
-        const row = db.query("SELECT name, description, system_prompt, model, tools, approval, output_schema FROM agents WHERE id = ?")
-          .get(event.data.agent_id) as { name: string; description: string; system_prompt: string; model: string; tools: string; approval: string; output_schema: string | null } | null;
+        const row = db.query("SELECT name, description, system_prompt, model, tools, approval, output_schema, billing FROM agents WHERE id = ?")
+          .get(event.data.agent_id) as { name: string; description: string; system_prompt: string; model: string; tools: string; approval: string; output_schema: string | null; billing: string } | null;
         if (!row) break;
         const current: AgentSpec = {
           name: row.name, description: row.description, system_prompt: row.system_prompt, model: JSON.parse(row.model),
           tools: JSON.parse(row.tools), approval: row.approval as AgentSpec["approval"], output_schema: row.output_schema === null ? null : JSON.parse(row.output_schema),
+          billing: row.billing as NonNullable<AgentSpec["billing"]>,
         };
         const next = event.type === "AgentPatched" ? applyAgentPatch(current, event.data.patch) : { ...current, ...event.data.changes };
         const promptChanged = (event.type === "AgentPatched" ? event.data.patch.system_prompt : event.data.changes.system_prompt) !== undefined;
         db.query(
-          `UPDATE agents SET name = ?, description = ?, system_prompt = ?, model = ?, tools = ?, approval = ?, output_schema = ?, updated_at = ?,
+          `UPDATE agents SET name = ?, description = ?, system_prompt = ?, model = ?, tools = ?, approval = ?, output_schema = ?, billing = ?, updated_at = ?,
              prompt_updated_at = CASE WHEN ? THEN ? ELSE prompt_updated_at END WHERE id = ?`,
         ).run(next.name, next.description, next.system_prompt, JSON.stringify(next.model), JSON.stringify(next.tools), next.approval,
-          next.output_schema === null ? null : JSON.stringify(next.output_schema), at, promptChanged ? 1 : 0, at, event.data.agent_id);
+          next.output_schema === null ? null : JSON.stringify(next.output_schema), next.billing ?? "app", at, promptChanged ? 1 : 0, at, event.data.agent_id);
         break;
       }
       case "AgentPromptOverridden":
@@ -74,6 +77,7 @@ export interface AgentRow {
   /** The app's override of `system_prompt` (the default), or null. */
   prompt_override: string | null;
   prompt_updated_at: number;
+  billing: "app" | "end_user";
 }
 
 export const findAgent = (db: Database, appId: string, id: string): AgentRow | null =>

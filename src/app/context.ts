@@ -11,9 +11,11 @@ import { agentEvents } from "../domain/agent/events.ts";
 import { idempotencyDecider, idempotencyEvents, type IdempotencyCommand, type IdempotencyEvent, type IdempotencyState } from "../domain/idempotency/idempotency.ts";
 import { jobEvents } from "../domain/job/events.ts";
 import { sessionEvents } from "../domain/session/events.ts";
-import { agentStream, appStream, budgetStream, idempotencyStream, jobStream, sessionStream } from "../domain/streams.ts";
+import { agentStream, appStream, budgetStream, credentialsStream, idempotencyStream, jobStream, sessionStream } from "../domain/streams.ts";
 import { appDecider, type AppCommand, type AppEvent, type AppState } from "../domain/app/app.ts";
 import { appEvents } from "../domain/app/events.ts";
+import { credentialDecider, type CredentialCommand, type CredentialEvent, type CredentialsState } from "../domain/credential/credential.ts";
+import { credentialEvents } from "../domain/credential/events.ts";
 import type { EventStore } from "../eventstore/port.ts";
 import type { JobQueue } from "../jobs/queue.ts";
 import type { LlmProvider } from "../llm/provider.ts";
@@ -36,6 +38,8 @@ export interface Repositories {
   idempotency: Repository<IdempotencyCommand, IdempotencyEvent, IdempotencyState>;
   apps: Repository<AppCommand, AppEvent, AppState>;
   budgets: Repository<BudgetCommand, BudgetEvent, BudgetState>;
+  /** End users' model credentials (BYOS), by `userCredentialsId(dataAppId, userId)`. */
+  credentials: Repository<CredentialCommand, CredentialEvent, CredentialsState>;
 }
 
 export const createRepositories = (store: EventStore, tails?: StreamTails): Repositories => ({
@@ -45,6 +49,7 @@ export const createRepositories = (store: EventStore, tails?: StreamTails): Repo
   idempotency: new Repository(store, idempotencyDecider, idempotencyEvents, idempotencyStream, tails),
   apps: new Repository(store, appDecider, appEvents, appStream, tails),
   budgets: new Repository(store, budgetDecider, budgetEvents, budgetStream, tails),
+  credentials: new Repository(store, credentialDecider, credentialEvents, credentialsStream, tails),
 });
 
 /** Which jobs this process is running right now, so a cancel can abort the model request at once. */

@@ -11,6 +11,12 @@ export const budgetStream = (id: string) => `budget-${id}`;
 /** The management plane's root token, as a hash (src/auth/rootToken.ts): one stream for the whole store. */
 export const rootTokenStream = () => "operator-root";
 export const endUserSigningStream = () => "operator-end-user-signing";
+/**
+ * An end user's model credentials (BYOS) in one data partition: `credentials-<appId>:<sha256(user_id)>`.
+ * The user id is hashed so that any id fits a stream name and no stream name carries personal data.
+ */
+export const userCredentialsId = (appId: string, userId: string): string => `${appId}:${Bun.SHA256.hash(userId, "hex") as string}`;
+export const credentialsStream = (id: string) => `credentials-${id}`;
 
 /** The id after the category: `session-sess_123` → `sess_123`. */
 export const idOf = (stream: string): string => stream.slice(stream.indexOf("-") + 1);

@@ -26,6 +26,7 @@ import { streamModelStep, type Append, type Coalescing } from "./runner/modelSte
 import { baseAppId, isTestData } from "../app/access.ts";
 import { failureOf, ignoreFinished, JobFailure, LostJob, validateStructured } from "./runner/outcome.ts";
 import { runToolCall, toolContext } from "./runner/toolStep.ts";
+import { endUserProvider } from "./runner/endUserProvider.ts";
 
 export interface TurnRunnerOptions {
   maxSteps?: number;
@@ -167,7 +168,10 @@ export class TurnRunner {
     const agent = effectiveSpec(agentState)!;
     // Test data never reaches a real model, nor its bill: its jobs run on the sandbox provider.
     const testData = agentApp !== null && isTestData(agentApp);
-    const provider = testData ? this.ctx.providers.get("sandbox")! : await this.providerOf(agent, agentApp ?? this.ctx.appId);
+    // An agent billed to its end users runs on the session user's own credential (or fails the job at once).
+    const provider = agent.billing === "end_user"
+      ? await endUserProvider(this.ctx, { agent, dataApp: agentApp ?? this.ctx.appId, userId: queued.user_id, testData, meta: { appId: agentApp ?? this.ctx.appId, correlationId: jobId, actor: `runner:${this.runnerId}` } })
+      : testData ? this.ctx.providers.get("sandbox")! : await this.providerOf(agent, agentApp ?? this.ctx.appId);
     const model = testData ? provider.defaultModel : queued.model ?? agent.model.name ?? provider.defaultModel;
     // HTTP-tool header values are stored sealed under the agent's app: opened at each call, never logged.
     const secrets = this.ctx.secrets;

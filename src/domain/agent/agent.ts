@@ -42,7 +42,11 @@ export interface AgentSpec {
   tools: ToolDeclaration[];
   approval: ApprovalPolicy;
   output_schema: Record<string, unknown> | null;
+  /** Who pays for its model calls: the app (absent means so), or each session's end user (BYOS). */
+  billing?: AgentBilling;
 }
+
+export type AgentBilling = "app" | "end_user";
 
 /**
  * A partial update that merges at every level: fields left out keep their value; `model` merges
@@ -57,6 +61,7 @@ export interface AgentPatch {
   tools?: ToolDeclaration[];
   approval?: ApprovalPolicy;
   output_schema?: Record<string, unknown> | null;
+  billing?: AgentBilling;
 }
 
 export type AgentCommand =

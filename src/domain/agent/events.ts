@@ -25,9 +25,14 @@ const ModelSchema = Type.Object({
   connection: Type.Optional(Nullable(Type.String())),
 });
 
+/** Who pays for the agent's model calls: the app (its connection's key), or each session's end user (BYOS). */
+const BillingSchema = Type.Union([Type.Literal("app"), Type.Literal("end_user")]);
+
 const SpecFields = {
   name: Type.String(), description: Type.String(), system_prompt: Type.String(), model: ModelSchema,
   tools: Type.Array(ToolSchema), approval: ApprovalSchema, output_schema: Nullable(JsonObject),
+  /** Absent in agents made before end-user billing: "app". */
+  billing: Type.Optional(BillingSchema),
 };
 
 export const AgentPatchSchema = Type.Object({
@@ -37,6 +42,7 @@ export const AgentPatchSchema = Type.Object({
     connection: Type.Optional(Nullable(Type.String())),
   })),
   tools: Type.Optional(Type.Array(ToolSchema)), approval: Type.Optional(ApprovalSchema), output_schema: Type.Optional(Nullable(JsonObject)),
+  billing: Type.Optional(BillingSchema),
 });
 
 export const AGENT_EVENTS = {

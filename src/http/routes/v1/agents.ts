@@ -56,6 +56,10 @@ const AgentFields = {
   tools: t.Optional(t.Array(Tool, { maxItems: 64 })),
   approval: t.Optional(Approval),
   output_schema: t.Optional(t.Union([t.Record(t.String(), t.Unknown()), t.Null()])),
+  billing: t.Optional(t.Union([t.Literal("app"), t.Literal("end_user")], {
+    description: "Who pays for the model calls: the app (default), or each session's end user with the credential they connected " +
+      "(PUT /v1/users/{user_id}/credentials/{provider}); a turn without one fails with credential_required.",
+  })),
 };
 
 /** The tools as answers show them: header values masked (see src/app/agentSecrets.ts). */
@@ -67,7 +71,7 @@ const view = async (ctx: AppContext, r: AgentRow) => ({
   id: r.id, object: "agent" as const, name: r.name, description: r.description,
   system_prompt: r.prompt_override ?? r.system_prompt, prompt_overridden: r.prompt_override !== null,
   model: JSON.parse(r.model) as AgentSpec["model"], tools: await toolsView(ctx, JSON.parse(r.tools)), approval: r.approval,
-  output_schema: parseJson<Record<string, unknown>>(r.output_schema),
+  output_schema: parseJson<Record<string, unknown>>(r.output_schema), billing: r.billing ?? "app",
   created_at: iso(r.created_at)!, updated_at: iso(r.updated_at)!,
 });
 
@@ -90,6 +94,10 @@ function checkSpec(ctx: AppContext, spec: Partial<AgentSpec>, connections: Reado
     throw new ValidationError(`Model provider "${provider}" is not configured on this server; available: ${[...ctx.providers.keys()].join(", ")}`, { param: "model.provider" });
   }
   if (spec.output_schema) requireValidSchema(spec.output_schema);
+  // End users connect an OpenAI, Anthropic or compatible account; the sandbox has none to connect.
+  if (spec.billing === "end_user" && !connection && (provider ?? ctx.defaultProvider) === "sandbox") {
+    throw new ValidationError("An agent billed to its end users needs a model connection (model.connection) or the server's openai or anthropic provider", { param: "billing" });
+  }
 }
 
 /** The model connections of the caller's app (a test key's partition uses its app's). */
@@ -112,7 +120,7 @@ async function agentAfterWrite(ctx: AppContext, http: HttpExchange, id: string, 
   if (state.status !== "active" || !state.spec || appId !== ctx.appId) throw new NotFoundError(`Agent ${id} not found`, { param: "agent_id" }, "agent_not_found");
   const now = new Date().toISOString();
   return {
-    id, object: "agent" as const, ...state.spec, system_prompt: effectivePrompt(state), prompt_overridden: state.promptOverride !== null, tools: await toolsView(ctx, state.spec.tools as unknown as Array<Record<string, unknown>>), created_at: row ? iso(row.created_at)! : now, updated_at: now,
+    id, object: "agent" as const, ...state.spec, system_prompt: effectivePrompt(state), prompt_overridden: state.promptOverride !== null, billing: state.spec.billing ?? "app", tools: await toolsView(ctx, state.spec.tools as unknown as Array<Record<string, unknown>>), created_at: row ? iso(row.created_at)! : now, updated_at: now,
   };
 }
 
@@ -128,6 +136,7 @@ export const agentRoutes = (deps: V1Deps) =>
           ...(body.model?.connection ? { connection: body.model.connection } : {}),
         },
         tools: normaliseTools(body.tools) ?? [], approval: body.approval ?? "tools", output_schema: body.output_schema ?? null,
+        ...(body.billing ? { billing: body.billing } : {}),
       };
       checkSpec(ctx, spec, await appConnections(ctx));
       // Header values sealed before the command is decided; a new agent has no value to keep.
@@ -150,7 +159,7 @@ export const agentRoutes = (deps: V1Deps) =>
     .patch("/:agent_id", async ({ ctx, params, body, request, set }) => {
       getAgent(ctx.db, ctx.appId, params.agent_id, ctx.allowedAgents);
       const patch: AgentPatch = {};
-      for (const key of ["name", "description", "system_prompt", "approval", "output_schema"] as const) {
+      for (const key of ["name", "description", "system_prompt", "approval", "output_schema", "billing"] as const) {
         if (body[key] !== undefined) (patch as Record<string, unknown>)[key] = body[key];
       }
       if (body.model) patch.model = body.model;

@@ -7,6 +7,7 @@ import { jobRoutes } from "./jobs.ts";
 import { runRoutes } from "./runs.ts";
 import { sessionRoutes } from "./sessions/index.ts";
 import { endUserTokenRoutes } from "./endUserTokens.ts";
+import { credentialRoutes } from "./credentials.ts";
 import { usageRoutes } from "./usage.ts";
 
 export const v1Routes = (deps: V1Deps) =>
@@ -17,4 +18,5 @@ export const v1Routes = (deps: V1Deps) =>
     .use(runRoutes(deps))
     .use(jobRoutes(deps))
     .use(endUserTokenRoutes(deps))
+    .use(credentialRoutes(deps))
     .use(usageRoutes(deps));

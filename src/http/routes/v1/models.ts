@@ -36,6 +36,7 @@ export const Agent = t.Object({
   prompt_overridden: t.Boolean({ description: "Whether system_prompt is an override set with PUT /v1/agents/{agent_id}/prompt" }),
   model: t.Object({ provider: Nullable(t.String()), name: Nullable(t.String()), parameters: t.Record(t.String(), t.Unknown()) }),
   tools: t.Array(AgentTool), approval: t.String(), output_schema: Nullable(t.Record(t.String(), t.Unknown())),
+  billing: t.Union([t.Literal("app"), t.Literal("end_user")], { description: "Who pays for the model calls: the app, or each session's end user (BYOS)" }),
   created_at: t.String(), updated_at: t.String(),
 });
 
