@@ -15,8 +15,9 @@
 import type { AppContext } from "./context.ts";
 import { UsageLimitError } from "../core/errors.ts";
 import { TERMINAL, type JobState } from "../domain/job/job.ts";
-import { appOfBudget, DEFAULT_RESERVATION, poolOf, poolsOf, type Amounts, type Payer } from "../domain/billing/limits.ts";
-import { priceOf, tokenCredits, type TokenUsage } from "../domain/billing/prices.ts";
+import { appOfBudget, DEFAULT_RESERVATION, poolOf, poolsOf, type Amounts, type Payer, type Pool } from "../domain/billing/limits.ts";
+import { priceOf, roundCredits, tokenCredits, type TokenUsage } from "../domain/billing/prices.ts";
+import { committed } from "../domain/billing/budget.ts";
 import { baseAppId, isTestData } from "./access.ts";
 import type { CommandMetadata } from "./repository.ts";
 
@@ -124,4 +125,39 @@ async function withHealing<T>(ctx: AppContext, budgetId: string, decide: () => P
     if (healed === 0) throw err;
     return decide();
   }
+}
+
+export interface PoolStatus {
+  scope: Pool["scope"];
+  period: Pool["period"];
+  resets_at: string;
+  credits: DimensionStatus | null;
+  tokens: DimensionStatus | null;
+}
+
+interface DimensionStatus {
+  limit: number;
+  /** Spent by jobs that ended. */
+  spent: number;
+  /** Held by jobs still running (their reservations). */
+  held: number;
+  /** What a new job could still take: limit − spent − held, never below 0. */
+  remaining: number;
+}
+
+/** Where `payer` stands in each pool that limits it now (none when no limit applies). */
+export async function poolStatus(ctx: AppContext, payer: Payer, now = Date.now()): Promise<PoolStatus[]> {
+  if (isTestData(payer.appId)) return [];
+  const pools = poolsOf(await limitsOf(ctx, payer.appId), { ...payer, appId: baseAppId(payer.appId) }, now);
+  return Promise.all(pools.map(async (pool) => {
+    const { state } = await ctx.repos.budgets.peek(pool.budget_id);
+    const used = committed(state);
+    const dimension = (limit: number | null, spent: number, total: number): DimensionStatus | null =>
+      limit === null ? null : { limit, spent, held: roundCredits(total - spent), remaining: roundCredits(Math.max(0, limit - total)) };
+    return {
+      scope: pool.scope, period: pool.period, resets_at: new Date(pool.resets_at).toISOString(),
+      credits: dimension(pool.credits, state.spent.credits, used.credits),
+      tokens: dimension(pool.tokens, state.spent.tokens, used.tokens),
+    };
+  }));
 }

@@ -149,6 +149,12 @@ test("50 concurrent runs against a pool that fits exactly 20: exactly 20 run, th
     const again = await app.client.post("/v1/runs", { agent_id: app.agent, user_id: "late", input: "one more" });
     return again.status === 403 && again.body.error.code === "usage_limit_exceeded";
   });
+  const status = (await app.client.get("/v1/usage/limits")).body;
+  expect(status).toMatchObject({ object: "list", user_id: null });
+  expect(status.data).toEqual([{
+    scope: "app", period: "day", resets_at: expect.stringMatching(/T00:00:00.000Z$/),
+    credits: { limit: 100, spent: 100, held: 0, remaining: 0 }, tokens: null,
+  }]);
   // Raising the limit makes room at once.
   await root.put(`/v1/apps/${app.id}/limits`, { app: { daily_credits: 105 }, reservation: { credits: 5 } }, bearer);
   const more = await app.client.post("/v1/runs", { agent_id: app.agent, user_id: "late", input: "one more" });
@@ -203,6 +209,15 @@ test("each end user and each key has its own pool; session messages are limited 
   const keyPool = `${app.id}:key:${app.keyId}:${new Date().toISOString().slice(0, 7)}`;
   await waitFor(async () => Object.keys((await server.ctx.repos.budgets.load(keyPool)).state.held).length === 0);
   expect((await server.ctx.repos.budgets.load(keyPool)).state.spent).toEqual({ credits: 10, tokens: 30 });
+  // Where each stands: Ann's own pool is used up; the key's monthly pool has room.
+  const pools = (await annClient.get("/v1/usage/limits", asAnn)).body;
+  expect(pools.user_id).toBe("ann");
+  expect(pools.data.map((p: any) => [p.scope, p.period, p.tokens?.remaining ?? null, p.credits?.remaining ?? null])).toEqual([
+    ["user", "day", 0, null], ["key", "month", null, 990],
+  ]);
+  expect((await annClient.get("/v1/usage/limits?user_id=bob", asAnn)).status).toBe(403);
+  // A test key draws from no pool.
+  expect((await api(server.url, (await app.issue({ mode: "test" })).key).get("/v1/usage/limits")).body.data).toEqual([]);
 });
 
 test("limits and prices are admins' to set; bad bodies get 400, never 500", async () => {

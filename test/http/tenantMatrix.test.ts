@@ -40,7 +40,8 @@
  *   user is refused (403 permission_denied). Their answers are a status holding nothing of the victim's
  *   fixtures, so the control below ("the victim's own reads show its data") does not apply to them.
  * - The usage report (GET /v1/usage) is asked by agent, for the victim's user: another user is refused;
- *   a test key, another app and a key limited to another agent see reports that hold none of it.
+ *   a test key, another app and a key limited to another agent see reports that hold none of it. The
+ *   pools' status (GET /v1/usage/limits) holds no resource at all: it is judged by status and leaks only.
  * - "Allowed" is a 2xx, or one of the documented 409s that say nothing about access
  *   (job_not_awaiting_approval, job_finished, session_busy).
  *
@@ -191,6 +192,8 @@ const isRead = (r: Route) => r.method === "GET";
 const isStateChanging = (r: Route) => r.method === "DELETE" || /\/(approve|reject|cancel)$/.test(r.path);
 const isAgentRoute = (r: Route) => r.path === "/v1/agents" || r.path.startsWith("/v1/agents/");
 const isUserRoute = (r: Route) => r.path.startsWith("/v1/users/");
+/** Reads whose answers hold no resource of anyone's (numbers, scopes): the control below cannot apply. */
+const ANSWERS_WITHOUT_FIXTURES = new Set(["GET /v1/usage/limits"]);
 /** Path parameters that are not fixtures: the victim's user, and a provider kind. */
 const PATH_VALUES: Record<string, string> = { user_id: VICTIM_USER, provider: "openai" };
 
@@ -350,7 +353,7 @@ test("every data-plane route, as every caller: the expected status, and no answe
         if (out.status !== want.status || !codeOk) failures.push(`${cell}: expected ${want.status} ${want.code}, got ${got} ${out.text.slice(0, 200)}`);
       }
       // A control: the victim's own reads do reach its data, so "shows none of it" elsewhere means something.
-      if (VICTIM_SELF.has(caller) && isRead(r) && !isStream(r) && !isUserRoute(r) && !secrets.some((s) => out.text.includes(s))) {
+      if (VICTIM_SELF.has(caller) && isRead(r) && !isStream(r) && !isUserRoute(r) && !ANSWERS_WITHOUT_FIXTURES.has(`${r.method} ${r.path}`) && !secrets.some((s) => out.text.includes(s))) {
         failures.push(`${cell}: allowed, but the answer shows nothing of the victim's: ${out.text.slice(0, 200)}`);
       }
       // Leaks: a caller that is not the victim itself, and not the victim app's read-only key reading, sees nothing of the

@@ -10,6 +10,8 @@ import { USAGE_GROUPS, usageReport, type UsageFilter, type UsageGroup, type Usag
 import type { Database } from "bun:sqlite";
 import { callerContext, type ResponseSet, type V1Deps } from "./common.ts";
 import { requireUser } from "../../../app/access.ts";
+import { poolStatus } from "../../../app/billing.ts";
+import { principalOf } from "../../auth.ts";
 
 const DAY = /^\d{4}-\d{2}-\d{2}$/;
 const MAX_DAYS = 366;
@@ -100,10 +102,36 @@ function csvCell(value: string): string {
   return /[",\r\n]/.test(safe) ? `"${safe.replaceAll('"', '""')}"` : safe;
 }
 
+const Dimension = t.Union([t.Object({
+  limit: t.Number(), spent: t.Number({ description: "Spent by jobs that ended" }),
+  held: t.Number({ description: "Held by jobs still running" }), remaining: t.Number({ description: "What a new job could still take" }),
+}), t.Null()], { description: "null: this dimension is not limited" });
+
+export const UsageLimitStatus = t.Object({
+  object: t.Literal("list"), user_id: t.Union([t.String(), t.Null()]),
+  data: t.Array(t.Object({
+    scope: t.Union([t.Literal("app"), t.Literal("user"), t.Literal("key")]), period: t.Union([t.Literal("day"), t.Literal("month")]),
+    resets_at: t.String(), credits: Dimension, tokens: Dimension,
+  })),
+});
+
 export const usageRoutes = (deps: V1Deps) =>
   new Elysia({ name: "agentry.v1.usage", prefix: "/v1/usage", detail: { tags: ["Usage"] } })
     .use(callerContext(deps))
-    .model({ UsageReport })
+    .model({ UsageReport, UsageLimitStatus })
+    .get("/limits", async ({ ctx, query, request }) => {
+      if (query.user_id !== undefined) requireUser(ctx, query.user_id);
+      const userId = query.user_id ?? ctx.actingUser ?? null;
+      const data = await poolStatus(ctx, { appId: ctx.appId, userId, keyId: principalOf(request)?.keyId ?? null });
+      return { object: "list" as const, user_id: userId, data };
+    }, {
+      query: t.Object({ user_id: t.Optional(t.String({ minLength: 1, maxLength: 200, description: "Also this end user's pools (an end user's own credential: theirs)" })) }, { additionalProperties: false }),
+      response: "UsageLimitStatus",
+      detail: {
+        summary: "Where the caller stands in each usage-limit pool: the app's, its key's, and an end user's",
+        description: "Empty when the app sets no limits (and for test keys, which are never limited). `remaining` is what a new job could still reserve.",
+      },
+    })
     .get("", ({ ctx, query, set }) => {
       // An end user asks for their own usage only (naming another user is refused, not shown nothing).
       if (query.user_id !== undefined) requireUser(ctx, query.user_id);
