@@ -197,9 +197,12 @@ export class TurnRunner {
       }
     }
 
-    // The app pays for its model steps unless the data is test data (priced at nothing).
+    // The app pays for its model steps, except for test data and for steps the end user's own
+    // credential pays for (billing: end_user): those cost the app nothing. Tools are the app's either way.
     const dataApp = agentApp ?? this.ctx.appId;
-    const creditsOf = (usage: TokenUsage) => creditsFor(this.ctx, dataApp, provider.name, model, usage);
+    const creditsOf = agent.billing === "end_user"
+      ? async () => 0
+      : (usage: TokenUsage) => creditsFor(this.ctx, dataApp, provider.name, model, usage);
     while (step < this.maxSteps) {
       step++;
       if (signal.aborted) throw new ConflictError("job_cancel_requested", "cancelled");

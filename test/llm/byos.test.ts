@@ -20,7 +20,7 @@ import { startServer, type RunningServer } from "../../src/main.ts";
 import { createRepositories } from "../../src/app/context.ts";
 import { api, TEST_KEY, type Api } from "../support/api.ts";
 import { filesUnder } from "../support/files.ts";
-import { startOpenAiWireServer, type WireServer } from "../support/llmWireServers.ts";
+import { startAnthropicWireServer, startOpenAiWireServer, type WireServer } from "../support/llmWireServers.ts";
 
 const ROOT = "agr_test_root_token_for_byos_0123456789";
 const APP_KEY = "sk-app-own-key-never-used-0001";
@@ -30,7 +30,7 @@ const CLIENT_SECRET = "oauth-client-secret-5Tq8Lw2";
 const SECRETS = {
   alice1: "at-alice-first-9c2LqP7rVw", aliceRefresh: "rt-alice-refresh-3Jx8Kd0", carol: "at-carol-lapsed-6Hn4Rb1Ty",
   dave: "at-dave-lapsed-2Wm7Fs5Qa", daveRefresh: "rt-dave-revoked-8Pk1Zx3", erin: "at-erin-lapsed-4Ce9Gu6Jd", erinRefresh: "rt-erin-refresh-7Vb2Nm5",
-  apiKey: "sk-frank-own-key-1Ls8Do4Ke", testMode: "at-alice-testmode-5Rf3Yh8Wq", other: "at-mallory-intruder-0Qp4Tz6",
+  apiKey: "sk-frank-own-key-1Ls8Do4Ke", claudeToken: "at-gina-claude-8Ur2Ie5Mv", claudeKey: "sk-ant-hank-own-6Yt3Oa9Pl", testMode: "at-alice-testmode-5Rf3Yh8Wq", other: "at-mallory-intruder-0Qp4Tz6",
   clientSecret: CLIENT_SECRET,
 };
 
@@ -68,6 +68,7 @@ function startTokenServer() {
 }
 
 let wire: WireServer;
+let claude: WireServer;
 /** What the wire server accepts: tokens given here, and every access token the token server issued, less revoked ones. */
 const validTokens = new Set<string>();
 const revoked = new Set<string>();
@@ -90,6 +91,7 @@ beforeAll(async () => {
     },
   });
   tokens = startTokenServer();
+  claude = startAnthropicWireServer();
   const write = (level: string) => (msg: string, fields?: Record<string, unknown>) => {
     lines.push(JSON.stringify({ level, msg, ...fields }, (_k, v) => (typeof v === "bigint" ? v.toString() : v instanceof Error ? { message: v.message, stack: v.stack } : v)));
   };
@@ -125,6 +127,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await server?.shutdown("test");
   wire?.stop();
+  claude?.stop();
   tokens?.stop();
   if (dataDir) rmSync(dataDir, { recursive: true, force: true });
 });
@@ -180,8 +183,12 @@ describe("the BYOS flow: connect, run, expire, a clear failure, refresh", () => 
       expires_at: new Date(Date.parse(expiresAt)).toISOString(), last4: SECRETS.alice1.slice(-4), refreshable: true,
     });
     validTokens.add(SECRETS.alice1);
+    // The app prices every model; the user's own credential pays for this one, so the app is billed nothing.
+    expect((await api(server.url, "").put(`/v1/apps/${appId}/prices`, { models: { "*": { input: 1_000_000, output: 1_000_000 } } }, rootAuth)).status).toBe(200);
     const { reply, sent } = await turn("alice");
     expect(reply.status).toBe("completed");
+    expect(reply.usage.prompt_tokens).toBeGreaterThan(0);
+    expect(reply.credits_spent).toBe(0);
     expect(sent.length).toBe(1);
     expect(sent[0]!.headers.get("authorization")).toBe(`Bearer ${SECRETS.alice1}`);
     expect(sent[0]!.body.model).toBe("gpt-byos");
@@ -307,6 +314,39 @@ describe("the BYOS flow: connect, run, expire, a clear failure, refresh", () => 
     expect(first.body).toMatchObject({ status: "missing", kind: null });
     expect((await backend.del(credential("frank"))).status).toBe(200);
     expect((await turn("frank")).reply.error.code).toBe("credential_required");
+  });
+});
+
+describe("on Anthropic", () => {
+  test("the user's credential for the agent's connection kind: an OAuth token as a bearer token, an API key as x-api-key", async () => {
+    const root = api(server.url, "");
+    expect((await root.put(`/v1/apps/${appId}/connections/claude`, {
+      provider: "anthropic", base_url: claude.baseURL.replace(/\/v1$/, ""), api_key: APP_KEY, default_model: "claude-byos",
+    }, rootAuth)).status).toBe(200);
+    const agent = (await backend.post("/v1/agents", { name: "claude byos", approval: "never", billing: "end_user", model: { connection: "claude" } })).body.id;
+    const claudeTurn = async (user: string) => {
+      const before = claude.requests.length;
+      const sid = (await backend.post("/v1/sessions", { user_id: user, agent_id: agent })).body.id;
+      const reply = (await backend.post(`/v1/sessions/${sid}/messages`, { content: "hi", wait: true })).body;
+      answers.push(reply);
+      return { reply, sent: claude.requests.slice(before) };
+    };
+    // alice connected OpenAI, not Anthropic.
+    const missing = await claudeTurn("alice");
+    expect(missing.reply.error).toEqual({ code: "credential_required", message: "Connect your Anthropic account to continue." });
+    expect(missing.sent).toEqual([]);
+
+    await backend.put("/v1/users/gina/credentials/anthropic", { access_token: SECRETS.claudeToken });
+    const oauth = await claudeTurn("gina");
+    expect(oauth.reply.status).toBe("completed");
+    expect(oauth.sent[0]!.headers.get("authorization")).toBe(`Bearer ${SECRETS.claudeToken}`);
+    expect(oauth.sent[0]!.headers.get("x-api-key")).toBeNull();
+
+    await backend.put("/v1/users/hank/credentials/anthropic", { api_key: SECRETS.claudeKey });
+    const keyed = await claudeTurn("hank");
+    expect(keyed.reply.status).toBe("completed");
+    expect(keyed.sent[0]!.headers.get("x-api-key")).toBe(SECRETS.claudeKey);
+    expect(claude.requests.some((r) => JSON.stringify([...r.headers]).includes(APP_KEY))).toBe(false);
   });
 });
 
