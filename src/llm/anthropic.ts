@@ -8,6 +8,8 @@ import { retryAfterMs } from "./resilient.ts";
 
 export interface AnthropicOptions {
   apiKey: string;
+  /** An OAuth access token, sent as `Authorization: Bearer` instead of the API key (an end user's sign-in). */
+  authToken?: string;
   baseURL?: string;
   defaultModel?: string;
   /** Extra headers sent with every request (a connection's `headers`). */
@@ -24,7 +26,8 @@ export class AnthropicProvider implements LlmProvider {
   constructor(options: AnthropicOptions) {
     this.defaultModel = options.defaultModel ?? "claude-sonnet-5-5";
     this.client = new Anthropic({
-      apiKey: options.apiKey, baseURL: options.baseURL, maxRetries: 0, timeout: 10 * 60_000,
+      ...(options.authToken ? { apiKey: null, authToken: options.authToken } : { apiKey: options.apiKey }),
+      baseURL: options.baseURL, maxRetries: 0, timeout: 10 * 60_000,
       ...(options.headers && Object.keys(options.headers).length ? { defaultHeaders: options.headers } : {}),
     });
   }

@@ -31,6 +31,8 @@ export interface ProviderKey {
   /** Changes whenever the key does (its sealed form): a new one rebuilds the client. Never the key itself. */
   fingerprint: string;
   open(): Promise<string>;
+  /** An OAuth access token rather than an API key: Anthropic takes it as a bearer token, not as x-api-key. */
+  oauth?: boolean;
 }
 
 export class ConnectionProviders {
@@ -76,11 +78,13 @@ export class ConnectionProviders {
       return hit.provider;
     }
     const headers = await openConnectionHeaders(this.secrets, headersApp, target.headers);
+    const secret = await key.open();
     const options = {
-      apiKey: await key.open(), ...(target.base_url ? { baseURL: target.base_url } : {}), ...(target.default_model ? { defaultModel: target.default_model } : {}),
+      apiKey: secret, ...(target.base_url ? { baseURL: target.base_url } : {}), ...(target.default_model ? { defaultModel: target.default_model } : {}),
       ...(Object.keys(headers).length ? { headers } : {}),
     };
-    const inner = target.provider === "anthropic" ? new AnthropicProvider(options) : new OpenAiProvider(options);
+    // OpenAI sends either kind as a bearer token; Anthropic has a separate header for each.
+    const inner = target.provider === "anthropic" ? new AnthropicProvider({ ...options, ...(key.oauth ? { authToken: secret } : {}) }) : new OpenAiProvider(options);
     const provider = wrap(new ResilientProvider(inner, this.resilience));
     this.built.delete(id);
     this.built.set(id, { fingerprint, provider });

@@ -75,7 +75,7 @@ export async function endUserProvider(ctx: AppContext, turn: EndUserTurn): Promi
   const connections = ctx.connections;
   const build = (c: StoredCredential) => connections.providerWithKey(
     `${dataApp}/${target.name}/user:${userCredentialsId(dataApp, userId)}`, app, target,
-    { fingerprint: c.secret, open: () => ctx.secrets.open(dataApp, c.secret) },
+    { fingerprint: c.secret, open: () => ctx.secrets.open(dataApp, c.secret), oauth: c.kind === "oauth" },
   );
   let inner = await build(credential);
   return {
