@@ -54,6 +54,22 @@ describe("server shell", () => {
     expect(Object.keys(doc.paths)).toContain("/health");
   });
 
+  test("docs/api.md names every /v1 operation of the OpenAPI document", async () => {
+    const doc = (await (await fetch(`${server.url}/docs/json`)).json()) as any;
+    // Path parameters are written {id}, {name}, … in the guide: compare with every parameter blanked.
+    const blank = (text: string) => text.replace(/\{[^}]*\}/g, "{}");
+    const guide = blank(await Bun.file(new URL("../../docs/api.md", import.meta.url)).text());
+    const missing: string[] = [];
+    for (const [path, ops] of Object.entries<any>(doc.paths)) {
+      if (!path.startsWith("/v1")) continue;
+      for (const method of Object.keys(ops)) {
+        const named = `${method.toUpperCase()} ${blank(path)}`;
+        if (!new RegExp(`${named.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}(?![\\w/{])`).test(guide)) missing.push(named);
+      }
+    }
+    expect(missing).toEqual([]);
+  });
+
   test("every /v1 operation declares its success response as a named model (or an SSE stream of them)", async () => {
     const doc = (await (await fetch(`${server.url}/docs/json`)).json()) as any;
     const undeclared: string[] = [];
