@@ -3,7 +3,7 @@ import { describe, expect, test } from "bun:test";
 import { UsageLimitError } from "../../src/core/errors.ts";
 import { fold } from "../../src/core/decider.ts";
 import { budgetDecider, committed, type BudgetCommand, type BudgetEvent, type BudgetState } from "../../src/domain/billing/budget.ts";
-import { keyIdOfActor, NO_LIMITS, poolOf, poolsOf, type Limits } from "../../src/domain/billing/limits.ts";
+import { keyIdOfActor, NO_LIMITS, poolOf, poolsOf, userSubject, type Limits } from "../../src/domain/billing/limits.ts";
 import { priceOf, tokenCredits } from "../../src/domain/billing/prices.ts";
 import { ConfigError, loadConfig } from "../../src/config.ts";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -72,14 +72,15 @@ describe("pools", () => {
     expect(pools.map((p) => [p.budget_id, p.credits, p.tokens, new Date(p.resets_at).toISOString()])).toEqual([
       ["app_1:app:2026-12-31", 100, null, "2027-01-01T00:00:00.000Z"],
       ["app_1:app:2026-12", null, 1e6, "2027-01-01T00:00:00.000Z"],
-      ["app_1:user:u:1:2026-12-31", null, 5000, "2027-01-01T00:00:00.000Z"],
+      [`app_1:user:${userSubject("u:1")}:2026-12-31`, null, 5000, "2027-01-01T00:00:00.000Z"],
     ]);
     expect(poolsOf(null, { appId: "app_1", userId: "u", keyId: null }, at)).toEqual([]);
   });
 
   test("a budget id is read back to its pool with the limits in force now", () => {
-    expect(poolOf(limits, "app_1:user:u:1:2026-12-31")).toMatchObject({ scope: "user", period: "day", tokens: 5000, credits: null });
-    expect(poolOf({ ...limits, per_user: NO_LIMITS }, "app_1:user:u:1:2026-12-31")).toBeNull();
+    expect(userSubject("u:1")).toMatch(/^[0-9a-f]{32}$/);
+    expect(poolOf(limits, "app_1:user:ab12:2026-12-31")).toMatchObject({ scope: "user", period: "day", tokens: 5000, credits: null });
+    expect(poolOf({ ...limits, per_user: NO_LIMITS }, "app_1:user:ab12:2026-12-31")).toBeNull();
     expect(poolOf(limits, "app_1:app:2026-02")?.resets_at).toBe(Date.UTC(2026, 2, 1));
   });
 

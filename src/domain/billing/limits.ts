@@ -65,11 +65,17 @@ export function keyIdOfActor(actor: string | undefined): string | null {
   return at < 0 ? null : actor.slice(at + 4);
 }
 
+/**
+ * An end user in a budget id: a hash of their id, so that any id fits a stream name and no stream name
+ * carries personal data (as for their credentials' streams).
+ */
+export const userSubject = (userId: string): string => new Bun.CryptoHasher("sha256").update(userId).digest("hex").slice(0, 32);
+
 /** The pools a job of `payer` draws from at `now`: only those with a limit set. */
 export function poolsOf(limits: Limits | null, payer: Payer, now: number): Pool[] {
   if (!limits) return [];
   const day = new Date(now).toISOString().slice(0, 10);
-  const subjects = ["app", payer.userId === null ? null : `user:${payer.userId}`, payer.keyId === null ? null : `key:${payer.keyId}`];
+  const subjects = ["app", payer.userId === null ? null : `user:${userSubject(payer.userId)}`, payer.keyId === null ? null : `key:${payer.keyId}`];
   const pools: Pool[] = [];
   for (const subject of subjects) {
     if (subject === null) continue;
@@ -86,8 +92,8 @@ export const appOfBudget = (budgetId: string): string => budgetId.slice(0, budge
 
 /**
  * The pool a budget id names, with the limits `limits` set for it now; null when they set none any
- * more. Ids are `<app>:app:<period>` or `<app>:<user|key>:<subject>:<period>` (a subject may itself
- * hold colons: the period is read from the end).
+ * more. Ids are `<app>:app:<period>`, `<app>:user:<hash of the user id>:<period>` or
+ * `<app>:key:<key id>:<period>` (the period is read from the end).
  */
 export function poolOf(limits: Limits | null, budgetId: string): Pool | null {
   if (!limits) return null;
