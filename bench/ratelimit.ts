@@ -33,6 +33,35 @@ async function pollTarget(label: string, env: Record<string, string>): Promise<{
   return { server, url: `${server.url}/v1/jobs/${reply.job_id}/events?since=2`, remove: t.remove };
 }
 
+/** Polls answered per CPU-second of this process (the servers'; the load client is another process). */
+async function pollsPerCpuSecond(url: string, count: number, headers: Record<string, string>): Promise<number> {
+  const before = process.cpuUsage();
+  await throughput(url, count, 32, headers);
+  const used = process.cpuUsage(before);
+  return count / ((used.user + used.system) / 1e6);
+}
+
+/**
+ * What the six headers cost by themselves, with no server logic at all: the same small JSON answer
+ * from a bare Bun.serve, with and without them (the floor under the limiter's ratio above).
+ */
+async function headerFloor(count: number): Promise<{ value: number; baseline: number }> {
+  const body = JSON.stringify({ job_id: "job_bench", status: "completed", error: null, cursor: 5, done: true, approval_requested: false, approved: null, events: [] });
+  const plain = () => ({ "content-type": "application/json;charset=utf-8", "x-request-id": crypto.randomUUID() });
+  const limited = () => ({
+    ...plain(), "ratelimit-limit": "1000000", "ratelimit-remaining": "999999", "ratelimit-reset": "1",
+    "x-ratelimit-limit": "1000000", "x-ratelimit-remaining": "999999", "x-ratelimit-reset": String(Math.ceil(Date.now() / 1000)),
+  });
+  const without = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response(body, { headers: plain() }) });
+  const withThem = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response(body, { headers: limited() }) });
+  try {
+    return await compare(3, () => throughput(`http://127.0.0.1:${withThem.port}/`, count, 32), () => throughput(`http://127.0.0.1:${without.port}/`, count, 32));
+  } finally {
+    without.stop(true);
+    withThem.stop(true);
+  }
+}
+
 /** `count` calls of `op` over `concurrency` loops, back to back: calls per second. */
 async function concurrently(count: number, concurrency: number, op: (i: number) => Promise<unknown>): Promise<number> {
   let next = 0;
@@ -58,6 +87,12 @@ export async function rateLimitBenchmarks(quick: boolean): Promise<Result[]> {
     if (first.headers.get("ratelimit-limit") !== "1000000") throw new Error("the limited server does not limit");
     const inProcess = await compare(rounds, () => throughput(local.url, requests, 32, headers), () => throughput(off.url, requests, 32, headers));
     results.push({ name: "tail poll, in-process rate limiter", unit: "req/s", ...inProcess, baselineName: "the same poll, limits off", target: 0.95 });
+    // The load client shares the machine's two cores and parses every header the server adds: the
+    // server's own CPU per poll says what the limiter costs the server itself.
+    const cpu = await compare(rounds, () => pollsPerCpuSecond(local.url, requests, headers), () => pollsPerCpuSecond(off.url, requests, headers));
+    results.push({ name: "tail poll, server CPU: in-process rate limiter", unit: "polls/CPU-s", ...cpu, baselineName: "the same poll, limits off", target: 0.95 });
+    const floor = await headerFloor(requests);
+    results.push({ name: "bare Bun.serve answer + the six RateLimit headers", unit: "req/s", ...floor, baselineName: "the same answer without them" });
     const viaRedis = await compare(rounds, () => throughput(shared.url, requests, 32, headers), () => throughput(off.url, requests, 32, headers));
     results.push({ name: "tail poll, Redis rate limiter", unit: "req/s", ...viaRedis, baselineName: "the same poll, limits off" });
   } finally {
