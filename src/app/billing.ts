@@ -44,7 +44,9 @@ const systemMeta = (appId: string, jobId: string): CommandMetadata => ({ appId, 
 
 /**
  * Reserves for a new job in every pool that limits it; returns the budgets taken (none when no limit
- * applies). Throws UsageLimitError when a pool has no room, after giving back what it took.
+ * applies). Throws UsageLimitError when a pool has no room, after giving back what it took. Only for a
+ * job not written yet: a job that exists has its reservations (or ended and settled them), and taking
+ * them again would hold what nothing settles.
  */
 export async function reserveJob(ctx: AppContext, payer: Payer, jobId: string, meta: CommandMetadata): Promise<string[]> {
   if (isTestData(payer.appId)) return [];

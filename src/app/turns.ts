@@ -179,7 +179,9 @@ export interface RunInput {
  */
 export async function startRun(ctx: AppContext, run: RunInput, meta: Meta, jobId = newResourceId("run")): Promise<Accepted> {
   const agent = await activeAgent(ctx, run.agent_id);
-  const budgets = await reserveJob(ctx, payerOf(ctx, run.user_id, meta), jobId, meta);
+  // A retried request whose job was written already reserves nothing more (queueing it again decides nothing).
+  const written = (await ctx.repos.jobs.load(jobId)).state.status !== "none";
+  const budgets = written ? [] : await reserveJob(ctx, payerOf(ctx, run.user_id, meta), jobId, meta);
   const queued = await ctx.repos.jobs.handle(jobId, {
     type: "QueueJob",
     data: {

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { api, type Api } from "../support/api.ts";
 import { startOpenAiWireServer, type WireServer } from "../support/llmWireServers.ts";
 import { startTestServer, type TestServer } from "../support/server.ts";
+import { startRun } from "../../src/app/turns.ts";
 
 const ROOT = "agr_test_root_token_for_billing_000123";
 const bearer = { authorization: `Bearer ${ROOT}` };
@@ -218,6 +219,23 @@ test("each end user and each key has its own pool; session messages are limited 
   expect((await annClient.get("/v1/usage/limits?user_id=bob", asAnn)).status).toBe(403);
   // A test key draws from no pool.
   expect((await api(server.url, (await app.issue({ mode: "test" })).key).get("/v1/usage/limits")).body.data).toEqual([]);
+});
+
+test("a run retried after its job was written reserves nothing more (its pool is charged once)", async () => {
+  const app = await newApp("Retried");
+  await root.put(`/v1/apps/${app.id}/prices`, { models: FIVE_PER_STEP }, bearer);
+  await root.put(`/v1/apps/${app.id}/limits`, { app: { daily_credits: 100 }, reservation: { credits: 5 } }, bearer);
+  const ctx = { ...server.ctx, appId: app.id };
+  const meta = { appId: app.id, actor: `key:${app.keyId}` };
+  const input = { agent_id: app.agent, user_id: "u", input: "once", media_url: null, output_schema: null, model: null };
+  const first = await startRun(ctx, input, meta, "run_retried_once");
+  await app.client.waitForStatus(first.job_id, ["completed"]);
+  const pool = `${app.id}:app:${new Date().toISOString().slice(0, 10)}`;
+  await waitFor(async () => (await server.ctx.repos.budgets.load(pool)).state.spent.credits === 5);
+  // The same request executed again (a crash before its outcome was recorded, then a retry).
+  await startRun(ctx, input, meta, "run_retried_once");
+  const state = (await server.ctx.repos.budgets.load(pool)).state;
+  expect({ spent: state.spent.credits, held: Object.keys(state.held) }).toEqual({ spent: 5, held: [] });
 });
 
 test("limits and prices are admins' to set; bad bodies get 400, never 500", async () => {

@@ -11,7 +11,7 @@
  * - Extend: between steps a job widens what it holds to what it has spent plus a step's headroom;
  *   refused the same way (the job then ends failed, after the step it just finished).
  * - Settle: the job ended; what it really spent is added to the pool and its reservation freed.
- *   Settling twice, or settling a job that never reserved, decides nothing.
+ *   Settling twice, or settling a job that holds nothing here, decides nothing.
  *
  * Limits come with each command, not from the stream: a limit lowered mid-day applies to the next
  * reservation at once. Each reservation records the limits it was decided against, for auditors.
@@ -46,8 +46,6 @@ export interface BudgetState {
   spent: Amounts;
   /** What each running job holds, and since when. */
   held: Record<string, Amounts & { at: number }>;
-  /** Jobs settled here: a late or repeated reservation for one of them is not taken again. */
-  settled: Set<string>;
 }
 
 export type BudgetCommand =
@@ -68,7 +66,7 @@ export function committed(state: BudgetState): Amounts {
 }
 
 export const budgetDecider: Decider<BudgetCommand, BudgetEvent, BudgetState> = {
-  initialState: { id: null, spent: ZERO, held: {}, settled: new Set() },
+  initialState: { id: null, spent: ZERO, held: {} },
 
   evolve(state, event) {
     const { job_id: job } = event.data;
@@ -81,7 +79,7 @@ export const budgetDecider: Decider<BudgetCommand, BudgetEvent, BudgetState> = {
       case "BudgetSettled": {
         const { [job]: _freed, ...held } = state.held;
         const spent = { credits: roundCredits(state.spent.credits + event.data.credits), tokens: state.spent.tokens + event.data.tokens };
-        return { id: event.data.budget_id, spent, held, settled: new Set(state.settled).add(job) };
+        return { id: event.data.budget_id, spent, held };
       }
       default:
         return unreachable(event);
@@ -91,7 +89,8 @@ export const budgetDecider: Decider<BudgetCommand, BudgetEvent, BudgetState> = {
   decide(command, state) {
     switch (command.type) {
       case "Reserve": {
-        if (Object.hasOwn(state.held, command.job_id) || state.settled.has(command.job_id)) return []; // a retried request
+        // A retried request. (A job that exists already is never reserved for again: see reserveJob.)
+        if (Object.hasOwn(state.held, command.job_id)) return [];
         requireRoom(state, command.pool, command.amount);
         return [reserved(command.pool, command.job_id, command.amount, command.at)];
       }
