@@ -10,7 +10,9 @@
  * - `settleJob`: the job ended; each pool gets what it really spent and frees its reservation.
  *
  * Each decision is made by the budget decider (src/domain/billing/budget.ts) on a budget stream with
- * optimistic concurrency. Test data and work an end user's own credential pays for draw from no pool.
+ * optimistic concurrency. Pools count what the app pays: test data draws from none, and a job whose
+ * model steps an end user's own credential pays (billing: end_user) holds nothing up front and draws
+ * only its tools' credits.
  */
 import type { AppContext } from "./context.ts";
 import { UsageLimitError } from "../core/errors.ts";
@@ -20,6 +22,8 @@ import { priceOf, roundCredits, tokenCredits, type TokenUsage } from "../domain/
 import { committed } from "../domain/billing/budget.ts";
 import { baseAppId, isTestData } from "./access.ts";
 import type { CommandMetadata } from "./repository.ts";
+import type { BudgetCommand } from "../domain/billing/budget.ts";
+import { WrongExpectedVersionError } from "../eventstore/errors.ts";
 
 /** How many of a full pool's holders are checked for having ended without settling, per refusal. */
 const HEAL_CHECKS = 100;
@@ -33,8 +37,8 @@ export async function creditsFor(ctx: AppContext, dataApp: string, provider: str
   return tokenCredits(priceOf([app.prices, ctx.prices ?? {}], provider, model), usage);
 }
 
-/** Tokens as limits count them: what went in and what came out. */
-export const tokensOf = (job: Pick<JobState, "usage">): number => job.usage.prompt_tokens + job.usage.completion_tokens;
+/** Tokens as limits count them: what went in and came out of the steps the app paid for. */
+export const tokensOf = (job: Pick<JobState, "appTokens">): number => job.appTokens;
 
 async function limitsOf(ctx: AppContext, dataApp: string) {
   return (await ctx.repos.apps.peek(baseAppId(dataApp))).state.limits;
@@ -48,7 +52,11 @@ const systemMeta = (appId: string, jobId: string): CommandMetadata => ({ appId, 
  * job not written yet: a job that exists has its reservations (or ended and settled them), and taking
  * them again would hold what nothing settles.
  */
-export async function reserveJob(ctx: AppContext, payer: Payer, jobId: string, meta: CommandMetadata): Promise<string[]> {
+export async function reserveJob(
+  ctx: AppContext, payer: Payer, jobId: string, meta: CommandMetadata,
+  /** The end user's own credential pays its model steps (billing: end_user): it holds nothing up front. */
+  endUserPays = false,
+): Promise<string[]> {
   if (isTestData(payer.appId)) return [];
   const limits = await limitsOf(ctx, payer.appId);
   const pools = poolsOf(limits, { ...payer, appId: baseAppId(payer.appId) }, meta.now ?? Date.now());
@@ -57,7 +65,7 @@ export async function reserveJob(ctx: AppContext, payer: Payer, jobId: string, m
   const taken: string[] = [];
   try {
     for (const pool of pools) {
-      await withHealing(ctx, pool.budget_id, () => ctx.repos.budgets.handle(pool.budget_id, { type: "Reserve", pool, job_id: jobId, amount, at: meta.now ?? Date.now() }, { ...meta, correlationId: jobId }));
+      await withHealing(ctx, pool.budget_id, () => budgetCommand(ctx, pool.budget_id, { type: "Reserve", pool, job_id: jobId, amount, at: meta.now ?? Date.now(), free: endUserPays }, { ...meta, correlationId: jobId }));
       taken.push(pool.budget_id);
     }
   } catch (err) {
@@ -70,7 +78,7 @@ export async function reserveJob(ctx: AppContext, payer: Payer, jobId: string, m
 /** Gives back a job's reservations when the request that took them wrote no job after all. */
 export async function releaseJob(ctx: AppContext, budgets: readonly string[], jobId: string, appId: string): Promise<void> {
   for (const id of budgets) {
-    await ctx.repos.budgets.handle(id, { type: "Settle", budget_id: id, job_id: jobId, spent: { credits: 0, tokens: 0 } }, systemMeta(appId, jobId)).catch((err) => {
+    await budgetCommand(ctx, id, { type: "Settle", budget_id: id, job_id: jobId, spent: { credits: 0, tokens: 0 } }, systemMeta(appId, jobId)).catch((err) => {
       ctx.logger.warn("could not release a usage reservation", { budget: id, job_id: jobId, error: err as Error });
     });
   }
@@ -78,29 +86,64 @@ export async function releaseJob(ctx: AppContext, budgets: readonly string[], jo
 
 /**
  * Before a job's next model step: every pool it draws from must have room for what it has spent plus
- * one reservation more. Throws UsageLimitError when one has not.
+ * one reservation more; before a tool call, plus the tool's estimated credits (`next`). Throws
+ * UsageLimitError when one has not.
  */
-export async function coverNextStep(ctx: AppContext, jobId: string, job: JobState): Promise<void> {
+export async function coverNext(ctx: AppContext, jobId: string, job: JobState, next: "step" | number): Promise<void> {
   const budgets = job.queued?.budgets ?? [];
   if (budgets.length === 0) return;
   const limits = await limitsOf(ctx, appOfBudget(budgets[0]!));
-  const unit = limits?.reservation ?? DEFAULT_RESERVATION;
-  const to: Amounts = { credits: job.credits + unit.credits, tokens: tokensOf(job) + unit.tokens };
+  const more = next === "step" ? limits?.reservation ?? DEFAULT_RESERVATION : { credits: next, tokens: 0 };
+  const to: Amounts = { credits: job.credits + more.credits, tokens: tokensOf(job) + more.tokens };
   for (const id of budgets) {
     const pool = poolOf(limits, id);
     if (!pool) continue; // that limit was removed since the job was accepted
-    await withHealing(ctx, id, () => ctx.repos.budgets.handle(id, { type: "Extend", pool, job_id: jobId, to, at: Date.now() }, systemMeta(appOfBudget(id), jobId)));
+    await withHealing(ctx, id, () => budgetCommand(ctx, id, { type: "Extend", pool, job_id: jobId, to, at: Date.now() }, systemMeta(appOfBudget(id), jobId)));
   }
 }
 
 /** The job ended: each of its pools gets what it really spent. Idempotent; a job not ended is left alone. */
 export async function settleJob(ctx: AppContext, jobId: string): Promise<void> {
   const { state: job } = await ctx.repos.jobs.load(jobId);
-  const budgets = job.queued?.budgets ?? [];
-  if (budgets.length === 0 || !TERMINAL.has(job.status as never)) return;
+  if (!TERMINAL.has(job.status as never)) return;
+  for (const id of job.queued?.budgets ?? []) await settleIn(ctx, id, jobId, job);
+}
+
+async function settleIn(ctx: AppContext, budgetId: string, jobId: string, job: JobState): Promise<void> {
   const spent: Amounts = { credits: job.credits, tokens: tokensOf(job) };
-  for (const id of budgets) {
-    await ctx.repos.budgets.handle(id, { type: "Settle", budget_id: id, job_id: jobId, spent }, systemMeta(appOfBudget(id), jobId));
+  await budgetCommand(ctx, budgetId, { type: "Settle", budget_id: budgetId, job_id: jobId, spent }, systemMeta(appOfBudget(budgetId), jobId));
+}
+
+/**
+ * The pools of `payer` at `at` that hold a reservation for `jobId`: for a job written after its
+ * request's process stopped (the reconciler), which must still settle what that request reserved.
+ */
+export async function heldBudgets(ctx: AppContext, payer: Payer, jobId: string, at: number): Promise<string[]> {
+  if (isTestData(payer.appId)) return [];
+  const pools = poolsOf(await limitsOf(ctx, payer.appId), { ...payer, appId: baseAppId(payer.appId) }, at);
+  const held: string[] = [];
+  for (const pool of pools) {
+    if (Object.hasOwn((await ctx.repos.budgets.load(pool.budget_id)).state.held, jobId)) held.push(pool.budget_id);
+  }
+  return held;
+}
+
+/** Rounds of (the repository's own immediate) retries on a lost race for a pool, each after a jittered pause. */
+const CONTENTION_ROUNDS = 10;
+
+/**
+ * One budget decision. A pool is one stream every job of its app (or user, or key) writes, from every
+ * process: under contention the expected revision keeps losing to others' appends, so each round of
+ * retries waits a little longer, at random, before deciding again on the newer state.
+ */
+async function budgetCommand(ctx: AppContext, budgetId: string, command: BudgetCommand, meta: CommandMetadata) {
+  for (let round = 1; ; round++) {
+    try {
+      return await ctx.repos.budgets.handle(budgetId, command, meta);
+    } catch (err) {
+      if (!(err instanceof WrongExpectedVersionError) || round >= CONTENTION_ROUNDS) throw err;
+      await Bun.sleep(Math.random() * 5 * round);
+    }
   }
 }
 
@@ -120,8 +163,9 @@ async function withHealing<T>(ctx: AppContext, budgetId: string, decide: () => P
     for (const jobId of Object.keys(state.held).slice(0, HEAL_CHECKS)) {
       const { state: job } = await ctx.repos.jobs.peek(jobId);
       if (job.status === "none" ? Date.now() - state.held[jobId]!.at < ORPHAN_AFTER_MS : !TERMINAL.has(job.status as never)) continue;
+      // A job never written gives its hold back; an ended one settles what it spent here, listed on its job or not.
       if (job.status === "none") await releaseJob(ctx, [budgetId], jobId, appOfBudget(budgetId));
-      else await settleJob(ctx, jobId);
+      else await settleIn(ctx, budgetId, jobId, job);
       healed++;
     }
     if (healed === 0) throw err;

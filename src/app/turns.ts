@@ -76,7 +76,8 @@ export async function sendMessage(
   if (earlier) {
     const { state: job } = await ctx.repos.jobs.load(jobId);
     // Its reservations were taken by the earlier execution (taking them again decides nothing).
-    const budgets = job.status === "none" ? await reserveJob(ctx, payerOf(ctx, session.userId!, meta), jobId, meta) : [];
+    const agent = job.status === "none" ? (await ctx.repos.agents.load(session.agentId!)).state.spec : null;
+    const budgets = job.status === "none" ? await reserveJob(ctx, payerOf(ctx, session.userId!, meta), jobId, meta, agent?.billing === "end_user") : [];
     const position = job.status === "none" ? (await queueTurnJob(ctx, sessionId, session, earlier, meta, budgets)) : null;
     return { job_id: jobId, message_id: messageId, session_id: sessionId, queued: earlier.queued, position };
   }
@@ -96,7 +97,7 @@ export async function sendMessage(
   const jobData = turnJobData(sessionId, session, { message_id: messageId, job_id: jobId, content: input.content, attachments: input.attachments, model: input.model, context: input.context }, agent);
   checkFitsOneWrite(jobStream(jobId), "JobQueued", jobData, { app_id: meta.appId, correlationId: meta.correlationId, causationId: messageId });
   // Usage limits are taken before anything is written: a request over a limit stores nothing.
-  const budgets = await reserveJob(ctx, payerOf(ctx, session.userId!, meta), jobId, meta);
+  const budgets = await reserveJob(ctx, payerOf(ctx, session.userId!, meta), jobId, meta, agent.billing === "end_user");
   let sent;
   try {
     sent = await ctx.repos.sessions.handle(sessionId, {
@@ -181,7 +182,7 @@ export async function startRun(ctx: AppContext, run: RunInput, meta: Meta, jobId
   const agent = await activeAgent(ctx, run.agent_id);
   // A retried request whose job was written already reserves nothing more (queueing it again decides nothing).
   const written = (await ctx.repos.jobs.load(jobId)).state.status !== "none";
-  const budgets = written ? [] : await reserveJob(ctx, payerOf(ctx, run.user_id, meta), jobId, meta);
+  const budgets = written ? [] : await reserveJob(ctx, payerOf(ctx, run.user_id, meta), jobId, meta, agent.billing === "end_user");
   const queued = await ctx.repos.jobs.handle(jobId, {
     type: "QueueJob",
     data: {

@@ -5,6 +5,7 @@
  * long `wait: true` holds it), records the outcome once the write committed, and releases the key when
  * the request was refused before writing anything.
  */
+import { canonicalJson } from "../core/canonicalJson.ts";
 import { hostname } from "node:os";
 import type { AppContext } from "../app/context.ts";
 import type { CommandMetadata } from "../app/repository.ts";
@@ -114,11 +115,4 @@ export async function idempotent(
   }
 }
 
-/**
- * JSON with every object's keys sorted: the same request gives the same fingerprint however its
- * fields were ordered (by the client, or by the validator filling in defaults).
- */
-export function canonicalJson(value: unknown): string {
-  return JSON.stringify(value, (_key, v) =>
-    v && typeof v === "object" && !Array.isArray(v) ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, v[k]])) : v);
-}
+export { canonicalJson };

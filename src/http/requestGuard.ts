@@ -67,7 +67,11 @@ export function requestGuard(options: RequestGuardOptions) {
       }
       const bad = illFormedString(body, "");
       if (bad !== null) {
-        throw new ValidationError(`Invalid body field '${bad || "body"}': a string holds an unpaired UTF-16 surrogate`, { param: bad || "body", location: "body" });
+        const param = bad.path || "body";
+        throw new ValidationError(
+          bad.proto ? `Invalid body field '${param}': __proto__ is not a field name` : `Invalid body field '${param}': a string holds an unpaired UTF-16 surrogate`,
+          { param, location: "body" },
+        );
       }
       return body;
     })
@@ -158,9 +162,12 @@ async function readBody(request: Request, maxBytes: number, timeoutMs: number): 
 
 const tooLarge = (maxBytes: number) => new PayloadTooLargeError(`The request body is larger than ${maxBytes} bytes`, { max_bytes: maxBytes });
 
-/** The path of the first string holding a lone surrogate, or null when all are well formed. */
-function illFormedString(value: unknown, path: string): string | null {
-  if (typeof value === "string") return value.isWellFormed() ? null : path;
+/**
+ * The path of the first string (or key) holding a lone surrogate, or of a `__proto__` key (`proto`);
+ * null when the body has neither.
+ */
+function illFormedString(value: unknown, path: string): { path: string; proto?: true } | null {
+  if (typeof value === "string") return value.isWellFormed() ? null : { path };
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
       const found = illFormedString(value[i], path ? `${path}.${i}` : String(i));
@@ -168,8 +175,12 @@ function illFormedString(value: unknown, path: string): string | null {
     }
   } else if (value && typeof value === "object") {
     for (const [k, v] of Object.entries(value)) {
-      if (!k.isWellFormed()) return path ? `${path}.${k}` : k;
-      const found = illFormedString(v, path ? `${path}.${k}` : k);
+      const at = path ? `${path}.${k}` : k;
+      if (!k.isWellFormed()) return { path: at };
+      // JSON.parse keeps it as a plain key, but copying the object sets a prototype instead: the
+      // field would vanish without a word (and could reach an object's prototype chain).
+      if (k === "__proto__") return { path: at, proto: true };
+      const found = illFormedString(v, at);
       if (found !== null) return found;
     }
   }

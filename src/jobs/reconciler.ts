@@ -5,7 +5,7 @@
  * - unfinished jobs go back to the queue (the runner then runs them, waits for their session's turn,
  *   or ends one that was cut off mid-step with a clear `interrupted` error);
  * - a session turn whose job stream was never written (the process stopped between the two appends)
- *   gets its job queued from the message itself;
+ *   gets its job queued from the message itself (with the usage reservations the message took);
  * - a session turn whose job has ended but whose end was not recorded on the session is closed, which
  *   frees the session and starts its next queued turn.
  */
@@ -17,6 +17,10 @@ import { sessionStream } from "../domain/streams.ts";
 import { sessionEvents } from "../domain/session/events.ts";
 import { unfinishedJobs } from "../../projections/jobs/index.ts";
 import { sessionsWithOpenTurns } from "../../projections/sessions/index.ts";
+import { heldBudgets } from "../app/billing.ts";
+import { keyIdOfActor } from "../domain/billing/limits.ts";
+import { occurredAt } from "../core/eventContract.ts";
+import type { RecordedEvent } from "../eventstore/port.ts";
 
 export interface ReconcileReport {
   requeued: number;
@@ -76,22 +80,30 @@ async function recreateJob(ctx: AppContext, sessionId: string, jobId: string): P
   let started: Extract<SessionEvent, { type: "SessionStarted" }>["data"] | undefined;
   // The job belongs to its session's app (never the server's default): the session's first event says which.
   let sessionApp: string | undefined;
+  let sent: RecordedEvent | undefined;
   for await (const e of ctx.store.readStream(sessionStream(sessionId))) {
     const event = sessionEvents.decode(e);
     if (event.type === "SessionStarted") {
       started = event.data;
       sessionApp = typeof e.metadata.app_id === "string" ? e.metadata.app_id : undefined;
     }
-    if (event.type === "MessageSent" && event.data.job_id === jobId) message = event.data;
+    if (event.type === "MessageSent" && event.data.job_id === jobId) {
+      message = event.data;
+      sent = e;
+    }
   }
-  if (!message || !started) return false;
+  if (!message || !started || !sent) return false;
   const { state: agent } = await ctx.repos.agents.load(started.agent_id);
+  // The usage reservations the message took before its process stopped: the job holds them, and settles them when it ends.
+  const budgets = await heldBudgets(ctx, {
+    appId: sessionApp ?? ctx.appId, userId: started.user_id, keyId: keyIdOfActor(sent.metadata.actor as string | undefined),
+  }, jobId, occurredAt(sent));
   await ctx.repos.jobs.handle(jobId, {
     type: "QueueJob",
     data: {
       job_id: jobId, kind: "message", session_id: sessionId, message_id: message.message_id, agent_id: started.agent_id,
       user_id: started.user_id, input: { content: message.content, attachments: message.attachments, media_url: null, context: message.context },
-      model: message.model, output_schema: agent.spec?.output_schema ?? null,
+      model: message.model, output_schema: agent.spec?.output_schema ?? null, ...(budgets.length ? { budgets } : {}),
     },
   }, { appId: sessionApp ?? ctx.appId, correlationId: "reconcile", causationId: message.message_id, actor: "system:reconciler" });
   return true;

@@ -10,7 +10,8 @@
  */
 import type { AppContext } from "../app/context.ts";
 import { ConflictError, UsageLimitError } from "../core/errors.ts";
-import { coverNextStep, creditsFor } from "../app/billing.ts";
+import { coverNext, creditsFor } from "../app/billing.ts";
+import { WrongExpectedVersionError } from "../eventstore/errors.ts";
 import type { TokenUsage } from "../domain/billing/prices.ts";
 import { newResourceId } from "../core/ids.ts";
 import { TERMINAL, type JobCommand, type JobState, type PlanStep } from "../domain/job/job.ts";
@@ -22,7 +23,7 @@ import { connectionOf } from "../domain/app/app.ts";
 import { resolveTools } from "../tools/registry.ts";
 import { openHeader } from "../app/agentSecrets.ts";
 import { agentRanWith, joinText, jobTranscript, planTitle, sessionHistory, systemPrompt, userContent } from "./runner/conversation.ts";
-import { streamModelStep, type Append, type Coalescing } from "./runner/modelStep.ts";
+import { streamModelStep, type Append, type Coalescing, type StepBill } from "./runner/modelStep.ts";
 import { baseAppId, isTestData } from "../app/access.ts";
 import { failureOf, ignoreFinished, JobFailure, LostJob, validateStructured } from "./runner/outcome.ts";
 import { runToolCall, toolContext } from "./runner/toolStep.ts";
@@ -146,17 +147,19 @@ export class TurnRunner {
   }
 
   /**
-   * Usage limits are checked again before every model step: the job's pools must have room for what it
-   * has spent plus one reservation more. Without it the job ends failed with usage_limit_exceeded,
-   * after the step it finished last.
+   * Usage limits are checked again before every model step and every tool call: the job's pools must
+   * have room for what it has spent plus one reservation more (a step), or plus the tool's
+   * estimated_credits (a tool). Without it the job ends failed with usage_limit_exceeded, after what it
+   * finished last. A pool too contended to answer leaves the job going on what it already holds.
    */
-  private async coverStep(jobId: string): Promise<void> {
+  private async cover(jobId: string, next: "step" | number): Promise<void> {
     const { state } = await this.ctx.repos.jobs.load(jobId);
     try {
-      await coverNextStep(this.ctx, jobId, state);
+      await coverNext(this.ctx, jobId, state, next);
     } catch (err) {
       if (err instanceof UsageLimitError) throw new JobFailure(err.code, err.message);
-      throw err;
+      if (!(err instanceof WrongExpectedVersionError)) throw err;
+      this.ctx.logger.warn("a usage pool stayed contended; the job goes on with what it holds", { job_id: jobId });
     }
   }
 
@@ -193,6 +196,7 @@ export class TurnRunner {
       for (const planned of job.plan.steps) {
         if (transcript.completed.has(planned.call_id)) continue;
         if (signal.aborted) throw new ConflictError("job_cancel_requested", "cancelled");
+        if (job.queued?.budgets?.length) await this.cover(jobId, tools.get(planned.tool)?.estimated_credits ?? 0);
         messages.push(await runToolCall(append, tools, toolCtx, job.plan.step, { id: planned.call_id, name: planned.tool, args: planned.args }, !transcript.called.has(planned.call_id), !testData));
       }
     }
@@ -200,14 +204,15 @@ export class TurnRunner {
     // The app pays for its model steps, except for test data and for steps the end user's own
     // credential pays for (billing: end_user): those cost the app nothing. Tools are the app's either way.
     const dataApp = agentApp ?? this.ctx.appId;
-    const creditsOf = agent.billing === "end_user"
-      ? async () => 0
-      : (usage: TokenUsage) => creditsFor(this.ctx, dataApp, provider.name, model, usage);
+    const endUserPays = agent.billing === "end_user";
+    const billOf = async (usage: TokenUsage): Promise<StepBill> =>
+      endUserPays ? { credits: 0, funded_by: "end_user" } : { credits: await creditsFor(this.ctx, dataApp, provider.name, model, usage) };
     while (step < this.maxSteps) {
       step++;
       if (signal.aborted) throw new ConflictError("job_cancel_requested", "cancelled");
-      if (queued.budgets?.length) await this.coverStep(jobId);
-      const { text, calls } = await streamModelStep(provider, model, agent, messages, tools, queued.output_schema, append, step, signal, this.coalescing, creditsOf);
+      // A step the end user pays for costs the app nothing: only its tools are covered.
+      if (queued.budgets?.length && !endUserPays) await this.cover(jobId, "step");
+      const { text, calls } = await streamModelStep(provider, model, agent, messages, tools, queued.output_schema, append, step, signal, this.coalescing, billOf);
       allText = joinText(allText, text);
       if (calls.length === 0) {
         let result: unknown = null;
@@ -228,6 +233,7 @@ export class TurnRunner {
       }
       for (const call of calls) {
         if (signal.aborted) throw new ConflictError("job_cancel_requested", "cancelled");
+        if (queued.budgets?.length) await this.cover(jobId, tools.get(call.name)?.estimated_credits ?? 0);
         messages.push(await runToolCall(append, tools, toolCtx, step, call, true, !testData));
       }
     }

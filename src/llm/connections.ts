@@ -84,7 +84,10 @@ export class ConnectionProviders {
       ...(Object.keys(headers).length ? { headers } : {}),
     };
     // OpenAI sends either kind as a bearer token; Anthropic has a separate header for each.
-    const inner = target.provider === "anthropic" ? new AnthropicProvider({ ...options, ...(key.oauth ? { authToken: secret } : {}) }) : new OpenAiProvider(options);
+    // Named by the connection's kind: usage events and price keys (`openai_compatible/<model>`) say which.
+    const inner = target.provider === "anthropic"
+      ? new AnthropicProvider({ ...options, ...(key.oauth ? { authToken: secret } : {}) })
+      : new OpenAiProvider({ ...options, name: target.provider });
     const provider = wrap(new ResilientProvider(inner, this.resilience));
     this.built.delete(id);
     this.built.set(id, { fingerprint, provider });

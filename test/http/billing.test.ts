@@ -9,6 +9,10 @@ import { api, type Api } from "../support/api.ts";
 import { startOpenAiWireServer, type WireServer } from "../support/llmWireServers.ts";
 import { startTestServer, type TestServer } from "../support/server.ts";
 import { startRun } from "../../src/app/turns.ts";
+import { reserveJob } from "../../src/app/billing.ts";
+import { createRepositories } from "../../src/app/context.ts";
+import { newResourceId } from "../../src/core/ids.ts";
+import { reconcile } from "../../src/jobs/reconciler.ts";
 
 const ROOT = "agr_test_root_token_for_billing_000123";
 const bearer = { authorization: `Bearer ${ROOT}` };
@@ -238,6 +242,90 @@ test("a run retried after its job was written reserves nothing more (its pool is
   expect({ spent: state.spent.credits, held: Object.keys(state.held) }).toEqual({ spent: 5, held: [] });
 });
 
+test("a tool call is covered before it runs: one whose estimated credits do not fit ends the job, and never runs", async () => {
+  const app = await newApp("Costly tool");
+  await root.put(`/v1/apps/${app.id}/limits`, { app: { daily_credits: 10 }, reservation: { credits: 1 } }, bearer);
+  let calls = 0;
+  const tool = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => {
+    calls++;
+    return Response.json({ ok: true });
+  } });
+  try {
+    const agent = (await app.client.post("/v1/agents", {
+      name: "costly", approval: "never",
+      tools: [{ type: "http", name: "render", description: "expensive", url: `http://127.0.0.1:${tool.port}/r`, parameters: { type: "object" }, estimated_credits: 1000 }],
+    })).body.id;
+    const run = await app.client.post("/v1/runs", { agent_id: agent, user_id: "u", input: 'call render {"q":1}' });
+    expect(run.status).toBe(202);
+    const job = await app.client.waitForStatus(run.body.job_id, ["failed", "completed"]);
+    expect({ status: job.status, code: job.error?.code, calls }).toEqual({ status: "failed", code: "usage_limit_exceeded", calls: 0 });
+    const pool = `${app.id}:app:${new Date().toISOString().slice(0, 10)}`;
+    await waitFor(async () => Object.keys((await server.ctx.repos.budgets.load(pool)).state.held).length === 0);
+    expect((await server.ctx.repos.budgets.load(pool)).state.spent.credits).toBe(0);
+  } finally {
+    tool.stop(true);
+  }
+});
+
+test("processes racing for one pool never overspend it, and a lost race is decided again, not refused", async () => {
+  const app = await newApp("Raced");
+  await root.put(`/v1/apps/${app.id}/limits`, { app: { daily_credits: 100 }, reservation: { credits: 5 } }, bearer);
+  // Sixteen repositories on one store stand for sixteen processes: each decides on what it read, and only the
+  // expected revision keeps them from taking the same room.
+  const processes = Array.from({ length: 16 }, () => ({ ...server.ctx, appId: app.id, repos: createRepositories(server.ctx.store) }));
+  const meta = { appId: app.id, actor: `key:${app.keyId}`, now: Date.now() };
+  const outcomes = await Promise.all(Array.from({ length: 50 }, (_, i) =>
+    reserveJob(processes[i % 16]!, { appId: app.id, userId: `u${i}`, keyId: app.keyId }, `job_race_${i}`, meta).then(() => "reserved", (err) => err.code ?? err.name)));
+  const counts = outcomes.reduce<Record<string, number>>((acc, o) => ({ ...acc, [o]: (acc[o] ?? 0) + 1 }), {});
+  expect(counts).toEqual({ reserved: 20, usage_limit_exceeded: 30 });
+  const state = (await server.ctx.repos.budgets.load(`${app.id}:app:${new Date().toISOString().slice(0, 10)}`)).state;
+  expect(Object.keys(state.held).length).toBe(20);
+});
+
+test("a message whose job a crash kept from being written: the rebuilt job holds and settles the message's reservation", async () => {
+  const app = await newApp("Crashed");
+  await root.put(`/v1/apps/${app.id}/prices`, { models: FIVE_PER_STEP }, bearer);
+  await root.put(`/v1/apps/${app.id}/limits`, { app: { daily_credits: 9 }, reservation: { credits: 5 } }, bearer);
+  const sid = (await app.client.post("/v1/sessions", { user_id: "u", agent_id: app.agent })).body.id;
+  const ctx = { ...server.ctx, appId: app.id };
+  const meta = { appId: app.id, actor: `key:${app.keyId}` };
+  const jobId = newResourceId("job");
+  // What sendMessage does up to the crash: the reservation, then the message; never the job.
+  await reserveJob(ctx, { appId: app.id, userId: "u", keyId: app.keyId }, jobId, meta);
+  await server.ctx.repos.sessions.handle(sid, {
+    type: "SendMessage", message_id: newResourceId("msg"), job_id: jobId, content: "crashed", attachments: [], model: null, context: null, multitask: "reject",
+  }, meta);
+  await server.ctx.projections.waitUntilCaughtUp();
+  await reconcile(server.ctx);
+  let budgets: unknown;
+  for await (const e of server.ctx.store.readStream(`job-${jobId}`, { maxCount: 1 })) budgets = (e.data as any).budgets;
+  const pool = `${app.id}:app:${new Date().toISOString().slice(0, 10)}`;
+  expect(budgets).toEqual([pool]);
+  await app.client.waitForStatus(jobId, ["completed"]);
+  await waitFor(async () => (await server.ctx.repos.budgets.load(pool)).state.spent.credits === 5);
+  expect(Object.keys((await server.ctx.repos.budgets.load(pool)).state.held)).toEqual([]);
+});
+
+test("a hold an ended job never settled is settled when its pool would refuse, whether the job lists the pool or not", async () => {
+  const app = await newApp("Healed");
+  await root.put(`/v1/apps/${app.id}/prices`, { models: FIVE_PER_STEP }, bearer);
+  const done = await app.client.post("/v1/runs", { agent_id: app.agent, user_id: "u", input: "before limits" });
+  await app.client.waitForStatus(done.body.job_id, ["completed"]);
+  await root.put(`/v1/apps/${app.id}/limits`, { app: { daily_credits: 10 }, reservation: { credits: 10 } }, bearer);
+  // A hold for that ended job (which lists no pool: it ran before limits) fills the pool, as if its settlement were lost.
+  const meta = { appId: app.id, actor: `key:${app.keyId}` };
+  await reserveJob({ ...server.ctx, appId: app.id }, { appId: app.id, userId: "u", keyId: app.keyId }, done.body.job_id, meta);
+  const pool = `${app.id}:app:${new Date().toISOString().slice(0, 10)}`;
+  expect(Object.keys((await server.ctx.repos.budgets.load(pool)).state.held)).toEqual([done.body.job_id]);
+  // The next request finds the pool full, settles the ended job's hold with what it spent (5), and fits in what is left.
+  await root.put(`/v1/apps/${app.id}/limits`, { app: { daily_credits: 10 }, reservation: { credits: 5 } }, bearer);
+  const next = await app.client.post("/v1/runs", { agent_id: app.agent, user_id: "u", input: "after" });
+  expect(next.status).toBe(202);
+  const state = (await server.ctx.repos.budgets.load(pool)).state;
+  expect({ spent: state.spent.credits, held: Object.keys(state.held) }).toEqual({ spent: 5, held: [next.body.job_id] });
+  await app.client.waitForStatus(next.body.job_id, ["completed"]);
+});
+
 test("limits and prices are admins' to set; bad bodies get 400, never 500", async () => {
   const app = await newApp("Validated");
   const put = (path: string, body: unknown, headers: Record<string, string> = bearer) =>
@@ -256,6 +344,17 @@ test("limits and prices are admins' to set; bad bodies get 400, never 500", asyn
   // A data key is not a management credential; an unknown app is 404.
   expect((await put("limits", {}, { "x-api-key": "nope" })).status).toBe(401);
   expect((await fetch(`${server.url}/v1/apps/app_missing/limits`, { headers: bearer })).status).toBe(404);
+  // Setting what is set already records nothing (in any key order).
+  const recorded = async (type: string) => {
+    let n = 0;
+    for await (const e of server.ctx.store.readStream(`app-${app.id}`)) if (e.type === type) n++;
+    return n;
+  };
+  await put("limits", { app: { daily_credits: 5, monthly_credits: 50 } });
+  await put("limits", { app: { monthly_credits: 50, daily_credits: 5 } });
+  await put("prices", { models: { m: { input: 1, output: 2 } } });
+  await put("prices", { models: { m: { output: 2, input: 1 } } });
+  expect({ limits: await recorded("LimitsSet"), prices: await recorded("PricesSet") }).toEqual({ limits: 1, prices: 1 });
   // {} removes every limit; DELETE too.
   await put("limits", { app: { daily_credits: 1 } });
   expect(((await (await put("limits", {})).json()) as any).app.daily_credits).toBeNull();

@@ -133,6 +133,16 @@ describe("bodies", () => {
     expect(paired.status).toBe(201);
     expect(paired.body.name).toBe("emoji 😀");
   });
+
+  test("a __proto__ key anywhere in a body is refused, naming it, instead of vanishing", async () => {
+    for (const body of ['{"user_id": "u", "metadata": {"__proto__": {"admin": true}}}', '{"user_id": "u", "metadata": {"a": [{"\u005f_proto__": 1}]}}']) {
+      const r = await client.post("/v1/sessions", body);
+      expect({ status: r.status, code: r.body.error?.code }).toEqual({ status: 400, code: "invalid_request" });
+      expect(r.body.error.details.param).toMatch(/__proto__$/);
+    }
+    // A body that is not an object is refused too: every body this API takes is one.
+    for (const body of ["[]", "null", "3", '"text"']) expect((await client.post("/v1/sessions", body)).status).toBe(400);
+  });
 });
 
 describe("request ids", () => {

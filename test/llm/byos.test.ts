@@ -213,6 +213,22 @@ describe("the BYOS flow: connect, run, expire, a clear failure, refresh", () => 
     expect(sent[0]!.headers.get("authorization")).toBe(`Bearer ${SECRETS.apiKey}`);
   });
 
+  test("usage limits count what the app pays: a turn the user's own credential pays runs even when the app's pools are used up", async () => {
+    const root = api(server.url, "");
+    expect((await root.put(`/v1/apps/${appId}/limits`, { app: { daily_credits: 0, daily_tokens: 0 }, per_user: { daily_tokens: 0 } }, rootAuth)).status).toBe(200);
+    try {
+      const { reply, sent } = await turn("frank");
+      expect({ status: reply.status, credits: reply.credits_spent, calls: sent.length }).toEqual({ status: "completed", credits: 0, calls: 1 });
+      const pools = (await backend.get("/v1/usage/limits?user_id=frank")).body.data;
+      // The job held nothing and spent nothing of the app's: every pool still shows 0 used.
+      expect(pools.map((p: any) => [p.scope, p.credits?.spent ?? null, p.tokens?.spent ?? null, p.tokens?.held ?? null])).toEqual([
+        ["app", 0, 0, 0], ["user", null, 0, 0],
+      ]);
+    } finally {
+      expect((await root.del(`/v1/apps/${appId}/limits`, rootAuth)).status).toBe(200);
+    }
+  });
+
   test("expired with no refresh token: credential_expired, and neither the token endpoint nor the model is called", async () => {
     const put = await backend.put(credential("carol"), { access_token: SECRETS.carol, expires_at: "2020-01-01T00:00:00Z" });
     answers.push(put.body);

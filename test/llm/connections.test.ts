@@ -63,6 +63,29 @@ test("two apps on different providers each run a turn with their own key", async
   expect(JSON.stringify(listed.body)).not.toContain("sk-app-a");
 });
 
+test("an openai_compatible connection (a gateway, a local model server): its base_url is required, its turns run there, and its usage is priced under its own kind", async () => {
+  const app = (await root.post("/v1/apps", { name: "Compatible" }, bearer)).body;
+  const put = (body: unknown) => fetch(`${server.url}/v1/apps/${app.id}/connections/gateway`, {
+    method: "PUT", headers: { ...bearer, "content-type": "application/json" }, body: JSON.stringify(body),
+  });
+  const missing = await put({ provider: "openai_compatible", api_key: "sk-gw" });
+  expect({ status: missing.status, param: ((await missing.json()) as any).error.details.param }).toEqual({ status: 400, param: "base_url" });
+  expect((await put({ provider: "openai_compatible", base_url: openai.baseURL, default_model: "llama-local" })).status).toBe(200);
+  await root.put(`/v1/apps/${app.id}/prices`, { models: { "openai_compatible/llama-local": { input: 1_000_000, output: 0 }, "openai/llama-local": { input: 0, output: 0 } } }, bearer);
+  const key = (await root.post(`/v1/apps/${app.id}/keys`, { name: "k", scopes: ["data:write", "agents:manage"] }, bearer)).body.key;
+  const client = api(server.url, key);
+  const agent = (await client.post("/v1/agents", { name: "local", approval: "never", model: { connection: "gateway" } })).body.id;
+  const before = openai.requests.length;
+  const run = await client.post("/v1/runs", { agent_id: agent, user_id: "u", input: "hi" });
+  const events = await client.pollUntilDone(run.body.job_id);
+  expect(openai.requests.length - before).toBe(1);
+  const usage = events.find((e: any) => e.type === "usage").payload;
+  expect(usage).toMatchObject({ provider: "openai_compatible", model: "llama-local" });
+  expect(usage.credits).toBe(usage.prompt_tokens);
+  // A keyless endpoint: no key was stored, and none was sent in the app's name.
+  expect(openai.requests.at(-1)!.headers.get("authorization")).toBe("Bearer unused");
+});
+
 test("an agent may name only a connection its app has; a connection may not point into the server's network", async () => {
   const c = await appWith("Checked", { provider: "openai", base_url: openai.baseURL, api_key: "sk-app-c-0000009999" });
   const unknown = await c.client.post("/v1/agents", { name: "x", model: { connection: "nope" } });
@@ -73,6 +96,18 @@ test("an agent may name only a connection its app has; a connection may not poin
   });
   expect(internal.status).toBe(400);
   expect(((await internal.json()) as any).error.details.param).toBe("base_url");
+  // Credentials never ride in a URL, which is stored and shown as written.
+  for (const [field, body] of [
+    ["base_url", { provider: "openai", base_url: "http://gw-user:gw-pass@127.0.0.1:9/v1" }],
+    ["oauth.token_url", { provider: "openai", base_url: openai.baseURL, oauth: { token_url: "http://cid:secret@127.0.0.1:9/token" } }],
+  ] as const) {
+    const res = await fetch(`${server.url}/v1/apps/${c.app.id}/connections/userinfo`, { method: "PUT", headers: { ...bearer, "content-type": "application/json" }, body: JSON.stringify(body) });
+    expect({ field, status: res.status, param: ((await res.json()) as any).error.details.param }).toEqual({ field, status: 400, param: field });
+  }
+  // A connection names its provider: another provider beside it is refused rather than ignored.
+  const mixed = await c.client.post("/v1/agents", { name: "x", model: { connection: "main", provider: "anthropic" } });
+  expect({ status: mixed.status, param: mixed.body.error.details.param }).toEqual({ status: 400, param: "model.provider" });
+  expect((await c.client.post("/v1/agents", { name: "x", model: { connection: "main", provider: "openai" } })).status).toBe(201);
   // Only the app's own names are connections: a name like "constructor" is one it does not have.
   const inherited = await c.client.post("/v1/agents", { name: "x", model: { connection: "constructor" } });
   expect({ status: inherited.status, param: inherited.body.error.details.param }).toEqual({ status: 400, param: "model.connection" });

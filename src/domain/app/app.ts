@@ -8,6 +8,7 @@ import { ConflictError, NotFoundError, ValidationError } from "../../core/errors
 import { unreachable, type Decider } from "../../core/decider.ts";
 import { ApiKeyFields, ConnectionFields, RateLimitBudgetSchema, type AppEvent } from "./events.ts";
 import { Type } from "@sinclair/typebox";
+import { canonicalJson } from "../../core/canonicalJson.ts";
 import type { Limits } from "../billing/limits.ts";
 import type { PriceTable } from "../billing/prices.ts";
 
@@ -169,9 +170,11 @@ export const appDecider: Decider<AppCommand, AppEvent, AppState> = {
         return [{ type: "ConnectionRemoved", data: { app_id: state.id!, name: command.name } }];
       case "SetLimits":
         requireLive(state);
+        if (sameJson(state.limits, command.limits)) return [];
         return [{ type: "LimitsSet", data: { app_id: state.id!, limits: command.limits } }];
       case "SetPrices":
         requireLive(state);
+        if (sameJson(state.prices, command.prices)) return [];
         return [{ type: "PricesSet", data: { app_id: state.id!, prices: { ...command.prices } } }];
       case "SetRateLimits": {
         requireLive(state);
@@ -194,6 +197,9 @@ export const appDecider: Decider<AppCommand, AppEvent, AppState> = {
 
 const sameBudget = (a: RateLimitBudget, b: RateLimitBudget): boolean =>
   a.requests_per_minute === b.requests_per_minute && a.heavy_per_minute === b.heavy_per_minute;
+
+/** Settings compared as their JSON, keys in any order: setting what is already set records nothing. */
+const sameJson = (a: unknown, b: unknown): boolean => canonicalJson(a) === canonicalJson(b);
 
 function requireLive(state: AppState): void {
   if (state.status === "none" || state.status === "deleted") throw new NotFoundError("App not found", { param: "app_id" }, "app_not_found");

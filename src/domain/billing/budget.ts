@@ -49,7 +49,8 @@ export interface BudgetState {
 }
 
 export type BudgetCommand =
-  | { type: "Reserve"; pool: Pool; job_id: string; amount: Amounts; at: number }
+  /** `free`: a job the app pays nothing for up front (BYOS) holds nothing, even in a pool used up; its tools extend. */
+  | { type: "Reserve"; pool: Pool; job_id: string; amount: Amounts; at: number; free?: boolean }
   | { type: "Extend"; pool: Pool; job_id: string; to: Amounts; at: number }
   | { type: "Settle"; budget_id: string; job_id: string; spent: Amounts };
 
@@ -91,6 +92,7 @@ export const budgetDecider: Decider<BudgetCommand, BudgetEvent, BudgetState> = {
       case "Reserve": {
         // A retried request. (A job that exists already is never reserved for again: see reserveJob.)
         if (Object.hasOwn(state.held, command.job_id)) return [];
+        if (command.free) return [reserved(command.pool, command.job_id, { credits: 0, tokens: 0 }, command.at)];
         requireRoom(state, command.pool, command.amount);
         return [reserved(command.pool, command.job_id, command.amount, command.at)];
       }

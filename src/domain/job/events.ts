@@ -52,9 +52,11 @@ export const JOB_EVENTS = {
   /**
    * `credits`: what the step's tokens cost the app, priced when recorded (src/domain/billing/prices.ts);
    * 0 for test data and for steps an end user's own credential paid. Absent in events before credits.
+   * `funded_by: "end_user"`: the end user's own credential paid the provider (BYOS); absent: the app.
    */
   UsageRecorded: { version: 1, schema: Type.Object({
     step: Type.Integer(), provider: Type.String(), model: Type.String(), ...UsageFields, credits: Type.Optional(Type.Number({ minimum: 0 })),
+    funded_by: Type.Optional(Type.Literal("end_user")),
   }) },
 };
 

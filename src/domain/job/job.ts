@@ -87,6 +87,8 @@ export interface JobState {
   usage: Usage;
   /** Credits the job has cost the app so far (model steps and tools). */
   credits: number;
+  /** Tokens (in and out) of the steps the app paid for: what usage limits count. */
+  appTokens: number;
   error: JobError | null;
   /** Events since the current attempt's JobStarted that change the world or the transcript. */
   sideEffectsThisAttempt: number;
@@ -97,7 +99,7 @@ export interface JobState {
 export const jobDecider: Decider<JobCommand, JobEvent, JobState> = {
   initialState: {
     status: "none", id: null, kind: null, sessionId: null, queued: null, attempt: 0, plan: null, planDecision: null,
-    cancelRequested: false, cancelReason: null, usage: ZERO_USAGE, credits: 0, error: null, sideEffectsThisAttempt: 0, resumable: false,
+    cancelRequested: false, cancelReason: null, usage: ZERO_USAGE, credits: 0, appTokens: 0, error: null, sideEffectsThisAttempt: 0, resumable: false,
   },
 
   evolve(state, event) {
@@ -127,7 +129,10 @@ export const jobDecider: Decider<JobCommand, JobEvent, JobState> = {
       case "JobFailed":
         return { ...state, status: "failed", error: event.data.error };
       case "UsageRecorded":
-        return { ...state, usage: addUsage(state.usage, event.data), credits: roundCredits(state.credits + (event.data.credits ?? 0)) };
+        return {
+          ...state, usage: addUsage(state.usage, event.data), credits: roundCredits(state.credits + (event.data.credits ?? 0)),
+          appTokens: state.appTokens + (event.data.funded_by === "end_user" ? 0 : event.data.prompt_tokens + event.data.completion_tokens),
+        };
       default:
         return unreachable(event);
     }

@@ -11,6 +11,12 @@ import type { TokenUsage } from "../../domain/billing/prices.ts";
 /** Appends through the job decider, as the attempt that runs it; several commands go in one write. */
 export type Append = (command: JobCommand | readonly JobCommand[]) => Promise<JobState>;
 
+/** A model step's bill: its credits for the app, and `funded_by: "end_user"` when the user's credential paid. */
+export interface StepBill {
+  credits: number;
+  funded_by?: "end_user";
+}
+
 export interface Coalescing {
   ms: number;
   chars: number;
@@ -20,8 +26,8 @@ export interface Coalescing {
 export async function streamModelStep(
   provider: LlmProvider, model: string, agent: AgentSpec, messages: ChatMessage[], tools: Map<string, Tool>,
   outputSchema: Record<string, unknown> | null, append: Append, step: number, signal: AbortSignal, coalescing: Coalescing,
-  /** What the step's tokens cost the app (recorded with its usage). */
-  creditsOf: (usage: TokenUsage) => Promise<number>,
+  /** What the step's tokens cost the app, and who paid the provider (recorded with its usage). */
+  billOf: (usage: TokenUsage) => Promise<StepBill>,
 ): Promise<{ text: string; calls: ChatToolCall[] }> {
   let text = "";
   const calls: ChatToolCall[] = [];
@@ -78,10 +84,10 @@ export async function streamModelStep(
         // The step's last text and its usage are recorded together: usage is durable at once (it was
         // paid for), and the two cost one commit.
         const tokens = { prompt_tokens: chunk.prompt_tokens, completion_tokens: chunk.completion_tokens, cached_tokens: chunk.cached_tokens ?? 0 };
-        const credits = await creditsOf(tokens);
+        const bill = await billOf(tokens);
         await thinkingOut.flush();
         await textOut.flush({ type: "RecordUsage", usage: {
-          step, provider: provider.name, model, ...tokens, reasoning_tokens: chunk.reasoning_tokens ?? 0, credits,
+          step, provider: provider.name, model, ...tokens, reasoning_tokens: chunk.reasoning_tokens ?? 0, ...bill,
         } });
         break;
       }

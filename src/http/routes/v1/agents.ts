@@ -90,6 +90,10 @@ function checkSpec(ctx: AppContext, spec: Partial<AgentSpec>, connections: Reado
     throw new ValidationError(`The app has no model connection "${connection}"; available: ${Object.keys(connections).join(", ") || "none"}`, { param: "model.connection" });
   }
   const provider = spec.model?.provider;
+  // A connection names its provider: another one beside it would be ignored, so it is refused.
+  if (provider && connection && provider !== connectionOf(connections, connection)!.provider) {
+    throw new ValidationError(`model.provider "${provider}" is not the provider of connection "${connection}" (${connectionOf(connections, connection)!.provider}); leave it out`, { param: "model.provider" });
+  }
   if (provider && !connection && !ctx.providers.has(provider)) {
     throw new ValidationError(`Model provider "${provider}" is not configured on this server; available: ${[...ctx.providers.keys()].join(", ")}`, { param: "model.provider" });
   }

@@ -116,6 +116,8 @@ async function requireCallable(url: string, privateAllowlist: readonly string[],
   } catch {
     throw new ValidationError(`${param} is not a URL`, { param });
   }
+  // Secrets have sealed places (api_key, headers, oauth.client_secret); a URL is stored and shown as written.
+  if (parsed.username || parsed.password) throw new ValidationError(`${param} may not carry a user name or password: put credentials in api_key or headers`, { param });
   const host = parsed.hostname.replace(/^\[|\]$/g, "");
   const allowPrivate = allowedPrivately({ privateAllowlist }, parsed);
   // Bounded: a slow resolver answers "no address" rather than hold the request.
