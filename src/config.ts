@@ -59,6 +59,20 @@ const Env = Type.Object({
   MANAGEMENT_JWKS_URL: Type.Optional(Type.String({ pattern: "^https?://", maxLength: 2000 })),
   MANAGEMENT_JWT_ISSUER: Type.Optional(Type.String({ minLength: 1, maxLength: 2000 })),
   MANAGEMENT_JWT_AUDIENCE: Type.Optional(Type.String({ minLength: 1, maxLength: 2000 })),
+  BLOB_STORE: Type.Union([Type.Literal("local"), Type.Literal("s3")], { default: "local", description: "Where file contents go: DATA_DIR/blobs, or an S3-compatible bucket" }),
+  S3_ENDPOINT: Type.Optional(Type.String({ pattern: "^https?://", maxLength: 2000 })),
+  S3_BUCKET: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+  S3_ACCESS_KEY_ID: Type.Optional(Type.String({ minLength: 1, maxLength: 512 })),
+  S3_SECRET_ACCESS_KEY: Type.Optional(Type.String({ minLength: 1, maxLength: 2048 })),
+  S3_REGION: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
+  S3_PREFIX: Type.Optional(Type.String({ maxLength: 500, pattern: "^[A-Za-z0-9!_.*'()/-]*$" })),
+  S3_VIRTUAL_HOSTED_STYLE: Type.Boolean({ default: false }),
+  MAX_FILE_BYTES: Type.Integer({ minimum: 1, maximum: 5 * 1024 * 1024 * 1024, default: 25 * 1024 * 1024 }),
+  FILE_CONTENT_TYPES: Type.Optional(Type.String({ minLength: 1, maxLength: 4000, pattern: "^[A-Za-z0-9!#$&^_.+*/, -]+$" })),
+  SIGNED_URL_TTL_S: Type.Integer({ minimum: 10, maximum: 7 * 24 * 3600, default: 900 }),
+  PUBLIC_BASE_URL: Type.Optional(Type.String({ pattern: "^https?://[^/?#]+$", maxLength: 2000 })),
+  FILE_MODEL_BUDGET_CHARS: Type.Integer({ minimum: 100, maximum: 10_000_000, default: 60_000 }),
+  FILE_MODEL_IMAGE_BYTES: Type.Integer({ minimum: 1024, maximum: 100 * 1024 * 1024, default: 5 * 1024 * 1024 }),
   LOG_LEVEL: Type.Union([Type.Literal("debug"), Type.Literal("info"), Type.Literal("warn"), Type.Literal("error")], { default: "info" }),
 });
 
@@ -119,8 +133,31 @@ export interface Config {
     jwtIssuer: string | undefined;
     jwtAudience: string | undefined;
   };
+  /** Files (src/app/files.ts): where their bytes go, what is accepted, and how much the model reads. */
+  files: FilesConfig;
   logLevel: EnvShape["LOG_LEVEL"];
 }
+
+export interface FilesConfig {
+  store: "local" | "s3";
+  s3: { endpoint?: string; bucket?: string; accessKeyId?: string; secretAccessKey?: string; region?: string; prefix: string; virtualHostedStyle: boolean };
+  maxBytes: number;
+  /** Accepted content types: exact (`text/plain`) or a family (`image/*`). */
+  contentTypes: string[];
+  signedUrlTtlS: number;
+  /** The origin signed URLs name (behind a proxy); absent: the request's own origin. */
+  publicBaseUrl: string | undefined;
+  /** Characters of text (text files, extracted PDF text) the model is given per message, all files together. */
+  modelBudgetChars: number;
+  /** The largest image sent to the model as an image. */
+  modelImageBytes: number;
+}
+
+/** The content types accepted for files unless FILE_CONTENT_TYPES says otherwise. */
+export const DEFAULT_FILE_CONTENT_TYPES = [
+  "text/*", "application/json", "application/pdf", "application/xml", "application/x-yaml", "application/yaml",
+  "image/png", "image/jpeg", "image/gif", "image/webp",
+];
 
 export class ConfigError extends Error {
   constructor(readonly variable: string, message: string) {
@@ -171,6 +208,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (e.MANAGEMENT_JWKS_URL !== undefined && !URL.canParse(e.MANAGEMENT_JWKS_URL)) {
     throw new ConfigError("MANAGEMENT_JWKS_URL", "is not a valid http(s) URL");
   }
+  if (e.BLOB_STORE === "s3" && !e.S3_BUCKET) throw new ConfigError("S3_BUCKET", "required when BLOB_STORE=s3");
   const prices = e.MODEL_PRICES_FILE ? readPrices(e.MODEL_PRICES_FILE) : {};
   return {
     port: e.PORT,
@@ -210,6 +248,19 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     management: {
       adminToken: e.ADMIN_TOKEN, jwtSecret: e.MANAGEMENT_JWT_SECRET, jwksUrl: e.MANAGEMENT_JWKS_URL,
       jwtIssuer: e.MANAGEMENT_JWT_ISSUER, jwtAudience: e.MANAGEMENT_JWT_AUDIENCE,
+    },
+    files: {
+      store: e.BLOB_STORE,
+      s3: {
+        endpoint: e.S3_ENDPOINT, bucket: e.S3_BUCKET, accessKeyId: e.S3_ACCESS_KEY_ID, secretAccessKey: e.S3_SECRET_ACCESS_KEY, region: e.S3_REGION,
+        prefix: e.S3_PREFIX ?? "", virtualHostedStyle: e.S3_VIRTUAL_HOSTED_STYLE,
+      },
+      maxBytes: e.MAX_FILE_BYTES,
+      contentTypes: e.FILE_CONTENT_TYPES ? e.FILE_CONTENT_TYPES.split(",").map((s) => s.trim().toLowerCase()).filter(Boolean) : DEFAULT_FILE_CONTENT_TYPES,
+      signedUrlTtlS: e.SIGNED_URL_TTL_S,
+      publicBaseUrl: e.PUBLIC_BASE_URL,
+      modelBudgetChars: e.FILE_MODEL_BUDGET_CHARS,
+      modelImageBytes: e.FILE_MODEL_IMAGE_BYTES,
     },
     logLevel: e.LOG_LEVEL,
   };
