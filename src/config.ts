@@ -41,6 +41,8 @@ const Env = Type.Object({
   LLM_STALL_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 600_000, default: 60_000 }),
   LLM_MAX_ATTEMPTS: Type.Integer({ minimum: 1, maximum: 10, default: 4 }),
   MODEL_PRICES_FILE: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
+  CONTEXT_BUDGET_TOKENS: Type.Integer({ minimum: 256, maximum: 10_000_000, default: 100_000 }),
+  CONTEXT_STRATEGY: Type.Union([Type.Literal("summarize"), Type.Literal("drop")], { default: "summarize" }),
   ROLE: Type.Union([Type.Literal("all"), Type.Literal("api"), Type.Literal("worker")], { default: "all" }),
   REDIS_URL: Type.Optional(Type.String({ pattern: "^rediss?://" })),
   JOB_LEASE_MS: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 15_000 }),
@@ -109,6 +111,8 @@ export interface Config {
   };
   /** The server's model prices, credits per million tokens (apps may set their own on top). */
   prices: PriceTable;
+  /** How much history a turn may send, and what happens to the rest (agents may set their own). */
+  context: { budgetTokens: number; strategy: "summarize" | "drop" };
   role: "all" | "api" | "worker";
   redisUrl: string | undefined;
   jobLeaseMs: number;
@@ -234,6 +238,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       stallTimeoutMs: e.LLM_STALL_TIMEOUT_MS, maxAttempts: e.LLM_MAX_ATTEMPTS,
     },
     prices,
+    context: { budgetTokens: e.CONTEXT_BUDGET_TOKENS, strategy: e.CONTEXT_STRATEGY },
     role: e.ROLE,
     redisUrl: e.REDIS_URL,
     jobLeaseMs: e.JOB_LEASE_MS,

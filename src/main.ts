@@ -104,7 +104,7 @@ export async function startServer(
   } as Omit<AppContext, "turns"> as AppContext;
   ctx.turns = new TurnCoordinator(ctx, logger.child({ component: "turns" }));
   let reconcileTimer: ReturnType<typeof setInterval> | undefined;
-  const worker = new Worker(queue, new TurnRunner(ctx, `runner-${process.pid}`), logger.child({ component: "worker" }), config.workerConcurrency);
+  const worker = new Worker(queue, new TurnRunner(ctx, `runner-${process.pid}`, { context: config.context }), logger.child({ component: "worker" }), config.workerConcurrency);
   ctx.running = worker;
 
   const created = await ensureDefaultAgent(ctx);

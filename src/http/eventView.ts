@@ -31,6 +31,7 @@ export const PUBLIC_TYPES: Record<string, string> = {
   JobCompleted: "job.completed",
   JobFailed: "job.failed",
   UsageRecorded: "usage",
+  ContextPrepared: "context.prepared",
   SessionStarted: "session.started",
   SessionRenamed: "session.renamed",
   SessionArchived: "session.archived",
@@ -39,6 +40,7 @@ export const PUBLIC_TYPES: Record<string, string> = {
   MessageSent: "message.sent",
   TurnEnded: "turn.ended",
   AssetRegistered: "asset.registered",
+  HistorySummarized: "history.summarized",
 };
 
 export type Verbosity = "minimal" | "standard" | "full";
@@ -48,7 +50,9 @@ const MINIMAL = new Set([
   "JobQueued", "JobStarted", "TextEmitted", "JobCancelled", "JobCompleted", "JobFailed",
   "SessionStarted", "MessageSent", "TurnEnded", "SessionDeleted",
 ]);
-const STANDARD = new Set([...MINIMAL, "ToolCalled", "ToolCompleted", "PlanProposed", "PlanApproved", "PlanRejected", "AssetRegistered", "CancelRequested"]);
+const STANDARD = new Set([...MINIMAL, "ToolCalled", "ToolCompleted", "PlanProposed", "PlanApproved", "PlanRejected", "AssetRegistered", "CancelRequested",
+  // What of a long history the model was shown, and the summaries made of it.
+  "ContextPrepared", "HistorySummarized"]);
 
 export const shownAt = (verbosity: Verbosity, type: string): boolean =>
   verbosity === "full" ? true : verbosity === "standard" ? STANDARD.has(type) : MINIMAL.has(type);

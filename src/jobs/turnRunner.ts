@@ -23,6 +23,7 @@ import { connectionOf } from "../domain/app/app.ts";
 import { resolveTools } from "../tools/registry.ts";
 import { openHeader } from "../app/agentSecrets.ts";
 import { agentRanWith, joinText, jobTranscript, planTitle, sessionHistory, systemPrompt, userContent } from "./runner/conversation.ts";
+import { contextSettings, DEFAULT_CONTEXT, historyMessages, messagesTokens, planContext, summarize, type ContextSettings } from "./runner/contextWindow.ts";
 import { streamModelStep, type Append, type Coalescing, type StepBill } from "./runner/modelStep.ts";
 import { baseAppId, isTestData } from "../app/access.ts";
 import { failureOf, ignoreFinished, JobFailure, LostJob, validateStructured } from "./runner/outcome.ts";
@@ -31,16 +32,20 @@ import { endUserProvider } from "./runner/endUserProvider.ts";
 
 export interface TurnRunnerOptions {
   maxSteps?: number;
+  /** The context budget and strategy of agents that set none (CONTEXT_BUDGET_TOKENS, CONTEXT_STRATEGY). */
+  context?: ContextSettings;
   coalesceMs?: number;
   coalesceChars?: number;
 }
 
 export class TurnRunner {
   private readonly maxSteps: number;
+  private readonly context: ContextSettings;
   private readonly coalescing: Coalescing;
 
   constructor(private readonly ctx: AppContext, private readonly runnerId: string, options: TurnRunnerOptions = {}) {
     this.maxSteps = options.maxSteps ?? 8;
+    this.context = options.context ?? DEFAULT_CONTEXT;
     this.coalescing = { ms: options.coalesceMs ?? 100, chars: options.coalesceChars ?? 200 };
   }
 
@@ -163,6 +168,48 @@ export class TurnRunner {
     }
   }
 
+  /**
+   * The session's history as this turn shows it to the model, within the context budget (see
+   * runner/contextWindow.ts): summarised or cut when it does not fit, and then recorded on the job.
+   * A summary that cannot be made (the model fails at it) leaves the older turns out instead.
+   */
+  private async historyFor(jobId: string, sessionId: string, fixed: ChatMessage[], run: {
+    agent: AgentSpec; provider: LlmProvider; model: string; append: Append; billOf: (usage: TokenUsage) => Promise<StepBill>; signal: AbortSignal;
+  }): Promise<ChatMessage[]> {
+    const { summary, turns } = await sessionHistory(this.ctx, sessionId);
+    const settings = contextSettings(run.agent.model.parameters, this.context);
+    const fixedTokens = messagesTokens(fixed);
+    const plan = planContext(turns, summary, fixedTokens, settings);
+    if (!plan.trimmed) return historyMessages(summary, turns);
+    let shown = plan.summary;
+    let strategy = settings.strategy;
+    let dropped = plan.dropped;
+    if (plan.toSummarize.length) {
+      const through = plan.toSummarize[plan.toSummarize.length - 1]!.message_id;
+      const covered = (plan.summary?.turns ?? 0) + plan.toSummarize.length;
+      try {
+        const { text, usage } = await summarize(run.provider, run.model, plan.summary, plan.toSummarize, Math.max(64, Math.floor((settings.budgetTokens - fixedTokens) / 4)), run.signal);
+        if (usage) await run.append({ type: "RecordUsage", usage: { step: 0, provider: run.provider.name, model: run.model, ...usage, ...(await run.billOf(usage)) } });
+        await this.ctx.repos.sessions.handle(sessionId, { type: "SummarizeHistory", summary: text, through_message_id: through, turns: covered, job_id: jobId }, {
+          appId: this.ctx.appId, correlationId: jobId, actor: `runner:${this.runnerId}`,
+        });
+        shown = { text, through_message_id: through, turns: covered };
+      } catch (err) {
+        if (run.signal.aborted || err instanceof LostJob) throw err;
+        this.ctx.logger.warn("could not summarise the session's history; its older turns are left out", { job_id: jobId, error: err as Error });
+        strategy = "drop";
+        dropped += plan.toSummarize.length;
+      }
+    }
+    const history = historyMessages(shown, plan.sent);
+    await run.append({ type: "RecordContext", context: {
+      strategy, budget_tokens: settings.budgetTokens, estimated_tokens: fixedTokens + messagesTokens(history),
+      turns_total: (summary?.turns ?? 0) + turns.length, turns_sent: plan.sent.length, first_message_id: plan.sent[0]?.message_id ?? null,
+      summary_through: shown?.through_message_id ?? null, summarized_turns: shown?.turns ?? 0, dropped_turns: dropped,
+    } });
+    return history;
+  }
+
   private async execute(jobId: string, job: JobState, loaded: Loaded<AgentState>, append: Append, signal: AbortSignal): Promise<void> {
     const queued = job.queued!;
     const { state: agentState, appId: agentApp } = loaded;
@@ -181,13 +228,20 @@ export class TurnRunner {
     const tools = resolveTools(agent.tools, this.ctx.outbound, { openHeader: (value) => openHeader(secrets, agentApp ?? this.ctx.appId, value) });
     const toolCtx = toolContext(this.ctx, jobId, queued.session_id, signal);
 
-    const messages: ChatMessage[] = [
-      { role: "system", content: systemPrompt(agent, queued.output_schema, queued.input.context) },
-      ...(queued.session_id ? await sessionHistory(this.ctx, queued.session_id) : []),
-      { role: "user", content: userContent(queued.input) },
-    ];
+    // The app pays for its model steps, except for test data and for steps the end user's own
+    // credential pays for (billing: end_user): those cost the app nothing. Tools are the app's either way.
+    const dataApp = agentApp ?? this.ctx.appId;
+    const endUserPays = agent.billing === "end_user";
+    const billOf = async (usage: TokenUsage): Promise<StepBill> =>
+      endUserPays ? { credits: 0, funded_by: "end_user" } : { credits: await creditsFor(this.ctx, dataApp, provider.name, model, usage) };
+
+    const system: ChatMessage = { role: "system", content: systemPrompt(agent, queued.output_schema, queued.input.context) };
+    const current: ChatMessage = { role: "user", content: userContent(queued.input) };
     const transcript = await jobTranscript(this.ctx, jobId);
-    messages.push(...transcript.messages);
+    const history = queued.session_id
+      ? await this.historyFor(jobId, queued.session_id, [system, current, ...transcript.messages], { agent, provider, model, append, billOf, signal })
+      : [];
+    const messages: ChatMessage[] = [system, ...history, current, ...transcript.messages];
     let step = transcript.lastStep;
     let allText = transcript.text;
 
@@ -201,12 +255,6 @@ export class TurnRunner {
       }
     }
 
-    // The app pays for its model steps, except for test data and for steps the end user's own
-    // credential pays for (billing: end_user): those cost the app nothing. Tools are the app's either way.
-    const dataApp = agentApp ?? this.ctx.appId;
-    const endUserPays = agent.billing === "end_user";
-    const billOf = async (usage: TokenUsage): Promise<StepBill> =>
-      endUserPays ? { credits: 0, funded_by: "end_user" } : { credits: await creditsFor(this.ctx, dataApp, provider.name, model, usage) };
     while (step < this.maxSteps) {
       step++;
       if (signal.aborted) throw new ConflictError("job_cancel_requested", "cancelled");

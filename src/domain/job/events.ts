@@ -58,6 +58,18 @@ export const JOB_EVENTS = {
     step: Type.Integer(), provider: Type.String(), model: Type.String(), ...UsageFields, credits: Type.Optional(Type.Number({ minimum: 0 })),
     funded_by: Type.Optional(Type.Literal("end_user")),
   }) },
+  /**
+   * What of the session's history the model was shown, when it did not all fit the context budget:
+   * the summary used (of the turns through `summary_through`, `summarized_turns` of them), the turns
+   * sent as they were (the oldest is `first_message_id`), and how many were left out altogether.
+   * Absent from a job: the whole history was sent.
+   */
+  ContextPrepared: { version: 1, schema: Type.Object({
+    strategy: Type.Union([Type.Literal("summarize"), Type.Literal("drop")]), budget_tokens: Type.Integer({ minimum: 1 }),
+    estimated_tokens: Type.Integer({ minimum: 0 }), turns_total: Type.Integer({ minimum: 0 }), turns_sent: Type.Integer({ minimum: 0 }),
+    first_message_id: Nullable(Type.String()), summary_through: Nullable(Type.String()), summarized_turns: Type.Integer({ minimum: 0 }),
+    dropped_turns: Type.Integer({ minimum: 0 }),
+  }) },
 };
 
 export type JobEvent = EventsOf<typeof JOB_EVENTS>;

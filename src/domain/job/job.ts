@@ -67,6 +67,7 @@ export type JobCommand =
   | { type: "CallTool"; step: number; call_id: string; name: string; args: unknown }
   | { type: "CompleteTool"; call_id: string; name: string; result: unknown; error: string | null; asset: Record<string, unknown> | null; credits?: number }
   | { type: "RecordUsage"; usage: Extract<JobEvent, { type: "UsageRecorded" }>["data"] }
+  | { type: "RecordContext"; context: Extract<JobEvent, { type: "ContextPrepared" }>["data"] }
   | { type: "ProposePlan"; plan: Extract<JobEvent, { type: "PlanProposed" }>["data"] }
   | { type: "CompleteJob"; content: string; result: unknown }
   | { type: "FailJob"; error: JobError }
@@ -133,6 +134,8 @@ export const jobDecider: Decider<JobCommand, JobEvent, JobState> = {
           ...state, usage: addUsage(state.usage, event.data), credits: roundCredits(state.credits + (event.data.credits ?? 0)),
           appTokens: state.appTokens + (event.data.funded_by === "end_user" ? 0 : event.data.prompt_tokens + event.data.completion_tokens),
         };
+      case "ContextPrepared":
+        return state; // a record for readers and auditors: what the model was shown
       default:
         return unreachable(event);
     }
@@ -187,6 +190,9 @@ export const jobDecider: Decider<JobCommand, JobEvent, JobState> = {
       case "RecordUsage":
         requireProcessing(state);
         return [{ type: "UsageRecorded", data: command.usage }];
+      case "RecordContext":
+        requireProcessing(state);
+        return [{ type: "ContextPrepared", data: command.context }];
       case "ProposePlan":
         requireProcessing(state);
         return [{ type: "PlanProposed", data: command.plan }];

@@ -43,6 +43,14 @@ export const SESSION_EVENTS = {
     }),
     upcast: { 1: (data: Record<string, unknown>) => ({ ...data, asset_id: null }) },
   },
+  /**
+   * The conversation's turns up to `through_message_id` (`turns` of them in all), summarised: later
+   * turns show the model this summary instead of those turns (src/jobs/runner/contextWindow.ts).
+   * `job_id` is the turn whose context needed it.
+   */
+  HistorySummarized: { version: 1, schema: Type.Object({
+    summary: Type.String(), through_message_id: Type.String(), turns: Type.Integer({ minimum: 1 }), job_id: Type.String(),
+  }) },
 };
 
 export type SessionEvent = EventsOf<typeof SESSION_EVENTS>;

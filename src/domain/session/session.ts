@@ -43,7 +43,8 @@ export type SessionCommand =
       model: string | null; context: Record<string, unknown> | null; multitask: "reject" | "enqueue";
     }
   | { type: "EndTurn"; job_id: string; outcome: TurnOutcome; reply: ReplySummary | null; error: { code: string; message: string } | null }
-  | { type: "RegisterAsset"; asset_id: string; url: string; kind: AssetKind; source_tool: string; prompt: string | null; model: string | null; job_id: string | null };
+  | { type: "RegisterAsset"; asset_id: string; url: string; kind: AssetKind; source_tool: string; prompt: string | null; model: string | null; job_id: string | null }
+  | { type: "SummarizeHistory"; summary: string; through_message_id: string; turns: number; job_id: string };
 
 export interface SessionState {
   status: "none" | "active" | "deleted";
@@ -83,6 +84,8 @@ export const sessionDecider: Decider<SessionCommand, SessionEvent, SessionState>
         return { ...state, turns: state.turns.filter((t) => t.job_id !== event.data.job_id) };
       case "AssetRegistered":
         return { ...state, assetCount: state.assetCount + 1 };
+      case "HistorySummarized":
+        return state; // the conversation's content is the runner's concern (src/jobs/runner/conversation.ts)
       default:
         return unreachable(event);
     }
@@ -136,6 +139,11 @@ export const sessionDecider: Decider<SessionCommand, SessionEvent, SessionState>
         return [{ type: "AssetRegistered", data: {
           asset_label: `asset_${state.assetCount + 1}`, url: command.url, kind: command.kind, source_tool: command.source_tool,
           prompt: command.prompt, model: command.model, job_id: command.job_id, asset_id: command.asset_id,
+        } }];
+      case "SummarizeHistory":
+        requireActive(state);
+        return [{ type: "HistorySummarized", data: {
+          summary: command.summary, through_message_id: command.through_message_id, turns: command.turns, job_id: command.job_id,
         } }];
       default:
         return unreachable(command);

@@ -10,6 +10,7 @@ import { sessionEvents } from "../../domain/session/events.ts";
 import { jobStream, sessionStream } from "../../domain/streams.ts";
 import { StreamNotFoundError } from "../../eventstore/errors.ts";
 import type { ChatMessage, ChatToolCall } from "../../llm/provider.ts";
+import type { HistorySummary, HistoryTurn } from "./contextWindow.ts";
 
 /**
  * What an attempt records on its JobStarted about the agent it runs with (see JOB_EVENTS): the agent
@@ -47,11 +48,15 @@ export function planTitle(calls: ChatToolCall[]): string {
   return `Run ${names.join(", ")} (${calls.length} step${calls.length === 1 ? "" : "s"})`;
 }
 
-/** A session's conversation folded up to `revision`: its completed turns, and user messages awaiting their turn's end. */
+/**
+ * A session's conversation folded up to `revision`: its latest summary, the completed turns after it,
+ * and user messages awaiting their turn's end.
+ */
 interface HistoryFold {
   revision: bigint;
-  messages: ChatMessage[];
-  pending: Map<string, string>;
+  summary: HistorySummary | null;
+  turns: HistoryTurn[];
+  pending: Map<string, { message_id: string; user: string }>;
 }
 
 /**
@@ -62,34 +67,42 @@ interface HistoryFold {
 const histories = new WeakMap<object, Map<string, HistoryFold>>();
 const HISTORIES_KEPT = 1000;
 
-/** The session's completed turns before this job, as chat messages. Cancelled and failed turns are left out. */
-export async function sessionHistory(ctx: AppContext, sessionId: string): Promise<ChatMessage[]> {
+/**
+ * The session's history before this job: its latest summary, and the completed turns after it.
+ * Cancelled and failed turns are left out.
+ */
+export async function sessionHistory(ctx: AppContext, sessionId: string): Promise<{ summary: HistorySummary | null; turns: HistoryTurn[] }> {
   let folds = histories.get(ctx.store);
   if (!folds) histories.set(ctx.store, (folds = new Map()));
-  const fold = folds.get(sessionId) ?? { revision: -1n, messages: [], pending: new Map<string, string>() };
+  const fold: HistoryFold = folds.get(sessionId) ?? { revision: -1n, summary: null, turns: [], pending: new Map() };
   folds.delete(sessionId);
   try {
     for await (const e of ctx.store.readStream(sessionStream(sessionId), { fromRevision: fold.revision + 1n })) {
       const event = sessionEvents.decode(e);
       fold.revision = e.revision;
       if (event.type === "MessageSent") {
-        fold.pending.set(event.data.job_id, userContent({ content: event.data.content, attachments: event.data.attachments, media_url: null }));
+        fold.pending.set(event.data.job_id, { message_id: event.data.message_id, user: userContent({ content: event.data.content, attachments: event.data.attachments, media_url: null }) });
       } else if (event.type === "TurnEnded") {
-        const user = fold.pending.get(event.data.job_id);
+        const sent = fold.pending.get(event.data.job_id);
         fold.pending.delete(event.data.job_id);
-        if (event.data.outcome === "completed" && event.data.reply && user !== undefined) {
-          fold.messages.push({ role: "user", content: user }, { role: "assistant", content: event.data.reply.content });
+        if (event.data.outcome === "completed" && event.data.reply && sent !== undefined) {
+          fold.turns.push({ message_id: sent.message_id, user: sent.user, assistant: event.data.reply.content });
         }
+      } else if (event.type === "HistorySummarized") {
+        // The turns it covers are shown through it from now on: only those after it are kept.
+        const through = fold.turns.findIndex((t) => t.message_id === event.data.through_message_id);
+        fold.turns = fold.turns.slice(through + 1);
+        fold.summary = { text: event.data.summary, through_message_id: event.data.through_message_id, turns: event.data.turns };
       }
     }
   } catch (err) {
     if (!(err instanceof StreamNotFoundError)) throw err;
-    return [];
+    return { summary: null, turns: [] };
   }
   folds.set(sessionId, fold);
   if (folds.size > HISTORIES_KEPT) folds.delete(folds.keys().next().value!);
   // This job's own message has no TurnEnded yet, so it is not among the completed turns.
-  return [...fold.messages];
+  return { summary: fold.summary, turns: [...fold.turns] };
 }
 
 /** What this job has already said and done, rebuilt from its stream (for resumes after approval). */

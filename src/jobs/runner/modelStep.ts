@@ -32,7 +32,8 @@ export async function streamModelStep(
   let text = "";
   const calls: ChatToolCall[] = [];
   // Runner options travel with the model's parameters but are not the provider's business.
-  const { emit_thinking: emitThinking, ...parameters } = agent.model.parameters as { emit_thinking?: boolean };
+  const { emit_thinking: emitThinking, context_tokens: _budget, context_strategy: _strategy, ...parameters } =
+    agent.model.parameters as { emit_thinking?: boolean; context_tokens?: unknown; context_strategy?: unknown };
   const coalesce = (type: "TextEmitted" | "ThinkingEmitted") => {
     let pending = "";
     let lastFlush = Date.now();

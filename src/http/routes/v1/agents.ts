@@ -8,6 +8,7 @@ import { DEFAULT_AGENT_ID } from "../../../domain/streams.ts";
 import { defaultAgentIdOf } from "../../../app/defaultAgent.ts";
 import { baseAppId } from "../../../app/access.ts";
 import { connectionOf, type Connection } from "../../../domain/app/app.ts";
+import { MIN_CONTEXT_TOKENS } from "../../../jobs/runner/contextWindow.ts";
 import { requireValidSchema } from "../../../core/jsonSchema.ts";
 import { BUILTIN_TOOLS } from "../../../tools/registry.ts";
 import { decodeCursor, page, PageQuery } from "../../pagination.ts";
@@ -96,6 +97,13 @@ function checkSpec(ctx: AppContext, spec: Partial<AgentSpec>, connections: Reado
   }
   if (provider && !connection && !ctx.providers.has(provider)) {
     throw new ValidationError(`Model provider "${provider}" is not configured on this server; available: ${[...ctx.providers.keys()].join(", ")}`, { param: "model.provider" });
+  }
+  const parameters = spec.model?.parameters ?? {};
+  if (parameters.context_tokens !== undefined && !(Number.isInteger(parameters.context_tokens) && (parameters.context_tokens as number) >= MIN_CONTEXT_TOKENS)) {
+    throw new ValidationError(`model.parameters.context_tokens must be an integer of at least ${MIN_CONTEXT_TOKENS}`, { param: "model.parameters.context_tokens" });
+  }
+  if (parameters.context_strategy !== undefined && parameters.context_strategy !== "summarize" && parameters.context_strategy !== "drop") {
+    throw new ValidationError('model.parameters.context_strategy must be "summarize" or "drop"', { param: "model.parameters.context_strategy" });
   }
   if (spec.output_schema) requireValidSchema(spec.output_schema);
   // End users connect an OpenAI, Anthropic or compatible account; the sandbox has none to connect.
