@@ -175,6 +175,8 @@ export class TurnRunner {
    */
   private async historyFor(jobId: string, sessionId: string, fixed: ChatMessage[], run: {
     agent: AgentSpec; provider: LlmProvider; model: string; append: Append; billOf: (usage: TokenUsage) => Promise<StepBill>; signal: AbortSignal;
+    /** Usage limits' check before a model call the app pays for (the summary is one). */
+    cover: () => Promise<void>;
   }): Promise<ChatMessage[]> {
     const { summary, turns } = await sessionHistory(this.ctx, sessionId);
     const settings = contextSettings(run.agent.model.parameters, this.context);
@@ -187,6 +189,7 @@ export class TurnRunner {
     if (plan.toSummarize.length) {
       const through = plan.toSummarize[plan.toSummarize.length - 1]!.message_id;
       const covered = (plan.summary?.turns ?? 0) + plan.toSummarize.length;
+      await run.cover();
       try {
         const { text, usage } = await summarize(run.provider, run.model, plan.summary, plan.toSummarize, Math.max(64, Math.floor((settings.budgetTokens - fixedTokens) / 4)), run.signal);
         if (usage) await run.append({ type: "RecordUsage", usage: { step: 0, provider: run.provider.name, model: run.model, ...usage, ...(await run.billOf(usage)) } });
@@ -239,7 +242,12 @@ export class TurnRunner {
     const current: ChatMessage = { role: "user", content: userContent(queued.input) };
     const transcript = await jobTranscript(this.ctx, jobId);
     const history = queued.session_id
-      ? await this.historyFor(jobId, queued.session_id, [system, current, ...transcript.messages], { agent, provider, model, append, billOf, signal })
+      ? await this.historyFor(jobId, queued.session_id, [system, current, ...transcript.messages], {
+        agent, provider, model, append, billOf, signal,
+        cover: async () => {
+          if (queued.budgets?.length && !endUserPays) await this.cover(jobId, "step");
+        },
+      })
       : [];
     const messages: ChatMessage[] = [system, ...history, current, ...transcript.messages];
     let step = transcript.lastStep;
