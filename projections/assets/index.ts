@@ -7,12 +7,13 @@ import { streamIdOf, occurredAt } from "../support.ts";
 
 export const assetsProjection: Projection = {
   name: "assets",
-  version: 1,
+  // v2: an asset is a URL or a file of the app (file_id), so url may be null.
+  version: 2,
   eventTypes: ["AssetRegistered"],
   tables: ["assets"],
   schema: `
     CREATE TABLE IF NOT EXISTS assets (
-      session_id TEXT NOT NULL, n INTEGER NOT NULL, asset_label TEXT NOT NULL, url TEXT NOT NULL, kind TEXT NOT NULL,
+      session_id TEXT NOT NULL, n INTEGER NOT NULL, asset_label TEXT NOT NULL, url TEXT, file_id TEXT, kind TEXT NOT NULL,
       source_tool TEXT NOT NULL, prompt TEXT, model TEXT, job_id TEXT, created_at INTEGER NOT NULL,
       PRIMARY KEY (session_id, n)
     ) WITHOUT ROWID;
@@ -23,14 +24,14 @@ export const assetsProjection: Projection = {
     const d = event.data;
     const n = Number(d.asset_label.slice("asset_".length));
     db.query(
-      `INSERT OR REPLACE INTO assets (session_id, n, asset_label, url, kind, source_tool, prompt, model, job_id, created_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    ).run(streamIdOf(e), n, d.asset_label, d.url, d.kind, d.source_tool, d.prompt, d.model, d.job_id, occurredAt(e));
+      `INSERT OR REPLACE INTO assets (session_id, n, asset_label, url, file_id, kind, source_tool, prompt, model, job_id, created_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(streamIdOf(e), n, d.asset_label, d.url, d.file_id, d.kind, d.source_tool, d.prompt, d.model, d.job_id, occurredAt(e));
   },
 };
 
 export interface AssetRow {
-  session_id: string; n: number; asset_label: string; url: string; kind: string; source_tool: string;
+  session_id: string; n: number; asset_label: string; url: string | null; file_id: string | null; kind: string; source_tool: string;
   prompt: string | null; model: string | null; job_id: string | null; created_at: number;
 }
 

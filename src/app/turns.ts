@@ -249,8 +249,10 @@ export async function replySummary(ctx: AppContext, jobId: string): Promise<Repl
           call.result = event.data.result;
           call.error = event.data.error;
         }
-        const label = event.data.asset?.asset_label;
-        if (typeof label === "string") summary.assets.push(label);
+        // Every asset the call registered (`asset` alone in events from before tools could return several).
+        for (const a of event.data.assets ?? (event.data.asset ? [event.data.asset] : [])) {
+          if (typeof a.asset_label === "string") summary.assets.push(a.asset_label);
+        }
         break;
       }
       case "JobCompleted":

@@ -11,7 +11,7 @@
 import { Type, type TSchema } from "@sinclair/typebox";
 import { occurredAt } from "../core/eventContract.ts";
 import { domainEvents, DOMAIN_EVENTS, type AnyDomainEvent } from "../domain/catalog.ts";
-import { JOB_EVENTS } from "../domain/job/events.ts";
+import { JOB_EVENTS, ToolAssetSchema } from "../domain/job/events.ts";
 import { StreamNotFoundError } from "../eventstore/errors.ts";
 import type { EventStore, RecordedEvent } from "../eventstore/port.ts";
 import type { StreamTails } from "../app/streamTails.ts";
@@ -23,6 +23,9 @@ export const PUBLIC_TYPES: Record<string, string> = {
   ThinkingEmitted: "thinking",
   ToolCalled: "tool.called",
   ToolCompleted: "tool.completed",
+  ToolProgressed: "tool.progress",
+  InfoEmitted: "info",
+  CanvasOpEmitted: "canvas_op",
   PlanProposed: "plan.proposed",
   PlanApproved: "plan.approved",
   PlanRejected: "plan.rejected",
@@ -45,12 +48,15 @@ export const PUBLIC_TYPES: Record<string, string> = {
 
 export type Verbosity = "minimal" | "standard" | "full";
 
-/** minimal: text and lifecycle; standard: plus tool and plan activity; full: everything. */
+/**
+ * minimal: text and lifecycle, and tools' `info` lines (status for the user, like text); standard: plus
+ * tool and plan activity, `canvas_op` among it; full: everything (`tool.progress` too, as in Magus).
+ */
 const MINIMAL = new Set([
   "JobQueued", "JobStarted", "TextEmitted", "JobCancelled", "JobCompleted", "JobFailed",
-  "SessionStarted", "MessageSent", "TurnEnded", "SessionDeleted",
+  "SessionStarted", "MessageSent", "TurnEnded", "SessionDeleted", "InfoEmitted",
 ]);
-const STANDARD = new Set([...MINIMAL, "ToolCalled", "ToolCompleted", "PlanProposed", "PlanApproved", "PlanRejected", "AssetRegistered", "CancelRequested",
+const STANDARD = new Set([...MINIMAL, "ToolCalled", "ToolCompleted", "PlanProposed", "PlanApproved", "PlanRejected", "AssetRegistered", "CancelRequested", "CanvasOpEmitted",
   // What of a long history the model was shown, and the summaries made of it.
   "ContextPrepared", "HistorySummarized"]);
 
@@ -79,6 +85,13 @@ function publicPayload(event: AnyDomainEvent): unknown {
       const { budgets: _, ...shown } = event.data;
       return shown;
     }
+    case "ToolCompleted": {
+      // `assets` is always a list: events written before tools could return several had `asset` alone.
+      const d = event.data;
+      const old = d.asset as { asset_label?: string; kind?: string; url?: string | null; prompt?: string | null } | null;
+      const assets = d.assets ?? (old ? [{ asset_label: old.asset_label ?? null, kind: old.kind ?? "file", url: old.url ?? null, file_id: null, prompt: old.prompt ?? null }] : []);
+      return { ...d, assets };
+    }
     default:
       return event.data;
   }
@@ -88,6 +101,10 @@ function publicPayload(event: AnyDomainEvent): unknown {
 const PAYLOAD_SCHEMAS: Record<string, TSchema> = {
   ...Object.fromEntries(Object.entries(DOMAIN_EVENTS).map(([type, def]) => [type, def.schema])),
   JobQueued: Type.Omit(JOB_EVENTS.JobQueued.schema, ["budgets"]),
+  ToolCompleted: Type.Object({
+    ...Type.Omit(JOB_EVENTS.ToolCompleted.schema, ["assets"]).properties,
+    assets: Type.Array(ToolAssetSchema, { description: "Every asset the call registered, with its session label (null in a run)" }),
+  }),
   JobStarted: Type.Object({
     attempt: Type.Integer({ minimum: 1 }),
     agent_version: Type.Optional(Type.Integer({ minimum: 0, description: "The agent stream's revision the attempt loaded" })),

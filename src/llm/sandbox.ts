@@ -73,6 +73,7 @@ function summarise(content: string): string {
     const v = JSON.parse(content) as Record<string, unknown>;
     if (v && typeof v === "object") {
       if (typeof v.asset_label === "string") return v.asset_label;
+      if (Array.isArray(v.assets) && v.assets.length) return v.assets.map((a: { asset_label?: unknown }) => a?.asset_label ?? "asset").join(", ");
       if (typeof v.error === "string") return `error: ${v.error}`;
     }
   } catch {

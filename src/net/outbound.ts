@@ -60,6 +60,13 @@ export interface OutboundOptions {
   resolve?: ResolveHost;
   /** Extra trusted certificates (tests with a local HTTPS server); the system's CAs otherwise. */
   ca?: string;
+  /**
+   * Called once with the final answer's status and headers, before its body is read: a sink it
+   * returns gets each chunk of the body as it arrives (within the same byte cap), so an answer that
+   * streams (an HTTP tool's NDJSON progress) can be acted on before it ends. A sink that throws stops
+   * the read, and the error propagates.
+   */
+  onResponse?: (status: number, headers: Headers) => ((chunk: Uint8Array) => Promise<void>) | null;
 }
 
 export interface OutboundResponse {
@@ -68,6 +75,13 @@ export interface OutboundResponse {
   /** The URL that answered, after redirects. */
   url: URL;
   text: string;
+}
+
+/** What a body sink threw, carried through the read untouched. */
+class SinkError extends Error {
+  constructor(override readonly cause: unknown) {
+    super("sink failed");
+  }
 }
 
 const bareHost = (url: URL): string => url.hostname.replace(/^\[|\]$/g, "");
@@ -161,7 +175,7 @@ async function pinnedFetch(url: URL, addresses: readonly string[], init: Request
 }
 
 /** Reads a body as text, refusing it once it passes `max` bytes without reading the rest. */
-async function readCapped(res: Response, max: number): Promise<string> {
+async function readCapped(res: Response, max: number, sink?: ((chunk: Uint8Array) => Promise<void>) | null): Promise<string> {
   const tooLarge = () => new OutboundError("too_large", `answered more than ${max} bytes`);
   if (Number(res.headers.get("content-length") ?? "0") > max) {
     await res.body?.cancel().catch(() => {});
@@ -180,6 +194,14 @@ async function readCapped(res: Response, max: number): Promise<string> {
       throw tooLarge();
     }
     chunks.push(value);
+    if (sink) {
+      try {
+        await sink(value);
+      } catch (err) {
+        await reader.cancel().catch(() => {});
+        throw new SinkError(err);
+      }
+    }
   }
   return Buffer.concat(chunks).toString("utf8");
 }
@@ -207,8 +229,10 @@ export async function guardedFetch(start: URL, request: OutboundRequest, options
     const location = res.status >= 300 && res.status < 400 ? res.headers.get("location") : null;
     if (!location) {
       try {
-        return { status: res.status, ok: res.ok, url, text: await readCapped(res, options.maxBytes) };
+        const sink = options.onResponse?.(res.status, res.headers) ?? null;
+        return { status: res.status, ok: res.ok, url, text: await readCapped(res, options.maxBytes, sink) };
       } catch (err) {
+        if (err instanceof SinkError) throw err.cause;
         if (request.signal.aborted) throw request.signal.reason ?? err;
         if (err instanceof OutboundError) throw err;
         throw new OutboundError("unreachable", `failed while answering: ${(err as Error).message}`);

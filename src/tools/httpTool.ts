@@ -10,10 +10,17 @@
  *
  * Header values are stored sealed (src/app/agentSecrets.ts): they are opened for each call, through
  * `openHeader`, and never logged or put in an error.
+ *
+ * An answer may carry more than the result (docs/api.md, "HTTP tools"):
+ * - `assets` at the top level of a JSON object answer: assets to register (src/tools/toolOutput.ts);
+ * - an `application/x-ndjson` answer streams events while the tool works, one JSON object a line —
+ *   `{"type": "progress" | "info" | "canvas_op", …}` — recorded on the job as they arrive, then ends
+ *   with one `{"type": "result", "result": …, "assets"?: […]}` or `{"type": "error", "message": "…"}`.
  */
 import type { ToolDeclaration } from "../domain/agent/agent.ts";
 import { guardedFetch, OutboundError, PUBLIC_ONLY, type OutboundPolicy, type ResolveHost } from "../net/outbound.ts";
-import { ToolError, type Tool } from "./tool.ts";
+import { AppError } from "../core/errors.ts";
+import { ToolError, type Tool, type ToolContext, type ToolResult } from "./tool.ts";
 
 export { PUBLIC_ONLY, type OutboundPolicy };
 
@@ -52,30 +59,120 @@ export function httpTool(decl: HttpDeclaration, policy: OutboundPolicy = PUBLIC_
         throw new ToolError(`${decl.name} could not be called: its stored headers could not be opened`);
       }
       let res;
+      let streamed: NdjsonReader | null = null;
       try {
         res = await guardedFetch(
           new URL(decl.url),
           {
             method: "POST",
-            headers: { "content-type": "application/json", accept: "application/json", [JOB_HEADER]: ctx.jobId },
+            headers: { "content-type": "application/json", accept: "application/json, application/x-ndjson", [JOB_HEADER]: ctx.jobId },
             originHeaders: appHeaders,
             body: JSON.stringify(args ?? {}),
             signal,
           },
-          { policy, maxBytes: MAX_RESPONSE_BYTES, maxRedirects: MAX_REDIRECTS, ...(options.resolve ? { resolve: options.resolve } : {}) },
+          {
+            policy, maxBytes: MAX_RESPONSE_BYTES, maxRedirects: MAX_REDIRECTS, ...(options.resolve ? { resolve: options.resolve } : {}),
+            onResponse: (status, headers) => {
+              if (status < 200 || status >= 300 || !NDJSON.test(headers.get("content-type") ?? "")) return null;
+              const reader = ndjsonReader(decl.name, ctx);
+              streamed = reader;
+              return reader.push;
+            },
+          },
         );
       } catch (err) {
+        // What the stream's lines led to (a malformed line, a refused event, a cancel) stands as it is.
+        if (err instanceof ToolError || err instanceof AppError) throw err;
         if (err instanceof OutboundError) throw new ToolError(`${decl.name} ${err.message}`);
         if (ctx.signal.aborted) throw err;
         if (timeout.aborted) throw new ToolError(`${decl.name} timed out after ${timeoutMs} ms`);
         throw new ToolError(`${decl.name} could not be reached: ${(err as Error).message}`);
       }
       if (!res.ok) throw new ToolError(`${decl.name} answered HTTP ${res.status}`);
+      if (streamed) return (streamed as NdjsonReader).end();
+      let answer: unknown;
       try {
-        return { result: res.text.length ? JSON.parse(res.text) : null };
+        answer = res.text.length ? JSON.parse(res.text) : null;
       } catch {
         throw new ToolError(`${decl.name} answered something that is not JSON`);
       }
+      return splitAssets(answer);
+    },
+  };
+}
+
+const NDJSON = /^application\/(x-)?ndjson\s*(;|$)/i;
+
+/** `assets` at the top level of a JSON object answer is the tool's assets; the rest is its result. */
+function splitAssets(answer: unknown): ToolResult {
+  if (answer === null || typeof answer !== "object" || Array.isArray(answer) || !Object.hasOwn(answer, "assets")) return { result: answer };
+  const { assets, ...rest } = answer as Record<string, unknown>;
+  return { result: rest, assets };
+}
+
+interface NdjsonReader {
+  push(chunk: Uint8Array): Promise<void>;
+  /** The call's outcome once the body has ended. */
+  end(): ToolResult;
+}
+
+/**
+ * Reads an NDJSON answer line by line as it arrives: events are recorded on the job at once (through
+ * the call's context, which checks them), and the last line must be the result or an error.
+ */
+function ndjsonReader(name: string, ctx: ToolContext): NdjsonReader {
+  const decoder = new TextDecoder();
+  let buffer = "";
+  let lineNo = 0;
+  let final: { result: ToolResult } | { error: string } | null = null;
+  const line = async (raw: string) => {
+    lineNo++;
+    const text = raw.trim();
+    if (!text) return;
+    if (final) throw new ToolError(`${name} streamed a line after its result (line ${lineNo})`);
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      throw new ToolError(`${name} streamed a line that is not JSON (line ${lineNo})`);
+    }
+    const obj = value !== null && typeof value === "object" && !Array.isArray(value) ? (value as Record<string, unknown>) : null;
+    switch (obj?.type) {
+      case "result": {
+        const extra = Object.keys(obj).filter((k) => !["type", "result", "assets"].includes(k));
+        if (extra.length) throw new ToolError(`${name} streamed a result line with unknown fields: ${extra.slice(0, 5).join(", ")} (line ${lineNo})`);
+        final = { result: { result: obj.result ?? null, ...(Object.hasOwn(obj, "assets") ? { assets: obj.assets } : {}) } };
+        return;
+      }
+      case "error":
+        final = { error: typeof obj.message === "string" && obj.message ? obj.message.slice(0, 1000) : "failed" };
+        return;
+      case "progress":
+      case "info":
+      case "canvas_op":
+        // Checked (and refused past the per-call cap) by the call's context.
+        if (ctx.emit) await ctx.emit(obj as never);
+        return;
+      default:
+        throw new ToolError(`${name} streamed a line whose type is not progress, info, canvas_op, result or error (line ${lineNo})`);
+    }
+  };
+  return {
+    async push(chunk) {
+      buffer += decoder.decode(chunk, { stream: true });
+      let nl: number;
+      while ((nl = buffer.indexOf("\n")) >= 0) {
+        const raw = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + 1);
+        await line(raw);
+      }
+    },
+    end() {
+      const rest = (buffer + decoder.decode()).trim();
+      if (rest) throw new ToolError(`${name} ended its stream in the middle of a line`);
+      if (!final) throw new ToolError(`${name} ended its stream without a result line`);
+      if ("error" in final) throw new ToolError(`${name} failed: ${final.error}`);
+      return final.result;
     },
   };
 }

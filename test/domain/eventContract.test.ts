@@ -13,14 +13,16 @@ const v1Asset = {
 };
 
 describe("decode", () => {
-  test("an event written before its current version is upcast: AssetRegistered v1 gains asset_id null", () => {
+  test("an event written before its current version is upcast: AssetRegistered v1 gains asset_id null, then file_id null", () => {
     const event = sessionEvents.decode({ type: "AssetRegistered", data: v1Asset, metadata: {} });
-    expect(event).toEqual({ type: "AssetRegistered", data: { ...v1Asset, asset_id: null } });
+    expect(event).toEqual({ type: "AssetRegistered", data: { ...v1Asset, asset_id: null, file_id: null } });
+    const v2 = sessionEvents.decode({ type: "AssetRegistered", data: { ...v1Asset, asset_id: "ast_1" }, metadata: { [SCHEMA_VERSION_KEY]: 2 } });
+    expect(v2.data).toEqual({ ...v1Asset, asset_id: "ast_1", file_id: null });
   });
 
   test("current events pass as they are; data that does not fit is refused with the path", () => {
-    const data = { ...v1Asset, asset_id: "ast_1" };
-    expect(sessionEvents.decode({ type: "AssetRegistered", data, metadata: { [SCHEMA_VERSION_KEY]: 2 } }).data).toEqual(data);
+    const data = { ...v1Asset, asset_id: "ast_1", file_id: null };
+    expect(sessionEvents.decode({ type: "AssetRegistered", data, metadata: { [SCHEMA_VERSION_KEY]: 3 } }).data).toEqual(data);
     expect(() => jobEvents.decode({ type: "JobStarted", data: { attempt: "one", runner_id: "r" }, metadata: {} })).toThrow(/JobStarted.*\/attempt/);
   });
 
@@ -38,7 +40,7 @@ describe("the write boundary", () => {
     await repos.sessions.handle("s1", { type: "RegisterAsset", asset_id: "ast_1", url: "https://x/1.png", kind: "image", source_tool: "t", prompt: null, model: null, job_id: null }, { appId: "app" });
     const stored = [];
     for await (const e of store.readStream("session-s1")) stored.push(e);
-    expect(stored.map((e) => e.metadata[SCHEMA_VERSION_KEY])).toEqual([1, 2]);
+    expect(stored.map((e) => e.metadata[SCHEMA_VERSION_KEY])).toEqual([1, 3]);
     const bad = repos.sessions.handle("s1", { type: "RenameSession", name: 42 as unknown as string }, { appId: "app" });
     await expect(bad).rejects.toThrow(EventContractError);
   });

@@ -10,6 +10,12 @@ const JobInput = Type.Object({
   context: Nullable(JsonObject),
 });
 
+/** An asset a tool call registered: its session label (null in a run), and a URL or a file of the app. */
+export const ToolAssetSchema = Type.Object({
+  asset_label: Nullable(Type.String()), kind: Type.String(), url: Nullable(Type.String()), file_id: Nullable(Type.String()),
+  prompt: Nullable(Type.String()),
+});
+
 const PlanStepSchema = Type.Object({ call_id: Type.String(), tool: Type.String(), args: Type.Unknown(), estimated_credits: Type.Number() });
 
 export const JOB_EVENTS = {
@@ -35,11 +41,24 @@ export const JOB_EVENTS = {
   TextEmitted: { version: 1, schema: Type.Object({ step: Type.Integer(), content: Type.String() }) },
   ThinkingEmitted: { version: 1, schema: Type.Object({ step: Type.Integer(), content: Type.String() }) },
   ToolCalled: { version: 1, schema: Type.Object({ step: Type.Integer(), call_id: Type.String(), name: Type.String(), args: Type.Unknown() }) },
-  /** `credits`: what the call cost the app (the tool's estimated_credits when it succeeded); absent before credits. */
+  /**
+   * `credits`: what the call cost the app (the tool's estimated_credits when it succeeded); absent before credits.
+   * `assets`: every asset the call registered (`asset_label` null in a run, which has no session); absent
+   * before tools could return several, when `asset` was the one. `asset` stays the first, for older readers.
+   */
   ToolCompleted: { version: 1, schema: Type.Object({
     call_id: Type.String(), name: Type.String(), result: Type.Unknown(), error: Nullable(Type.String()), asset: Nullable(JsonObject),
     credits: Type.Optional(Type.Number({ minimum: 0 })),
+    assets: Type.Optional(Type.Array(ToolAssetSchema)),
   }) },
+  /** A running tool's progress: a fraction done (0..1), a message, or both. */
+  ToolProgressed: { version: 1, schema: Type.Object({
+    call_id: Type.String(), progress: Nullable(Type.Number({ minimum: 0, maximum: 1 })), message: Nullable(Type.String()),
+  }) },
+  /** A status line a running tool has for the user (MUAPI's `info`). */
+  InfoEmitted: { version: 1, schema: Type.Object({ call_id: Type.String(), content: Type.String() }) },
+  /** A canvas operation a running tool asks the client's canvas to apply (MUAPI's `canvas_op`). */
+  CanvasOpEmitted: { version: 1, schema: Type.Object({ call_id: Type.String(), op: Type.String(), args: JsonObject }) },
   PlanProposed: { version: 1, schema: Type.Object({
     step: Type.Integer(), plan_id: Type.String(), title: Type.String(), steps: Type.Array(PlanStepSchema), total_credits: Type.Number(),
   }) },

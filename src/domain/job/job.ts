@@ -65,7 +65,12 @@ export type JobCommand =
   | { type: "EmitText"; step: number; content: string }
   | { type: "EmitThinking"; step: number; content: string }
   | { type: "CallTool"; step: number; call_id: string; name: string; args: unknown }
-  | { type: "CompleteTool"; call_id: string; name: string; result: unknown; error: string | null; asset: Record<string, unknown> | null; credits?: number }
+  | {
+      type: "CompleteTool"; call_id: string; name: string; result: unknown; error: string | null; asset: Record<string, unknown> | null; credits?: number;
+      assets?: Extract<JobEvent, { type: "ToolCompleted" }>["data"]["assets"];
+    }
+  /** What a running tool tells the job's watchers: progress, an info line, a canvas operation. */
+  | { type: "EmitToolEvent"; event: Extract<JobEvent, { type: "ToolProgressed" | "InfoEmitted" | "CanvasOpEmitted" }> }
   | { type: "RecordUsage"; usage: Extract<JobEvent, { type: "UsageRecorded" }>["data"] }
   | { type: "RecordContext"; context: Extract<JobEvent, { type: "ContextPrepared" }>["data"] }
   | { type: "ProposePlan"; plan: Extract<JobEvent, { type: "PlanProposed" }>["data"] }
@@ -115,6 +120,10 @@ export const jobDecider: Decider<JobCommand, JobEvent, JobState> = {
         return { ...state, sideEffectsThisAttempt: state.sideEffectsThisAttempt + 1 };
       case "ToolCompleted":
         return { ...state, sideEffectsThisAttempt: state.sideEffectsThisAttempt + 1, credits: roundCredits(state.credits + (event.data.credits ?? 0)) };
+      case "ToolProgressed":
+      case "InfoEmitted":
+      case "CanvasOpEmitted":
+        return { ...state, sideEffectsThisAttempt: state.sideEffectsThisAttempt + 1 };
       case "PlanProposed":
         return { ...state, status: "awaiting_approval", plan: event.data, planDecision: null };
       case "PlanApproved":
@@ -185,8 +194,11 @@ export const jobDecider: Decider<JobCommand, JobEvent, JobState> = {
         requireProcessing(state);
         return [{ type: "ToolCompleted", data: {
           call_id: command.call_id, name: command.name, result: command.result, error: command.error, asset: command.asset,
-          ...(command.credits ? { credits: command.credits } : {}),
+          ...(command.credits ? { credits: command.credits } : {}), ...(command.assets?.length ? { assets: command.assets } : {}),
         } }];
+      case "EmitToolEvent":
+        requireProcessing(state);
+        return [command.event];
       case "RecordUsage":
         requireProcessing(state);
         return [{ type: "UsageRecorded", data: command.usage }];

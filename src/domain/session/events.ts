@@ -35,13 +35,18 @@ export const SESSION_EVENTS = {
     reply: Nullable(ReplySummarySchema), error: Nullable(ErrorSchema),
   }) },
   // v2 adds asset_id: the registering request's id, so a retried request finds its asset.
+  // v3 adds file_id: an asset is a URL or a file of the app (exactly one of the two; url is null for a file).
   AssetRegistered: {
-    version: 2,
+    version: 3,
     schema: Type.Object({
-      asset_label: Type.String(), url: Type.String(), kind: AssetKindSchema, source_tool: Type.String(),
+      asset_label: Type.String(), url: Nullable(Type.String()), kind: AssetKindSchema, source_tool: Type.String(),
       prompt: Nullable(Type.String()), model: Nullable(Type.String()), job_id: Nullable(Type.String()), asset_id: Nullable(Type.String()),
+      file_id: Nullable(Type.String()),
     }),
-    upcast: { 1: (data: Record<string, unknown>) => ({ ...data, asset_id: null }) },
+    upcast: {
+      1: (data: Record<string, unknown>) => ({ ...data, asset_id: null }),
+      2: (data: Record<string, unknown>) => ({ ...data, file_id: null }),
+    },
   },
   /**
    * The conversation's turns up to `through_message_id` (`turns` of them in all), summarised: later

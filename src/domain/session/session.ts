@@ -5,7 +5,7 @@
  * refused as busy, or queued behind it when the caller asks), and asset labels `asset_N` numbered
  * without gaps or repeats. Both rest on appending with the revision the decision was made on.
  */
-import { ConflictError, NotFoundError } from "../../core/errors.ts";
+import { ConflictError, NotFoundError, ValidationError } from "../../core/errors.ts";
 import { unreachable, type Decider } from "../../core/decider.ts";
 import type { SessionEvent } from "./events.ts";
 
@@ -43,7 +43,8 @@ export type SessionCommand =
       model: string | null; context: Record<string, unknown> | null; multitask: "reject" | "enqueue";
     }
   | { type: "EndTurn"; job_id: string; outcome: TurnOutcome; reply: ReplySummary | null; error: { code: string; message: string } | null }
-  | { type: "RegisterAsset"; asset_id: string; url: string; kind: AssetKind; source_tool: string; prompt: string | null; model: string | null; job_id: string | null }
+  /** A URL or (`file_id`) a file of the app: exactly one of the two. */
+  | { type: "RegisterAsset"; asset_id: string; url: string | null; file_id?: string | null; kind: AssetKind; source_tool: string; prompt: string | null; model: string | null; job_id: string | null }
   | { type: "SummarizeHistory"; summary: string; through_message_id: string; turns: number; job_id: string };
 
 export interface SessionState {
@@ -136,9 +137,10 @@ export const sessionDecider: Decider<SessionCommand, SessionEvent, SessionState>
       }
       case "RegisterAsset":
         requireActive(state);
+        if ((command.url === null) === ((command.file_id ?? null) === null)) throw new ValidationError("An asset is a url or a file_id, exactly one of the two", { param: "url" });
         return [{ type: "AssetRegistered", data: {
           asset_label: `asset_${state.assetCount + 1}`, url: command.url, kind: command.kind, source_tool: command.source_tool,
-          prompt: command.prompt, model: command.model, job_id: command.job_id, asset_id: command.asset_id,
+          prompt: command.prompt, model: command.model, job_id: command.job_id, asset_id: command.asset_id, file_id: command.file_id ?? null,
         } }];
       case "SummarizeHistory":
         requireActive(state);

@@ -73,7 +73,10 @@ export const Message = t.Object({
 });
 
 export const Asset = t.Object({
-  asset_label: t.String(), kind: t.String(), url: t.String(), source_tool: t.String(), model: Nullable(t.String()),
+  asset_label: t.String(), kind: t.String(),
+  url: Nullable(t.String({ description: "The asset's URL; null for an asset that is a file of the app" })),
+  file_id: Nullable(t.String({ description: "The app's file the asset is (see the files API); null for a URL" })),
+  source_tool: t.String(), model: Nullable(t.String()),
   prompt: Nullable(t.String()), job_id: Nullable(t.String()), created_at: t.String(),
 });
 

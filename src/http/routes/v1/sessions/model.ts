@@ -6,7 +6,7 @@ import { Attachment, iso, parseJson } from "../common.ts";
 import { Verbosity } from "../models.ts";
 
 export const assetView = (r: AssetRow) => ({
-  asset_label: r.asset_label, kind: r.kind, url: r.url, source_tool: r.source_tool, model: r.model, prompt: r.prompt,
+  asset_label: r.asset_label, kind: r.kind, url: r.url, file_id: r.file_id ?? null, source_tool: r.source_tool, model: r.model, prompt: r.prompt,
   job_id: r.job_id, created_at: iso(r.created_at)!,
 });
 
