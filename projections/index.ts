@@ -3,11 +3,12 @@ import type { Projection } from "../src/projections/projection.ts";
 import { agentsProjection } from "./agents/index.ts";
 import { assetsProjection } from "./assets/index.ts";
 import { jobsProjection } from "./jobs/index.ts";
+import { memoryProjection } from "./memory/index.ts";
 import { messagesProjection } from "./messages/index.ts";
 import { sessionsProjection } from "./sessions/index.ts";
 import { streamCatalog } from "./streamCatalog/index.ts";
 import { usageProjection } from "./usage/index.ts";
 
 export const projections: readonly Projection[] = [
-  streamCatalog, agentsProjection, sessionsProjection, messagesProjection, jobsProjection, assetsProjection, usageProjection,
+  streamCatalog, agentsProjection, sessionsProjection, messagesProjection, jobsProjection, assetsProjection, usageProjection, memoryProjection,
 ];

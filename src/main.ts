@@ -6,6 +6,7 @@
 import { join } from "node:path";
 import { projections } from "../projections/index.ts";
 import { jobsProjection } from "../projections/jobs/index.ts";
+import { memoryProjection } from "../projections/memory/index.ts";
 import { sessionsProjection } from "../projections/sessions/index.ts";
 import pkg from "../package.json" with { type: "json" };
 import type { AppContext } from "./app/context.ts";
@@ -31,6 +32,7 @@ import { v1Routes } from "./http/routes/v1/index.ts";
 import { InProcessJobQueue, type JobQueue } from "./jobs/queue.ts";
 import { RedisJobQueue } from "./jobs/redisQueue.ts";
 import { TurnCoordinator } from "./app/turnCoordinator.ts";
+import { MemoryService } from "./app/memory.ts";
 import { reconcile } from "./jobs/reconciler.ts";
 import { TurnRunner } from "./jobs/turnRunner.ts";
 import { Worker } from "./jobs/worker.ts";
@@ -46,8 +48,8 @@ import { InProcessRateLimiter, type RateLimiter } from "./ratelimit/limiter.ts";
 import { RedisRateLimiter } from "./ratelimit/redisLimiter.ts";
 import { rateLimitCheck } from "./http/rateLimit.ts";
 
-/** The read models a worker-only process keeps: what the reconciler queries. */
-const WORKER_READ_MODELS = new Set([jobsProjection.name, sessionsProjection.name]);
+/** The read models a worker-only process keeps: what the reconciler queries, and the memory agents recall. */
+const WORKER_READ_MODELS = new Set([jobsProjection.name, sessionsProjection.name, memoryProjection.name]);
 
 export interface RunningServer {
   url: string;
@@ -103,6 +105,9 @@ export async function startServer(
       { provider: config.llm.provider, baseUrl: config.llm.baseUrl, model: config.llm.model }),
   } as Omit<AppContext, "turns"> as AppContext;
   ctx.turns = new TurnCoordinator(ctx, logger.child({ component: "turns" }));
+  // Memory search, and the embedder that fills the vectors hybrid ranking compares (src/app/memory.ts).
+  ctx.memory = new MemoryService({ db, secrets, logger: logger.child({ component: "memory" }), connectionsOf: async (app) => (await ctx.repos.apps.peek(app)).state.connections });
+  ctx.memory.start();
   let reconcileTimer: ReturnType<typeof setInterval> | undefined;
   const worker = new Worker(queue, new TurnRunner(ctx, `runner-${process.pid}`, { context: config.context }), logger.child({ component: "worker" }), config.workerConcurrency);
   ctx.running = worker;
@@ -148,6 +153,7 @@ export async function startServer(
         clearInterval(reconcileTimer);
         await worker.stop(config.shutdownTimeoutMs);
         await ctx.turns.stop();
+        await ctx.memory?.stop();
         await directory.stop();
         await appendSignal?.close();
         await live.stop();

@@ -11,11 +11,13 @@ import { agentEvents } from "../domain/agent/events.ts";
 import { idempotencyDecider, idempotencyEvents, type IdempotencyCommand, type IdempotencyEvent, type IdempotencyState } from "../domain/idempotency/idempotency.ts";
 import { jobEvents } from "../domain/job/events.ts";
 import { sessionEvents } from "../domain/session/events.ts";
-import { agentStream, appStream, budgetStream, credentialsStream, idempotencyStream, jobStream, sessionStream } from "../domain/streams.ts";
+import { agentStream, appStream, budgetStream, credentialsStream, idempotencyStream, jobStream, memoryStream, sessionStream } from "../domain/streams.ts";
 import { appDecider, type AppCommand, type AppEvent, type AppState } from "../domain/app/app.ts";
 import { appEvents } from "../domain/app/events.ts";
 import { credentialDecider, type CredentialCommand, type CredentialEvent, type CredentialsState } from "../domain/credential/credential.ts";
 import { credentialEvents } from "../domain/credential/events.ts";
+import { memoryDecider, type MemoryCommand, type MemoryEvent, type MemoryState } from "../domain/memory/memory.ts";
+import { memoryEvents } from "../domain/memory/events.ts";
 import type { EventStore } from "../eventstore/port.ts";
 import type { JobQueue } from "../jobs/queue.ts";
 import type { LlmProvider } from "../llm/provider.ts";
@@ -30,6 +32,7 @@ import type { SecretBox } from "../secrets/secretBox.ts";
 import { Repository } from "./repository.ts";
 import { budgetDecider, budgetEvents, type BudgetCommand, type BudgetEvent, type BudgetState } from "../domain/billing/budget.ts";
 import type { PriceTable } from "../domain/billing/prices.ts";
+import type { MemoryService } from "./memory.ts";
 
 export interface Repositories {
   agents: Repository<AgentCommand, AgentEvent, AgentState>;
@@ -40,6 +43,8 @@ export interface Repositories {
   budgets: Repository<BudgetCommand, BudgetEvent, BudgetState>;
   /** End users' model credentials (BYOS), by `userCredentialsId(dataAppId, userId)`. */
   credentials: Repository<CredentialCommand, CredentialEvent, CredentialsState>;
+  /** Memory entries, one stream each (`memory-<mem_id>`). */
+  memory: Repository<MemoryCommand, MemoryEvent, MemoryState>;
 }
 
 export const createRepositories = (store: EventStore, tails?: StreamTails): Repositories => ({
@@ -50,6 +55,7 @@ export const createRepositories = (store: EventStore, tails?: StreamTails): Repo
   apps: new Repository(store, appDecider, appEvents, appStream, tails),
   budgets: new Repository(store, budgetDecider, budgetEvents, budgetStream, tails),
   credentials: new Repository(store, credentialDecider, credentialEvents, credentialsStream, tails),
+  memory: new Repository(store, memoryDecider, memoryEvents, memoryStream, tails),
 });
 
 /** Which jobs this process is running right now, so a cancel can abort the model request at once. */
@@ -98,6 +104,8 @@ export interface AppContext {
   actingUser?: string | null;
   /** Providers built from apps' model connections (absent: agents run on the server's providers only). */
   connections?: ConnectionProviders;
+  /** Memory search and its embedder (absent: memory ranks by BM25 alone). */
+  memory?: MemoryService;
 }
 
 /**

@@ -17,6 +17,8 @@ export const endUserSigningStream = () => "operator-end-user-signing";
  */
 export const userCredentialsId = (appId: string, userId: string): string => `${appId}:${Bun.SHA256.hash(userId, "hex") as string}`;
 export const credentialsStream = (id: string) => `credentials-${id}`;
+/** One memory entry (src/domain/memory/): `memory-<mem_id>`. */
+export const memoryStream = (id: string) => `memory-${id}`;
 
 /** The id after the category: `session-sess_123` → `sess_123`. */
 export const idOf = (stream: string): string => stream.slice(stream.indexOf("-") + 1);

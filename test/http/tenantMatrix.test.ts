@@ -64,7 +64,7 @@ const CALLERS: CallerName[] = ["owner", "testKey", "otherApp", "rightUser", "oth
 const VICTIM_SELF = new Set<CallerName>(["owner", "rightUser"]);
 
 interface Route { method: string; path: string; op: any }
-interface Fixtures { session_id: string; job_id: string; run_id: string; agent_id: string }
+interface Fixtures { session_id: string; job_id: string; run_id: string; agent_id: string; memory_id: string }
 
 const VICTIM_APP = "app_matrix_victim";
 const OTHER_APP = "app_matrix_other";
@@ -77,6 +77,7 @@ const CONTENT = {
   prompt: "victim agent prompt jw63",
   runInput: "victim run input hv57",
   assetUrl: "https://example.com/victim-asset-mp29.png",
+  memory: "victim memory text mz18",
 };
 
 let server: TestServer;
@@ -132,7 +133,10 @@ beforeAll(async () => {
   const run = await owner.post("/v1/runs", { user_id: VICTIM_USER, input: CONTENT.runInput, agent_id: agent.body.id });
   expect(run.status).toBe(202);
   await owner.pollUntilDone(run.body.id);
-  main = { session_id: session.body.id, job_id: turn.body.job_id, run_id: run.body.id, agent_id: agent.body.id };
+  // A memory entry of the victim's user, kept for the victim's agent.
+  const memory = await owner.post("/v1/memory", { user_id: VICTIM_USER, agent_id: agent.body.id, content: CONTENT.memory });
+  expect(memory.status).toBe(201);
+  main = { session_id: session.body.id, job_id: turn.body.job_id, run_id: run.body.id, agent_id: agent.body.id, memory_id: memory.body.id };
   // For fresh fixtures whose job waits on approval.
   approvalAgent = (await owner.post("/v1/agents", { name: "victim approver", approval: "always", tools: [{ type: "builtin", name: "register_asset" }] })).body.id;
   const otherAgent = (await owner.post("/v1/agents", { name: "another agent of the victim app", approval: "never" })).body.id;
@@ -293,14 +297,15 @@ function expected(r: Route, caller: CallerName): Expectation {
 
 const bodyNames = (r: Route, name: string) => !!r.op.requestBody?.content?.["application/json"]?.schema?.properties?.[name];
 
-/** Fresh fixtures of the victim for a state-changing call by an allowed caller: a new agent, and a job awaiting approval. */
+/** Fresh fixtures of the victim for a state-changing call by an allowed caller: a new agent, a job awaiting approval, a memory entry. */
 async function freshFixtures(): Promise<Fixtures> {
   const agent = (await owner.post("/v1/agents", { name: "disposable", approval: "never" })).body.id;
   const session = (await owner.post("/v1/sessions", { user_id: VICTIM_USER, agent_id: approvalAgent })).body.id;
   const turn = await owner.post(`/v1/sessions/${session}/messages`, { content: "Please register https://example.com/fresh.png as an asset" });
   expect(turn.status).toBe(202);
   await owner.waitForStatus(turn.body.job_id, ["awaiting_approval"]);
-  return { agent_id: agent, session_id: session, job_id: turn.body.job_id, run_id: main.run_id };
+  const memory = (await owner.post("/v1/memory", { user_id: VICTIM_USER, agent_id: main.agent_id, content: "disposable memory" })).body.id;
+  return { agent_id: agent, session_id: session, job_id: turn.body.job_id, run_id: main.run_id, memory_id: memory };
 }
 
 interface Outcome { status: number; code: string | null; text: string; headerText: string }
@@ -328,7 +333,7 @@ async function call(r: Route, caller: CallerName, f: Fixtures): Promise<{ url: s
 
 test("every data-plane route, as every caller: the expected status, and no answer carries the victim's ids or content", async () => {
   expect(routes.length).toBeGreaterThan(20);
-  for (const p of paramsOf(routes.map((r) => r.path).join(" "))) expect(["session_id", "job_id", "run_id", "agent_id", ...Object.keys(PATH_VALUES)]).toContain(p);
+  for (const p of paramsOf(routes.map((r) => r.path).join(" "))) expect(["session_id", "job_id", "run_id", "agent_id", "memory_id", ...Object.keys(PATH_VALUES)]).toContain(p);
   // State-changing routes last; within them, refused callers first (on the main fixtures), allowed ones on fresh fixtures.
   const ordered = [...routes.filter((r) => !isStateChanging(r)), ...routes.filter(isStateChanging)];
   const failures: string[] = [];

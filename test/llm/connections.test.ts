@@ -42,7 +42,7 @@ test("two apps on different providers each run a turn with their own key", async
   const a = await appWith("On OpenAI", { provider: "openai", base_url: openai.baseURL, api_key: "sk-app-a-0000001234", default_model: "gpt-a" });
   const b = await appWith("On Anthropic", { provider: "anthropic", base_url: anthropic.baseURL.replace(/\/v1$/, ""), api_key: "sk-app-b-0000005678", default_model: "claude-b" });
   expect(a.view).toEqual({
-    name: "main", object: "connection", provider: "openai", base_url: openai.baseURL, default_model: "gpt-a", has_key: true, last4: "1234", headers: [], oauth: null,
+    name: "main", object: "connection", provider: "openai", base_url: openai.baseURL, default_model: "gpt-a", has_key: true, last4: "1234", headers: [], oauth: null, embeddings_model: null,
   });
   for (const [who, side, wire] of [["a", a, openai], ["b", b, anthropic]] as const) {
     const agent = await side.client.post("/v1/agents", { name: `agent ${who}`, approval: "never", model: { connection: "main" } });

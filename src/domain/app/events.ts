@@ -46,6 +46,11 @@ export const ConnectionFields = {
    * null for none. `client_secret` is sealed like `api_key`.
    */
   oauth: Type.Optional(Nullable(Type.Object({ token_url: Type.String(), client_id: Nullable(Type.String()), client_secret: Nullable(Type.String()) }))),
+  /**
+   * The model that embeds the app's memory entries and queries through this connection's `/embeddings`
+   * endpoint (OpenAI wire format), for hybrid ranking (src/app/memory.ts); absent or null for none.
+   */
+  embeddings_model: Type.Optional(Nullable(Type.String())),
 };
 
 /** One budget's rate limits, requests a minute: 0 for none, null for the server's default. */

@@ -83,6 +83,7 @@ const ConnectionView = t.Object({
   oauth: t.Union([t.Object({ token_url: t.String(), client_id: t.Union([t.String(), t.Null()]), has_client_secret: t.Boolean() }), t.Null()], {
     description: "Where end users' OAuth credentials are refreshed (BYOS); the client secret is never shown",
   }),
+  embeddings_model: t.Union([t.String(), t.Null()], { description: "The model that embeds the app's memory for hybrid ranking, or null" }),
 });
 const ConnectionList = t.Object({ data: t.Array(ConnectionView) });
 const ConnectionRemoved = t.Object({ name: t.String(), object: t.Literal("connection"), deleted: t.Literal(true) });
@@ -103,6 +104,7 @@ const connectionView = (c: Connection, key: string | null) => ({
   has_key: c.api_key !== null, last4: key !== null && key.length >= 12 ? key.slice(-4) : null,
   headers: Object.keys(c.headers ?? {}),
   oauth: c.oauth ? { token_url: c.oauth.token_url, client_id: c.oauth.client_id, has_client_secret: c.oauth.client_secret !== null } : null,
+  embeddings_model: c.embeddings_model ?? null,
 });
 
 /**
@@ -290,6 +292,9 @@ export const appRoutes = ({ ctx, directory, principalOf, usage }: AppRoutesDeps)
       const headers = body.headers ?? {};
       checkConnectionHeaders(headers);
       if (body.oauth) await requireCallable(body.oauth.token_url, ctx.outbound?.privateAllowlist ?? [], "oauth.token_url");
+      if (body.embeddings_model !== undefined && body.provider === "anthropic") {
+        throw new ValidationError("Anthropic offers no embeddings endpoint: set embeddings_model on an openai or openai_compatible connection", { param: "embeddings_model" });
+      }
       const connection: Connection = {
         name: params.name, provider: body.provider, base_url: baseUrl, default_model: body.default_model ?? null,
         // Write-only: sealed for the app before it is decided, so no event ever holds it in clear.
@@ -299,6 +304,7 @@ export const appRoutes = ({ ctx, directory, principalOf, usage }: AppRoutesDeps)
           token_url: body.oauth.token_url, client_id: body.oauth.client_id ?? null,
           client_secret: body.oauth.client_secret ? await ctx.secrets.seal(params.app_id, body.oauth.client_secret) : null,
         } } : {}),
+        ...(body.embeddings_model !== undefined ? { embeddings_model: body.embeddings_model } : {}),
       };
       const r = await ctx.repos.apps.handle(params.app_id, { type: "SetConnection", connection }, meta(request, principal, params.app_id));
       await settle(r.position);
@@ -319,6 +325,10 @@ export const appRoutes = ({ ctx, directory, principalOf, usage }: AppRoutesDeps)
           client_id: t.Optional(t.String({ minLength: 1, maxLength: 500 })),
           client_secret: t.Optional(t.String({ minLength: 1, maxLength: 4096, description: "Write-only: stored sealed, never shown again" })),
         }, { description: "For agents billed to their end users (BYOS): how those users' OAuth credentials are refreshed" })),
+        embeddings_model: t.Optional(t.String({
+          minLength: 1, maxLength: 200,
+          description: "An embeddings model served at this connection's /embeddings (OpenAI wire format): the app's memory is then ranked hybrid, BM25 with cosine similarity",
+        })),
       }),
       detail: { summary: "Create or replace a model connection (admins); agents name it in model.connection" },
     })

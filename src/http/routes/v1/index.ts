@@ -9,6 +9,7 @@ import { sessionRoutes } from "./sessions/index.ts";
 import { endUserTokenRoutes } from "./endUserTokens.ts";
 import { credentialRoutes } from "./credentials.ts";
 import { usageRoutes } from "./usage.ts";
+import { memoryRoutes } from "./memory.ts";
 
 export const v1Routes = (deps: V1Deps) =>
   new Elysia({ name: "agentry.v1" })
@@ -19,4 +20,5 @@ export const v1Routes = (deps: V1Deps) =>
     .use(jobRoutes(deps))
     .use(endUserTokenRoutes(deps))
     .use(credentialRoutes(deps))
-    .use(usageRoutes(deps));
+    .use(usageRoutes(deps))
+    .use(memoryRoutes(deps));
