@@ -44,6 +44,10 @@ import { linkThroughRedis } from "./eventstore/appendSignal.ts";
 import { SqliteEventStore } from "./eventstore/adapters/sqlite.ts";
 import { ProjectionRunner } from "./projections/runner.ts";
 import { createSecretBox } from "./secrets/secretBox.ts";
+import { createBlobStore } from "./blobs/factory.ts";
+import { FileUrls } from "./app/fileUrls.ts";
+import { fileBodyRoutes } from "./http/routes/v1/files/index.ts";
+import { signedFileRoutes } from "./http/routes/signedFiles.ts";
 import { InProcessRateLimiter, type RateLimiter } from "./ratelimit/limiter.ts";
 import { RedisRateLimiter } from "./ratelimit/redisLimiter.ts";
 import { rateLimitCheck } from "./http/rateLimit.ts";
@@ -95,6 +99,8 @@ export async function startServer(
     : new InProcessJobQueue();
   const { providers, defaultProvider } = createProviders(config);
   const secrets = createSecretBox({ store, config, logger });
+  // File contents (local disk under DATA_DIR, or S3), and the key their signed URLs are signed with.
+  const files = { blobs: createBlobStore(config), settings: config.files, urls: await FileUrls.open(store, secrets, logger.child({ component: "files" })) };
   const ctx: AppContext = {
     store, repos: createRepositories(store, tails), tails, db, projections: projectionRunner, queue, live, providers,
     defaultProvider, logger, appId: DEFAULT_APP_ID, readYourWritesTimeoutMs: config.readYourWritesTimeoutMs,
@@ -108,6 +114,7 @@ export async function startServer(
   // Memory search, and the embedder that fills the vectors hybrid ranking compares (src/app/memory.ts).
   ctx.memory = new MemoryService({ db, secrets, logger: logger.child({ component: "memory" }), connectionsOf: async (app) => (await ctx.repos.apps.peek(app)).state.connections });
   ctx.memory.start();
+  ctx.files = files;
   let reconcileTimer: ReturnType<typeof setInterval> | undefined;
   const worker = new Worker(queue, new TurnRunner(ctx, `runner-${process.pid}`, { context: config.context }), logger.child({ component: "worker" }), config.workerConcurrency);
   ctx.running = worker;
@@ -187,6 +194,7 @@ export async function startServer(
   }
   const app = createApp({
     store, runner: projectionRunner, logger, version: pkg.version, maxBodyBytes: config.maxBodyBytes,
+    streamedBodies: fileBodyRoutes(config.files, config.bodyTimeoutMs),
     bodyTimeoutMs: config.bodyTimeoutMs, authenticate: extra.authenticate ?? directoryAuthenticator(directory, endUserTokens, keyUsage),
     rateLimit: rateLimitCheck({ limiter: rateLimiter, defaults: config.rateLimits, settingsOf: (appId) => directory.app(appId)?.rate_limits }),
     authenticateManagement: async (request) => {
@@ -194,7 +202,7 @@ export async function startServer(
     },
     plugins: [appRoutes({ ctx, directory, usage: keyUsage, principalOf: (request) => managers.get(request) }),
       appRateLimitRoutes({ ctx, directory, defaults: config.rateLimits, principalOf: (request) => managers.get(request) }),
-      appBillingRoutes({ ctx, directory, principalOf: (request) => managers.get(request) }), v1Routes({ ctx, endUserTokens }), ...(extra.plugins ?? [])],
+      appBillingRoutes({ ctx, directory, principalOf: (request) => managers.get(request) }), v1Routes({ ctx, endUserTokens }), signedFileRoutes({ ctx }), ...(extra.plugins ?? [])],
   });
   app.listen({ port: config.port, hostname: config.host });
   const port = app.server!.port!;

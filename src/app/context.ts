@@ -30,6 +30,10 @@ import type { ConnectionProviders } from "../llm/connections.ts";
 import type { OutboundPolicy } from "../tools/httpTool.ts";
 import type { SecretBox } from "../secrets/secretBox.ts";
 import { Repository } from "./repository.ts";
+import { blobDecider, fileDecider, type BlobCommand, type BlobEvent, type BlobState, type FileCommand, type FileEvent, type FileState } from "../domain/file/file.ts";
+import { blobEvents, fileEvents } from "../domain/file/events.ts";
+import { blobStream, fileStream } from "../domain/streams.ts";
+import type { FileRuntime } from "./files.ts";
 import { budgetDecider, budgetEvents, type BudgetCommand, type BudgetEvent, type BudgetState } from "../domain/billing/budget.ts";
 import type { PriceTable } from "../domain/billing/prices.ts";
 import type { MemoryService } from "./memory.ts";
@@ -38,6 +42,9 @@ export interface Repositories {
   agents: Repository<AgentCommand, AgentEvent, AgentState>;
   sessions: Repository<SessionCommand, SessionEvent, SessionState>;
   jobs: Repository<JobCommand, JobEvent, JobState>;
+  /** Files' records (`file-<id>`) and which files reference each blob's content (`blob-<sha256>`). */
+  files: Repository<FileCommand, FileEvent, FileState>;
+  blobs: Repository<BlobCommand, BlobEvent, BlobState>;
   idempotency: Repository<IdempotencyCommand, IdempotencyEvent, IdempotencyState>;
   apps: Repository<AppCommand, AppEvent, AppState>;
   budgets: Repository<BudgetCommand, BudgetEvent, BudgetState>;
@@ -51,6 +58,8 @@ export const createRepositories = (store: EventStore, tails?: StreamTails): Repo
   agents: new Repository(store, agentDecider, agentEvents, agentStream, tails),
   sessions: new Repository(store, sessionDecider, sessionEvents, sessionStream, tails),
   jobs: new Repository(store, jobDecider, jobEvents, jobStream, tails),
+  files: new Repository(store, fileDecider, fileEvents, fileStream, tails),
+  blobs: new Repository(store, blobDecider, blobEvents, blobStream, tails),
   idempotency: new Repository(store, idempotencyDecider, idempotencyEvents, idempotencyStream, tails),
   apps: new Repository(store, appDecider, appEvents, appStream, tails),
   budgets: new Repository(store, budgetDecider, budgetEvents, budgetStream, tails),
@@ -90,6 +99,8 @@ export interface AppContext {
   tails?: StreamTails;
   /** The server's model prices (MODEL_PRICES_FILE); each app's own prices go on top. Absent: none. */
   prices?: PriceTable;
+  /** Files: the blob store, the file settings and the URL signer (absent: the server stores no files). */
+  files?: FileRuntime;
   /** Seals and opens the secrets events and read models hold (HTTP-tool headers, …), per app. */
   secrets: SecretBox;
   /**

@@ -11,6 +11,12 @@ export const budgetStream = (id: string) => `budget-${id}`;
 /** The management plane's root token, as a hash (src/auth/rootToken.ts): one stream for the whole store. */
 export const rootTokenStream = () => "operator-root";
 export const endUserSigningStream = () => "operator-end-user-signing";
+/** The key file URLs are signed with (src/app/fileUrls.ts): one stream for the whole store. */
+export const fileSigningStream = () => "operator-file-signing";
+/** One file's record (src/domain/file/): `file-<file_id>`. */
+export const fileStream = (id: string) => `file-${id}`;
+/** Which files reference one blob's content: `blob-<sha256>`. */
+export const blobStream = (sha256: string) => `blob-${sha256}`;
 /**
  * An end user's model credentials (BYOS) in one data partition: `credentials-<appId>:<sha256(user_id)>`.
  * The user id is hashed so that any id fits a stream name and no stream name carries personal data.

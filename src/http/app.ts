@@ -5,7 +5,7 @@ import type { Logger } from "../core/logger.ts";
 import type { EventStore } from "../eventstore/port.ts";
 import type { ProjectionRunner } from "../projections/runner.ts";
 import { errorHandler } from "./errors.ts";
-import { requestGuard } from "./requestGuard.ts";
+import { requestGuard, type StreamedBodyRoute } from "./requestGuard.ts";
 import { healthRoutes } from "./routes/health.ts";
 
 export interface AppDeps {
@@ -26,6 +26,8 @@ export interface AppDeps {
   rateLimit?: (request: Request, headers: Record<string, string | number>) => void | Promise<void>;
   /** Checks credentials for the management plane (`/v1/apps`); none means it is not served. */
   authenticateManagement?: (request: Request) => Promise<void>;
+  /** Routes whose bodies are bytes they stream themselves (uploads), with their own types and limits. */
+  streamedBodies?: readonly StreamedBodyRoute[];
   /** Further route modules mounted after the built-in ones. */
   plugins?: readonly Elysia<any, any, any, any, any, any, any>[];
 }
@@ -40,6 +42,7 @@ export function createApp(deps: AppDeps) {
     ],
     maxBodyBytes: deps.maxBodyBytes ?? 10 * 1024 * 1024,
     bodyTimeoutMs: deps.bodyTimeoutMs ?? 10_000,
+    streamedBodies: deps.streamedBodies,
   });
   // Bun's own body limit only backs ours up: the guard answers oversized bodies with the error
   // envelope, counting bytes as they arrive; Bun would answer a bare 413.
@@ -61,6 +64,7 @@ export function createApp(deps: AppDeps) {
             { name: "Jobs", description: "One unit of agent work: status, cursor events, SSE, approve / reject / cancel" },
             { name: "Runs", description: "Single-turn runs with optional structured (JSON Schema) output" },
             { name: "Agents", description: "System prompt, model, tools, approval policy, output schema" },
+            { name: "Files", description: "Uploads (multipart or signed URLs), attachments and artifacts, signed downloads" },
             { name: "Operations", description: "Health and operator endpoints" },
             { name: "Apps", description: "The management plane: apps (tenants) and their API keys; root token or management JWT" },
           ],

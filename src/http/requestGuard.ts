@@ -10,6 +10,12 @@
  *    stored in the event as sent but replaced by U+FFFD in read models).
  * 3. Query numbers and booleans strictly as written: `0x10`, `1e3`, ` 5` or `+5` are refused rather
  *    than coerced, and out-of-range values name the parameter.
+ *
+ * A few routes take bytes rather than JSON (file uploads): each is declared as a streamed body with
+ * its own content types and size limit. The guard checks those (415, and 413 on a declared length)
+ * and leaves the body unread; the route reads it through `streamedBody`, which counts bytes as they
+ * arrive (413 past the limit, nothing more is read) and bounds the wait for each chunk (408). Every
+ * other route keeps the JSON rules above.
  */
 import { Elysia, type TSchema } from "elysia";
 import {
@@ -31,7 +37,25 @@ export interface RequestGuardOptions {
   areas: readonly ProtectedArea[];
   maxBodyBytes: number;
   bodyTimeoutMs: number;
+  /** Routes whose body is bytes the route streams itself (uploads); every other body must be JSON. */
+  streamedBodies?: readonly StreamedBodyRoute[];
 }
+
+/** A route that takes a streamed body instead of JSON. */
+export interface StreamedBodyRoute {
+  method: string;
+  /** Matched against the request's path. */
+  path: RegExp;
+  /** Accepted media types (lowercase, without parameters); "any" for raw bytes of any type. */
+  contentTypes: readonly string[] | "any";
+  /** The most bytes the body may hold. */
+  maxBytes: number;
+  /** The most a whole body may take to arrive (each chunk must still come within the guard's bodyTimeoutMs). */
+  totalTimeoutMs: number;
+}
+
+/** What the parse step hands a streamed-body route: the body itself is left unread for `streamedBody`. */
+export const STREAMED_BODY = Object.freeze({ streamed: true as const });
 
 const BODY_METHODS = new Set(["POST", "PUT", "PATCH", "DELETE"]);
 
@@ -47,6 +71,8 @@ export function requestGuard(options: RequestGuardOptions) {
     })
     .onParse({ as: "global" }, async ({ request, contentType }) => {
       if (!BODY_METHODS.has(request.method)) return undefined;
+      const streamed = options.streamedBodies?.find((r) => r.method === request.method && r.path.test(pathOf(request.url)));
+      if (streamed) return acceptStreamed(request, contentType, streamed, options.bodyTimeoutMs);
       const text = await readBody(request, options.maxBodyBytes, options.bodyTimeoutMs);
       bodiesRead.add(request);
       if (text.length === 0) return undefined;
@@ -158,6 +184,62 @@ async function readBody(request: Request, maxBytes: number, timeoutMs: number): 
     clearTimeout(timer);
   }
   return Buffer.concat(chunks).toString("utf8");
+}
+
+/** Checks a streamed body's type and declared length, and leaves it unread for the route. */
+function acceptStreamed(request: Request, contentType: string | undefined, route: StreamedBodyRoute, idleMs: number): typeof STREAMED_BODY {
+  const type = (contentType ?? "").split(";")[0]!.trim().toLowerCase();
+  if (route.contentTypes !== "any" && !route.contentTypes.includes(type)) {
+    throw new UnsupportedMediaTypeError(`Send the body as ${route.contentTypes.join(" or ")}, not ${type || "untyped"}`);
+  }
+  const declared = Number(request.headers.get("content-length") ?? "NaN");
+  if (declared > route.maxBytes) throw tooLarge(route.maxBytes);
+  streamedLimits.set(request, { maxBytes: route.maxBytes, idleMs, totalMs: route.totalTimeoutMs });
+  return STREAMED_BODY;
+}
+
+const streamedLimits = new WeakMap<Request, { maxBytes: number; idleMs: number; totalMs: number }>();
+
+/**
+ * The body of a streamed-body route, chunk by chunk: 413 past its limit (the rest is not read), 408
+ * when a chunk does not arrive in time or the whole body takes too long. A consumer that stops early
+ * cancels the body. Once it was read to its end, an error answer may keep the connection open.
+ */
+export async function* streamedBody(request: Request): AsyncGenerator<Uint8Array> {
+  const limits = streamedLimits.get(request);
+  if (!limits) throw new Error("streamedBody: the route is not declared as a streamed body");
+  if (!request.body) {
+    bodiesRead.add(request);
+    return;
+  }
+  const reader = request.body.getReader();
+  const deadline = Date.now() + limits.totalMs;
+  let size = 0;
+  let finished = false;
+  try {
+    for (;;) {
+      const wait = Math.min(limits.idleMs, deadline - Date.now());
+      if (wait <= 0) throw new RequestTimeoutError(`The request body did not arrive within ${limits.totalMs} ms`);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new RequestTimeoutError(`The request body stalled for more than ${wait} ms`)), wait);
+      });
+      let next: Awaited<ReturnType<typeof reader.read>>;
+      try {
+        next = await Promise.race([reader.read(), timeout]);
+      } finally {
+        clearTimeout(timer);
+      }
+      if (next.done) break;
+      size += next.value.byteLength;
+      if (size > limits.maxBytes) throw tooLarge(limits.maxBytes);
+      yield next.value;
+    }
+    finished = true;
+    bodiesRead.add(request);
+  } finally {
+    if (!finished) void reader.cancel().catch(() => {});
+  }
 }
 
 const tooLarge = (maxBytes: number) => new PayloadTooLargeError(`The request body is larger than ${maxBytes} bytes`, { max_bytes: maxBytes });

@@ -6,6 +6,7 @@ import type { V1Deps } from "./common.ts";
 import { jobRoutes } from "./jobs.ts";
 import { runRoutes } from "./runs.ts";
 import { sessionRoutes } from "./sessions/index.ts";
+import { fileRoutes } from "./files/index.ts";
 import { endUserTokenRoutes } from "./endUserTokens.ts";
 import { credentialRoutes } from "./credentials.ts";
 import { usageRoutes } from "./usage.ts";
@@ -16,6 +17,7 @@ export const v1Routes = (deps: V1Deps) =>
     .use(agentRoutes(deps))
     .use(agentPromptRoutes(deps))
     .use(sessionRoutes(deps))
+    .use(fileRoutes(deps))
     .use(runRoutes(deps))
     .use(jobRoutes(deps))
     .use(endUserTokenRoutes(deps))

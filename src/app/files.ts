@@ -1,0 +1,190 @@
+/**
+ * Files: their bytes go to the blob store (content-addressed), their records to `file-<id>` streams,
+ * and who references which content to `blob-<sha256>` streams. Shared by the file routes, the message
+ * route (inline attachments become files), tools that make artifacts, and the turn runner (which reads
+ * files for the model).
+ *
+ * Storing a file: stage the bytes (hashed, bounded) → reference the blob (for this file) → commit the
+ * bytes → record the file. Removing one: record the removal → release the blob → when nothing
+ * references it any more, collect it: park the bytes, record the collection (refused if a reference
+ * arrived meanwhile), then purge them — or put them back. Referencing before committing, and parking
+ * before recording, is what keeps a new upload of the same bytes and a collection from losing them.
+ */
+import type { FilesConfig } from "../config.ts";
+import { NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError } from "../core/errors.ts";
+import type { Logger } from "../core/logger.ts";
+import { fileDecider, type FileCommand, type FileRole, type FileSource, type FileState } from "../domain/file/file.ts";
+import { BlobTooLargeError, type BlobStore, type StagedBlob } from "../blobs/port.ts";
+import type { AppContext } from "./context.ts";
+import type { CommandMetadata } from "./repository.ts";
+import type { FileUrls } from "./fileUrls.ts";
+
+/** What the server needs to store and serve files. */
+export interface FileRuntime {
+  blobs: BlobStore;
+  settings: FilesConfig;
+  urls: FileUrls;
+}
+
+/** The file runtime of the context; a server built without one stores no files. */
+export function filesOf(ctx: AppContext): FileRuntime {
+  if (!ctx.files) throw new NotFoundError("This server stores no files", undefined, "not_found");
+  return ctx.files;
+}
+
+/** The content type, lowercased and without parameters, when the allow-list accepts it; 415 otherwise. */
+export function acceptedContentType(settings: Pick<FilesConfig, "contentTypes">, given: string | null | undefined): string {
+  const type = (given ?? "").split(";")[0]!.trim().toLowerCase();
+  const ok = /^[a-z0-9][a-z0-9!#$&^_.+-]*\/[a-z0-9][a-z0-9!#$&^_.+-]*$/.test(type) && settings.contentTypes.some((allowed) =>
+    allowed === type || (allowed.endsWith("/*") && type.startsWith(allowed.slice(0, -1))));
+  if (!ok) {
+    throw new UnsupportedMediaTypeError(`Files of type ${type ? `'${type.slice(0, 100)}'` : "(none given)"} are not accepted; accepted: ${settings.contentTypes.join(", ")}`);
+  }
+  return type;
+}
+
+/** A content type for a file name's extension, for files given without one. */
+export function contentTypeOfName(name: string | null | undefined): string | null {
+  const ext = (name ?? "").toLowerCase().split(".").pop() ?? "";
+  return EXTENSION_TYPES[ext] ?? null;
+}
+
+const EXTENSION_TYPES: Record<string, string> = {
+  txt: "text/plain", md: "text/markdown", csv: "text/csv", tsv: "text/tab-separated-values", html: "text/html", htm: "text/html",
+  json: "application/json", xml: "application/xml", yaml: "application/yaml", yml: "application/yaml", pdf: "application/pdf",
+  png: "image/png", jpg: "image/jpeg", jpeg: "image/jpeg", gif: "image/gif", webp: "image/webp",
+  js: "text/javascript", ts: "text/plain", py: "text/x-python", log: "text/plain",
+};
+
+/** Who a file is for: its id, session (if any), end user (if any) and its session's agent. */
+export interface FileOwner {
+  file_id: string;
+  session_id: string | null;
+  user_id: string | null;
+  agent_id: string | null;
+}
+
+export interface StoreFileInput {
+  owner: FileOwner;
+  chunks: AsyncIterable<Uint8Array>;
+  name: string;
+  /** Already checked against the allow-list. */
+  content_type: string;
+  role: FileRole;
+  source: Exclude<FileSource, "signed_url">;
+  message_id?: string | null;
+  job_id?: string | null;
+  /** At most this many bytes (the server's MAX_FILE_BYTES when absent). */
+  maxBytes?: number;
+}
+
+export interface StoredFile {
+  state: FileState;
+  /** Position of the last event written (read-your-writes); null when an earlier execution wrote it. */
+  position: bigint | null;
+}
+
+/** Stores a file: its bytes, its blob reference, its record. */
+export async function storeFile(ctx: AppContext, input: StoreFileInput, meta: CommandMetadata): Promise<StoredFile> {
+  const staged = await stageBytes(ctx, input.chunks, input.maxBytes);
+  return recordFile(ctx, staged, input, meta);
+}
+
+/** Stages bytes (hashed, at most `maxBytes`, MAX_FILE_BYTES by default; 413 past it) for `recordFile`. */
+export async function stageBytes(ctx: AppContext, chunks: AsyncIterable<Uint8Array>, maxBytes?: number): Promise<StagedBlob> {
+  const files = filesOf(ctx);
+  return stage(files, chunks, maxBytes ?? files.settings.maxBytes);
+}
+
+/** Drops staged bytes that will not be recorded. */
+export async function discardStaged(ctx: AppContext, staged: StagedBlob): Promise<void> {
+  await filesOf(ctx).blobs.discard(staged);
+}
+
+/** Records staged bytes as the file `input.owner.file_id` (its blob referenced, its bytes committed). */
+export async function recordFile(ctx: AppContext, staged: StagedBlob, input: Omit<StoreFileInput, "chunks" | "maxBytes">, meta: CommandMetadata): Promise<StoredFile> {
+  return recordStaged(ctx, input.owner.file_id, staged, {
+    type: "RecordUpload", ...input.owner, name: input.name, content_type: input.content_type, size: staged.size, sha256: staged.sha256,
+    role: input.role, source: input.source, message_id: input.message_id ?? null, job_id: input.job_id ?? null, now: meta.now ?? Date.now(),
+  }, meta);
+}
+
+/**
+ * The bytes PUT to a signed upload URL (its signature already checked): recorded as the authorization
+ * said, once. Refused before the body is read when the upload was used, or has expired.
+ */
+export async function completeSignedUpload(ctx: AppContext, fileId: string, chunks: AsyncIterable<Uint8Array>, meta: CommandMetadata): Promise<StoredFile> {
+  const files = filesOf(ctx);
+  const { state } = await ctx.repos.files.load(fileId);
+  const now = meta.now ?? Date.now();
+  // Decided now on the stored state (nothing is written): a used or expired upload is refused before its bytes are read.
+  fileDecider.decide({ type: "CompleteSignedUpload", sha256: "0".repeat(64), size: state.size ?? 0, now }, state);
+  const limit = Math.min(state.size ?? files.settings.maxBytes, files.settings.maxBytes);
+  const staged = await stage(files, chunks, limit);
+  return recordStaged(ctx, fileId, staged, { type: "CompleteSignedUpload", sha256: staged.sha256, size: staged.size, now }, meta);
+}
+
+/** Removes a file; its bytes are collected once no other file has the same content. */
+export async function removeFile(ctx: AppContext, fileId: string, meta: CommandMetadata): Promise<bigint | null> {
+  const r = await ctx.repos.files.handle(fileId, { type: "RemoveFile" }, meta);
+  const removed = r.appended[0];
+  if (removed?.type === "FileRemoved" && removed.data.sha256 !== null) await releaseBlob(ctx, removed.data.sha256, fileId, meta, filesOf(ctx).blobs, ctx.logger);
+  return r.position;
+}
+
+/**
+ * Drops `fileId`'s reference to the content `sha256`; when no file references it any more, removes
+ * the bytes (see the file's top comment for why it parks them first). True when they were removed.
+ */
+export async function releaseBlob(ctx: AppContext, sha256: string, fileId: string, meta: CommandMetadata, blobs: BlobStore, logger?: Logger): Promise<boolean> {
+  const released = await ctx.repos.blobs.handle(sha256, { type: "ReleaseBlob", sha256, file_id: fileId }, meta);
+  if (released.state.refs.length > 0 || released.state.collected) return false;
+  const parked = await blobs.park(sha256);
+  let collected = false;
+  try {
+    collected = (await ctx.repos.blobs.handle(sha256, { type: "CollectBlob", sha256 }, meta)).appended.length > 0;
+  } finally {
+    if (parked !== null) {
+      if (collected) await blobs.purge(parked);
+      else await blobs.restore(sha256, parked);
+    }
+  }
+  if (collected) logger?.debug("collected a blob no file references", { sha256 });
+  return collected;
+}
+
+async function stage(files: FileRuntime, chunks: AsyncIterable<Uint8Array>, maxBytes: number): Promise<StagedBlob> {
+  try {
+    return await files.blobs.stage(chunks, { maxBytes });
+  } catch (err) {
+    if (err instanceof BlobTooLargeError) throw new PayloadTooLargeError(`The file is larger than ${maxBytes} bytes`, { max_bytes: maxBytes });
+    throw err;
+  }
+}
+
+/** References the staged content for the file, commits it, records the file; undoes the reference if that fails. */
+async function recordStaged(ctx: AppContext, fileId: string, staged: StagedBlob, command: FileCommand, meta: CommandMetadata): Promise<StoredFile> {
+  const { blobs } = filesOf(ctx);
+  try {
+    await ctx.repos.blobs.handle(staged.sha256, { type: "ReferenceBlob", sha256: staged.sha256, file_id: fileId, size: staged.size }, meta);
+    await blobs.commit(staged);
+    const r = await ctx.repos.files.handle(fileId, command, meta);
+    return { state: r.state, position: r.position };
+  } catch (err) {
+    await blobs.discard(staged).catch(() => {});
+    // The reference is the file's: kept when the file holds this content (an earlier, successful upload of it).
+    const { state } = await ctx.repos.files.load(fileId).catch(() => ({ state: null }));
+    if (!(state && state.sha256 === staged.sha256 && (state.status === "uploaded" || state.status === "removed"))) {
+      await releaseBlob(ctx, staged.sha256, fileId, meta, blobs, ctx.logger).catch((e) => {
+        ctx.logger.warn("could not release a blob reference after a failed upload", { sha256: staged.sha256, file_id: fileId, error: e as Error });
+      });
+    }
+    throw err;
+  }
+}
+
+/** The file's record from its stream (authoritative, never lagging), with the app it belongs to; null when there is none. */
+export async function loadFile(ctx: AppContext, fileId: string): Promise<{ state: FileState; appId: string | null } | null> {
+  const { state, appId } = await ctx.repos.files.load(fileId);
+  return state.status === "none" ? null : { state, appId };
+}

@@ -1,0 +1,77 @@
+/**
+ * The signed file URLs, outside /v1 because they take no API key: the signature in the URL is the
+ * credential (src/app/fileUrls.ts). `PUT /uploads/{file_id}` stores the bytes of a signed upload
+ * (once, before it expires); `GET /downloads/{file_id}` serves a file's bytes. A missing, malformed or
+ * tampered signature is 403 `invalid_signature`, an expired one 403 `signature_expired`.
+ */
+import { Elysia, t } from "elysia";
+import type { AppContext } from "../../app/context.ts";
+import { completeSignedUpload, filesOf, loadFile } from "../../app/files.ts";
+import { NotFoundError } from "../../core/errors.ts";
+import { clientRequestId, streamedBody } from "../requestGuard.ts";
+import { fileView, rowOfState } from "./v1/files/model.ts";
+import { fileModels } from "./v1/files/index.ts";
+import { getFile } from "../../../projections/files/index.ts";
+
+const FileIdParam = t.Object({ file_id: t.String({ minLength: 1, maxLength: 100, pattern: "^[A-Za-z0-9_.-]+$" }) });
+const SignedQuery = t.Object({
+  expires: t.Optional(t.String({ maxLength: 20, description: "Epoch seconds when the URL stops working" })),
+  sig: t.Optional(t.String({ maxLength: 128, description: "HMAC-SHA256 signature (hex)" })),
+});
+
+const notFound = () => new NotFoundError("File not found", { param: "file_id" }, "file_not_found");
+
+/** `attachment; filename=…` with an ASCII fallback and the UTF-8 name (RFC 6266). */
+function disposition(name: string): string {
+  const ascii = name.replace(/[^\x20-\x7e]|["\\]/g, "_");
+  return `attachment; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(name)}`;
+}
+
+export const signedFileRoutes = ({ ctx }: { ctx: AppContext }) =>
+  new Elysia({ name: "agentry.signed-files", detail: { tags: ["Files"], security: [] } })
+    .use(fileModels)
+    .put("/uploads/:file_id", async ({ params, query, request, set }) => {
+      filesOf(ctx).urls.verify("upload", params.file_id, query.expires ?? null, query.sig ?? null);
+      const loaded = await loadFile(ctx, params.file_id);
+      if (!loaded) throw notFound();
+      const appId = loaded.appId ?? ctx.appId;
+      const meta = { appId, actor: "signed_url", correlationId: clientRequestId(request) ?? undefined, now: Date.now(), ...(loaded.state.userId ? { attributedUserId: loaded.state.userId } : {}) };
+      const { state, position } = await completeSignedUpload({ ...ctx, appId }, params.file_id, streamedBody(request), meta);
+      set.status = 201;
+      const fresh = position === null || (await ctx.projections.waitForPosition(position, ctx.readYourWritesTimeoutMs).then(() => true, () => false));
+      if (!fresh) set.headers["x-read-your-writes"] = "pending";
+      const row = (fresh ? getFile(ctx.db, appId, params.file_id) : null) ?? rowOfState(state, appId, Date.now());
+      return fileView(row);
+    }, {
+      params: FileIdParam, query: SignedQuery, response: { 201: "File" },
+      detail: {
+        summary: "Upload a file's bytes to a signed upload URL (no API key; once, before it expires)",
+        description: "The body is the file's bytes, as is. 403 invalid_signature / signature_expired; 409 upload_already_used on a second PUT; 413 over the declared size or MAX_FILE_BYTES; 400 when fewer bytes arrive than declared.",
+        requestBody: { required: true, content: { "application/octet-stream": { schema: { type: "string", format: "binary" } } } },
+      },
+    })
+    .get("/downloads/:file_id", async ({ params, query }) => {
+      const files = filesOf(ctx);
+      files.urls.verify("download", params.file_id, query.expires ?? null, query.sig ?? null);
+      const loaded = await loadFile(ctx, params.file_id);
+      if (!loaded || loaded.state.status !== "uploaded") throw notFound();
+      const blob = await files.blobs.open(loaded.state.sha256!);
+      if (!blob) throw notFound();
+      return new Response(blob, {
+        headers: {
+          "content-type": loaded.state.contentType,
+          "content-length": String(loaded.state.size),
+          "content-disposition": disposition(loaded.state.name),
+          // Served from the API's own origin: never sniffed, never run as a page.
+          "x-content-type-options": "nosniff",
+          "content-security-policy": "sandbox; default-src 'none'",
+          "cache-control": "private, no-store",
+        },
+      });
+    }, {
+      params: FileIdParam, query: SignedQuery,
+      detail: {
+        summary: "Download a file's bytes from a signed download URL (no API key; until it expires)",
+        responses: { 200: { description: "The file's bytes, as a download", content: { "application/octet-stream": { schema: { type: "string", format: "binary" } } } } },
+      },
+    });
