@@ -29,6 +29,7 @@ import { baseAppId, isTestData } from "../app/access.ts";
 import { failureOf, ignoreFinished, JobFailure, LostJob, validateStructured } from "./runner/outcome.ts";
 import { runToolCall, toolContext } from "./runner/toolStep.ts";
 import { endUserProvider } from "./runner/endUserProvider.ts";
+import { withFiles } from "./runner/files.ts";
 
 export interface TurnRunnerOptions {
   maxSteps?: number;
@@ -239,7 +240,8 @@ export class TurnRunner {
       endUserPays ? { credits: 0, funded_by: "end_user" } : { credits: await creditsFor(this.ctx, dataApp, provider.name, model, usage) };
 
     const system: ChatMessage = { role: "system", content: systemPrompt(agent, queued.output_schema, queued.input.context) };
-    const current: ChatMessage = { role: "user", content: userContent(queued.input) };
+    // The message's files as the model reads them (text, PDF text, images), within the file budget.
+    const current: ChatMessage = await withFiles(this.ctx, { role: "user", content: userContent(queued.input) }, queued.input.attachments, agentApp ?? this.ctx.appId);
     const transcript = await jobTranscript(this.ctx, jobId);
     const history = queued.session_id
       ? await this.historyFor(jobId, queued.session_id, [system, current, ...transcript.messages], {

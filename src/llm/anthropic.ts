@@ -3,7 +3,7 @@
  * (the runner records them only where asked). Usage counts cache reads as cached tokens.
  */
 import Anthropic from "@anthropic-ai/sdk";
-import { LlmError, type ChatMessage, type LlmChunk, type LlmProvider, type LlmRequest } from "./provider.ts";
+import { fileAsText, LlmError, type ChatMessage, type LlmChunk, type LlmProvider, type LlmRequest } from "./provider.ts";
 import { retryAfterMs } from "./resilient.ts";
 
 export interface AnthropicOptions {
@@ -16,7 +16,11 @@ export interface AnthropicOptions {
   headers?: Record<string, string>;
 }
 
-type Block = { type: "text"; text: string } | { type: "tool_use"; id: string; name: string; input: unknown } | { type: "tool_result"; tool_use_id: string; content: string };
+type Block =
+  | { type: "text"; text: string }
+  | { type: "image"; source: { type: "base64"; media_type: string; data: string } }
+  | { type: "tool_use"; id: string; name: string; input: unknown }
+  | { type: "tool_result"; tool_use_id: string; content: string };
 
 export class AnthropicProvider implements LlmProvider {
   readonly name = "anthropic";
@@ -103,7 +107,12 @@ function toAnthropicMessages(messages: ChatMessage[]): Array<{ role: "user" | "a
   };
   for (const m of messages) {
     if (m.role === "system") continue;
-    if (m.role === "user") push("user", [{ type: "text", text: m.content }]);
+    if (m.role === "user") {
+      // Files as blocks: text files as text, images as base64 image blocks (Anthropic's image input).
+      push("user", [{ type: "text", text: m.content }, ...(m.files ?? []).map((f): Block => f.kind === "image"
+        ? { type: "image", source: { type: "base64", media_type: f.content_type, data: f.data } }
+        : { type: "text", text: fileAsText(f) })]);
+    }
     else if (m.role === "assistant") {
       push("assistant", [
         ...(m.content ? [{ type: "text" as const, text: m.content }] : []),

@@ -5,7 +5,7 @@
  * SDK's own retries are off: ResilientProvider decides, so a retry never repeats streamed output.
  */
 import OpenAI from "openai";
-import { LlmError, type ChatMessage, type ChatToolCall, type LlmChunk, type LlmProvider, type LlmRequest } from "./provider.ts";
+import { fileAsText, LlmError, type ChatMessage, type ChatToolCall, type LlmChunk, type LlmProvider, type LlmRequest } from "./provider.ts";
 import { retryAfterMs } from "./resilient.ts";
 
 export interface OpenAiOptions {
@@ -99,8 +99,19 @@ function finishReason(reason: string): "stop" | "tool_calls" | "length" | "conte
 function toOpenAiMessage(m: ChatMessage): OpenAI.ChatCompletionMessageParam {
   switch (m.role) {
     case "system":
-    case "user":
       return { role: m.role, content: m.content };
+    case "user":
+      if (!m.files?.length) return { role: m.role, content: m.content };
+      // Files as content parts: text files as text, images as data: URLs (OpenAI's image input).
+      return {
+        role: "user",
+        content: [
+          { type: "text", text: m.content },
+          ...m.files.map((f): OpenAI.ChatCompletionContentPart => f.kind === "image"
+            ? { type: "image_url", image_url: { url: `data:${f.content_type};base64,${f.data}` } }
+            : { type: "text", text: fileAsText(f) }),
+        ],
+      };
     case "assistant":
       return {
         role: "assistant",

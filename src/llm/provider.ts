@@ -8,11 +8,24 @@ export interface ChatToolCall {
   args: unknown;
 }
 
+/**
+ * A file the user's message carries for the model (src/jobs/runner/files.ts): text (a text file, a
+ * PDF's extracted text, or a note saying why a file is not shown), or an image as base64. Each provider
+ * maps these to its own format; `content` stays the message's own text.
+ */
+export type ChatFile =
+  | { kind: "text"; name: string; content_type: string; text: string; truncated: boolean }
+  | { kind: "image"; name: string; content_type: string; data: string };
+
 export type ChatMessage =
   | { role: "system"; content: string }
-  | { role: "user"; content: string }
+  | { role: "user"; content: string; files?: ChatFile[] }
   | { role: "assistant"; content: string; tool_calls?: ChatToolCall[] }
   | { role: "tool"; tool_call_id: string; name: string; content: string };
+
+/** A text file as the model reads it: delimited and named, so it is not taken for the user's own words. */
+export const fileAsText = (f: Extract<ChatFile, { kind: "text" }>): string =>
+  `<file name="${f.name.replace(/"/g, "'")}" type="${f.content_type}">\n${f.text}\n</file>`;
 
 export interface ToolSpec {
   name: string;

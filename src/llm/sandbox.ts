@@ -8,9 +8,10 @@
  * - With an output schema: answers JSON that satisfies it (or, when the input says "[invalid]", JSON that
  *   does not, to exercise validation failures).
  * - "[fail]": fails like an unavailable provider. "[slow]": streams a long reply slowly.
- * - Anything else: a short reply quoting the message and counting the turns so far.
+ * - Anything else: a short reply quoting the message and counting the turns so far; when the message
+ *   carries files, one line per file with its name, type and first characters (what it received).
  */
-import type { ChatMessage, ChatToolCall, LlmChunk, LlmProvider, LlmRequest } from "./provider.ts";
+import type { ChatFile, ChatMessage, ChatToolCall, LlmChunk, LlmProvider, LlmRequest } from "./provider.ts";
 import { LlmError } from "./provider.ts";
 
 export interface SandboxOptions {
@@ -46,6 +47,7 @@ export class SandboxProvider implements LlmProvider {
         ? `I'll ${calls.map((c) => `use ${c.name}`).join(" and ")} for that.`
         : `Sandbox reply to «${userText.slice(0, 200)}». This is message ${turns} of our conversation.` +
           (slow ? " " + "Streaming slowly so you can watch the events arrive one by one. ".repeat(6) : "");
+      if (!calls.length) text += filesEcho(request.messages);
     }
 
     const delay = (this.options.chunkDelayMs ?? 2) * (slow ? 10 : 1);
@@ -58,6 +60,16 @@ export class SandboxProvider implements LlmProvider {
     yield { type: "usage", prompt_tokens: promptTokens, completion_tokens: estimateTokens(text) + calls.length * 20, cached_tokens: 0, reasoning_tokens: 0 };
     yield { type: "finish", reason: calls.length ? "tool_calls" : "stop" };
   }
+}
+
+/** What the sandbox says it received of the last user message's files: a line each. */
+function filesEcho(messages: ChatMessage[]): string {
+  const user = [...messages].reverse().find((m): m is Extract<ChatMessage, { role: "user" }> => m.role === "user");
+  if (!user?.files?.length) return "";
+  const line = (f: ChatFile) => f.kind === "image"
+    ? `- ${f.name} (${f.content_type}, image, ${Math.floor((f.data.length * 3) / 4)} bytes): «${f.data.slice(0, 24)}»`
+    : `- ${f.name} (${f.content_type}, text, ${f.text.length} characters${f.truncated ? ", cut" : ""}): «${f.text.slice(0, 120).replace(/\s+/g, " ")}»`;
+  return `\nFiles received:\n${user.files.map(line).join("\n")}`;
 }
 
 const estimateTokens = (s: string) => Math.max(1, Math.ceil(s.length / 4));

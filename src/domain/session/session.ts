@@ -19,8 +19,12 @@ export interface Attachment {
   asset_label?: string;
   name?: string;
   content_type?: string;
-  /** Base64 content for inline files. */
+  /** Base64 content of an inline file, in messages recorded before files were stored apart. */
   data?: string;
+  /** A stored file, named by id and content hash (its name and type above). */
+  file_id?: string;
+  size?: number;
+  sha256?: string;
 }
 
 export interface ReplySummary {

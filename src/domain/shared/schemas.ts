@@ -9,8 +9,12 @@ export const AttachmentSchema = Type.Object({
   asset_label: Type.Optional(Type.String()),
   name: Type.Optional(Type.String()),
   content_type: Type.Optional(Type.String()),
-  /** Base64 content for inline files. */
+  /** Base64 content of an inline file, in messages recorded before files were stored apart (read as they are). */
   data: Type.Optional(Type.String()),
+  /** A stored file (src/domain/file/): messages name their files by id and content hash, never with their bytes. */
+  file_id: Type.Optional(Type.String()),
+  size: Type.Optional(Type.Integer({ minimum: 0 })),
+  sha256: Type.Optional(Type.String()),
 });
 
 export const JsonObject = Type.Record(Type.String(), Type.Unknown());

@@ -130,6 +130,7 @@ export const Attachment = t.Object({
   asset_label: t.Optional(t.String({ pattern: "^asset_[0-9]+$" })),
   name: t.Optional(t.String({ maxLength: 255 })),
   content_type: t.Optional(t.String({ maxLength: 255 })),
-  // One write holds at most 1 MiB (see MAX_APPEND_BYTES): a bigger inline file could never be stored.
-  data: t.Optional(t.String({ maxLength: 1_000_000, description: "base64 content of an inline file (a message must fit in 1 MiB; send larger files by url)" })),
+  // Stored as a file before the message is recorded (the event names it): bounded by MAX_BODY_BYTES and MAX_FILE_BYTES.
+  data: t.Optional(t.String({ maxLength: 1_500_000_000, description: "base64 content of an inline file: stored as a file of the session, which the message then names" })),
+  file_id: t.Optional(t.String({ minLength: 1, maxLength: 100, pattern: "^[A-Za-z0-9_.-]+$", description: "an uploaded file (POST /v1/sessions/{session_id}/files or /v1/uploads)" })),
 });

@@ -11,6 +11,8 @@ import { MessageAccepted, MessageReply, v1Models } from "../models.ts";
 import { visibleJobState } from "../../../../app/jobReads.ts";
 import { messageView, MessageBody } from "./model.ts";
 import { requireSession, waitForEnd } from "./service.ts";
+import { forgetStored, resolveAttachments } from "../../../../app/messageFiles.ts";
+import { newResourceId } from "../../../../core/ids.ts";
 
 export const messageRoutes = (deps: V1Deps) =>
   new Elysia({ name: "agentry.v1.sessions.messageRoutes", prefix: "/v1/sessions", detail: { tags: ["Sessions"] } })
@@ -22,8 +24,15 @@ export const messageRoutes = (deps: V1Deps) =>
         content: body.content, attachments: body.attachments ?? [], model: body.model ?? null, context: body.context ?? null,
         multitask: body.multitask ?? "reject",
       };
-      const send = async (ids?: MessageIds, resumed = false) => {
-        const accepted = await sendMessage(ctx, params.session_id, input, metaOf(ctx, request, session.user_id), ids, resumed);
+      const send = async (ids: MessageIds = { message_id: newResourceId("msg"), job_id: newResourceId("job") }, resumed = false) => {
+        const meta = metaOf(ctx, request, session.user_id);
+        // Files first: the message's event names them (inline bytes become files of the session).
+        const { attachments, stored } = await resolveAttachments(ctx, session, input.attachments, ids.message_id, meta);
+        const accepted = await sendMessage(ctx, params.session_id, { ...input, attachments }, meta, ids, resumed).catch(async (err) => {
+          // Refused (busy, a limit): its files go with it, unless an Idempotency-Key retry will name them again.
+          if (!request.headers.get("idempotency-key")) await forgetStored(ctx, stored, meta);
+          throw err;
+        });
         await afterWrite(ctx, { set, request }, accepted.position);
         return accepted;
       };

@@ -1,0 +1,181 @@
+/**
+ * Files reach the model: a text file, an image and a PDF's text, within the file budget (an
+ * over-budget file cut, the cut marked), through the sandbox (which echoes what it received) and
+ * through the real OpenAI and Anthropic clients against local wire-format servers, whose recorded
+ * request bodies are checked. Inline base64 attachments become files: the stored event holds no bytes.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { api, TEST_KEY, type Api } from "../support/api.ts";
+import { startTestServer, type TestServer } from "../support/server.ts";
+import { startAnthropicWireServer, startOpenAiWireServer, type WireServer } from "../support/llmWireServers.ts";
+import { makePdf, PNG_1X1 } from "../support/pdf.ts";
+import { sessionStream } from "../../src/domain/streams.ts";
+
+const TEXT = "The launch code is PAPAYA-7. Keep it quiet.\n";
+const b64 = (bytes: Uint8Array | string) => Buffer.from(bytes).toString("base64");
+
+async function uploadTo(server: TestServer, session: string, content: Uint8Array | string, name: string, type: string) {
+  const form = new FormData();
+  form.append("file", new Blob([content], { type }), name);
+  const res = await fetch(`${server.url}/v1/sessions/${session}/files`, { method: "POST", headers: { "x-api-key": TEST_KEY }, body: form });
+  expect(res.status).toBe(201);
+  return (await res.json()) as { id: string };
+}
+
+describe("with the sandbox provider", () => {
+  let server: TestServer;
+  let client: Api;
+  beforeAll(async () => {
+    server = await startTestServer({ API_KEY: TEST_KEY, SANDBOX_CHUNK_DELAY_MS: "0", FILE_MODEL_BUDGET_CHARS: "300" });
+    client = api(server.url);
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  test("an uploaded text file and a PDF's text reach the model; the sandbox says what it received", async () => {
+    const session = (await client.post("/v1/sessions", { user_id: "u-read" })).body.id;
+    const text = await uploadTo(server, session, TEXT, "secret.txt", "text/plain");
+    const pdf = await uploadTo(server, session, makePdf("The secret ingredient is cardamom."), "recipe.pdf", "application/pdf");
+    const r = await client.post(`/v1/sessions/${session}/messages`, {
+      content: "What do these files say?", wait: true,
+      attachments: [{ type: "file", file_id: text.id }, { type: "file", file_id: pdf.id }],
+    });
+    expect(r.status).toBe(200);
+    const reply = r.body.reply.content as string;
+    expect(reply).toContain("Files received:");
+    expect(reply).toContain(`- secret.txt (text/plain, text, ${TEXT.length} characters): «The launch code is PAPAYA-7. Keep it quiet. »`);
+    expect(reply).toContain("- recipe.pdf (application/pdf, text,");
+    expect(reply).toContain("The secret ingredient is cardamom.");
+  });
+
+  test("a file over the budget is cut, and the cut is marked", async () => {
+    const session = (await client.post("/v1/sessions", { user_id: "u-read" })).body.id;
+    const long = "A".repeat(250) + "B".repeat(250);
+    const f1 = await uploadTo(server, session, long, "long.txt", "text/plain");
+    const f2 = await uploadTo(server, session, "after the budget", "late.txt", "text/plain");
+    const r = await client.post(`/v1/sessions/${session}/messages`, { content: "Read", wait: true, attachments: [{ type: "file", file_id: f1.id }, { type: "file", file_id: f2.id }] });
+    const reply = r.body.reply.content as string;
+    expect(reply).toMatch(/- long\.txt \(text\/plain, text, \d+ characters, cut\): «A{120}»/);
+    expect(reply).toContain("- late.txt (text/plain, text, 89 characters, cut): « [… cut: 0 characters of late.txt (16 bytes) are shown; the rest is over the file budget]»");
+  });
+
+  test("an inline base64 attachment becomes a file; the stored event names it and holds no bytes", async () => {
+    const session = (await client.post("/v1/sessions", { user_id: "u-inline" })).body.id;
+    const marker = `inline-secret-${crypto.randomUUID()}`;
+    const data = b64(`${marker}\nsecond line`);
+    const r = await client.post(`/v1/sessions/${session}/messages`, {
+      content: "Here is a note", wait: true, attachments: [{ type: "file", name: "note.md", data }],
+    });
+    expect(r.status).toBe(200);
+    expect(r.body.reply.content).toContain(`- note.md (text/markdown, text, ${marker.length + 12} characters): «${marker} second line»`);
+
+    // The session's own events: message.sent names the file, without data.
+    const events = (await client.get(`/v1/sessions/${session}/events?since=0`)).body.events;
+    const sent = events.find((e: any) => e.type === "message.sent");
+    const [att] = sent.payload.attachments;
+    expect(att).toMatchObject({ type: "file", name: "note.md", content_type: "text/markdown", size: marker.length + 12 });
+    expect(att.file_id).toStartWith("file_");
+    expect(att.data).toBeUndefined();
+    // No event holds the base64; none but the reply (the sandbox quotes what it read) holds the content.
+    for await (const e of server.ctx.store.readAll()) {
+      const raw = JSON.stringify(e.data);
+      const quoted = ["TextEmitted", "JobCompleted", "TurnEnded"].includes(e.type);
+      expect({ type: e.type, holds: raw.includes(data) || (!quoted && raw.includes(marker)) }).toEqual({ type: e.type, holds: false });
+    }
+    // It is a file of the session, an attachment from the message; its bytes read back.
+    const files = (await client.get(`/v1/sessions/${session}/files?role=attachment`)).body.data;
+    expect(files).toHaveLength(1);
+    expect(files[0]).toMatchObject({ id: att.file_id, source: "message", message_id: r.body.message_id });
+    const got = await client.get(`/v1/files/${att.file_id}`);
+    expect(await (await fetch(got.body.download_url)).text()).toBe(`${marker}\nsecond line`);
+  });
+
+  test("an older message that held its bytes inline still reads, and the model still gets its content", async () => {
+    const session = (await client.post("/v1/sessions", { user_id: "u-old" })).body.id;
+    // Written as the server wrote messages before files were stored apart: the base64 in the event.
+    const { sendMessage } = await import("../../src/app/turns.ts");
+    const accepted = await sendMessage(server.ctx, session, {
+      content: "old style", attachments: [{ type: "file", name: "old.txt", content_type: "text/plain", data: b64("legacy inline content") }],
+      model: null, context: null, multitask: "reject",
+    }, { appId: server.ctx.appId });
+    const events = await client.pollUntilDone(accepted.job_id);
+    const done = events.find((e: any) => e.type === "job.completed");
+    expect(done.payload.content).toContain("- old.txt (text/plain, text, 21 characters): «legacy inline content»");
+    const history = (await client.get(`/v1/sessions/${session}/messages`)).body.data;
+    expect(history[0].attachments[0]).toMatchObject({ name: "old.txt", data: b64("legacy inline content") });
+    let found = false;
+    for await (const e of server.ctx.store.readStream(sessionStream(session))) if (e.type === "MessageSent") found = true;
+    expect(found).toBe(true);
+  });
+
+  test("bad attachments are 4xx and store nothing", async () => {
+    const session = (await client.post("/v1/sessions", { user_id: "u-bad" })).body.id;
+    const other = (await client.post("/v1/sessions", { user_id: "u-other" })).body.id;
+    const foreign = await uploadTo(server, other, "not yours", "x.txt", "text/plain");
+    const cases: Array<[unknown, number, string]> = [
+      [{ type: "file", name: "a.txt", data: "not base64!!" }, 400, "invalid_request"],
+      [{ type: "file", name: "a.exe", content_type: "application/x-msdownload", data: b64("MZ") }, 415, "unsupported_media_type"],
+      [{ type: "file", name: "noext", data: b64("?") }, 415, "unsupported_media_type"],
+      [{ type: "file", file_id: "file_nope" }, 404, "file_not_found"],
+      [{ type: "file", file_id: foreign.id }, 400, "invalid_request"],
+      [{ type: "file", file_id: foreign.id, data: b64("x") }, 400, "invalid_request"],
+      [{ type: "file", file_id: "bad id!" }, 400, "invalid_request"],
+      [{ type: "url", url: "https://example.com/a.png", file_id: foreign.id }, 400, "invalid_request"],
+    ];
+    for (const [attachment, status, code] of cases) {
+      const r = await client.post(`/v1/sessions/${session}/messages`, { content: "x", attachments: [attachment] });
+      expect({ attachment, status: r.status, code: r.body.error?.code }).toEqual({ attachment, status, code });
+    }
+    expect((await client.get(`/v1/sessions/${session}/files`)).body.data).toEqual([]);
+    expect((await client.get(`/v1/sessions/${session}/messages`)).body.data).toEqual([]);
+  });
+});
+
+for (const provider of ["openai", "anthropic"] as const) {
+  describe(`through the ${provider} adapter`, () => {
+    let wire: WireServer;
+    let server: TestServer;
+    let client: Api;
+    beforeAll(async () => {
+      wire = provider === "openai" ? startOpenAiWireServer() : startAnthropicWireServer();
+      server = await startTestServer({
+        API_KEY: TEST_KEY, LLM_PROVIDER: provider, LLM_API_KEY: "sk-test", LLM_MODEL: "model-x", FILE_MODEL_BUDGET_CHARS: "1000",
+        LLM_BASE_URL: provider === "openai" ? wire.baseURL : wire.baseURL.replace(/\/v1$/, ""),
+      });
+      client = api(server.url);
+    });
+    afterAll(async () => {
+      await server?.stop();
+      wire?.stop();
+    });
+
+    test("a text file and an image arrive in the provider's own format; an over-budget file arrives cut and marked", async () => {
+      const session = (await client.post("/v1/sessions", { user_id: "u-wire" })).body.id;
+      const text = await uploadTo(server, session, TEXT, "secret.txt", "text/plain");
+      const image = await uploadTo(server, session, PNG_1X1, "pixel.png", "image/png");
+      const long = await uploadTo(server, session, "x".repeat(2000), "long.txt", "text/plain");
+      const before = wire.requests.length;
+      const r = await client.post(`/v1/sessions/${session}/messages`, {
+        content: "Describe these", wait: true,
+        attachments: [{ type: "file", file_id: text.id }, { type: "file", file_id: image.id }, { type: "file", file_id: long.id }],
+      });
+      expect(r.body.status).toBe("completed");
+      expect(wire.requests.length).toBe(before + 1);
+      const body = wire.requests.at(-1)!.body;
+      const user = body.messages.at(-1);
+      expect(user.role).toBe("user");
+      const parts = user.content as any[];
+      expect(parts[0]).toEqual({ type: "text", text: "Describe these\n[attachment secret.txt]\n[attachment pixel.png]\n[attachment long.txt]" });
+      expect(parts[1]).toEqual({ type: "text", text: `<file name="secret.txt" type="text/plain">\n${TEXT}\n</file>` });
+      if (provider === "openai") {
+        expect(parts[2]).toEqual({ type: "image_url", image_url: { url: `data:image/png;base64,${b64(PNG_1X1)}` } });
+      } else {
+        expect(parts[2]).toEqual({ type: "image", source: { type: "base64", media_type: "image/png", data: b64(PNG_1X1) } });
+      }
+      // 1000 characters of budget: 44 went to the first file, so 956 of the 2000 are shown, then the mark.
+      expect(parts[3].type).toBe("text");
+      expect(parts[3].text).toBe(`<file name="long.txt" type="text/plain">\n${"x".repeat(956)}\n[… cut: 956 of 2000 characters of long.txt are shown; the rest is over the file budget]\n</file>`);
+    });
+  });
+}
