@@ -9,7 +9,7 @@ import { roundCredits } from "../../src/domain/billing/prices.ts";
 
 export const jobsProjection: Projection = {
   name: "jobs",
-  version: 2,
+  version: 3,
   eventTypes: [
     "JobQueued", "JobStarted", "PlanProposed", "PlanApproved", "PlanRejected", "CancelRequested",
     "JobCancelled", "JobCompleted", "JobFailed", "UsageRecorded", "ToolCompleted",
@@ -23,7 +23,8 @@ export const jobsProjection: Projection = {
       content TEXT, result TEXT, error TEXT, attempts INTEGER NOT NULL DEFAULT 0,
       prompt_tokens INTEGER NOT NULL DEFAULT 0, completion_tokens INTEGER NOT NULL DEFAULT 0,
       cached_tokens INTEGER NOT NULL DEFAULT 0, reasoning_tokens INTEGER NOT NULL DEFAULT 0, credits_spent REAL NOT NULL DEFAULT 0,
-      created_at INTEGER NOT NULL, started_at INTEGER, completed_at INTEGER, updated_at INTEGER NOT NULL, seq INTEGER NOT NULL
+      created_at INTEGER NOT NULL, started_at INTEGER, completed_at INTEGER, updated_at INTEGER NOT NULL, seq INTEGER NOT NULL,
+      citations TEXT
     ) WITHOUT ROWID;
     CREATE INDEX IF NOT EXISTS jobs_by_session ON jobs(session_id, seq DESC);
     CREATE INDEX IF NOT EXISTS jobs_unfinished ON jobs(status) WHERE status IN ('pending', 'processing', 'awaiting_approval');
@@ -39,7 +40,7 @@ export const jobsProjection: Projection = {
 const COLUMNS = [
   "id", "app_id", "kind", "session_id", "message_id", "agent_id", "user_id", "status", "input", "output_schema", "approval",
   "cancel_requested", "content", "result", "error", "attempts", "prompt_tokens", "completion_tokens", "cached_tokens",
-  "reasoning_tokens", "credits_spent", "created_at", "started_at", "completed_at", "updated_at", "seq",
+  "reasoning_tokens", "credits_spent", "created_at", "started_at", "completed_at", "updated_at", "seq", "citations",
 ] as const;
 
 /** The jobs row as a pure fold of the job's events. */
@@ -60,7 +61,7 @@ const jobRows: RowFold<JobRow> = {
         user_id: d.user_id, status: "pending", input: JSON.stringify(d.input), output_schema: d.output_schema ? JSON.stringify(d.output_schema) : null,
         approval: null, cancel_requested: 0, content: null, result: null, error: null, attempts: 0,
         prompt_tokens: 0, completion_tokens: 0, cached_tokens: 0, reasoning_tokens: 0, credits_spent: 0,
-        created_at: at, started_at: null, completed_at: null, updated_at: at, seq: Number(e.position),
+        created_at: at, started_at: null, completed_at: null, updated_at: at, seq: Number(e.position), citations: null,
       };
     }
     if (!row) return null;
@@ -81,7 +82,10 @@ const jobRows: RowFold<JobRow> = {
       case "JobCancelled":
         return { ...next, status: "cancelled", completed_at: at, error: JSON.stringify({ code: "cancelled", message: `Cancelled (${event.data.reason})` }) };
       case "JobCompleted":
-        return { ...next, status: "completed", completed_at: at, content: event.data.content, result: JSON.stringify(event.data.result ?? null) };
+        return {
+          ...next, status: "completed", completed_at: at, content: event.data.content, result: JSON.stringify(event.data.result ?? null),
+          citations: event.data.citations?.length ? JSON.stringify(event.data.citations) : null,
+        };
       case "JobFailed":
         return { ...next, status: "failed", completed_at: at, error: JSON.stringify(event.data.error) };
       case "UsageRecorded":
@@ -105,6 +109,8 @@ export interface JobRow {
   content: string | null; result: string | null; error: string | null; attempts: number;
   prompt_tokens: number; completion_tokens: number; cached_tokens: number; reasoning_tokens: number; credits_spent: number;
   created_at: number; started_at: number | null; completed_at: number | null; updated_at: number; seq: number;
+  /** What the reply cites, as JSON (see JobCompleted); null for none. */
+  citations: string | null;
 }
 
 /** A job, unless its session was deleted (its jobs then leave every read; their events stay for audit). */

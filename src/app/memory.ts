@@ -24,6 +24,7 @@ import {
 } from "../../projections/memory/index.ts";
 import { AppEmbeddings, cosine, EMBED_BATCH, type Embedder } from "../llm/embeddings.ts";
 import type { SecretBox } from "../secrets/secretBox.ts";
+import type { AppContext } from "./context.ts";
 
 /** At most this many of a user's entries are scored for one query (FTS5's own ranking picks them when more match). */
 export const MAX_CANDIDATES = 1000;
@@ -99,6 +100,23 @@ function bm25Scores(db: Database, appId: string, userId: string, terms: readonly
   return scores;
 }
 
+/**
+ * Common English function words, left out of a query that has other words: in a user's few entries
+ * "a" or "the" can be rarer than the word that matters, and BM25 would rank an entry for sharing one.
+ */
+const STOPWORDS = new Set((
+  "a about all also am an and any are as at be been being but by can could did do does for from had has have he her him his how i if in " +
+  "into is it its just me my of on or our she should so some than that the their them then there these they this those to too us was " +
+  "we were what when where which who whom why will with would you your"
+).split(" "));
+
+/** The words of a query that count: at most MAX_QUERY_TERMS, function words left out unless there is nothing else. */
+export function queryTerms(query: string): string[] {
+  const words = [...new Set(tokenize(query))];
+  const meaningful = words.filter((w) => !STOPWORDS.has(w));
+  return (meaningful.length ? meaningful : words).slice(0, MAX_QUERY_TERMS);
+}
+
 /** BM25 mapped to 0..1, strictly increasing: what a score means does not depend on the other results. */
 export const bm25Normalised = (bm25: number): number => bm25 / (bm25 + 1);
 
@@ -140,7 +158,7 @@ export class MemoryService {
       const rows = recentMemories(db, q.appId, q.userId, q.scope, q.limit + 1, q.beforeSeq);
       return { hits: rows.slice(0, q.limit).map((row) => ({ row, score: null })), hasMore: rows.length > q.limit, ranking: "recency" };
     }
-    const terms = [...new Set(tokenize(q.query))].slice(0, MAX_QUERY_TERMS);
+    const terms = queryTerms(q.query);
     const rows = matchingMemories(db, q.appId, q.userId, q.scope, terms, MAX_CANDIDATES);
     const bm25 = bm25Scores(db, q.appId, q.userId, terms, rows);
     const byId = new Map(rows.map((r) => [r.id, r]));
@@ -247,4 +265,18 @@ export class MemoryService {
     this.wake?.();
     await this.loop;
   }
+}
+
+/** A service for contexts the server did not give one (BM25 only). */
+const fallbackServices = new WeakMap<object, MemoryService>();
+
+/** The context's memory service (the server's, with its embedder), or one ranking by BM25 alone. */
+export function memoryServiceOf(ctx: Pick<AppContext, "memory" | "db" | "secrets" | "logger">): MemoryService {
+  if (ctx.memory) return ctx.memory;
+  let service = fallbackServices.get(ctx.db);
+  if (!service) {
+    service = new MemoryService({ db: ctx.db, secrets: ctx.secrets, logger: ctx.logger, connectionsOf: async () => ({}) });
+    fallbackServices.set(ctx.db, service);
+  }
+  return service;
 }

@@ -258,6 +258,7 @@ export async function replySummary(ctx: AppContext, jobId: string): Promise<Repl
       case "JobCompleted":
         summary.content = event.data.content;
         summary.result = event.data.result;
+        if (event.data.citations?.length) summary.citations = event.data.citations;
         break;
       default:
         break;

@@ -29,6 +29,7 @@ import { baseAppId, isTestData } from "../app/access.ts";
 import { failureOf, ignoreFinished, JobFailure, LostJob, validateStructured } from "./runner/outcome.ts";
 import { runToolCall, toolContext } from "./runner/toolStep.ts";
 import { endUserProvider } from "./runner/endUserProvider.ts";
+import { turnMemory } from "./runner/memory.ts";
 import { withFiles } from "./runner/files.ts";
 
 export interface TurnRunnerOptions {
@@ -230,6 +231,9 @@ export class TurnRunner {
     // HTTP-tool header values are stored sealed under the agent's app: opened at each call, never logged.
     const secrets = this.ctx.secrets;
     const tools = resolveTools(agent.tools, this.ctx.outbound, { openHeader: (value) => openHeader(secrets, agentApp ?? this.ctx.appId, value) });
+    // Agents with memory: the user's entries recalled for this message, and the remember / recall tools.
+    const memory = await turnMemory(this.ctx, { agent, dataApp: agentApp ?? this.ctx.appId, userId: queued.user_id, agentId: queued.agent_id, jobId, input: queued.input.content });
+    memory?.addTools(tools);
     const toolCtx = toolContext(this.ctx, jobId, queued.session_id, signal);
 
     // The app pays for its model steps, except for test data and for steps the end user's own
@@ -239,10 +243,11 @@ export class TurnRunner {
     const billOf = async (usage: TokenUsage): Promise<StepBill> =>
       endUserPays ? { credits: 0, funded_by: "end_user" } : { credits: await creditsFor(this.ctx, dataApp, provider.name, model, usage) };
 
-    const system: ChatMessage = { role: "system", content: systemPrompt(agent, queued.output_schema, queued.input.context) };
+    const system: ChatMessage = { role: "system", content: systemPrompt(agent, queued.output_schema, queued.input.context) + (memory?.context ?? "") };
     // The message's files as the model reads them (text, PDF text, images), within the file budget.
     const current: ChatMessage = await withFiles(this.ctx, { role: "user", content: userContent(queued.input) }, queued.input.attachments, agentApp ?? this.ctx.appId);
     const transcript = await jobTranscript(this.ctx, jobId);
+    memory?.noteTranscript(transcript.messages);
     const history = queued.session_id
       ? await this.historyFor(jobId, queued.session_id, [system, current, ...transcript.messages], {
         agent, provider, model, append, billOf, signal,
@@ -275,7 +280,7 @@ export class TurnRunner {
       if (calls.length === 0) {
         let result: unknown = null;
         if (queued.output_schema) result = validateStructured(text, queued.output_schema);
-        await append({ type: "CompleteJob", content: allText, result });
+        await append({ type: "CompleteJob", content: allText, result, ...memory?.citationsField() });
         return;
       }
       messages.push({ role: "assistant", content: text, tool_calls: calls });

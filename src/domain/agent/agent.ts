@@ -44,9 +44,20 @@ export interface AgentSpec {
   output_schema: Record<string, unknown> | null;
   /** Who pays for its model calls: the app (absent means so), or each session's end user (BYOS). */
   billing?: AgentBilling;
+  /** Memory recalled into each turn, and the remember / recall tools (absent means off). */
+  memory?: AgentMemory;
 }
 
 export type AgentBilling = "app" | "end_user";
+
+export interface AgentMemory {
+  enabled: boolean;
+  /** How many of the user's entries, best first, each turn recalls into the context. */
+  recall_limit: number;
+}
+
+/** An agent's memory settings, with the defaults of agents that set none. */
+export const DEFAULT_AGENT_MEMORY: AgentMemory = { enabled: false, recall_limit: 5 };
 
 /**
  * A partial update that merges at every level: fields left out keep their value; `model` merges
@@ -62,6 +73,8 @@ export interface AgentPatch {
   approval?: ApprovalPolicy;
   output_schema?: Record<string, unknown> | null;
   billing?: AgentBilling;
+  /** Merged field by field. */
+  memory?: Partial<AgentMemory>;
 }
 
 export type AgentCommand =
@@ -86,9 +99,10 @@ function mergeParameters(base: Record<string, unknown>, patch: Record<string, un
 
 /** The spec after a patch (pure; see AgentPatch for the merge rules). */
 export function applyAgentPatch(spec: AgentSpec, patch: AgentPatch): AgentSpec {
-  const { model, ...rest } = patch;
+  const { model, memory, ...rest } = patch;
   const next: AgentSpec = { ...spec };
   for (const [k, v] of Object.entries(rest)) if (v !== undefined) (next as unknown as Record<string, unknown>)[k] = v;
+  if (memory) next.memory = { ...(spec.memory ?? DEFAULT_AGENT_MEMORY), ...memory };
   if (model) {
     next.model = {
       provider: model.provider !== undefined ? model.provider : spec.model.provider,

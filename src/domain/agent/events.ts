@@ -28,11 +28,16 @@ const ModelSchema = Type.Object({
 /** Who pays for the agent's model calls: the app (its connection's key), or each session's end user (BYOS). */
 const BillingSchema = Type.Union([Type.Literal("app"), Type.Literal("end_user")]);
 
+/** Whether the agent recalls the user's memory into its context and has the remember / recall tools. */
+export const AgentMemorySchema = Type.Object({ enabled: Type.Boolean(), recall_limit: Type.Integer({ minimum: 1, maximum: 20 }) });
+
 const SpecFields = {
   name: Type.String(), description: Type.String(), system_prompt: Type.String(), model: ModelSchema,
   tools: Type.Array(ToolSchema), approval: ApprovalSchema, output_schema: Nullable(JsonObject),
   /** Absent in agents made before end-user billing: "app". */
   billing: Type.Optional(BillingSchema),
+  /** Absent in agents made before memory: off. */
+  memory: Type.Optional(AgentMemorySchema),
 };
 
 export const AgentPatchSchema = Type.Object({
@@ -43,6 +48,8 @@ export const AgentPatchSchema = Type.Object({
   })),
   tools: Type.Optional(Type.Array(ToolSchema)), approval: Type.Optional(ApprovalSchema), output_schema: Type.Optional(Nullable(JsonObject)),
   billing: Type.Optional(BillingSchema),
+  /** Merged field by field into the agent's memory settings. */
+  memory: Type.Optional(Type.Partial(AgentMemorySchema)),
 });
 
 export const AGENT_EVENTS = {

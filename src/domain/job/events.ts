@@ -2,6 +2,7 @@
 import { Type } from "@sinclair/typebox";
 import { eventCodec, type EventsOf } from "../../core/eventContract.ts";
 import { AttachmentSchema, ErrorSchema, JsonObject, Nullable, UsageFields } from "../shared/schemas.ts";
+import { CitationSchema } from "../shared/citations.ts";
 
 const JobInput = Type.Object({
   content: Type.String(),
@@ -66,7 +67,11 @@ export const JOB_EVENTS = {
   PlanRejected: { version: 1, schema: Type.Object({ plan_id: Type.String(), reason: Nullable(Type.String()) }) },
   CancelRequested: { version: 1, schema: Type.Object({ reason: Nullable(Type.String()) }) },
   JobCancelled: { version: 1, schema: Type.Object({ reason: Type.String() }) },
-  JobCompleted: { version: 1, schema: Type.Object({ content: Type.String(), result: Type.Unknown() }) },
+  /**
+   * `citations`: the memory entries the agent was given while it answered (recalled into its context,
+   * or returned by its recall tool); absent when there were none (and in jobs before memory).
+   */
+  JobCompleted: { version: 1, schema: Type.Object({ content: Type.String(), result: Type.Unknown(), citations: Type.Optional(Type.Array(CitationSchema)) }) },
   JobFailed: { version: 1, schema: Type.Object({ error: ErrorSchema }) },
   /**
    * `credits`: what the step's tokens cost the app, priced when recorded (src/domain/billing/prices.ts);

@@ -11,6 +11,7 @@ import { unreachable, type Decider, type DomainEvent } from "../../core/decider.
 import type { Attachment } from "../session/session.ts";
 import type { JobEvent } from "./events.ts";
 import { roundCredits } from "../billing/prices.ts";
+import type { Citation } from "../shared/citations.ts";
 
 export type { JobEvent };
 
@@ -74,7 +75,7 @@ export type JobCommand =
   | { type: "RecordUsage"; usage: Extract<JobEvent, { type: "UsageRecorded" }>["data"] }
   | { type: "RecordContext"; context: Extract<JobEvent, { type: "ContextPrepared" }>["data"] }
   | { type: "ProposePlan"; plan: Extract<JobEvent, { type: "PlanProposed" }>["data"] }
-  | { type: "CompleteJob"; content: string; result: unknown }
+  | { type: "CompleteJob"; content: string; result: unknown; citations?: Citation[] }
   | { type: "FailJob"; error: JobError }
   | { type: "CancelJob"; reason: string };
 
@@ -210,7 +211,7 @@ export const jobDecider: Decider<JobCommand, JobEvent, JobState> = {
         return [{ type: "PlanProposed", data: command.plan }];
       case "CompleteJob":
         requireProcessing(state);
-        return [{ type: "JobCompleted", data: { content: command.content, result: command.result } }];
+        return [{ type: "JobCompleted", data: { content: command.content, result: command.result, ...(command.citations?.length ? { citations: command.citations } : {}) } }];
       case "FailJob":
         requireNotTerminal(state, "fail");
         return [{ type: "JobFailed", data: { error: command.error } }];

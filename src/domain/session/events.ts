@@ -2,6 +2,7 @@
 import { Type } from "@sinclair/typebox";
 import { eventCodec, type EventsOf } from "../../core/eventContract.ts";
 import { AttachmentSchema, ErrorSchema, JsonObject, Nullable } from "../shared/schemas.ts";
+import { CitationSchema } from "../shared/citations.ts";
 
 const AssetKindSchema = Type.Union([Type.Literal("image"), Type.Literal("video"), Type.Literal("audio"), Type.Literal("file")]);
 
@@ -10,6 +11,8 @@ export const ReplySummarySchema = Type.Object({
   result: Type.Unknown(),
   tool_calls: Type.Array(Type.Object({ call_id: Type.String(), name: Type.String(), args: Type.Unknown(), result: Type.Unknown(), error: Nullable(Type.String()) })),
   assets: Type.Array(Type.String()),
+  /** What the reply cites (see JobCompleted); absent when nothing (and in turns before memory). */
+  citations: Type.Optional(Type.Array(CitationSchema)),
 });
 
 const Empty = Type.Object({});

@@ -8,6 +8,7 @@
 import { ConflictError, NotFoundError, ValidationError } from "../../core/errors.ts";
 import { unreachable, type Decider } from "../../core/decider.ts";
 import type { SessionEvent } from "./events.ts";
+import type { Citation } from "../shared/citations.ts";
 
 export type { SessionEvent };
 
@@ -32,6 +33,7 @@ export interface ReplySummary {
   result: unknown;
   tool_calls: Array<{ call_id: string; name: string; args: unknown; result: unknown; error: string | null }>;
   assets: string[];
+  citations?: Citation[];
 }
 
 export type TurnOutcome = "completed" | "failed" | "cancelled";

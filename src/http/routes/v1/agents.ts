@@ -3,7 +3,7 @@ import { Elysia, t, type Static } from "elysia";
 import type { AppContext } from "../../../app/context.ts";
 import { ConflictError, NotFoundError, ValidationError } from "../../../core/errors.ts";
 import { newResourceId } from "../../../core/ids.ts";
-import { applyAgentPatch, effectivePrompt, type AgentPatch, type AgentSpec, type ToolDeclaration } from "../../../domain/agent/agent.ts";
+import { applyAgentPatch, DEFAULT_AGENT_MEMORY, effectivePrompt, type AgentMemory, type AgentPatch, type AgentSpec, type ToolDeclaration } from "../../../domain/agent/agent.ts";
 import { DEFAULT_AGENT_ID } from "../../../domain/streams.ts";
 import { defaultAgentIdOf } from "../../../app/defaultAgent.ts";
 import { baseAppId } from "../../../app/access.ts";
@@ -61,6 +61,14 @@ const AgentFields = {
     description: "Who pays for the model calls: the app (default), or each session's end user with the credential they connected " +
       "(PUT /v1/users/{user_id}/credentials/{provider}); a turn without one fails with credential_required.",
   })),
+  memory: t.Optional(t.Object({
+    enabled: t.Optional(t.Boolean({ description: "On create, true when memory is given" })),
+    recall_limit: t.Optional(t.Integer({ minimum: 1, maximum: 20, description: "Entries recalled into each turn, best first (default 5)" })),
+  }, {
+    additionalProperties: false,
+    description: "Memory: each turn recalls the session user's most relevant memory entries into the context (and cites them), " +
+      "and the agent gets the remember and recall tools. PATCH merges field by field.",
+  })),
 };
 
 /** The tools as answers show them: header values masked (see src/app/agentSecrets.ts). */
@@ -73,6 +81,7 @@ const view = async (ctx: AppContext, r: AgentRow) => ({
   system_prompt: r.prompt_override ?? r.system_prompt, prompt_overridden: r.prompt_override !== null,
   model: JSON.parse(r.model) as AgentSpec["model"], tools: await toolsView(ctx, JSON.parse(r.tools)), approval: r.approval,
   output_schema: parseJson<Record<string, unknown>>(r.output_schema), billing: r.billing ?? "app",
+  memory: parseJson<AgentMemory>(r.memory) ?? DEFAULT_AGENT_MEMORY,
   created_at: iso(r.created_at)!, updated_at: iso(r.updated_at)!,
 });
 
@@ -132,7 +141,7 @@ async function agentAfterWrite(ctx: AppContext, http: HttpExchange, id: string, 
   if (state.status !== "active" || !state.spec || appId !== ctx.appId) throw new NotFoundError(`Agent ${id} not found`, { param: "agent_id" }, "agent_not_found");
   const now = new Date().toISOString();
   return {
-    id, object: "agent" as const, ...state.spec, system_prompt: effectivePrompt(state), prompt_overridden: state.promptOverride !== null, billing: state.spec.billing ?? "app", tools: await toolsView(ctx, state.spec.tools as unknown as Array<Record<string, unknown>>), created_at: row ? iso(row.created_at)! : now, updated_at: now,
+    id, object: "agent" as const, ...state.spec, system_prompt: effectivePrompt(state), prompt_overridden: state.promptOverride !== null, billing: state.spec.billing ?? "app", memory: state.spec.memory ?? DEFAULT_AGENT_MEMORY, tools: await toolsView(ctx, state.spec.tools as unknown as Array<Record<string, unknown>>), created_at: row ? iso(row.created_at)! : now, updated_at: now,
   };
 }
 
@@ -149,6 +158,7 @@ export const agentRoutes = (deps: V1Deps) =>
         },
         tools: normaliseTools(body.tools) ?? [], approval: body.approval ?? "tools", output_schema: body.output_schema ?? null,
         ...(body.billing ? { billing: body.billing } : {}),
+        ...(body.memory ? { memory: { enabled: body.memory.enabled ?? true, recall_limit: body.memory.recall_limit ?? DEFAULT_AGENT_MEMORY.recall_limit } } : {}),
       };
       checkSpec(ctx, spec, await appConnections(ctx));
       // Header values sealed before the command is decided; a new agent has no value to keep.
@@ -171,7 +181,7 @@ export const agentRoutes = (deps: V1Deps) =>
     .patch("/:agent_id", async ({ ctx, params, body, request, set }) => {
       getAgent(ctx.db, ctx.appId, params.agent_id, ctx.allowedAgents);
       const patch: AgentPatch = {};
-      for (const key of ["name", "description", "system_prompt", "approval", "output_schema", "billing"] as const) {
+      for (const key of ["name", "description", "system_prompt", "approval", "output_schema", "billing", "memory"] as const) {
         if (body[key] !== undefined) (patch as Record<string, unknown>)[key] = body[key];
       }
       if (body.model) patch.model = body.model;

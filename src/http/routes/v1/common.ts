@@ -10,6 +10,7 @@ import { clientRequestId } from "../../requestGuard.ts";
 import { principalOf } from "../../auth.ts";
 import type { EndUserTokens } from "../../../auth/endUserTokens.ts";
 import { dataAppId } from "../../../app/access.ts";
+import type { Citation } from "../../../domain/shared/citations.ts";
 
 export interface V1Deps {
   ctx: AppContext;
@@ -121,6 +122,7 @@ export function jobView(r: JobRow) {
     status: r.status, input: parseJson(r.input), content: r.content, result: parseJson(r.result), error: parseJson(r.error),
     approval: parseJson(r.approval), cancel_requested: r.cancel_requested === 1, attempts: r.attempts, usage: usageOf(r),
     credits_spent: r.credits_spent, created_at: iso(r.created_at)!, started_at: iso(r.started_at), completed_at: iso(r.completed_at),
+    citations: parseJson<Citation[]>(r.citations) ?? [],
   };
 }
 

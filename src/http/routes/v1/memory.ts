@@ -9,19 +9,16 @@
 import { Elysia, t } from "elysia";
 import { requireAgentAllowed, requireUser } from "../../../app/access.ts";
 import type { AppContext } from "../../../app/context.ts";
-import { MemoryService, type MemorySearch } from "../../../app/memory.ts";
+import { memoryServiceOf, type MemorySearch } from "../../../app/memory.ts";
 import { getAgent } from "../../../app/agentReads.ts";
 import { ForbiddenError, NotFoundError, ValidationError } from "../../../core/errors.ts";
-import type { MemoryAdded } from "../../../domain/memory/memory.ts";
+import { checkMemoryEntry, MAX_MEMORY_CHARS, MAX_MEMORY_METADATA_BYTES, type MemoryAdded } from "../../../domain/memory/memory.ts";
 import type { AgentScope, MemoryRow } from "../../../../projections/memory/index.ts";
 import { tokenize } from "../../../../projections/memory/index.ts";
 import { decodeCursor, encodeCursor } from "../../pagination.ts";
 import { afterWrite, callerContext, create, IdParam, iso, metaOf, type V1Deps } from "./common.ts";
 import { v1Models } from "./models.ts";
 
-/** The most characters an entry holds, and the most bytes its metadata takes as JSON. */
-export const MAX_MEMORY_CHARS = 8_000;
-export const MAX_MEMORY_METADATA_BYTES = 16_384;
 export const MAX_QUERY_CHARS = 1_000;
 
 const Memory = t.Object({
@@ -78,14 +75,6 @@ const viewOfAdded = (d: MemoryAdded, at: number): MemoryView => ({
   source: d.source, job_id: d.job_id, created_at: iso(at)!, relevance_score: null,
 });
 
-/** 400 unless content has something in it and metadata fits. */
-export function checkEntry(content: string, metadata: Record<string, unknown> | undefined): void {
-  if (content.trim() === "") throw new ValidationError("content must not be blank", { param: "content" });
-  if (metadata !== undefined && Buffer.byteLength(JSON.stringify(metadata)) > MAX_MEMORY_METADATA_BYTES) {
-    throw new ValidationError(`metadata takes at most ${MAX_MEMORY_METADATA_BYTES} bytes as JSON`, { param: "metadata" });
-  }
-}
-
 /** Which of the user's entries the caller may see: its agent's, its allowed agents', or all. */
 function readScope(ctx: AppContext, agentId: string | undefined): AgentScope {
   if (agentId !== undefined) {
@@ -93,18 +82,6 @@ function readScope(ctx: AppContext, agentId: string | undefined): AgentScope {
     return { kind: "only", agentIds: [agentId] };
   }
   return ctx.allowedAgents ? { kind: "only", agentIds: ctx.allowedAgents } : { kind: "all" };
-}
-
-/** A service for contexts the server did not give one (BM25 only). */
-const fallbackServices = new WeakMap<object, MemoryService>();
-export function memoryServiceOf(ctx: AppContext): MemoryService {
-  if (ctx.memory) return ctx.memory;
-  let service = fallbackServices.get(ctx.db);
-  if (!service) {
-    service = new MemoryService({ db: ctx.db, secrets: ctx.secrets, logger: ctx.logger, connectionsOf: async () => ({}) });
-    fallbackServices.set(ctx.db, service);
-  }
-  return service;
 }
 
 /** A ranked page's cursor names the search it belongs to, so it is refused for another. */
@@ -118,7 +95,7 @@ export const memoryRoutes = (deps: V1Deps) =>
     .model({ Memory, MemoryList, MemoryDeleted })
     .post("", ({ ctx, body, request, set }) => create(ctx, request, body, set, { memory: "mem" }, async ({ ids, resumed }) => {
       requireUser(ctx, body.user_id);
-      checkEntry(body.content, body.metadata);
+      checkMemoryEntry(body.content, body.metadata);
       if (body.agent_id !== undefined) getAgent(ctx.db, ctx.appId, body.agent_id, ctx.allowedAgents);
       // A key limited to some agents keeps memories for them only (it could not read one kept for all).
       else if (ctx.allowedAgents) throw new ForbiddenError("This credential may only keep memories for its agents: name one in agent_id", "agent_not_allowed");

@@ -16,6 +16,9 @@ export const Usage = t.Object({
   prompt_tokens: t.Integer(), completion_tokens: t.Integer(), cached_tokens: t.Integer(), reasoning_tokens: t.Integer(),
 });
 
+/** A piece of stored knowledge a reply cites, with a snippet of it (memory entries; files later). */
+const Citation = t.Union([t.Object({ memory_id: t.String(), snippet: t.String() })]);
+
 const Error = t.Object({ code: t.String(), message: t.String(), provider_request_id: t.Optional(t.String()) });
 
 /** What an answer shows of a secret: whether it is set and, for long ones, its last 4 characters. */
@@ -37,6 +40,7 @@ export const Agent = t.Object({
   model: t.Object({ provider: Nullable(t.String()), name: Nullable(t.String()), parameters: t.Record(t.String(), t.Unknown()) }),
   tools: t.Array(AgentTool), approval: t.String(), output_schema: Nullable(t.Record(t.String(), t.Unknown())),
   billing: t.Union([t.Literal("app"), t.Literal("end_user")], { description: "Who pays for the model calls: the app, or each session's end user (BYOS)" }),
+  memory: t.Object({ enabled: t.Boolean(), recall_limit: t.Integer() }, { description: "Whether each turn recalls the user's memory (and the agent has remember / recall), and how many entries" }),
   created_at: t.String(), updated_at: t.String(),
 });
 
@@ -65,6 +69,7 @@ export const Job = t.Object({
   status: t.String(), input: t.Unknown(), content: Nullable(t.String()), result: t.Unknown(), error: t.Unknown(),
   approval: t.Unknown(), cancel_requested: t.Boolean(), attempts: t.Integer(), usage: Usage, credits_spent: CreditsSpent,
   created_at: t.String(), started_at: Nullable(t.String()), completed_at: Nullable(t.String()),
+  citations: t.Array(Citation, { description: "What the reply cites: the memory entries the agent was given while it answered" }),
 });
 
 export const Message = t.Object({
@@ -93,6 +98,7 @@ export const MessageReply = t.Object({
   ...MessageAccepted.properties,
   reply: Nullable(t.Object({
     content: t.String(), result: t.Unknown(), tool_calls: t.Array(t.Unknown()), assets: t.Array(t.String()),
+    citations: t.Optional(t.Array(Citation, { description: "What the reply cites: the memory entries the agent was given (absent: none)" })),
   })),
   error: Nullable(Error), usage: Usage, credits_spent: CreditsSpent,
 });
@@ -102,6 +108,7 @@ export const RunAccepted = t.Object({ id: t.String(), job_id: t.String(), status
 export const Run = t.Object({
   id: t.String(), job_id: t.String(), status: t.String(), result: t.Unknown(), content: Nullable(t.String()), error: t.Unknown(),
   usage: Usage, credits_spent: CreditsSpent, created_at: t.String(), completed_at: Nullable(t.String()),
+  citations: t.Array(Citation, { description: "What the result cites: the memory entries the agent was given" }),
 });
 
 /** What approve, reject and cancel answer. */

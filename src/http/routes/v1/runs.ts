@@ -38,5 +38,5 @@ export const runRoutes = (deps: V1Deps) =>
     })
     .get("/:run_id", ({ ctx, params }) => {
       const job = jobView(visibleRunRow(ctx, params.run_id));
-      return { id: job.id, job_id: job.id, status: job.status, result: job.result, content: job.content, error: job.error, usage: job.usage, credits_spent: job.credits_spent, created_at: job.created_at, completed_at: job.completed_at };
+      return { id: job.id, job_id: job.id, status: job.status, result: job.result, content: job.content, error: job.error, usage: job.usage, credits_spent: job.credits_spent, created_at: job.created_at, completed_at: job.completed_at, citations: job.citations };
     }, { params: IdParam("run_id"), response: "Run", detail: { summary: "Get a run's status and result" } });
