@@ -15,6 +15,8 @@ import { NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError } from "
 import type { Logger } from "../core/logger.ts";
 import { fileDecider, type FileCommand, type FileRole, type FileSource, type FileState } from "../domain/file/file.ts";
 import { BlobTooLargeError, type BlobStore, type StagedBlob } from "../blobs/port.ts";
+import { chunksOf } from "../blobs/staging.ts";
+import { newResourceId } from "../core/ids.ts";
 import type { AppContext } from "./context.ts";
 import type { CommandMetadata } from "./repository.ts";
 import type { FileUrls } from "./fileUrls.ts";
@@ -187,4 +189,35 @@ async function recordStaged(ctx: AppContext, fileId: string, staged: StagedBlob,
 export async function loadFile(ctx: AppContext, fileId: string): Promise<{ state: FileState; appId: string | null } | null> {
   const { state, appId } = await ctx.repos.files.load(fileId);
   return state.status === "none" ? null : { state, appId };
+}
+
+/** A file a tool made, as the tool is told of it. */
+export interface SavedFile {
+  file_id: string;
+  name: string;
+  content_type: string;
+  size: number;
+  sha256: string;
+}
+
+/**
+ * Stores a file a tool made during a job as an artifact: of the job's session (and its user and
+ * agent), or, in a run, of the run's user. The type must be on the allow-list (415 otherwise, which
+ * the tool step shows the model as the tool's error).
+ */
+export async function saveArtifact(
+  ctx: AppContext, jobId: string, file: { name: string; content_type: string; content: string | Uint8Array }, meta: CommandMetadata,
+): Promise<SavedFile> {
+  const files = filesOf(ctx);
+  const { state: job } = await ctx.repos.jobs.load(jobId);
+  const queued = job.queued;
+  if (!queued) throw new NotFoundError("The job is not known", undefined, "job_not_found");
+  const contentType = acceptedContentType(files.settings, file.content_type);
+  const fileId = newResourceId("file");
+  const bytes = typeof file.content === "string" ? new TextEncoder().encode(file.content) : file.content;
+  const { state } = await storeFile(ctx, {
+    owner: { file_id: fileId, session_id: queued.session_id, user_id: queued.user_id, agent_id: queued.agent_id },
+    chunks: chunksOf(bytes), name: file.name, content_type: contentType, role: "artifact", source: "tool", job_id: jobId,
+  }, meta);
+  return { file_id: fileId, name: state.name, content_type: state.contentType, size: state.size!, sha256: state.sha256! };
 }

@@ -2,11 +2,13 @@
 import type { ToolDeclaration } from "../domain/agent/agent.ts";
 import { httpTool, PUBLIC_ONLY, type HttpToolOptions, type OutboundPolicy } from "./httpTool.ts";
 import { registerAssetTool } from "./registerAsset.ts";
+import { saveFileTool } from "./saveFile.ts";
 import type { Tool } from "./tool.ts";
 
 /** Built-in tools by name; each takes whether the agent wants approval before it runs. */
 export const BUILTIN_TOOLS: Record<string, (requiresApproval?: boolean) => Tool> = {
   register_asset: registerAssetTool,
+  save_file: saveFileTool,
 };
 
 /** `http` carries what HTTP tools need besides the policy, e.g. how to open their sealed header values. */

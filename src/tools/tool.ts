@@ -44,6 +44,11 @@ export interface ToolContext {
    * call's result. Throws a ToolError for an emission that is malformed or past the per-call cap.
    */
   emit?(emission: ToolEmission): Promise<void>;
+  /**
+   * Stores a file the tool made as an artifact of the job's session (src/app/files.ts): bytes in the
+   * blob store, the record as events. Absent where the server stores no files.
+   */
+  saveFile?(file: { name: string; content_type: string; content: string | Uint8Array }): Promise<{ file_id: string; name: string; content_type: string; size: number; sha256: string }>;
 }
 
 export interface ToolResult {

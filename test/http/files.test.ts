@@ -249,3 +249,94 @@ describe("removal and collection", () => {
     expect(await blobs.has(sha("too late"))).toBe(false);
   });
 });
+
+describe("who may see what", () => {
+  test("another app, and another end user of the same app, can neither read nor remove a file; its user can", async () => {
+    const { newApiKey, keyHash, keyPrefix } = await import("../../src/domain/app/keys.ts");
+    const { newResourceId } = await import("../../src/core/ids.ts");
+    const otherKey = newApiKey("live");
+    await server.ctx.repos.apps.handle("app_files_other", { type: "CreateApp", app_id: "app_files_other", name: "Other" }, { appId: "app_ops" });
+    await server.ctx.repos.apps.handle("app_files_other", { type: "IssueKey", key: {
+      key_id: newResourceId("key"), name: "other", prefix: keyPrefix(otherKey), hash: keyHash(otherKey), mode: "live",
+      scopes: ["data:read", "data:write"], agent_ids: null, user_id: null, expires_at: null,
+    } }, { appId: "app_ops" });
+    const other = api(server.url, otherKey);
+    for (let i = 0; i < 200 && (await other.get("/v1/sessions")).status !== 200; i++) await Bun.sleep(20);
+
+    const session = (await client.post("/v1/sessions", { user_id: "owner-user" })).body.id;
+    const file = (await upload(session, [["file", new Blob(["private words"], { type: "text/plain" }), "private.txt"]])).body;
+    const mine = (await client.post("/v1/end-user-tokens", { user_id: "owner-user" })).body.token;
+    const theirs = (await client.post("/v1/end-user-tokens", { user_id: "someone-else" })).body.token;
+    const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+    const plain = api(server.url, "");
+
+    // Another app: the file does not exist for it.
+    expect((await other.get(`/v1/files/${file.id}`)).status).toBe(404);
+    expect((await other.del(`/v1/files/${file.id}`)).status).toBe(404);
+    expect((await other.get(`/v1/sessions/${session}/files`)).status).toBe(404);
+    expect((await other.post("/v1/uploads", { session_id: session, name: "x.txt", content_type: "text/plain" })).status).toBe(404);
+    // Another end user of the app: refused.
+    expect((await plain.get(`/v1/files/${file.id}`, bearer(theirs))).body.error.code).toBe("permission_denied");
+    expect((await plain.del(`/v1/files/${file.id}`, bearer(theirs))).status).toBe(403);
+    expect((await plain.get(`/v1/sessions/${session}/files`, bearer(theirs))).status).toBe(403);
+    const foreignUpload = await fetch(`${server.url}/v1/sessions/${session}/files`, { method: "POST", headers: bearer(theirs), body: (() => { const f = new FormData(); f.append("file", new Blob(["x"], { type: "text/plain" }), "x.txt"); return f; })() });
+    expect(foreignUpload.status).toBe(403);
+    // An app-level file (a signed upload without a session) is not an end user's to see.
+    const appFile = (await client.post("/v1/uploads", { name: "app.txt", content_type: "text/plain" })).body.file_id;
+    expect((await plain.get(`/v1/files/${appFile}`, bearer(mine))).status).toBe(403);
+    // The file's own user: reads it, and may remove it.
+    const read = await plain.get(`/v1/files/${file.id}`, bearer(mine));
+    expect(read.status).toBe(200);
+    expect(await (await fetch(read.body.download_url)).text()).toBe("private words");
+    expect((await plain.del(`/v1/files/${file.id}`, bearer(mine))).status).toBe(200);
+    expect((await client.get(`/v1/files/${file.id}`)).status).toBe(404);
+  });
+
+  test("a test key's files are apart from live ones both ways", async () => {
+    const file = (await upload(sessionId, [["file", new Blob(["live only"], { type: "text/plain" }), "live.txt"]])).body;
+    const { newApiKey, keyHash, keyPrefix } = await import("../../src/domain/app/keys.ts");
+    const { newResourceId } = await import("../../src/core/ids.ts");
+    const key = newApiKey("test");
+    await server.ctx.repos.apps.handle(server.ctx.appId, { type: "IssueKey", key: {
+      key_id: newResourceId("key"), name: "test", prefix: keyPrefix(key), hash: keyHash(key), mode: "test",
+      scopes: ["data:read", "data:write"], agent_ids: null, user_id: null, expires_at: null,
+    } }, { appId: "app_ops" });
+    const test = api(server.url, key);
+    for (let i = 0; i < 200 && (await test.get("/v1/sessions")).status !== 200; i++) await Bun.sleep(20);
+    expect((await test.get(`/v1/files/${file.id}`)).status).toBe(404);
+    expect((await test.del(`/v1/files/${file.id}`)).status).toBe(404);
+  });
+});
+
+describe("attachments and artifacts", () => {
+  test("files the agent saves are artifacts, listed apart from the user's attachments", async () => {
+    const agent = (await client.post("/v1/agents", { name: "writer", approval: "never", tools: [{ type: "builtin", name: "save_file" }] })).body.id;
+    const session = (await client.post("/v1/sessions", { user_id: "u-art", agent_id: agent })).body.id;
+    const attachment = (await upload(session, [["file", new Blob(["brief"], { type: "text/plain" }), "brief.txt"]])).body;
+    const turn = await client.post(`/v1/sessions/${session}/messages`, {
+      content: 'call save_file {"name": "summary.md", "content": "# Summary\\nAll good."}', wait: true,
+    });
+    expect(turn.body.status).toBe("completed");
+    const tool = turn.body.reply.tool_calls[0];
+    expect(tool).toMatchObject({ name: "save_file", error: null, result: { name: "summary.md", content_type: "text/markdown", size: 19 } });
+
+    // Registered as the session's next asset too, by file id.
+    expect(tool.result.assets).toEqual([{ asset_label: "asset_1", kind: "file", url: null, file_id: tool.result.file_id, prompt: null }]);
+    const artifacts = (await client.get(`/v1/sessions/${session}/files?role=artifact`)).body.data;
+    expect(artifacts).toHaveLength(1);
+    expect(artifacts[0]).toMatchObject({ id: tool.result.file_id, name: "summary.md", role: "artifact", source: "tool", job_id: turn.body.job_id, user_id: "u-art" });
+    const attachments = (await client.get(`/v1/sessions/${session}/files?role=attachment`)).body.data;
+    expect(attachments.map((f: any) => f.id)).toEqual([attachment.id]);
+    const all = (await client.get(`/v1/sessions/${session}/files`)).body.data;
+    expect(all.map((f: any) => f.id)).toEqual([attachment.id, tool.result.file_id]);
+    const got = await client.get(`/v1/files/${tool.result.file_id}`);
+    expect(await (await fetch(got.body.download_url)).text()).toBe("# Summary\nAll good.");
+
+    // Pages: one at a time, in order, each seen once.
+    const first = (await client.get(`/v1/sessions/${session}/files?limit=1`)).body;
+    expect(first.has_more).toBe(true);
+    const second = (await client.get(`/v1/sessions/${session}/files?limit=1&cursor=${encodeURIComponent(first.next_cursor)}`)).body;
+    expect([first.data[0].id, second.data[0].id]).toEqual([attachment.id, tool.result.file_id]);
+    expect(second.has_more).toBe(false);
+  });
+});

@@ -64,7 +64,7 @@ const CALLERS: CallerName[] = ["owner", "testKey", "otherApp", "rightUser", "oth
 const VICTIM_SELF = new Set<CallerName>(["owner", "rightUser"]);
 
 interface Route { method: string; path: string; op: any }
-interface Fixtures { session_id: string; job_id: string; run_id: string; agent_id: string; memory_id: string }
+interface Fixtures { session_id: string; job_id: string; run_id: string; agent_id: string; memory_id: string; file_id: string }
 
 const VICTIM_APP = "app_matrix_victim";
 const OTHER_APP = "app_matrix_other";
@@ -72,6 +72,8 @@ const SUSPENDED_APP = "app_matrix_suspended";
 const VICTIM_USER = "victim-user-7f3a";
 const OTHER_USER = "other-user-2b9c";
 const CONTENT = {
+  fileName: "victim-file-name-tq38.txt",
+  fileText: "victim file text vb19",
   sessionName: "victim session name qz81",
   message: "victim message text kx42",
   prompt: "victim agent prompt jw63",
@@ -83,6 +85,7 @@ const CONTENT = {
 let server: TestServer;
 let routes: Route[];
 let owner: Api;
+let ownerKeyValue: string;
 const headers: Record<CallerName, Record<string, string>> = {} as never;
 let main: Fixtures;
 let approvalAgent: string;
@@ -121,6 +124,7 @@ beforeAll(async () => {
 
   // The victim's live key and its fixtures.
   const ownerKey = await issueKey(VICTIM_APP);
+  ownerKeyValue = ownerKey.key;
   owner = api(server.url, ownerKey.key);
   const agent = await owner.post("/v1/agents", { name: "victim agent", system_prompt: CONTENT.prompt, approval: "never" });
   expect(agent.status).toBe(201);
@@ -136,7 +140,9 @@ beforeAll(async () => {
   // A memory entry of the victim's user, kept for the victim's agent.
   const memory = await owner.post("/v1/memory", { user_id: VICTIM_USER, agent_id: agent.body.id, content: CONTENT.memory });
   expect(memory.status).toBe(201);
-  main = { session_id: session.body.id, job_id: turn.body.job_id, run_id: run.body.id, agent_id: agent.body.id, memory_id: memory.body.id };
+  // A file of the victim's session (its name and content are the victim's).
+  const file = await uploadFile(owner, session.body.id, CONTENT.fileName, CONTENT.fileText);
+  main = { session_id: session.body.id, job_id: turn.body.job_id, run_id: run.body.id, agent_id: agent.body.id, memory_id: memory.body.id, file_id: file };
   // For fresh fixtures whose job waits on approval.
   approvalAgent = (await owner.post("/v1/agents", { name: "victim approver", approval: "always", tools: [{ type: "builtin", name: "register_asset" }] })).body.id;
   const otherAgent = (await owner.post("/v1/agents", { name: "another agent of the victim app", approval: "never" })).body.id;
@@ -210,6 +216,7 @@ const BODY_OVERRIDES: Record<string, Record<string, unknown>> = {
   // Holds the request until the turn is over, so the next allowed caller does not find the session busy.
   "POST /v1/sessions/{session_id}/messages": { wait: true },
   "PUT /v1/users/{user_id}/credentials/{provider}": { api_key: "sk-matrix-credential-0000" },
+  "POST /v1/uploads": { name: "matrix.txt", content_type: "text/plain" },
 };
 
 /** A value for one schema property, chosen by its name first (ids from the fixtures), then by its type. */
@@ -278,7 +285,7 @@ function expected(r: Route, caller: CallerName): Expectation {
       // By id: the victim's resource does not exist for them. Creating with the victim's agent: neither.
       // Lists, and creates naming no victim resource, work in their own partition (leak-checked).
       if (byId) return refuse(404, NOT_FOUND);
-      if (bodyNames(r, "agent_id")) return refuse(404, NOT_FOUND);
+      if (bodyNames(r, "agent_id") || bodyNames(r, "session_id")) return refuse(404, NOT_FOUND);
       return allowed;
     case "rightUser":
     case "otherUser": {
@@ -290,7 +297,7 @@ function expected(r: Route, caller: CallerName): Expectation {
     case "otherAgentOnly":
       if (isUserRoute(r)) return allowed;
       // Everything of the victim's agent is refused; lists and agent-free creates work, showing none of it.
-      if (byId || bodyNames(r, "agent_id")) return refuse(403, "agent_not_allowed");
+      if (byId || bodyNames(r, "agent_id") || bodyNames(r, "session_id")) return refuse(403, "agent_not_allowed");
       return allowed;
   }
 }
@@ -305,7 +312,17 @@ async function freshFixtures(): Promise<Fixtures> {
   expect(turn.status).toBe(202);
   await owner.waitForStatus(turn.body.job_id, ["awaiting_approval"]);
   const memory = (await owner.post("/v1/memory", { user_id: VICTIM_USER, agent_id: main.agent_id, content: "disposable memory" })).body.id;
-  return { agent_id: agent, session_id: session, job_id: turn.body.job_id, run_id: main.run_id, memory_id: memory };
+  const file = await uploadFile(owner, session, "disposable.txt", "disposable file");
+  return { agent_id: agent, session_id: session, job_id: turn.body.job_id, run_id: main.run_id, memory_id: memory, file_id: file };
+}
+
+/** Uploads a text file to a session as `client`; its id. */
+async function uploadFile(client: Api, sessionId: string, name: string, text: string): Promise<string> {
+  const form = new FormData();
+  form.append("file", new Blob([text], { type: "text/plain" }), name);
+  const r = await fetch(`${client.base}/v1/sessions/${sessionId}/files`, { method: "POST", headers: { "x-api-key": ownerKeyValue }, body: form });
+  expect(r.status).toBe(201);
+  return ((await r.json()) as { id: string }).id;
 }
 
 interface Outcome { status: number; code: string | null; text: string; headerText: string }
@@ -313,7 +330,11 @@ interface Outcome { status: number; code: string | null; text: string; headerTex
 async function call(r: Route, caller: CallerName, f: Fixtures): Promise<{ url: string; body: unknown; out: Outcome }> {
   const url = r.path.replace(PATH_PARAM, (_, name: string) => f[name as keyof Fixtures] ?? PATH_VALUES[name] ?? `unfilled_${name}`) + queryFor(r);
   const body = bodyFor(r, f);
-  const res = await fetch(server.url + url, {
+  // A route taking only multipart (a file upload) gets a small form; the others JSON (they list multipart as an alternative).
+  const multipart = !!r.op.requestBody?.content?.["multipart/form-data"] && !r.op.requestBody?.content?.["application/json"];
+  const form = new FormData();
+  form.append("file", new Blob(["matrix upload"], { type: "text/plain" }), "matrix.txt");
+  const res = await fetch(server.url + url, multipart ? { method: r.method, headers: headers[caller], body: form } : {
     method: r.method,
     headers: { ...headers[caller], ...(body !== undefined ? { "content-type": "application/json" } : {}) },
     ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
@@ -333,7 +354,7 @@ async function call(r: Route, caller: CallerName, f: Fixtures): Promise<{ url: s
 
 test("every data-plane route, as every caller: the expected status, and no answer carries the victim's ids or content", async () => {
   expect(routes.length).toBeGreaterThan(20);
-  for (const p of paramsOf(routes.map((r) => r.path).join(" "))) expect(["session_id", "job_id", "run_id", "agent_id", "memory_id", ...Object.keys(PATH_VALUES)]).toContain(p);
+  for (const p of paramsOf(routes.map((r) => r.path).join(" "))) expect(["session_id", "job_id", "run_id", "agent_id", "memory_id", "file_id", ...Object.keys(PATH_VALUES)]).toContain(p);
   // State-changing routes last; within them, refused callers first (on the main fixtures), allowed ones on fresh fixtures.
   const ordered = [...routes.filter((r) => !isStateChanging(r)), ...routes.filter(isStateChanging)];
   const failures: string[] = [];

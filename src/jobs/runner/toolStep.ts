@@ -1,6 +1,7 @@
 /** Tool calls inside a turn, and the context tools run with. */
 import type { Static } from "@sinclair/typebox";
 import type { AppContext } from "../../app/context.ts";
+import { saveArtifact } from "../../app/files.ts";
 import { AppError } from "../../core/errors.ts";
 import { newResourceId } from "../../core/ids.ts";
 import type { ToolAssetSchema } from "../../domain/job/events.ts";
@@ -126,6 +127,7 @@ export function toolContext(ctx: AppContext, jobId: string, sessionId: string | 
     jobId,
     sessionId,
     signal,
+    ...(ctx.files ? { saveFile: (file: { name: string; content_type: string; content: string | Uint8Array }) => saveArtifact(ctx, jobId, file, meta) } : {}),
     registerAsset: async (input) => {
       const r = await ctx.repos.sessions.handle(sessionId!, { type: "RegisterAsset", ...input, job_id: jobId, asset_id: newResourceId("ast") }, meta);
       const e = r.appended[0] as Extract<SessionEvent, { type: "AssetRegistered" }>;
