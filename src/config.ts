@@ -75,6 +75,7 @@ const Env = Type.Object({
   PUBLIC_BASE_URL: Type.Optional(Type.String({ pattern: "^https?://[^/?#]+$", maxLength: 2000 })),
   FILE_MODEL_BUDGET_CHARS: Type.Integer({ minimum: 100, maximum: 10_000_000, default: 60_000 }),
   FILE_MODEL_IMAGE_BYTES: Type.Integer({ minimum: 1024, maximum: 100 * 1024 * 1024, default: 5 * 1024 * 1024 }),
+  SKILLS_DIR: Type.Optional(Type.String({ minLength: 1, maxLength: 4096, description: "Folder of the *.skill.md skills shipped to every app (default: the repository's skills/)" })),
   LOG_LEVEL: Type.Union([Type.Literal("debug"), Type.Literal("info"), Type.Literal("warn"), Type.Literal("error")], { default: "info" }),
 });
 
@@ -139,6 +140,8 @@ export interface Config {
   };
   /** Files (src/app/files.ts): where their bytes go, what is accepted, and how much the model reads. */
   files: FilesConfig;
+  /** The folder the shipped skills are read from at start-up (src/app/skills.ts). */
+  skillsDir: string;
   logLevel: EnvShape["LOG_LEVEL"];
 }
 
@@ -162,6 +165,9 @@ export const DEFAULT_FILE_CONTENT_TYPES = [
   "text/*", "application/json", "application/pdf", "application/xml", "application/x-yaml", "application/yaml",
   "image/png", "image/jpeg", "image/gif", "image/webp",
 ];
+
+/** The skills shipped in the repository, wherever the server is started from. */
+export const DEFAULT_SKILLS_DIR = join(import.meta.dir, "..", "skills");
 
 export class ConfigError extends Error {
   constructor(readonly variable: string, message: string) {
@@ -267,6 +273,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       modelBudgetChars: e.FILE_MODEL_BUDGET_CHARS,
       modelImageBytes: e.FILE_MODEL_IMAGE_BYTES,
     },
+    skillsDir: e.SKILLS_DIR ?? DEFAULT_SKILLS_DIR,
     logLevel: e.LOG_LEVEL,
   };
 }

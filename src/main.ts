@@ -29,6 +29,7 @@ import { appRoutes } from "./http/routes/v1/apps.ts";
 import { appBillingRoutes } from "./http/routes/v1/appBilling.ts";
 import { appRateLimitRoutes } from "./http/routes/v1/appRateLimits.ts";
 import { v1Routes } from "./http/routes/v1/index.ts";
+import { loadSkillsFolder } from "./app/skills.ts";
 import { InProcessJobQueue, type JobQueue } from "./jobs/queue.ts";
 import { RedisJobQueue } from "./jobs/redisQueue.ts";
 import { TurnCoordinator } from "./app/turnCoordinator.ts";
@@ -192,6 +193,9 @@ export async function startServer(
   if (rateLimiter instanceof RedisRateLimiter && !(await rateLimiter.ready(3000))) {
     logger.warn("rate limiter: redis is not reachable yet; limiting in this process until it is");
   }
+  // The skills shipped to every app: a skill file that does not parse stops the start, naming it.
+  const skills = loadSkillsFolder(config.skillsDir);
+  logger.info("skills loaded", { dir: config.skillsDir, skills: [...skills.keys()] });
   const app = createApp({
     store, runner: projectionRunner, logger, version: pkg.version, maxBodyBytes: config.maxBodyBytes,
     streamedBodies: fileBodyRoutes(config.files, config.bodyTimeoutMs),
@@ -202,7 +206,7 @@ export async function startServer(
     },
     plugins: [appRoutes({ ctx, directory, usage: keyUsage, principalOf: (request) => managers.get(request) }),
       appRateLimitRoutes({ ctx, directory, defaults: config.rateLimits, principalOf: (request) => managers.get(request) }),
-      appBillingRoutes({ ctx, directory, principalOf: (request) => managers.get(request) }), v1Routes({ ctx, endUserTokens }), signedFileRoutes({ ctx }), ...(extra.plugins ?? [])],
+      appBillingRoutes({ ctx, directory, principalOf: (request) => managers.get(request) }), v1Routes({ ctx, endUserTokens, skills }), signedFileRoutes({ ctx }), ...(extra.plugins ?? [])],
   });
   app.listen({ port: config.port, hostname: config.host });
   const port = app.server!.port!;

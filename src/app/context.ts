@@ -35,6 +35,9 @@ import { blobEvents, fileEvents } from "../domain/file/events.ts";
 import { blobStream, fileStream } from "../domain/streams.ts";
 import type { FileRuntime } from "./files.ts";
 import { budgetDecider, budgetEvents, type BudgetCommand, type BudgetEvent, type BudgetState } from "../domain/billing/budget.ts";
+import { skillDecider, type SkillCommand, type SkillEvent, type SkillsState } from "../domain/skill/skill.ts";
+import { skillEvents } from "../domain/skill/events.ts";
+import { skillsStream } from "../domain/streams.ts";
 import type { PriceTable } from "../domain/billing/prices.ts";
 import type { MemoryService } from "./memory.ts";
 
@@ -48,6 +51,8 @@ export interface Repositories {
   idempotency: Repository<IdempotencyCommand, IdempotencyEvent, IdempotencyState>;
   apps: Repository<AppCommand, AppEvent, AppState>;
   budgets: Repository<BudgetCommand, BudgetEvent, BudgetState>;
+  /** Each app's own skills, by the app's data partition id (`skills-<app>`). */
+  skills: Repository<SkillCommand, SkillEvent, SkillsState>;
   /** End users' model credentials (BYOS), by `userCredentialsId(dataAppId, userId)`. */
   credentials: Repository<CredentialCommand, CredentialEvent, CredentialsState>;
   /** Memory entries, one stream each (`memory-<mem_id>`). */
@@ -63,6 +68,7 @@ export const createRepositories = (store: EventStore, tails?: StreamTails): Repo
   idempotency: new Repository(store, idempotencyDecider, idempotencyEvents, idempotencyStream, tails),
   apps: new Repository(store, appDecider, appEvents, appStream, tails),
   budgets: new Repository(store, budgetDecider, budgetEvents, budgetStream, tails),
+  skills: new Repository(store, skillDecider, skillEvents, skillsStream, tails),
   credentials: new Repository(store, credentialDecider, credentialEvents, credentialsStream, tails),
   memory: new Repository(store, memoryDecider, memoryEvents, memoryStream, tails),
 });

@@ -18,6 +18,7 @@ import { requireAgentAllowed } from "./access.ts";
 import type { CommandMetadata as Meta } from "./repository.ts";
 import { releaseJob, reserveJob } from "./billing.ts";
 import { keyIdOfActor, type Payer } from "../domain/billing/limits.ts";
+import { skillRun, type SkillRequest } from "./skills.ts";
 
 export interface MessageInput {
   content: string;
@@ -25,6 +26,8 @@ export interface MessageInput {
   model: string | null;
   context: Record<string, unknown> | null;
   multitask: "reject" | "enqueue";
+  /** A skill for the turn to run: resolved, and its inputs checked and filled in, when the message is accepted (src/app/skills.ts). */
+  skill?: SkillRequest;
 }
 
 export interface Accepted {
@@ -92,9 +95,11 @@ export async function sendMessage(
     }
   }
   const agent = await activeAgent(ctx, session.agentId!);
+  // The skill the message names (404, or 400 naming an input, before anything is written).
+  const skill = input.skill ? await skillRun(ctx, input.skill.shipped, input.skill.name, input.skill.inputs) : undefined;
   // Both writes must fit before the first is made: a job refused as too large after its message was
   // stored would leave the session with a turn whose job never exists.
-  const jobData = turnJobData(sessionId, session, { message_id: messageId, job_id: jobId, content: input.content, attachments: input.attachments, model: input.model, context: input.context }, agent);
+  const jobData = turnJobData(sessionId, session, { message_id: messageId, job_id: jobId, content: input.content, attachments: input.attachments, model: input.model, context: input.context, skill }, agent);
   checkFitsOneWrite(jobStream(jobId), "JobQueued", jobData, { app_id: meta.appId, correlationId: meta.correlationId, causationId: messageId });
   // Usage limits are taken before anything is written: a request over a limit stores nothing.
   const budgets = await reserveJob(ctx, payerOf(ctx, session.userId!, meta), jobId, meta, agent.billing === "end_user");
@@ -102,7 +107,7 @@ export async function sendMessage(
   try {
     sent = await ctx.repos.sessions.handle(sessionId, {
       type: "SendMessage", message_id: messageId, job_id: jobId, content: input.content, attachments: input.attachments,
-      model: input.model, context: input.context, multitask: input.multitask,
+      model: input.model, context: input.context, multitask: input.multitask, ...(skill ? { skill } : {}),
     }, meta);
   } catch (err) {
     await releaseJob(ctx, budgets, jobId, meta.appId);
@@ -117,13 +122,14 @@ type SentMessage = Extract<SessionEvent, { type: "MessageSent" }>["data"];
 
 /** The JobQueued data of a session turn. */
 function turnJobData(
-  sessionId: string, session: SessionState, message: Pick<SentMessage, "message_id" | "job_id" | "content" | "attachments" | "model" | "context">,
+  sessionId: string, session: SessionState, message: Pick<SentMessage, "message_id" | "job_id" | "content" | "attachments" | "model" | "context" | "skill">,
   agent: AgentState["spec"], budgets: readonly string[] = [],
 ) {
   return {
     job_id: message.job_id, kind: "message" as const, session_id: sessionId, message_id: message.message_id, agent_id: session.agentId!, user_id: session.userId!,
-    input: { content: message.content, attachments: message.attachments, media_url: null, context: message.context },
-    model: message.model, output_schema: agent?.output_schema ?? null, ...budgetsField(budgets),
+    input: { content: message.content, attachments: message.attachments, media_url: null, context: message.context, ...(message.skill ? { skill: message.skill } : {}) },
+    // A skill with an output schema makes the turn's reply structured by it, over the agent's own.
+    model: message.model, output_schema: message.skill?.output_schema ?? agent?.output_schema ?? null, ...budgetsField(budgets),
   };
 }
 

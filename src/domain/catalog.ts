@@ -14,7 +14,8 @@ import { KEYRING_EVENTS } from "./keyring/events.ts";
 import { MEMORY_EVENTS } from "./memory/events.ts";
 import { END_USER_SIGNING_EVENTS, OPERATOR_EVENTS } from "./operator/events.ts";
 import { SESSION_EVENTS } from "./session/events.ts";
+import { SKILL_EVENTS } from "./skill/events.ts";
 
-export const DOMAIN_EVENTS = { ...AGENT_EVENTS, ...SESSION_EVENTS, ...JOB_EVENTS, ...FILE_EVENTS, ...BLOB_EVENTS, ...FILE_SIGNING_EVENTS, ...IDEMPOTENCY_EVENTS, ...APP_EVENTS, ...KEYRING_EVENTS, ...OPERATOR_EVENTS, ...END_USER_SIGNING_EVENTS, ...CREDENTIAL_EVENTS, ...BUDGET_EVENTS, ...MEMORY_EVENTS };
+export const DOMAIN_EVENTS = { ...AGENT_EVENTS, ...SESSION_EVENTS, ...JOB_EVENTS, ...FILE_EVENTS, ...BLOB_EVENTS, ...FILE_SIGNING_EVENTS, ...IDEMPOTENCY_EVENTS, ...APP_EVENTS, ...KEYRING_EVENTS, ...OPERATOR_EVENTS, ...END_USER_SIGNING_EVENTS, ...CREDENTIAL_EVENTS, ...BUDGET_EVENTS, ...MEMORY_EVENTS, ...SKILL_EVENTS };
 export type AnyDomainEvent = EventsOf<typeof DOMAIN_EVENTS>;
 export const domainEvents = eventCodec(DOMAIN_EVENTS);

@@ -11,6 +11,8 @@ export const budgetStream = (id: string) => `budget-${id}`;
 /** The management plane's root token, as a hash (src/auth/rootToken.ts): one stream for the whole store. */
 export const rootTokenStream = () => "operator-root";
 export const endUserSigningStream = () => "operator-end-user-signing";
+/** An app's own skills (src/domain/skill/), one stream per app and data partition: `skills-<app>`. */
+export const skillsStream = (appId: string) => `skills-${appId}`;
 /** The key file URLs are signed with (src/app/fileUrls.ts): one stream for the whole store. */
 export const fileSigningStream = () => "operator-file-signing";
 /** One file's record (src/domain/file/): `file-<file_id>`. */

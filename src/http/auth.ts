@@ -110,12 +110,14 @@ export function directoryAuthenticator(
 }
 
 /**
- * The scope a data-plane request needs: changing agents needs `agents:manage`; any other write
- * `data:write`; a read `data:read`, which `data:write` includes (read-only keys vs read-write keys).
+ * The scope a data-plane request needs: changing agents, or the app's skills (what agents are asked
+ * to do), needs `agents:manage`; any other write `data:write`; a read `data:read`, which `data:write`
+ * includes (read-only keys vs read-write keys).
  */
 export function scopeFor(method: string, path: string): KeyScope {
   const read = method === "GET" || method === "HEAD" || method === "OPTIONS";
   if (!read && (path === "/v1/agents" || path.startsWith("/v1/agents/"))) return "agents:manage";
+  if (!read && (path === "/v1/skills" || path.startsWith("/v1/skills/"))) return "agents:manage";
   return read ? "data:read" : "data:write";
 }
 

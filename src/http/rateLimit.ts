@@ -32,15 +32,16 @@ export interface EffectiveBudget {
 }
 
 /** The heavy calls: each starts a job (a turn or a run). */
-export const HEAVY_CALLS = ["POST /v1/sessions/{session_id}/messages", "POST /v1/runs"] as const;
+export const HEAVY_CALLS = ["POST /v1/sessions/{session_id}/messages", "POST /v1/sessions/{session_id}/run-skill", "POST /v1/runs"] as const;
 
 /** Whether a request is a heavy call (see HEAVY_CALLS); a trailing slash routes alike, so it counts alike. */
 export function isHeavyCall(method: string, path: string): boolean {
   if (method !== "POST") return false;
   const p = path.length > 1 && path.endsWith("/") ? path.slice(0, -1) : path;
   if (p === "/v1/runs") return true;
-  if (!p.startsWith("/v1/sessions/") || !p.endsWith("/messages")) return false;
-  const id = p.slice("/v1/sessions/".length, -"/messages".length);
+  const tail = p.endsWith("/messages") ? "/messages" : p.endsWith("/run-skill") ? "/run-skill" : null;
+  if (!p.startsWith("/v1/sessions/") || tail === null) return false;
+  const id = p.slice("/v1/sessions/".length, -tail.length);
   return id.length > 0 && !id.includes("/");
 }
 

@@ -102,8 +102,9 @@ async function recreateJob(ctx: AppContext, sessionId: string, jobId: string): P
     type: "QueueJob",
     data: {
       job_id: jobId, kind: "message", session_id: sessionId, message_id: message.message_id, agent_id: started.agent_id,
-      user_id: started.user_id, input: { content: message.content, attachments: message.attachments, media_url: null, context: message.context },
-      model: message.model, output_schema: agent.spec?.output_schema ?? null, ...(budgets.length ? { budgets } : {}),
+      user_id: started.user_id,
+      input: { content: message.content, attachments: message.attachments, media_url: null, context: message.context, ...(message.skill ? { skill: message.skill } : {}) },
+      model: message.model, output_schema: message.skill?.output_schema ?? agent.spec?.output_schema ?? null, ...(budgets.length ? { budgets } : {}),
     },
   }, { appId: sessionApp ?? ctx.appId, correlationId: "reconcile", causationId: message.message_id, actor: "system:reconciler" });
   return true;

@@ -111,7 +111,8 @@ function plannedCalls(text: string, available: string[]): ChatToolCall[] {
     return calls;
   }
   if (available.includes("register_asset") && /\b(register|save|add)\b/i.test(text)) {
-    for (const url of text.match(URL_PATTERN) ?? []) {
+    // Each URL once, however often the message names it (a skill's prompt names its inputs twice).
+    for (const url of new Set(text.match(URL_PATTERN) ?? [])) {
       calls.push({ id: `call_${calls.length + 1}`, name: "register_asset", args: { url, kind: kindOf(url) } });
     }
   }

@@ -28,6 +28,9 @@
  *   there, and their answers must still carry nothing of the victim's.
  * - Agents belong to the app, not to a user: an end-user token of the app (any user) reads them, and
  *   never manages them (403 insufficient_scope, as docs/security.md and the end-user token route say).
+ * - Skills (/v1/skills…) belong to the app too, and to no agent: any user's token and a key limited to
+ *   another agent read them (a key with agents:manage also saves and deletes them); only the app's own
+ *   skills are fixtures, and another app or the test partition sees none of them.
  * - Collection routes fill their `user_id` (query or body) with the victim's user, so "another user"
  *   is asked for the victim's user's data and must be refused, not shown an empty list.
  * - The read-only key is the victim app's own key with data:read: its reads are allowed (2xx, the
@@ -80,6 +83,8 @@ const CONTENT = {
   runInput: "victim run input hv57",
   assetUrl: "https://example.com/victim-asset-mp29.png",
   memory: "victim memory text mz18",
+  skill: "victim-skill-rq47",
+  skillSteps: "victim skill steps wd55",
 };
 
 let server: TestServer;
@@ -140,6 +145,8 @@ beforeAll(async () => {
   // A memory entry of the victim's user, kept for the victim's agent.
   const memory = await owner.post("/v1/memory", { user_id: VICTIM_USER, agent_id: agent.body.id, content: CONTENT.memory });
   expect(memory.status).toBe(201);
+  // One of the victim app's own skills (shipped ones are every app's, so not a fixture).
+  expect((await owner.post("/v1/skills", { name: CONTENT.skill, description: "The victim's skill", steps: CONTENT.skillSteps })).status).toBe(201);
   // A file of the victim's session (its name and content are the victim's).
   const file = await uploadFile(owner, session.body.id, CONTENT.fileName, CONTENT.fileText);
   main = { session_id: session.body.id, job_id: turn.body.job_id, run_id: run.body.id, agent_id: agent.body.id, memory_id: memory.body.id, file_id: file };
@@ -202,10 +209,18 @@ const isRead = (r: Route) => r.method === "GET";
 const isStateChanging = (r: Route) => r.method === "DELETE" || /\/(approve|reject|cancel)$/.test(r.path);
 const isAgentRoute = (r: Route) => r.path === "/v1/agents" || r.path.startsWith("/v1/agents/");
 const isUserRoute = (r: Route) => r.path.startsWith("/v1/users/");
+const isSkillRoute = (r: Route) => r.path === "/v1/skills" || r.path.startsWith("/v1/skills/");
 /** Reads whose answers hold no resource of anyone's (numbers, scopes): the control below cannot apply. */
 const ANSWERS_WITHOUT_FIXTURES = new Set(["GET /v1/usage/limits"]);
 /** Path parameters that are not fixtures: the victim's user, and a provider kind. */
-const PATH_VALUES: Record<string, string> = { user_id: VICTIM_USER, provider: "openai" };
+const PATH_VALUES: Record<string, string> = {
+  user_id: VICTIM_USER, provider: "openai",
+  // The victim's skill: a fresh one once fresh fixtures are made (for the delete), else the main one.
+  get skill_name() {
+    return skillFixture;
+  },
+};
+let skillFixture = CONTENT.skill;
 
 /** Bodies the schema alone does not give: PATCHes need one field to change (a no-op value here). */
 const BODY_OVERRIDES: Record<string, Record<string, unknown>> = {
@@ -215,6 +230,8 @@ const BODY_OVERRIDES: Record<string, Record<string, unknown>> = {
   "PUT /v1/agents/{agent_id}/prompt": { system_prompt: CONTENT.prompt },
   // Holds the request until the turn is over, so the next allowed caller does not find the session busy.
   "POST /v1/sessions/{session_id}/messages": { wait: true },
+  "POST /v1/sessions/{session_id}/run-skill": { skill: CONTENT.skill, wait: true },
+  "POST /v1/skills": { markdown: "---\nname: matrix-skill\ndescription: A skill the matrix saves\n---\nDo nothing much.\n" },
   "PUT /v1/users/{user_id}/credentials/{provider}": { api_key: "sk-matrix-credential-0000" },
   "POST /v1/uploads": { name: "matrix.txt", content_type: "text/plain" },
 };
@@ -289,12 +306,13 @@ function expected(r: Route, caller: CallerName): Expectation {
       return allowed;
     case "rightUser":
     case "otherUser": {
-      if (isAgentRoute(r)) return isRead(r) ? allowed : refuse(403, "insufficient_scope");
+      if (isAgentRoute(r) || isSkillRoute(r)) return isRead(r) ? allowed : refuse(403, "insufficient_scope");
       // Tokens are minted with a server key only: a token minting tokens would never end.
       if (r.path === "/v1/end-user-tokens") return refuse(403, "permission_denied");
       return caller === "rightUser" ? allowed : refuse(403, "permission_denied");
     }
     case "otherAgentOnly":
+      if (isSkillRoute(r)) return allowed; // the app's skills are no agent's
       if (isUserRoute(r)) return allowed;
       // Everything of the victim's agent is refused; lists and agent-free creates work, showing none of it.
       if (byId || bodyNames(r, "agent_id") || bodyNames(r, "session_id")) return refuse(403, "agent_not_allowed");
@@ -312,6 +330,7 @@ async function freshFixtures(): Promise<Fixtures> {
   expect(turn.status).toBe(202);
   await owner.waitForStatus(turn.body.job_id, ["awaiting_approval"]);
   const memory = (await owner.post("/v1/memory", { user_id: VICTIM_USER, agent_id: main.agent_id, content: "disposable memory" })).body.id;
+  skillFixture = (await owner.post("/v1/skills", { name: `victim-fresh-${crypto.randomUUID().slice(0, 8)}`, description: "disposable", steps: "Disposable." })).body.name;
   const file = await uploadFile(owner, session, "disposable.txt", "disposable file");
   return { agent_id: agent, session_id: session, job_id: turn.body.job_id, run_id: main.run_id, memory_id: memory, file_id: file };
 }
@@ -385,7 +404,8 @@ test("every data-plane route, as every caller: the expected status, and no answe
       // Leaks: a caller that is not the victim itself, and not the victim app's read-only key reading, sees nothing of the
       // victim's that it did not send itself (an id echoed from its own path or body is not a leak).
       const mayShow = VICTIM_SELF.has(caller) || (caller === "readOnly" && want.allowed)
-        || ((caller === "otherUser") && isAgentRoute(r) && want.allowed); // agents are the app's, not a user's
+        || ((caller === "otherUser") && isAgentRoute(r) && want.allowed) // agents are the app's, not a user's
+        || ((caller === "otherUser" || caller === "otherAgentOnly") && isSkillRoute(r) && want.allowed); // skills are the app's, no user's or agent's
       if (!mayShow) {
         const sent = url + JSON.stringify(body ?? null);
         for (const s of secrets) {

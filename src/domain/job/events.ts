@@ -2,6 +2,7 @@
 import { Type } from "@sinclair/typebox";
 import { eventCodec, type EventsOf } from "../../core/eventContract.ts";
 import { AttachmentSchema, ErrorSchema, JsonObject, Nullable, UsageFields } from "../shared/schemas.ts";
+import { SkillRunSchema } from "../skill/events.ts";
 import { CitationSchema } from "../shared/citations.ts";
 
 const JobInput = Type.Object({
@@ -9,6 +10,8 @@ const JobInput = Type.Object({
   attachments: Type.Array(AttachmentSchema),
   media_url: Nullable(Type.String()),
   context: Nullable(JsonObject),
+  /** The skill the turn runs, as its message named it: which recipe, version and hash, and the prompt it made. */
+  skill: Type.Optional(SkillRunSchema),
 });
 
 /** An asset a tool call registered: its session label (null in a run), and a URL or a file of the app. */

@@ -10,6 +10,7 @@ import { ConflictError } from "../../core/errors.ts";
 import { unreachable, type Decider, type DomainEvent } from "../../core/decider.ts";
 import type { Attachment } from "../session/session.ts";
 import type { JobEvent } from "./events.ts";
+import type { SkillRun } from "../skill/skill.ts";
 import { roundCredits } from "../billing/prices.ts";
 import type { Citation } from "../shared/citations.ts";
 
@@ -52,6 +53,7 @@ export interface JobInput {
   attachments: Attachment[];
   media_url: string | null;
   context: Record<string, unknown> | null;
+  skill?: SkillRun;
 }
 
 export type AgentRanWith = Pick<Extract<JobEvent, { type: "JobStarted" }>["data"], "agent_version" | "system_prompt_sha256" | "prompt_overridden">;

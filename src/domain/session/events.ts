@@ -2,6 +2,7 @@
 import { Type } from "@sinclair/typebox";
 import { eventCodec, type EventsOf } from "../../core/eventContract.ts";
 import { AttachmentSchema, ErrorSchema, JsonObject, Nullable } from "../shared/schemas.ts";
+import { SkillRunSchema } from "../skill/events.ts";
 import { CitationSchema } from "../shared/citations.ts";
 
 const AssetKindSchema = Type.Union([Type.Literal("image"), Type.Literal("video"), Type.Literal("audio"), Type.Literal("file")]);
@@ -31,6 +32,8 @@ export const SESSION_EVENTS = {
     model: Nullable(Type.String()), context: Nullable(JsonObject),
     /** True when it waits behind the turn in flight. */
     queued: Type.Boolean(),
+    /** The skill the message runs (run-skill, or `skill` on a message): absent for a plain message. */
+    skill: Type.Optional(SkillRunSchema),
   }) },
   TurnEnded: { version: 1, schema: Type.Object({
     job_id: Type.String(), message_id: Type.String(),

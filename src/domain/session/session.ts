@@ -8,6 +8,7 @@
 import { ConflictError, NotFoundError, ValidationError } from "../../core/errors.ts";
 import { unreachable, type Decider } from "../../core/decider.ts";
 import type { SessionEvent } from "./events.ts";
+import type { SkillRun } from "../skill/skill.ts";
 import type { Citation } from "../shared/citations.ts";
 
 export type { SessionEvent };
@@ -47,6 +48,7 @@ export type SessionCommand =
   | {
       type: "SendMessage"; message_id: string; job_id: string; content: string; attachments: Attachment[];
       model: string | null; context: Record<string, unknown> | null; multitask: "reject" | "enqueue";
+      skill?: SkillRun;
     }
   | { type: "EndTurn"; job_id: string; outcome: TurnOutcome; reply: ReplySummary | null; error: { code: string; message: string } | null }
   /** A URL or (`file_id`) a file of the app: exactly one of the two. */
@@ -130,7 +132,7 @@ export const sessionDecider: Decider<SessionCommand, SessionEvent, SessionState>
         }
         return [{ type: "MessageSent", data: {
           message_id: command.message_id, job_id: command.job_id, content: command.content, attachments: command.attachments,
-          model: command.model, context: command.context, queued: active !== undefined,
+          model: command.model, context: command.context, queued: active !== undefined, ...(command.skill ? { skill: command.skill } : {}),
         } }];
       }
       case "EndTurn": {

@@ -33,8 +33,9 @@ export function systemPrompt(agent: AgentSpec, schema: Record<string, unknown> |
   return prompt;
 }
 
-export function userContent(input: { content: string; attachments: Array<{ type: string; url?: string; asset_label?: string; name?: string }>; media_url: string | null }): string {
-  const parts = [input.content];
+export function userContent(input: { content: string; attachments: Array<{ type: string; url?: string; asset_label?: string; name?: string }>; media_url: string | null; skill?: { prompt: string } }): string {
+  // A turn that runs a skill is asked to, in the skill's own words with its inputs filled in; what the user wrote follows.
+  const parts = [input.skill ? joinText(input.skill.prompt, input.content) : input.content];
   if (input.media_url) parts.push(`[media: ${input.media_url}]`);
   for (const a of input.attachments) parts.push(`[attachment${a.asset_label ? ` ${a.asset_label}` : ""}${a.name ? ` ${a.name}` : ""}${a.url ? ` ${a.url}` : ""}]`);
   return parts.join("\n");
@@ -81,7 +82,7 @@ export async function sessionHistory(ctx: AppContext, sessionId: string): Promis
       const event = sessionEvents.decode(e);
       fold.revision = e.revision;
       if (event.type === "MessageSent") {
-        fold.pending.set(event.data.job_id, { message_id: event.data.message_id, user: userContent({ content: event.data.content, attachments: event.data.attachments, media_url: null }) });
+        fold.pending.set(event.data.job_id, { message_id: event.data.message_id, user: userContent({ content: event.data.content, attachments: event.data.attachments, media_url: null, skill: event.data.skill }) });
       } else if (event.type === "TurnEnded") {
         const sent = fold.pending.get(event.data.job_id);
         fold.pending.delete(event.data.job_id);

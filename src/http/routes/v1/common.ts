@@ -10,12 +10,15 @@ import { clientRequestId } from "../../requestGuard.ts";
 import { principalOf } from "../../auth.ts";
 import type { EndUserTokens } from "../../../auth/endUserTokens.ts";
 import { dataAppId } from "../../../app/access.ts";
+import type { ShippedSkill } from "../../../app/skills.ts";
 import type { Citation } from "../../../domain/shared/citations.ts";
 
 export interface V1Deps {
   ctx: AppContext;
   /** Mints and checks end-user tokens (absent: the server does not offer them). */
   endUserTokens?: EndUserTokens;
+  /** The skills shipped with the server (SKILLS_DIR), by name (absent: none). */
+  skills?: ReadonlyMap<string, ShippedSkill>;
 }
 
 /**

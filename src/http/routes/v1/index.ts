@@ -11,6 +11,7 @@ import { endUserTokenRoutes } from "./endUserTokens.ts";
 import { credentialRoutes } from "./credentials.ts";
 import { usageRoutes } from "./usage.ts";
 import { memoryRoutes } from "./memory.ts";
+import { skillRoutes } from "./skills/index.ts";
 
 export const v1Routes = (deps: V1Deps) =>
   new Elysia({ name: "agentry.v1" })
@@ -23,4 +24,5 @@ export const v1Routes = (deps: V1Deps) =>
     .use(endUserTokenRoutes(deps))
     .use(credentialRoutes(deps))
     .use(usageRoutes(deps))
-    .use(memoryRoutes(deps));
+    .use(memoryRoutes(deps))
+    .use(skillRoutes(deps));

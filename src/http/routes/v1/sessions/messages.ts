@@ -11,6 +11,7 @@ import { MessageAccepted, MessageReply, v1Models } from "../models.ts";
 import { visibleJobState } from "../../../../app/jobReads.ts";
 import { messageView, MessageBody } from "./model.ts";
 import { requireSession, waitForEnd } from "./service.ts";
+import { skillRequestOf } from "./runSkill.ts";
 import { forgetStored, resolveAttachments } from "../../../../app/messageFiles.ts";
 import { newResourceId } from "../../../../core/ids.ts";
 
@@ -22,7 +23,7 @@ export const messageRoutes = (deps: V1Deps) =>
       const session = requireSession(ctx, params.session_id);
       const input = {
         content: body.content, attachments: body.attachments ?? [], model: body.model ?? null, context: body.context ?? null,
-        multitask: body.multitask ?? "reject",
+        multitask: body.multitask ?? "reject", ...skillRequestOf(deps, body),
       };
       const send = async (ids: MessageIds = { message_id: newResourceId("msg"), job_id: newResourceId("job") }, resumed = false) => {
         const meta = metaOf(ctx, request, session.user_id);

@@ -4,6 +4,13 @@ import { type AssetRow } from "../../../../../projections/assets/index.ts";
 import { type MessageRow } from "../../../../../projections/messages/index.ts";
 import { Attachment, iso, parseJson } from "../common.ts";
 import { Verbosity } from "../models.ts";
+import { SKILL_NAME_PATTERN } from "../../../../domain/skill/markdown.ts";
+
+/** A skill for the turn to run (see /v1/skills), and the values of its inputs. */
+export const SkillName = t.Optional(t.String({ pattern: SKILL_NAME_PATTERN, description: "A skill the turn runs: its steps, with the inputs filled in, go to the model before the content" }));
+export const SkillInputs = t.Optional(t.Record(t.String({ maxLength: 64 }), t.Union([t.String(), t.Number(), t.Boolean()]), {
+  maxProperties: 30, description: "The skill's inputs by name: strings (at most 10,000 characters), numbers or booleans",
+}));
 
 export const assetView = (r: AssetRow) => ({
   asset_label: r.asset_label, kind: r.kind, url: r.url, file_id: r.file_id ?? null, source_tool: r.source_tool, model: r.model, prompt: r.prompt,
@@ -26,4 +33,6 @@ export const MessageBody = t.Object({
   wait_timeout_s: t.Optional(t.Integer({ minimum: 1, maximum: 300, default: 60 })),
   stream: t.Optional(t.Boolean({ description: "Answer as an SSE stream of the job's events" })),
   verbosity: Verbosity,
+  skill: SkillName,
+  inputs: SkillInputs,
 });
