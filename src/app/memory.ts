@@ -30,8 +30,11 @@ import type { AppContext } from "./context.ts";
 export const MAX_CANDIDATES = 1000;
 /** At most this many query words count (the rest are ignored). */
 export const MAX_QUERY_TERMS = 32;
-/** Vectors compared per query: the user's newest entries' (a user with more ranks older ones by BM25 alone). */
-const MAX_VECTORS_SCANNED = 20_000;
+/**
+ * Vectors compared per query: the user's newest entries' (older ones of a user with more join the
+ * candidates through BM25 only). Bounds what one query reads: 5,000 vectors of 1,536 dimensions are 30 MB.
+ */
+const MAX_VECTORS_SCANNED = 5_000;
 /** Entries nearest the query by cosine that join the candidates. */
 const NEAREST = 50;
 /** Entries lacking a vector embedded along with a query. */
