@@ -155,8 +155,9 @@ describe("refusals from the store", () => {
   test("a message whose job would not fit in one write is refused before anything is written", async () => {
     const sid = (await client.post("/v1/sessions", { user_id: "too-big-job" })).body.id;
     const key = newKey();
-    // The message alone fits in 1 MiB; its job, which repeats it with more fields, does not.
-    const body = { content: "x".repeat(48_055), attachments: [{ type: "file", name: "a.bin", data: "QUJD".repeat(250_000) }] };
+    // The message alone fits in 1 MiB; its job, which repeats it with more fields, does not. (Context is
+    // recorded in both; inline files are not: they are stored apart and the events name them.)
+    const body = { content: "x".repeat(48_091), context: { d: "QUJD".repeat(250_000) } };
     const refused = await client.post(`/v1/sessions/${sid}/messages`, body, key);
     expect(refused.status).toBe(413);
     const events = (await client.get(`/v1/sessions/${sid}/events?since=0`)).body.events.map((e: any) => e.type);

@@ -424,18 +424,22 @@ function flowSuite(store: StoreKind): void {
     describe("limits", () => {
       test("a message too big for one write is refused with 413 payload_too_large; nothing is stored and the session goes on", async () => {
         const sid = await newSession();
-        const oneTooBig = { type: "file", name: "big.bin", data: "QUJD".repeat(300_000) };
-        const tooBig = await client.post(`/v1/sessions/${sid}/messages`, { content: "x", attachments: [oneTooBig] });
-        expect(tooBig.status).toBe(400); // one inline file over its own limit: refused before anything is tried
-        // Each attachment is within its own limit; together they are more than one write holds.
-        const half = { type: "file", name: "half.bin", content_type: "application/octet-stream", data: "QUJD".repeat(150_000) };
-        const refused = await client.post(`/v1/sessions/${sid}/messages`, { content: "keep this", attachments: [half, half] });
+        // An inline file of a type off the allow-list: refused before anything is tried.
+        const binary = { type: "file", name: "big.bin", data: "QUJD".repeat(300_000) };
+        const refusedType = await client.post(`/v1/sessions/${sid}/messages`, { content: "x", attachments: [binary] });
+        expect(refusedType.status).toBe(415);
+        // Context is recorded in the message's event: more than one write holds is refused.
+        const refused = await client.post(`/v1/sessions/${sid}/messages`, { content: "keep this", context: { blob: "y".repeat(1_100_000) } });
         expect(refused.status).toBe(413);
         expect(refused.body.error.code).toBe("payload_too_large");
         expect((await client.get(`/v1/sessions/${sid}/messages`)).body.data).toEqual([]);
+        expect((await client.get(`/v1/sessions/${sid}/files`)).body.data).toEqual([]);
         expect((await client.get(`/v1/sessions/${sid}`)).body).toMatchObject({ status: "idle", message_count: 0 });
-        const next = await client.post(`/v1/sessions/${sid}/messages`, { content: "a small one", wait: true });
-        expect(next.body.status).toBe("completed");
+        // Inline files are stored apart and named by the event: together they may be more than one write holds.
+        const half = { type: "file", name: "half.txt", content_type: "text/plain", data: "QUJD".repeat(150_000) };
+        const accepted = await client.post(`/v1/sessions/${sid}/messages`, { content: "two halves", attachments: [half, { ...half, name: "other.txt" }], wait: true });
+        expect(accepted.body.status).toBe("completed");
+        expect((await client.get(`/v1/sessions/${sid}/files`)).body.data.map((f: any) => [f.name, f.size])).toEqual([["half.txt", 450_000], ["other.txt", 450_000]]);
       });
     });
 
