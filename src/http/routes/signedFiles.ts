@@ -57,7 +57,8 @@ export const signedFileRoutes = ({ ctx }: { ctx: AppContext }) =>
       if (!loaded || loaded.state.status !== "uploaded") throw notFound();
       const blob = await files.blobs.open(loaded.state.sha256!);
       if (!blob) throw notFound();
-      return new Response(blob, {
+      // A local file is sent as is (the runtime streams it from disk); an S3 object as a stream of its body.
+      return new Response(files.blobs.kind === "local" ? blob : blob.stream(), {
         headers: {
           "content-type": loaded.state.contentType,
           "content-length": String(loaded.state.size),
