@@ -14,8 +14,8 @@ export const MAX_ASSETS_PER_CALL = 20;
 export const MAX_EVENTS_PER_CALL = 100;
 
 /**
- * The form of a file id (the files API's `file_…`). The format is all a tool's answer is checked for:
- * which files exist is the files API's business, and a `file_id` must name a file of the same app.
+ * The form of a file id (the files API's `file_…`). Here only its form is checked; that it names a file
+ * of the job's own app is checked when the assets are registered (runner/toolStep.ts).
  */
 export const FILE_ID_PATTERN = "^file_[A-Za-z0-9]{1,64}$";
 

@@ -55,7 +55,7 @@ beforeAll(async () => {
       return answer ? answer() : new Response("unknown case", { status: 404 });
     },
   });
-  server = await startTestServer({ API_KEY: TEST_KEY, SANDBOX_CHUNK_DELAY_MS: "1", TOOL_PRIVATE_ALLOWLIST: "127.0.0.1" });
+  server = await startTestServer({ API_KEY: TEST_KEY, SANDBOX_CHUNK_DELAY_MS: "1", TOOL_PRIVATE_ALLOWLIST: "127.0.0.1", ADMIN_TOKEN: ROOT });
   client = api(server.url);
 });
 
@@ -83,17 +83,28 @@ async function sessionFor(agentId: string) {
   return r.body.id as string;
 }
 
+const ROOT = "agr_test_root_token_for_tool_outputs_01";
 const callGenerate = (c: string) => `call generate {"case": "${c}"}`;
+
+/** Uploads a small text file to the session (as the app's backend would): its file id. */
+async function uploadTo(sessionId: string, name: string, key = TEST_KEY): Promise<string> {
+  const form = new FormData();
+  form.set("file", new File(["rendered"], name, { type: "text/plain" }));
+  const res = await fetch(`${server.url}/v1/sessions/${sessionId}/files`, { method: "POST", headers: { "x-api-key": key }, body: form });
+  expect(res.status).toBe(201);
+  return ((await res.json()) as any).id;
+}
 
 describe("assets from an HTTP tool", () => {
   test("a JSON answer's assets are registered with atomic labels, shown in tool.completed, the reply, the history and the session's assets", async () => {
+    const sid = await sessionFor(await agentWithTools());
+    const fileId = await uploadTo(sid, "render.txt");
     answers.two = () => Response.json({
       status: "done", assets: [
         { url: "https://cdn.example.com/cat.png", kind: "image", prompt: "a cat", model: "img-1" },
-        { file_id: "file_0123abcd", kind: "file" },
+        { file_id: fileId, kind: "file" },
       ],
     });
-    const sid = await sessionFor(await agentWithTools());
     // One asset registered first by the client, so the tool's labels follow it.
     expect((await client.post(`/v1/sessions/${sid}/assets`, { url: "https://example.com/upload.png", kind: "image" })).body.asset_label).toBe("asset_1");
     const sent = await client.post(`/v1/sessions/${sid}/messages`, { content: callGenerate("two"), wait: true });
@@ -104,7 +115,7 @@ describe("assets from an HTTP tool", () => {
     const completed = (await client.pollUntilDone(sent.body.job_id)).find((e) => e.type === "tool.completed");
     expect(completed.payload.assets).toEqual([
       { asset_label: "asset_2", kind: "image", url: "https://cdn.example.com/cat.png", file_id: null, prompt: "a cat" },
-      { asset_label: "asset_3", kind: "file", url: null, file_id: "file_0123abcd", prompt: null },
+      { asset_label: "asset_3", kind: "file", url: null, file_id: fileId, prompt: null },
     ]);
     expect(completed.payload.asset).toMatchObject({ asset_label: "asset_2" });
     expect(completed.payload.result).toEqual({ status: "done", assets: completed.payload.assets });
@@ -114,7 +125,7 @@ describe("assets from an HTTP tool", () => {
     expect(listed.map((a: any) => [a.asset_label, a.url, a.file_id, a.source_tool, a.job_id])).toEqual([
       ["asset_1", "https://example.com/upload.png", null, "upload", null],
       ["asset_2", "https://cdn.example.com/cat.png", null, "generate", sent.body.job_id],
-      ["asset_3", null, "file_0123abcd", "generate", sent.body.job_id],
+      ["asset_3", null, fileId, "generate", sent.body.job_id],
     ]);
     expect(listed[1]).toMatchObject({ kind: "image", prompt: "a cat", model: "img-1" });
     expect((await client.get(`/v1/sessions/${sid}`)).body.asset_count).toBe(3);
@@ -157,8 +168,17 @@ describe("assets from an HTTP tool", () => {
       badUrl: [{ assets: [{ url: "ftp://x.example/a.png", kind: "image" }] }, /assets\/0\/url/],
       extraField: [{ assets: [{ url: "https://x.example/a.png", kind: "image", size: 3 }] }, /assets\/0/],
     };
-    for (const [name, [body]] of Object.entries(cases)) answers[name] = () => Response.json(body);
     const sid = await sessionFor(await agentWithTools());
+    // A file_id must name a file of the job's own app that is there now: not one that never was, not a
+    // removed one, not one of the app's test data (another partition).
+    const removed = await uploadTo(sid, "gone.txt");
+    expect((await client.del(`/v1/files/${removed}`)).status).toBe(200);
+    const testKey = (await api(server.url, "").post("/v1/apps/app_default/keys", { name: "test", mode: "test" }, { authorization: `Bearer ${ROOT}` })).body.key;
+    const otherPartition = await uploadTo((await api(server.url, testKey).post("/v1/sessions", { user_id: "u-tools" })).body.id, "other.txt", testKey);
+    cases.unknownFile = [{ assets: [{ file_id: "file_0123abcd", kind: "file" }] }, /names no file of this app/];
+    cases.removedFile = [{ assets: [{ file_id: removed, kind: "file" }] }, /names no file of this app/];
+    cases.otherPartitionFile = [{ assets: [{ file_id: otherPartition, kind: "file" }] }, /names no file of this app/];
+    for (const [name, [body]] of Object.entries(cases)) answers[name] = () => Response.json(body);
     for (const [name, [, message]] of Object.entries(cases)) {
       const sent = await client.post(`/v1/sessions/${sid}/messages`, { content: callGenerate(name), wait: true });
       expect({ name, status: sent.status, job: sent.body.status }).toEqual({ name, status: 200, job: "completed" });

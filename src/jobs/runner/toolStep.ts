@@ -1,7 +1,7 @@
 /** Tool calls inside a turn, and the context tools run with. */
 import type { Static } from "@sinclair/typebox";
 import type { AppContext } from "../../app/context.ts";
-import { saveArtifact } from "../../app/files.ts";
+import { loadFile, saveArtifact } from "../../app/files.ts";
 import { AppError } from "../../core/errors.ts";
 import { newResourceId } from "../../core/ids.ts";
 import type { ToolAssetSchema } from "../../domain/job/events.ts";
@@ -120,6 +120,20 @@ function emissionEvent(callId: string, e: ToolEmission): Extract<JobCommand, { t
   }
 }
 
+/**
+ * A tool's `file_id` asset must name a file of the job's own app (and data partition) that is there
+ * now: a tool answer is outside input, and must not register another tenant's file, or a removed one.
+ */
+async function requireOwnFiles(ctx: AppContext, jobId: string, inputs: readonly AssetInput[]): Promise<void> {
+  const named = inputs.filter((a) => a.file_id);
+  if (named.length === 0) return;
+  const jobApp = (await ctx.repos.jobs.peek(jobId)).appId;
+  for (const a of named) {
+    const file = await loadFile(ctx, a.file_id!);
+    if (!file || file.appId !== jobApp || file.state.status !== "uploaded") throw new ToolError(`file_id ${a.file_id} names no file of this app`);
+  }
+}
+
 /** What a tool may use while it runs for a job: its ids, its cancel signal, and asset registration. */
 export function toolContext(ctx: AppContext, jobId: string, sessionId: string | null, signal: AbortSignal): JobToolContext {
   const meta = { appId: ctx.appId, correlationId: jobId, causationId: jobId, actor: `job:${jobId}` };
@@ -138,6 +152,7 @@ export function toolContext(ctx: AppContext, jobId: string, sessionId: string | 
         asset_label: label, kind: a.kind, url: a.url ?? null, file_id: a.file_id ?? null, prompt: a.prompt ?? null,
       });
       if (inputs.length === 0) return [];
+      await requireOwnFiles(ctx, jobId, inputs);
       if (!sessionId) return inputs.map((a) => shown(a, null));
       const commands: SessionCommand[] = inputs.map((a) => ({
         type: "RegisterAsset", asset_id: newResourceId("ast"), url: a.url ?? null, file_id: a.file_id ?? null, kind: a.kind,
