@@ -40,6 +40,10 @@ export interface TurnRunnerOptions {
   coalesceChars?: number;
 }
 
+/** What memory is recalled for: the message, and a skill's steps when the turn runs one (its content may be empty). */
+const recallQuery = (input: { content: string; skill?: { prompt: string } | null }): string =>
+  [input.skill?.prompt, input.content].filter((s) => s && s.trim()).join("\n");
+
 export class TurnRunner {
   private readonly maxSteps: number;
   private readonly context: ContextSettings;
@@ -232,7 +236,7 @@ export class TurnRunner {
     const secrets = this.ctx.secrets;
     const tools = resolveTools(agent.tools, this.ctx.outbound, { openHeader: (value) => openHeader(secrets, agentApp ?? this.ctx.appId, value) });
     // Agents with memory: the user's entries recalled for this message, and the remember / recall tools.
-    const memory = await turnMemory(this.ctx, { agent, dataApp: agentApp ?? this.ctx.appId, userId: queued.user_id, agentId: queued.agent_id, jobId, input: queued.input.content });
+    const memory = await turnMemory(this.ctx, { agent, dataApp: agentApp ?? this.ctx.appId, userId: queued.user_id, agentId: queued.agent_id, jobId, input: recallQuery(queued.input) });
     memory?.addTools(tools);
     const toolCtx = toolContext(this.ctx, jobId, queued.session_id, signal);
 

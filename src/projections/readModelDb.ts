@@ -40,10 +40,22 @@ export function writeCheckpoint(db: Database, name: string, version: number, pos
   ).run(name, version, position === null ? null : position.toString(), now);
 }
 
-/** Every row of every table, sorted, as JSON: what the rebuild-equivalence checks compare. */
+/**
+ * Every row of every table, sorted, as JSON: what the rebuild-equivalence checks compare. An FTS5 index
+ * is compared by what it indexes (each term's every instance: document, column, offset), read through
+ * fts5vocab: a contentless index answers its own columns with nulls, which would compare equal whatever
+ * it held.
+ */
 export function dumpTables(db: Database, tables: readonly string[]): Record<string, unknown[]> {
   const out: Record<string, unknown[]> = {};
   for (const table of [...tables].sort()) {
+    const sql = (db.query("SELECT sql FROM sqlite_master WHERE name = ?").get(table) as { sql: string | null } | null)?.sql ?? "";
+    if (/USING\s+fts5\s*\(/i.test(sql)) {
+      const vocab = quoteIdent(`dump_vocab_${table}`);
+      db.exec(`CREATE VIRTUAL TABLE IF NOT EXISTS temp.${vocab} USING fts5vocab(main, ${quoteIdent(table)}, 'instance')`);
+      out[table] = db.query(`SELECT term, doc, col, "offset" FROM temp.${vocab} ORDER BY term, doc, col, "offset"`).all();
+      continue;
+    }
     const columns = (db.query(`PRAGMA table_info(${quoteIdent(table)})`).all() as Array<{ name: string }>).map((c) => quoteIdent(c.name));
     out[table] = columns.length ? db.query(`SELECT * FROM ${quoteIdent(table)} ORDER BY ${columns.join(", ")}`).all() : [];
   }

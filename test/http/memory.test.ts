@@ -200,6 +200,11 @@ describe("scoping", () => {
     expect((await noKey.get("/v1/memory", asMallory)).body.data).toEqual([]);
     expect((await noKey.get("/v1/memory?query=tulips", asOwner)).body.data.map((m: any) => m.id)).toEqual([entry.id]);
     expect((await search(client, { user_id: "u-private" })).body.data.map((m: any) => m.id)).toEqual([entry.id]);
+    // Without user_id, a user's token writes its own memory; a server key must say whose.
+    const own = await noKey.post("/v1/memory", { content: "mallory keeps notes" }, asMallory);
+    expect({ status: own.status, user: own.body.user_id }).toEqual({ status: 201, user: "mallory" });
+    const unnamed = await client.post("/v1/memory", { content: "whose?" });
+    expect({ status: unnamed.status, param: unnamed.body.error?.details?.param }).toEqual({ status: 400, param: "user_id" });
   });
 
   test("a key limited to some agents reads, adds and deletes only its agents' entries", async () => {
@@ -292,6 +297,8 @@ describe("read model", () => {
     await server.ctx.projections.waitUntilCaughtUp();
     const live = dumpTables(server.ctx.db, memoryProjection.tables);
     expect((live.memory_entries as unknown[]).length).toBeGreaterThan(30);
+    // The index is compared by what it holds (term instances), so it must hold some: "dolor" among them.
+    expect((live.memory_fts as Array<{ term: string }>).some((r) => r.term === "dolor")).toBe(true);
     const queries = async (db: import("bun:sqlite").Database) => {
       const service = new MemoryService({ db, secrets: server.ctx.secrets, logger: server.ctx.logger, connectionsOf: async () => ({}) });
       const out: unknown[] = [];

@@ -100,6 +100,18 @@ test("a remember call stores an entry for the user and the agent; a recall call 
   expect((await client.get("/v1/memory?user_id=u-tools")).body.data).toHaveLength(1);
 });
 
+test("a skill run with no message of its own recalls what is relevant to the skill's steps", async () => {
+  const agent = (await client.post("/v1/agents", { name: "skilled memory", approval: "never", model: { connection: "main" }, memory: { recall_limit: 3 } })).body.id;
+  const saved = await client.post("/v1/skills", { name: "plan-trip", description: "Plans a trip", inputs: [{ name: "city", required: true }], steps: "Plan a weekend trip to {{city}} with museums." });
+  expect(saved.status).toBe(201);
+  const museums = await remember("u-skill-recall", "Loves modern art museums");
+  const sid = (await client.post("/v1/sessions", { user_id: "u-skill-recall", agent_id: agent })).body.id;
+  const before = wire.requests.length;
+  const run = await client.post(`/v1/sessions/${sid}/run-skill`, { skill: "plan-trip", inputs: { city: "Lisbon" }, wait: true });
+  expect(run.body.status).toBe("completed");
+  expect(wire.requests.slice(before)[0]!.body.messages[0].content).toContain(`[${museums}] Loves modern art museums`);
+});
+
 test("an agent without memory recalls nothing and has no memory tools", async () => {
   const agent = (await client.post("/v1/agents", { name: "no memory", approval: "never", model: { connection: "main" } })).body;
   expect(agent.memory).toEqual({ enabled: false, recall_limit: 5 });

@@ -159,6 +159,24 @@ describe("on a real provider's wire format", () => {
   });
 });
 
+test("a message's files count against the budget: a large file leaves less room for the history", async () => {
+  const agent = (await client.post("/v1/agents", { name: "reader", approval: "never", model: { parameters: { context_tokens: 3000, context_strategy: "drop" } } })).body.id;
+  const sid = (await client.post("/v1/sessions", { user_id: "u", agent_id: agent })).body.id;
+  for (let i = 0; i < 3; i++) expect((await client.post(`/v1/sessions/${sid}/messages`, { content: `turn ${i}`, wait: true })).body.status).toBe("completed");
+  // Without a file the three short turns fit: the whole history is sent.
+  const plain = await client.post(`/v1/sessions/${sid}/messages`, { content: "no file", wait: true });
+  expect((await events(`job-${plain.body.job_id}`)).some((e) => e.type === "ContextPrepared")).toBe(false);
+  // A text file of 12,000 characters (about 3,000 tokens) fills the budget by itself.
+  const data = Buffer.from("lorem ipsum ".repeat(1000)).toString("base64");
+  const withFile = await client.post(`/v1/sessions/${sid}/messages`, {
+    content: "read this", wait: true, attachments: [{ type: "file", name: "long.txt", content_type: "text/plain", data }],
+  });
+  expect(withFile.body.status).toBe("completed");
+  const context = (await events(`job-${withFile.body.job_id}`)).find((e) => e.type === "ContextPrepared")!.data;
+  expect(context).toMatchObject({ strategy: "drop", turns_total: 4, turns_sent: 0, dropped_turns: 4 });
+  expect(context.estimated_tokens).toBeGreaterThan(3000);
+});
+
 test("context settings are checked when an agent is made", async () => {
   for (const parameters of [{ context_tokens: 10 }, { context_tokens: 1.5 }, { context_tokens: "1000" }, { context_strategy: "forget" }]) {
     const r = await client.post("/v1/agents", { name: "bad", model: { parameters } });

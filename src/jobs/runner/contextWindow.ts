@@ -16,8 +16,7 @@
  * (ContextPrepared). Tokens are estimated (four characters to a token, plus a little per message):
  * keep the budget under the model's window by a margin.
  */
-import type { ChatMessage, LlmProvider } from "../../llm/provider.ts";
-import { LlmError } from "../../llm/provider.ts";
+import { fileAsText, LlmError, type ChatFile, type ChatMessage, type LlmProvider } from "../../llm/provider.ts";
 
 export type ContextStrategy = "summarize" | "drop";
 
@@ -58,8 +57,19 @@ const PER_MESSAGE_TOKENS = 4;
 /** An estimate of the tokens a text costs a model (no tokenizer for every provider is at hand). */
 export const estimateTokens = (text: string): number => Math.ceil(text.length / 4) + PER_MESSAGE_TOKENS;
 const turnTokens = (t: HistoryTurn): number => estimateTokens(t.user) + estimateTokens(t.assistant);
+/**
+ * What an image costs a model, roughly: providers count a large image as one to two thousand tokens
+ * whatever its bytes (OpenAI about 765 at high detail for 1024×1024, Anthropic about 1,600 at its largest).
+ */
+export const IMAGE_TOKENS = 1_600;
+
+const fileTokens = (f: ChatFile): number => (f.kind === "image" ? IMAGE_TOKENS : estimateTokens(fileAsText(f)));
+
+/** The estimated tokens of messages as sent: their text, tool calls, and a user message's files. */
 export const messagesTokens = (messages: readonly ChatMessage[]): number =>
-  messages.reduce((n, m) => n + estimateTokens(m.content) + ("tool_calls" in m && m.tool_calls ? estimateTokens(JSON.stringify(m.tool_calls)) : 0), 0);
+  messages.reduce((n, m) => n + estimateTokens(m.content)
+    + ("tool_calls" in m && m.tool_calls ? estimateTokens(JSON.stringify(m.tool_calls)) : 0)
+    + ("files" in m && m.files ? m.files.reduce((t, f) => t + fileTokens(f), 0) : 0), 0);
 
 export interface ContextPlan {
   /** The summary to show, or null. */
@@ -120,7 +130,8 @@ export async function summarize(
 ): Promise<{ text: string; usage: { prompt_tokens: number; completion_tokens: number; cached_tokens: number; reasoning_tokens: number } | null }> {
   const transcript = turns.map((t) => `User: ${t.user}\nAssistant: ${t.assistant}`).join("\n\n");
   const request = (previous ? `The summary so far:\n${previous.text}\n\nThe conversation since:\n` : "The conversation:\n") + transcript +
-    `\n\nWrite the updated summary, in at most ${maxTokens * 3} words.`;
+    // About three quarters of a word to a token: asked for within what the cut below keeps.
+    `\n\nWrite the updated summary, in at most ${Math.max(20, Math.floor(maxTokens * 0.7))} words.`;
   let text = "";
   let usage = null;
   for await (const chunk of provider.stream({

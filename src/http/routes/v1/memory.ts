@@ -46,7 +46,7 @@ const UserId = t.String({ minLength: 1, maxLength: 200 });
 const AgentId = t.String({ minLength: 1, maxLength: 100, pattern: "^[A-Za-z0-9_.-]+$" });
 
 const AddBody = t.Object({
-  user_id: UserId,
+  user_id: t.Optional(t.String({ minLength: 1, maxLength: 200, description: "Whose memory: required with a server key; an end user's token writes its own" })),
   agent_id: t.Optional(AgentId),
   content: t.String({ minLength: 1, maxLength: MAX_MEMORY_CHARS, description: `What to remember (1–${MAX_MEMORY_CHARS} characters, not blank)` }),
   metadata: t.Optional(t.Record(t.String({ maxLength: 100 }), t.Unknown(), { description: `Your own JSON, at most ${MAX_MEMORY_METADATA_BYTES} bytes` })),
@@ -94,17 +94,19 @@ export const memoryRoutes = (deps: V1Deps) =>
     .use(callerContext(deps))
     .model({ Memory, MemoryList, MemoryDeleted })
     .post("", ({ ctx, body, request, set }) => create(ctx, request, body, set, { memory: "mem" }, async ({ ids, resumed }) => {
-      requireUser(ctx, body.user_id);
+      const userId = body.user_id ?? ctx.actingUser ?? undefined;
+      if (userId === undefined) throw new ValidationError("user_id is required: whose memory this is", { param: "user_id" });
+      requireUser(ctx, userId);
       checkMemoryEntry(body.content, body.metadata);
       if (body.agent_id !== undefined) getAgent(ctx.db, ctx.appId, body.agent_id, ctx.allowedAgents);
       // A key limited to some agents keeps memories for them only (it could not read one kept for all).
       else if (ctx.allowedAgents) throw new ForbiddenError("This credential may only keep memories for its agents: name one in agent_id", "agent_not_allowed");
       const id = ids.memory!;
       const entry: MemoryAdded = {
-        memory_id: id, app_id: ctx.appId, user_id: body.user_id, agent_id: body.agent_id ?? null, content: body.content,
+        memory_id: id, app_id: ctx.appId, user_id: userId, agent_id: body.agent_id ?? null, content: body.content,
         metadata: body.metadata ?? {}, source: "api", job_id: null,
       };
-      const meta = metaOf(ctx, request, body.user_id);
+      const meta = metaOf(ctx, request, userId);
       // A retry taking over this request finds the entry its first execution added.
       const exists = resumed && (await ctx.repos.memory.load(id)).state.status !== "none";
       const position = exists ? null : (await ctx.repos.memory.handle(id, { type: "AddMemory", entry }, meta)).position;
