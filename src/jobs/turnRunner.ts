@@ -31,6 +31,7 @@ import { runToolCall, toolContext } from "./runner/toolStep.ts";
 import { endUserProvider } from "./runner/endUserProvider.ts";
 import { turnMemory } from "./runner/memory.ts";
 import { withFiles } from "./runner/files.ts";
+import { fileCitations } from "./runner/fileCitations.ts";
 
 export interface TurnRunnerOptions {
   maxSteps?: number;
@@ -284,7 +285,8 @@ export class TurnRunner {
       if (calls.length === 0) {
         let result: unknown = null;
         if (queued.output_schema) result = validateStructured(text, queued.output_schema);
-        await append({ type: "CompleteJob", content: allText, result, ...memory?.citationsField() });
+        const citations = [...(memory?.citationsField().citations ?? []), ...fileCitations(queued.input.attachments, "files" in current ? current.files : undefined)];
+        await append({ type: "CompleteJob", content: allText, result, ...(citations.length ? { citations } : {}) });
         return;
       }
       messages.push({ role: "assistant", content: text, tool_calls: calls });

@@ -14,7 +14,8 @@ export interface ChatToolCall {
  * maps these to its own format; `content` stays the message's own text.
  */
 export type ChatFile =
-  | { kind: "text"; name: string; content_type: string; text: string; truncated: boolean }
+  /** `unread`: the file could not be shown and `text` says why (removed, unreadable, over a limit). */
+  | { kind: "text"; name: string; content_type: string; text: string; truncated: boolean; unread?: true }
   | { kind: "image"; name: string; content_type: string; data: string };
 
 export type ChatMessage =

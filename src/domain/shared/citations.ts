@@ -1,12 +1,12 @@
 /**
  * What a reply cites: each piece of stored knowledge the agent was given while it answered, with a
- * snippet of it. Today memory entries (`memory_id`); file citations (`file_id`) are another variant of
- * the same union when files are searchable.
+ * snippet of it: memory entries (`memory_id`) and the message's files the model read (`file_id`).
  */
 import { Type, type Static } from "@sinclair/typebox";
 
 export const CitationSchema = Type.Union([
   Type.Object({ memory_id: Type.String(), snippet: Type.String() }, { title: "MemoryCitation" }),
+  Type.Object({ file_id: Type.String(), snippet: Type.String() }, { title: "FileCitation" }),
 ]);
 
 export type Citation = Static<typeof CitationSchema>;

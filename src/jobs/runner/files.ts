@@ -96,7 +96,7 @@ export function kindOf(contentType: string): Kind {
   return "other";
 }
 
-const note = (name: string, content_type: string, why: string): ChatFile => ({ kind: "text", name, content_type, text: `[${name} is not shown: ${why}]`, truncated: false });
+const note = (name: string, content_type: string, why: string): ChatFile => ({ kind: "text", name, content_type, text: `[${name} is not shown: ${why}]`, truncated: false, unread: true });
 
 interface OpenedFile {
   name: string;

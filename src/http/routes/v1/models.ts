@@ -17,7 +17,7 @@ export const Usage = t.Object({
 });
 
 /** A piece of stored knowledge a reply cites, with a snippet of it (memory entries; files later). */
-const Citation = t.Union([t.Object({ memory_id: t.String(), snippet: t.String() })]);
+const Citation = t.Union([t.Object({ memory_id: t.String(), snippet: t.String() }), t.Object({ file_id: t.String(), snippet: t.String() })]);
 
 const Error = t.Object({ code: t.String(), message: t.String(), provider_request_id: t.Optional(t.String()) });
 
@@ -69,7 +69,7 @@ export const Job = t.Object({
   status: t.String(), input: t.Unknown(), content: Nullable(t.String()), result: t.Unknown(), error: t.Unknown(),
   approval: t.Unknown(), cancel_requested: t.Boolean(), attempts: t.Integer(), usage: Usage, credits_spent: CreditsSpent,
   created_at: t.String(), started_at: Nullable(t.String()), completed_at: Nullable(t.String()),
-  citations: t.Array(Citation, { description: "What the reply cites: the memory entries the agent was given while it answered" }),
+  citations: t.Array(Citation, { description: "What the reply cites: the memory entries the agent was given while it answered, and the message's files it read" }),
 });
 
 export const Message = t.Object({
@@ -98,7 +98,7 @@ export const MessageReply = t.Object({
   ...MessageAccepted.properties,
   reply: Nullable(t.Object({
     content: t.String(), result: t.Unknown(), tool_calls: t.Array(t.Unknown()), assets: t.Array(t.String()),
-    citations: t.Optional(t.Array(Citation, { description: "What the reply cites: the memory entries the agent was given (absent: none)" })),
+    citations: t.Optional(t.Array(Citation, { description: "What the reply cites: the memory entries the agent was given and the files it read (absent: none)" })),
   })),
   error: Nullable(Error), usage: Usage, credits_spent: CreditsSpent,
 });
@@ -108,7 +108,7 @@ export const RunAccepted = t.Object({ id: t.String(), job_id: t.String(), status
 export const Run = t.Object({
   id: t.String(), job_id: t.String(), status: t.String(), result: t.Unknown(), content: Nullable(t.String()), error: t.Unknown(),
   usage: Usage, credits_spent: CreditsSpent, created_at: t.String(), completed_at: Nullable(t.String()),
-  citations: t.Array(Citation, { description: "What the result cites: the memory entries the agent was given" }),
+  citations: t.Array(Citation, { description: "What the result cites: the memory entries the agent was given and the files it read" }),
 });
 
 /** What approve, reject and cancel answer. */
