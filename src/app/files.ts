@@ -11,7 +11,7 @@
  * before recording, is what keeps a new upload of the same bytes and a collection from losing them.
  */
 import type { FilesConfig } from "../config.ts";
-import { NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError } from "../core/errors.ts";
+import { NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError, ValidationError } from "../core/errors.ts";
 import type { Logger } from "../core/logger.ts";
 import { fileDecider, type FileCommand, type FileRole, type FileSource, type FileState } from "../domain/file/file.ts";
 import { BlobTooLargeError, type BlobStore, type StagedBlob } from "../blobs/port.ts";
@@ -43,6 +43,19 @@ export function acceptedContentType(settings: Pick<FilesConfig, "contentTypes">,
     throw new UnsupportedMediaTypeError(`Files of type ${type ? `'${type.slice(0, 100)}'` : "(none given)"} are not accepted; accepted: ${settings.contentTypes.join(", ")}`);
   }
   return type;
+}
+
+const NAME_PATTERN = /^[^\x00-\x1f\x7f/\\]{1,255}$/;
+
+/**
+ * A file name as stored: 1–255 characters, without control characters or a path (400 naming `param`
+ * otherwise). With `lastSegment`, a name sent with folders (a browser's multipart file name) is cut to
+ * its last segment first; a name the caller chose is refused with them.
+ */
+export function fileName(given: string | null | undefined, param: string, options: { lastSegment?: boolean } = {}): string {
+  const name = (options.lastSegment ? (given ?? "").split(/[\\/]/).pop()! : given ?? "").trim();
+  if (!NAME_PATTERN.test(name)) throw new ValidationError(`Invalid ${param}: a file name of 1–255 characters, without control characters or a path`, { param });
+  return name;
 }
 
 /** A content type for a file name's extension, for files given without one. */

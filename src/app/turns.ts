@@ -9,7 +9,7 @@ import { AppendTooLargeError } from "../eventstore/errors.ts";
 import { newResourceId } from "../core/ids.ts";
 import type { AgentState } from "../domain/agent/agent.ts";
 import { TERMINAL, type JobEvent, type JobState } from "../domain/job/job.ts";
-import type { Attachment, ReplySummary, SessionEvent, SessionState } from "../domain/session/session.ts";
+import { sessionDecider, type Attachment, type ReplySummary, type SessionEvent, type SessionState } from "../domain/session/session.ts";
 import { jobStream, sessionStream } from "../domain/streams.ts";
 import { jobEvents } from "../domain/job/events.ts";
 import { sessionEvents } from "../domain/session/events.ts";
@@ -119,6 +119,33 @@ export async function sendMessage(
 }
 
 type SentMessage = Extract<SessionEvent, { type: "MessageSent" }>["data"];
+
+/**
+ * The checks a message must pass that cost no write, made before anything of it is stored (its
+ * files): the session takes messages and is not busy (unless the message is enqueued), its agent is
+ * active, and the skill it names exists with valid inputs. `sendMessage` decides again when it writes;
+ * this only spares storing the files of a message that would be refused anyway. A retry that takes
+ * over a request whose message is already recorded passes.
+ */
+export async function precheckMessage(ctx: AppContext, sessionId: string, input: MessageInput, ids: MessageIds, resumed: boolean): Promise<void> {
+  const { state: session } = await ctx.repos.sessions.load(sessionId);
+  if (session.status !== "active") throw new NotFoundError("Session not found", { param: "session_id" }, "session_not_found");
+  if (resumed && (await sentMessage(ctx, sessionId, ids.message_id))) return;
+  // A turn whose job has ended (its end not yet recorded on the session) does not make the session busy.
+  const active = session.turns[0];
+  const ended = active && input.multitask !== "enqueue" && TERMINAL.has((await ctx.repos.jobs.load(active.job_id)).state.status as never);
+  // The session's own rules (archived, busy), decided on its state; nothing is written.
+  sessionDecider.decide({
+    type: "SendMessage", message_id: ids.message_id, job_id: ids.job_id, content: "", attachments: [], model: null, context: null, multitask: input.multitask,
+  }, ended ? { ...session, turns: session.turns.slice(1) } : session);
+  await activeAgent(ctx, session.agentId!);
+  if (input.skill) await skillRun(ctx, input.skill.shipped, input.skill.name, input.skill.inputs);
+}
+
+/** Whether the session records the message `messageId` (an execution of the request committed it). */
+export async function messageRecorded(ctx: AppContext, sessionId: string, messageId: string): Promise<boolean> {
+  return (await sentMessage(ctx, sessionId, messageId)) !== null;
+}
 
 /** The JobQueued data of a session turn. */
 function turnJobData(

@@ -250,7 +250,7 @@ export class TurnRunner {
 
     const system: ChatMessage = { role: "system", content: systemPrompt(agent, queued.output_schema, queued.input.context) + (memory?.context ?? "") };
     // The message's files as the model reads them (text, PDF text, images), within the file budget.
-    const current: ChatMessage = await withFiles(this.ctx, { role: "user", content: userContent(queued.input) }, queued.input.attachments, agentApp ?? this.ctx.appId);
+    const current: ChatMessage = await withFiles(this.ctx, { role: "user", content: userContent(queued.input) }, queued.input.attachments, { appId: agentApp ?? this.ctx.appId, sessionId: queued.session_id, userId: queued.user_id });
     const transcript = await jobTranscript(this.ctx, jobId);
     memory?.noteTranscript(transcript.messages);
     const history = queued.session_id

@@ -12,6 +12,7 @@ import { makePdf, PNG_1X1 } from "../support/pdf.ts";
 import { sessionStream } from "../../src/domain/streams.ts";
 
 const TEXT = "The launch code is PAPAYA-7. Keep it quiet.\n";
+const ROOT = "root-token-for-file-content-0123456789";
 const b64 = (bytes: Uint8Array | string) => Buffer.from(bytes).toString("base64");
 
 async function uploadTo(server: TestServer, session: string, content: Uint8Array | string, name: string, type: string) {
@@ -26,8 +27,10 @@ describe("with the sandbox provider", () => {
   let server: TestServer;
   let client: Api;
   beforeAll(async () => {
-    server = await startTestServer({ API_KEY: TEST_KEY, SANDBOX_CHUNK_DELAY_MS: "0", FILE_MODEL_BUDGET_CHARS: "300" });
+    server = await startTestServer({ API_KEY: TEST_KEY, SANDBOX_CHUNK_DELAY_MS: "0", FILE_MODEL_BUDGET_CHARS: "300", ADMIN_TOKEN: ROOT });
     client = api(server.url);
+    // A skill without an output schema, so the sandbox's reply says which files it received.
+    expect((await client.post("/v1/skills", { name: "read-files", description: "Reads the attached files", steps: "Read the attached files." })).status).toBe(201);
   });
   afterAll(async () => {
     await server?.stop();
@@ -109,26 +112,173 @@ describe("with the sandbox provider", () => {
     expect(found).toBe(true);
   });
 
-  test("bad attachments are 4xx and store nothing", async () => {
+  test("bad attachments are 4xx and store nothing, on a message and on a skill run alike", async () => {
     const session = (await client.post("/v1/sessions", { user_id: "u-bad" })).body.id;
     const other = (await client.post("/v1/sessions", { user_id: "u-other" })).body.id;
     const foreign = await uploadTo(server, other, "not yours", "x.txt", "text/plain");
-    const cases: Array<[unknown, number, string]> = [
-      [{ type: "file", name: "a.txt", data: "not base64!!" }, 400, "invalid_request"],
-      [{ type: "file", name: "a.exe", content_type: "application/x-msdownload", data: b64("MZ") }, 415, "unsupported_media_type"],
-      [{ type: "file", name: "noext", data: b64("?") }, 415, "unsupported_media_type"],
-      [{ type: "file", file_id: "file_nope" }, 404, "file_not_found"],
-      [{ type: "file", file_id: foreign.id }, 400, "invalid_request"],
-      [{ type: "file", file_id: foreign.id, data: b64("x") }, 400, "invalid_request"],
-      [{ type: "file", file_id: "bad id!" }, 400, "invalid_request"],
-      [{ type: "url", url: "https://example.com/a.png", file_id: foreign.id }, 400, "invalid_request"],
+    const note = { type: "file", name: "ok.txt", data: b64("a good file") };
+    const cases: Array<[unknown[], number, string, string?]> = [
+      [[{ type: "file", name: "a.txt", data: "not base64!!" }], 400, "invalid_request", "attachments.0.data"],
+      [[{ type: "file", name: "a.exe", content_type: "application/x-msdownload", data: b64("MZ") }], 415, "unsupported_media_type"],
+      [[{ type: "file", name: "noext", data: b64("?") }], 415, "unsupported_media_type"],
+      [[{ type: "file", file_id: "file_nope" }], 404, "file_not_found", "attachments.0.file_id"],
+      [[{ type: "file", file_id: foreign.id }], 400, "invalid_request", "attachments.0.file_id"],
+      [[{ type: "file", file_id: foreign.id, data: b64("x") }], 400, "invalid_request"],
+      [[{ type: "file", file_id: "bad id!" }], 400, "invalid_request"],
+      [[{ type: "url", url: "https://example.com/a.png", file_id: foreign.id }], 400, "invalid_request"],
+      // Names follow an upload's rules: no path, no control characters.
+      [[{ type: "file", name: "../../x.txt", data: b64("x") }], 400, "invalid_request", "attachments.0.name"],
+      [[{ type: "file", name: "a\\b.txt", data: b64("x") }], 400, "invalid_request", "attachments.0.name"],
+      [[{ type: "file", name: "bell\u0007.txt", data: b64("x") }], 400, "invalid_request", "attachments.0.name"],
+      [[{ type: "file", name: "x".repeat(252) + ".txt", data: b64("x") }], 400, "invalid_request", "attachments.0.name"],
+      // A good inline file before a bad attachment is not stored either.
+      [[note, { type: "file", file_id: "file_nope" }], 404, "file_not_found", "attachments.1.file_id"],
+      [[note, { type: "file", name: "b.exe", content_type: "application/x-msdownload", data: b64("MZ") }], 415, "unsupported_media_type"],
     ];
-    for (const [attachment, status, code] of cases) {
-      const r = await client.post(`/v1/sessions/${session}/messages`, { content: "x", attachments: [attachment] });
-      expect({ attachment, status: r.status, code: r.body.error?.code }).toEqual({ attachment, status, code });
+    const routes: Array<[string, Record<string, unknown>]> = [
+      ["messages", { content: "x" }],
+      ["run-skill", { skill: "read-files", inputs: {} }],
+    ];
+    for (const [route, base] of routes) {
+      for (const [attachments, status, code, param] of cases) {
+        const r = await client.post(`/v1/sessions/${session}/${route}`, { ...base, attachments });
+        expect({ route, attachments, status: r.status, code: r.body.error?.code }).toEqual({ route, attachments, status, code });
+        if (param) expect({ route, attachments, param: r.body.error.details?.param }).toEqual({ route, attachments, param });
+      }
     }
     expect((await client.get(`/v1/sessions/${session}/files`)).body.data).toEqual([]);
     expect((await client.get(`/v1/sessions/${session}/messages`)).body.data).toEqual([]);
+    // Not even as a removed file: no file was recorded for the session.
+    for await (const e of server.ctx.store.readAll()) {
+      if (e.type === "FileUploaded") expect((e.data as { session_id: string }).session_id).not.toBe(session);
+    }
+  });
+
+  test("run-skill's attachments take the message's path: an inline file becomes a file the model reads, the event holds no bytes", async () => {
+    const session = (await client.post("/v1/sessions", { user_id: "u-skill-files" })).body.id;
+    const marker = `skill-inline-${crypto.randomUUID()}`;
+    const data = b64(marker);
+    const text = await uploadTo(server, session, TEXT, "secret.txt", "text/plain");
+    const r = await client.post(`/v1/sessions/${session}/run-skill`, {
+      skill: "read-files", inputs: {}, wait: true, attachments: [{ type: "file", name: "note.md", data }, { type: "file", file_id: text.id }],
+    });
+    expect(r.status).toBe(200);
+    expect(r.body.reply.content).toContain(`- note.md (text/markdown, text, ${marker.length} characters): «${marker}»`);
+    expect(r.body.reply.content).toContain("- secret.txt (text/plain, text,");
+    const sent = (await client.get(`/v1/sessions/${session}/events?since=0`)).body.events.find((e: any) => e.type === "message.sent");
+    expect(sent.payload.attachments[0]).toMatchObject({ type: "file", name: "note.md", content_type: "text/markdown", size: marker.length });
+    expect(sent.payload.attachments[0].data).toBeUndefined();
+    expect(sent.payload.attachments[1]).toMatchObject({ type: "file", file_id: text.id, name: "secret.txt" });
+    for await (const e of server.ctx.store.readAll()) expect({ type: e.type, holds: JSON.stringify(e.data).includes(data) }).toEqual({ type: e.type, holds: false });
+    const files = (await client.get(`/v1/sessions/${session}/files?role=attachment`)).body.data;
+    expect(files.find((f: any) => f.id === sent.payload.attachments[0].file_id)).toMatchObject({ source: "message", message_id: r.body.message_id });
+  });
+
+  test("the runner reads only files of the job's session and user, whatever the message's event names", async () => {
+    const session = (await client.post("/v1/sessions", { user_id: "u-runner" })).body.id;
+    const otherUser = (await client.post("/v1/sessions", { user_id: "u-runner-other" })).body.id;
+    const sameUser = (await client.post("/v1/sessions", { user_id: "u-runner" })).body.id;
+    const theirs = await uploadTo(server, otherUser, "another user's words", "theirs.txt", "text/plain");
+    const otherSession = await uploadTo(server, sameUser, "another session's words", "elsewhere.txt", "text/plain");
+    const own = await uploadTo(server, session, "my own words", "mine.txt", "text/plain");
+    // Recorded as if the API had let them through: the runner still refuses to read them.
+    const { sendMessage } = await import("../../src/app/turns.ts");
+    const accepted = await sendMessage(server.ctx, session, {
+      content: "read", model: null, context: null, multitask: "reject",
+      attachments: [theirs.id, otherSession.id, own.id].map((file_id) => ({ type: "file" as const, file_id })),
+    }, { appId: server.ctx.appId });
+    const done = (await client.pollUntilDone(accepted.job_id)).find((e: any) => e.type === "job.completed");
+    const content = done.payload.content as string;
+    expect(content).not.toContain("another user's words");
+    expect(content).not.toContain("another session's words");
+    expect(content).toContain("«my own words»");
+    expect(content.match(/is not shown: the file was removed or is not available/g)).toHaveLength(2);
+  });
+});
+
+describe("refused messages leave no files", () => {
+  let server: TestServer;
+  let client: Api;
+  beforeAll(async () => {
+    server = await startTestServer({ API_KEY: TEST_KEY, SANDBOX_CHUNK_DELAY_MS: "0", ADMIN_TOKEN: ROOT });
+    client = api(server.url);
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  /** The files recorded for the session (removed or not), from the events. */
+  async function recorded(session: string): Promise<{ uploaded: string[]; removed: string[] }> {
+    const uploaded: string[] = [];
+    const removed: string[] = [];
+    for await (const e of server.ctx.store.readAll()) {
+      const d = e.data as { session_id?: string; file_id: string };
+      if (e.type === "FileUploaded" && d.session_id === session) uploaded.push(d.file_id);
+      if (e.type === "FileRemoved") removed.push(d.file_id);
+    }
+    return { uploaded, removed: removed.filter((f) => uploaded.includes(f)) };
+  }
+
+  const inline = (text: string) => [{ type: "file", name: "n.txt", data: b64(text) }];
+
+  test("a refusal the cheap checks find (unknown skill, bad input, busy) stores nothing, with or without Idempotency-Key", async () => {
+    const idle = (await client.post("/v1/sessions", { user_id: "u-refused" })).body.id;
+    const busy = (await client.post("/v1/sessions", { user_id: "u-refused" })).body.id;
+    // The default agent asks before it registers an asset: the session is busy while the job waits.
+    const waiting = await client.post(`/v1/sessions/${busy}/messages`, { content: "Please register https://example.com/busy.png" });
+    expect(waiting.status).toBe(202);
+    await client.waitForStatus(waiting.body.job_id, ["awaiting_approval"]);
+    const cases: Array<[string, string, Record<string, unknown>, number, string]> = [
+      [idle, "messages", { content: "x", skill: "nope", attachments: inline("a") }, 404, "skill_not_found"],
+      [idle, "messages", { content: "x", skill: "structured-summary", attachments: inline("b") }, 400, "invalid_request"],
+      [idle, "run-skill", { skill: "nope", attachments: inline("c") }, 404, "skill_not_found"],
+      [busy, "messages", { content: "x", attachments: inline("d") }, 409, "session_busy"],
+      [busy, "run-skill", { skill: "structured-summary", inputs: { text: "t" }, attachments: inline("e") }, 409, "session_busy"],
+    ];
+    for (const key of [null, "refused"]) {
+      for (const [session, route, body, status, code] of cases) {
+        const headers = key ? { "idempotency-key": `${key}-${route}-${code}-${crypto.randomUUID()}` } : {};
+        const r = await client.post(`/v1/sessions/${session}/${route}`, body, headers);
+        expect({ key, route, body, status: r.status, code: r.body.error?.code }).toEqual({ key, route, body, status, code });
+      }
+    }
+    await client.post(`/v1/jobs/${waiting.body.job_id}/cancel`);
+    expect((await recorded(idle)).uploaded).toEqual([]);
+    expect((await recorded(busy)).uploaded).toEqual([]);
+  });
+
+  test("a refusal after the files were stored (a usage limit) removes them, with or without Idempotency-Key; an accepted request keeps its file on replay", async () => {
+    const admin = api(server.url, "");
+    const bearer = { authorization: `Bearer ${ROOT}` };
+    const session = (await client.post("/v1/sessions", { user_id: "u-limited" })).body.id;
+    expect((await admin.put(`/v1/apps/${server.ctx.appId}/limits`, { per_user: { daily_credits: 1 }, reservation: { credits: 5 } }, bearer)).status).toBe(200);
+    try {
+      for (const key of [null, `limited-${crypto.randomUUID()}`]) {
+        for (const route of ["messages", "run-skill"]) {
+          const body = { ...(route === "messages" ? { content: "x" } : { skill: "structured-summary", inputs: { text: "t" } }), attachments: inline(`limited ${route} ${key}`) };
+          const r = await client.post(`/v1/sessions/${session}/${route}`, body, key ? { "idempotency-key": `${key}-${route}` } : {});
+          expect({ key, route, status: r.status, code: r.body.error?.code }).toEqual({ key, route, status: 403, code: "usage_limit_exceeded" });
+        }
+      }
+    } finally {
+      expect((await admin.del(`/v1/apps/${server.ctx.appId}/limits`, bearer)).status).toBe(200);
+    }
+    const { uploaded, removed } = await recorded(session);
+    expect(uploaded.length).toBe(4);
+    expect(removed.sort()).toEqual(uploaded.sort());
+    expect((await client.get(`/v1/sessions/${session}/files`)).body.data).toEqual([]);
+
+    // Accepted under a key: its file stays, and the replay answers the same message naming it.
+    const headers = { "idempotency-key": `kept-${crypto.randomUUID()}` };
+    const body = { content: "keep", attachments: inline("kept file"), wait: true };
+    const first = await client.post(`/v1/sessions/${session}/messages`, body, headers);
+    expect(first.status).toBe(200);
+    const again = await client.post(`/v1/sessions/${session}/messages`, body, headers);
+    expect(again.headers.get("idempotent-replayed")).toBe("true");
+    expect(again.body.message_id).toBe(first.body.message_id);
+    const files = (await client.get(`/v1/sessions/${session}/files`)).body.data;
+    expect(files).toHaveLength(1);
+    expect(files[0]).toMatchObject({ message_id: first.body.message_id, name: "n.txt" });
   });
 });
 

@@ -282,8 +282,24 @@ describe("who may see what", () => {
     const foreignUpload = await fetch(`${server.url}/v1/sessions/${session}/files`, { method: "POST", headers: bearer(theirs), body: (() => { const f = new FormData(); f.append("file", new Blob(["x"], { type: "text/plain" }), "x.txt"); return f; })() });
     expect(foreignUpload.status).toBe(403);
     // An app-level file (a signed upload without a session) is not an end user's to see.
-    const appFile = (await client.post("/v1/uploads", { name: "app.txt", content_type: "text/plain" })).body.file_id;
+    const appTicket = (await client.post("/v1/uploads", { name: "app.txt", content_type: "text/plain" })).body;
+    const appFile = appTicket.file_id;
     expect((await plain.get(`/v1/files/${appFile}`, bearer(mine))).status).toBe(403);
+    expect((await fetch(appTicket.upload_url, { method: "PUT", body: "app-level words" })).status).toBe(201);
+    expect((await plain.get(`/v1/files/${appFile}`, bearer(mine))).status).toBe(403);
+    // Nor can an end user read it, or another user's file, by attaching it: to a message or a skill run.
+    const theirSession = (await client.post("/v1/sessions", { user_id: "someone-else" })).body.id;
+    for (const route of ["messages", "run-skill"]) {
+      const body = route === "messages" ? { content: "read it" } : { skill: "structured-summary", inputs: { text: "read it" } };
+      for (const [token, sid, fileId] of [[theirs, theirSession, file.id], [mine, session, appFile]] as const) {
+        const r = await plain.post(`/v1/sessions/${sid}/${route}`, { ...body, attachments: [{ type: "file", file_id: fileId }] }, bearer(token));
+        expect({ route, fileId, status: r.status, code: r.body.error?.code }).toEqual({ route, fileId, status: 403, code: "permission_denied" });
+      }
+    }
+    for (const sid of [session, theirSession]) expect((await client.get(`/v1/sessions/${sid}/messages`)).body.data).toEqual([]);
+    // The app's backend (a server key) may give its own app-level file to a user's session.
+    const given = await client.post(`/v1/sessions/${session}/messages`, { content: "read it", attachments: [{ type: "file", file_id: appFile }], wait: true });
+    expect(given.body.reply.content).toContain("«app-level words»");
     // The file's own user: reads it, and may remove it.
     const read = await plain.get(`/v1/files/${file.id}`, bearer(mine));
     expect(read.status).toBe(200);

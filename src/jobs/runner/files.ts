@@ -25,21 +25,28 @@ interface FileAttachment {
 /** At most this many images go to the model with one message. */
 const MAX_IMAGES = 10;
 
+/** Whose files a job may read: its app (data partition), and its session and end user. */
+export interface JobFiles {
+  appId: string;
+  sessionId: string | null;
+  userId: string | null;
+}
+
 /** The user's message with the files its attachments name, as the model reads them. */
-export async function withFiles(ctx: AppContext, message: Extract<ChatMessage, { role: "user" }>, attachments: readonly FileAttachment[], appId: string): Promise<ChatMessage> {
+export async function withFiles(ctx: AppContext, message: Extract<ChatMessage, { role: "user" }>, attachments: readonly FileAttachment[], job: JobFiles): Promise<ChatMessage> {
   if (!ctx.files || !attachments.some((a) => a.type === "file" && (a.file_id || a.data))) return message;
-  const files = await readFiles(ctx, attachments, appId, ctx.files.settings);
+  const files = await readFiles(ctx, attachments, job, ctx.files.settings);
   return files.length ? { ...message, files } : message;
 }
 
 /** Reads the attached files in order, spending one text budget across them. */
-export async function readFiles(ctx: AppContext, attachments: readonly FileAttachment[], appId: string, settings: Pick<FilesConfig, "modelBudgetChars" | "modelImageBytes">): Promise<ChatFile[]> {
+export async function readFiles(ctx: AppContext, attachments: readonly FileAttachment[], job: JobFiles, settings: Pick<FilesConfig, "modelBudgetChars" | "modelImageBytes">): Promise<ChatFile[]> {
   const out: ChatFile[] = [];
   let budget = settings.modelBudgetChars;
   let images = 0;
   for (const a of attachments) {
     if (a.type !== "file" || (!a.file_id && !a.data)) continue;
-    const file = await openAttachment(ctx, a, appId);
+    const file = await openAttachment(ctx, a, job);
     const name = file?.name ?? a.name ?? "file";
     if (!file) {
       out.push(note(name, a.content_type ?? "application/octet-stream", "the file was removed or is not available"));
@@ -106,14 +113,20 @@ interface OpenedFile {
   bytes(limit?: number): Promise<Uint8Array>;
 }
 
-/** The attachment's file: from the blob store (by id, in the job's app), or from an older message's inline bytes. */
-async function openAttachment(ctx: AppContext, a: FileAttachment, appId: string): Promise<OpenedFile | null> {
+/**
+ * The attachment's file: from the blob store (by id), or from an older message's inline bytes. Only a
+ * file the job may read is read: of its app, and of its session and user or of none (an app-level
+ * file). The API checks this when the message is sent; this holds whatever wrote the event.
+ */
+async function openAttachment(ctx: AppContext, a: FileAttachment, job: JobFiles): Promise<OpenedFile | null> {
   if (a.data !== undefined && !a.file_id) {
     const bytes = new Uint8Array(Buffer.from(a.data, "base64"));
     return { name: a.name ?? "file", contentType: a.content_type ?? "application/octet-stream", size: bytes.byteLength, bytes: async (limit) => (limit === undefined ? bytes : bytes.subarray(0, limit)) };
   }
   const loaded = await loadFile(ctx, a.file_id!);
-  if (!loaded || loaded.appId !== appId || loaded.state.status !== "uploaded") return null;
+  if (!loaded || loaded.appId !== job.appId || loaded.state.status !== "uploaded") return null;
+  const owner = loaded.state;
+  if ((owner.sessionId !== null && owner.sessionId !== job.sessionId) || (owner.userId !== null && owner.userId !== job.userId)) return null;
   const blob = await ctx.files!.blobs.open(loaded.state.sha256!);
   if (!blob) return null;
   const { name, contentType, size } = loaded.state;

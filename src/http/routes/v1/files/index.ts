@@ -7,7 +7,7 @@ import { Elysia, t } from "elysia";
 import { requireAgentAllowed, requireUser } from "../../../../app/access.ts";
 import type { AppContext } from "../../../../app/context.ts";
 import {
-  acceptedContentType, contentTypeOfName, discardStaged, filesOf, loadFile, recordFile, removeFile, stageBytes,
+  acceptedContentType, contentTypeOfName, discardStaged, fileName, filesOf, loadFile, recordFile, removeFile, stageBytes,
 } from "../../../../app/files.ts";
 import { NotFoundError, ValidationError } from "../../../../core/errors.ts";
 import { newResourceId } from "../../../../core/ids.ts";
@@ -69,14 +69,6 @@ async function fileAfterWrite(ctx: AppContext, http: HttpExchange, fileId: strin
 }
 
 const NAME = t.String({ minLength: 1, maxLength: 255, pattern: "^[^\\x00-\\x1f\\x7f/\\\\]+$" });
-const NAME_PATTERN = /^[^\x00-\x1f\x7f/\\]{1,255}$/;
-
-/** A file name as stored: its last path segment, checked. */
-function fileName(given: string | null, param: string): string {
-  const name = (given ?? "").split(/[\\/]/).pop()!.trim();
-  if (!NAME_PATTERN.test(name)) throw new ValidationError(`Invalid ${param}: a file name of 1–255 characters, without control characters`, { param });
-  return name;
-}
 
 export const fileRoutes = (deps: V1Deps) =>
   new Elysia({ name: "agentry.v1.files", detail: { tags: ["Files"] } })
@@ -106,7 +98,7 @@ export const fileRoutes = (deps: V1Deps) =>
               if (size > 1024) throw new ValidationError("Invalid name: at most 255 characters", { param: "name" });
               chunks.push(c);
             }
-            name = fileName(Buffer.concat(chunks).toString("utf8"), "name");
+            name = fileName(Buffer.concat(chunks).toString("utf8"), "name", { lastSegment: true });
           } else {
             throw new ValidationError(`Unknown form field '${part.name.slice(0, 100)}': send 'file' and optionally 'name'`, { param: part.name.slice(0, 100) });
           }
@@ -115,7 +107,7 @@ export const fileRoutes = (deps: V1Deps) =>
         const fileId = newResourceId("file");
         const { position } = await recordFile(ctx, staged, {
           owner: { file_id: fileId, session_id: params.session_id, user_id: session.user_id, agent_id: session.agent_id },
-          name: name ?? fileName(filePart.filename ?? "upload", "file"), content_type: filePart.contentType,
+          name: name ?? fileName(filePart.filename ?? "upload", "file", { lastSegment: true }), content_type: filePart.contentType,
           role: "attachment", source: "multipart",
         }, metaOf(ctx, request, session.user_id));
         staged = null; // recorded (or released by recordFile on failure)

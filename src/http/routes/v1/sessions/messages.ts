@@ -1,6 +1,6 @@
 /** A session's messages: sending one starts a turn (202, wait=true for the reply, stream=true for SSE); the history. */
 import { Elysia, t } from "elysia";
-import { sendMessage, replySummary, type MessageIds } from "../../../../app/turns.ts";
+import { replySummary, type MessageIds } from "../../../../app/turns.ts";
 import { ValidationError } from "../../../../core/errors.ts";
 import { jobStream } from "../../../../domain/streams.ts";
 import { listMessages } from "../../../../../projections/messages/index.ts";
@@ -10,9 +10,8 @@ import { callerContext, stillAuthorized, afterWrite, create, IdParam, metaOf, ty
 import { MessageAccepted, MessageReply, v1Models } from "../models.ts";
 import { visibleJobState } from "../../../../app/jobReads.ts";
 import { messageView, MessageBody } from "./model.ts";
-import { requireSession, waitForEnd } from "./service.ts";
+import { acceptMessage, requireSession, waitForEnd } from "./service.ts";
 import { skillRequestOf } from "./runSkill.ts";
-import { forgetStored, resolveAttachments } from "../../../../app/messageFiles.ts";
 import { newResourceId } from "../../../../core/ids.ts";
 
 export const messageRoutes = (deps: V1Deps) =>
@@ -26,14 +25,7 @@ export const messageRoutes = (deps: V1Deps) =>
         multitask: body.multitask ?? "reject", ...skillRequestOf(deps, body),
       };
       const send = async (ids: MessageIds = { message_id: newResourceId("msg"), job_id: newResourceId("job") }, resumed = false) => {
-        const meta = metaOf(ctx, request, session.user_id);
-        // Files first: the message's event names them (inline bytes become files of the session).
-        const { attachments, stored } = await resolveAttachments(ctx, session, input.attachments, ids.message_id, meta);
-        const accepted = await sendMessage(ctx, params.session_id, { ...input, attachments }, meta, ids, resumed).catch(async (err) => {
-          // Refused (busy, a limit): its files go with it, unless an Idempotency-Key retry will name them again.
-          if (!request.headers.get("idempotency-key")) await forgetStored(ctx, stored, meta);
-          throw err;
-        });
+        const accepted = await acceptMessage(ctx, request, session, input, ids, resumed);
         await afterWrite(ctx, { set, request }, accepted.position);
         return accepted;
       };

@@ -6,13 +6,13 @@
  */
 import { Elysia, t } from "elysia";
 import type { SkillRequest } from "../../../../app/skills.ts";
-import { replySummary, sendMessage } from "../../../../app/turns.ts";
+import { replySummary } from "../../../../app/turns.ts";
 import { visibleJobState } from "../../../../app/jobReads.ts";
 import { ValidationError } from "../../../../core/errors.ts";
 import { afterWrite, Attachment, callerContext, create, IdParam, metaOf, type V1Deps } from "../common.ts";
 import { MessageAccepted, MessageReply, v1Models } from "../models.ts";
 import { SkillInputs } from "./model.ts";
-import { requireSession, waitForEnd } from "./service.ts";
+import { acceptMessage, requireSession, waitForEnd } from "./service.ts";
 import { SKILL_NAME_PATTERN, type SkillInputValue } from "../../../../domain/skill/markdown.ts";
 
 /**
@@ -51,7 +51,8 @@ export const runSkillRoutes = (deps: V1Deps) =>
           content: body.content ?? "", attachments: body.attachments ?? [], model: body.model ?? null, context: body.context ?? null,
           multitask: body.multitask ?? "reject", ...skillRequestOf(deps, body),
         };
-        const accepted = await sendMessage(ctx, params.session_id, input, metaOf(ctx, request, session.user_id), { message_id: ids.message_id!, job_id: ids.job_id! }, resumed);
+        // The same path as a message's: its attachments are checked, and inline ones stored as files, alike.
+        const accepted = await acceptMessage(ctx, request, session, input, { message_id: ids.message_id!, job_id: ids.job_id! }, resumed);
         await afterWrite(ctx, { set, request }, accepted.position);
         const acceptedBody = { job_id: accepted.job_id, message_id: ids.message_id!, session_id: params.session_id, status: "pending", queued: accepted.queued };
         if (!body.wait) return { status: 202, body: acceptedBody };

@@ -8,8 +8,11 @@ import { sessionEvents } from "../../../../domain/session/events.ts";
 import { occurredAt } from "../../../../core/eventContract.ts";
 import { jobStream, sessionStream } from "../../../../domain/streams.ts";
 import { getSession, type SessionRow } from "../../../../../projections/sessions/index.ts";
-import { afterWrite, sessionView, type HttpExchange } from "../common.ts";
+import { afterWrite, metaOf, sessionView, type HttpExchange } from "../common.ts";
 import { visibleJobState } from "../../../../app/jobReads.ts";
+import { forgetStored, resolveAttachments } from "../../../../app/messageFiles.ts";
+import { messageRecorded, precheckMessage, sendMessage, type Accepted, type MessageIds, type MessageInput } from "../../../../app/turns.ts";
+import { toErrorResponse } from "../../../errors.ts";
 
 /** The session's read-model row; 404 `session_not_found` when it does not exist or was deleted. */
 export function requireSession(ctx: AppContext, id: string): SessionRow {
@@ -70,5 +73,29 @@ export async function waitForEnd(ctx: AppContext, jobId: string, timeoutMs: numb
       return false;
     }
     await waiter.promise;
+  }
+}
+
+/**
+ * Accepts a message — or a skill run, which is one — with its attachments; the one path both routes
+ * take. The checks that cost no write come first (session, busy, agent, skill); then the attachments
+ * (inline bytes stored as files of the session, `file_id`s checked: src/app/messageFiles.ts); then the
+ * message. Files stored for a message that is then refused are removed, unless the message was
+ * recorded after all, or the request holds an Idempotency-Key and failed with a 5xx: its retry takes
+ * over with the same ids and names the same files (a 4xx frees the key, and a retry gets new ids).
+ */
+export async function acceptMessage(
+  ctx: AppContext, request: Request, session: SessionRow, input: MessageInput, ids: MessageIds, resumed = false,
+): Promise<Accepted> {
+  const meta = metaOf(ctx, request, session.user_id);
+  await precheckMessage(ctx, session.id, input, ids, resumed);
+  const stored: string[] = [];
+  try {
+    const attachments = await resolveAttachments(ctx, session, input.attachments, ids.message_id, meta, stored);
+    return await sendMessage(ctx, session.id, { ...input, attachments }, meta, ids, resumed);
+  } catch (err) {
+    const retried = request.headers.get("idempotency-key") !== null && toErrorResponse(err).status >= 500;
+    if (stored.length && !retried && !(await messageRecorded(ctx, session.id, ids.message_id).catch(() => true))) await forgetStored(ctx, stored, meta);
+    throw err;
   }
 }
