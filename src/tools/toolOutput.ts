@@ -14,10 +14,11 @@ export const MAX_ASSETS_PER_CALL = 20;
 export const MAX_EVENTS_PER_CALL = 100;
 
 /**
- * The form of a file id (the files API's `file_…`). Here only its form is checked; that it names a file
- * of the job's own app is checked when the assets are registered (runner/toolStep.ts).
+ * The forms of a file id the files API issues: `file_<id>` (uploads, artifacts) and `file_<id>_<n>` (a
+ * message's n-th inline attachment). Here only its form is checked; that it names a file of the job's
+ * own app and user is checked when the assets are registered (runner/toolStep.ts).
  */
-export const FILE_ID_PATTERN = "^file_[A-Za-z0-9]{1,64}$";
+export const FILE_ID_PATTERN = "^file_[A-Za-z0-9]{1,64}(_[0-9]{1,4})?$";
 
 const Kind = Type.Union([Type.Literal("image"), Type.Literal("video"), Type.Literal("audio"), Type.Literal("file")]);
 

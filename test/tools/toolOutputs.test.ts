@@ -136,6 +136,20 @@ describe("assets from an HTTP tool", () => {
     expect(sessionEvents.filter((e: any) => e.type === "asset.registered").map((e: any) => e.payload.asset_label)).toEqual(["asset_1", "asset_2", "asset_3"]);
   });
 
+  test("a file_id of any form the files API issues registers: a message's inline attachment, an app-level upload", async () => {
+    const sid = await sessionFor(await agentWithTools());
+    const sent = await client.post(`/v1/sessions/${sid}/messages`, { content: "here", attachments: [{ type: "file", name: "in.txt", data: Buffer.from("inline").toString("base64") }], wait: true });
+    const inlineId = (await client.get(`/v1/sessions/${sid}/files`)).body.data[0].id as string;
+    expect(inlineId).toBe(`file_${sent.body.message_id.replace(/^msg_/, "")}_0`);
+    const ticket = (await client.post("/v1/uploads", { name: "app.txt", content_type: "text/plain" })).body;
+    expect((await fetch(ticket.upload_url, { method: "PUT", body: "app-level" })).status).toBe(201);
+    answers.issued = () => Response.json({ assets: [{ file_id: inlineId, kind: "file" }, { file_id: ticket.file_id, kind: "file" }] });
+    const r = await client.post(`/v1/sessions/${sid}/messages`, { content: callGenerate("issued"), wait: true });
+    expect(r.body.reply.tool_calls[0].error).toBeNull();
+    expect(r.body.reply.assets).toEqual(["asset_1", "asset_2"]);
+    expect((await client.get(`/v1/sessions/${sid}/assets`)).body.data.map((a: any) => a.file_id)).toEqual([inlineId, ticket.file_id]);
+  });
+
   test("register_asset's tool.completed shows its asset in assets too", async () => {
     const agent = await client.post("/v1/agents", { name: "Registrar", approval: "never", tools: [{ type: "builtin", name: "register_asset" }] });
     const sid = await sessionFor(agent.body.id);
@@ -175,6 +189,9 @@ describe("assets from an HTTP tool", () => {
     expect((await client.del(`/v1/files/${removed}`)).status).toBe(200);
     const testKey = (await api(server.url, "").post("/v1/apps/app_default/keys", { name: "test", mode: "test" }, { authorization: `Bearer ${ROOT}` })).body.key;
     const otherPartition = await uploadTo((await api(server.url, testKey).post("/v1/sessions", { user_id: "u-tools" })).body.id, "other.txt", testKey);
+    // Nor another end user's file of the same app.
+    const otherUser = await uploadTo((await client.post("/v1/sessions", { user_id: "u-tools-other" })).body.id, "theirs.txt");
+    cases.otherUserFile = [{ assets: [{ file_id: otherUser, kind: "file" }] }, /names no file of this app and user/];
     cases.unknownFile = [{ assets: [{ file_id: "file_0123abcd", kind: "file" }] }, /names no file of this app/];
     cases.removedFile = [{ assets: [{ file_id: removed, kind: "file" }] }, /names no file of this app/];
     cases.otherPartitionFile = [{ assets: [{ file_id: otherPartition, kind: "file" }] }, /names no file of this app/];
@@ -285,6 +302,10 @@ describe("the checks, as units", () => {
   test("assets", () => {
     expect(checkAssets([{ url: "https://a.example/x.png", kind: "image", prompt: "p" }, { file_id: "file_1", kind: "audio" }])).toHaveLength(2);
     expect(checkAssets([])).toEqual([]);
+    expect(checkAssets([{ file_id: "file_019b0c2a7d3e4f5a8b9c0d1e2f3a4b5c_12", kind: "file" }])).toHaveLength(1);
+    for (const file_id of ["file_abc_", "file_a_b_1", "file_abc_x", "file_abc_12345", "file_../x", "file_"]) {
+      expect(() => checkAssets([{ file_id, kind: "file" }])).toThrow(/assets\/0\/file_id/);
+    }
     expect(() => checkAssets(null)).toThrow("assets must be an array");
     expect(() => checkAssets([{ url: "https://a.example/x.png", kind: "image", prompt: 3 }])).toThrow(/assets\/0\/prompt/);
   });

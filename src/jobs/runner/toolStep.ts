@@ -122,15 +122,19 @@ function emissionEvent(callId: string, e: ToolEmission): Extract<JobCommand, { t
 
 /**
  * A tool's `file_id` asset must name a file of the job's own app (and data partition) that is there
- * now: a tool answer is outside input, and must not register another tenant's file, or a removed one.
+ * now, and not another end user's (an app-level file, with no user, is the app's): a tool answer is
+ * outside input, and must not register another tenant's or user's file, or a removed one.
  */
 async function requireOwnFiles(ctx: AppContext, jobId: string, inputs: readonly AssetInput[]): Promise<void> {
   const named = inputs.filter((a) => a.file_id);
   if (named.length === 0) return;
-  const jobApp = (await ctx.repos.jobs.peek(jobId)).appId;
+  const job = await ctx.repos.jobs.peek(jobId);
+  const jobUser = job.state.queued?.user_id ?? null;
   for (const a of named) {
     const file = await loadFile(ctx, a.file_id!);
-    if (!file || file.appId !== jobApp || file.state.status !== "uploaded") throw new ToolError(`file_id ${a.file_id} names no file of this app`);
+    if (!file || file.appId !== job.appId || file.state.status !== "uploaded" || (file.state.userId !== null && file.state.userId !== jobUser)) {
+      throw new ToolError(`file_id ${a.file_id} names no file of this app and user`);
+    }
   }
 }
 
