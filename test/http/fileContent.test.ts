@@ -237,7 +237,7 @@ describe("refused messages leave no files", () => {
     ];
     for (const key of [null, "refused"]) {
       for (const [session, route, body, status, code] of cases) {
-        const headers = key ? { "idempotency-key": `${key}-${route}-${code}-${crypto.randomUUID()}` } : {};
+        const headers: Record<string, string> = key ? { "idempotency-key": `${key}-${route}-${code}-${crypto.randomUUID()}` } : {};
         const r = await client.post(`/v1/sessions/${session}/${route}`, body, headers);
         expect({ key, route, body, status: r.status, code: r.body.error?.code }).toEqual({ key, route, body, status, code });
       }
