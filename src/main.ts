@@ -47,6 +47,7 @@ import { ProjectionRunner } from "./projections/runner.ts";
 import { createSecretBox } from "./secrets/secretBox.ts";
 import { createBlobStore } from "./blobs/factory.ts";
 import { FileUrls } from "./app/fileUrls.ts";
+import { recoverParked } from "./app/files.ts";
 import { fileBodyRoutes } from "./http/routes/v1/files/index.ts";
 import { signedFileRoutes } from "./http/routes/signedFiles.ts";
 import { InProcessRateLimiter, type RateLimiter } from "./ratelimit/limiter.ts";
@@ -116,6 +117,8 @@ export async function startServer(
   ctx.memory = new MemoryService({ db, secrets, logger: logger.child({ component: "memory" }), connectionsOf: async (app) => (await ctx.repos.apps.peek(app)).state.connections });
   ctx.memory.start();
   ctx.files = files;
+  // A collection cut short by a stop leaves parked copies: put back those a file may need, drop the rest.
+  await recoverParked(ctx).catch((err) => logger.warn("could not recover parked blobs; the next start tries again", { error: err as Error }));
   let reconcileTimer: ReturnType<typeof setInterval> | undefined;
   const worker = new Worker(queue, new TurnRunner(ctx, `runner-${process.pid}`, { context: config.context }), logger.child({ component: "worker" }), config.workerConcurrency);
   ctx.running = worker;

@@ -168,6 +168,47 @@ export async function releaseBlob(ctx: AppContext, sha256: string, fileId: strin
   return collected;
 }
 
+/**
+ * Puts back or removes the parked copies a collector left when its process stopped between parking
+ * a blob and purging or restoring it. A copy is put back when its blob stream says the content is
+ * referenced, or that its collection was never recorded (the collector may have been about to find a
+ * new reference): losing bytes a file needs is worse than keeping some no file does. It is removed only
+ * when the collection was recorded and nothing references the content since. Run at start-up; safe
+ * while other processes collect (each step is idempotent, and a copy put back while its collector was
+ * still at work is at worst kept).
+ */
+export async function recoverParked(ctx: AppContext, blobs: BlobStore = filesOf(ctx).blobs): Promise<{ restored: number; purged: number }> {
+  const done = { restored: 0, purged: 0 };
+  for (const { sha256, parked } of await blobs.parkedCopies()) {
+    const { state } = await ctx.repos.blobs.load(sha256);
+    if (state.refs.length > 0 || !state.collected) {
+      await blobs.restore(sha256, parked);
+      done.restored++;
+    } else {
+      await blobs.purge(parked);
+      done.purged++;
+    }
+  }
+  if (done.restored || done.purged) ctx.logger.info("recovered parked blobs a stopped collection left", done);
+  return done;
+}
+
+/**
+ * A file's bytes from the blob store. When they are missing but a parked copy is there and the content
+ * is referenced (a collection stopped before putting it back, or is putting it back now), the copy is
+ * put back first, so a file that is there reads. Null when the bytes are not there.
+ */
+export async function openBlob(ctx: AppContext, sha256: string): Promise<Blob | null> {
+  const { blobs } = filesOf(ctx);
+  const blob = await blobs.open(sha256);
+  if (blob) return blob;
+  const copies = await blobs.parkedCopies(sha256);
+  if (copies.length === 0 || (await ctx.repos.blobs.load(sha256)).state.refs.length === 0) return null;
+  for (const { parked } of copies) await blobs.restore(sha256, parked);
+  ctx.logger.info("put back a parked blob a file still references", { sha256 });
+  return blobs.open(sha256);
+}
+
 async function stage(files: FileRuntime, chunks: AsyncIterable<Uint8Array>, maxBytes: number): Promise<StagedBlob> {
   try {
     return await files.blobs.stage(chunks, { maxBytes });

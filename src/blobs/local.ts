@@ -4,10 +4,10 @@
  * leaves either the whole blob or none. Identical content is stored once.
  */
 import { existsSync } from "node:fs";
-import { mkdir, rename, rm, stat } from "node:fs/promises";
+import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { preparePrivateDir } from "../core/privateFiles.ts";
-import { checkSha256, type BlobStore, type ParkedBlob, type StagedBlob } from "./port.ts";
+import { checkSha256, parkedHash, type BlobStore, type ParkedBlob, type StagedBlob } from "./port.ts";
 import { stageToDisk } from "./staging.ts";
 
 export class LocalBlobStore implements BlobStore {
@@ -68,10 +68,24 @@ export class LocalBlobStore implements BlobStore {
   async restore(sha256: string, parked: ParkedBlob): Promise<void> {
     const target = this.pathOf(sha256);
     if (existsSync(target)) return this.purge(parked);
-    await rename(parked, target);
+    try {
+      await rename(parked, target);
+    } catch (err) {
+      // Another restorer (a read that found the blob missing, recovery at start-up) got there first.
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    }
   }
 
   async purge(parked: ParkedBlob): Promise<void> {
     await rm(parked, { force: true });
+  }
+
+  async parkedCopies(sha256?: string): Promise<Array<{ sha256: string; parked: ParkedBlob }>> {
+    if (sha256 !== undefined) checkSha256(sha256);
+    const names = await readdir(this.parked).catch(() => [] as string[]);
+    return names.flatMap((name) => {
+      const hash = parkedHash(name);
+      return hash && (sha256 === undefined || hash === sha256) ? [{ sha256: hash, parked: join(this.parked, name) }] : [];
+    });
   }
 }

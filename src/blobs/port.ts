@@ -9,7 +9,8 @@
  *
  * Collecting a blob is two-phase too: `park` moves it out of sight, and the collector then either
  * `purge`s it (nothing references it: the removal is recorded) or `restore`s it (a reference arrived
- * meanwhile). Adapters: local disk (the embedded default) and S3-compatible storage.
+ * meanwhile). A collector that stops in between leaves a parked copy, which `parkedCopies` finds for
+ * recovery. Adapters: local disk (the embedded default) and S3-compatible storage.
  */
 
 /** Bytes written to staging, hashed and counted, not yet readable under their hash. */
@@ -44,6 +45,11 @@ export interface BlobStore {
   restore(sha256: string, parked: ParkedBlob): Promise<void>;
   /** Removes a parked blob for good. */
   purge(parked: ParkedBlob): Promise<void>;
+  /**
+   * The parked copies there are now, of one blob or of all: what a collector that stopped between
+   * `park` and `purge`/`restore` left behind, for recovery (src/app/files.ts, `recoverParked`).
+   */
+  parkedCopies(sha256?: string): Promise<Array<{ sha256: string; parked: ParkedBlob }>>;
   close?(): Promise<void>;
 }
 
@@ -56,6 +62,12 @@ export class BlobTooLargeError extends Error {
 }
 
 export const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+/** The blob a parked copy's name (`<sha256>.<unique>`) holds; null for a name not of that form. */
+export function parkedHash(name: string): string | null {
+  const sha256 = name.slice(0, 64);
+  return SHA256_HEX.test(sha256) && name[64] === "." && name.length > 65 ? sha256 : null;
+}
 
 /** Refuses anything but a lowercase hex SHA-256: a hash becomes a path or key, so nothing else may. */
 export function checkSha256(sha256: string): string {

@@ -7,7 +7,7 @@
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { preparePrivateDir } from "../core/privateFiles.ts";
-import { checkSha256, type BlobStore, type ParkedBlob, type StagedBlob } from "./port.ts";
+import { checkSha256, parkedHash, type BlobStore, type ParkedBlob, type StagedBlob } from "./port.ts";
 import { stageToDisk } from "./staging.ts";
 
 export interface S3BlobStoreOptions {
@@ -84,12 +84,34 @@ export class S3BlobStore implements BlobStore {
 
   async restore(sha256: string, parked: ParkedBlob): Promise<void> {
     const key = this.keyOf(sha256);
-    if (!(await this.client.exists(key))) await this.client.write(key, this.client.file(parked));
+    if (!(await this.client.exists(key))) {
+      try {
+        await this.client.write(key, this.client.file(parked));
+      } catch (err) {
+        // Another restorer (a read that found the blob missing, recovery at start-up) got there first.
+        if (!(await this.client.exists(key))) throw err;
+      }
+    }
     await this.purge(parked);
   }
 
   async purge(parked: ParkedBlob): Promise<void> {
     await this.client.delete(parked);
+  }
+
+  async parkedCopies(sha256?: string): Promise<Array<{ sha256: string; parked: ParkedBlob }>> {
+    const folder = `${this.prefix}parked/`;
+    const out: Array<{ sha256: string; parked: ParkedBlob }> = [];
+    let continuationToken: string | undefined;
+    do {
+      const page = await this.client.list({ prefix: folder + (sha256 === undefined ? "" : `${checkSha256(sha256)}.`), ...(continuationToken ? { continuationToken } : {}) });
+      for (const object of page.contents ?? []) {
+        const hash = parkedHash(object.key.slice(folder.length));
+        if (hash) out.push({ sha256: hash, parked: object.key });
+      }
+      continuationToken = page.isTruncated ? page.nextContinuationToken : undefined;
+    } while (continuationToken);
+    return out;
   }
 }
 

@@ -4,10 +4,15 @@
  * may lose the new file's bytes. Also the file and blob deciders' rules, without I/O.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { LocalBlobStore } from "../../src/blobs/local.ts";
 import { chunksOf } from "../../src/blobs/staging.ts";
-import { releaseBlob, removeFile, storeFile } from "../../src/app/files.ts";
+import { recoverParked, releaseBlob, removeFile, storeFile } from "../../src/app/files.ts";
+import { loadConfig } from "../../src/config.ts";
+import { silentLogger } from "../../src/core/logger.ts";
+import { startServer } from "../../src/main.ts";
 import { newResourceId } from "../../src/core/ids.ts";
 import { blobDecider, fileDecider, type FileState } from "../../src/domain/file/file.ts";
 import { fold } from "../../src/core/decider.ts";
@@ -78,6 +83,96 @@ describe("collection racing an upload of the same bytes", () => {
     const blobs = server.ctx.files!.blobs;
     expect(await releaseBlob(server.ctx, sha(content), a, meta(), blobs)).toBe(false);
     expect(await releaseBlob(server.ctx, sha(content), "file_never", meta(), blobs)).toBe(false);
+  });
+});
+
+describe("a process that stopped mid-collection", () => {
+  /**
+   * The collector of A checked that nothing referenced the content, then B (the same bytes) was
+   * uploaded (its commit found them stored), then the collector parked them, was refused the collection
+   * (B references them) and stopped before putting them back: B is uploaded, its bytes only parked.
+   */
+  async function stoppedCollection(content: string): Promise<{ b: string; sha256: string }> {
+    const sha256 = sha(content);
+    const a = await store(content);
+    await server.ctx.repos.files.handle(a, { type: "RemoveFile" }, meta());
+    await server.ctx.repos.blobs.handle(sha256, { type: "ReleaseBlob", sha256, file_id: a }, meta());
+    const b = await store(content);
+    expect(await server.ctx.files!.blobs.park(sha256)).not.toBeNull();
+    expect((await server.ctx.repos.blobs.handle(sha256, { type: "CollectBlob", sha256 }, meta())).appended).toEqual([]);
+    expect(await server.ctx.files!.blobs.open(sha256)).toBeNull(); // the process stops here
+    return { b, sha256 };
+  }
+
+  test("a read of a file whose bytes are parked puts them back", async () => {
+    const content = `parked read ${crypto.randomUUID()}`;
+    const { b, sha256 } = await stoppedCollection(content);
+    const urls = server.ctx.files!.urls;
+    const res = await fetch(urls.url(server.url, "download", b, 60).url);
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe(content);
+    expect(await server.ctx.files!.blobs.parkedCopies(sha256)).toEqual([]);
+  });
+
+  test("recovery puts back what a file references or whose collection was never recorded, and drops what was collected", async () => {
+    const blobs = server.ctx.files!.blobs;
+    // Referenced: put back.
+    const referenced = `recover referenced ${crypto.randomUUID()}`;
+    await stoppedCollection(referenced);
+    // Parked, the collection not yet recorded (the collector stopped before deciding): put back.
+    const undecided = `recover undecided ${crypto.randomUUID()}`;
+    const u = await store(undecided);
+    await server.ctx.repos.files.handle(u, { type: "RemoveFile" }, meta());
+    await server.ctx.repos.blobs.handle(sha(undecided), { type: "ReleaseBlob", sha256: sha(undecided), file_id: u }, meta());
+    await blobs.park(sha(undecided));
+    // Collected (recorded), the parked copy not yet purged: dropped.
+    const collected = `recover collected ${crypto.randomUUID()}`;
+    const c = await store(collected);
+    await server.ctx.repos.files.handle(c, { type: "RemoveFile" }, meta());
+    await server.ctx.repos.blobs.handle(sha(collected), { type: "ReleaseBlob", sha256: sha(collected), file_id: c }, meta());
+    await blobs.park(sha(collected));
+    await server.ctx.repos.blobs.handle(sha(collected), { type: "CollectBlob", sha256: sha(collected) }, meta());
+
+    expect(await recoverParked(server.ctx)).toEqual({ restored: 2, purged: 1 });
+    expect(await (await blobs.open(sha(referenced)))!.text()).toBe(referenced);
+    expect(await (await blobs.open(sha(undecided)))!.text()).toBe(undecided);
+    expect(await blobs.open(sha(collected))).toBeNull();
+    expect(await blobs.parkedCopies()).toEqual([]);
+  });
+
+  test("after a restart the file reads: recovery runs at start-up", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "agentry-parked-"));
+    const config = loadConfig({ PORT: "0", DATA_DIR: dataDir, API_KEY: TEST_KEY, SQLITE_SYNCHRONOUS: "normal" });
+    try {
+      const first = await startServer(config, silentLogger);
+      const content = `restart ${crypto.randomUUID()}`;
+      const m = () => ({ appId: first.ctx.appId, now: Date.now() });
+      const put = async (fileId: string) => storeFile(first.ctx, {
+        owner: { file_id: fileId, session_id: null, user_id: null, agent_id: null }, chunks: chunksOf(content),
+        name: "f.txt", content_type: "text/plain", role: "attachment", source: "multipart",
+      }, m());
+      const a = newResourceId("file");
+      const b = newResourceId("file");
+      await put(a);
+      await first.ctx.repos.files.handle(a, { type: "RemoveFile" }, m());
+      await first.ctx.repos.blobs.handle(sha(content), { type: "ReleaseBlob", sha256: sha(content), file_id: a }, m());
+      await put(b);
+      await first.ctx.files!.blobs.park(sha(content));
+      await first.ctx.repos.blobs.handle(sha(content), { type: "CollectBlob", sha256: sha(content) }, m());
+      await first.shutdown("test");
+
+      const second = await startServer(config, silentLogger);
+      try {
+        expect(readdirSync(join(dataDir, "blobs", "parked"))).toEqual([]);
+        expect(await (await second.ctx.files!.blobs.open(sha(content)))!.text()).toBe(content);
+        const got = await fetch(`${second.url}/v1/files/${b}`, { headers: { "x-api-key": TEST_KEY } });
+        expect(await (await fetch(((await got.json()) as { download_url: string }).download_url)).text()).toBe(content);
+      } finally {
+        await second.shutdown("test");
+      }
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });
 

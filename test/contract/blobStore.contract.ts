@@ -117,6 +117,30 @@ export function blobStoreContract(name: string, harness: () => BlobStoreHarness)
       expect(await store.has(sha(content))).toBe(true);
     });
 
+    test("parked copies are listed (all, or one blob's) until restored or purged", async () => {
+      const { store } = harness();
+      const a = `listed a ${crypto.randomUUID()}`;
+      const b = `listed b ${crypto.randomUUID()}`;
+      for (const c of [a, b]) await store.commit(await store.stage(chunksOf(c)));
+      const parkedA = (await store.park(sha(a)))!;
+      const parkedB = (await store.park(sha(b)))!;
+      const all = await store.parkedCopies();
+      expect(all).toEqual(expect.arrayContaining([{ sha256: sha(a), parked: parkedA }, { sha256: sha(b), parked: parkedB }]));
+      expect(await store.parkedCopies(sha(a))).toEqual([{ sha256: sha(a), parked: parkedA }]);
+      await store.restore(sha(a), parkedA);
+      await store.purge(parkedB);
+      const left = (await store.parkedCopies()).map((c) => c.sha256);
+      expect(left).not.toContain(sha(a));
+      expect(left).not.toContain(sha(b));
+      expect(await store.parkedCopies(sha(a))).toEqual([]);
+      // Restoring a copy another restorer already put back is harmless.
+      const again = (await store.park(sha(a)))!;
+      await store.restore(sha(a), again);
+      await store.restore(sha(a), again);
+      expect(await (await store.open(sha(a)))!.text()).toBe(a);
+      await expect(store.parkedCopies("../x")).rejects.toThrow();
+    });
+
     test("anything but a SHA-256 hex digest is refused as a name", async () => {
       const { store } = harness();
       await expect(store.has("../../etc/passwd")).rejects.toThrow();

@@ -50,3 +50,40 @@ test("upload, signed download and removal go through the S3 bucket", async () =>
   expect((await client.del(`/v1/files/${file.id}`)).status).toBe(200);
   expect(existsSync(object)).toBe(false);
 });
+
+test("bytes a stopped collection left parked in the bucket are put back: on read, and by recovery", async () => {
+  const { chunksOf } = await import("../../src/blobs/staging.ts");
+  const { recoverParked, storeFile } = await import("../../src/app/files.ts");
+  const { newResourceId } = await import("../../src/core/ids.ts");
+  const ctx = server.ctx;
+  const meta = () => ({ appId: ctx.appId, now: Date.now() });
+  const put = async (content: string) => {
+    const fileId = newResourceId("file");
+    await storeFile(ctx, {
+      owner: { file_id: fileId, session_id: null, user_id: null, agent_id: null }, chunks: chunksOf(content),
+      name: "f.txt", content_type: "text/plain", role: "attachment", source: "multipart",
+    }, meta());
+    return fileId;
+  };
+  const sha = (s: string) => new Bun.CryptoHasher("sha256").update(s).digest("hex");
+  // A's collector found no reference, B (the same bytes) arrived, the collector parked them and stopped.
+  const stopped = async (content: string) => {
+    const a = await put(content);
+    await ctx.repos.files.handle(a, { type: "RemoveFile" }, meta());
+    await ctx.repos.blobs.handle(sha(content), { type: "ReleaseBlob", sha256: sha(content), file_id: a }, meta());
+    const b = await put(content);
+    await ctx.files!.blobs.park(sha(content));
+    expect(await ctx.files!.blobs.open(sha(content))).toBeNull();
+    return b;
+  };
+  const onRead = `s3 parked read ${crypto.randomUUID()}`;
+  const b = await stopped(onRead);
+  const res = await fetch(ctx.files!.urls.url(server.url, "download", b, 60).url);
+  expect(await res.text()).toBe(onRead);
+
+  const atStart = `s3 parked start ${crypto.randomUUID()}`;
+  await stopped(atStart);
+  expect((await recoverParked(ctx)).restored).toBe(1);
+  expect(await (await ctx.files!.blobs.open(sha(atStart)))!.text()).toBe(atStart);
+  expect(await ctx.files!.blobs.parkedCopies()).toEqual([]);
+});

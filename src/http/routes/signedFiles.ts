@@ -6,7 +6,7 @@
  */
 import { Elysia, t } from "elysia";
 import type { AppContext } from "../../app/context.ts";
-import { completeSignedUpload, filesOf, loadFile } from "../../app/files.ts";
+import { completeSignedUpload, filesOf, loadFile, openBlob } from "../../app/files.ts";
 import { NotFoundError } from "../../core/errors.ts";
 import { clientRequestId, streamedBody } from "../requestGuard.ts";
 import { fileView, rowOfState } from "./v1/files/model.ts";
@@ -55,7 +55,7 @@ export const signedFileRoutes = ({ ctx }: { ctx: AppContext }) =>
       files.urls.verify("download", params.file_id, query.expires ?? null, query.sig ?? null);
       const loaded = await loadFile(ctx, params.file_id);
       if (!loaded || loaded.state.status !== "uploaded") throw notFound();
-      const blob = await files.blobs.open(loaded.state.sha256!);
+      const blob = await openBlob(ctx, loaded.state.sha256!);
       if (!blob) throw notFound();
       // A local file is sent as is (the runtime streams it from disk); an S3 object as a stream of its body.
       return new Response(files.blobs.kind === "local" ? blob : blob.stream(), {

@@ -10,7 +10,7 @@
  */
 import type { FilesConfig } from "../../config.ts";
 import type { AppContext } from "../../app/context.ts";
-import { loadFile } from "../../app/files.ts";
+import { loadFile, openBlob } from "../../app/files.ts";
 import type { ChatFile, ChatMessage } from "../../llm/provider.ts";
 
 /** The attachment fields this reads (the session's Attachment). */
@@ -127,7 +127,7 @@ async function openAttachment(ctx: AppContext, a: FileAttachment, job: JobFiles)
   if (!loaded || loaded.appId !== job.appId || loaded.state.status !== "uploaded") return null;
   const owner = loaded.state;
   if ((owner.sessionId !== null && owner.sessionId !== job.sessionId) || (owner.userId !== null && owner.userId !== job.userId)) return null;
-  const blob = await ctx.files!.blobs.open(loaded.state.sha256!);
+  const blob = await openBlob(ctx, loaded.state.sha256!);
   if (!blob) return null;
   const { name, contentType, size } = loaded.state;
   return { name, contentType, size: size!, bytes: async (limit) => new Uint8Array(await (limit === undefined || limit >= size! ? blob : blob.slice(0, limit)).arrayBuffer()) };
