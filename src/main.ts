@@ -8,6 +8,7 @@ import { projections } from "../projections/index.ts";
 import { jobsProjection } from "../projections/jobs/index.ts";
 import { memoryProjection } from "../projections/memory/index.ts";
 import { sessionsProjection } from "../projections/sessions/index.ts";
+import { filesProjection } from "../projections/files/index.ts";
 import pkg from "../package.json" with { type: "json" };
 import type { AppContext } from "./app/context.ts";
 import { createRepositories } from "./app/context.ts";
@@ -54,8 +55,11 @@ import { InProcessRateLimiter, type RateLimiter } from "./ratelimit/limiter.ts";
 import { RedisRateLimiter } from "./ratelimit/redisLimiter.ts";
 import { rateLimitCheck } from "./http/rateLimit.ts";
 
-/** The read models a worker-only process keeps: what the reconciler queries, and the memory agents recall. */
-const WORKER_READ_MODELS = new Set([jobsProjection.name, sessionsProjection.name, memoryProjection.name]);
+/**
+ * The read models a worker-only process keeps: what the reconciler queries, the memory agents recall,
+ * and the files a deleted session's removal lists.
+ */
+const WORKER_READ_MODELS = new Set([jobsProjection.name, sessionsProjection.name, memoryProjection.name, filesProjection.name]);
 
 export interface RunningServer {
   url: string;

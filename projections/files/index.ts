@@ -71,3 +71,19 @@ export function listSessionFiles(db: Database, sessionId: string, role: "attachm
     ? db.query("SELECT * FROM files WHERE session_id = ? AND status = 'uploaded' AND role = ? AND seq > ? ORDER BY seq LIMIT ?").all(sessionId, role, afterSeq, limit) as FileRow[]
     : db.query("SELECT * FROM files WHERE session_id = ? AND status = 'uploaded' AND seq > ? ORDER BY seq LIMIT ?").all(sessionId, afterSeq, limit) as FileRow[];
 }
+
+/** Every file of a session (pending or uploaded): what its deletion removes. */
+export function sessionFileIds(db: Database, sessionId: string): string[] {
+  return (db.query("SELECT id FROM files WHERE session_id = ?").all(sessionId) as Array<{ id: string }>).map((r) => r.id);
+}
+
+/**
+ * Files whose session is deleted but which are still there (their removal did not happen: no process
+ * was listening, or the file arrived as the session went). Reads the sessions read model beside this
+ * one (same database), so both must be kept where it is asked.
+ */
+export function filesOfDeletedSessions(db: Database, limit: number): Array<{ id: string; app_id: string; session_id: string }> {
+  return db.query(
+    "SELECT f.id, f.app_id, f.session_id FROM files f JOIN sessions s ON s.id = f.session_id WHERE s.deleted = 1 LIMIT ?",
+  ).all(limit) as Array<{ id: string; app_id: string; session_id: string }>;
+}

@@ -156,6 +156,11 @@ export interface SessionRow {
   created_at: number; updated_at: number; last_activity_at: number; activity_seq: number; created_seq: number;
 }
 
+/** Whether the session was deleted (false for one the read model does not know). */
+export function sessionDeleted(db: Database, id: string): boolean {
+  return (db.query("SELECT deleted FROM sessions WHERE id = ?").get(id) as { deleted: number } | null)?.deleted === 1;
+}
+
 export function getSession(db: Database, appId: string, id: string): SessionRow | null {
   return db.query("SELECT * FROM sessions WHERE app_id = ? AND id = ? AND deleted = 0").get(appId, id) as SessionRow | null;
 }

@@ -239,6 +239,31 @@ async function recordStaged(ctx: AppContext, fileId: string, staged: StagedBlob,
   }
 }
 
+/**
+ * Whether the file's session was deleted (from the session's stream, never lagging): such a file is
+ * gone for every reader, and its removal follows (`removeSessionFiles`).
+ */
+export async function sessionGone(ctx: AppContext, file: Pick<FileState, "sessionId">): Promise<boolean> {
+  return file.sessionId !== null && (await ctx.repos.sessions.peek(file.sessionId)).state.status === "deleted";
+}
+
+/**
+ * Removes the files of a deleted session (its attachments, artifacts and pending uploads), and with
+ * them their content once no other file has it. Each removal is idempotent: several processes, and the
+ * reconciler, may do it at once. Returns how many this call removed.
+ */
+export async function removeSessionFiles(ctx: AppContext, fileIds: readonly string[], meta: CommandMetadata): Promise<number> {
+  let removed = 0;
+  for (const fileId of fileIds) {
+    const position = await removeFile(ctx, fileId, meta).catch((err) => {
+      if (err instanceof NotFoundError) return null; // removed already
+      throw err;
+    });
+    if (position !== null) removed++;
+  }
+  return removed;
+}
+
 /** The file's record from its stream (authoritative, never lagging), with the app it belongs to; null when there is none. */
 export async function loadFile(ctx: AppContext, fileId: string): Promise<{ state: FileState; appId: string | null } | null> {
   const { state, appId } = await ctx.repos.files.load(fileId);

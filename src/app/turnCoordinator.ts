@@ -3,7 +3,7 @@
  *
  * - A session turn's job ended (completed, failed or cancelled, by whichever process) → the turn ends
  *   on its session, with the reply, and the session's next queued turn goes to the queue.
- * - A session was deleted → the jobs of its open turns are cancelled.
+ * - A session was deleted → the jobs of its open turns are cancelled, and its files removed.
  * - A job that holds usage reservations ended → they are settled with what it spent (src/app/billing.ts).
  *
  * It reacts to those events as they are appended, through its own `$all` subscription, in every
@@ -22,6 +22,8 @@ import { readYourWrites, type AppContext } from "./context.ts";
 import type { CommandMetadata } from "./repository.ts";
 import { cancelJob, dispatch, replySummary } from "./turns.ts";
 import { settleJob } from "./billing.ts";
+import { removeSessionFiles } from "./files.ts";
+import { sessionFileIds } from "../../projections/files/index.ts";
 
 const JOB_ENDS = ["JobCompleted", "JobFailed", "JobCancelled"];
 const SETTLED_REMEMBERED = 10_000;
@@ -119,14 +121,22 @@ export class TurnCoordinator {
     return this.settled.has(jobId);
   }
 
-  /** The session was deleted: its turns in flight or queued end with it (their events stay for audit). */
-  async sessionDeleted(sessionId: string, meta: CommandMetadata): Promise<void> {
-    const { state: session } = await this.ctx.repos.sessions.load(sessionId);
+  /**
+   * The session was deleted: its turns in flight or queued end with it (their events stay for audit),
+   * and its files are removed (their bytes collected once no other file has them). `position` is the
+   * deletion's: the files read model is brought up to it first, so every file recorded before is found.
+   */
+  async sessionDeleted(sessionId: string, meta: CommandMetadata, position: bigint | null = null): Promise<void> {
+    const { state: session, appId } = await this.ctx.repos.sessions.load(sessionId);
     for (const turn of session.turns) {
       await cancelJob(this.ctx, turn.job_id, "session_deleted", { ...meta, causationId: sessionId }).catch((err) => {
         if (!(err instanceof ConflictError) && !(err instanceof NotFoundError)) throw err; // ended, or never queued
       });
     }
+    if (session.status !== "deleted" || !this.ctx.files) return;
+    await readYourWrites(this.ctx, position);
+    const removed = await removeSessionFiles(this.ctx, sessionFileIds(this.ctx.db, sessionId), { ...meta, appId: appId ?? meta.appId, causationId: sessionId });
+    if (removed) this.logger.debug("removed a deleted session's files", { session_id: sessionId, files: removed });
   }
 
   private async run(from: bigint | null): Promise<void> {
@@ -142,7 +152,7 @@ export class TurnCoordinator {
           for (const e of batch) {
             const meta = { appId: this.ctx.appId, correlationId: "turns", causationId: e.id, actor: "system:turns" };
             try {
-              if (e.type === "SessionDeleted") await this.sessionDeleted(idOf(e.streamId), meta);
+              if (e.type === "SessionDeleted") await this.sessionDeleted(idOf(e.streamId), meta, e.position);
               else {
                 // Its usage reservations are settled whether or not it was a session's turn.
                 await settleJob(this.ctx, idOf(e.streamId)).catch((err) => {

@@ -7,7 +7,9 @@
  * - a session turn whose job stream was never written (the process stopped between the two appends)
  *   gets its job queued from the message itself (with the usage reservations the message took);
  * - a session turn whose job has ended but whose end was not recorded on the session is closed, which
- *   frees the session and starts its next queued turn.
+ *   frees the session and starts its next queued turn;
+ * - files of a deleted session that are still there (no process was listening when it was deleted, or
+ *   a file arrived as it went) are removed.
  */
 import type { AppContext } from "../app/context.ts";
 import { dispatch } from "../app/turns.ts";
@@ -17,6 +19,8 @@ import { sessionStream } from "../domain/streams.ts";
 import { sessionEvents } from "../domain/session/events.ts";
 import { unfinishedJobs } from "../../projections/jobs/index.ts";
 import { sessionsWithOpenTurns } from "../../projections/sessions/index.ts";
+import { filesOfDeletedSessions } from "../../projections/files/index.ts";
+import { removeSessionFiles } from "../app/files.ts";
 import { heldBudgets } from "../app/billing.ts";
 import { keyIdOfActor } from "../domain/billing/limits.ts";
 import { occurredAt } from "../core/eventContract.ts";
@@ -26,6 +30,8 @@ export interface ReconcileReport {
   requeued: number;
   recreated: number;
   closed: number;
+  /** Files of deleted sessions removed. */
+  files: number;
 }
 
 export interface ReconcileOptions {
@@ -40,7 +46,7 @@ export interface ReconcileOptions {
  * answer, the job is left alone this round.
  */
 export async function reconcile(ctx: AppContext, options: ReconcileOptions = {}): Promise<ReconcileReport> {
-  const report: ReconcileReport = { requeued: 0, recreated: 0, closed: 0 };
+  const report: ReconcileReport = { requeued: 0, recreated: 0, closed: 0, files: 0 };
   const meta = { appId: ctx.appId, correlationId: "reconcile", actor: "system:reconciler" };
   const now = options.now ?? Date.now();
 
@@ -70,7 +76,15 @@ export async function reconcile(ctx: AppContext, options: ReconcileOptions = {})
       }
     }
   }
-  if (report.requeued || report.recreated || report.closed) ctx.logger.info("reconciled unfinished work", { ...report });
+  if (ctx.files) {
+    for (const file of filesOfDeletedSessions(ctx.db, 10_000)) {
+      report.files += await removeSessionFiles(ctx, [file.id], { ...meta, appId: file.app_id, causationId: file.session_id }).catch((err) => {
+        ctx.logger.warn("could not remove a deleted session's file; the next round tries again", { file_id: file.id, error: err as Error });
+        return 0;
+      });
+    }
+  }
+  if (report.requeued || report.recreated || report.closed || report.files) ctx.logger.info("reconciled unfinished work", { ...report });
   return report;
 }
 

@@ -356,3 +356,59 @@ describe("attachments and artifacts", () => {
     expect(second.has_more).toBe(false);
   });
 });
+
+describe("a deleted session's files", () => {
+  test("go with it: refused by id and by URL, removed, their content collected unless another file has it", async () => {
+    const session = (await client.post("/v1/sessions", { user_id: "u-deleted" })).body.id;
+    const keeper = (await client.post("/v1/sessions", { user_id: "u-deleted" })).body.id;
+    const only = `only in the deleted session ${crypto.randomUUID()}`;
+    const shared = `shared with another session ${crypto.randomUUID()}`;
+    const a = (await upload(session, [["file", new Blob([only], { type: "text/plain" }), "only.txt"]])).body;
+    const b = (await upload(session, [["file", new Blob([shared], { type: "text/plain" }), "shared.txt"]])).body;
+    const kept = (await upload(keeper, [["file", new Blob([shared], { type: "text/plain" }), "kept.txt"]])).body;
+    const sent = await client.post(`/v1/sessions/${session}/messages`, { content: "note", attachments: [{ type: "file", name: "n.txt", data: Buffer.from(`inline ${only}`).toString("base64") }], wait: true });
+    expect(sent.status).toBe(200);
+    const inline = (await client.get(`/v1/sessions/${session}/files`)).body.data.find((f: any) => f.source === "message").id;
+    const pending = (await client.post("/v1/uploads", { session_id: session, name: "later.txt", content_type: "text/plain" })).body;
+
+    expect((await client.del(`/v1/sessions/${session}`)).status).toBe(200);
+    for (const id of [a.id, b.id, inline, pending.file_id]) {
+      const r = await client.get(`/v1/files/${id}`);
+      expect({ id, status: r.status, code: r.body.error?.code }).toEqual({ id, status: 404, code: "file_not_found" });
+      expect((await client.del(`/v1/files/${id}`)).status).toBe(404);
+    }
+    expect((await fetch(a.download_url)).status).toBe(404);
+    expect((await fetch(pending.upload_url, { method: "PUT", body: "too late" })).status).toBe(404);
+    // Removed (FileRemoved), and the bytes no other file has are gone; the shared ones stay for the other session's file.
+    const removed = new Set<string>();
+    for await (const e of server.ctx.store.readAll()) if (e.type === "FileRemoved") removed.add((e.data as { file_id: string }).file_id);
+    for (const id of [a.id, b.id, inline, pending.file_id]) expect({ id, removed: removed.has(id) }).toEqual({ id, removed: true });
+    expect(existsSync(blobs.pathOf(sha(only)))).toBe(false);
+    expect(existsSync(blobs.pathOf(sha(`inline ${only}`)))).toBe(false);
+    expect(await (await fetch(kept.download_url)).text()).toBe(shared);
+  });
+
+  test("deleted while no process listened: its files are refused at once, and the reconciler removes them", async () => {
+    const { reconcile } = await import("../../src/jobs/reconciler.ts");
+    const { TurnCoordinator } = await import("../../src/app/turnCoordinator.ts");
+    const session = (await client.post("/v1/sessions", { user_id: "u-unheard" })).body.id;
+    const content = `unheard ${crypto.randomUUID()}`;
+    const file = (await upload(session, [["file", new Blob([content], { type: "text/plain" }), "unheard.txt"]])).body;
+    // No coordinator follows the deletion (as when every worker was down): the file stays recorded.
+    await server.ctx.turns.stop();
+    try {
+      const { position } = await server.ctx.repos.sessions.handle(session, { type: "DeleteSession" }, { appId: server.ctx.appId });
+      await server.ctx.projections.waitForPosition(position!, 5000);
+      expect((await server.ctx.repos.files.load(file.id)).state.status).toBe("uploaded");
+      expect((await client.get(`/v1/files/${file.id}`)).body.error?.code).toBe("file_not_found");
+      expect((await fetch(file.download_url)).status).toBe(404);
+      expect((await reconcile(server.ctx)).files).toBe(1);
+      expect((await server.ctx.repos.files.load(file.id)).state.status).toBe("removed");
+      expect(existsSync(blobs.pathOf(sha(content)))).toBe(false);
+      expect((await reconcile(server.ctx)).files).toBe(0);
+    } finally {
+      server.ctx.turns = new TurnCoordinator(server.ctx);
+      await server.ctx.turns.start();
+    }
+  });
+});

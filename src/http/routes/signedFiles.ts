@@ -6,7 +6,7 @@
  */
 import { Elysia, t } from "elysia";
 import type { AppContext } from "../../app/context.ts";
-import { completeSignedUpload, filesOf, loadFile, openBlob } from "../../app/files.ts";
+import { completeSignedUpload, filesOf, loadFile, openBlob, sessionGone } from "../../app/files.ts";
 import { NotFoundError } from "../../core/errors.ts";
 import { clientRequestId, streamedBody } from "../requestGuard.ts";
 import { fileView, rowOfState } from "./v1/files/model.ts";
@@ -33,7 +33,7 @@ export const signedFileRoutes = ({ ctx }: { ctx: AppContext }) =>
     .put("/uploads/:file_id", async ({ params, query, request, set }) => {
       filesOf(ctx).urls.verify("upload", params.file_id, query.expires ?? null, query.sig ?? null);
       const loaded = await loadFile(ctx, params.file_id);
-      if (!loaded) throw notFound();
+      if (!loaded || (await sessionGone(ctx, loaded.state))) throw notFound();
       const appId = loaded.appId ?? ctx.appId;
       const meta = { appId, actor: "signed_url", correlationId: clientRequestId(request) ?? undefined, now: Date.now(), ...(loaded.state.userId ? { attributedUserId: loaded.state.userId } : {}) };
       const { state, position } = await completeSignedUpload({ ...ctx, appId }, params.file_id, streamedBody(request), meta);
@@ -54,7 +54,7 @@ export const signedFileRoutes = ({ ctx }: { ctx: AppContext }) =>
       const files = filesOf(ctx);
       files.urls.verify("download", params.file_id, query.expires ?? null, query.sig ?? null);
       const loaded = await loadFile(ctx, params.file_id);
-      if (!loaded || loaded.state.status !== "uploaded") throw notFound();
+      if (!loaded || loaded.state.status !== "uploaded" || (await sessionGone(ctx, loaded.state))) throw notFound();
       const blob = await openBlob(ctx, loaded.state.sha256!);
       if (!blob) throw notFound();
       // A local file is sent as is (the runtime streams it from disk); an S3 object as a stream of its body.

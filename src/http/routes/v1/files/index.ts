@@ -19,6 +19,7 @@ import { streamedBody, type StreamedBodyRoute } from "../../../requestGuard.ts";
 import { afterWrite, callerContext, create, IdParam, metaOf, type HttpExchange, type V1Deps } from "../common.ts";
 import { v1Models } from "../models.ts";
 import { requireSession } from "../sessions/service.ts";
+import { sessionDeleted } from "../../../../../projections/sessions/index.ts";
 import { FileDetail, FileModel, fileView, rowOfState, UploadTicket } from "./model.ts";
 
 export const fileModels = new Elysia({ name: "agentry.v1.files.models" }).model({
@@ -39,10 +40,13 @@ export function fileBodyRoutes(settings: { maxBytes: number }, bodyTimeoutMs: nu
   ];
 }
 
-/** The file's read-model row, if the caller may see it; 404 file_not_found otherwise (403 for another end user's or agent's). */
+/**
+ * The file's read-model row, if the caller may see it; 404 file_not_found otherwise (a file of a
+ * deleted session included: it goes with its session), 403 for another end user's or agent's.
+ */
 export function requireFile(ctx: AppContext, fileId: string): FileRow {
   const row = getFile(ctx.db, ctx.appId, fileId);
-  if (!row) throw new NotFoundError("File not found", { param: "file_id" }, "file_not_found");
+  if (!row || (row.session_id !== null && sessionDeleted(ctx.db, row.session_id))) throw new NotFoundError("File not found", { param: "file_id" }, "file_not_found");
   if (row.agent_id) requireAgentAllowed(ctx, row.agent_id);
   requireUser(ctx, row.user_id);
   return row;

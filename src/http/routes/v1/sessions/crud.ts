@@ -88,9 +88,9 @@ export const sessionCrudRoutes = (deps: V1Deps) =>
       const session = requireSession(ctx, params.session_id);
       const meta = metaOf(ctx, request, session.user_id);
       const r = await ctx.repos.sessions.handle(params.session_id, { type: "DeleteSession" }, meta);
-      // Its turns end with it: the turn coordinator reacts to the deletion wherever jobs run; asking it
-      // here too stops them before this answers.
-      await ctx.turns.sessionDeleted(params.session_id, meta);
+      // Its turns end with it and its files go: the turn coordinator reacts to the deletion wherever
+      // jobs run; asking it here too does it before this answers.
+      await ctx.turns.sessionDeleted(params.session_id, meta, r.position);
       await afterWrite(ctx, { set, request }, r.position);
       return { id: params.session_id, object: "session" as const, deleted: true as const };
     }, { params: IdParam("session_id"), response: "SessionDeleted", detail: { summary: "Delete a session (gone from lists and reads; its events stay auditable)" } });
