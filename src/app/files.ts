@@ -16,6 +16,7 @@ import type { Logger } from "../core/logger.ts";
 import { fileDecider, type FileCommand, type FileRole, type FileSource, type FileState } from "../domain/file/file.ts";
 import { BlobTooLargeError, type BlobStore, type StagedBlob } from "../blobs/port.ts";
 import { chunksOf } from "../blobs/staging.ts";
+import { contentMatches } from "../domain/file/sniff.ts";
 import { newResourceId } from "../core/ids.ts";
 import type { AppContext } from "./context.ts";
 import type { CommandMetadata } from "./repository.ts";
@@ -58,6 +59,16 @@ export function fileName(given: string | null | undefined, param: string, option
   return name;
 }
 
+/**
+ * 415 naming `param` when the bytes are not what the type says: an image (PNG, JPEG, GIF, WebP) or a
+ * PDF must start as one (src/domain/file/sniff.ts), as the model is given it as an image or its text.
+ * `head` is the content's first bytes (at least 1 KiB, or all of it).
+ */
+export function requireContentMatches(contentType: string, head: Uint8Array, param: string): void {
+  if (contentMatches(contentType, head)) return;
+  throw new UnsupportedMediaTypeError(`Invalid ${param}: the content is not ${contentType} (its first bytes say otherwise)`, { param, content_type: contentType });
+}
+
 /** A content type for a file name's extension, for files given without one. */
 export function contentTypeOfName(name: string | null | undefined): string | null {
   const ext = (name ?? "").toLowerCase().split(".").pop() ?? "";
@@ -91,6 +102,8 @@ export interface StoreFileInput {
   job_id?: string | null;
   /** At most this many bytes (the server's MAX_FILE_BYTES when absent). */
   maxBytes?: number;
+  /** The request field the content came in, named by a refusal (415 when it is not what its type says); "file" when absent. */
+  param?: string;
 }
 
 export interface StoredFile {
@@ -116,11 +129,21 @@ export async function discardStaged(ctx: AppContext, staged: StagedBlob): Promis
   await filesOf(ctx).blobs.discard(staged);
 }
 
-/** Records staged bytes as the file `input.owner.file_id` (its blob referenced, its bytes committed). */
+/**
+ * Records staged bytes as the file `input.owner.file_id` (its blob referenced, its bytes committed).
+ * Bytes that are not what their type says are refused (415) and dropped, nothing recorded.
+ */
 export async function recordFile(ctx: AppContext, staged: StagedBlob, input: Omit<StoreFileInput, "chunks" | "maxBytes">, meta: CommandMetadata): Promise<StoredFile> {
-  return recordStaged(ctx, input.owner.file_id, staged, {
-    type: "RecordUpload", ...input.owner, name: input.name, content_type: input.content_type, size: staged.size, sha256: staged.sha256,
-    role: input.role, source: input.source, message_id: input.message_id ?? null, job_id: input.job_id ?? null, now: meta.now ?? Date.now(),
+  try {
+    requireContentMatches(input.content_type, staged.head, input.param ?? "file");
+  } catch (err) {
+    await discardStaged(ctx, staged);
+    throw err;
+  }
+  const { param: _, ...file } = input;
+  return recordStaged(ctx, file.owner.file_id, staged, {
+    type: "RecordUpload", ...file.owner, name: file.name, content_type: file.content_type, size: staged.size, sha256: staged.sha256,
+    role: file.role, source: file.source, message_id: file.message_id ?? null, job_id: file.job_id ?? null, now: meta.now ?? Date.now(),
   }, meta);
 }
 
@@ -136,6 +159,13 @@ export async function completeSignedUpload(ctx: AppContext, fileId: string, chun
   fileDecider.decide({ type: "CompleteSignedUpload", sha256: "0".repeat(64), size: state.size ?? 0, now }, state);
   const limit = Math.min(state.size ?? files.settings.maxBytes, files.settings.maxBytes);
   const staged = await stage(files, chunks, limit);
+  try {
+    // Bytes that are not what the upload declared are refused; the URL still takes the right ones.
+    requireContentMatches(state.contentType, staged.head, "body");
+  } catch (err) {
+    await files.blobs.discard(staged);
+    throw err;
+  }
   return recordStaged(ctx, fileId, staged, { type: "CompleteSignedUpload", sha256: staged.sha256, size: staged.size, now }, meta);
 }
 
@@ -296,7 +326,7 @@ export async function saveArtifact(
   const bytes = typeof file.content === "string" ? new TextEncoder().encode(file.content) : file.content;
   const { state } = await storeFile(ctx, {
     owner: { file_id: fileId, session_id: queued.session_id, user_id: queued.user_id, agent_id: queued.agent_id },
-    chunks: chunksOf(bytes), name: file.name, content_type: contentType, role: "artifact", source: "tool", job_id: jobId,
+    chunks: chunksOf(bytes), name: file.name, content_type: contentType, role: "artifact", source: "tool", job_id: jobId, param: "content",
   }, meta);
   return { file_id: fileId, name: state.name, content_type: state.contentType, size: state.size!, sha256: state.sha256! };
 }

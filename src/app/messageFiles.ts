@@ -12,7 +12,8 @@ import type { Attachment } from "../domain/session/session.ts";
 import type { SessionRow } from "../../projections/sessions/index.ts";
 import type { AppContext } from "./context.ts";
 import { requireAgentAllowed, requireUser } from "./access.ts";
-import { acceptedContentType, contentTypeOfName, fileName, filesOf, loadFile, removeFile, storeFile } from "./files.ts";
+import { acceptedContentType, contentTypeOfName, fileName, filesOf, loadFile, removeFile, requireContentMatches, storeFile } from "./files.ts";
+import { SNIFF_BYTES } from "../domain/file/sniff.ts";
 import type { CommandMetadata } from "./repository.ts";
 import { chunksOf } from "../blobs/staging.ts";
 
@@ -62,6 +63,7 @@ export async function resolveAttachments(
     // A name is stored and shown as given: the same rules as an upload's (no path, no control characters).
     const name = a.name === undefined || a.name.trim() === "" ? `attachment-${i + 1}` : fileName(a.name, `${param}.name`);
     const contentType = acceptedContentType(files.settings, a.content_type ?? contentTypeOfName(name));
+    requireContentMatches(contentType, bytes.subarray(0, SNIFF_BYTES), `${param}.data`);
     inline.push({ index: i, bytes, name, contentType });
     out.push(a); // replaced by its file's reference once stored
   }
@@ -70,6 +72,7 @@ export async function resolveAttachments(
     const { state } = await storeFile(ctx, {
       owner: { file_id: fileId, session_id: session.id, user_id: session.user_id, agent_id: session.agent_id },
       chunks: chunksOf(f.bytes), name: f.name, content_type: f.contentType, role: "attachment", source: "message", message_id: messageId,
+      param: `attachments.${f.index}.data`,
     }, meta);
     stored.push(fileId);
     out[f.index] = reference(fileId, state.name, state.contentType, state.size!, state.sha256!);

@@ -29,7 +29,7 @@ export class LocalBlobStore implements BlobStore {
 
   async stage(chunks: AsyncIterable<Uint8Array>, options: { maxBytes?: number } = {}): Promise<StagedBlob> {
     const staged = await stageToDisk(this.staging, chunks, options.maxBytes);
-    return { sha256: staged.sha256, size: staged.size, ref: staged.path };
+    return { sha256: staged.sha256, size: staged.size, ref: staged.path, head: staged.head };
   }
 
   async commit(staged: StagedBlob): Promise<void> {

@@ -19,6 +19,8 @@ export interface StagedBlob {
   readonly size: number;
   /** Where the adapter keeps the staged copy (opaque to callers). */
   readonly ref: string;
+  /** The content's first bytes (up to 1 KiB), for checks of what it is before it is recorded. */
+  readonly head: Uint8Array;
 }
 
 /** What `park` returns: the handle `purge` and `restore` take. */

@@ -7,7 +7,12 @@ export interface StagedFile {
   sha256: string;
   size: number;
   path: string;
+  /** The first bytes (up to HEAD_BYTES), for checks of what the content is. */
+  head: Uint8Array;
 }
+
+/** How many leading bytes staging keeps in memory for the caller's checks. */
+export const HEAD_BYTES = 1024;
 
 /**
  * Writes `chunks` to a new file in `dir` (mode 0600), hashing them, and syncs it to disk. Past
@@ -17,9 +22,11 @@ export async function stageToDisk(dir: string, chunks: AsyncIterable<Uint8Array>
   const path = join(dir, `${crypto.randomUUID()}.part`);
   const handle = await open(path, "wx", 0o600);
   const hasher = new Bun.CryptoHasher("sha256");
+  const head = new Uint8Array(HEAD_BYTES);
   let size = 0;
   try {
     for await (const chunk of chunks) {
+      if (size < HEAD_BYTES) head.set(chunk.subarray(0, HEAD_BYTES - size), size);
       size += chunk.byteLength;
       if (size > maxBytes) throw new BlobTooLargeError(maxBytes);
       hasher.update(chunk);
@@ -33,7 +40,7 @@ export async function stageToDisk(dir: string, chunks: AsyncIterable<Uint8Array>
     throw err;
   }
   await handle.close();
-  return { sha256: hasher.digest("hex"), size, path };
+  return { sha256: hasher.digest("hex"), size, path, head: head.slice(0, Math.min(size, HEAD_BYTES)) };
 }
 
 /** The chunks of a byte array or a string, for staging content already in memory. */

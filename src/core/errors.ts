@@ -103,8 +103,8 @@ export class PayloadTooLargeError extends AppError {
 /** 415: the body is not in a format the route accepts. */
 export class UnsupportedMediaTypeError extends AppError {
   readonly status = 415;
-  constructor(message: string) {
-    super("unsupported_media_type", message);
+  constructor(message: string, details?: ErrorDetails) {
+    super("unsupported_media_type", message, details);
   }
 }
 

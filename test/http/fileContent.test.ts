@@ -131,6 +131,9 @@ describe("with the sandbox provider", () => {
       [[{ type: "file", name: "a\\b.txt", data: b64("x") }], 400, "invalid_request", "attachments.0.name"],
       [[{ type: "file", name: "bell\u0007.txt", data: b64("x") }], 400, "invalid_request", "attachments.0.name"],
       [[{ type: "file", name: "x".repeat(252) + ".txt", data: b64("x") }], 400, "invalid_request", "attachments.0.name"],
+      // An image or PDF must be one (its first bytes), whatever it is declared or named as.
+      [[{ type: "file", name: "x.png", data: b64("<html><script>1</script></html>") }], 415, "unsupported_media_type", "attachments.0.data"],
+      [[{ type: "file", name: "x", content_type: "application/pdf", data: b64("not a pdf") }], 415, "unsupported_media_type", "attachments.0.data"],
       // A good inline file before a bad attachment is not stored either.
       [[note, { type: "file", file_id: "file_nope" }], 404, "file_not_found", "attachments.1.file_id"],
       [[note, { type: "file", name: "b.exe", content_type: "application/x-msdownload", data: b64("MZ") }], 415, "unsupported_media_type"],
@@ -172,6 +175,18 @@ describe("with the sandbox provider", () => {
     for await (const e of server.ctx.store.readAll()) expect({ type: e.type, holds: JSON.stringify(e.data).includes(data) }).toEqual({ type: e.type, holds: false });
     const files = (await client.get(`/v1/sessions/${session}/files?role=attachment`)).body.data;
     expect(files.find((f: any) => f.id === sent.payload.attachments[0].file_id)).toMatchObject({ source: "message", message_id: r.body.message_id });
+  });
+
+  test("an older message's inline bytes that are not the image they claim go to the model as a note, not an image", async () => {
+    const session = (await client.post("/v1/sessions", { user_id: "u-old-image" })).body.id;
+    const { sendMessage } = await import("../../src/app/turns.ts");
+    const accepted = await sendMessage(server.ctx, session, {
+      content: "old style", model: null, context: null, multitask: "reject",
+      attachments: [{ type: "file", name: "page.png", content_type: "image/png", data: b64("<html>not an image</html>") }, { type: "file", name: "pixel.png", content_type: "image/png", data: b64(PNG_1X1) }],
+    }, { appId: server.ctx.appId });
+    const done = (await client.pollUntilDone(accepted.job_id)).find((e: any) => e.type === "job.completed");
+    expect(done.payload.content).toContain("[page.png is not shown: its content is not image/png, whatever its type says]");
+    expect(done.payload.content).toContain("- pixel.png (image/png, image,");
   });
 
   test("the runner reads only files of the job's session and user, whatever the message's event names", async () => {

@@ -103,6 +103,23 @@ describe("multipart uploads", () => {
     expect(readdirSync(join(server.dataDir, "blobs", "staging"))).toEqual([]);
   });
 
+  test("an image or PDF whose bytes are not one is 415 naming the field, and stores nothing", async () => {
+    const { PNG_1X1, makePdf } = await import("../support/pdf.ts");
+    const page = `<!doctype html><script>alert("${crypto.randomUUID()}")</script>`;
+    for (const [type, name] of [["image/png", "x.png"], ["image/jpeg", "x.jpg"], ["image/gif", "x.gif"], ["image/webp", "x.webp"], ["application/pdf", "x.pdf"]]) {
+      const r = await upload(sessionId, [["file", new Blob([page], { type }), name!]]);
+      expect({ type, status: r.status, code: r.body.error?.code, param: r.body.error?.details?.param }).toEqual({ type, status: 415, code: "unsupported_media_type", param: "file" });
+    }
+    // Typed by the file name's extension alike.
+    const byName = await upload(sessionId, [["file", new Blob([page], { type: "application/octet-stream" }), "photo.png"]]);
+    expect(byName.status).toBe(415);
+    expect(await blobs.has(sha(page))).toBe(false);
+    expect(readdirSync(join(server.dataDir, "blobs", "staging"))).toEqual([]);
+    // The real thing passes.
+    expect((await upload(sessionId, [["file", new Blob([PNG_1X1], { type: "image/png" }), "pixel.png"]])).status).toBe(201);
+    expect((await upload(sessionId, [["file", new Blob([makePdf("ok")], { type: "application/pdf" }), "ok.pdf"]])).status).toBe(201);
+  });
+
   test("a declared length over the limit is 413 before the body is read; a stalled body is 408", async () => {
     const head = (length: number) => `POST /v1/sessions/${sessionId}/files HTTP/1.1\r\nHost: 127.0.0.1\r\nx-api-key: ${TEST_KEY}\r\n` +
       `content-type: multipart/form-data; boundary=B\r\ncontent-length: ${length}\r\n\r\n--B\r\n`;
@@ -189,6 +206,19 @@ describe("signed URLs", () => {
     expect(long.status).toBe(413);
     expect(await blobs.has(sha("ab"))).toBe(false);
     expect((await fetch(ticket.upload_url, { method: "PUT", body: "abc" })).status).toBe(201);
+  });
+
+  test("a signed upload whose bytes are not the declared image is 415; the URL still takes the right bytes", async () => {
+    const { PNG_1X1 } = await import("../support/pdf.ts");
+    const ticket = (await client.post("/v1/uploads", { session_id: sessionId, name: "photo.png", content_type: "image/png" })).body;
+    const page = `<html>${crypto.randomUUID()}</html>`;
+    const wrong = await fetch(ticket.upload_url, { method: "PUT", body: page });
+    expect(wrong.status).toBe(415);
+    expect((await json(wrong)).error).toMatchObject({ code: "unsupported_media_type", details: { param: "body" } });
+    expect(await blobs.has(sha(page))).toBe(false);
+    expect((await client.get(`/v1/files/${ticket.file_id}`)).body.status).toBe("pending");
+    const right = await fetch(ticket.upload_url, { method: "PUT", body: PNG_1X1 });
+    expect(right.status).toBe(201);
   });
 
   test("an expired download URL gets 403", async () => {

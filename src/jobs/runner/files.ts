@@ -11,6 +11,7 @@
 import type { FilesConfig } from "../../config.ts";
 import type { AppContext } from "../../app/context.ts";
 import { loadFile, openBlob } from "../../app/files.ts";
+import { contentMatches, SNIFF_BYTES } from "../../domain/file/sniff.ts";
 import type { ChatFile, ChatMessage } from "../../llm/provider.ts";
 
 /** The attachment fields this reads (the session's Attachment). */
@@ -54,6 +55,12 @@ export async function readFiles(ctx: AppContext, attachments: readonly FileAttac
     }
     const kind = kindOf(file.contentType);
     try {
+      // Checked when it was stored; checked again for files stored before that, and older inline bytes.
+      const type = file.contentType.split(";")[0]!.trim().toLowerCase();
+      if ((kind === "image" || kind === "pdf") && !contentMatches(type, await file.bytes(SNIFF_BYTES))) {
+        out.push(note(name, file.contentType, `its content is not ${type}, whatever its type says`));
+        continue;
+      }
       if (kind === "image") {
         if (images >= MAX_IMAGES) out.push(note(name, file.contentType, `only the first ${MAX_IMAGES} images of a message are shown`));
         else if (file.size > settings.modelImageBytes) out.push(note(name, file.contentType, `the image is ${file.size} bytes, over the ${settings.modelImageBytes}-byte limit for images`));

@@ -1,0 +1,34 @@
+/**
+ * What a file's first bytes say it is, for the types whose content goes to a model as more than text:
+ * images (sent as image input) and PDFs (parsed for their text). A file declared as one of them must
+ * start as one; declared types are otherwise taken as given (text is text whatever it says).
+ */
+
+/** How many leading bytes the checks need (a PDF's header may follow up to 1 KiB of junk, as readers accept). */
+export const SNIFF_BYTES = 1024;
+
+const ascii = (bytes: Uint8Array, at: number, text: string): boolean =>
+  bytes.length >= at + text.length && [...text].every((c, i) => bytes[at + i] === c.charCodeAt(0));
+
+const startsWith = (bytes: Uint8Array, prefix: readonly number[]): boolean =>
+  bytes.length >= prefix.length && prefix.every((b, i) => bytes[i] === b);
+
+const CHECKS: Record<string, (head: Uint8Array) => boolean> = {
+  "image/png": (h) => startsWith(h, [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+  "image/jpeg": (h) => startsWith(h, [0xff, 0xd8, 0xff]),
+  "image/gif": (h) => ascii(h, 0, "GIF87a") || ascii(h, 0, "GIF89a"),
+  "image/webp": (h) => ascii(h, 0, "RIFF") && ascii(h, 8, "WEBP"),
+  "application/pdf": (h) => Buffer.from(h.subarray(0, SNIFF_BYTES)).includes("%PDF-"),
+};
+
+/** Whether the content type is one whose bytes are checked. */
+export const isSniffed = (contentType: string): boolean => Object.hasOwn(CHECKS, contentType);
+
+/**
+ * Whether `head` (at least the first SNIFF_BYTES bytes, or the whole file when shorter) is content
+ * of `contentType`: for images and PDFs, their signature; for any other type, true.
+ */
+export function contentMatches(contentType: string, head: Uint8Array): boolean {
+  const check = CHECKS[contentType];
+  return check ? check(head) : true;
+}
