@@ -57,18 +57,24 @@ export class FileUrls {
   }
 
   /**
-   * Checks a URL's signature, then its expiry: 403 `invalid_signature` for a missing, malformed or
-   * wrong signature (anything changed in the URL), 403 `signature_expired` past its expiry.
+   * Checks a URL's query (`search`, as received, with its `?`), then its signature, then its expiry.
+   * The query must be exactly as `url` writes it — `?expires=<epoch seconds, no leading zero>&sig=<64
+   * lowercase hex>`, nothing added, repeated, reordered or encoded otherwise — so each signed URL has
+   * one form: anything else is 403 `invalid_signature`, as is a wrong signature; past its expiry it is
+   * 403 `signature_expired`.
    */
-  verify(purpose: UrlPurpose, fileId: string, expires: string | null, sig: string | null, now = Date.now()): void {
-    if (!expires || !/^[0-9]{1,12}$/.test(expires) || !sig || !/^[0-9a-f]{64}$/.test(sig)) {
-      throw new ForbiddenError("This URL is not signed, or its signature is malformed", "invalid_signature");
-    }
+  verify(purpose: UrlPurpose, fileId: string, search: string, now = Date.now()): void {
+    const m = CANONICAL_QUERY.exec(search);
+    if (!m) throw new ForbiddenError("This URL is not signed, or not in the form it was signed in", "invalid_signature");
+    const [, expires, sig] = m as unknown as [string, string, string];
     const expected = Buffer.from(this.sign(purpose, fileId, Number(expires)), "hex");
     if (!timingSafeEqual(expected, Buffer.from(sig, "hex"))) throw new ForbiddenError("This URL's signature does not match", "invalid_signature");
     if (now > Number(expires) * 1000) throw new ForbiddenError("This URL has expired; ask for a new one", "signature_expired");
   }
 }
+
+/** The one form of a signed URL's query, as `FileUrls.url` writes it. */
+const CANONICAL_QUERY = /^\?expires=([1-9][0-9]{0,11})&sig=([0-9a-f]{64})$/;
 
 async function readSealed(store: EventStore): Promise<string | null> {
   try {

@@ -192,6 +192,20 @@ describe("signed URLs", () => {
     const otherFile = `${server.url}/uploads/file_other?${url.searchParams}`;
     const asDownload = `${server.url}/downloads/${fileId}?${url.searchParams}`;
     const unsigned = `${server.url}/uploads/${fileId}`;
+    // The query must be exactly as issued: any other spelling of the same values is refused too.
+    const expires = url.searchParams.get("expires")!;
+    const sig = url.searchParams.get("sig")!;
+    const base = `${server.url}/uploads/${fileId}`;
+    const respelled = [
+      `${base}?expires=0${expires}&sig=${sig}`, `${base}?expires=${expires}&sig=${sig}&sig=${sig}`, `${base}?expires=${expires}&expires=${expires}&sig=${sig}`,
+      `${base}?sig=${sig}&expires=${expires}`, `${base}?expires=${expires}&sig=${sig}&x=1`, `${base}?expires=${expires}&sig=${sig.toUpperCase()}`,
+      `${base}?expires=%3${expires.slice(0, 1)}${expires.slice(1)}&sig=${sig}`, `${base}?expires=${expires}&sig=${sig}&`, `${base}?expires=${expires}.0&sig=${sig}`,
+      `${base}?expires=${expires}&sig=${sig}${"0".repeat(200)}`, `${base}?expires=${"9".repeat(30)}&sig=${sig}`,
+    ];
+    for (const target of respelled) {
+      const res = await fetch(target, { method: "PUT", body: "abc" });
+      expect({ target, status: res.status, code: (await json(res)).error.code }).toEqual({ target, status: 403, code: "invalid_signature" });
+    }
     for (const [target, code, method] of [
       [expired, "signature_expired", "PUT"], [tamperedSig, "invalid_signature", "PUT"], [laterExpiry, "invalid_signature", "PUT"],
       [otherFile, "invalid_signature", "PUT"], [asDownload, "invalid_signature", "GET"], [unsigned, "invalid_signature", "PUT"],
@@ -221,8 +235,15 @@ describe("signed URLs", () => {
     expect(right.status).toBe(201);
   });
 
-  test("an expired download URL gets 403", async () => {
+  test("an expired download URL gets 403; so does any other spelling of a valid one", async () => {
     const r = await upload(sessionId, [["file", new Blob(["dl"], { type: "text/plain" }), "dl.txt"]]);
+    const issued = new URL(r.body.download_url);
+    const [expires, sig] = [issued.searchParams.get("expires")!, issued.searchParams.get("sig")!];
+    expect((await fetch(r.body.download_url)).status).toBe(200);
+    for (const search of [`?expires=0${expires}&sig=${sig}`, `?expires=${expires}&sig=${sig}&sig=${sig}`, `?sig=${sig}&expires=${expires}`, `?expires=${expires}&sig=${sig}&download=1`]) {
+      const res = await fetch(`${server.url}/downloads/${r.body.id}${search}`);
+      expect({ search, status: res.status, code: (await json(res)).error.code }).toEqual({ search, status: 403, code: "invalid_signature" });
+    }
     const past = Math.floor(Date.now() / 1000) - 1;
     const res = await fetch(`${server.url}/downloads/${r.body.id}?expires=${past}&sig=${server.ctx.files!.urls.sign("download", r.body.id, past)}`);
     expect(res.status).toBe(403);

@@ -1,8 +1,8 @@
 /**
  * The signed file URLs, outside /v1 because they take no API key: the signature in the URL is the
  * credential (src/app/fileUrls.ts). `PUT /uploads/{file_id}` stores the bytes of a signed upload
- * (once, before it expires); `GET /downloads/{file_id}` serves a file's bytes. A missing, malformed or
- * tampered signature is 403 `invalid_signature`, an expired one 403 `signature_expired`.
+ * (once, before it expires); `GET /downloads/{file_id}` serves a file's bytes. A query not exactly as
+ * issued, or a wrong signature, is 403 `invalid_signature`, an expired one 403 `signature_expired`.
  */
 import { Elysia, t } from "elysia";
 import type { AppContext } from "../../app/context.ts";
@@ -14,10 +14,19 @@ import { fileModels } from "./v1/files/index.ts";
 import { getFile } from "../../../projections/files/index.ts";
 
 const FileIdParam = t.Object({ file_id: t.String({ minLength: 1, maxLength: 100, pattern: "^[A-Za-z0-9_.-]+$" }) });
-const SignedQuery = t.Object({
-  expires: t.Optional(t.String({ maxLength: 20, description: "Epoch seconds when the URL stops working" })),
-  sig: t.Optional(t.String({ maxLength: 128, description: "HMAC-SHA256 signature (hex)" })),
-});
+/**
+ * The signed query, for the API document only: it is checked as received, not parsed by a schema, so
+ * that any departure from the one form the URL was issued in is 403 rather than 400.
+ */
+const SIGNED_QUERY_DOC = [
+  { name: "expires", in: "query", required: true, schema: { type: "string" as const, pattern: "^[1-9][0-9]{0,11}$" }, description: "Epoch seconds when the URL stops working" },
+  { name: "sig", in: "query", required: true, schema: { type: "string" as const, pattern: "^[0-9a-f]{64}$" }, description: "HMAC-SHA256 signature (hex)" },
+];
+/** The query as received, with its `?` ("" when there is none). */
+const searchOf = (request: Request): string => {
+  const at = request.url.indexOf("?");
+  return at < 0 ? "" : request.url.slice(at);
+};
 
 const notFound = () => new NotFoundError("File not found", { param: "file_id" }, "file_not_found");
 
@@ -30,8 +39,8 @@ function disposition(name: string): string {
 export const signedFileRoutes = ({ ctx }: { ctx: AppContext }) =>
   new Elysia({ name: "agentry.signed-files", detail: { tags: ["Files"], security: [] } })
     .use(fileModels)
-    .put("/uploads/:file_id", async ({ params, query, request, set }) => {
-      filesOf(ctx).urls.verify("upload", params.file_id, query.expires ?? null, query.sig ?? null);
+    .put("/uploads/:file_id", async ({ params, request, set }) => {
+      filesOf(ctx).urls.verify("upload", params.file_id, searchOf(request));
       const loaded = await loadFile(ctx, params.file_id);
       if (!loaded || (await sessionGone(ctx, loaded.state))) throw notFound();
       const appId = loaded.appId ?? ctx.appId;
@@ -43,16 +52,17 @@ export const signedFileRoutes = ({ ctx }: { ctx: AppContext }) =>
       const row = (fresh ? getFile(ctx.db, appId, params.file_id) : null) ?? rowOfState(state, appId, Date.now());
       return fileView(row);
     }, {
-      params: FileIdParam, query: SignedQuery, response: { 201: "File" },
+      params: FileIdParam, response: { 201: "File" },
       detail: {
+        parameters: SIGNED_QUERY_DOC,
         summary: "Upload a file's bytes to a signed upload URL (no API key; once, before it expires)",
         description: "The body is the file's bytes, as is. 403 invalid_signature / signature_expired; 409 upload_already_used on a second PUT; 413 over the declared size or MAX_FILE_BYTES; 400 when fewer bytes arrive than declared.",
         requestBody: { required: true, content: { "application/octet-stream": { schema: { type: "string", format: "binary" } } } },
       },
     })
-    .get("/downloads/:file_id", async ({ params, query }) => {
+    .get("/downloads/:file_id", async ({ params, request }) => {
       const files = filesOf(ctx);
-      files.urls.verify("download", params.file_id, query.expires ?? null, query.sig ?? null);
+      files.urls.verify("download", params.file_id, searchOf(request));
       const loaded = await loadFile(ctx, params.file_id);
       if (!loaded || loaded.state.status !== "uploaded" || (await sessionGone(ctx, loaded.state))) throw notFound();
       const blob = await openBlob(ctx, loaded.state.sha256!);
@@ -70,8 +80,9 @@ export const signedFileRoutes = ({ ctx }: { ctx: AppContext }) =>
         },
       });
     }, {
-      params: FileIdParam, query: SignedQuery,
+      params: FileIdParam,
       detail: {
+        parameters: SIGNED_QUERY_DOC,
         summary: "Download a file's bytes from a signed download URL (no API key; until it expires)",
         responses: { 200: { description: "The file's bytes, as a download", content: { "application/octet-stream": { schema: { type: "string", format: "binary" } } } } },
       },
