@@ -41,9 +41,12 @@ export interface TurnRunnerOptions {
   coalesceChars?: number;
 }
 
-/** What memory is recalled for: the message, and a skill's steps when the turn runs one (its content may be empty). */
+/**
+ * What memory is recalled for: the user's own words first (a query keeps only its first terms), then a
+ * skill's steps when the turn runs one (a skill run's content may be empty).
+ */
 const recallQuery = (input: { content: string; skill?: { prompt: string } | null }): string =>
-  [input.skill?.prompt, input.content].filter((s) => s && s.trim()).join("\n");
+  [input.content, input.skill?.prompt].filter((s) => s && s.trim()).join("\n");
 
 export class TurnRunner {
   private readonly maxSteps: number;

@@ -60,7 +60,9 @@ describe("with the sandbox provider", () => {
     const r = await client.post(`/v1/sessions/${session}/messages`, { content: "Read", wait: true, attachments: [{ type: "file", file_id: f1.id }, { type: "file", file_id: f2.id }] });
     const reply = r.body.reply.content as string;
     expect(reply).toMatch(/- long\.txt \(text\/plain, text, \d+ characters, cut\): «A{120}»/);
-    expect(reply).toContain("- late.txt (text/plain, text, 89 characters, cut): « [… cut: 0 characters of late.txt (16 bytes) are shown; the rest is over the file budget]»");
+    // Nothing of the second file fits: it is said so, and not cited; the first is cited with what was shown.
+    expect(reply).toMatch(/- late\.txt \(text\/plain, text, \d+ characters\): «\[late\.txt is not shown: the files before it used the whole file budget\]»/);
+    expect(r.body.reply.citations.map((c: any) => c.file_id)).toEqual([f1.id]);
   });
 
   test("an inline base64 attachment becomes a file; the stored event names it and holds no bytes", async () => {

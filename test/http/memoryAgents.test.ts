@@ -112,6 +112,18 @@ test("a skill run with no message of its own recalls what is relevant to the ski
   expect(wire.requests.slice(before)[0]!.body.messages[0].content).toContain(`[${museums}] Loves modern art museums`);
 });
 
+test("a skill run with words of its own recalls by them first, however long the skill's steps", async () => {
+  const agent = (await client.post("/v1/agents", { name: "skilled memory 2", approval: "never", model: { connection: "main" }, memory: { recall_limit: 3 } })).body.id;
+  const steps = Array.from({ length: 60 }, (_, i) => `step${i} examine carefully`).join(" ");
+  expect((await client.post("/v1/skills", { name: "long-recipe", description: "Long", steps })).status).toBe(201);
+  const cat = await remember("u-skill-words", "Whiskers is the family cat");
+  const sid = (await client.post("/v1/sessions", { user_id: "u-skill-words", agent_id: agent })).body.id;
+  const before = wire.requests.length;
+  const run = await client.post(`/v1/sessions/${sid}/run-skill`, { skill: "long-recipe", content: "Something about Whiskers", wait: true });
+  expect(run.body.status).toBe("completed");
+  expect(wire.requests.slice(before)[0]!.body.messages[0].content).toContain(`[${cat}] Whiskers is the family cat`);
+});
+
 test("an agent without memory recalls nothing and has no memory tools", async () => {
   const agent = (await client.post("/v1/agents", { name: "no memory", approval: "never", model: { connection: "main" } })).body;
   expect(agent.memory).toEqual({ enabled: false, recall_limit: 5 });

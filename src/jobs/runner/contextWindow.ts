@@ -130,8 +130,8 @@ export async function summarize(
 ): Promise<{ text: string; usage: { prompt_tokens: number; completion_tokens: number; cached_tokens: number; reasoning_tokens: number } | null }> {
   const transcript = turns.map((t) => `User: ${t.user}\nAssistant: ${t.assistant}`).join("\n\n");
   const request = (previous ? `The summary so far:\n${previous.text}\n\nThe conversation since:\n` : "The conversation:\n") + transcript +
-    // About three quarters of a word to a token: asked for within what the cut below keeps.
-    `\n\nWrite the updated summary, in at most ${Math.max(20, Math.floor(maxTokens * 0.7))} words.`;
+    // Asked for well within what the cut below keeps (4 characters a token; long words and numbers run longer).
+    `\n\nWrite the updated summary, in at most ${Math.max(20, Math.floor(maxTokens * 0.5))} words.`;
   let text = "";
   let usage = null;
   for await (const chunk of provider.stream({

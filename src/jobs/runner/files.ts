@@ -68,6 +68,9 @@ export async function readFiles(ctx: AppContext, attachments: readonly FileAttac
           images++;
           out.push({ kind: "image", name, content_type: file.contentType, data: Buffer.from(await file.bytes()).toString("base64") });
         }
+      } else if ((kind === "text" || kind === "pdf") && budget <= 0) {
+        // Nothing of it would be shown: said so (and not cited), rather than a cut of zero characters.
+        out.push(note(name, file.contentType, "the files before it used the whole file budget"));
       } else if (kind === "text" || kind === "pdf") {
         // A text file is read only as far as the budget could show (UTF-8: at most 4 bytes a character).
         const text = kind === "pdf" ? await pdfText(await file.bytes()) : new TextDecoder().decode(await file.bytes(Math.max(0, budget) * 4 + 4));
