@@ -10,7 +10,7 @@ import { jobStream, sessionStream } from "../../../../domain/streams.ts";
 import { getSession, type SessionRow } from "../../../../../projections/sessions/index.ts";
 import { afterWrite, metaOf, sessionView, type HttpExchange } from "../common.ts";
 import { visibleJobState } from "../../../../app/jobReads.ts";
-import { forgetStored, resolveAttachments } from "../../../../app/messageFiles.ts";
+import { forgetStored, inlineFileId, resolveAttachments } from "../../../../app/messageFiles.ts";
 import { messageRecorded, precheckMessage, sendMessage, type Accepted, type MessageIds, type MessageInput } from "../../../../app/turns.ts";
 import { toErrorResponse } from "../../../errors.ts";
 
@@ -88,14 +88,18 @@ export async function acceptMessage(
   ctx: AppContext, request: Request, session: SessionRow, input: MessageInput, ids: MessageIds, resumed = false,
 ): Promise<Accepted> {
   const meta = metaOf(ctx, request, session.user_id);
-  await precheckMessage(ctx, session.id, input, ids, resumed);
   const stored: string[] = [];
   try {
+    await precheckMessage(ctx, session.id, input, ids, resumed);
     const attachments = await resolveAttachments(ctx, session, input.attachments, ids.message_id, meta, stored);
     return await sendMessage(ctx, session.id, { ...input, attachments }, meta, ids, resumed);
   } catch (err) {
     const retried = request.headers.get("idempotency-key") !== null && toErrorResponse(err).status >= 500;
-    if (stored.length && !retried && !(await messageRecorded(ctx, session.id, ids.message_id).catch(() => true))) await forgetStored(ctx, stored, meta);
+    // A retry taking over an earlier execution may be refused before it stores anything: the files
+    // that execution stored under the same message id go too, since the refusal frees the key.
+    const earlier = resumed ? input.attachments.flatMap((a, i) => (a.type === "file" && a.data ? [inlineFileId(ids.message_id, i)] : [])) : [];
+    const files = [...new Set([...stored, ...earlier])];
+    if (files.length && !retried && !(await messageRecorded(ctx, session.id, ids.message_id).catch(() => true))) await forgetStored(ctx, files, meta);
     throw err;
   }
 }
