@@ -6,7 +6,7 @@
  */
 import { ConflictError } from "../core/errors.ts";
 import { newResourceId } from "../core/ids.ts";
-import { KEY_SCOPES } from "../domain/app/events.ts";
+import type { KeyScope } from "../domain/app/events.ts";
 import { keyHash, keyPrefix } from "../domain/app/keys.ts";
 import { DEFAULT_APP_ID } from "../domain/streams.ts";
 import type { CommandMetadata } from "./repository.ts";
@@ -14,6 +14,12 @@ import type { Repositories } from "./context.ts";
 
 /** The name the configured key is issued under, so a later start finds it. */
 export const CONFIGURED_KEY_NAME = "default (configured)";
+
+/**
+ * The configured key's scopes: the data plane's, all of them. Audit reads (`audit:read`) are asked for
+ * on a key of their own, or made with the root token; listed here so every start issues the same key.
+ */
+const DEFAULT_KEY_SCOPES: readonly KeyScope[] = ["data:read", "data:write", "agents:manage"];
 
 /** Makes sure the default app exists and `key` is its one configured key; returns the last position written. */
 export async function ensureDefaultApp(repos: Pick<Repositories, "apps">, key: string, meta: CommandMetadata): Promise<bigint | null> {
@@ -38,7 +44,7 @@ export async function ensureDefaultApp(repos: Pick<Repositories, "apps">, key: s
         type: "IssueKey" as const,
         key: {
           key_id: newResourceId("key"), name: CONFIGURED_KEY_NAME, prefix: keyPrefix(key), hash, mode: "live" as const,
-          scopes: [...KEY_SCOPES], agent_ids: null, user_id: null, expires_at: null,
+          scopes: [...DEFAULT_KEY_SCOPES], agent_ids: null, user_id: null, expires_at: null,
         },
       }]),
     ];

@@ -39,6 +39,8 @@ export interface CommandMetadata {
   attributedUserId?: string;
   correlationId?: string;
   causationId?: string;
+  /** The id of the HTTP request that asked (its x-request-id), recorded as `request_id`. */
+  requestId?: string;
   /** Business time of the command (ms since the epoch); now when not given. */
   now?: number;
 }
@@ -158,6 +160,7 @@ export class Repository<Command, Event extends DomainEvent, State> {
         ...(metadata.causationId ? { causationId: metadata.causationId } : {}),
         ...(metadata.actor ? { actor: metadata.actor } : {}),
         ...(metadata.attributedUserId ? { attributed_user_id: metadata.attributedUserId } : {}),
+        ...(metadata.requestId ? { request_id: metadata.requestId } : {}),
       };
       const data = events.map((e) => ({ id: newEventId(), type: e.type, data: e.data, metadata: { ...meta, ...this.events.encode(e) } }));
       try {

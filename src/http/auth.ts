@@ -103,8 +103,9 @@ export function directoryAuthenticator(
     admit(request, directory.lookup(keyHash(credential)), (appId, k) => ({
       appId, keyId: k.key_id, mode: k.mode, agentIds: k.agent_ids, userId: k.user_id, endUser: false,
       stillValid: () => directory.byId(appId, k.key_id).ok,
-      // A key acting as one user never changes the app's agents, whatever scopes it was given.
-      scopes: k.user_id === null ? k.scopes : k.scopes.filter((s) => s !== "agents:manage"),
+      // A key acting as one user never changes the app's agents, whatever scopes it was given; audit
+      // reads show the whole app, so they are only for a key limited to no user and no agents.
+      scopes: k.scopes.filter((s) => !(s === "agents:manage" && k.user_id !== null) && !(s === "audit:read" && (k.user_id !== null || k.agent_ids !== null))),
     }));
   };
 }
@@ -112,10 +113,12 @@ export function directoryAuthenticator(
 /**
  * The scope a data-plane request needs: changing agents, or the app's skills (what agents are asked
  * to do), needs `agents:manage`; any other write `data:write`; a read `data:read`, which `data:write`
- * includes (read-only keys vs read-write keys).
+ * includes (read-only keys vs read-write keys). Audit reads (`/v1/audit`) need `audit:read`, which
+ * nothing else includes.
  */
 export function scopeFor(method: string, path: string): KeyScope {
   const read = method === "GET" || method === "HEAD" || method === "OPTIONS";
+  if (path === "/v1/audit" || path.startsWith("/v1/audit/")) return "audit:read";
   if (!read && (path === "/v1/agents" || path.startsWith("/v1/agents/"))) return "agents:manage";
   if (!read && (path === "/v1/skills" || path.startsWith("/v1/skills/"))) return "agents:manage";
   return read ? "data:read" : "data:write";

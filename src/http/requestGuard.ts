@@ -64,7 +64,9 @@ export function requestGuard(options: RequestGuardOptions) {
   const guard = new Elysia({ name: "agentry.request-guard" })
     .onRequest(({ request, set }) => {
       // Every response, errors included, carries a request id: the caller's, or a new one to quote in reports.
-      set.headers["x-request-id"] = clientRequestId(request) ?? crypto.randomUUID();
+      const requestId = clientRequestId(request) ?? crypto.randomUUID();
+      set.headers["x-request-id"] = requestId;
+      requestIds.set(request, requestId);
       const path = pathOf(request.url);
       const area = areas.find((a) => path === a.prefix || path.startsWith(`${a.prefix}/`));
       if (area) return area.authenticate(request, set.headers) as undefined; // a promise is awaited by Elysia
@@ -136,6 +138,11 @@ export function clientRequestId(request: Request): string | null {
   const given = request.headers.get("x-request-id");
   return given !== null && given.length <= 128 && /^[\x21-\x7e]+$/.test(given) ? given : null;
 }
+
+const requestIds = new WeakMap<Request, string>();
+
+/** The request id the guard gave a request (the caller's, or a new one): recorded on the events it writes. */
+export const requestIdOf = (request: Request): string | undefined => requestIds.get(request);
 
 const pathOf = (url: string): string => {
   const start = url.indexOf("/", url.indexOf("//") + 2);

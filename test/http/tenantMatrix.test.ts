@@ -11,7 +11,7 @@
  *
  * | caller           | expected                                                                          |
  * | ---------------- | --------------------------------------------------------------------------------- |
- * | owner            | the victim app's live key (every scope): allowed                                  |
+ * | owner            | the victim app's live key (every scope, audit:read too): allowed                  |
  * | testKey          | the victim app's test key: no live data (404 by id, lists show none)              |
  * | otherApp         | another app's live key: no access (404 by id, lists show none)                    |
  * | rightUser        | an end-user token for the victim's user, minted by the owner key: allowed         |
@@ -45,6 +45,11 @@
  * - The usage report (GET /v1/usage) is asked by agent, for the victim's user: another user is refused;
  *   a test key, another app and a key limited to another agent see reports that hold none of it. The
  *   pools' status (GET /v1/usage/limits) holds no resource at all: it is judged by status and leaks only.
+ * - Audit reads (/v1/audit…) need audit:read, which only keys acting for a whole app hold: the owner
+ *   reads its app's events; a test key or another app's key (both with audit:read) finds no victim
+ *   stream or session by id (404) and sees only its own partition in `$all` (its own key id there is
+ *   not a leak: it is the caller's); the read-only key, end users' tokens and the key limited to
+ *   another agent are 403 insufficient_scope.
  * - "Allowed" is a 2xx, or one of the documented 409s that say nothing about access
  *   (job_not_awaiting_approval, job_finished, session_busy).
  *
@@ -94,6 +99,8 @@ let ownerKeyValue: string;
 const headers: Record<CallerName, Record<string, string>> = {} as never;
 let main: Fixtures;
 let approvalAgent: string;
+/** Each caller's own key id: an answer showing a caller its own key (an audit read's actor) leaks nothing. */
+const ownKeyIds: Partial<Record<CallerName, string>> = {};
 /** Every id and content string of the victim that a foreign answer must not carry. */
 const secrets: string[] = [];
 
@@ -103,7 +110,7 @@ async function issueKey(appId: string, opts: { mode?: "live" | "test"; scopes?: 
   const keyId = newResourceId("key");
   await server.ctx.repos.apps.handle(appId, { type: "IssueKey", key: {
     key_id: keyId, name: "matrix", prefix: keyPrefix(key), hash: keyHash(key), mode: opts.mode ?? "live",
-    scopes: (opts.scopes ?? ["data:read", "data:write", "agents:manage"]) as never, agent_ids: opts.agent_ids ?? null, user_id: null, expires_at: null,
+    scopes: (opts.scopes ?? ["data:read", "data:write", "agents:manage", "audit:read"]) as never, agent_ids: opts.agent_ids ?? null, user_id: null, expires_at: null,
   } }, { appId: "app_ops" });
   await waitForStatus({ "x-api-key": key }, 200);
   return { key, keyId };
@@ -182,6 +189,7 @@ beforeAll(async () => {
   });
   await waitForStatus(headers.rightUser, 200);
 
+  Object.assign(ownKeyIds, { owner: ownerKey.keyId, testKey: testKey.keyId, readOnly: readOnly.keyId, otherAgentOnly: otherAgentOnly.keyId, revoked: revoked.keyId });
   secrets.push(...Object.values(main), ...Object.values(CONTENT), ownerKey.keyId, testKey.keyId, readOnly.keyId, otherAgentOnly.keyId, revoked.keyId);
   const assetId = asset.body.id;
   if (typeof assetId === "string") secrets.push(assetId);
@@ -210,11 +218,16 @@ const isStateChanging = (r: Route) => r.method === "DELETE" || /\/(approve|rejec
 const isAgentRoute = (r: Route) => r.path === "/v1/agents" || r.path.startsWith("/v1/agents/");
 const isUserRoute = (r: Route) => r.path.startsWith("/v1/users/");
 const isSkillRoute = (r: Route) => r.path === "/v1/skills" || r.path.startsWith("/v1/skills/");
+const isAuditRoute = (r: Route) => r.path.startsWith("/v1/audit/");
 /** Reads whose answers hold no resource of anyone's (numbers, scopes): the control below cannot apply. */
 const ANSWERS_WITHOUT_FIXTURES = new Set(["GET /v1/usage/limits"]);
 /** Path parameters that are not fixtures: the victim's user, and a provider kind. */
 const PATH_VALUES: Record<string, string> = {
   user_id: VICTIM_USER, provider: "openai",
+  // Audit reads of one stream: the victim's session stream.
+  get stream_name() {
+    return `session-${main.session_id}`;
+  },
   // The victim's skill: a fresh one once fresh fixtures are made (for the delete), else the main one.
   get skill_name() {
     return skillFixture;
@@ -285,6 +298,13 @@ function expected(r: Route, caller: CallerName): Expectation {
   const byId = paramsOf(r.path).length > 0;
   const allowed = { allowed: true } as const;
   const refuse = (status: number, code: string | RegExp): Expectation => ({ allowed: false, status, code });
+  if (isAuditRoute(r)) {
+    switch (caller) {
+      case "owner": return allowed;
+      case "testKey": case "otherApp": return byId ? refuse(404, NOT_FOUND) : allowed;
+      case "readOnly": case "rightUser": case "otherUser": case "otherAgentOnly": return refuse(403, "insufficient_scope");
+    }
+  }
   switch (caller) {
     case "owner":
       return allowed;
@@ -398,7 +418,7 @@ test("every data-plane route, as every caller: the expected status, and no answe
         if (out.status !== want.status || !codeOk) failures.push(`${cell}: expected ${want.status} ${want.code}, got ${got} ${out.text.slice(0, 200)}`);
       }
       // A control: the victim's own reads do reach its data, so "shows none of it" elsewhere means something.
-      if (VICTIM_SELF.has(caller) && isRead(r) && !isStream(r) && !isUserRoute(r) && !ANSWERS_WITHOUT_FIXTURES.has(`${r.method} ${r.path}`) && !secrets.some((s) => out.text.includes(s))) {
+      if (VICTIM_SELF.has(caller) && want.allowed && isRead(r) && !isStream(r) && !isUserRoute(r) && !ANSWERS_WITHOUT_FIXTURES.has(`${r.method} ${r.path}`) && !secrets.some((s) => out.text.includes(s))) {
         failures.push(`${cell}: allowed, but the answer shows nothing of the victim's: ${out.text.slice(0, 200)}`);
       }
       // Leaks: a caller that is not the victim itself, and not the victim app's read-only key reading, sees nothing of the
@@ -409,7 +429,7 @@ test("every data-plane route, as every caller: the expected status, and no answe
       if (!mayShow) {
         const sent = url + JSON.stringify(body ?? null);
         for (const s of secrets) {
-          if (sent.includes(s)) continue;
+          if (sent.includes(s) || s === ownKeyIds[caller]) continue;
           if (out.text.includes(s) || out.headerText.includes(s)) leaks.push(`${cell}: answer carries ${s}`);
         }
       }

@@ -5,7 +5,11 @@ import { Nullable } from "../shared/schemas.ts";
 import { LimitsSchema } from "../billing/limits.ts";
 import { ModelPriceSchema } from "../billing/prices.ts";
 
-export const KEY_SCOPES = ["data:read", "data:write", "agents:manage"] as const;
+/**
+ * `audit:read` reads the app's events as stored (/v1/audit): it includes no other scope and no other
+ * includes it, and only a key acting for the whole app (no user, no agent list) may use it.
+ */
+export const KEY_SCOPES = ["data:read", "data:write", "agents:manage", "audit:read"] as const;
 export type KeyScope = (typeof KEY_SCOPES)[number];
 
 const ScopeSchema = Type.Union(KEY_SCOPES.map((s) => Type.Literal(s)));

@@ -144,6 +144,10 @@ function mintKey(body: typeof KeyBody.static): { secret: string; record: NewKey 
   if (body.user_id !== undefined && body.scopes?.includes("agents:manage")) {
     throw new ValidationError("A key bound to a user cannot have agents:manage", { param: "scopes" });
   }
+  // Audit reads show the whole app: a key limited to a user or to some agents would see past its limits.
+  if ((body.user_id !== undefined || body.agent_ids !== undefined) && body.scopes?.includes("audit:read")) {
+    throw new ValidationError("A key bound to a user or limited to agents cannot have audit:read", { param: "scopes" });
+  }
   if (body.expires_at !== undefined && !(isCalendarDateTime(body.expires_at) && Date.parse(body.expires_at) > Date.now())) {
     throw new ValidationError("expires_at must be an ISO 8601 date-time (with time and zone) in the future", { param: "expires_at" });
   }

@@ -6,7 +6,7 @@ import type { JobRow } from "../../../../projections/jobs/index.ts";
 import type { SessionRow } from "../../../../projections/sessions/index.ts";
 import { readYourWrites } from "../../../app/context.ts";
 import { credentialOf, idempotent, type IdempotentRun } from "../../idempotency.ts";
-import { clientRequestId } from "../../requestGuard.ts";
+import { clientRequestId, requestIdOf } from "../../requestGuard.ts";
 import { principalOf } from "../../auth.ts";
 import type { EndUserTokens } from "../../../auth/endUserTokens.ts";
 import { dataAppId } from "../../../app/access.ts";
@@ -54,8 +54,9 @@ export const metaOf = (ctx: AppContext, request: Request, forUser?: string): Com
   const principal = principalOf(request);
   const actor = principal ? (principal.endUser ? `user:${principal.userId}@key:${principal.keyId}` : `key:${principal.keyId}`) : undefined;
   const attributed = forUser ?? ctx.actingUser ?? undefined;
+  const requestId = requestIdOf(request);
   return {
-    appId: ctx.appId, correlationId: clientRequestId(request) ?? undefined, now: Date.now(),
+    appId: ctx.appId, correlationId: clientRequestId(request) ?? undefined, now: Date.now(), ...(requestId ? { requestId } : {}),
     ...(actor ? { actor } : {}), ...(attributed ? { attributedUserId: attributed } : {}),
   };
 };
