@@ -76,6 +76,10 @@ const Env = Type.Object({
   FILE_MODEL_BUDGET_CHARS: Type.Integer({ minimum: 100, maximum: 10_000_000, default: 60_000 }),
   FILE_MODEL_IMAGE_BYTES: Type.Integer({ minimum: 1024, maximum: 100 * 1024 * 1024, default: 5 * 1024 * 1024 }),
   SKILLS_DIR: Type.Optional(Type.String({ minLength: 1, maxLength: 4096, description: "Folder of the *.skill.md skills shipped to every app (default: the repository's skills/)" })),
+  ACCESS_LOG: Type.Boolean({ default: true, description: "One info line per request (false: off)" }),
+  METRICS_TOKEN: Type.Optional(Type.String({ minLength: 16, maxLength: 512, description: "A bearer token that may scrape /metrics" })),
+  METRICS_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, description: "Also serve /metrics on this port (the only way for ROLE=worker)" })),
+  METRICS_HOST: Type.String({ minLength: 1, default: "127.0.0.1", description: "Interface of the METRICS_PORT listener" }),
   LOG_LEVEL: Type.Union([Type.Literal("debug"), Type.Literal("info"), Type.Literal("warn"), Type.Literal("error")], { default: "info" }),
 });
 
@@ -143,6 +147,9 @@ export interface Config {
   /** The folder the shipped skills are read from at start-up (src/app/skills.ts). */
   skillsDir: string;
   logLevel: EnvShape["LOG_LEVEL"];
+  accessLog: boolean;
+  /** `/metrics`: who may scrape it on the API port besides the operator, and the optional separate listener. */
+  metrics: { token: string | undefined; port: number | undefined; host: string };
 }
 
 export interface FilesConfig {
@@ -275,6 +282,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     skillsDir: e.SKILLS_DIR ?? DEFAULT_SKILLS_DIR,
     logLevel: e.LOG_LEVEL,
+    accessLog: e.ACCESS_LOG,
+    metrics: { token: e.METRICS_TOKEN, port: e.METRICS_PORT, host: e.METRICS_HOST },
   };
 }
 

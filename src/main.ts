@@ -55,6 +55,9 @@ import { signedFileRoutes } from "./http/routes/signedFiles.ts";
 import { InProcessRateLimiter, type RateLimiter } from "./ratelimit/limiter.ts";
 import { RedisRateLimiter } from "./ratelimit/redisLimiter.ts";
 import { rateLimitCheck } from "./http/rateLimit.ts";
+import { Metrics } from "./metrics/registry.ts";
+import { instrumentEventStore } from "./metrics/instrument.ts";
+import { metricsListener } from "./http/routes/metrics.ts";
 
 /**
  * The read models a worker-only process keeps: what the reconciler queries, the memory agents recall,
@@ -69,6 +72,8 @@ export interface RunningServer {
   ctx: AppContext;
   /** The HTTP application (none for a worker): `app.handle(request)` answers in process, for benchmarks. */
   app?: App;
+  /** The METRICS_PORT listener's port, when there is one. */
+  metricsPort?: number;
   /** Stops accepting, lets in-flight requests finish (bounded), stops workers and projections, closes stores. */
   shutdown(reason?: string): Promise<void>;
 }
@@ -79,7 +84,9 @@ export async function startServer(
   /** More routes; and, for benchmarks comparing schemes, another data-plane authenticator. */
   extra: Pick<AppDeps, "plugins" | "authenticate"> = {},
 ): Promise<RunningServer> {
-  const store = createEventStore(config);
+  // Each server its own registry (src/metrics/registry.ts); appends are measured on the way in.
+  const metrics = new Metrics();
+  const store = instrumentEventStore(createEventStore(config), metrics);
   await store.ping();
   const persistent = config.eventStore !== "memory";
   const { path: readModelPath, release: releaseLock } = !persistent
@@ -113,7 +120,7 @@ export async function startServer(
     defaultProvider, logger, appId: DEFAULT_APP_ID, readYourWritesTimeoutMs: config.readYourWritesTimeoutMs,
     idempotencyClaimTtlMs: config.idempotencyClaimTtlMs, sse: config.sse,
     outbound: { privateAllowlist: config.toolPrivateAllowlist },
-    running: { isRunning: () => false, abort: () => {} }, secrets, prices: config.prices,
+    running: { isRunning: () => false, abort: () => {} }, secrets, prices: config.prices, metrics,
     connections: new ConnectionProviders(secrets, { stallTimeoutMs: config.llm.stallTimeoutMs, maxAttempts: config.llm.maxAttempts },
       { provider: config.llm.provider, baseUrl: config.llm.baseUrl, model: config.llm.model }),
   } as Omit<AppContext, "turns"> as AppContext;
@@ -124,6 +131,17 @@ export async function startServer(
   ctx.files = files;
   // A collection cut short by a stop leaves parked copies: put back those a file may need, drop the rest.
   await recoverParked(ctx).catch((err) => logger.warn("could not recover parked blobs; the next start tries again", { error: err as Error }));
+  metrics.watch({
+    projections: projectionRunner, db,
+    queue: {
+      depth: () => (queue instanceof InProcessJobQueue ? queue.depth : queue instanceof RedisJobQueue ? queue.waitingCount() : 0),
+      takeovers: () => (queue instanceof RedisJobQueue ? queue.leaseTakeovers : 0),
+    },
+  });
+  // Every process can be scraped on a port of its own; a worker-only process only so.
+  const metricsServer = config.metrics.port !== undefined
+    ? metricsListener(metrics, { port: config.metrics.port, hostname: config.metrics.host, token: config.metrics.token })
+    : undefined;
   let reconcileTimer: ReturnType<typeof setInterval> | undefined;
   const worker = new Worker(queue, new TurnRunner(ctx, `runner-${process.pid}`, { context: config.context }), logger.child({ component: "worker" }), config.workerConcurrency);
   ctx.running = worker;
@@ -166,6 +184,7 @@ export async function startServer(
       (closing ??= (async () => {
         logger.info("shutting down", { reason });
         await stopHttp();
+        await metricsServer?.stop(true);
         clearInterval(reconcileTimer);
         await worker.stop(config.shutdownTimeoutMs);
         await ctx.turns.stop();
@@ -182,8 +201,8 @@ export async function startServer(
   };
 
   if (config.role === "worker") {
-    logger.info("agentry worker running", { read_model_file: readModelPath, event_store: store.kind, queue: queue.kind, concurrency: config.workerConcurrency, llm_provider: ctx.defaultProvider });
-    return { url: "", port: 0, apiKey, ctx, shutdown: shutdownWith(async () => {}) };
+    logger.info("agentry worker running", { read_model_file: readModelPath, event_store: store.kind, queue: queue.kind, concurrency: config.workerConcurrency, llm_provider: ctx.defaultProvider, ...(metricsServer ? { metrics: metricsServer.url.href } : {}) });
+    return { url: "", port: 0, apiKey, ctx, metricsPort: metricsServer?.port, shutdown: shutdownWith(async () => {}) };
   }
   // When keys were last used: noted per request in memory, recorded at most hourly per key.
   const keyUsage = new KeyUsage(ctx.repos, { granularityMs: 3_600_000, flushEveryMs: 60_000, logger });
@@ -207,6 +226,7 @@ export async function startServer(
   const app = createApp({
     store, runner: projectionRunner, logger, version: pkg.version, maxBodyBytes: config.maxBodyBytes,
     streamedBodies: fileBodyRoutes(config.files, config.bodyTimeoutMs),
+    metrics, metricsToken: config.metrics.token, accessLog: config.accessLog ? logger.child({ component: "access" }) : undefined,
     bodyTimeoutMs: config.bodyTimeoutMs, authenticate: extra.authenticate ?? directoryAuthenticator(directory, endUserTokens, keyUsage),
     rateLimit: rateLimitCheck({ limiter: rateLimiter, defaults: config.rateLimits, settingsOf: (appId) => directory.app(appId)?.rate_limits }),
     authenticateManagement: async (request) => {
@@ -250,7 +270,7 @@ export async function startServer(
     await keyUsage.stop();
     await rateLimiter.close();
   });
-  return { url, port, apiKey, ctx, shutdown, app };
+  return { url, port, apiKey, ctx, shutdown, app, metricsPort: metricsServer?.port };
 }
 
 if (import.meta.main) {

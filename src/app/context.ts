@@ -1,6 +1,7 @@
 /**
  * Everything the application services, routes and workers share, built once by the composition root.
  */
+import type { Metrics } from "../metrics/registry.ts";
 import type { Database } from "bun:sqlite";
 import { TimeoutError } from "../core/errors.ts";
 import type { Logger } from "../core/logger.ts";
@@ -97,6 +98,8 @@ export interface AppContext {
   idempotencyClaimTtlMs: number;
   /** Session ↔ job coordination: what follows a job's end or a session's deletion. */
   turns: TurnCoordinator;
+  /** Prometheus metrics (src/metrics/registry.ts); absent where nothing is measured. */
+  metrics?: Metrics;
   /** How much an SSE stream may buffer for a slow client, and for how long (defaults when absent). */
   sse?: SseLimits;
   /** Which non-public addresses HTTP tools may call (none unless the operator lists them). */

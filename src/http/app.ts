@@ -7,6 +7,9 @@ import type { ProjectionRunner } from "../projections/runner.ts";
 import { errorHandler } from "./errors.ts";
 import { requestGuard, type StreamedBodyRoute } from "./requestGuard.ts";
 import { healthRoutes } from "./routes/health.ts";
+import type { Metrics } from "../metrics/registry.ts";
+import { observe } from "./observe.ts";
+import { metricsRoutes } from "./routes/metrics.ts";
 
 export interface AppDeps {
   store: EventStore;
@@ -28,6 +31,11 @@ export interface AppDeps {
   authenticateManagement?: (request: Request) => Promise<void>;
   /** Routes whose bodies are bytes they stream themselves (uploads), with their own types and limits. */
   streamedBodies?: readonly StreamedBodyRoute[];
+  /** Request metrics, and `/metrics` (management credential or `metricsToken`); none: not measured. */
+  metrics?: Metrics;
+  metricsToken?: string;
+  /** The access log (one info line per request); none: off. */
+  accessLog?: Logger;
   /** Further route modules mounted after the built-in ones. */
   plugins?: readonly Elysia<any, any, any, any, any, any, any>[];
 }
@@ -47,6 +55,7 @@ export function createApp(deps: AppDeps) {
   // Bun's own body limit only backs ours up: the guard answers oversized bodies with the error
   // envelope, counting bytes as they arrive; Bun would answer a bare 413.
   const app = new Elysia({ normalize: false, serve: { maxRequestBodySize: Number.MAX_SAFE_INTEGER } })
+    .use(observe({ metrics: deps.metrics, accessLog: deps.accessLog }))
     .use(errorHandler(deps.logger))
     .use(
       swagger({
@@ -80,6 +89,7 @@ export function createApp(deps: AppDeps) {
     )
     .use(guard)
     .use(healthRoutes({ store: deps.store, runner: deps.runner, version: deps.version, startedAt: deps.startedAt ?? Date.now() }))
+    .use((app) => (deps.metrics ? app.use(metricsRoutes({ metrics: deps.metrics, token: deps.metricsToken, authenticateManagement: deps.authenticateManagement })) : app))
     .use((app) => (deps.plugins ?? []).reduce((a, plugin) => a.use(plugin), app));
   guard.attach(app);
   return app;

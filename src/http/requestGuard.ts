@@ -18,6 +18,7 @@
  * other route keeps the JSON rules above.
  */
 import { Elysia, type TSchema } from "elysia";
+import { enterRequest } from "../core/requestContext.ts";
 import {
   PayloadTooLargeError, RequestTimeoutError, UnsupportedMediaTypeError, ValidationError,
 } from "../core/errors.ts";
@@ -67,6 +68,8 @@ export function requestGuard(options: RequestGuardOptions) {
       const requestId = clientRequestId(request) ?? crypto.randomUUID();
       set.headers["x-request-id"] = requestId;
       requestIds.set(request, requestId);
+      // …and so does every log line written while it is handled.
+      enterRequest(requestId);
       const path = pathOf(request.url);
       const area = areas.find((a) => path === a.prefix || path.startsWith(`${a.prefix}/`));
       if (area) return area.authenticate(request, set.headers) as undefined; // a promise is awaited by Elysia

@@ -60,8 +60,15 @@ export function sseResponse(ctx: AppContext, stream: string, options: SseOptions
     changed = true;
     wake?.();
   });
+  // Counted open from here until the first stop, whichever path stops it.
+  let counted = ctx.metrics !== undefined;
+  ctx.metrics?.sseOpened();
   const stop = () => {
     closed = true;
+    if (counted) {
+      counted = false;
+      ctx.metrics!.sseClosed();
+    }
     clearInterval(heartbeat);
     unlisten();
     wake?.();

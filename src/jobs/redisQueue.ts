@@ -197,6 +197,15 @@ export class RedisJobQueue implements JobQueue {
     return this.commands;
   }
 
+  /** Jobs this consumer took over from a holder that stopped renewing its lease (for metrics). */
+  leaseTakeovers = 0;
+
+  /** Entries not yet delivered to any worker: the stream's length less those delivered and unacknowledged. */
+  async waitingCount(): Promise<number> {
+    const [length, pending] = await Promise.all([this.commands.xlen(this.stream), this.pendingCount()]);
+    return Math.max(0, length - pending);
+  }
+
   /** Entries delivered but not yet acknowledged, for operators and tests. */
   async pendingCount(): Promise<number> {
     const summary = (await this.commands.xpending(this.stream, this.group)) as [number, ...unknown[]];
@@ -265,6 +274,7 @@ export class RedisJobQueue implements JobQueue {
       await this.finish(id);
       return;
     }
+    if (reclaimed) this.leaseTakeovers++;
     this.active++;
     let lost = false;
     const heartbeat = setInterval(() => {

@@ -17,6 +17,7 @@ import { newResourceId } from "../core/ids.ts";
 import { TERMINAL, type JobCommand, type JobState, type PlanStep } from "../domain/job/job.ts";
 import { jobStream } from "../domain/streams.ts";
 import { LlmError, type ChatMessage, type LlmProvider } from "../llm/provider.ts";
+import { instrumentProvider } from "../metrics/instrument.ts";
 import { effectiveSpec, type AgentSpec, type AgentState } from "../domain/agent/agent.ts";
 import type { Loaded } from "../app/repository.ts";
 import { connectionOf } from "../domain/app/app.ts";
@@ -232,9 +233,10 @@ export class TurnRunner {
     // Test data never reaches a real model, nor its bill: its jobs run on the sandbox provider.
     const testData = agentApp !== null && isTestData(agentApp);
     // An agent billed to its end users runs on the session user's own credential (or fails the job at once).
-    const provider = agent.billing === "end_user"
+    // Measured once here, whichever way the provider was found (src/metrics/instrument.ts).
+    const provider = instrumentProvider(agent.billing === "end_user"
       ? await endUserProvider(this.ctx, { agent, dataApp: agentApp ?? this.ctx.appId, userId: queued.user_id, testData, meta: { appId: agentApp ?? this.ctx.appId, correlationId: jobId, actor: `runner:${this.runnerId}` } })
-      : testData ? this.ctx.providers.get("sandbox")! : await this.providerOf(agent, agentApp ?? this.ctx.appId);
+      : testData ? this.ctx.providers.get("sandbox")! : await this.providerOf(agent, agentApp ?? this.ctx.appId), this.ctx.metrics);
     const model = testData ? provider.defaultModel : queued.model ?? agent.model.name ?? provider.defaultModel;
     // HTTP-tool header values are stored sealed under the agent's app: opened at each call, never logged.
     const secrets = this.ctx.secrets;

@@ -99,7 +99,8 @@ describe("esdb adapter: what only EventStoreDB does", () => {
         const s = `${category()}-1`;
         server.failNext(50, "not-leader");
         const before = server.calls();
-        const err = await rejection(store.appendToStream(s, [ev("A")]));
+        // no_stream: an append that needs no read first (`any` reads the stream's last event for its chain).
+        const err = await rejection(store.appendToStream(s, [ev("A")], { expectedRevision: "no_stream" }));
         const after = server.calls();
         server.clearFaults();
         expect(err).toBeInstanceOf(StoreUnavailableError);

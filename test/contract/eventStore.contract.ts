@@ -6,6 +6,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import {
   AppendTooLargeError, InvalidEventError, StreamDeletedError, StreamNotFoundError, WrongExpectedVersionError,
 } from "../../src/eventstore/errors.ts";
+import { chainEventOf, verifyStream } from "../../src/audit/chain.ts";
+import { chainHash, GENESIS } from "../../src/eventstore/chain.ts";
 import { collect, type EventData, type EventStore, type RecordedEvent, type Subscription } from "../../src/eventstore/port.ts";
 
 export interface ContractTarget {
@@ -375,6 +377,52 @@ export function eventStoreContract(name: string, factory: () => Promise<Contract
         expect(await rejection(collect(store.readStream(s)))).toBeInstanceOf(StreamDeletedError);
         expect(await rejection(store.appendToStream(s, [ev("B")]))).toBeInstanceOf(StreamDeletedError);
         expect(await rejection(store.tombstoneStream(s))).toBeInstanceOf(StreamDeletedError);
+      });
+    });
+
+    describe("hash chain", () => {
+      const verify = async (s: string) => verifyStream(s, (await collect(store.readStream(s))).map(chainEventOf));
+
+      test("each event's chain links it to the one before, over every kind of expected revision", async () => {
+        const s = `${uniqueCategory()}-1`;
+        await store.appendToStream(s, [ev("A", { n: 1 }, { correlationId: "c", extra: { b: 2, a: 1 } }), ev("B")], { expectedRevision: "no_stream" });
+        await store.appendToStream(s, [ev("C")], { expectedRevision: 1n });
+        await store.appendToStream(s, [ev("D")]);
+        await store.appendToStream(s, [ev("E", {}, { chain: "forged" })], { expectedRevision: "stream_exists" });
+        const events = await collect(store.readStream(s));
+        let prev = GENESIS;
+        for (const e of events) {
+          const chain = e.metadata.chain as string;
+          expect(chain).toMatch(/^[0-9a-f]{64}$/);
+          expect(chain).toBe(chainHash(prev, { stream: s, id: e.id, type: e.type, data: e.data, metadata: e.metadata }));
+          prev = chain;
+        }
+        const report = await verify(s);
+        expect(report.ok).toBe(true);
+        expect(report.head).toEqual({ revision: 4n, chain: prev });
+      });
+
+      test("an idempotent retry keeps the original chain; after a soft delete the chain starts again", async () => {
+        const s = `${uniqueCategory()}-1`;
+        const batch = [ev("A"), ev("B")];
+        await store.appendToStream(s, batch);
+        const before = (await collect(store.readStream(s))).map((e) => e.metadata.chain);
+        await store.appendToStream(s, batch);
+        expect((await collect(store.readStream(s))).map((e) => e.metadata.chain)).toEqual(before);
+        await store.deleteStream(s);
+        const c = ev("C");
+        await store.appendToStream(s, [c]);
+        const [reopened] = await collect(store.readStream(s));
+        expect(reopened!.metadata.chain).toBe(chainHash(GENESIS, { stream: s, id: c.id, type: "C", data: {}, metadata: reopened!.metadata }));
+        expect((await verify(s)).ok).toBe(true);
+      });
+
+      test("concurrent appends to one stream, any expected revision, keep one valid chain", async () => {
+        const s = `${uniqueCategory()}-1`;
+        await Promise.all(Array.from({ length: 20 }, (_, i) => store.appendToStream(s, [ev("X", { i }), ev("Y", { i })])));
+        const report = await verify(s);
+        expect(report.events).toBe(40);
+        expect(report.ok).toBe(true);
       });
     });
 

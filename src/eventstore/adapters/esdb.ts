@@ -19,6 +19,7 @@ import {
 } from "@eventstore/db-client";
 import type { Channel } from "@grpc/grpc-js";
 import { toJson, validateAppend, validateStreamName } from "../appendRules.ts";
+import { chainBody, chainLink, chainOf, CHAIN_KEY, GENESIS, metadataWithoutChain } from "../chain.ts";
 import {
   AppendTooLargeError, InvalidEventError, StoreAccessDeniedError, StoreUnavailableError, StreamDeletedError,
   StreamNotFoundError, WrongExpectedVersionError,
@@ -41,6 +42,12 @@ const NOT_LEADER_ATTEMPTS = 5;
  */
 const RESUBSCRIBE_ATTEMPTS = 6;
 
+/**
+ * Attempts for an `any` or `stream_exists` append that lost a race: it is made on the exact revision its
+ * chain links to, and another writer got there first. Each round one of the racers wins.
+ */
+const RACE_ATTEMPTS = 100;
+
 const backoff = (attempt: number) => Bun.sleep(Math.min(25 * 2 ** (attempt - 1), 500));
 
 /** What the client's subscribeToStream / subscribeToAll return: a Node readable of resolved events. */
@@ -56,22 +63,113 @@ export interface EsdbEventStoreOptions {
 export class EsdbEventStore implements EventStore {
   readonly kind = "esdb";
   private readonly client: EventStoreDBClient;
+  /**
+   * A connection of its own for the short reads appends make to find the previous event's chain: on
+   * the main connection, a subscriber that stopped reading holds the flow-control window every call
+   * there shares, and an append would wait behind it.
+   */
+  private readonly chainReader: EventStoreDBClient;
   private readonly subscriptions = new Set<Subscription>();
 
   constructor(options: EsdbEventStoreOptions) {
     this.client = EventStoreDBClient.connectionString(options.connectionString);
+    this.chainReader = EventStoreDBClient.connectionString(options.connectionString);
   }
 
+  /**
+   * The last chain this process wrote or read per stream, so that an append on the revision its caller
+   * just read (the repository's usual case) links without a read. Bounded; only a hint, checked by the
+   * server through the exact expected revision every chained append carries.
+   */
+  private readonly tails = new Map<string, { revision: bigint; chain: string }>();
+
+  /**
+   * The hash chain is computed here, client-side: each append links to the stream's previous event, so
+   * it is made with that event's exact revision (read before, or known from the cache) and an append
+   * that raced with another is decided again on the new tail. The caller's expectation is checked
+   * first, as the server would.
+   */
   async appendToStream(stream: string, events: readonly EventData[], options: AppendOptions = {}): Promise<AppendResult> {
     const expected = options.expectedRevision ?? "any";
     validateAppend(stream, events, expected);
-    const proposed = events.map((e) => {
+    const bodies = events.map((e) => {
       toJson(e.data, "Event data");
-      return jsonEvent<JSONEventType>({ id: e.id, type: e.type, data: e.data as never, metadata: toEsdbMetadata(e.metadata) });
+      return chainBody({ stream, id: e.id, type: e.type, data: e.data, metadata: e.metadata });
     });
-    const result = await this.leader(() => this.client.appendToStream(stream, proposed, { expectedRevision: expected }), stream);
-    if (!result.position) throw new StoreUnavailableError(`EventStoreDB returned no position for an append to ${stream}`);
-    return { nextExpectedRevision: result.nextExpectedRevision, position: result.position.commit };
+    const ids = new Set(events.map((e) => e.id));
+    let hint: bigint | undefined; // the stream's last revision, from a refusal, when nothing of it is visible
+    for (let attempt = 1; ; attempt++) {
+      let prev: string;
+      let appendExpected: ExpectedRevision = expected;
+      if (expected === "no_stream") prev = GENESIS;
+      else if (typeof expected === "bigint") prev = await this.chainAt(stream, expected);
+      else {
+        const tail = await this.tail(stream);
+        if (!tail && expected === "stream_exists") throw new WrongExpectedVersionError(stream, expected, "no_stream");
+        // A retry of this very append, nothing written after it: the server recognises its ids.
+        if (tail?.ids.some((id) => ids.has(id))) appendExpected = "any";
+        else appendExpected = tail?.revision ?? hint ?? "no_stream";
+        prev = tail?.chain ?? GENESIS;
+      }
+      let chain = prev;
+      const proposed = events.map((e, i) => {
+        chain = chainLink(chain, bodies[i]!);
+        const metadata = { ...toEsdbMetadata(metadataWithoutChain(e.metadata)), [CHAIN_KEY]: chain };
+        return jsonEvent<JSONEventType>({ id: e.id, type: e.type, data: e.data as never, metadata });
+      });
+      try {
+        const result = await this.leader(() => this.client.appendToStream(stream, proposed, { expectedRevision: appendExpected }), stream);
+        if (!result.position) throw new StoreUnavailableError(`EventStoreDB returned no position for an append to ${stream}`);
+        if (appendExpected !== "any") this.remember(stream, result.nextExpectedRevision, chain);
+        return { nextExpectedRevision: result.nextExpectedRevision, position: result.position.commit };
+      } catch (err) {
+        this.tails.delete(stream);
+        // Only an append whose revision this adapter chose can have lost a race it should retry.
+        if (!(err instanceof WrongExpectedVersionError) || appendExpected === expected || attempt >= RACE_ATTEMPTS) throw err;
+        if (typeof err.actual === "bigint") hint = err.actual;
+        // Writers racing on one stream: each round one wins; a little jitter spreads the rest out.
+        if (attempt > 2) await Bun.sleep(Math.random() * Math.min(attempt, 10));
+      }
+    }
+  }
+
+  private remember(stream: string, revision: bigint, chain: string): void {
+    this.tails.delete(stream);
+    this.tails.set(stream, { revision, chain });
+    if (this.tails.size > 10_000) this.tails.delete(this.tails.keys().next().value!);
+  }
+
+  /** The chain of the event at `revision` (GENESIS when it is not there to read, or has none). */
+  private async chainAt(stream: string, revision: bigint): Promise<string> {
+    const cached = this.tails.get(stream);
+    if (cached?.revision === revision) return cached.chain;
+    try {
+      for await (const resolved of this.read(() => this.chainReader.readStream(stream, { fromRevision: revision, direction: FORWARDS, maxCount: 1 }), stream)) {
+        const e = fromResolved(resolved);
+        return e?.revision === revision ? (chainOf(e.metadata) ?? GENESIS) : GENESIS;
+      }
+    } catch (err) {
+      if (!(err instanceof StreamNotFoundError)) throw err;
+    }
+    return GENESIS;
+  }
+
+  /** The stream's last visible event: its id, revision and chain; undefined if none. */
+  private async tail(stream: string): Promise<{ revision: bigint; chain: string; ids: string[] } | undefined> {
+    const ids: string[] = [];
+    let last: RecordedEvent | undefined;
+    try {
+      for await (const resolved of this.read(() => this.chainReader.readStream(stream, { fromRevision: END, direction: BACKWARDS, maxCount: 1 }), stream)) {
+        const e = fromResolved(resolved);
+        if (!e) continue;
+        last ??= e;
+        ids.push(e.id);
+      }
+    } catch (err) {
+      if (!(err instanceof StreamNotFoundError)) throw err;
+    }
+    if (!last) return undefined;
+    return { revision: last.revision, chain: chainOf(last.metadata) ?? GENESIS, ids };
   }
 
   async *readStream(stream: string, options: ReadStreamOptions = {}): AsyncIterable<RecordedEvent> {
@@ -178,8 +276,9 @@ export class EsdbEventStore implements EventStore {
     for (const sub of [...this.subscriptions]) await sub.unsubscribe();
     // dispose() cancels the client's open calls and waits for each to report finished; under Bun a call
     // that had already ended never reports it, so the wait is bounded. Then the channel itself is closed.
-    await Promise.race([this.client.dispose(), Bun.sleep(1000)]);
+    await Promise.race([Promise.all([this.client.dispose(), this.chainReader.dispose()]), Bun.sleep(1000)]);
     await closeChannel(this.client);
+    await closeChannel(this.chainReader);
   }
 
   /** Runs a unary operation, again (bounded) when the node is not the leader; translates what it throws. */

@@ -6,6 +6,7 @@ import {
   decideAppend, checkExpected, NEW_STREAM, streamExists, toJson, validateAppend, validateStreamName,
   type StreamState,
 } from "../appendRules.ts";
+import { chainBody, chainLink, chainOf, GENESIS, metadataWithoutChain, withChainJson } from "../chain.ts";
 import { StreamDeletedError, StreamNotFoundError, StoreUnavailableError } from "../errors.ts";
 import { matchesFilter } from "../filter.ts";
 import type {
@@ -44,14 +45,17 @@ export class MemoryEventStore implements EventStore {
     // Serialise first so a bad payload refuses the whole append before anything is stored.
     const payloads = events.map((e) => ({
       data: toJson(e.data, "Event data"),
-      metadata: toJson(e.metadata ?? {}, "Event metadata"),
+      metadata: toJson(metadataWithoutChain(e.metadata), "Event metadata"),
+      body: chainBody({ stream, id: e.id, type: e.type, data: e.data, metadata: e.metadata }),
     }));
     const created = this.clock();
     let revision = decision.firstRevision;
+    let chain = previousChain(state, revision);
     for (const [i, e] of events.entries()) {
+      chain = chainLink(chain, payloads[i]!.body);
       const recorded: RecordedEvent = {
         id: e.id, type: e.type, streamId: stream, revision, position: BigInt(this.log.length + 1),
-        data: JSON.parse(payloads[i]!.data), metadata: JSON.parse(payloads[i]!.metadata), created,
+        data: JSON.parse(payloads[i]!.data), metadata: JSON.parse(withChainJson(payloads[i]!.metadata, chain)), created,
       };
       this.log.push(recorded);
       state.events[Number(revision)] = recorded;
@@ -192,6 +196,12 @@ export class MemoryEventStore implements EventStore {
 
 /** How far back an `any` retry is recognised, like EventStoreDB's bounded idempotency window. */
 export const IDEMPOTENCY_WINDOW = 256;
+
+/** The chain a stream's next event links to: its previous visible event's, else the genesis. */
+function previousChain(state: MemoryStream, revision: bigint): string {
+  if (revision - 1n < state.truncateBefore) return GENESIS;
+  return chainOf(state.events[Number(revision - 1n)]?.metadata) ?? GENESIS;
+}
 
 function findRecent(state: MemoryStream, id: string): bigint | undefined {
   const stop = Math.max(0, state.events.length - IDEMPOTENCY_WINDOW);

@@ -13,6 +13,7 @@ import {
   decideAppend, checkExpected, NEW_STREAM, streamExists, toJson, validateAppend, validateStreamName,
   type StreamState,
 } from "../appendRules.ts";
+import { chainLink, chainBody, chainOf, GENESIS, metadataWithoutChain, withChainJson } from "../chain.ts";
 import { StreamDeletedError, StreamNotFoundError, StoreUnavailableError } from "../errors.ts";
 import type {
   AllFilter, AppendOptions, AppendResult, DeleteResult, EventData, EventStore, ExpectedRevision, ReadAllOptions,
@@ -34,11 +35,15 @@ export interface SqliteEventStoreOptions {
   busyTimeoutMs?: number;
 }
 
-/** An append waiting for its group's commit, its data already serialized. */
+/**
+ * An append waiting for its group's commit, its data already serialized: data, metadata without its
+ * chain, and the text the chain hashes (the chain itself needs the previous event, known only inside
+ * the transaction).
+ */
 interface GroupedAppend {
   stream: string;
   events: ReadonlyArray<{ id: string; type: string }>;
-  payloads: ReadonlyArray<readonly [string, string]>;
+  payloads: ReadonlyArray<readonly [data: string, metadata: string, chainBody: string]>;
   expected: ExpectedRevision;
 }
 
@@ -46,7 +51,7 @@ interface GroupedAppend {
  * What committing one append of a group gave: its result (with the time written, or null when the
  * events were already there: a retried append), or the error that rolled back its savepoint.
  */
-type GroupOutcome = { result: AppendResult; created: number | null } | { error: unknown };
+type GroupOutcome = { result: AppendResult; created: number | null; metadata: string[] } | { error: unknown };
 
 interface PendingAppend extends GroupedAppend {
   resolve: (result: AppendResult) => void;
@@ -94,6 +99,7 @@ export class SqliteEventStore implements EventStore, SignalledStore {
   private readonly stmt: {
     stream: Statement;
     idAt: Statement;
+    metadataAt: Statement;
     recentId: Statement;
     insert: Statement;
     upsertStream: Statement;
@@ -114,6 +120,7 @@ export class SqliteEventStore implements EventStore, SignalledStore {
     this.stmt = {
       stream: this.db.query("SELECT last_revision, truncate_before, tombstoned FROM streams WHERE stream = ?"),
       idAt: this.db.query("SELECT id FROM events WHERE stream = ? AND revision = ?"),
+      metadataAt: this.db.query("SELECT metadata FROM events WHERE stream = ? AND revision = ?"),
       recentId: this.db.query("SELECT revision FROM events INDEXED BY events_by_id WHERE id = ?3 AND stream = ?1 AND revision > ?2"),
       insert: this.db.query(`INSERT INTO events (stream, revision, id, type, data, metadata, created) VALUES (?, ?, ?, ?, ?, ?, ?)`),
       upsertStream: this.db.query(
@@ -167,7 +174,11 @@ export class SqliteEventStore implements EventStore, SignalledStore {
     this.ensureOpen();
     const expected = options.expectedRevision ?? "any";
     validateAppend(stream, events, expected);
-    const payloads = events.map((e) => [toJson(e.data, "Event data"), toJson(e.metadata ?? {}, "Event metadata")] as const);
+    const payloads = events.map((e) => [
+      toJson(e.data, "Event data"),
+      toJson(metadataWithoutChain(e.metadata), "Event metadata"),
+      chainBody({ stream, id: e.id, type: e.type, data: e.data, metadata: e.metadata }),
+    ] as const);
     return new Promise<AppendResult>((resolve, reject) => {
       this.pending.push({ stream, events, payloads, expected, resolve, reject });
       if (!this.flushScheduled) {
@@ -198,7 +209,7 @@ export class SqliteEventStore implements EventStore, SignalledStore {
       if ("error" in outcome) append.reject(outcome.error);
       else {
         this.appendStats.appends++;
-        if (outcome.created !== null) this.recent.add(append, outcome.result, outcome.created);
+        if (outcome.created !== null) this.recent.add(append, outcome.metadata, outcome.result, outcome.created);
         append.resolve(outcome.result);
       }
     });
@@ -220,8 +231,8 @@ export class SqliteEventStore implements EventStore, SignalledStore {
 
   /** The body of an append; runs inside one BEGIN IMMEDIATE transaction (see appendTx). */
   private appendInTransaction(
-    stream: string, events: ReadonlyArray<{ id: string; type: string }>, payloads: ReadonlyArray<readonly [string, string]>, expected: ExpectedRevision,
-  ): { result: AppendResult; created: number | null } {
+    stream: string, events: ReadonlyArray<{ id: string; type: string }>, payloads: GroupedAppend["payloads"], expected: ExpectedRevision,
+  ): { result: AppendResult; created: number | null; metadata: string[] } {
     const state = this.streamState(stream);
     const decision = decideAppend(
       stream, state, expected, events.map((e) => e.id),
@@ -234,18 +245,32 @@ export class SqliteEventStore implements EventStore, SignalledStore {
     if (decision.kind === "already_written") {
       const row = this.db.query("SELECT position FROM events WHERE stream = ? AND revision = ?")
         .values(stream, Number(decision.lastRevision))[0]!;
-      return { result: { nextExpectedRevision: decision.lastRevision, position: BigInt(row[0] as number) }, created: null };
+      return { result: { nextExpectedRevision: decision.lastRevision, position: BigInt(row[0] as number) }, created: null, metadata: [] };
     }
     const created = Date.now();
     let revision = Number(decision.firstRevision);
     let position = 0;
+    // The previous event of the stream, read under the write lock: whoever appended before, and however
+    // (any expected revision, another process, an earlier append of this group), this links to it.
+    let chain = revision - 1 < Number(state.truncateBefore) ? GENESIS : this.chainAt(stream, revision - 1);
+    const written: string[] = [];
     for (const [i, e] of events.entries()) {
-      const [data, metadata] = payloads[i]!;
+      const [data, metadataJson, body] = payloads[i]!;
+      chain = chainLink(chain, body);
+      const metadata = withChainJson(metadataJson, chain);
+      written.push(metadata);
       position = Number(this.stmt.insert.run(stream, revision, e.id, e.type, data, metadata, created).lastInsertRowid);
       revision++;
     }
     this.stmt.upsertStream.run(stream, revision - 1);
-    return { result: { nextExpectedRevision: BigInt(revision - 1), position: BigInt(position) }, created };
+    return { result: { nextExpectedRevision: BigInt(revision - 1), position: BigInt(position) }, created, metadata: written };
+  }
+
+  /** The chain of the event at a revision (GENESIS if it has none: written before the chain existed). */
+  private chainAt(stream: string, revision: number): string {
+    const json = this.stmt.metadataAt.values(stream, revision)[0]?.[0] as string | undefined;
+    if (json === undefined) return GENESIS;
+    return chainOf(JSON.parse(json) as Record<string, unknown>) ?? GENESIS;
   }
 
   async *readStream(stream: string, options: ReadStreamOptions = {}): AsyncIterable<RecordedEvent> {
@@ -443,16 +468,17 @@ class RecentAppends {
   /** At most `capacity` events and about `maxBytes` of their JSON (a built event counts twice). */
   constructor(private readonly capacity: number, private readonly maxBytes: number) {}
 
-  add(append: GroupedAppend, result: AppendResult, created: number): void {
+  add(append: GroupedAppend, metadata: readonly string[], result: AppendResult, created: number): void {
     const count = append.events.length;
     const firstPosition = result.position - BigInt(count) + 1n;
     const last = this.entries[this.entries.length - 1];
     if (last && last.position + 1n !== firstPosition) this.clear();
     const firstRevision = result.nextExpectedRevision - BigInt(count) + 1n;
     append.events.forEach(({ id, type }, i) => {
-      const [data, metadata] = append.payloads[i]!;
-      this.entries.push({ position: firstPosition + BigInt(i), stream: append.stream, revision: firstRevision + BigInt(i), id, type, data, metadata, created });
-      this.bytes += 2 * (data.length + metadata.length);
+      const data = append.payloads[i]![0];
+      const meta = metadata[i]!;
+      this.entries.push({ position: firstPosition + BigInt(i), stream: append.stream, revision: firstRevision + BigInt(i), id, type, data, metadata: meta, created });
+      this.bytes += 2 * (data.length + meta.length);
     });
     // Oldest first; a run that loses its start is still gapless from what remains.
     let drop = 0;

@@ -51,7 +51,12 @@ export async function pollStream(
   const waiter = waitMs > 0 ? ctx.live.waiter(stream, waitMs, request.signal) : undefined;
   let raw = await eventsAfter(ctx.store, stream, since, limit, ctx.tails);
   if (raw.length === 0 && waiter) {
-    await waiter.promise;
+    ctx.metrics?.pollWaiting();
+    try {
+      await waiter.promise;
+    } finally {
+      ctx.metrics?.pollDone();
+    }
     raw = await eventsAfter(ctx.store, stream, since, limit, ctx.tails);
   }
   waiter?.cancel();
