@@ -202,8 +202,13 @@ export class RedisJobQueue implements JobQueue {
 
   /** Entries not yet delivered to any worker: the stream's length less those delivered and unacknowledged. */
   async waitingCount(): Promise<number> {
-    const [length, pending] = await Promise.all([this.commands.xlen(this.stream), this.pendingCount()]);
-    return Math.max(0, length - pending);
+    // Before any worker has created the group (an API process started first), nothing was delivered.
+    const pending = this.pendingCount().catch((err) => {
+      if (String((err as Error).message).includes("NOGROUP")) return 0;
+      throw err;
+    });
+    const [length, delivered] = await Promise.all([this.commands.xlen(this.stream), pending]);
+    return Math.max(0, length - delivered);
   }
 
   /** Entries delivered but not yet acknowledged, for operators and tests. */

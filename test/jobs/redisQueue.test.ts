@@ -44,10 +44,35 @@ test("kill -9 of the worker holding a job: another worker takes it over after th
   await until(() => taken.length > 0);
   expect(taken).toEqual(["job_crashy"]);
   expect(owners).toEqual([[survivor.consumer, 2]]);
+  // Counted for agentry_queue_lease_takeovers_total; nothing is left waiting for delivery.
+  expect(survivor.leaseTakeovers).toBe(1);
   await until(async () => (await survivor.pendingCount()) === 0);
+  expect(await survivor.waitingCount()).toBe(0);
   await Bun.sleep(600);
   expect(taken).toEqual(["job_crashy"]); // acknowledged: not taken again
   await survivor.close();
+  await producer.close();
+});
+
+test("the queue's depth counts the entries no worker has been handed yet", async () => {
+  const stream = "jobs:depth";
+  const producer = new RedisJobQueue({ url: redis.url, stream });
+  expect(await producer.waitingCount()).toBe(0);
+  await producer.enqueue("job_depth_1");
+  await producer.enqueue("job_depth_2");
+  // No worker yet (no consumer group): both wait.
+  expect(await producer.waitingCount()).toBe(2);
+  const worker = new RedisJobQueue({ url: redis.url, stream, blockMs: 100 });
+  const release = Promise.withResolvers<void>();
+  const started: string[] = [];
+  worker.consume(async (id) => { started.push(id); await release.promise; }, 1);
+  await until(() => started.length === 1);
+  // One handed out (pending), one still waiting.
+  expect(await producer.waitingCount()).toBe(1);
+  release.resolve();
+  await until(() => started.length === 2);
+  await until(async () => (await producer.waitingCount()) === 0);
+  await worker.close();
   await producer.close();
 });
 
@@ -63,6 +88,7 @@ test("a live worker's heartbeat keeps a job longer than the lease from being tak
   other.consume(async (id) => { byOther.push(id); }, 1);
   await Bun.sleep(1600);
   expect(byOther).toEqual([]);
+  expect(other.leaseTakeovers).toBe(0);
   await holder.close();
   await other.close();
 });
