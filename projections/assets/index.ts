@@ -19,16 +19,25 @@ export const assetsProjection: Projection = {
     ) WITHOUT ROWID;
   `,
   apply(db: Database, e: RecordedEvent) {
-    const event = sessionEvents.decode(e);
-    if (event.type !== "AssetRegistered") return;
-    const d = event.data;
-    const n = Number(d.asset_label.slice("asset_".length));
+    const r = assetRowOf(e);
+    if (!r) return;
     db.query(
       `INSERT OR REPLACE INTO assets (session_id, n, asset_label, url, file_id, kind, source_tool, prompt, model, job_id, created_at)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    ).run(streamIdOf(e), n, d.asset_label, d.url, d.file_id, d.kind, d.source_tool, d.prompt, d.model, d.job_id, occurredAt(e));
+    ).run(r.session_id, r.n, r.asset_label, r.url, r.file_id, r.kind, r.source_tool, r.prompt, r.model, r.job_id, r.created_at);
   },
 };
+
+/** The asset row an event registers (keyed by session and n), or null: pure, also what the as-of replay uses. */
+export function assetRowOf(e: RecordedEvent): AssetRow | null {
+  const event = sessionEvents.decode(e);
+  if (event.type !== "AssetRegistered") return null;
+  const d = event.data;
+  return {
+    session_id: streamIdOf(e), n: Number(d.asset_label.slice("asset_".length)), asset_label: d.asset_label, url: d.url, file_id: d.file_id,
+    kind: d.kind, source_tool: d.source_tool, prompt: d.prompt, model: d.model, job_id: d.job_id, created_at: occurredAt(e),
+  };
+}
 
 export interface AssetRow {
   session_id: string; n: number; asset_label: string; url: string | null; file_id: string | null; kind: string; source_tool: string;

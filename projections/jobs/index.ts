@@ -43,8 +43,8 @@ const COLUMNS = [
   "reasoning_tokens", "credits_spent", "created_at", "started_at", "completed_at", "updated_at", "seq", "citations",
 ] as const;
 
-/** The jobs row as a pure fold of the job's events. */
-const jobRows: RowFold<JobRow> = {
+/** The jobs row as a pure fold of the job's events (also what the as-of replay folds: src/app/asOf.ts). */
+export const jobRows: RowFold<JobRow> = {
   keyOf: streamIdOf,
   load: (db, id) => db.query("SELECT * FROM jobs WHERE id = ?").get(id) as JobRow | null,
   save: (db, row) => {

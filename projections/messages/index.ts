@@ -22,24 +22,38 @@ export const messagesProjection: Projection = {
     CREATE INDEX IF NOT EXISTS messages_by_session ON messages(session_id, seq);
   `,
   apply(db: Database, e: RecordedEvent) {
-    const sessionId = streamIdOf(e);
-    const event = sessionEvents.decode(e);
-    const at = occurredAt(e);
-    const insert = db.query(
-      `INSERT INTO messages (seq, session_id, id, role, job_id, content, attachments, status, tool_calls, assets, result, error, created_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    );
-    if (event.type === "MessageSent") {
-      insert.run(Number(e.position), sessionId, event.data.message_id, "user", event.data.job_id, event.data.content,
-        JSON.stringify(event.data.attachments), "sent", null, null, null, null, at);
-    } else if (event.type === "TurnEnded") {
-      const r = event.data.reply;
-      insert.run(Number(e.position), sessionId, `${event.data.message_id}_reply`, "assistant", event.data.job_id, r?.content ?? "",
-        null, event.data.outcome, JSON.stringify(r?.tool_calls ?? []), JSON.stringify(r?.assets ?? []),
-        r ? JSON.stringify(r.result ?? null) : null, event.data.error ? JSON.stringify(event.data.error) : null, at);
-    }
+    const row = messageRowOf(e);
+    if (!row) return;
+    db.query(`INSERT INTO messages (${COLUMNS.join(", ")}) VALUES (${COLUMNS.map(() => "?").join(", ")})`).run(...COLUMNS.map((c) => row[c]));
   },
 };
+
+const COLUMNS = ["seq", "session_id", "id", "role", "job_id", "content", "attachments", "status", "tool_calls", "assets", "result", "error", "created_at"] as const;
+
+/**
+ * The history row an event adds (a user's message, or the reply that ends its turn), or null: a pure
+ * function, also what the as-of replay uses (src/app/asOf.ts).
+ */
+export function messageRowOf(e: RecordedEvent): MessageRow | null {
+  const sessionId = streamIdOf(e);
+  const event = sessionEvents.decode(e);
+  const at = occurredAt(e);
+  if (event.type === "MessageSent") {
+    return {
+      seq: Number(e.position), session_id: sessionId, id: event.data.message_id, role: "user", job_id: event.data.job_id, content: event.data.content,
+      attachments: JSON.stringify(event.data.attachments), status: "sent", tool_calls: null, assets: null, result: null, error: null, created_at: at,
+    };
+  }
+  if (event.type === "TurnEnded") {
+    const r = event.data.reply;
+    return {
+      seq: Number(e.position), session_id: sessionId, id: `${event.data.message_id}_reply`, role: "assistant", job_id: event.data.job_id, content: r?.content ?? "",
+      attachments: null, status: event.data.outcome, tool_calls: JSON.stringify(r?.tool_calls ?? []), assets: JSON.stringify(r?.assets ?? []),
+      result: r ? JSON.stringify(r.result ?? null) : null, error: event.data.error ? JSON.stringify(event.data.error) : null, created_at: at,
+    };
+  }
+  return null;
+}
 
 export interface MessageRow {
   seq: number; session_id: string; id: string; role: "user" | "assistant"; job_id: string; content: string;

@@ -91,8 +91,11 @@ const COLUMNS = [
   "last_activity_at", "activity_seq", "created_seq",
 ] as const;
 
-/** The sessions row as a pure fold of the session's events (and its jobs' usage). */
-function evolveSessionRow(row: SessionRow | null, e: RecordedEvent): SessionRow | null {
+/**
+ * The sessions row as a pure fold of the session's events (and its jobs' usage), in `$all` order: also
+ * what the as-of replay folds (src/app/asOf.ts), so a past state has the shape the live row had.
+ */
+export function evolveSessionRow(row: SessionRow | null, e: RecordedEvent): SessionRow | null {
   const at = occurredAt(e);
   const seq = Number(e.position);
   const event = domainEvents.decode(e);

@@ -7,6 +7,8 @@
  * - `/v1/apps/{app_id}/audit/…` with the root token or a management JWT (members of the app and up):
  *   the named app, its test data with `mode=test`.
  *
+ * `…/sessions/{id}/state?at=` rebuilds a session as it stood at a past point (src/app/asOf.ts).
+ *
  * Pages are JSON (`limit`, `cursor`); `format=ndjson` (or `Accept: application/x-ndjson`) streams every
  * event from the cursor on, one JSON object a line, read from the store as it is sent.
  */
@@ -18,9 +20,14 @@ import type { TenantDirectory } from "../../../app/tenantDirectory.ts";
 import type { ManagementPrincipal } from "../../../auth/management.ts";
 import { ForbiddenError, NotFoundError, ValidationError } from "../../../core/errors.ts";
 import type { RecordedEvent } from "../../../eventstore/port.ts";
+import { occurredAt as occurredAtOf } from "../../../core/eventContract.ts";
 import { principalOf as keyPrincipalOf } from "../../auth.ts";
 import { decodeCursor, encodeCursor } from "../../pagination.ts";
 import { requireRole } from "./apps.ts";
+import { asOfPoint, sessionAsOf } from "../../../app/asOf.ts";
+import { iso, jobView, sessionView } from "./common.ts";
+import { Asset, Job, Message, Session } from "./models.ts";
+import { assetView, messageView } from "./sessions/model.ts";
 
 export interface AuditRoutesDeps {
   ctx: AppContext;
@@ -61,6 +68,32 @@ export const AuditEventPage = t.Object({
   has_more: t.Boolean(),
   next_cursor: Nullable(t.String()),
 });
+
+export const SessionState = t.Object({
+  object: t.Literal("session_state"),
+  session_id: t.String(),
+  as_of: t.Object({
+    position: Nullable(t.String({ description: "The position of the last event folded (null: none was)" })),
+    occurred_at: Nullable(t.String({ description: "When that event occurred" })),
+  }),
+  deleted: t.Boolean({ description: "Whether the session had been deleted by then (GET /v1/sessions/{session_id} then answered 404)" }),
+  session: Nullable(Session),
+  messages: t.Array(Message, { description: "The whole history then, oldest first (GET /v1/sessions/{session_id}/messages)" }),
+  assets: t.Array(Asset, { description: "Its assets then, oldest first (GET /v1/sessions/{session_id}/assets)" }),
+  jobs: t.Array(Job, { description: "Its jobs then, newest first (GET /v1/sessions/{session_id}/jobs)" }),
+  prompts: t.Array(t.Object({
+    job_id: t.String(), attempt: t.Integer(),
+    agent_version: Nullable(t.Integer({ description: "The agent stream's revision the attempt loaded" })),
+    system_prompt_sha256: Nullable(t.String()), prompt_overridden: Nullable(t.Boolean()), started_at: t.String(),
+  }), { description: "What each turn's attempts ran with (their job.started), in order" }),
+});
+
+const StateQuery = t.Object({
+  at: t.Optional(t.String({ minLength: 1, maxLength: 200, description: "An event's position, a cursor of the session's audit history, or an ISO 8601 date-time; absent: now" })),
+}, { additionalProperties: false });
+const ManagementStateQuery = t.Object({
+  ...StateQuery.properties, mode: t.Optional(t.Union([t.Literal("live"), t.Literal("test")], { description: "live (default) or the app's test data" })),
+}, { additionalProperties: false });
 
 const pageQuery = {
   cursor: t.Optional(t.String({ maxLength: 512, description: "next_cursor of the previous page" })),
@@ -163,6 +196,17 @@ function reads(ctx: AppContext) {
       const events = await auditStream(ctx.store, appId, stream, after ? BigInt(after.r) + 1n : 0n);
       return answer(request, query, { events, cursorOf: (e) => ({ r: Number(e.revision) }) });
     },
+    async state(appId: string, sessionId: string, at: string | undefined): Promise<typeof SessionState.static> {
+      const point = asOfPoint(at);
+      const s = await sessionAsOf(ctx.store, appId, sessionId, point);
+      return {
+        object: "session_state", session_id: sessionId,
+        as_of: { position: s.last ? s.last.position.toString() : null, occurred_at: s.last ? iso(occurredAtOf(s.last)) : null },
+        deleted: s.session?.deleted === 1, session: s.session ? sessionView(s.session) : null,
+        messages: s.messages.map(messageView), assets: s.assets.map(assetView), jobs: s.jobs.map(jobView),
+        prompts: s.prompts.map((p) => ({ ...p, started_at: iso(p.started_at)! })),
+      };
+    },
     async all(appId: string, query: Query, request: Request) {
       const after = decodeCursor(query.cursor, { p: "string" });
       const from = after ? positionOf(after.p) : null;
@@ -195,13 +239,18 @@ export const auditRoutes = (deps: AuditRoutesDeps) => {
     if (!app || app.status === "none") throw new NotFoundError("App not found", { param: "app_id" }, "app_not_found");
     return dataAppId(appId, mode ?? "live");
   };
-  const models = new Elysia({ name: "agentry.v1.audit.models" }).model({ AuditEvent, AuditEventPage });
+  const models = new Elysia({ name: "agentry.v1.audit.models" }).model({ AuditEvent, AuditEventPage, SessionState });
+  const stateDetail = (summary: string, description: string) => ({ summary, description });
 
   const keyDoor = new Elysia({ name: "agentry.v1.audit", prefix: "/v1/audit", detail: { tags: ["Audit"] } })
     .use(models)
     .get("/sessions/:session_id/events", ({ params, query, request }) => read.session(keyPartition(request), params.session_id, query, request), {
       params: SessionParams, query: KeyQuery,
       detail: documented("A session's complete history", "The session's stream and all of its jobs' streams, merged in commit order, each event with its full metadata (audit:read)."),
+    })
+    .get("/sessions/:session_id/state", ({ params, query, request }) => read.state(keyPartition(request), params.session_id, query.at), {
+      params: SessionParams, query: StateQuery, response: "SessionState",
+      detail: stateDetail("A session as it stood at a past point", "Rebuilt by folding its streams up to `at` (an event's position or a time), without read models: the session, its history, assets, jobs and the prompt each turn ran with (audit:read)."),
     })
     .get("/streams/:stream_name", ({ params, query, request }) => read.stream(keyPartition(request), params.stream_name, query, request), {
       params: StreamParams, query: KeyQuery,
@@ -220,6 +269,12 @@ export const auditRoutes = (deps: AuditRoutesDeps) => {
     }, {
       params: t.Object({ app_id: AppId, session_id: SessionParams.properties.session_id }), query: ManagementQuery,
       detail: documented("A session's complete history (management plane)", "As GET /v1/audit/sessions/{session_id}/events, for the named app (members)."),
+    })
+    .get("/:app_id/audit/sessions/:session_id/state", ({ params, query, request }) => {
+      return read.state(managedPartition(request, params.app_id, query.mode), params.session_id, query.at);
+    }, {
+      params: t.Object({ app_id: AppId, session_id: SessionParams.properties.session_id }), query: ManagementStateQuery, response: "SessionState",
+      detail: stateDetail("A session as it stood at a past point (management plane)", "As GET /v1/audit/sessions/{session_id}/state, for the named app (members)."),
     })
     .get("/:app_id/audit/streams/:stream_name", ({ params, query, request }) => {
       const { mode, ...rest } = query;
