@@ -28,6 +28,7 @@ import { EndUserTokens } from "./auth/endUserTokens.ts";
 import { KeyUsage } from "./app/keyUsage.ts";
 import { appRoutes } from "./http/routes/v1/apps.ts";
 import { auditRoutes } from "./http/routes/v1/audit.ts";
+import { auditVerifyRoutes } from "./http/routes/v1/auditVerify.ts";
 import { appBillingRoutes } from "./http/routes/v1/appBilling.ts";
 import { appRateLimitRoutes } from "./http/routes/v1/appRateLimits.ts";
 import { v1Routes } from "./http/routes/v1/index.ts";
@@ -235,7 +236,8 @@ export async function startServer(
     plugins: [appRoutes({ ctx, directory, usage: keyUsage, principalOf: (request) => managers.get(request) }),
       appRateLimitRoutes({ ctx, directory, defaults: config.rateLimits, principalOf: (request) => managers.get(request) }),
       appBillingRoutes({ ctx, directory, principalOf: (request) => managers.get(request) }),
-      auditRoutes({ ctx, directory, principalOf: (request) => managers.get(request) }), v1Routes({ ctx, endUserTokens, skills }), signedFileRoutes({ ctx }), ...(extra.plugins ?? [])],
+      auditRoutes({ ctx, directory, principalOf: (request) => managers.get(request) }),
+      auditVerifyRoutes({ ctx, directory, principalOf: (request) => managers.get(request) }), v1Routes({ ctx, endUserTokens, skills }), signedFileRoutes({ ctx }), ...(extra.plugins ?? [])],
   });
   app.listen({ port: config.port, hostname: config.host });
   const port = app.server!.port!;

@@ -6,7 +6,8 @@
  *
  * Kinds of break:
  * - `missing`: revisions jump (an event was removed), or a stream's first event does not start a chain;
- * - `reordered`: revisions go backwards, or an event's chain is valid at another revision of the stream;
+ * - `reordered`: revisions go backwards, or an event links to another event of the stream than the one
+ *   before it;
  * - `edited`: an event does not link to the one before it (its content, or its chain, was changed), or a
  *   chained stream has an event without a chain.
  *
@@ -80,9 +81,13 @@ export function verifyStream(stream: string, events: readonly ChainEvent[]): Str
     const prevChain = prev ? (chainOf(prev.metadata) ?? GENESIS) : GENESIS;
     const body = bodyOf(e);
     if (chainLink(prevChain, body) !== stored) {
-      if (gap) return fail(prev!.revision + 1n, "missing", `revisions ${prev!.revision + 1n}–${e.revision - 1n} are missing before revision ${e.revision}`);
-      const home = belongsAt(events, i, body, stored);
-      if (home !== undefined) return fail(e.revision, "reordered", `the event at revision ${e.revision} (${e.id}) belongs at revision ${home}`);
+      if (gap) {
+        const want = prev!.revision + 1n;
+        if (events.some((x, k) => k > i && x.revision === want)) return fail(want, "reordered", `revision ${want} comes after revision ${e.revision}`);
+        return fail(want, "missing", `revisions ${want}–${e.revision - 1n} are missing before revision ${e.revision}`);
+      }
+      const home = linksAfter(events, i, body, stored);
+      if (home !== undefined) return fail(e.revision, "reordered", `the event at revision ${e.revision} (${e.id}) belongs ${home}`);
       if (!prev && e.revision > 0n) {
         return fail(e.revision - 1n, "missing", `the stream starts at revision ${e.revision}, which does not start a chain: the events before it are missing`);
       }
@@ -101,14 +106,14 @@ function bodyOf(e: ChainEvent): string {
 }
 
 /**
- * The revision an event whose link fails here would be valid at: after the event stored just before
- * that revision, or, for two swapped neighbours, after the one stored at it. Undefined if none.
+ * Where an event whose link fails here belongs: right after the event (now at some other revision)
+ * whose chain it links to, or first (it links to the genesis). Undefined if it links to none.
  */
-function belongsAt(events: readonly ChainEvent[], at: number, body: string, stored: string): bigint | undefined {
+function linksAfter(events: readonly ChainEvent[], at: number, body: string, stored: string): string | undefined {
+  if (at > 0 && chainLink(GENESIS, body) === stored) return "first in the stream";
   for (let k = 0; k < events.length; k++) {
-    if (k === at) continue;
-    const candidates = [k === 0 ? GENESIS : chainOf(events[k - 1]!.metadata), chainOf(events[k]!.metadata)];
-    for (const p of candidates) if (p !== undefined && chainLink(p, body) === stored) return events[k]!.revision;
+    const p = chainOf(events[k]!.metadata);
+    if (k !== at && k !== at - 1 && p !== undefined && chainLink(p, body) === stored) return `after the event now at revision ${events[k]!.revision}`;
   }
   return undefined;
 }

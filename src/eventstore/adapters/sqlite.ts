@@ -33,6 +33,11 @@ export interface SqliteEventStoreOptions {
   pollIntervalMs?: number;
   /** How long a writer waits for another process's write lock before failing. */
   busyTimeoutMs?: number;
+  /**
+   * Open for reading only (operator commands beside a running server, e.g. `bun run audit verify`):
+   * the file must exist; nothing is created or changed, and appends fail.
+   */
+  readonly?: boolean;
 }
 
 /**
@@ -109,13 +114,18 @@ export class SqliteEventStore implements EventStore, SignalledStore {
   };
 
   constructor(options: SqliteEventStoreOptions) {
-    preparePrivateFile(options.path);
-    this.db = new Database(options.path, { create: true, strict: true });
-    // The busy timeout first: switching a new file to WAL takes a lock another process may hold.
-    this.db.exec(`PRAGMA busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
-    this.db.exec("PRAGMA journal_mode = WAL");
-    this.db.exec(`PRAGMA synchronous = ${options.synchronous === "normal" ? "NORMAL" : "FULL"}`);
-    this.db.exec(SCHEMA);
+    if (options.readonly) {
+      this.db = new Database(options.path, { readonly: true, strict: true });
+      this.db.exec(`PRAGMA busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
+    } else {
+      preparePrivateFile(options.path);
+      this.db = new Database(options.path, { create: true, strict: true });
+      // The busy timeout first: switching a new file to WAL takes a lock another process may hold.
+      this.db.exec(`PRAGMA busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
+      this.db.exec("PRAGMA journal_mode = WAL");
+      this.db.exec(`PRAGMA synchronous = ${options.synchronous === "normal" ? "NORMAL" : "FULL"}`);
+      this.db.exec(SCHEMA);
+    }
     this.pollIntervalMs = options.pollIntervalMs ?? 100;
     this.stmt = {
       stream: this.db.query("SELECT last_revision, truncate_before, tombstoned FROM streams WHERE stream = ?"),
