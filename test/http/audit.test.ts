@@ -188,6 +188,19 @@ function auditSuite(store: StoreKind): void {
       expect((await testAuditor.get(`/v1/audit/sessions/${s.body.id}/events`)).status).toBe(200);
     });
 
+    test("the as-of replay from this store: now, it is what the live API answers; at the first event, the bare session", async () => {
+      const [session, messages, assets, jobs] = await Promise.all([
+        client.get(`/v1/sessions/${sessionId}`), client.get(`/v1/sessions/${sessionId}/messages?limit=200`),
+        client.get(`/v1/sessions/${sessionId}/assets?limit=200`), client.get(`/v1/sessions/${sessionId}/jobs?limit=200`),
+      ]);
+      const state = (await auditor.get(`/v1/audit/sessions/${sessionId}/state`)).body;
+      expect({ session: state.session, messages: state.messages, assets: state.assets, jobs: state.jobs })
+        .toEqual({ session: session.body, messages: messages.body.data, assets: assets.body.data, jobs: jobs.body.data });
+      const first = (await auditor.get(`/v1/audit/sessions/${sessionId}/events?limit=1`)).body.data[0];
+      const atStart = (await auditor.get(`/v1/audit/sessions/${sessionId}/state?at=${first.position}`)).body;
+      expect(atStart).toMatchObject({ session: { name: "audited", message_count: 0 }, messages: [], jobs: [], as_of: { position: first.position } });
+    });
+
     test("bad input is a 4xx in the envelope", async () => {
       const cases: Array<[string, number, string]> = [
         [`/v1/audit/sessions/${sessionId}/events?cursor=nope`, 400, "invalid_cursor"],
