@@ -76,6 +76,7 @@ export function createApp(deps: AppDeps) {
             { name: "Files", description: "Uploads (multipart or signed URLs), attachments and artifacts, signed downloads" },
             { name: "Operations", description: "Health and operator endpoints" },
             { name: "Apps", description: "The management plane: apps (tenants) and their API keys; root token or management JWT" },
+            { name: "Audit", description: "Events as stored, a session's merged history, $all and as-of replay: an audit:read key, or the management plane" },
           ],
           components: {
             securitySchemes: {
