@@ -3,7 +3,9 @@
  * removed or reordered event is detectable (src/audit/chain.ts verifies it; docs/security.md says what it
  * proves). Pure: adapters hand in the previous event's chain and the event as it will be stored.
  *
- *   chain = sha256_hex(prev_chain + "\n" + canonical([stream, id, type, data, metadata without chain]))
+ *   chain = sha256_hex(prev_chain \n stream \n id \n type \n data \n metadata-without-chain)
+ *
+ * (each part JSON; metadata with its top-level keys sorted).
  *
  * `prev_chain` is the chain of the stream's previous visible event, or GENESIS for a stream's first event,
  * the first event after a soft delete, and the first chained event after events written before the chain
@@ -14,29 +16,18 @@
 export const CHAIN_KEY = "chain";
 export const GENESIS = "0".repeat(64);
 
-/** JSON with object keys sorted at every level: the same value gives the same text in every store. */
-export function canonicalJson(value: unknown): string {
-  if (value === null || typeof value !== "object") {
-    return JSON.stringify(value) ?? "null";
-  }
-  const withToJson = value as { toJSON?: () => unknown };
-  if (typeof withToJson.toJSON === "function") return canonicalJson(withToJson.toJSON());
-  if (Array.isArray(value)) {
-    let out = "[";
-    for (let i = 0; i < value.length; i++) {
-      const v = value[i];
-      out += (i ? "," : "") + (v === undefined || typeof v === "function" || typeof v === "symbol" ? "null" : canonicalJson(v));
-    }
-    return out + "]";
-  }
-  const record = value as Record<string, unknown>;
-  const keys = Object.keys(record).sort();
+/**
+ * Metadata as hashed: its top-level keys sorted (EventStoreDB renames and moves the correlation and
+ * causation ids on the way in and back out), values as JSON.
+ */
+export function sortedMetadataJson(metadata: Record<string, unknown>): string {
   let out = "{";
   let first = true;
-  for (const k of keys) {
-    const v = record[k];
-    if (v === undefined || typeof v === "function" || typeof v === "symbol") continue;
-    out += (first ? "" : ",") + JSON.stringify(k) + ":" + canonicalJson(v);
+  for (const k of Object.keys(metadata).sort()) {
+    if (k === CHAIN_KEY) continue;
+    const v = JSON.stringify(metadata[k]);
+    if (v === undefined) continue;
+    out += (first ? "" : ",") + JSON.stringify(k) + ":" + v;
     first = false;
   }
   return out + "}";
@@ -58,14 +49,24 @@ export function metadataWithoutChain(metadata: Record<string, unknown> | undefin
   return rest;
 }
 
-/** The text hashed for one event, apart from the previous chain (the costly part, computable early). */
+/**
+ * The text hashed for one event, apart from the previous chain (computable before the append knows
+ * its place). Data is hashed as its JSON text: every store gives data back with its keys in the order
+ * they were written, so re-serializing what is read gives the same text; adapters pass the text they
+ * store, so hashing costs no second serialization.
+ */
+export function chainBodyJson(stream: string, id: string, type: string, dataJson: string, metadata: Record<string, unknown> | undefined): string {
+  return `${JSON.stringify(stream)}\n${JSON.stringify(id)}\n${JSON.stringify(type)}\n${dataJson}\n${sortedMetadataJson(metadata ?? {})}`;
+}
+
+/** chainBodyJson for an event as read (or about to be written). */
 export function chainBody(event: ChainedFields): string {
-  return canonicalJson([event.stream, event.id, event.type, event.data ?? null, metadataWithoutChain(event.metadata)]);
+  return chainBodyJson(event.stream, event.id, event.type, JSON.stringify(event.data ?? null), event.metadata);
 }
 
 /** One link: the chain of an event whose body is `body`, after an event whose chain is `prev`. */
 export function chainLink(prev: string, body: string): string {
-  return new Bun.CryptoHasher("sha256").update(prev).update("\n").update(body).digest("hex");
+  return Bun.SHA256.hash(`${prev}\n${body}`, "hex") as string;
 }
 
 /** The chain value of an event, given the chain of the stream's previous event (or GENESIS). */

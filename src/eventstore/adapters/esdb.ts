@@ -19,7 +19,7 @@ import {
 } from "@eventstore/db-client";
 import type { Channel } from "@grpc/grpc-js";
 import { toJson, validateAppend, validateStreamName } from "../appendRules.ts";
-import { chainBody, chainLink, chainOf, CHAIN_KEY, GENESIS, metadataWithoutChain } from "../chain.ts";
+import { chainBodyJson, chainLink, chainOf, CHAIN_KEY, GENESIS, metadataWithoutChain } from "../chain.ts";
 import {
   AppendTooLargeError, InvalidEventError, StoreAccessDeniedError, StoreUnavailableError, StreamDeletedError,
   StreamNotFoundError, WrongExpectedVersionError,
@@ -92,10 +92,7 @@ export class EsdbEventStore implements EventStore {
   async appendToStream(stream: string, events: readonly EventData[], options: AppendOptions = {}): Promise<AppendResult> {
     const expected = options.expectedRevision ?? "any";
     validateAppend(stream, events, expected);
-    const bodies = events.map((e) => {
-      toJson(e.data, "Event data");
-      return chainBody({ stream, id: e.id, type: e.type, data: e.data, metadata: e.metadata });
-    });
+    const bodies = events.map((e) => chainBodyJson(stream, e.id, e.type, toJson(e.data, "Event data"), e.metadata));
     const ids = new Set(events.map((e) => e.id));
     let hint: bigint | undefined; // the stream's last revision, from a refusal, when nothing of it is visible
     for (let attempt = 1; ; attempt++) {

@@ -6,7 +6,7 @@ import {
   decideAppend, checkExpected, NEW_STREAM, streamExists, toJson, validateAppend, validateStreamName,
   type StreamState,
 } from "../appendRules.ts";
-import { chainBody, chainLink, chainOf, GENESIS, metadataWithoutChain, withChainJson } from "../chain.ts";
+import { chainBodyJson, chainLink, chainOf, GENESIS, metadataWithoutChain, withChainJson } from "../chain.ts";
 import { StreamDeletedError, StreamNotFoundError, StoreUnavailableError } from "../errors.ts";
 import { matchesFilter } from "../filter.ts";
 import type {
@@ -43,11 +43,10 @@ export class MemoryEventStore implements EventStore {
       return { nextExpectedRevision: decision.lastRevision, position: last.position };
     }
     // Serialise first so a bad payload refuses the whole append before anything is stored.
-    const payloads = events.map((e) => ({
-      data: toJson(e.data, "Event data"),
-      metadata: toJson(metadataWithoutChain(e.metadata), "Event metadata"),
-      body: chainBody({ stream, id: e.id, type: e.type, data: e.data, metadata: e.metadata }),
-    }));
+    const payloads = events.map((e) => {
+      const data = toJson(e.data, "Event data");
+      return { data, metadata: toJson(metadataWithoutChain(e.metadata), "Event metadata"), body: chainBodyJson(stream, e.id, e.type, data, e.metadata) };
+    });
     const created = this.clock();
     let revision = decision.firstRevision;
     let chain = previousChain(state, revision);

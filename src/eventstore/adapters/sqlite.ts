@@ -13,7 +13,7 @@ import {
   decideAppend, checkExpected, NEW_STREAM, streamExists, toJson, validateAppend, validateStreamName,
   type StreamState,
 } from "../appendRules.ts";
-import { chainLink, chainBody, chainOf, GENESIS, metadataWithoutChain, withChainJson } from "../chain.ts";
+import { CHAIN_KEY, chainLink, chainBodyJson, chainOf, GENESIS, metadataWithoutChain, withChainJson } from "../chain.ts";
 import { StreamDeletedError, StreamNotFoundError, StoreUnavailableError } from "../errors.ts";
 import type {
   AllFilter, AppendOptions, AppendResult, DeleteResult, EventData, EventStore, ExpectedRevision, ReadAllOptions,
@@ -184,11 +184,10 @@ export class SqliteEventStore implements EventStore, SignalledStore {
     this.ensureOpen();
     const expected = options.expectedRevision ?? "any";
     validateAppend(stream, events, expected);
-    const payloads = events.map((e) => [
-      toJson(e.data, "Event data"),
-      toJson(metadataWithoutChain(e.metadata), "Event metadata"),
-      chainBody({ stream, id: e.id, type: e.type, data: e.data, metadata: e.metadata }),
-    ] as const);
+    const payloads = events.map((e) => {
+      const data = toJson(e.data, "Event data");
+      return [data, toJson(metadataWithoutChain(e.metadata), "Event metadata"), chainBodyJson(stream, e.id, e.type, data, e.metadata)] as const;
+    });
     return new Promise<AppendResult>((resolve, reject) => {
       this.pending.push({ stream, events, payloads, expected, resolve, reject });
       if (!this.flushScheduled) {
@@ -280,6 +279,8 @@ export class SqliteEventStore implements EventStore, SignalledStore {
   private chainAt(stream: string, revision: number): string {
     const json = this.stmt.metadataAt.values(stream, revision)[0]?.[0] as string | undefined;
     if (json === undefined) return GENESIS;
+    // The chain is written as the metadata's last key (withChainJson): read it without a parse.
+    if (json.slice(-75, -66) === `"${CHAIN_KEY}":"` && json.endsWith('"}')) return json.slice(-66, -2);
     return chainOf(JSON.parse(json) as Record<string, unknown>) ?? GENESIS;
   }
 
