@@ -134,6 +134,21 @@ describe("tampering with the SQLite file", () => {
   });
 });
 
+test("two processes' stores appending to one stream in turn keep one chain (each links to the other's events)", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "agentry-chain2-"));
+  const a = new SqliteEventStore({ path: join(dir, "events.sqlite") });
+  const b = new SqliteEventStore({ path: join(dir, "events.sqlite") });
+  try {
+    for (let i = 0; i < 6; i++) await (i % 2 ? b : a).appendToStream("shared-1", [ev(`E${i}`)], i % 3 === 0 ? {} : { expectedRevision: BigInt(i - 1) });
+    const v = verifyStream("shared-1", (await collect(a.readStream("shared-1"))).map((e) => ({ ...e, stream: e.streamId })));
+    expect(v).toMatchObject({ ok: true, events: 6 });
+  } finally {
+    await a.close();
+    await b.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 describe("offline verification of an NDJSON export", () => {
   let dir: string;
   beforeAll(() => {

@@ -415,6 +415,12 @@ export function eventStoreContract(name: string, factory: () => Promise<Contract
         const [reopened] = await collect(store.readStream(s));
         expect(reopened!.metadata.chain).toBe(chainHash(GENESIS, { stream: s, id: c.id, type: "C", data: {}, metadata: reopened!.metadata }));
         expect((await verify(s)).ok).toBe(true);
+        // Again, appending on the exact revision the delete left (this process wrote the event before it).
+        await store.deleteStream(s, { expectedRevision: 2n });
+        const d = ev("D");
+        await store.appendToStream(s, [d], { expectedRevision: 2n });
+        const [again] = await collect(store.readStream(s));
+        expect(again!.metadata.chain).toBe(chainHash(GENESIS, { stream: s, id: d.id, type: "D", data: {}, metadata: again!.metadata }));
       });
 
       test("concurrent appends to one stream, any expected revision, keep one valid chain", async () => {

@@ -248,6 +248,8 @@ export class EsdbEventStore implements EventStore {
   async deleteStream(stream: string, options: AppendOptions = {}): Promise<DeleteResult> {
     validateStreamName(stream);
     const expected = options.expectedRevision ?? "any";
+    // The next event starts the chain again (nothing before it is visible): forget the cached tail.
+    this.tails.delete(stream);
     const r = await this.leader(() => this.client.deleteStream(stream, { expectedRevision: deleteExpectation(expected) }), stream, missingOnDelete(expected));
     return r.position ? { position: r.position.commit } : {};
   }
@@ -255,6 +257,7 @@ export class EsdbEventStore implements EventStore {
   async tombstoneStream(stream: string, options: AppendOptions = {}): Promise<DeleteResult> {
     validateStreamName(stream);
     const expected = options.expectedRevision ?? "any";
+    this.tails.delete(stream);
     const r = await this.leader(() => this.client.tombstoneStream(stream, { expectedRevision: deleteExpectation(expected) }), stream);
     return r.position ? { position: r.position.commit } : {};
   }

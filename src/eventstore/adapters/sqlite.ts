@@ -210,6 +210,7 @@ export class SqliteEventStore implements EventStore, SignalledStore {
       this.appendStats.commits++;
     } catch (err) {
       // BEGIN or COMMIT failed (busy, disk, closed): nothing of the group is stored.
+      this.tails.clear();
       for (const append of group) append.reject(err instanceof StoreUnavailableError ? err : new StoreUnavailableError("The append could not be committed", err));
       return;
     }
@@ -227,6 +228,14 @@ export class SqliteEventStore implements EventStore, SignalledStore {
   }
 
   private readonly committed = new Set<() => void>();
+
+  /**
+   * The chain of the last event this process appended per stream, so an append links without reading
+   * its previous event. Used only when the stream's last revision, read in the append transaction, is
+   * that event's (revisions are never reused; another process's append moves it on); cleared when a
+   * group's commit fails, since what it holds was then never stored.
+   */
+  private readonly tails = new Map<string, { revision: number; chain: string }>();
 
   onCommitted(listener: () => void): () => void {
     this.committed.add(listener);
@@ -261,7 +270,10 @@ export class SqliteEventStore implements EventStore, SignalledStore {
     let position = 0;
     // The previous event of the stream, read under the write lock: whoever appended before, and however
     // (any expected revision, another process, an earlier append of this group), this links to it.
-    let chain = revision - 1 < Number(state.truncateBefore) ? GENESIS : this.chainAt(stream, revision - 1);
+    const cached = this.tails.get(stream);
+    let chain = revision - 1 < Number(state.truncateBefore) ? GENESIS
+      : cached?.revision === revision - 1 ? cached.chain
+      : this.chainAt(stream, revision - 1);
     const written: string[] = [];
     for (const [i, e] of events.entries()) {
       const [data, metadataJson, body] = payloads[i]!;
@@ -272,6 +284,9 @@ export class SqliteEventStore implements EventStore, SignalledStore {
       revision++;
     }
     this.stmt.upsertStream.run(stream, revision - 1);
+    this.tails.delete(stream);
+    this.tails.set(stream, { revision: revision - 1, chain });
+    if (this.tails.size > 10_000) this.tails.delete(this.tails.keys().next().value!);
     return { result: { nextExpectedRevision: BigInt(revision - 1), position: BigInt(position) }, created, metadata: written };
   }
 
