@@ -6,6 +6,7 @@ import { Database } from "bun:sqlite";
 import { projections } from "../projections/index.ts";
 import { SqliteEventStore, type SqliteSynchronous } from "../src/eventstore/adapters/sqlite.ts";
 import type { EventData } from "../src/eventstore/port.ts";
+import { chainBodyJson, chainLink, GENESIS, withChainJson } from "../src/eventstore/chain.ts";
 import { openReadModelDb } from "../src/projections/readModelDb.ts";
 import { ProjectionRunner } from "../src/projections/runner.ts";
 import { compare, rate, tempDir, type Result } from "./lib.ts";
@@ -118,6 +119,8 @@ export async function eventStoreBenchmarks(quick: boolean): Promise<Result[]> {
     results.push({ name: `sqlite append, 10-event batch (synchronous=${synchronous})`, unit: "events/s", ...batched, baselineName: "raw INSERTs in 1 tx", target: 0.7 });
   }
 
+  results.push(...(await chainCost(quick, rounds, results)));
+
   // Reads and rebuilds over one shared history.
   const total = quick ? 20_000 : 200_000;
   const t = tempDir("history");
@@ -168,4 +171,38 @@ export async function eventStoreBenchmarks(quick: boolean): Promise<Result[]> {
   await store.close();
   t.remove();
   return results;
+}
+
+/**
+ * What the hash chain adds to an append, per event, as the sqlite adapter does it: the text hashed (the
+ * data's JSON text is the one stored, made anyway; the metadata with sorted keys), one SHA-256, the
+ * chain spliced into the stored metadata text, and the previous event's chain read back from its
+ * metadata text. Measured alone, on events shaped like the runtime's, and set against the append rates
+ * measured above (which include it), so the share of an append it takes is direct.
+ */
+async function chainCost(quick: boolean, rounds: number, appends: readonly Result[]): Promise<Result[]> {
+  const count = quick ? 20_000 : 200_000;
+  const metadata = {
+    app_id: "app_default", actor: "key:key_0123456789", schema_version: 1, occurred_at: 1_764_633_600_000,
+    correlationId: "5f0c7a4e-8f7e-4d8a-9a43-3f1c0f3e2b11", causationId: "5f0c7a4e-8f7e-4d8a-9a43-3f1c0f3e2b11", request_id: "req_0123456789",
+  };
+  const dataJson = JSON.stringify({ job_id: "job_bench", message_id: "msg_bench", content: payload.text, attachments: [], model: null, context: null, queued: false });
+  const metadataJson = JSON.stringify(metadata);
+  const id = crypto.randomUUID();
+  const rates: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    let prevJson = withChainJson(metadataJson, GENESIS);
+    rates.push(await rate(count, () => {
+      const prev = prevJson.slice(-66, -2);
+      const body = chainBodyJson("session-sess_bench", id, "MessageSent", dataJson, metadata);
+      prevJson = withChainJson(metadataJson, chainLink(prev, body));
+    }));
+  }
+  rates.sort((a, b) => a - b);
+  const links = rates[Math.floor(rates.length / 2)]!;
+  const perEventUs = 1e6 / links;
+  for (const a of appends) {
+    console.log(`  hash chain: ${perEventUs.toFixed(2)} µs/event = ${((perEventUs / (1e6 / a.value)) * 100).toFixed(1)}% of "${a.name}" (${Math.round(a.value).toLocaleString("en-US")} ${a.unit})`);
+  }
+  return [{ name: "hash chain, one link per event (hashed text + SHA-256 + previous chain)", unit: "links/s", value: links }];
 }
