@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SqliteEventStore } from "../../src/eventstore/adapters/sqlite.ts";
 import { collect } from "../../src/eventstore/port.ts";
+import { chainEventOf, verifyStream } from "../../src/audit/chain.ts";
 
 interface Ack { id: string; stream: string; revision: string; position: string }
 
@@ -96,6 +97,10 @@ describe("sqlite event store across processes", () => {
       const shared = await collect(store.readStream("shared-1"));
       expect(shared.map((e) => Number(e.revision))).toEqual(Array.from({ length: 300 }, (_, i) => i));
       expect(new Set(acks.filter((a) => a.stream === "shared-1").map((a) => a.revision)).size).toBe(300);
+      // Each process linked its events to the other's: one hash chain per stream.
+      for (const stream of new Set(events.map((e) => e.streamId))) {
+        expect(verifyStream(stream, (await collect(store.readStream(stream))).map(chainEventOf))).toMatchObject({ ok: true, unchained: 0 });
+      }
     } finally {
       await store.close();
     }
