@@ -137,6 +137,11 @@ export function eventStoreContract(name: string, factory: () => Promise<Contract
         const again = await store.appendToStream(s, batch);
         expect(again.nextExpectedRevision).toBe(first.nextExpectedRevision);
         expect((await collect(store.readStream(s))).length).toBe(2);
+        // Still recognised after another append landed behind it.
+        await store.appendToStream(s, [ev("C")]);
+        const late = await store.appendToStream(s, batch);
+        expect(late.nextExpectedRevision).toBe(first.nextExpectedRevision);
+        expect((await collect(store.readStream(s))).map((e) => e.type)).toEqual(["A", "B", "C"]);
       });
 
       test("bad input is refused before anything is written", async () => {

@@ -30,6 +30,7 @@ import type {
   ReadAllOptions, ReadStreamOptions, RecordedEvent, SubscribeToAllOptions, SubscribeToStreamOptions, Subscription,
 } from "../port.ts";
 import { BufferedSubscription } from "../subscription.ts";
+import { IDEMPOTENCY_WINDOW } from "./memory.ts";
 
 /**
  * Attempts for an operation a node answers with not-leader. The client has already pointed its channel
@@ -73,7 +74,7 @@ export class EsdbEventStore implements EventStore {
 
   constructor(options: EsdbEventStoreOptions) {
     this.client = EventStoreDBClient.connectionString(options.connectionString);
-    this.chainReader = EventStoreDBClient.connectionString(options.connectionString);
+    this.chainReader = EventStoreDBClient.connectionString(ownConnection(options.connectionString));
   }
 
   /**
@@ -103,7 +104,8 @@ export class EsdbEventStore implements EventStore {
       else {
         const tail = await this.tail(stream);
         if (!tail && expected === "stream_exists") throw new WrongExpectedVersionError(stream, expected, "no_stream");
-        // A retry of this very append, nothing written after it: the server recognises its ids.
+        // A retry of an append whose events are among the newest: the server recognises its ids (or
+        // refuses a batch that only partly matches), as it does for every `any` append.
         if (tail?.ids.some((id) => ids.has(id))) appendExpected = "any";
         else appendExpected = tail?.revision ?? hint ?? "no_stream";
         prev = tail?.chain ?? GENESIS;
@@ -151,12 +153,17 @@ export class EsdbEventStore implements EventStore {
     return GENESIS;
   }
 
-  /** The stream's last visible event: its id, revision and chain; undefined if none. */
+  /**
+   * The stream's last visible event (its revision and chain) and the ids of the newest events, as far
+   * back as an `any` retry is recognised (IDEMPOTENCY_WINDOW); undefined if none is visible.
+   */
   private async tail(stream: string): Promise<{ revision: bigint; chain: string; ids: string[] } | undefined> {
     const ids: string[] = [];
+    let revision: bigint | undefined; // the stream's end, records this adapter cannot decode included
     let last: RecordedEvent | undefined;
     try {
-      for await (const resolved of this.read(() => this.chainReader.readStream(stream, { fromRevision: END, direction: BACKWARDS, maxCount: 1 }), stream)) {
+      for await (const resolved of this.read(() => this.chainReader.readStream(stream, { fromRevision: END, direction: BACKWARDS, maxCount: IDEMPOTENCY_WINDOW }), stream)) {
+        revision ??= resolved.event?.revision;
         const e = fromResolved(resolved);
         if (!e) continue;
         last ??= e;
@@ -165,8 +172,9 @@ export class EsdbEventStore implements EventStore {
     } catch (err) {
       if (!(err instanceof StreamNotFoundError)) throw err;
     }
-    if (!last) return undefined;
-    return { revision: last.revision, chain: chainOf(last.metadata) ?? GENESIS, ids };
+    if (revision === undefined) return undefined;
+    // A record no JSON client wrote is not part of the chain: link to the newest event that is.
+    return { revision, chain: chainOf(last?.metadata) ?? GENESIS, ids };
   }
 
   async *readStream(stream: string, options: ReadStreamOptions = {}): AsyncIterable<RecordedEvent> {
@@ -445,6 +453,20 @@ function fromResolved(resolved: ResolvedEvent): RecordedEvent | undefined {
     id: e.id, type: e.type, streamId: e.streamId, revision: e.revision, position,
     data: e.data, metadata: fromEsdbMetadata(e.metadata), created: e.created,
   };
+}
+
+/**
+ * The connection string for a client that must not share the main client's HTTP/2 connection: grpc-js
+ * pools connections by address and channel options, so a keep-alive interval 1 ms off the configured
+ * one (default 10 s) gives it a connection of its own.
+ */
+function ownConnection(connectionString: string): string {
+  const match = /([?&])keepAliveInterval=(-?\d+)/i.exec(connectionString);
+  if (match) {
+    const interval = Number(match[2]);
+    return connectionString.replace(match[0], `${match[1]}keepAliveInterval=${interval < 0 ? interval : interval + 1}`);
+  }
+  return `${connectionString}${connectionString.includes("?") ? "&" : "?"}keepAliveInterval=10001`;
 }
 
 function toEsdbMetadata(metadata: EventMetadata | undefined): Record<string, unknown> {
