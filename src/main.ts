@@ -28,6 +28,7 @@ import { EndUserTokens } from "./auth/endUserTokens.ts";
 import { KeyUsage } from "./app/keyUsage.ts";
 import { appRoutes } from "./http/routes/v1/apps.ts";
 import { auditRoutes } from "./http/routes/v1/audit.ts";
+import { adminRoutes } from "./http/routes/v1/admin.ts";
 import { auditVerifyRoutes } from "./http/routes/v1/auditVerify.ts";
 import { appBillingRoutes } from "./http/routes/v1/appBilling.ts";
 import { appRateLimitRoutes } from "./http/routes/v1/appRateLimits.ts";
@@ -237,6 +238,7 @@ export async function startServer(
       appRateLimitRoutes({ ctx, directory, defaults: config.rateLimits, principalOf: (request) => managers.get(request) }),
       appBillingRoutes({ ctx, directory, principalOf: (request) => managers.get(request) }),
       auditRoutes({ ctx, directory, principalOf: (request) => managers.get(request) }),
+      adminRoutes({ projections: projectionRunner, principalOf: (request) => managers.get(request) }),
       auditVerifyRoutes({ ctx, directory, principalOf: (request) => managers.get(request) }), v1Routes({ ctx, endUserTokens, skills }), signedFileRoutes({ ctx }), ...(extra.plugins ?? [])],
   });
   app.listen({ port: config.port, hostname: config.host });

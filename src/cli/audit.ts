@@ -10,13 +10,11 @@
  * 2 on bad usage. Uses the server's configuration (DATA_DIR, EVENT_STORE, …) and opens a SQLite store
  * read-only, so it runs beside a running server.
  */
-import { join } from "node:path";
 import { byStream, verifyStream, type StreamVerification } from "../audit/chain.ts";
 import { NdjsonFormatError, parseAuditNdjson } from "../audit/ndjson.ts";
 import { streamNames, verificationView, verifyStoredStream } from "../audit/verifyStore.ts";
 import { ConfigError, loadConfig } from "../config.ts";
-import { SqliteEventStore } from "../eventstore/adapters/sqlite.ts";
-import { createEventStore } from "../eventstore/factory.ts";
+import { createReadOnlyEventStore } from "../eventstore/factory.ts";
 import type { EventStore } from "../eventstore/port.ts";
 
 const USAGE = "usage: bun run audit verify <stream> [<stream> ...] | --all | --file <export.ndjson>";
@@ -24,8 +22,7 @@ const USAGE = "usage: bun run audit verify <stream> [<stream> ...] | --all | --f
 function openStore(): EventStore {
   const config = loadConfig();
   if (config.eventStore === "memory") throw new ConfigError("EVENT_STORE", "memory keeps nothing between processes: there is nothing to verify");
-  if (config.eventStore === "sqlite") return new SqliteEventStore({ path: join(config.dataDir, "events.sqlite"), readonly: true });
-  return createEventStore(config);
+  return createReadOnlyEventStore(config);
 }
 
 function report(results: Iterable<StreamVerification>): number {

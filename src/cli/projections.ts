@@ -4,17 +4,19 @@
  *   bun run projections status            each projection's checkpoint and lag
  *   bun run projections rebuild [name…]   drop and rebuild (all, or the named ones) from the event store
  *
- * Uses the same configuration as the server (DATA_DIR, EVENT_STORE, …). A rebuild refuses to run while
- * a server holds the read-model file; stop it first (or point a fresh DATA_DIR-less server at the store:
- * read models are per process and disposable).
+ * Uses the same configuration as the server (DATA_DIR, EVENT_STORE, …). `status` works beside a running
+ * server (it reads that server's checkpoints, read-only); a rebuild refuses to run while a server holds
+ * the read-model file: stop it first (read models are per process and disposable).
  */
 import { projections } from "../../projections/index.ts";
-import { ConfigError, loadConfig, readModelFileOf } from "../config.ts";
+import { ConfigError, loadConfig, readModelFileOf, type Config } from "../config.ts";
 import { createLogger } from "../core/logger.ts";
-import { createEventStore } from "../eventstore/factory.ts";
+import { createEventStore, createReadOnlyEventStore } from "../eventstore/factory.ts";
 import { acquireProcessLock, ReadModelInUseError } from "../projections/processLock.ts";
-import { openReadModelDb } from "../projections/readModelDb.ts";
-import { ProjectionRunner } from "../projections/runner.ts";
+import { openReadModelDb, readCheckpoint } from "../projections/readModelDb.ts";
+import { projectionStatus, ProjectionRunner } from "../projections/runner.ts";
+import { Database } from "bun:sqlite";
+import { existsSync } from "node:fs";
 
 const USAGE = "usage: bun run projections status | rebuild [name ...]";
 
@@ -36,7 +38,14 @@ async function main(args: string[]): Promise<number> {
   }
   const logger = createLogger(config.logLevel);
   const dbPath = readModelFileOf(config);
-  const releaseLock = acquireProcessLock(`${dbPath}.pid`, dbPath);
+  let releaseLock: () => void;
+  try {
+    releaseLock = acquireProcessLock(`${dbPath}.pid`, dbPath);
+  } catch (err) {
+    // A server holds the read models: a status reads beside it; a rebuild needs them to itself.
+    if (command === "status" && err instanceof ReadModelInUseError && existsSync(dbPath)) return statusBesideServer(config, dbPath, err.pid);
+    throw err;
+  }
   const store = createEventStore(config);
   const db = openReadModelDb(dbPath);
   const runner = new ProjectionRunner(store, db, projections, { logger });
@@ -59,6 +68,33 @@ async function main(args: string[]): Promise<number> {
     await store.close();
     db.close();
     releaseLock();
+  }
+}
+
+/**
+ * The status of the read models a running server (process `pid`) keeps: their checkpoints read from its
+ * read-model file, their lag counted against the store, both opened read-only; no lock is taken.
+ */
+async function statusBesideServer(config: Config, dbPath: string, pid: number): Promise<number> {
+  const db = new Database(dbPath, { readonly: true });
+  db.exec("PRAGMA busy_timeout = 5000");
+  const store = createReadOnlyEventStore(config);
+  try {
+    const checkpoints = new Map<string, { version: number; position: bigint | null }>();
+    for (const p of projections) {
+      const row = readCheckpoint(db, p.name);
+      if (row) checkpoints.set(p.name, { version: row.version, position: row.position === null ? null : BigInt(row.position) });
+    }
+    const status = await projectionStatus(store, projections, (name) => checkpoints.get(name)?.position ?? null, {
+      stateOf: (lag) => (lag === 0 ? "live" : "catching_up"), lastError: null, now: Date.now(),
+    });
+    // A projection whose recorded version is not its current one is rebuilt when its server (re)starts.
+    const shown = status.map((s) => ({ ...s, ...(checkpoints.get(s.name) && checkpoints.get(s.name)!.version !== s.version ? { state: "starting" as const } : {}) }));
+    console.log(JSON.stringify({ served_by_pid: pid, projections: shown }, null, 2));
+    return 0;
+  } finally {
+    await store.close();
+    db.close();
   }
 }
 

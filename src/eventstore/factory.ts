@@ -24,3 +24,14 @@ export function createEventStore(config: Config): EventStore {
     }
   }
 }
+
+/**
+ * The configured store for a command that only reads, beside a running server: SQLite opened read-only
+ * (it never takes the write lock), EventStoreDB as usual. The memory store keeps nothing between
+ * processes, so there is nothing to read.
+ */
+export function createReadOnlyEventStore(config: Config): EventStore {
+  if (config.eventStore === "memory") throw new Error("EVENT_STORE=memory keeps nothing between processes: there is nothing to read");
+  if (config.eventStore === "sqlite") return new SqliteEventStore({ path: join(config.dataDir, "events.sqlite"), readonly: true });
+  return createEventStore(config);
+}

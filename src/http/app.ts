@@ -46,7 +46,7 @@ export function createApp(deps: AppDeps) {
   const guard = requestGuard({
     areas: [
       ...(deps.authenticate ? [{ prefix: "/v1", authenticate: withRateLimit(deps.authenticate, deps.rateLimit) }] : []),
-      ...(deps.authenticateManagement ? [{ prefix: "/v1/apps", authenticate: deps.authenticateManagement }] : []),
+      ...(deps.authenticateManagement ? [{ prefix: "/v1/apps", authenticate: deps.authenticateManagement }, { prefix: "/v1/admin", authenticate: deps.authenticateManagement }] : []),
     ],
     maxBodyBytes: deps.maxBodyBytes ?? 10 * 1024 * 1024,
     bodyTimeoutMs: deps.bodyTimeoutMs ?? 10_000,

@@ -27,6 +27,49 @@ export interface ProjectionStatus {
   last_error: string | null;
 }
 
+/**
+ * Each projection's checkpoint and lag against the store: what `status()` answers in the process that
+ * runs the projections, and what `bun run projections status` reads beside a running server (from the
+ * read-model file's checkpoints).
+ */
+export async function projectionStatus(
+  store: EventStore, projections: readonly Projection[], checkpointOf: (name: string) => bigint | null,
+  options: { stateOf: (lagEvents: number) => ProjectionStatus["state"]; lastError: string | null; now: number; lagCountLimit?: number },
+): Promise<ProjectionStatus[]> {
+  const limit = options.lagCountLimit ?? 10_000;
+  const out: ProjectionStatus[] = [];
+  // Every projection's lag is counted from its own checkpoint; most share one, so memoise.
+  const lagByCheckpoint = new Map<string, { count: number; capped: boolean; oldest: number | null }>();
+  for (const p of projections) {
+    const checkpoint = checkpointOf(p.name);
+    const key = checkpoint?.toString() ?? "";
+    let lag = lagByCheckpoint.get(key);
+    if (!lag) {
+      lag = { count: 0, capped: false, oldest: null };
+      for await (const e of store.readAll({ fromPosition: checkpoint ?? "start", maxCount: limit + 1 })) {
+        if (checkpoint !== null && e.position <= checkpoint) continue;
+        lag.oldest ??= e.created.getTime();
+        if (++lag.count >= limit) {
+          lag.capped = true;
+          break;
+        }
+      }
+      lagByCheckpoint.set(key, lag);
+    }
+    out.push({
+      name: p.name,
+      version: p.version,
+      state: options.stateOf(lag.count),
+      checkpoint: checkpoint?.toString() ?? null,
+      lag_events: lag.count,
+      lag_events_capped: lag.capped,
+      lag_ms: lag.oldest === null ? 0 : Math.max(0, options.now - lag.oldest),
+      last_error: options.lastError,
+    });
+  }
+  return out;
+}
+
 export interface ProjectionRunnerOptions {
   batchSize?: number;
   now?: () => number;
@@ -149,39 +192,11 @@ export class ProjectionRunner {
   }
 
   async status(): Promise<ProjectionStatus[]> {
-    const limit = this.options.lagCountLimit ?? 10_000;
-    const out: ProjectionStatus[] = [];
-    // Every projection's lag is counted from its own checkpoint; most share one, so memoise.
-    const lagByCheckpoint = new Map<string, { count: number; capped: boolean; oldest: number | null }>();
-    for (const p of this.projections) {
-      const checkpoint = this.checkpoints.get(p.name) ?? null;
-      const key = checkpoint?.toString() ?? "";
-      let lag = lagByCheckpoint.get(key);
-      if (!lag) {
-        lag = { count: 0, capped: false, oldest: null };
-        for await (const e of this.store.readAll({ fromPosition: checkpoint ?? "start", maxCount: limit + 1 })) {
-          if (checkpoint !== null && e.position <= checkpoint) continue;
-          lag.oldest ??= e.created.getTime();
-          if (++lag.count >= limit) {
-            lag.capped = true;
-            break;
-          }
-        }
-        lagByCheckpoint.set(key, lag);
-      }
-      out.push({
-        name: p.name,
-        version: p.version,
-        // Nothing left to process means live, whether or not a batch has arrived since start.
-        state: this.state === "catching_up" && lag.count === 0 ? "live" : this.state,
-        checkpoint: checkpoint?.toString() ?? null,
-        lag_events: lag.count,
-        lag_events_capped: lag.capped,
-        lag_ms: lag.oldest === null ? 0 : Math.max(0, this.now() - lag.oldest),
-        last_error: this.lastError,
-      });
-    }
-    return out;
+    return projectionStatus(this.store, this.projections, (name) => this.checkpoints.get(name) ?? null, {
+      // Nothing left to process means live, whether or not a batch has arrived since start.
+      stateOf: (lagEvents) => (this.state === "catching_up" && lagEvents === 0 ? "live" : this.state),
+      lastError: this.lastError, now: this.now(), lagCountLimit: this.options.lagCountLimit,
+    });
   }
 
   get currentState(): ProjectionStatus["state"] {
