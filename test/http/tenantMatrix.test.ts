@@ -2,7 +2,7 @@
  * The cross-tenant matrix (issue 8, "Isolation must be proven, not assumed").
  *
  * Every data-plane route is taken from the server's own OpenAPI document (`GET /docs/json`: every path
- * under /v1 except the management plane, /v1/apps…), so a route added later is in the matrix without
+ * under /v1 except the management plane, /v1/apps… and /v1/admin…), so a route added later is in the matrix without
  * anyone listing it. Each (route, method) is called as each caller below, with the path's ids filled
  * by name from a "victim" app's fixtures (its session, job, run, agent). Every cell's status (and error
  * code) is asserted, and no answer to a caller other than the victim's own live key or its user's token
@@ -198,7 +198,8 @@ beforeAll(async () => {
   const doc = (await (await fetch(`${server.url}/docs/json`)).json()) as { paths: Record<string, Record<string, unknown>> };
   routes = [];
   for (const [path, ops] of Object.entries<any>(doc.paths)) {
-    if (!path.startsWith("/v1/") || path === "/v1/apps" || path.startsWith("/v1/apps/")) continue;
+    // The management plane (/v1/apps…, /v1/admin…) takes no data-plane credential at all.
+    if (!path.startsWith("/v1/") || ["/v1/apps", "/v1/admin"].some((p) => path === p || path.startsWith(`${p}/`))) continue;
     for (const [method, op] of Object.entries<any>(ops)) {
       if (["get", "post", "put", "patch", "delete"].includes(method)) routes.push({ method: method.toUpperCase(), path, op });
     }
