@@ -5,14 +5,13 @@
  * and those kept for every agent), ranked as GET /v1/memory ranks them.
  */
 import { Type } from "@sinclair/typebox";
-import { Value } from "@sinclair/typebox/value";
 import { memoryServiceOf } from "../app/memory.ts";
 import type { AppContext } from "../app/context.ts";
 import { readYourWrites } from "../app/context.ts";
 import { newResourceId } from "../core/ids.ts";
 import { checkMemoryEntry, MAX_MEMORY_CHARS } from "../domain/memory/memory.ts";
 import { tokenize } from "../../projections/memory/index.ts";
-import { ToolError, type Tool } from "./tool.ts";
+import { ToolError, toolArgs, type Tool } from "./tool.ts";
 
 export interface MemoryToolScope {
   ctx: AppContext;
@@ -37,13 +36,6 @@ const RecallArgs = Type.Object({
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 20, description: "How many entries, best first" })),
 }, { additionalProperties: false });
 
-function check<T>(schema: Parameters<typeof Value.Check>[0], args: unknown): T {
-  if (!Value.Check(schema, args)) {
-    const first = Value.Errors(schema, args).First();
-    throw new ToolError(`Invalid arguments${first ? ` at ${first.path || "/"}: ${first.message}` : ""}`);
-  }
-  return args as T;
-}
 
 /** How long `remember` waits for the entry to be searchable before it answers (a recall right after finds it). */
 const SEARCHABLE_WAIT_MS = 2_000;
@@ -55,7 +47,7 @@ export const rememberTool = (scope: MemoryToolScope): Tool => ({
   requires_approval: false,
   estimated_credits: 0,
   async execute(args, toolCtx) {
-    const { content, metadata } = check<{ content: string; metadata?: Record<string, unknown> }>(RememberArgs, args);
+    const { content, metadata } = toolArgs(RememberArgs, args);
     try {
       checkMemoryEntry(content, metadata);
     } catch (err) {
@@ -83,7 +75,7 @@ export const recallTool = (scope: MemoryToolScope): Tool => ({
   requires_approval: false,
   estimated_credits: 0,
   async execute(args) {
-    const { query, limit } = check<{ query: string; limit?: number }>(RecallArgs, args);
+    const { query, limit } = toolArgs(RecallArgs, args);
     if (tokenize(query).length === 0) throw new ToolError("query has no words to search for");
     const found = await memoryServiceOf(scope.ctx).search({
       appId: scope.appId, userId: scope.userId, scope: { kind: "recall", agentId: scope.agentId }, query, limit: limit ?? scope.recallLimit,

@@ -1,7 +1,6 @@
 /** Built-in `register_asset`: adds a media URL to the session's assets under the next `asset_N` label. */
 import { Type } from "@sinclair/typebox";
-import { Value } from "@sinclair/typebox/value";
-import { ToolError, type Tool } from "./tool.ts";
+import { ToolError, toolArgs, type Tool } from "./tool.ts";
 
 const Args = Type.Object({
   url: Type.String({ format: "uri", pattern: "^https?://", description: "Public URL of the media file" }),
@@ -15,11 +14,8 @@ export const registerAssetTool = (requiresApproval = false): Tool => ({
   parameters: Args as unknown as Record<string, unknown>,
   requires_approval: requiresApproval,
   estimated_credits: 0,
-  async execute(args, ctx) {
-    if (!Value.Check(Args, args)) {
-      const first = Value.Errors(Args, args).First();
-      throw new ToolError(`Invalid arguments${first ? ` at ${first.path || "/"}: ${first.message}` : ""}`);
-    }
+  async execute(given, ctx) {
+    const args = toolArgs(Args, given);
     if (!ctx.sessionId) throw new ToolError("register_asset needs a session; single-turn runs have none");
     const asset = await ctx.registerAsset({ url: args.url, kind: args.kind, source_tool: "register_asset", prompt: args.prompt ?? null, model: null });
     return { result: asset, asset };

@@ -4,8 +4,7 @@
  * asset; the result gives its file id.
  */
 import { Type } from "@sinclair/typebox";
-import { Value } from "@sinclair/typebox/value";
-import { ToolError, type Tool } from "./tool.ts";
+import { ToolError, toolArgs, type Tool } from "./tool.ts";
 
 const Args = Type.Object({
   name: Type.String({ minLength: 1, maxLength: 255, pattern: "^[^\\x00-\\x1f\\x7f/\\\\]+$", description: "The file's name, e.g. report.md" }),
@@ -22,11 +21,8 @@ export const saveFileTool = (requiresApproval = false): Tool => ({
   parameters: Args as unknown as Record<string, unknown>,
   requires_approval: requiresApproval,
   estimated_credits: 0,
-  async execute(args, ctx) {
-    if (!Value.Check(Args, args)) {
-      const first = Value.Errors(Args, args).First();
-      throw new ToolError(`Invalid arguments${first ? ` at ${first.path || "/"}: ${first.message}` : ""}`);
-    }
+  async execute(given, ctx) {
+    const args = toolArgs(Args, given);
     if (!ctx.saveFile) throw new ToolError("This server does not store files");
     const contentType = args.content_type ?? TYPES[args.name.toLowerCase().split(".").pop() ?? ""] ?? "text/plain";
     const saved = await ctx.saveFile({ name: args.name, content_type: contentType, content: args.content });

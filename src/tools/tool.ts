@@ -1,4 +1,6 @@
 /** What a tool is, and what it may use while it runs. */
+import type { TSchema, Static } from "@sinclair/typebox";
+import { Value } from "@sinclair/typebox/value";
 import type { AssetKind } from "../domain/session/session.ts";
 
 export interface RegisteredAsset {
@@ -75,4 +77,13 @@ export class ToolError extends Error {
     super(message);
     this.name = "ToolError";
   }
+}
+
+/** A built-in tool's arguments, checked against its schema: a ToolError naming the first mismatch otherwise. */
+export function toolArgs<S extends TSchema>(schema: S, args: unknown): Static<S> {
+  if (!Value.Check(schema, args)) {
+    const first = Value.Errors(schema, args).First();
+    throw new ToolError(`Invalid arguments${first ? ` at ${first.path || "/"}: ${first.message}` : ""}`);
+  }
+  return args as Static<S>;
 }

@@ -1,6 +1,6 @@
 /** A session's messages: sending one starts a turn (202, wait=true for the reply, stream=true for SSE); the history. */
 import { Elysia, t } from "elysia";
-import { replySummary, type MessageIds } from "../../../../app/turns.ts";
+import type { MessageIds } from "../../../../app/turns.ts";
 import { ValidationError } from "../../../../core/errors.ts";
 import { jobStream } from "../../../../domain/streams.ts";
 import { listMessages } from "../../../../../projections/messages/index.ts";
@@ -8,9 +8,8 @@ import { decodeCursor, encodeCursor } from "../../../pagination.ts";
 import { JOB_STREAM_ENDS, sseResponse } from "../../../sse.ts";
 import { callerContext, stillAuthorized, afterWrite, create, IdParam, metaOf, type V1Deps } from "../common.ts";
 import { MessageAccepted, MessageReply, v1Models } from "../models.ts";
-import { visibleJobState } from "../../../../app/jobReads.ts";
 import { messageView, MessageBody } from "./model.ts";
-import { acceptMessage, requireSession, waitForEnd } from "./service.ts";
+import { acceptMessage, requireSession, turnAnswer } from "./service.ts";
 import { skillRequestOf } from "./runSkill.ts";
 import { newResourceId } from "../../../../core/ids.ts";
 
@@ -40,13 +39,7 @@ export const messageRoutes = (deps: V1Deps) =>
       type Answer = typeof MessageAccepted.static | typeof MessageReply.static;
       return create<Answer>(ctx, request, body, set, { message_id: "msg", job_id: "job" }, async ({ ids, resumed }) => {
         const accepted = await send({ message_id: ids.message_id!, job_id: ids.job_id! }, resumed);
-        const acceptedBody = { job_id: accepted.job_id, message_id: ids.message_id!, session_id: params.session_id, status: "pending", queued: accepted.queued };
-        if (!body.wait) return { status: 202, body: acceptedBody };
-        const ended = await waitForEnd(ctx, accepted.job_id, (body.wait_timeout_s ?? 60) * 1000, request.signal, metaOf(ctx, request));
-        const state = await visibleJobState(ctx, accepted.job_id);
-        if (!ended) return { status: 202, body: { ...acceptedBody, status: state.status } };
-        const reply = state.status === "completed" ? await replySummary(ctx, accepted.job_id) : null;
-        return { status: 200, body: { ...acceptedBody, status: state.status, reply, error: state.error, usage: state.usage, credits_spent: state.credits } };
+        return turnAnswer(ctx, request, params.session_id, accepted, ids.message_id!, body);
       });
     }, {
       params: IdParam("session_id"), body: MessageBody,

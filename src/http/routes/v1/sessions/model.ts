@@ -23,14 +23,19 @@ export const messageView = (r: MessageRow) => ({
   result: parseJson(r.result), error: parseJson(r.error), created_at: iso(r.created_at)!,
 });
 
-export const MessageBody = t.Object({
-  content: t.String({ minLength: 1, maxLength: 100_000 }),
+/** What every request that starts a turn takes besides its content: a message's and a skill run's. */
+export const TurnFields = {
   attachments: t.Optional(t.Array(Attachment, { maxItems: 20 })),
   model: t.Optional(t.String({ minLength: 1, maxLength: 200 })),
   context: t.Optional(t.Record(t.String(), t.Unknown())),
   multitask: t.Optional(t.Union([t.Literal("reject"), t.Literal("enqueue")], { default: "reject" })),
   wait: t.Optional(t.Boolean({ description: "Answer with the finished reply instead of 202 (bounded by wait_timeout_s)" })),
   wait_timeout_s: t.Optional(t.Integer({ minimum: 1, maximum: 300, default: 60 })),
+};
+
+export const MessageBody = t.Object({
+  content: t.String({ minLength: 1, maxLength: 100_000 }),
+  ...TurnFields,
   stream: t.Optional(t.Boolean({ description: "Answer as an SSE stream of the job's events" })),
   verbosity: Verbosity,
   skill: SkillName,

@@ -6,13 +6,11 @@
  */
 import { Elysia, t } from "elysia";
 import type { SkillRequest } from "../../../../app/skills.ts";
-import { replySummary } from "../../../../app/turns.ts";
-import { visibleJobState } from "../../../../app/jobReads.ts";
 import { ValidationError } from "../../../../core/errors.ts";
-import { afterWrite, Attachment, callerContext, create, IdParam, metaOf, type V1Deps } from "../common.ts";
+import { afterWrite, callerContext, create, IdParam, type V1Deps } from "../common.ts";
 import { MessageAccepted, MessageReply, v1Models } from "../models.ts";
-import { SkillInputs } from "./model.ts";
-import { acceptMessage, requireSession, waitForEnd } from "./service.ts";
+import { SkillInputs, TurnFields } from "./model.ts";
+import { acceptMessage, requireSession, turnAnswer } from "./service.ts";
 import { SKILL_NAME_PATTERN, type SkillInputValue } from "../../../../domain/skill/markdown.ts";
 
 /**
@@ -31,12 +29,7 @@ const RunSkillBody = t.Object({
   skill: t.String({ pattern: SKILL_NAME_PATTERN, description: "The skill to run (see GET /v1/skills)" }),
   inputs: SkillInputs,
   content: t.Optional(t.String({ maxLength: 100_000, description: "What the user adds, given to the model after the skill's steps" })),
-  attachments: t.Optional(t.Array(Attachment, { maxItems: 20 })),
-  model: t.Optional(t.String({ minLength: 1, maxLength: 200 })),
-  context: t.Optional(t.Record(t.String(), t.Unknown())),
-  multitask: t.Optional(t.Union([t.Literal("reject"), t.Literal("enqueue")], { default: "reject" })),
-  wait: t.Optional(t.Boolean({ description: "Answer with the finished reply instead of 202 (bounded by wait_timeout_s)" })),
-  wait_timeout_s: t.Optional(t.Integer({ minimum: 1, maximum: 300, default: 60 })),
+  ...TurnFields,
 }, { additionalProperties: false });
 
 export const runSkillRoutes = (deps: V1Deps) =>
@@ -54,13 +47,7 @@ export const runSkillRoutes = (deps: V1Deps) =>
         // The same path as a message's: its attachments are checked, and inline ones stored as files, alike.
         const accepted = await acceptMessage(ctx, request, session, input, { message_id: ids.message_id!, job_id: ids.job_id! }, resumed);
         await afterWrite(ctx, { set, request }, accepted.position);
-        const acceptedBody = { job_id: accepted.job_id, message_id: ids.message_id!, session_id: params.session_id, status: "pending", queued: accepted.queued };
-        if (!body.wait) return { status: 202, body: acceptedBody };
-        const ended = await waitForEnd(ctx, accepted.job_id, (body.wait_timeout_s ?? 60) * 1000, request.signal, metaOf(ctx, request));
-        const state = await visibleJobState(ctx, accepted.job_id);
-        if (!ended) return { status: 202, body: { ...acceptedBody, status: state.status } };
-        const reply = state.status === "completed" ? await replySummary(ctx, accepted.job_id) : null;
-        return { status: 200, body: { ...acceptedBody, status: state.status, reply, error: state.error, usage: state.usage, credits_spent: state.credits } };
+        return turnAnswer(ctx, request, params.session_id, accepted, ids.message_id!, body);
       });
     }, {
       params: IdParam("session_id"), body: RunSkillBody,

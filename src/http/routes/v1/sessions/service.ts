@@ -11,7 +11,7 @@ import { getSession, type SessionRow } from "../../../../../projections/sessions
 import { afterWrite, metaOf, sessionView, type HttpExchange } from "../common.ts";
 import { visibleJobState } from "../../../../app/jobReads.ts";
 import { forgetStored, inlineFileId, resolveAttachments } from "../../../../app/messageFiles.ts";
-import { messageRecorded, precheckMessage, sendMessage, type Accepted, type MessageIds, type MessageInput } from "../../../../app/turns.ts";
+import { messageRecorded, precheckMessage, replySummary, sendMessage, type Accepted, type MessageIds, type MessageInput } from "../../../../app/turns.ts";
 import { toErrorResponse } from "../../../errors.ts";
 
 /** The session's read-model row; 404 `session_not_found` when it does not exist or was deleted. */
@@ -102,4 +102,20 @@ export async function acceptMessage(
     if (files.length && !retried && !(await messageRecorded(ctx, session.id, ids.message_id).catch(() => true))) await forgetStored(ctx, files, meta);
     throw err;
   }
+}
+
+/**
+ * The answer to a request that started a turn (a message, a skill run): 202 with what was accepted, or
+ * with `wait`, 200 and the finished reply (202 with the status when it did not end in time).
+ */
+export async function turnAnswer(
+  ctx: AppContext, request: Request, sessionId: string, accepted: Accepted, messageId: string, wait: { wait?: boolean; wait_timeout_s?: number },
+) {
+  const acceptedBody = { job_id: accepted.job_id, message_id: messageId, session_id: sessionId, status: "pending", queued: accepted.queued };
+  if (!wait.wait) return { status: 202, body: acceptedBody };
+  const ended = await waitForEnd(ctx, accepted.job_id, (wait.wait_timeout_s ?? 60) * 1000, request.signal, metaOf(ctx, request));
+  const state = await visibleJobState(ctx, accepted.job_id);
+  if (!ended) return { status: 202, body: { ...acceptedBody, status: state.status } };
+  const reply = state.status === "completed" ? await replySummary(ctx, accepted.job_id) : null;
+  return { status: 200, body: { ...acceptedBody, status: state.status, reply, error: state.error, usage: state.usage, credits_spent: state.credits } };
 }
