@@ -13,12 +13,12 @@ import { Elysia, t } from "elysia";
 import type { AppContext } from "../../../app/context.ts";
 import type { TenantDirectory } from "../../../app/tenantDirectory.ts";
 import type { ManagementPrincipal } from "../../../auth/management.ts";
-import { NotFoundError, ValidationError } from "../../../core/errors.ts";
+import { ValidationError } from "../../../core/errors.ts";
 import type { AppState } from "../../../domain/app/app.ts";
 import { DEFAULT_RESERVATION, NO_LIMITS, type LimitSet, type Limits } from "../../../domain/billing/limits.ts";
 import type { ModelPrice } from "../../../domain/billing/prices.ts";
 import { dataAppId } from "../../../app/access.ts";
-import { requireRole } from "./apps.ts";
+import { liveAppIn, requireRole } from "./apps.ts";
 import { IdParam, metaOf } from "./common.ts";
 import { UsageQuery, UsageReport, usageAnswer } from "./usage.ts";
 
@@ -76,11 +76,7 @@ const limitSetOf = (body: typeof LimitSetBody.static | undefined): LimitSet => (
 const limited = (set: LimitSet) => Object.values(set).some((v) => v !== null);
 
 export const appBillingRoutes = ({ ctx, directory, principalOf }: AppBillingRoutesDeps) => {
-  const liveApp = (appId: string): AppState => {
-    const app = directory.app(appId);
-    if (!app || app.status === "none" || app.status === "deleted") throw new NotFoundError("App not found", { param: "app_id" }, "app_not_found");
-    return app;
-  };
+  const liveApp = liveAppIn(directory);
   const change = async (request: Request, appId: string, command: Parameters<AppContext["repos"]["apps"]["handle"]>[1]) => {
     const principal = requireRole(principalOf(request), "admin", appId);
     liveApp(appId);

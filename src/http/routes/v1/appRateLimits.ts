@@ -9,10 +9,9 @@ import { Elysia, t } from "elysia";
 import type { AppContext } from "../../../app/context.ts";
 import type { TenantDirectory } from "../../../app/tenantDirectory.ts";
 import type { ManagementPrincipal } from "../../../auth/management.ts";
-import { NotFoundError } from "../../../core/errors.ts";
 import type { AppRateLimits, AppState, RateLimitBudget } from "../../../domain/app/app.ts";
 import { effectiveBudget, HEAVY_CALLS, type RateLimitDefaults } from "../../rateLimit.ts";
-import { requireRole } from "./apps.ts";
+import { liveAppIn, requireRole } from "./apps.ts";
 import { IdParam, metaOf } from "./common.ts";
 
 export interface AppRateLimitRoutesDeps {
@@ -61,11 +60,7 @@ const budgetOf = (body: typeof BudgetBody.static | undefined): RateLimitBudget =
 });
 
 export const appRateLimitRoutes = ({ ctx, directory, defaults, principalOf }: AppRateLimitRoutesDeps) => {
-  const liveApp = (appId: string): AppState => {
-    const app = directory.app(appId);
-    if (!app || app.status === "none" || app.status === "deleted") throw new NotFoundError("App not found", { param: "app_id" }, "app_not_found");
-    return app;
-  };
+  const liveApp = liveAppIn(directory);
   const view = (appId: string, app: AppState) => {
     const configured: AppRateLimits = app.rate_limits ?? { per_key: UNSET, per_end_user: UNSET };
     return {

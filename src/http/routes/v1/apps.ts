@@ -163,13 +163,15 @@ function mintKey(body: typeof KeyBody.static): { secret: string; record: NewKey 
   };
 }
 
+/** The app as this process knows it (its own writes folded in once waited for); 404 for none or deleted. */
+export const liveAppIn = (directory: Pick<TenantDirectory, "app">) => (appId: string): AppState => {
+  const app = directory.app(appId);
+  if (!app || app.status === "none" || app.status === "deleted") throw new NotFoundError("App not found", { param: "app_id" }, "app_not_found");
+  return app;
+};
+
 export const appRoutes = ({ ctx, directory, principalOf, usage }: AppRoutesDeps) => {
-  /** The app as this process knows it once its own write is folded in; 404 for none or deleted. */
-  const liveApp = (appId: string): AppState => {
-    const app = directory.app(appId);
-    if (!app || app.status === "none" || app.status === "deleted") throw new NotFoundError("App not found", { param: "app_id" }, "app_not_found");
-    return app;
-  };
+  const liveApp = liveAppIn(directory);
   const settle = async (position: bigint | null) => {
     if (position !== null) await directory.waitFor(position);
   };
