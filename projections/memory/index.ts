@@ -89,6 +89,13 @@ export const memoryProjection: Projection = {
       }
     }
   },
+  // After an online rebuild's copy: the index holds exactly the entries' content, as the fold put it.
+  refillIndexes(db: Database) {
+    const insert = db.query("INSERT INTO memory_fts (rowid, scope, content) VALUES (?, ?, ?)");
+    for (const row of db.query("SELECT seq, app_id, user_id, content FROM memory_entries ORDER BY seq").iterate() as IterableIterator<{ seq: number; app_id: string; user_id: string; content: string }>) {
+      insert.run(row.seq, scopeToken(row.app_id, row.user_id), row.content);
+    }
+  },
 };
 
 export interface MemoryRow {

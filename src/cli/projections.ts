@@ -2,11 +2,13 @@
  * Operator commands for the read models of this data folder:
  *
  *   bun run projections status            each projection's checkpoint and lag
- *   bun run projections rebuild [name…]   drop and rebuild (all, or the named ones) from the event store
+ *   bun run projections rebuild [name…]   rebuild (all, or the named ones) from the event store
  *
- * Uses the same configuration as the server (DATA_DIR, EVENT_STORE, …). `status` works beside a running
- * server (it reads that server's checkpoints, read-only); a rebuild refuses to run while a server holds
- * the read-model file: stop it first (read models are per process and disposable).
+ * Uses the same configuration as the server (DATA_DIR, EVENT_STORE, …). Beside a running server (it holds
+ * the read-model file), `status` reads that server's checkpoints read-only, and `rebuild` asks the server
+ * to rebuild online (POST /v1/admin/projections/{name}/rebuild at AGENTRY_URL, default this config's
+ * HOST and PORT, with ADMIN_TOKEN) and follows the progress until the swap. With no server running, a
+ * rebuild drops the tables and refolds them in place.
  */
 import { projections } from "../../projections/index.ts";
 import { ConfigError, loadConfig, readModelFileOf, type Config } from "../config.ts";
@@ -44,11 +46,13 @@ async function main(args: string[]): Promise<number> {
   } catch (err) {
     // A server holds the read models: a status reads beside it; a rebuild needs them to itself.
     if (command === "status" && err instanceof ReadModelInUseError && existsSync(dbPath)) return statusBesideServer(config, dbPath, err.pid);
+    if (command === "rebuild" && err instanceof ReadModelInUseError) return rebuildThroughServer(config, names.length ? names : projections.map((p) => p.name));
     throw err;
   }
   const store = createEventStore(config);
   const db = openReadModelDb(dbPath);
-  const runner = new ProjectionRunner(store, db, projections, { logger });
+  // Alone with the read models: a changed version is refolded in place, as a rebuild is.
+  const runner = new ProjectionRunner(store, db, projections, { logger, versionRebuild: "blocking" });
   try {
     if (command === "rebuild") {
       const started = performance.now();
@@ -95,6 +99,46 @@ async function statusBesideServer(config: Config, dbPath: string, pid: number): 
   } finally {
     await store.close();
     db.close();
+  }
+}
+
+/**
+ * Rebuilds online in the running server, one read model after another, printing progress to stderr and
+ * each finished rebuild as a JSON line on stdout.
+ */
+async function rebuildThroughServer(config: Config, names: readonly string[]): Promise<number> {
+  const token = process.env.ADMIN_TOKEN ?? config.management.adminToken;
+  if (!token) {
+    console.error("A server holds the read models: set ADMIN_TOKEN to the operator's root token (or a management JWT) to rebuild through it");
+    return 2;
+  }
+  const host = ["0.0.0.0", "::", ""].includes(config.host) ? "127.0.0.1" : config.host.includes(":") ? `[${config.host}]` : config.host;
+  const base = (process.env.AGENTRY_URL ?? `http://${host}:${config.port}`).replace(/\/+$/, "");
+  const headers = { authorization: `Bearer ${token}` };
+  const call = async (method: string, path: string) => {
+    const res = await fetch(`${base}${path}`, { method, headers });
+    const body = await res.json().catch(() => null) as any;
+    if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${body?.error?.message ?? ""}`.trim());
+    return body;
+  };
+  try {
+    for (const name of names) if (!(await follow(name))) return 1;
+    return 0;
+  } catch (err) {
+    console.error(`could not rebuild through the server at ${base}: ${(err as Error).message}`);
+    return 1;
+  }
+
+  async function follow(name: string): Promise<boolean> {
+    let status = await call("POST", `/v1/admin/projections/${encodeURIComponent(name)}/rebuild`);
+    while (status.state === "running" || status.state === "swapping") {
+      const eta = status.eta_ms === null ? "" : `, about ${Math.ceil(status.eta_ms / 1000)} s left`;
+      console.error(`${name}: ${(status.progress * 100).toFixed(1)}% (${status.processed_events} of ~${status.total_events} events${eta})`);
+      await Bun.sleep(500);
+      status = await call("GET", `/v1/admin/projections/${encodeURIComponent(name)}/rebuild`);
+    }
+    console.log(JSON.stringify(status));
+    return status.state === "done";
   }
 }
 

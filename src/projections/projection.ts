@@ -27,4 +27,10 @@ export interface Projection {
    * hold it to that — and lets a projection aggregate in memory before writing.
    */
   applyBatch?(db: Database, events: readonly RecordedEvent[]): void;
+  /**
+   * Required when `tables` holds a virtual table (an FTS5 index): an online rebuild copies the ordinary
+   * tables from its shadow row by row, which a contentless index cannot be (it answers its own columns
+   * with nulls), and then calls this to fill the virtual tables from the ordinary ones just copied.
+   */
+  refillIndexes?(db: Database): void;
 }

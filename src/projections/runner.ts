@@ -12,11 +12,16 @@ import type { Logger } from "../core/logger.ts";
 import type { EventStore, RecordedEvent, Subscription } from "../eventstore/port.ts";
 import type { Projection } from "./projection.ts";
 import { quoteIdent, readCheckpoint, writeCheckpoint } from "./readModelDb.ts";
+import { removeStaleShadows, ShadowBuild, shadowPathFor, type RebuildStatus } from "./shadowRebuild.ts";
 
 export interface ProjectionStatus {
   name: string;
   version: number;
-  state: "starting" | "catching_up" | "live" | "error" | "stopped";
+  /**
+   * `rebuilding`: the projection's version changed since its tables were built; they keep serving, frozen
+   * as they were, while the new version is built beside them (see ProjectionRunner.rebuild).
+   */
+  state: "starting" | "catching_up" | "live" | "rebuilding" | "error" | "stopped";
   /** Last processed global position, as a string (positions are bigints). */
   checkpoint: string | null;
   /** Events in the store after the checkpoint (counted up to `lagCountLimit`). */
@@ -34,7 +39,7 @@ export interface ProjectionStatus {
  */
 export async function projectionStatus(
   store: EventStore, projections: readonly Projection[], checkpointOf: (name: string) => bigint | null,
-  options: { stateOf: (lagEvents: number) => ProjectionStatus["state"]; lastError: string | null; now: number; lagCountLimit?: number },
+  options: { stateOf: (lagEvents: number, name: string) => ProjectionStatus["state"]; lastError: string | null; now: number; lagCountLimit?: number },
 ): Promise<ProjectionStatus[]> {
   const limit = options.lagCountLimit ?? 10_000;
   const out: ProjectionStatus[] = [];
@@ -59,7 +64,7 @@ export async function projectionStatus(
     out.push({
       name: p.name,
       version: p.version,
-      state: options.stateOf(lag.count),
+      state: options.stateOf(lag.count, p.name),
       checkpoint: checkpoint?.toString() ?? null,
       lag_events: lag.count,
       lag_events_capped: lag.capped,
@@ -76,7 +81,20 @@ export interface ProjectionRunnerOptions {
   logger?: Logger;
   /** Status counts lag up to this many events; beyond, it reports the cap. */
   lagCountLimit?: number;
+  /**
+   * What a changed projection version does at start: `background` (the default) keeps the old tables
+   * serving and rebuilds beside them; `blocking` drops them and refolds live, start waiting for it (the
+   * CLI, which has the read models to itself).
+   */
+  versionRebuild?: "background" | "blocking";
+  /** Events per batch an online rebuild folds between yields to the event loop. */
+  rebuildBatchSize?: number;
 }
+
+/** Thrown by `rebuild` for a name no projection has. */
+export class UnknownProjectionError extends Error {}
+/** Thrown by `rebuild` while one already runs for that projection. */
+export class RebuildInProgressError extends Error {}
 
 interface Waiter {
   position: bigint;
@@ -96,6 +114,15 @@ export class ProjectionRunner {
   private waiters: Waiter[] = [];
   private readonly batchSize: number;
   private readonly now: () => number;
+  /** Projections not folded live: their version changed and their rebuild has not swapped in yet. */
+  private readonly frozen = new Set<string>();
+  /**
+   * The highest position the live subscription has handed over. Every event the runner applies from
+   * now on comes after it: a shadow built at least this far can take over with nothing missed.
+   */
+  private deliveredUpTo: bigint | null = null;
+  private readonly rebuilds = new Map<string, RebuildStatus>();
+  private readonly rebuildsRunning = new Map<string, Promise<void>>();
 
   constructor(
     private readonly store: EventStore,
@@ -113,24 +140,38 @@ export class ProjectionRunner {
     this.now = options.now ?? Date.now;
   }
 
-  /** Creates schemas, rebuilds projections whose version changed, and starts processing. */
+  /**
+   * Creates schemas and starts processing. A projection whose version changed is rebuilt: in the
+   * background by default (its old tables serve, frozen, until the new ones swap in), or dropped and
+   * refolded live with `versionRebuild: "blocking"`.
+   */
   start(): void {
     if (this.loop) return;
+    const background = (this.options.versionRebuild ?? "background") === "background";
+    if (background) removeStaleShadows(this.db.filename);
     this.db.transaction(() => {
       for (const p of this.projections) {
         const row = readCheckpoint(this.db, p.name);
-        if (row && row.version !== p.version) {
+        const changed = row !== undefined && row.version !== p.version;
+        if (changed && background) {
+          this.options.logger?.info("projection version changed: rebuilding in the background", { projection: p.name, from: row.version, to: p.version });
+          this.frozen.add(p.name);
+          this.checkpoints.set(p.name, null);
+          continue;
+        }
+        if (changed) {
           this.options.logger?.info("projection version changed: rebuilding", { projection: p.name, from: row.version, to: p.version });
           this.dropTables(p);
         }
         this.db.exec(p.schema);
-        if (!row || row.version !== p.version) writeCheckpoint(this.db, p.name, p.version, null, this.now());
-        const position = row && row.version === p.version && row.position !== null ? BigInt(row.position) : null;
+        if (!row || changed) writeCheckpoint(this.db, p.name, p.version, null, this.now());
+        const position = row && !changed && row.position !== null ? BigInt(row.position) : null;
         this.checkpoints.set(p.name, position);
       }
     }).immediate();
     this.processed = this.minCheckpoint();
     this.loop = this.run();
+    for (const name of this.frozen) this.rebuild(name, "version_changed");
   }
 
   /** Resets the named projections (all when none given): drops their tables and checkpoints. Call before start(). */
@@ -194,7 +235,7 @@ export class ProjectionRunner {
   async status(): Promise<ProjectionStatus[]> {
     return projectionStatus(this.store, this.projections, (name) => this.checkpoints.get(name) ?? null, {
       // Nothing left to process means live, whether or not a batch has arrived since start.
-      stateOf: (lagEvents) => (this.state === "catching_up" && lagEvents === 0 ? "live" : this.state),
+      stateOf: (lagEvents, name) => (this.frozen.has(name) ? "rebuilding" : this.state === "catching_up" && lagEvents === 0 ? "live" : this.state),
       lastError: this.lastError, now: this.now(), lagCountLimit: this.options.lagCountLimit,
     });
   }
@@ -208,6 +249,125 @@ export class ProjectionRunner {
     this.state = "stopped";
     await this.subscription?.unsubscribe();
     await this.loop;
+    // A rebuild cut short leaves the live tables as they were; its shadow goes.
+    await Promise.allSettled([...this.rebuildsRunning.values()]);
+  }
+
+  /** The latest rebuild of a projection (running or finished), if it had one since start. */
+  rebuildOf(name: string): RebuildStatus | null {
+    const status = this.rebuilds.get(name);
+    return status ? { ...status } : null;
+  }
+
+  /** Resolves with the rebuild's final status once the running one (if any) has ended. */
+  async whenRebuilt(name: string): Promise<RebuildStatus | null> {
+    await this.rebuildsRunning.get(name);
+    return this.rebuildOf(name);
+  }
+
+  /**
+   * Starts an online rebuild of one projection and answers its status at once. The projection's whole
+   * history is folded into a shadow file while its live tables keep serving (and, unless its version
+   * changed, keep being updated); once the shadow has caught up with everything the live runner has
+   * seen, it replaces the live tables in one transaction. Reads see the old tables or the new, never a
+   * half-built model.
+   */
+  rebuild(name: string, reason: RebuildStatus["reason"] = "requested"): RebuildStatus {
+    const p = this.projections.find((x) => x.name === name);
+    if (!p) throw new UnknownProjectionError(`No projection is named ${name}`);
+    if (this.rebuildsRunning.has(name)) throw new RebuildInProgressError(`A rebuild of ${name} is already running`);
+    if (this.stopped) throw new Error("The projection runner is stopped");
+    const status: RebuildStatus = {
+      object: "projection.rebuild", projection: name, reason, state: "running", processed_events: 0, total_events: 0,
+      progress: 0, eta_ms: null, started_at: new Date(this.now()).toISOString(), finished_at: null, position: null, error: null,
+    };
+    this.rebuilds.set(name, status);
+    const run = this.runRebuild(p, status).finally(() => this.rebuildsRunning.delete(name));
+    this.rebuildsRunning.set(name, run);
+    return { ...status };
+  }
+
+  private async runRebuild(p: Projection, status: RebuildStatus): Promise<void> {
+    const log = this.options.logger;
+    const started = performance.now();
+    log?.info("projection rebuild started", { projection: p.name, reason: status.reason });
+    let shadow: ShadowBuild | undefined;
+    try {
+      const virtual = p.tables.filter((t) => this.isVirtualTable(t));
+      if (virtual.length && !p.refillIndexes) throw new Error(`${p.name} has virtual tables (${virtual.join(", ")}) but no refillIndexes to fill them after a copy`);
+      shadow = new ShadowBuild(p, shadowPathFor(this.db.filename, p.name));
+      let head = await this.store.headPosition();
+      let headReadAt = performance.now();
+      const report = () => {
+        const { progress, total, etaMs } = shadow!.estimate(head);
+        Object.assign(status, { processed_events: shadow!.processed, total_events: total, progress, eta_ms: etaMs });
+      };
+      for (;;) {
+        await shadow.catchUp(this.store, this.options.rebuildBatchSize ?? 2000, () => {
+          report();
+          if (performance.now() - headReadAt > 250) {
+            headReadAt = performance.now();
+            void this.store.headPosition().then((h) => (head = h), () => {});
+          }
+          return this.stopped;
+        });
+        if (this.stopped) throw new Error("stopped before the rebuild finished");
+        // Caught up with the store as of a moment ago; the swap needs it caught up with the live runner.
+        if (this.canTakeOver(shadow.position)) break;
+      }
+      status.state = "swapping";
+      this.swapIn(p, shadow);
+      Object.assign(status, {
+        state: "done", progress: 1, eta_ms: 0, processed_events: shadow.processed, total_events: shadow.processed,
+        position: shadow.position?.toString() ?? null, finished_at: new Date(this.now()).toISOString(),
+      });
+      log?.info("projection rebuild swapped in", { projection: p.name, events: shadow.processed, position: status.position, seconds: Number(((performance.now() - started) / 1000).toFixed(3)) });
+    } catch (err) {
+      Object.assign(status, { state: "failed", error: (err as Error)?.message ?? String(err), finished_at: new Date(this.now()).toISOString() });
+      if (!this.stopped) log?.error("projection rebuild failed; the live tables are unchanged", { projection: p.name, error: err as Error });
+    } finally {
+      shadow?.discard();
+    }
+  }
+
+  /** A shadow at `position` misses nothing if every event the live runner applies from now on is after it. */
+  private canTakeOver(position: bigint | null): boolean {
+    return this.deliveredUpTo === null || (position !== null && position >= this.deliveredUpTo);
+  }
+
+  /**
+   * Replaces a projection's live tables with its shadow's, in one transaction with its checkpoint. It is
+   * synchronous, like every read of the read models in this process (one connection), so no read can
+   * fall between the drop and the copy.
+   */
+  private swapIn(p: Projection, shadow: ShadowBuild): void {
+    const alias = "rebuild_shadow";
+    this.db.query(`ATTACH DATABASE ? AS ${alias}`).run(shadow.path);
+    try {
+      this.db.transaction(() => {
+        this.dropTables(p);
+        this.db.exec(p.schema);
+        for (const table of p.tables) {
+          if (this.isVirtualTable(table)) continue; // filled by refillIndexes, from the tables copied here
+          const columns = (this.db.query(`PRAGMA main.table_info(${quoteIdent(table)})`).all() as Array<{ name: string }>)
+            .map((c) => quoteIdent(c.name)).join(", ");
+          this.db.exec(`INSERT INTO main.${quoteIdent(table)} (${columns}) SELECT ${columns} FROM ${alias}.${quoteIdent(table)}`);
+        }
+        p.refillIndexes?.(this.db);
+        writeCheckpoint(this.db, p.name, p.version, shadow.position, this.now());
+      }).immediate();
+    } finally {
+      this.db.exec(`DETACH DATABASE ${alias}`);
+    }
+    this.checkpoints.set(p.name, shadow.position);
+    this.frozen.delete(p.name);
+    this.processed = this.minCheckpoint();
+    this.releaseWaiters();
+  }
+
+  private isVirtualTable(table: string): boolean {
+    const row = this.db.query("SELECT sql FROM main.sqlite_master WHERE type = 'table' AND name = ?").get(table) as { sql: string | null } | null;
+    return /^\s*CREATE\s+VIRTUAL\s+TABLE/i.test(row?.sql ?? "");
   }
 
   private async run(): Promise<void> {
@@ -215,6 +375,7 @@ export class ProjectionRunner {
     while (!this.stopped) {
       const from = this.minCheckpoint();
       this.subscription = this.store.subscribeToAll({ fromPosition: from ?? "start" });
+      if (from !== null && (this.deliveredUpTo === null || from > this.deliveredUpTo)) this.deliveredUpTo = from;
       this.state = "catching_up";
       try {
         for (;;) {
@@ -242,6 +403,7 @@ export class ProjectionRunner {
     const advanced: Array<[Projection, bigint]> = [];
     this.db.transaction(() => {
       for (const p of this.projections) {
+        if (this.frozen.has(p.name)) continue;
         const checkpoint = this.checkpoints.get(p.name) ?? null;
         if (checkpoint !== null && checkpoint >= last) continue;
         const handles = this.handles.get(p.name)!;
@@ -254,6 +416,7 @@ export class ProjectionRunner {
     }).immediate();
     // Only after the commit: the in-memory view never runs ahead of what is on disk.
     for (const [p, position] of advanced) this.checkpoints.set(p.name, position);
+    if (this.deliveredUpTo === null || last > this.deliveredUpTo) this.deliveredUpTo = last;
     this.processed = this.minCheckpoint();
     this.releaseWaiters();
   }
@@ -270,6 +433,7 @@ export class ProjectionRunner {
   private minCheckpoint(): bigint | null {
     let min: bigint | undefined;
     for (const p of this.projections) {
+      if (this.frozen.has(p.name)) continue; // frozen: read-your-writes waits for the live ones only
       const c = this.checkpoints.get(p.name) ?? null;
       if (c === null) return null;
       if (min === undefined || c < min) min = c;

@@ -163,7 +163,11 @@ describe("projection runner", () => {
     // Tamper with the read model; a version bump must throw this away and rebuild from the events.
     db.exec("UPDATE ledger_accounts SET balance = 999");
     const v2 = startRunner(store, db, [{ ...ledger, version: 2 }]);
-    await v2.waitUntilCaughtUp();
+    // Rebuilt in the background: start does not wait, and the old tables serve until the swap.
+    expect((await v2.status())[0]!.state).toBe("rebuilding");
+    expect(db.query("SELECT balance FROM ledger_accounts").get()).toEqual({ balance: 999 });
+    expect((await v2.whenRebuilt("ledger"))?.state).toBe("done");
+    expect((await v2.status())[0]!.state).toBe("live");
     expect(db.query("SELECT balance FROM ledger_accounts").get()).toEqual({ balance: 5 });
     expect(db.query("SELECT version FROM projection_checkpoints WHERE name = 'ledger'").get()).toEqual({ version: 2 });
   });
