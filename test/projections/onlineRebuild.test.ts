@@ -40,7 +40,7 @@ afterEach(async () => {
 function setup(): { dir: string; store: EventStore; db: Database; runner: ProjectionRunner } {
   const dir = mkdtempSync(join(tmpdir(), "agentry-online-"));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  const store = new SqliteEventStore({ path: join(dir, "events.sqlite"), synchronous: "off" });
+  const store = new SqliteEventStore({ path: join(dir, "events.sqlite"), synchronous: "normal" });
   cleanups.push(() => store.close());
   const db = openReadModelDb(join(dir, "readmodels.sqlite"));
   cleanups.push(() => db.close());
