@@ -126,6 +126,12 @@ export interface AppContext {
   connections?: ConnectionProviders;
   /** Memory search and its embedder (absent: memory ranks by BM25 alone). */
   memory?: MemoryService;
+  /**
+   * Aborted when the process begins shutting down: long-polls answer at once with what they have, and
+   * SSE streams end with a `reconnect` event, so their clients resume from their cursor elsewhere
+   * instead of holding the shutdown open.
+   */
+  closing?: AbortSignal;
 }
 
 /**

@@ -30,6 +30,7 @@ export const PUBLIC_TYPES: Record<string, string> = {
   PlanApproved: "plan.approved",
   PlanRejected: "plan.rejected",
   CancelRequested: "job.cancel_requested",
+  JobReleased: "job.released",
   JobCancelled: "job.cancelled",
   JobCompleted: "job.completed",
   JobFailed: "job.failed",
@@ -53,7 +54,8 @@ export type Verbosity = "minimal" | "standard" | "full";
  * tool and plan activity, `canvas_op` among it; full: everything (`tool.progress` too, as in Magus).
  */
 const MINIMAL = new Set([
-  "JobQueued", "JobStarted", "TextEmitted", "JobCancelled", "JobCompleted", "JobFailed",
+  // job.released is lifecycle, and says which step's text a reader drops (it is streamed again).
+  "JobQueued", "JobStarted", "TextEmitted", "JobReleased", "JobCancelled", "JobCompleted", "JobFailed",
   "SessionStarted", "MessageSent", "TurnEnded", "SessionDeleted", "InfoEmitted",
 ]);
 const STANDARD = new Set([...MINIMAL, "ToolCalled", "ToolCompleted", "PlanProposed", "PlanApproved", "PlanRejected", "AssetRegistered", "CancelRequested", "CanvasOpEmitted",
@@ -85,6 +87,11 @@ function publicPayload(event: AnyDomainEvent): unknown {
       const { budgets: _, ...shown } = event.data;
       return shown;
     }
+    case "JobReleased": {
+      // The calls a resume must finish are the runner's business; clients saw them as tool.called.
+      const { tool_calls: _, ...shown } = event.data;
+      return shown;
+    }
     case "ToolCompleted": {
       // `assets` is always a list: events written before tools could return several had `asset` alone.
       const d = event.data;
@@ -101,6 +108,7 @@ function publicPayload(event: AnyDomainEvent): unknown {
 const PAYLOAD_SCHEMAS: Record<string, TSchema> = {
   ...Object.fromEntries(Object.entries(DOMAIN_EVENTS).map(([type, def]) => [type, def.schema])),
   JobQueued: Type.Omit(JOB_EVENTS.JobQueued.schema, ["budgets"]),
+  JobReleased: Type.Omit(JOB_EVENTS.JobReleased.schema, ["tool_calls"]),
   ToolCompleted: Type.Object({
     ...Type.Omit(JOB_EVENTS.ToolCompleted.schema, ["assets"]).properties,
     assets: Type.Array(ToolAssetSchema, { description: "Every asset the call registered, with its session label (null in a run)" }),

@@ -5,13 +5,17 @@
  * session is deleted), and at once when resumed at
  * or past it (EventSource reconnects exactly so after the server closes).
  *
+ * A process that shuts down ends its streams at once with `event: reconnect` (not `done`): the client
+ * reconnects with its last id, reaching another process, rather than holding the shutdown open. Its
+ * data names the GET URL to resume at, for streams opened by a POST (which EventSource cannot repeat).
+ *
  * A slow client cannot make the server buffer without bound: at most `bufferBytes` wait for it. When
  * that is full the stream waits for the client to read; one that reads nothing for `stallMs` is cut
  * off, and reconnects from its last id losing nothing.
  */
 import type { AppContext } from "../app/context.ts";
 import { ValidationError } from "../core/errors.ts";
-import { StreamNotFoundError } from "../eventstore/errors.ts";
+import { StreamDeletedError, StreamNotFoundError } from "../eventstore/errors.ts";
 import { eventsAfter, PUBLIC_TYPES, publicEventJson, shownAt, TERMINAL_EVENTS, type Verbosity } from "./eventView.ts";
 
 export interface SseOptions {
@@ -28,6 +32,20 @@ export interface SseOptions {
   authorized?: () => boolean;
   heartbeatMs?: number;
   signal?: AbortSignal;
+  /**
+   * Where a client resumes this stream, named in the `reconnect` event a shutdown ends it with: the GET
+   * stream's path (a POST's stream can only be resumed there) and the ids of what it follows.
+   */
+  resume: { path: string; ids: Record<string, string> };
+}
+
+/**
+ * The `reconnect` event's data: the ids, the last event id, and the GET URL (relative to the API's
+ * root) that resumes the stream just after it, at the same verbosity.
+ */
+export function reconnectData(resume: SseOptions["resume"], lastEventId: number, verbosity: Verbosity): Record<string, unknown> {
+  const query = new URLSearchParams({ since: String(lastEventId), verbosity });
+  return { reason: "server_shutdown", ...resume.ids, last_event_id: lastEventId, url: `${resume.path}?${query}` };
 }
 
 export interface SseLimits {
@@ -63,8 +81,10 @@ export function sseResponse(ctx: AppContext, stream: string, options: SseOptions
   // Counted open from here until the first stop, whichever path stops it.
   let counted = ctx.metrics !== undefined;
   ctx.metrics?.sseOpened();
+  let onClosing: (() => void) | undefined;
   const stop = () => {
     closed = true;
+    if (onClosing) ctx.closing?.removeEventListener("abort", onClosing);
     if (counted) {
       counted = false;
       ctx.metrics!.sseClosed();
@@ -106,8 +126,15 @@ export function sseResponse(ctx: AppContext, stream: string, options: SseOptions
           /* already closed by the client */
         }
       };
+      let cursor = options.since;
       options.signal?.addEventListener("abort", close, { once: true });
       if (options.signal?.aborted) return close();
+      onClosing = () => {
+        send(`event: reconnect\ndata: ${JSON.stringify(reconnectData(options.resume, cursor, options.verbosity))}\n\n`);
+        close();
+      };
+      if (ctx.closing?.aborted) return onClosing();
+      ctx.closing?.addEventListener("abort", onClosing, { once: true });
       heartbeat = setInterval(() => {
         send(": keep-alive\n\n");
         // Read again now and then even without a wake: a feed that resubscribed cannot strand a client.
@@ -115,7 +142,6 @@ export function sseResponse(ctx: AppContext, stream: string, options: SseOptions
         wake?.();
       }, options.heartbeatMs ?? 15_000);
       send("retry: 1000\n\n");
-      let cursor = options.since;
       try {
         while (!closed) {
           changed = false;
@@ -125,7 +151,17 @@ export function sseResponse(ctx: AppContext, stream: string, options: SseOptions
             close();
             return;
           }
-          const events = await eventsAfter(ctx.store, stream, cursor, 500, ctx.tails);
+          const events = await eventsAfter(ctx.store, stream, cursor, 500, ctx.tails).catch((err) => {
+            if (err instanceof StreamDeletedError) return null;
+            throw err;
+          });
+          if (events === null) {
+            // Erased (its user's data removed) or tombstoned: nothing more will come, and nothing is left
+            // to settle. The stream ends as a finished one does.
+            send("event: done\ndata: [DONE]\n\n");
+            close();
+            return;
+          }
           if (events.length === 0) {
             if (options.closeAfter.size > 0 && (await endedBy(ctx, stream, cursor, options.closeAfter))) {
               await sendDone();

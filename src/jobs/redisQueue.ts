@@ -24,6 +24,9 @@
  *   the job with a clear error, so a job that kills its workers cannot loop forever.
  * - Finished entries are acknowledged and deleted. Losing Redis loses nothing that matters: the event
  *   store knows every unfinished job and the reconciler queues them again.
+ * - A handler that releases its job (its worker is shutting down) ends its run the same way, and the
+ *   release adds a new entry for the job: another worker takes it at once, not after the lease. An
+ *   entry read after consuming stopped is handed back so, unstarted (acknowledged, and added again).
  */
 import Redis from "ioredis";
 import { hostname } from "node:os";
@@ -38,7 +41,7 @@ export interface RedisJobQueueOptions {
   leaseMs?: number;
   maxDeliveries?: number;
   enqueueTimeoutMs?: number;
-  /** How long a read blocks waiting for new entries (bounds how fast close() returns). */
+  /** How long a read blocks waiting for new entries (bounds how fast stopConsuming() returns). */
   blockMs?: number;
   logger?: Logger;
 }
@@ -49,7 +52,7 @@ type Entry = [id: string, fields: string[]];
 interface LeaseScripts {
   acquireLease(key: string, redispatchKey: string, holder: string, entry: string, leaseMs: number, reclaimed: string): Promise<number>;
   renewLease(stream: string, key: string, group: string, consumer: string, entry: string, holder: string, leaseMs: number): Promise<number>;
-  releaseLease(key: string, redispatchKey: string, stream: string, holder: string, jobId: string): Promise<number>;
+  releaseLease(key: string, redispatchKey: string, stream: string, holder: string, jobId: string, handedBack: "0" | "1"): Promise<number>;
 }
 
 /**
@@ -88,15 +91,17 @@ redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[5])
 return 1`;
 
 /**
- * Ends a run. KEYS: the lease key, the job's redispatch flag, the stream; ARGV: holder value, job id.
- * Releases the lease if this holder still has it. Unless another holder has taken the lease over (its
- * own release answers the flag), a flag set while this run held the job is cleared and the job gets
- * a new entry. Returns 1 when it added one.
+ * Ends a run. KEYS: the lease key, the job's redispatch flag, the stream; ARGV: holder value, job id,
+ * "1" when the run handed the job back unfinished. Releases the lease if this holder still has it.
+ * Unless another holder has taken the lease over (its own release answers the flag), a flag set while
+ * this run held the job is cleared, and the job gets a new entry when flagged or handed back.
+ * Returns 1 when it added one.
  */
 const RELEASE = `
 local current = redis.call('GET', KEYS[1])
 if current == ARGV[1] then redis.call('DEL', KEYS[1]) elseif current ~= false then return 0 end
-if redis.call('DEL', KEYS[2]) == 1 then
+local flagged = redis.call('DEL', KEYS[2]) == 1
+if flagged or ARGV[3] == '1' then
   redis.call('XADD', KEYS[3], '*', 'job', ARGV[2])
   return 1
 end
@@ -113,6 +118,8 @@ export class RedisJobQueue implements JobQueue {
   private readonly leaseMs: number;
   private readonly maxDeliveries: number;
   private readonly blockMs: number;
+  /** Set when consuming stops (a worker's stop): nothing new starts; the connections stay open. */
+  private stopping = false;
   private closed = false;
   private lostConnection = false;
   private active = 0;
@@ -164,11 +171,18 @@ export class RedisJobQueue implements JobQueue {
     this.loop = this.run(handler, Math.max(1, concurrency), options);
   }
 
-  async close(): Promise<void> {
-    this.closed = true;
+  /** The command connection stays open: an API process still enqueues while its HTTP side drains. */
+  async stopConsuming(): Promise<void> {
+    this.stopping = true;
     this.slotFreed?.();
     await this.loop?.catch(() => {});
     await Promise.allSettled([...this.inFlight]);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.stopConsuming();
     this.reader.disconnect();
     await this.commands.quit().catch(() => this.commands.disconnect());
   }
@@ -227,11 +241,11 @@ export class RedisJobQueue implements JobQueue {
   }
 
   private async run(handler: JobHandler, concurrency: number, options: ConsumeOptions): Promise<void> {
-    while (!this.closed) {
+    while (!this.stopping) {
       try {
         await this.ensureGroup();
         let reclaimFrom = "0-0";
-        while (!this.closed) {
+        while (!this.stopping) {
           if (this.active >= concurrency) {
             await new Promise<void>((resolve) => (this.slotFreed = resolve));
             continue;
@@ -246,7 +260,7 @@ export class RedisJobQueue implements JobQueue {
           for (const entry of read?.[0]?.[1] ?? []) await this.start(entry, handler, options, false);
         }
       } catch (err) {
-        if (this.closed) return;
+        if (this.stopping) return;
         this.options.logger?.warn("job queue read failed; retrying", { error: err as Error });
         await Bun.sleep(500);
       }
@@ -258,6 +272,11 @@ export class RedisJobQueue implements JobQueue {
     const jobId = fields[fields.indexOf("job") + 1];
     if (!jobId) {
       await this.finish(id);
+      return;
+    }
+    if (this.stopping) {
+      // Read as this consumer stops: another takes it now rather than after a lease.
+      await this.commands.multi().xadd(this.stream, "*", "job", jobId).xack(this.stream, this.group, id).xdel(this.stream, id).exec();
       return;
     }
     if (reclaimed) {
@@ -294,11 +313,11 @@ export class RedisJobQueue implements JobQueue {
     }, Math.max(50, Math.floor(this.leaseMs / 3)));
     const work = handler(jobId)
       .catch((err) => this.options.logger?.error("job handler failed", { job_id: jobId, error: err as Error }))
-      .then(() => {
+      .then((outcome) => {
         // Stopped before the release is sent: a heartbeat after it would find the lease gone (and a
         // renewal sent earlier on this connection runs before it).
         clearInterval(heartbeat);
-        return this.finish(id, lease);
+        return this.finish(id, lease, outcome === "released");
       })
       .catch((err) => this.options.logger?.warn("could not acknowledge a finished job; it will be delivered again", { job_id: jobId, error: err as Error }))
       .finally(() => {
@@ -312,12 +331,12 @@ export class RedisJobQueue implements JobQueue {
 
   /**
    * Acknowledges and deletes an entry, releasing the lease it held in the same round trip (and adding
-   * a new entry for the job when a dispatch arrived while it was held).
+   * a new entry for the job when a dispatch arrived while it was held, or the run handed it back).
    */
-  private async finish(id: string, lease?: { key: string; redispatchKey: string; holder: string; jobId: string }): Promise<void> {
+  private async finish(id: string, lease?: { key: string; redispatchKey: string; holder: string; jobId: string }, handedBack = false): Promise<void> {
     const tx = this.commands.multi();
-    if (lease) (tx as unknown as LeaseScripts).releaseLease(lease.key, lease.redispatchKey, this.stream, lease.holder, lease.jobId);
+    if (lease) (tx as unknown as LeaseScripts).releaseLease(lease.key, lease.redispatchKey, this.stream, lease.holder, lease.jobId, handedBack ? "1" : "0");
     const results = await tx.xack(this.stream, this.group, id).xdel(this.stream, id).exec();
-    if (lease && results?.[0]?.[1] === 1) this.options.logger?.debug("the job was dispatched while it ran; queued it again", { job_id: lease.jobId });
+    if (lease && results?.[0]?.[1] === 1) this.options.logger?.debug(handedBack ? "handed the job back; queued it again" : "the job was dispatched while it ran; queued it again", { job_id: lease.jobId });
   }
 }

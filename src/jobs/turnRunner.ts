@@ -6,6 +6,11 @@
  * approval re-queues the job and a runner resumes it from its stream), and ends the job with exactly
  * one of JobCompleted, JobFailed or JobCancelled (runner/outcome.ts). Every append carries the attempt
  * this runner started; if another runner has started the job since, this one stops without writing.
+ *
+ * When its process shuts down (`drain` aborts) a run stops at the next step boundary, and a run still
+ * in a step when the worker's grace runs out is aborted with the `Shutdown` reason: either way it
+ * appends JobReleased (what a resume must redo or finish) and answers "released", so the queue hands
+ * the job to another runner, which resumes it from its stream. Nothing is failed or cancelled.
  * What follows the job's end (its turn, the next queued turn) is the turn coordinator's.
  */
 import type { AppContext } from "../app/context.ts";
@@ -16,7 +21,7 @@ import type { TokenUsage } from "../domain/billing/prices.ts";
 import { newResourceId } from "../core/ids.ts";
 import { TERMINAL, type JobCommand, type JobState, type PlanStep } from "../domain/job/job.ts";
 import { jobStream } from "../domain/streams.ts";
-import { LlmError, type ChatMessage, type LlmProvider } from "../llm/provider.ts";
+import { LlmError, type ChatMessage, type ChatToolCall, type LlmProvider } from "../llm/provider.ts";
 import { instrumentProvider } from "../metrics/instrument.ts";
 import { effectiveSpec, type AgentSpec, type AgentState } from "../domain/agent/agent.ts";
 import type { Loaded } from "../app/repository.ts";
@@ -27,7 +32,7 @@ import { agentRanWith, joinText, jobTranscript, planTitle, sessionHistory, syste
 import { contextSettings, DEFAULT_CONTEXT, historyMessages, messagesTokens, planContext, summarize, type ContextSettings } from "./runner/contextWindow.ts";
 import { streamModelStep, type Append, type Coalescing, type StepBill } from "./runner/modelStep.ts";
 import { baseAppId, isTestData } from "../app/access.ts";
-import { failureOf, ignoreFinished, JobFailure, LostJob, validateStructured } from "./runner/outcome.ts";
+import { abortedForShutdown, failureOf, ignoreFinished, JobFailure, LostJob, PutBack, validateStructured } from "./runner/outcome.ts";
 import { runToolCall, toolContext } from "./runner/toolStep.ts";
 import { endUserProvider } from "./runner/endUserProvider.ts";
 import { turnMemory } from "./runner/memory.ts";
@@ -49,6 +54,20 @@ export interface TurnRunnerOptions {
 const recallQuery = (input: { content: string; skill?: { prompt: string } | null }): string =>
   [input.content, input.skill?.prompt].filter((s) => s && s.trim()).join("\n");
 
+/**
+ * Where an attempt is, kept up to date as it goes, so a release can say what a resume must do: the
+ * model step reached, whether its model call is still streaming (then its text is void), and the step's
+ * tool calls once the model has named them.
+ */
+interface Progress {
+  step: number;
+  inModelCall: boolean;
+  calls: ChatToolCall[];
+}
+
+/** What a run answers its worker: "released" when it handed the job back for another runner. */
+export type RunOutcome = void | "released";
+
 export class TurnRunner {
   private readonly maxSteps: number;
   private readonly context: ContextSettings;
@@ -60,7 +79,11 @@ export class TurnRunner {
     this.coalescing = { ms: options.coalesceMs ?? 100, chars: options.coalesceChars ?? 200 };
   }
 
-  async run(jobId: string, outerSignal: AbortSignal): Promise<void> {
+  /**
+   * `outerSignal` aborts the run: a cancel, or (with the `Shutdown` reason) a shutdown whose grace ran
+   * out. `drain` aborts when the process begins shutting down: the run stops at its next step boundary.
+   */
+  async run(jobId: string, outerSignal: AbortSignal, drain?: AbortSignal): Promise<RunOutcome> {
     const { repos } = this.ctx;
     const meta = { appId: this.ctx.appId, correlationId: jobId, actor: `runner:${this.runnerId}` };
     const { state } = await repos.jobs.load(jobId);
@@ -123,13 +146,19 @@ export class TurnRunner {
       }, meta);
       return r.state;
     };
+    const progress: Progress = { step: 0, inModelCall: false, calls: [] };
 
     try {
-      await this.execute(jobId, started.state, agent, append, signal);
+      await this.execute(jobId, started.state, agent, append, signal, progress, drain);
     } catch (err) {
       if (err instanceof LostJob) {
         stopWatching();
         return;
+      }
+      // Stopped at a step boundary, or cut by a shutdown (a cancel seen meanwhile still wins): hand it back.
+      if (err instanceof PutBack || (abortedForShutdown(outerSignal) && !local.signal.aborted)) {
+        stopWatching();
+        return this.release(jobId, attempt, progress, meta);
       }
       const cancelled = signal.aborted || (err instanceof ConflictError && err.code === "job_cancel_requested") ||
         (err instanceof LlmError && err.code === "aborted");
@@ -145,6 +174,30 @@ export class TurnRunner {
     } finally {
       stopWatching();
     }
+  }
+
+  /**
+   * Appends JobReleased for the step the attempt was in, so the next runner resumes instead of failing
+   * the job as interrupted. A cancel requested meanwhile ends the job instead (the decider's rule).
+   */
+  private async release(jobId: string, attempt: number, at: Progress, meta: { appId: string; correlationId: string; actor: string }): Promise<RunOutcome> {
+    const cut = at.inModelCall;
+    const r = await this.ctx.repos.jobs.handle(jobId, (s): JobCommand => {
+      if (s.attempt !== attempt) throw new LostJob();
+      return { type: "ReleaseJob", release: {
+        reason: "shutdown", step: at.step, discarded_step: cut ? at.step : null,
+        tool_calls: cut ? [] : at.calls.map((c) => ({ call_id: c.id, name: c.name, args: c.args })),
+      } };
+    }, meta).catch((err) => {
+      // Another runner has it, or it is no longer running: there is nothing to hand back.
+      if (err instanceof LostJob || err instanceof ConflictError) return "gone" as const;
+      // Not recorded: the job is still handed back, and the next runner finds it cut off mid-step.
+      this.ctx.logger.warn("could not record a job's release", { job_id: jobId, error: err as Error });
+      return null;
+    });
+    if (r === "gone" || r?.state.status === "cancelled") return;
+    this.ctx.logger.info("job released for another runner", { job_id: jobId, step: at.step, ...(cut ? { discarded_step: at.step } : {}) });
+    return "released";
   }
 
   /** The provider an agent runs on: its app's connection when it names one, else the server's. */
@@ -224,7 +277,14 @@ export class TurnRunner {
     return history;
   }
 
-  private async execute(jobId: string, job: JobState, loaded: Loaded<AgentState>, append: Append, signal: AbortSignal): Promise<void> {
+  private async execute(
+    jobId: string, job: JobState, loaded: Loaded<AgentState>, append: Append, signal: AbortSignal, progress: Progress, drain: AbortSignal | undefined,
+  ): Promise<void> {
+    /** A step boundary: a cancel ends the job here; a shutdown that has begun hands it back here. */
+    const boundary = () => {
+      if (signal.aborted) throw new ConflictError("job_cancel_requested", "cancelled");
+      if (drain?.aborted) throw new PutBack();
+    };
     const queued = job.queued!;
     const { state: agentState, appId: agentApp } = loaded;
     if (agentState.status !== "active" || !agentState.spec) throw new JobFailure("agent_not_found", `Agent ${queued.agent_id} no longer exists`);
@@ -258,6 +318,15 @@ export class TurnRunner {
     const current: ChatMessage = await withFiles(this.ctx, { role: "user", content: userContent(queued.input) }, queued.input.attachments, { appId: agentApp ?? this.ctx.appId, sessionId: queued.session_id, userId: queued.user_id });
     const transcript = await jobTranscript(this.ctx, jobId);
     memory?.noteTranscript(transcript.messages);
+    // Tool calls an earlier attempt left unfinished: an approved plan's, and those of the step a release
+    // stopped in. Known before anything else runs, so a release that comes first names them again.
+    const unfinished = [
+      job.planDecision === "approved" && job.plan
+        ? { step: job.plan.step, calls: job.plan.steps.map((p): ChatToolCall => ({ id: p.call_id, name: p.tool, args: p.args })) }
+        : null,
+      transcript.pending,
+    ].filter((u): u is { step: number; calls: ChatToolCall[] } => u !== null && u.calls.some((c) => !transcript.completed.has(c.id)));
+    Object.assign(progress, { step: transcript.lastStep, inModelCall: false, calls: unfinished.at(-1)?.calls ?? [] });
     const history = queued.session_id
       ? await this.historyFor(jobId, queued.session_id, [system, current, ...transcript.messages], {
         agent, provider, model, append, billOf, signal,
@@ -270,22 +339,28 @@ export class TurnRunner {
     let step = transcript.lastStep;
     let allText = transcript.text;
 
-    // An approved plan: carry out its steps that have not run yet.
-    if (job.planDecision === "approved" && job.plan) {
-      for (const planned of job.plan.steps) {
-        if (transcript.completed.has(planned.call_id)) continue;
-        if (signal.aborted) throw new ConflictError("job_cancel_requested", "cancelled");
-        if (job.queued?.budgets?.length) await this.cover(jobId, tools.get(planned.tool)?.estimated_credits ?? 0);
-        messages.push(await runToolCall(append, tools, toolCtx, job.plan.step, { id: planned.call_id, name: planned.tool, args: planned.args }, !transcript.called.has(planned.call_id), !testData));
+    // Each unfinished call runs once (a call an earlier attempt announced is not announced again).
+    const done = new Set(transcript.completed);
+    for (const group of unfinished) {
+      Object.assign(progress, { step: group.step, calls: group.calls });
+      for (const call of group.calls) {
+        if (done.has(call.id)) continue;
+        boundary();
+        if (job.queued?.budgets?.length) await this.cover(jobId, tools.get(call.name)?.estimated_credits ?? 0);
+        messages.push(await runToolCall(append, tools, toolCtx, group.step, call, !transcript.called.has(call.id), !testData));
+        done.add(call.id);
       }
     }
+    progress.calls = [];
 
     while (step < this.maxSteps) {
       step++;
-      if (signal.aborted) throw new ConflictError("job_cancel_requested", "cancelled");
+      boundary();
       // A step the end user pays for costs the app nothing: only its tools are covered.
       if (queued.budgets?.length && !endUserPays) await this.cover(jobId, "step");
+      Object.assign(progress, { step, inModelCall: true, calls: [] });
       const { text, calls } = await streamModelStep(provider, model, agent, messages, tools, queued.output_schema, append, step, signal, this.coalescing, billOf);
+      Object.assign(progress, { inModelCall: false, calls });
       allText = joinText(allText, text);
       if (calls.length === 0) {
         let result: unknown = null;
@@ -306,10 +381,11 @@ export class TurnRunner {
         return; // the job waits for approval without holding this worker
       }
       for (const call of calls) {
-        if (signal.aborted) throw new ConflictError("job_cancel_requested", "cancelled");
+        boundary();
         if (queued.budgets?.length) await this.cover(jobId, tools.get(call.name)?.estimated_credits ?? 0);
         messages.push(await runToolCall(append, tools, toolCtx, step, call, true, !testData));
       }
+      progress.calls = []; // the step is done: a release from here on has nothing of it to finish
     }
     throw new JobFailure("too_many_steps", `The agent did not finish within ${this.maxSteps} model calls`);
   }

@@ -3,8 +3,13 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { JobQueue } from "../../src/jobs/queue.ts";
 
 export interface QueueTarget {
-  /** A new queue over the same shared backlog (for Redis: the same stream and group). */
-  make(): JobQueue;
+  /**
+   * A new queue: each over a backlog of its own, or over `backlog`'s when named (for Redis: the same
+   * stream and group); `leaseMs` overrides the lease where the adapter has one.
+   */
+  make(options?: { backlog?: string; leaseMs?: number }): JobQueue;
+  /** Whether queues made over the same backlog share its jobs (consumers in other processes). */
+  shared: boolean;
   /** How long a delivery is held without a heartbeat before the job is handed out again. */
   leaseMs: number;
   cleanup(): Promise<void>;
@@ -14,6 +19,15 @@ const until = async (check: () => boolean, timeoutMs = 10_000) => {
   const deadline = Date.now() + timeoutMs;
   while (!check()) {
     if (Date.now() > deadline) throw new Error("condition not met in time");
+    await Bun.sleep(10);
+  }
+};
+
+/** Waits (bounded) until the job's last delivery has returned and the queue holds it no more. */
+const heldNoMore = async (queue: JobQueue, jobId: string) => {
+  const deadline = Date.now() + 10_000;
+  while (await queue.isHeld(jobId)) {
+    if (Date.now() > deadline) throw new Error(`${jobId} stayed held`);
     await Bun.sleep(10);
   }
 };
@@ -72,6 +86,70 @@ export function jobQueueContract(name: string, factory: () => Promise<QueueTarge
       expect(calls).toBe(1);
       expect(await queue.isHeld(`job_${name}_boom`)).toBe(false);
       await queue.close();
+    });
+
+    test("a released job is held no more and is handed out again at once, long before a lease could expire", async () => {
+      // A lease far longer than the test: only the release can bring the job back in time.
+      const queue = target.make({ leaseMs: 600_000 });
+      const id = `job_${name}_released`;
+      const deliveries: string[] = [];
+      let second!: () => void;
+      const secondStarted = new Promise<void>((resolve) => (second = resolve));
+      let finishSecond!: () => void;
+      const gate = new Promise<void>((resolve) => (finishSecond = resolve));
+      queue.consume(async (jobId) => {
+        deliveries.push(jobId);
+        if (deliveries.length === 1) return "released";
+        second();
+        await gate;
+      }, 2);
+      await queue.enqueue(id);
+      await secondStarted;
+      // Held again by its second delivery, and free once that returns.
+      expect(await queue.isHeld(id)).toBe(true);
+      finishSecond();
+      await heldNoMore(queue, id);
+      expect(deliveries).toEqual([id, id]);
+      await queue.close();
+    });
+
+    test("once consuming stops nothing new starts; jobs released or left unstarted go to the next consumer", async () => {
+      const backlog = `${name}_handover`;
+      const first = target.make({ backlog, leaseMs: 600_000 });
+      const running = `job_${name}_running`;
+      const late = `job_${name}_late`;
+      const seenByFirst: string[] = [];
+      let started!: () => void;
+      const runningStarted = new Promise<void>((resolve) => (started = resolve));
+      let letGo!: () => void;
+      const stopped = new Promise<void>((resolve) => (letGo = resolve));
+      first.consume(async (jobId) => {
+        seenByFirst.push(jobId);
+        started();
+        await stopped;
+        return "released";
+      }, 4);
+      await first.enqueue(running);
+      await runningStarted;
+      const stopping = first.stopConsuming();
+      // Enqueued through the stopping queue itself (its process still accepts requests as it drains):
+      // the producer side stays open, and this consumer must not start it.
+      await first.enqueue(late);
+      await Bun.sleep(200);
+      letGo();
+      await stopping;
+      expect(seenByFirst).toEqual([running]);
+      expect(await first.isHeld(running)).toBe(false);
+      if (target.shared) {
+        // The next consumer (another process) gets both at once, not after the first one's lease.
+        const other = target.make({ backlog, leaseMs: 600_000 });
+        const seen: string[] = [];
+        other.consume(async (jobId) => { seen.push(jobId); }, 4);
+        await until(() => seen.length >= 2);
+        expect([...seen].sort()).toEqual([late, running].sort());
+        await other.close();
+      }
+      await first.close();
     });
 
     test("close waits for the jobs in flight", async () => {

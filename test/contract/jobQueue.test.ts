@@ -4,7 +4,7 @@ import { startRedis } from "../support/redis.ts";
 import { jobQueueContract } from "./jobQueue.contract.ts";
 
 jobQueueContract("in-process", async () => {
-  return { make: () => new InProcessJobQueue(), leaseMs: 50, cleanup: async () => {} };
+  return { make: () => new InProcessJobQueue(), shared: false, leaseMs: 50, cleanup: async () => {} };
 });
 
 jobQueueContract("redis", async () => {
@@ -12,7 +12,8 @@ jobQueueContract("redis", async () => {
   let n = 0;
   return {
     // Each test gets its own stream so leftovers of one cannot reach another.
-    make: () => new RedisJobQueue({ url: redis.url, stream: `jobs:${n++}`, blockMs: 100, leaseMs: 150 }),
+    make: (options = {}) => new RedisJobQueue({ url: redis.url, stream: `jobs:${options.backlog ?? n++}`, blockMs: 100, leaseMs: options.leaseMs ?? 150 }),
+    shared: true,
     leaseMs: 150,
     cleanup: () => redis.stop(),
   };

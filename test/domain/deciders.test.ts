@@ -100,6 +100,21 @@ describe("job decider", () => {
     expect(() => job([queued, { type: "JobFailed", data: { error: { code: "x", message: "y" } } }], { type: "StartJob", runner_id: "r" })).toThrow(ConflictError);
   });
 
+  test("a running job is released for a resume, not failed; a pending cancel ends it instead", () => {
+    const text: JobEvent = { type: "TextEmitted", data: { step: 1, content: "partial" } };
+    const release = { reason: "shutdown", step: 1, discarded_step: 1, tool_calls: [] };
+    const released: JobEvent = { type: "JobReleased", data: release };
+    expect(job([queued, startedJob, text], { type: "ReleaseJob", release })).toEqual([released]);
+    // Resumable again, though the cut attempt had already streamed: the next runner resumes it.
+    expect(fold(jobDecider, [queued, startedJob, text])).toMatchObject({ status: "processing", resumable: false, sideEffectsThisAttempt: 1 });
+    expect(fold(jobDecider, [queued, startedJob, text, released])).toMatchObject({ status: "processing", resumable: true });
+    expect(job([queued, startedJob, text, released], { type: "StartJob", runner_id: "r2" })).toEqual([{ type: "JobStarted", data: { attempt: 2, runner_id: "r2" } }]);
+    const cancel: JobEvent = { type: "CancelRequested", data: { reason: "stop" } };
+    expect(job([queued, startedJob, cancel], { type: "ReleaseJob", release })).toEqual([{ type: "JobCancelled", data: { reason: "stop" } }]);
+    expect(() => job([queued], { type: "ReleaseJob", release })).toThrow(ConflictError);
+    expect(() => job([queued, startedJob, { type: "JobCompleted", data: { content: "", result: null } }], { type: "ReleaseJob", release })).toThrow(ConflictError);
+  });
+
   test("usage adds up across steps, cached and reasoning tokens included", () => {
     const usage = (n: number): JobEvent => ({ type: "UsageRecorded", data: { step: n, provider: "p", model: "m", prompt_tokens: 10, completion_tokens: 5, cached_tokens: 2, reasoning_tokens: 1 } });
     expect(fold(jobDecider, [queued, startedJob, usage(1), usage(2)]).usage).toEqual({ prompt_tokens: 20, completion_tokens: 10, cached_tokens: 4, reasoning_tokens: 2 });

@@ -74,6 +74,18 @@ export const JOB_EVENTS = {
    * `citations`: the memory entries the agent was given while it answered (recalled into its context,
    * or returned by its recall tool); absent when there were none (and in jobs before memory).
    */
+  /**
+   * The runner handed the job back unfinished (its process is shutting down): the job stays
+   * `processing`, and the next runner resumes it from its stream instead of failing it as interrupted.
+   * `step`: the last model step the attempt reached (0: none). `discarded_step`: a model step cut in the
+   * middle of its model call — the text it streamed is void, and the resume calls the model again as
+   * that step (null when the job stopped between steps). `tool_calls`: the calls of the step whose
+   * tools were running when it stopped (empty otherwise); the resume runs those without a ToolCompleted.
+   */
+  JobReleased: { version: 1, schema: Type.Object({
+    reason: Type.String(), step: Type.Integer({ minimum: 0 }), discarded_step: Nullable(Type.Integer({ minimum: 1 })),
+    tool_calls: Type.Array(Type.Object({ call_id: Type.String(), name: Type.String(), args: Type.Unknown() })),
+  }) },
   JobCompleted: { version: 1, schema: Type.Object({ content: Type.String(), result: Type.Unknown(), citations: Type.Optional(Type.Array(CitationSchema)) }) },
   JobFailed: { version: 1, schema: Type.Object({ error: ErrorSchema }) },
   /**

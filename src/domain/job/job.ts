@@ -2,6 +2,8 @@
  * Job: one unit of agent work — a session turn or a single-turn run. Stream `job-<id>`.
  *
  * Status: pending → processing → (awaiting_approval → processing)* → completed | failed | cancelled.
+ * A processing job may be released (JobReleased) by a runner that shuts down: it stays processing and the
+ * next runner resumes it.
  * Every job ends in exactly one terminal event. The runner appends with the revision it last saw, so a
  * second runner on the same job, or a cancel or approval arriving meanwhile, makes its append fail and
  * it re-reads before doing anything else.
@@ -77,6 +79,8 @@ export type JobCommand =
   | { type: "RecordUsage"; usage: Extract<JobEvent, { type: "UsageRecorded" }>["data"] }
   | { type: "RecordContext"; context: Extract<JobEvent, { type: "ContextPrepared" }>["data"] }
   | { type: "ProposePlan"; plan: Extract<JobEvent, { type: "PlanProposed" }>["data"] }
+  /** Hands the job back unfinished for another runner to resume (see JobReleased). */
+  | { type: "ReleaseJob"; release: Extract<JobEvent, { type: "JobReleased" }>["data"] }
   | { type: "CompleteJob"; content: string; result: unknown; citations?: Citation[] }
   | { type: "FailJob"; error: JobError }
   | { type: "CancelJob"; reason: string };
@@ -101,7 +105,7 @@ export interface JobState {
   error: JobError | null;
   /** Events since the current attempt's JobStarted that change the world or the transcript. */
   sideEffectsThisAttempt: number;
-  /** True while the job waits for a runner to pick it up (queued, or approved and not yet resumed). */
+  /** True while the job waits for a runner to pick it up (queued, approved or released, and not yet resumed). */
   resumable: boolean;
 }
 
@@ -133,6 +137,9 @@ export const jobDecider: Decider<JobCommand, JobEvent, JobState> = {
         return { ...state, status: "processing", planDecision: "approved", resumable: true };
       case "PlanRejected":
         return { ...state, planDecision: "rejected" };
+      case "JobReleased":
+        // Still processing, but no runner holds it: the next one resumes from the stream.
+        return { ...state, resumable: true };
       case "CancelRequested":
         return { ...state, cancelRequested: true, cancelReason: event.data.reason };
       case "JobCancelled":
@@ -211,6 +218,11 @@ export const jobDecider: Decider<JobCommand, JobEvent, JobState> = {
       case "ProposePlan":
         requireProcessing(state);
         return [{ type: "PlanProposed", data: command.plan }];
+      case "ReleaseJob":
+        if (state.status !== "processing") throw new ConflictError("job_not_processing", `The job is ${state.status}`);
+        // A cancel asked for meanwhile ends the job rather than leaving it for a resume that would end it.
+        if (state.cancelRequested) return [{ type: "JobCancelled", data: { reason: state.cancelReason ?? "cancelled" } }];
+        return [{ type: "JobReleased", data: command.release }];
       case "CompleteJob":
         requireProcessing(state);
         return [{ type: "JobCompleted", data: { content: command.content, result: command.result, ...(command.citations?.length ? { citations: command.citations } : {}) } }];

@@ -106,15 +106,18 @@ export async function sessionHistory(ctx: AppContext, sessionId: string): Promis
   return { summary: fold.summary, turns: [...fold.turns] };
 }
 
-/** What this job has already said and done, rebuilt from its stream (for resumes after approval). */
+/**
+ * What this job has already said and done, rebuilt from its stream (for resumes after an approval or a
+ * release). A release that cut a model call voids that step's text (the resume streams it again); one
+ * that stopped among a step's tool calls names them all, and `pending` lists them for the resume to
+ * finish (those without a ToolCompleted).
+ */
 export async function jobTranscript(ctx: AppContext, jobId: string) {
   const steps = new Map<number, { text: string; calls: ChatToolCall[] }>();
   const results = new Map<string, ChatMessage>();
   const called = new Set<string>();
-  let text = "";
-  let lastStep = 0;
+  let pending: { step: number; calls: ChatToolCall[] } | null = null;
   const stepOf = (n: number) => {
-    lastStep = Math.max(lastStep, n);
     let s = steps.get(n);
     if (!s) steps.set(n, (s = { text: "", calls: [] }));
     return s;
@@ -122,9 +125,7 @@ export async function jobTranscript(ctx: AppContext, jobId: string) {
   for await (const e of ctx.store.readStream(jobStream(jobId))) {
     const event = jobEvents.decode(e);
     if (event.type === "TextEmitted") {
-      const s = stepOf(event.data.step);
-      text = s.text ? text + event.data.content : joinText(text, event.data.content);
-      s.text += event.data.content;
+      stepOf(event.data.step).text += event.data.content;
     } else if (event.type === "ToolCalled") {
       called.add(event.data.call_id);
       const s = stepOf(event.data.step);
@@ -133,16 +134,28 @@ export async function jobTranscript(ctx: AppContext, jobId: string) {
       stepOf(event.data.step).calls = event.data.steps.map((p) => ({ id: p.call_id, name: p.tool, args: p.args }));
     } else if (event.type === "ToolCompleted") {
       results.set(event.data.call_id, { role: "tool", tool_call_id: event.data.call_id, name: event.data.name, content: JSON.stringify(event.data.error ? { error: event.data.error } : event.data.result) });
+    } else if (event.type === "JobReleased") {
+      if (event.data.discarded_step !== null) steps.delete(event.data.discarded_step);
+      pending = null;
+      if (event.data.tool_calls.length) {
+        const calls = event.data.tool_calls.map((c) => ({ id: c.call_id, name: c.name, args: c.args }));
+        stepOf(event.data.step).calls = calls;
+        pending = { step: event.data.step, calls };
+      }
     }
   }
   const messages: ChatMessage[] = [];
+  let text = "";
+  let lastStep = 0;
   for (const n of [...steps.keys()].sort((a, b) => a - b)) {
     const s = steps.get(n)!;
+    lastStep = n;
+    text = joinText(text, s.text);
     messages.push(s.calls.length ? { role: "assistant", content: s.text, tool_calls: s.calls } : { role: "assistant", content: s.text });
     for (const c of s.calls) {
       const r = results.get(c.id);
       if (r) messages.push(r);
     }
   }
-  return { messages, lastStep, text, completed: new Set(results.keys()), called };
+  return { messages, lastStep, text, completed: new Set(results.keys()), called, pending };
 }

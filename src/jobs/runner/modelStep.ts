@@ -7,6 +7,7 @@ import type { JobCommand, JobState } from "../../domain/job/job.ts";
 import type { ChatMessage, ChatToolCall, LlmProvider } from "../../llm/provider.ts";
 import type { Tool } from "../../tools/tool.ts";
 import type { TokenUsage } from "../../domain/billing/prices.ts";
+import { abortedForShutdown } from "./outcome.ts";
 
 /** Appends through the job decider, as the attempt that runs it; several commands go in one write. */
 export type Append = (command: JobCommand | readonly JobCommand[]) => Promise<JobState>;
@@ -67,34 +68,43 @@ export async function streamModelStep(
     model, messages, outputSchema, parameters, signal,
     tools: [...tools.values()].map((t) => ({ name: t.name, description: t.description, parameters: t.parameters })),
   });
-  for await (const chunk of stream) {
-    switch (chunk.type) {
-      case "text":
-        text += chunk.delta;
-        await thinkingOut.flush(); // keep the two in the order they arrived
-        await textOut.add(chunk.delta);
-        break;
-      case "thinking":
-        // Recorded only when the agent asks for it (model.parameters.emit_thinking).
-        if (emitThinking === true) await thinkingOut.add(chunk.delta);
-        break;
-      case "tool_call":
-        calls.push(chunk.call);
-        break;
-      case "usage": {
-        // The step's last text and its usage are recorded together: usage is durable at once (it was
-        // paid for), and the two cost one commit.
-        const tokens = { prompt_tokens: chunk.prompt_tokens, completion_tokens: chunk.completion_tokens, cached_tokens: chunk.cached_tokens ?? 0 };
-        const bill = await billOf(tokens);
-        await thinkingOut.flush();
-        await textOut.flush({ type: "RecordUsage", usage: {
-          step, provider: provider.name, model, ...tokens, reasoning_tokens: chunk.reasoning_tokens ?? 0, ...bill,
-        } });
-        break;
+  // Set once the step's usage is recorded: from then on the step counts as made (it was paid for, and
+  // its text is in the stream), so a shutdown's abort arriving before the stream returns cannot void it
+  // (the job would be handed back with this step discarded, and a resume would stream and bill it again).
+  let usageRecorded = false;
+  try {
+    for await (const chunk of stream) {
+      switch (chunk.type) {
+        case "text":
+          text += chunk.delta;
+          await thinkingOut.flush(); // keep the two in the order they arrived
+          await textOut.add(chunk.delta);
+          break;
+        case "thinking":
+          // Recorded only when the agent asks for it (model.parameters.emit_thinking).
+          if (emitThinking === true) await thinkingOut.add(chunk.delta);
+          break;
+        case "tool_call":
+          calls.push(chunk.call);
+          break;
+        case "usage": {
+          // The step's last text and its usage are recorded together: usage is durable at once (it was
+          // paid for), and the two cost one commit.
+          const tokens = { prompt_tokens: chunk.prompt_tokens, completion_tokens: chunk.completion_tokens, cached_tokens: chunk.cached_tokens ?? 0 };
+          const bill = await billOf(tokens);
+          await thinkingOut.flush();
+          await textOut.flush({ type: "RecordUsage", usage: {
+            step, provider: provider.name, model, ...tokens, reasoning_tokens: chunk.reasoning_tokens ?? 0, ...bill,
+          } });
+          usageRecorded = true;
+          break;
+        }
+        case "finish":
+          break;
       }
-      case "finish":
-        break;
     }
+  } catch (err) {
+    if (!(usageRecorded && abortedForShutdown(signal))) throw err;
   }
   await flush();
   return { text, calls };

@@ -1,4 +1,4 @@
-/** How a run ends: the failures a job may end with, and what stops a runner from writing. */
+/** How a run ends: the failures a job may end with, what stops a runner from writing, and what hands a job back. */
 import { AppError, ConflictError } from "../../core/errors.ts";
 import { compileSchema } from "../../core/jsonSchema.ts";
 import type { JobError } from "../../domain/job/job.ts";
@@ -6,6 +6,22 @@ import { LlmError } from "../../llm/provider.ts";
 
 /** Another runner started this job after us: we must not write another event. */
 export class LostJob extends Error {}
+
+/**
+ * The reason a worker aborts a job its process is shutting down on (`controller.abort(new Shutdown())`):
+ * the runner hands the job back for another runner to resume, neither cancelling nor failing it.
+ */
+export class Shutdown extends Error {
+  constructor() {
+    super("The worker is shutting down");
+  }
+}
+
+/** True when `signal` was aborted for a shutdown (and not, say, by a cancel). */
+export const abortedForShutdown = (signal: AbortSignal | undefined): boolean => signal?.aborted === true && signal.reason instanceof Shutdown;
+
+/** Thrown at a step boundary reached after shutdown began: stop here, and hand the job back. */
+export class PutBack extends Error {}
 
 /** The job must end as failed with this code and a message safe to show the client. */
 export class JobFailure extends Error {

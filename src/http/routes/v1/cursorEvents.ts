@@ -48,7 +48,8 @@ export async function pollStream(
 ): Promise<{ raw: RecordedEvent[]; cursor: number }> {
   const { since, limit } = query;
   const waitMs = Math.round(query.wait * 1000);
-  const waiter = waitMs > 0 ? ctx.live.waiter(stream, waitMs, request.signal) : undefined;
+  // A shutting-down process answers held polls at once: the client polls again, reaching another process.
+  const waiter = waitMs > 0 ? ctx.live.waiter(stream, waitMs, ctx.closing ? AbortSignal.any([request.signal, ctx.closing]) : request.signal) : undefined;
   let raw = await eventsAfter(ctx.store, stream, since, limit, ctx.tails);
   if (raw.length === 0 && waiter) {
     ctx.metrics?.pollWaiting();

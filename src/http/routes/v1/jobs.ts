@@ -40,6 +40,7 @@ export const jobRoutes = (deps: V1Deps) =>
       await visibleJobState(ctx, params.job_id);
       return sseResponse(ctx, jobStream(params.job_id), {
         since: resumeFrom(request.headers, query.since), verbosity: query.verbosity ?? "standard", closeAfter: JOB_STREAM_ENDS, signal: request.signal, authorized: stillAuthorized(request),
+        resume: { path: `/v1/jobs/${params.job_id}/stream`, ids: { job_id: params.job_id } },
         beforeDone: () => ctx.turns.turnSettled(params.job_id, metaOf(ctx, request), request.signal),
       });
     }, {

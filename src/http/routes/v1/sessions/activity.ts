@@ -32,6 +32,7 @@ export const sessionActivityRoutes = (deps: V1Deps) =>
       requireSession(ctx, params.session_id);
       return sseResponse(ctx, sessionStream(params.session_id), {
         since: resumeFrom(request.headers, query.since), verbosity: query.verbosity ?? "full", closeAfter: SESSION_STREAM_ENDS, signal: request.signal, authorized: stillAuthorized(request),
+        resume: { path: `/v1/sessions/${params.session_id}/stream`, ids: { session_id: params.session_id } },
       });
     }, {
       params: IdParam("session_id"), query: t.Object({ since: t.Optional(t.Integer({ minimum: 0 })), verbosity: Verbosity }),

@@ -33,6 +33,7 @@ export const messageRoutes = (deps: V1Deps) =>
         const accepted = await send();
         return sseResponse(ctx, jobStream(accepted.job_id), {
           since: 0, verbosity: body.verbosity ?? "standard", closeAfter: JOB_STREAM_ENDS, signal: request.signal, authorized: stillAuthorized(request),
+          resume: { path: `/v1/jobs/${accepted.job_id}/stream`, ids: { job_id: accepted.job_id, session_id: params.session_id } },
           beforeDone: () => ctx.turns.turnSettled(accepted.job_id, metaOf(ctx, request), request.signal),
         });
       }

@@ -59,7 +59,8 @@ export async function waitForEnd(ctx: AppContext, jobId: string, timeoutMs: numb
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const remaining = deadline - Date.now();
-    const waiter = ctx.live.waiter(jobStream(jobId), Math.max(1, remaining), signal);
+    // A shutting-down process stops waiting: the caller gets the job to poll, as after wait_timeout_s.
+    const waiter = ctx.live.waiter(jobStream(jobId), Math.max(1, remaining), ctx.closing ? AbortSignal.any([signal, ctx.closing]) : signal);
     const state = await visibleJobState(ctx, jobId);
     if (TERMINAL.has(state.status as never)) {
       waiter.cancel();
@@ -68,7 +69,7 @@ export async function waitForEnd(ctx: AppContext, jobId: string, timeoutMs: numb
       await ctx.turns.turnSettled(jobId, meta, signal).catch(() => false);
       return true;
     }
-    if (remaining <= 0 || signal.aborted) {
+    if (remaining <= 0 || signal.aborted || ctx.closing?.aborted) {
       waiter.cancel();
       return false;
     }
