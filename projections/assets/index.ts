@@ -4,12 +4,13 @@ import type { RecordedEvent } from "../../src/eventstore/port.ts";
 import type { Projection } from "../../src/projections/projection.ts";
 import { sessionEvents } from "../../src/domain/session/events.ts";
 import { streamIdOf, occurredAt } from "../support.ts";
+import { deleteIn, erasedOf, USER_ERASED } from "../erasure.ts";
 
 export const assetsProjection: Projection = {
   name: "assets",
   // v2: an asset is a URL or a file of the app (file_id), so url may be null.
   version: 2,
-  eventTypes: ["AssetRegistered"],
+  eventTypes: ["AssetRegistered", USER_ERASED],
   tables: ["assets"],
   schema: `
     CREATE TABLE IF NOT EXISTS assets (
@@ -19,6 +20,7 @@ export const assetsProjection: Projection = {
     ) WITHOUT ROWID;
   `,
   apply(db: Database, e: RecordedEvent) {
+    if (e.type === USER_ERASED) return deleteIn(db, "assets", "session_id", erasedOf(e).sessions);
     const r = assetRowOf(e);
     if (!r) return;
     db.query(

@@ -8,11 +8,12 @@ import type { RecordedEvent } from "../../src/eventstore/port.ts";
 import type { Projection } from "../../src/projections/projection.ts";
 import { fileEvents } from "../../src/domain/file/events.ts";
 import { appIdOf, occurredAt } from "../support.ts";
+import { deleteIn, erasedOf, USER_ERASED } from "../erasure.ts";
 
 export const filesProjection: Projection = {
   name: "files",
   version: 1,
-  eventTypes: ["UploadAuthorized", "FileUploaded", "FileRemoved"],
+  eventTypes: ["UploadAuthorized", "FileUploaded", "FileRemoved", USER_ERASED],
   tables: ["files"],
   schema: `
     CREATE TABLE IF NOT EXISTS files (
@@ -23,6 +24,7 @@ export const filesProjection: Projection = {
     CREATE INDEX IF NOT EXISTS files_by_session ON files(session_id, status, role, seq);
   `,
   apply(db: Database, e: RecordedEvent) {
+    if (e.type === USER_ERASED) return deleteIn(db, "files", "id", erasedOf(e).files);
     const event = fileEvents.decode(e);
     const at = occurredAt(e);
     switch (event.type) {

@@ -4,6 +4,7 @@ import type { RecordedEvent } from "../../src/eventstore/port.ts";
 import type { Projection } from "../../src/projections/projection.ts";
 import { jobEvents } from "../../src/domain/job/events.ts";
 import { foldRows, type RowFold } from "../rowBatch.ts";
+import { aroundErasures, deleteIn, USER_ERASED } from "../erasure.ts";
 import { appIdOf, streamIdOf, occurredAt } from "../support.ts";
 import { roundCredits } from "../../src/domain/billing/prices.ts";
 
@@ -12,7 +13,7 @@ export const jobsProjection: Projection = {
   version: 3,
   eventTypes: [
     "JobQueued", "JobStarted", "PlanProposed", "PlanApproved", "PlanRejected", "CancelRequested",
-    "JobCancelled", "JobCompleted", "JobFailed", "UsageRecorded", "ToolCompleted",
+    "JobCancelled", "JobCompleted", "JobFailed", "UsageRecorded", "ToolCompleted", USER_ERASED,
   ],
   tables: ["jobs"],
   schema: `
@@ -30,10 +31,10 @@ export const jobsProjection: Projection = {
     CREATE INDEX IF NOT EXISTS jobs_unfinished ON jobs(status) WHERE status IN ('pending', 'processing', 'awaiting_approval');
   `,
   apply(db: Database, e: RecordedEvent) {
-    foldRows(db, [e], jobRows);
+    jobsProjection.applyBatch!(db, [e]);
   },
   applyBatch(db: Database, events: readonly RecordedEvent[]) {
-    foldRows(db, events, jobRows);
+    aroundErasures(events, (segment) => foldRows(db, segment, jobRows), (erased) => deleteIn(db, "jobs", "id", erased.jobs));
   },
 };
 

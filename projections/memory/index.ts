@@ -19,6 +19,7 @@ import type { RecordedEvent } from "../../src/eventstore/port.ts";
 import type { Projection } from "../../src/projections/projection.ts";
 import { memoryEvents } from "../../src/domain/memory/events.ts";
 import { occurredAt } from "../support.ts";
+import { erasedOf, USER_ERASED } from "../erasure.ts";
 
 /**
  * Words as the index sees them: runs of letters and digits, lower-cased, diacritics removed — what
@@ -36,7 +37,7 @@ export const scopeToken = (appId: string, userId: string): string =>
 export const memoryProjection: Projection = {
   name: "memory",
   version: 1,
-  eventTypes: ["MemoryAdded", "MemoryRemoved"],
+  eventTypes: ["MemoryAdded", "MemoryRemoved", USER_ERASED],
   tables: ["memory_entries", "memory_scopes", "memory_fts"],
   schema: `
     CREATE TABLE IF NOT EXISTS memory_entries (
@@ -56,6 +57,14 @@ export const memoryProjection: Projection = {
     ) WITHOUT ROWID;
   `,
   apply(db: Database, e: RecordedEvent) {
+    if (e.type === USER_ERASED) {
+      const ids = erasedOf(e).memories;
+      for (const id of ids) removeEntry(db, id);
+      // Deleting from a contentless index only marks the rows deleted; merging the index drops their
+      // terms for good, so the erased words are not left in its pages.
+      if (ids.length) db.query("INSERT INTO memory_fts (memory_fts) VALUES ('optimize')").run();
+      return;
+    }
     const event = memoryEvents.decode(e);
     switch (event.type) {
       case "MemoryAdded": {
@@ -75,18 +84,9 @@ export const memoryProjection: Projection = {
         ).run(d.app_id, d.user_id, tokens);
         break;
       }
-      case "MemoryRemoved": {
-        const row = db.query("SELECT seq, app_id, user_id, tokens FROM memory_entries WHERE id = ?").get(event.data.memory_id) as
-          { seq: number; app_id: string; user_id: string; tokens: number } | null;
-        if (!row) break;
-        db.query("DELETE FROM memory_entries WHERE seq = ?").run(row.seq);
-        db.query("DELETE FROM memory_fts WHERE rowid = ?").run(row.seq);
-        db.query("UPDATE memory_scopes SET entries = entries - 1, tokens = tokens - ? WHERE app_id = ? AND user_id = ?").run(row.tokens, row.app_id, row.user_id);
-        db.query("DELETE FROM memory_scopes WHERE app_id = ? AND user_id = ? AND entries <= 0").run(row.app_id, row.user_id);
-        // What was derived from the content goes with it.
-        db.query("DELETE FROM memory_vectors WHERE memory_id = ?").run(event.data.memory_id);
+      case "MemoryRemoved":
+        removeEntry(db, event.data.memory_id);
         break;
-      }
     }
   },
   // After an online rebuild's copy: the index holds exactly the entries' content, as the fold put it.
@@ -97,6 +97,19 @@ export const memoryProjection: Projection = {
     }
   },
 };
+
+/** Drops an entry, its index postings, its share of its scope's statistics and its vector. */
+function removeEntry(db: Database, memoryId: string): void {
+  const row = db.query("SELECT seq, app_id, user_id, tokens FROM memory_entries WHERE id = ?").get(memoryId) as
+    { seq: number; app_id: string; user_id: string; tokens: number } | null;
+  // What was derived from the content goes with it (a vector may outlive its row: it survives rebuilds).
+  db.query("DELETE FROM memory_vectors WHERE memory_id = ?").run(memoryId);
+  if (!row) return;
+  db.query("DELETE FROM memory_entries WHERE seq = ?").run(row.seq);
+  db.query("DELETE FROM memory_fts WHERE rowid = ?").run(row.seq);
+  db.query("UPDATE memory_scopes SET entries = entries - 1, tokens = tokens - ? WHERE app_id = ? AND user_id = ?").run(row.tokens, row.app_id, row.user_id);
+  db.query("DELETE FROM memory_scopes WHERE app_id = ? AND user_id = ? AND entries <= 0").run(row.app_id, row.user_id);
+}
 
 export interface MemoryRow {
   seq: number; id: string; app_id: string; user_id: string; agent_id: string | null; content: string; metadata: string;

@@ -7,11 +7,12 @@ import type { RecordedEvent } from "../../src/eventstore/port.ts";
 import type { Projection } from "../../src/projections/projection.ts";
 import { sessionEvents } from "../../src/domain/session/events.ts";
 import { streamIdOf, occurredAt } from "../support.ts";
+import { deleteIn, erasedOf, USER_ERASED } from "../erasure.ts";
 
 export const messagesProjection: Projection = {
   name: "messages",
   version: 1,
-  eventTypes: ["MessageSent", "TurnEnded"],
+  eventTypes: ["MessageSent", "TurnEnded", USER_ERASED],
   tables: ["messages"],
   schema: `
     CREATE TABLE IF NOT EXISTS messages (
@@ -22,6 +23,7 @@ export const messagesProjection: Projection = {
     CREATE INDEX IF NOT EXISTS messages_by_session ON messages(session_id, seq);
   `,
   apply(db: Database, e: RecordedEvent) {
+    if (e.type === USER_ERASED) return deleteIn(db, "messages", "session_id", erasedOf(e).sessions);
     const row = messageRowOf(e);
     if (!row) return;
     db.query(`INSERT INTO messages (${COLUMNS.join(", ")}) VALUES (${COLUMNS.map(() => "?").join(", ")})`).run(...COLUMNS.map((c) => row[c]));

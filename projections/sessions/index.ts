@@ -8,6 +8,7 @@ import { sessionEvents } from "../../src/domain/session/events.ts";
 import type { RecordedEvent } from "../../src/eventstore/port.ts";
 import type { Projection } from "../../src/projections/projection.ts";
 import { foldRows } from "../rowBatch.ts";
+import { aroundErasures, deleteIn, USER_ERASED } from "../erasure.ts";
 import { appIdOf, streamIdOf, occurredAt } from "../support.ts";
 import { roundCredits } from "../../src/domain/billing/prices.ts";
 
@@ -21,6 +22,7 @@ export const sessionsProjection: Projection = {
   eventTypes: [
     "SessionStarted", "SessionRenamed", "SessionArchived", "SessionUnarchived", "SessionDeleted",
     "MessageSent", "TurnEnded", "AssetRegistered", "UsageRecorded", "ToolCompleted", "JobCompleted", "JobFailed", "JobCancelled",
+    USER_ERASED,
   ],
   tables: ["sessions", "session_jobs"],
   schema: `
@@ -41,10 +43,14 @@ export const sessionsProjection: Projection = {
     CREATE TABLE IF NOT EXISTS session_jobs (job_id TEXT PRIMARY KEY, session_id TEXT NOT NULL) WITHOUT ROWID;
   `,
   apply(db: Database, e: RecordedEvent) {
-    applySessions(db, [e]);
+    sessionsProjection.applyBatch!(db, [e]);
   },
   applyBatch(db: Database, events: readonly RecordedEvent[]) {
-    applySessions(db, events);
+    aroundErasures(events, (segment) => applySessions(db, segment), (erased) => {
+      deleteIn(db, "sessions", "id", erased.sessions);
+      deleteIn(db, "session_jobs", "session_id", erased.sessions);
+      deleteIn(db, "session_jobs", "job_id", erased.jobs);
+    });
   },
 };
 

@@ -10,11 +10,12 @@ import type { Projection } from "../../src/projections/projection.ts";
 import { jobEvents } from "../../src/domain/job/events.ts";
 import { keyIdOfActor } from "../../src/domain/billing/limits.ts";
 import { appIdOf, occurredAt, streamIdOf } from "../support.ts";
+import { deleteIn, erasedOf, USER_ERASED } from "../erasure.ts";
 
 export const usageProjection: Projection = {
   name: "usage",
   version: 1,
-  eventTypes: ["JobQueued", "UsageRecorded", "ToolCompleted"],
+  eventTypes: ["JobQueued", "UsageRecorded", "ToolCompleted", USER_ERASED],
   tables: ["usage_jobs", "usage_daily"],
   schema: `
     CREATE TABLE IF NOT EXISTS usage_jobs (
@@ -55,6 +56,7 @@ interface Delta {
 const DELTA_COLUMNS = ["jobs", "model_calls", "tool_calls", "prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens", "credits"] as const;
 
 function applyUsage(db: Database, e: RecordedEvent): void {
+  if (e.type === USER_ERASED) return eraseUsage(db, erasedOf(e).jobs);
   const event = jobEvents.decode(e);
   const jobId = streamIdOf(e);
   const day = new Date(occurredAt(e)).toISOString().slice(0, 10);
@@ -131,4 +133,22 @@ export function usageReport(db: Database, filter: UsageFilter, groupBy: UsageGro
     `SELECT ${column} AS "group", ${DELTA_COLUMNS.map((c) => (c === "credits" ? "round(sum(credits), 6) AS credits" : `sum(${c}) AS ${c}`)).join(", ")}
      FROM usage_daily WHERE ${where.join(" AND ")} GROUP BY ${column} ORDER BY ${column}`,
   ).all(...args) as UsageRow[];
+}
+
+/**
+ * An erased user's rows: their days are sums over the erased jobs alone (every job of the user in the
+ * partition is erased), which a rebuild no longer sees. The credits they spent stay in the usage-limit
+ * pools (`budget-…` streams), under a hash of the user.
+ */
+function eraseUsage(db: Database, jobIds: readonly string[]): void {
+  const users = new Set<string>();
+  for (const id of jobIds) {
+    const job = db.query("SELECT app_id, user_id FROM usage_jobs WHERE job_id = ?").get(id) as { app_id: string; user_id: string } | null;
+    if (job) users.add(JSON.stringify([job.app_id, job.user_id]));
+  }
+  for (const key of users) {
+    const [appId, userId] = JSON.parse(key) as [string, string];
+    db.query("DELETE FROM usage_daily WHERE app_id = ? AND user_id = ?").run(appId, userId);
+  }
+  deleteIn(db, "usage_jobs", "job_id", jobIds);
 }

@@ -5,14 +5,17 @@
  * - A session's complete history: its own stream and each of its jobs' streams (named by the
  *   session's `MessageSent` events), merged in commit order (global position).
  * - One stream, by revision.
- * - `$all`, by position, showing only the partition's events (each event carries `app_id`).
+ * - `$all`, by position, showing only the partition's events (each event carries `app_id`), and none
+ *   of an erased stream's: EventStoreDB keeps a tombstoned stream's events in `$all` until a scavenge
+ *   has rewritten their chunk (never the chunk being written), so the partition's erasure record says
+ *   which events are gone whatever the store still holds.
  *
  * Every read is an async generator pulling from the store page by page, so an export (NDJSON) is
  * streamed with bounded memory, and a JSON page stops as soon as it is full.
  */
 import { NotFoundError, ValidationError } from "../core/errors.ts";
 import { OCCURRED_AT_KEY, SCHEMA_VERSION_KEY } from "../core/eventContract.ts";
-import { jobStream, sessionStream } from "../domain/streams.ts";
+import { erasureStream, jobStream, sessionStream } from "../domain/streams.ts";
 import { StreamDeletedError, StreamNotFoundError } from "../eventstore/errors.ts";
 import type { EventStore, RecordedEvent } from "../eventstore/port.ts";
 
@@ -144,7 +147,22 @@ export async function* mergedHistory(store: EventStore, appId: string, streams: 
 }
 
 /**
- * `$all` from after `afterPosition`, the partition's events only. `scanLimit` bounds how many events
+ * The partition's erased streams (from its `UserErased` records, read from the store: never lagging),
+ * each with the position of the record that erased it: every event of the stream before that position
+ * is erased content. A stream kept usable (an end user's credentials) may hold newer events after it.
+ */
+export async function erasedStreams(store: EventStore, appId: string): Promise<Map<string, bigint>> {
+  const out = new Map<string, bigint>();
+  for await (const e of streamFrom(store, erasureStream(appId), 0n)) {
+    if (e.type !== "UserErased") continue;
+    const streams = (e.data as { streams?: Array<{ stream?: unknown }> }).streams ?? [];
+    for (const { stream } of streams) if (typeof stream === "string") out.set(stream, e.position);
+  }
+  return out;
+}
+
+/**
+ * `$all` from after `afterPosition`, the partition's events only, without erased ones (erasedStreams). `scanLimit` bounds how many events
  * (of any app) one call looks at: the generator then ends, and `scanned.last` says where it stopped,
  * so a page over a store full of other apps' events still answers promptly with a cursor.
  */
@@ -152,6 +170,11 @@ export async function* auditAll(
   store: EventStore, appId: string, afterPosition: bigint | null, scanned: { last: bigint | null; count: number }, scanLimit = Infinity,
 ): AsyncGenerator<RecordedEvent> {
   let from: bigint | "start" = afterPosition ?? "start";
+  const erased = await erasedStreams(store, appId);
+  const isErased = (e: RecordedEvent) => {
+    const at = erased.get(e.streamId);
+    return at !== undefined && e.position < at;
+  };
   for (;;) {
     const chunk: RecordedEvent[] = [];
     for await (const e of store.readAll({ fromPosition: from, maxCount: CHUNK + 1 })) chunk.push(e);
@@ -162,7 +185,7 @@ export async function* auditAll(
       afterPosition = e.position;
       scanned.last = e.position;
       scanned.count++;
-      if (e.metadata.app_id === appId) yield e;
+      if (e.metadata.app_id === appId && !isErased(e)) yield e;
       if (scanned.count >= scanLimit) return;
     }
     if (fresh === 0 || chunk.length < CHUNK + 1) return;

@@ -65,7 +65,7 @@ export async function reserveJob(
   const taken: string[] = [];
   try {
     for (const pool of pools) {
-      await withHealing(ctx, pool.budget_id, () => budgetCommand(ctx, pool.budget_id, { type: "Reserve", pool, job_id: jobId, amount, at: meta.now ?? Date.now(), free: endUserPays }, { ...meta, correlationId: jobId }));
+      await withHealing(ctx, pool.budget_id, () => budgetCommand(ctx, pool.budget_id, { type: "Reserve", pool, job_id: jobId, amount, at: meta.now ?? Date.now(), free: endUserPays }, poolMeta(meta, jobId)));
       taken.push(pool.budget_id);
     }
   } catch (err) {
@@ -136,6 +136,17 @@ const CONTENTION_ROUNDS = 10;
  * process: under contention the expected revision keeps losing to others' appends, so each round of
  * retries waits a little longer, at random, before deciding again on the newer state.
  */
+/**
+ * The metadata of a reservation: a pool outlives an erasure of the user it was reserved for (it holds no
+ * content), so it names that user only as its stream does, hashed: no `attributed_user_id`, and an end
+ * user's own token as `user:sha256:<hash>@key:<id>`.
+ */
+function poolMeta(meta: CommandMetadata, jobId: string): CommandMetadata {
+  const { attributedUserId: _, ...rest } = meta;
+  const actor = meta.actor?.match(/^user:(.*)@(key:[^@]*)$/);
+  return { ...rest, correlationId: jobId, ...(actor ? { actor: `user:sha256:${Bun.SHA256.hash(actor[1]!, "hex") as string}@${actor[2]}` } : {}) };
+}
+
 async function budgetCommand(ctx: AppContext, budgetId: string, command: BudgetCommand, meta: CommandMetadata) {
   for (let round = 1; ; round++) {
     try {

@@ -20,6 +20,7 @@ import { contentMatches } from "../domain/file/sniff.ts";
 import { newResourceId } from "../core/ids.ts";
 import type { AppContext } from "./context.ts";
 import type { CommandMetadata } from "./repository.ts";
+import { pseudonymousMeta } from "./pseudonym.ts";
 import type { FileUrls } from "./fileUrls.ts";
 
 /** What the server needs to store and serve files. */
@@ -181,7 +182,9 @@ export async function removeFile(ctx: AppContext, fileId: string, meta: CommandM
  * Drops `fileId`'s reference to the content `sha256`; when no file references it any more, removes
  * the bytes (see the file's top comment for why it parks them first). True when they were removed.
  */
-export async function releaseBlob(ctx: AppContext, sha256: string, fileId: string, meta: CommandMetadata, blobs: BlobStore, logger?: Logger): Promise<boolean> {
+export async function releaseBlob(ctx: AppContext, sha256: string, fileId: string, given: CommandMetadata, blobs: BlobStore, logger?: Logger): Promise<boolean> {
+  // A blob stream outlives the erasure of every user who uploaded its content: it names none of them.
+  const meta = pseudonymousMeta(given);
   const released = await ctx.repos.blobs.handle(sha256, { type: "ReleaseBlob", sha256, file_id: fileId }, meta);
   if (released.state.refs.length > 0 || released.state.collected) return false;
   const parked = await blobs.park(sha256);
@@ -252,7 +255,7 @@ async function stage(files: FileRuntime, chunks: AsyncIterable<Uint8Array>, maxB
 async function recordStaged(ctx: AppContext, fileId: string, staged: StagedBlob, command: FileCommand, meta: CommandMetadata): Promise<StoredFile> {
   const { blobs } = filesOf(ctx);
   try {
-    await ctx.repos.blobs.handle(staged.sha256, { type: "ReferenceBlob", sha256: staged.sha256, file_id: fileId, size: staged.size }, meta);
+    await ctx.repos.blobs.handle(staged.sha256, { type: "ReferenceBlob", sha256: staged.sha256, file_id: fileId, size: staged.size }, pseudonymousMeta(meta));
     await blobs.commit(staged);
     const r = await ctx.repos.files.handle(fileId, command, meta);
     return { state: r.state, position: r.position };

@@ -6,7 +6,7 @@
  */
 import type { Logger } from "../core/logger.ts";
 import type { EventStore, Subscription } from "../eventstore/port.ts";
-import type { StreamTails } from "./streamTails.ts";
+import { erasedStreamNames, type StreamTails } from "./streamTails.ts";
 
 type Listener = () => void;
 
@@ -77,6 +77,8 @@ export class LiveEvents {
           const touched = new Set<string>();
           for (const e of batch) {
             touched.add(e.streamId);
+            // An erased stream gets no event of its own: its listeners wake on the erasure, and find it gone.
+            if (e.type === "UserErased") for (const s of erasedStreamNames(e)) touched.add(s);
             position = e.position;
             this.tails?.observe(e);
           }

@@ -29,6 +29,12 @@ export interface StreamTailsOptions {
   maxBytes?: number;
 }
 
+/** The streams a UserErased names (src/domain/erasure/events.ts); read loosely: only a cache depends on it. */
+export const erasedStreamNames = (e: RecordedEvent): string[] => {
+  const streams = (e.data as { streams?: unknown } | null)?.streams;
+  return Array.isArray(streams) ? streams.flatMap((s) => (typeof s?.stream === "string" ? [s.stream as string] : [])) : [];
+};
+
 /** An event's estimated size in memory: its data as JSON, plus a fixed cost for the record around it. */
 const sizeOf = (e: RecordedEvent): number => JSON.stringify(e.data ?? null).length + e.streamId.length + 200;
 
@@ -43,6 +49,9 @@ export class StreamTails {
   /** The live feed's events, in order. */
   observe(event: RecordedEvent): void {
     const stream = event.streamId;
+    // Another process erased a user: what this one holds of the erased streams goes (reads then reach
+    // the store, which has them no more).
+    if (event.type === "UserErased") for (const s of erasedStreamNames(event)) this.forget(s);
     this.fedRevision.delete(stream);
     this.fedRevision.set(stream, event.revision);
     if (this.fedRevision.size > this.options.maxStreams * 4) this.fedRevision.delete(this.fedRevision.keys().next().value!);

@@ -28,6 +28,9 @@ export const credentialsStream = (id: string) => `credentials-${id}`;
 /** One memory entry (src/domain/memory/): `memory-<mem_id>`. */
 export const memoryStream = (id: string) => `memory-${id}`;
 
+/** The record of a data partition's erasures (src/domain/erasure/): `erasures-<appId>`. */
+export const erasureStream = (appId: string) => `erasures-${appId}`;
+
 /** The id after the category: `session-sess_123` → `sess_123`. */
 export const idOf = (stream: string): string => stream.slice(stream.indexOf("-") + 1);
 export const categoryOf = (stream: string): string => {

@@ -105,6 +105,39 @@ export interface DeleteResult {
   position?: bigint;
 }
 
+/** One stream to erase (see EventStore.eraseStreams). */
+export interface EraseTarget {
+  stream: string;
+  /** Checked as for a delete: the erasure of this stream is refused when it does not hold. */
+  expectedRevision?: ExpectedRevision;
+  /**
+   * Keep the name usable: the stream reads as missing and a later append starts it again, its revisions
+   * continuing (a soft delete whose events are gone). For streams named after a person rather than a
+   * random id (an end user's credentials), which must not lock that person out for good. Otherwise the
+   * stream is tombstoned: gone for good, its name never reused.
+   */
+  reusable?: boolean;
+}
+
+/** What an erasure removed, and how the store got the bytes off its disk. */
+export interface EraseResult {
+  /** Streams whose events were removed (or tombstoned, awaiting the scavenge). */
+  erased: string[];
+  /** Streams that had nothing to erase: never written, or already deleted. */
+  missing: string[];
+  /**
+   * How the space was reclaimed: `vacuumed` (SQLite: rows deleted, file rebuilt, WAL truncated),
+   * `removed` (memory), `scavenge_started` (EventStoreDB: tombstoned, then a scavenge started on the
+   * node the client talks to; `scavenge_failed` when the node refused it, e.g. without ops rights);
+   * `none` when nothing was erased (nothing compacted, no scavenge started).
+   */
+  reclaim: "vacuumed" | "removed" | "scavenge_started" | "scavenge_failed" | "none";
+  /** EventStoreDB's id for the scavenge, to follow it in the server's `$scavenges` stream. */
+  scavengeId?: string;
+  /** Why reclaiming did not complete (the events are erased from reads regardless). */
+  reclaimError?: string;
+}
+
 export interface EventStore {
   /** Human-readable adapter name for logs and /health. */
   readonly kind: "sqlite" | "memory" | "esdb";
@@ -131,6 +164,19 @@ export interface EventStore {
   deleteStream(stream: string, options?: AppendOptions): Promise<DeleteResult>;
   /** Tombstone: the stream is gone for good; reads and appends throw StreamDeletedError. */
   tombstoneStream(stream: string, options?: AppendOptions): Promise<DeleteResult>;
+
+  /**
+   * Erasure: removes the streams' events from the store, from `$all` and, as far as the store allows,
+   * from its disk (a tombstone alone only hides them). EventStoreDB keeps them in `$all` until a
+   * scavenge has covered their chunk: a reader serving `$all` skips erased streams itself (the
+   * `UserErased` records name them). With nothing to erase, nothing is compacted (`reclaim: "none"`). Each stream is checked against its expected
+   * revision first; a mismatch refuses the call (WrongExpectedVersionError) before anything is
+   * erased (SQLite and memory check them all first; EventStoreDB checks each as it tombstones it, so
+   * the streams before the refused one stay erased: run the call again). Erased streams read as
+   * tombstoned (StreamDeletedError), or as missing when `reusable`. Streams already tombstoned, never
+   * written or soft-deleted are reported `missing`.
+   */
+  eraseStreams(targets: readonly EraseTarget[]): Promise<EraseResult>;
 
   /** Position of the newest event in `$all` (excluding system events), or null when the store is empty. */
   headPosition(): Promise<bigint | null>;

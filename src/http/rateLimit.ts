@@ -6,7 +6,7 @@
  *   that user, in their app (and mode); otherwise the API key's. The two are separate: a backend key
  *   minting tokens for its users does not spend its own budget on their requests.
  * - Two budgets each: every request spends one from the general budget; a heavy call (one that starts
- *   a job: see HEAVY_CALLS) also spends one from the heavy budget. Both or neither: a refused request
+ *   a job, or erases a user: see HEAVY_CALLS) also spends one from the heavy budget. Both or neither: a refused request
  *   spends nothing.
  * - The limits: the app's own settings (RateLimitsSet on its stream, read from the tenant directory in
  *   memory), else the server's defaults; 0 turns a budget off.
@@ -31,13 +31,19 @@ export interface EffectiveBudget {
   heavy_per_minute: number;
 }
 
-/** The heavy calls: each starts a job (a turn or a run). */
-export const HEAVY_CALLS = ["POST /v1/sessions/{session_id}/messages", "POST /v1/sessions/{session_id}/run-skill", "POST /v1/runs"] as const;
+/**
+ * The heavy calls: each starts a job (a turn or a run), or erases an end user (a scan of the store, and
+ * a compaction of its file when something was erased).
+ */
+export const HEAVY_CALLS = [
+  "POST /v1/sessions/{session_id}/messages", "POST /v1/sessions/{session_id}/run-skill", "POST /v1/runs", "DELETE /v1/users/{user_id}",
+] as const;
 
 /** Whether a request is a heavy call (see HEAVY_CALLS); a trailing slash routes alike, so it counts alike. */
 export function isHeavyCall(method: string, path: string): boolean {
-  if (method !== "POST") return false;
   const p = path.length > 1 && path.endsWith("/") ? path.slice(0, -1) : path;
+  if (method === "DELETE") return p.startsWith("/v1/users/") && p.length > "/v1/users/".length && !p.slice("/v1/users/".length).includes("/");
+  if (method !== "POST") return false;
   if (p === "/v1/runs") return true;
   const tail = p.endsWith("/messages") ? "/messages" : p.endsWith("/run-skill") ? "/run-skill" : null;
   if (!p.startsWith("/v1/sessions/") || tail === null) return false;
@@ -74,7 +80,7 @@ export function rateLimitCheck(options: RateLimitOptions): (request: Request, he
     const settings = options.settingsOf(principal.appId);
     const budget = asUser ? settings?.per_end_user : settings?.per_key;
     const general = budget?.requests_per_minute ?? defaults.perMinute;
-    const heavy = request.method === "POST" && isHeavyCall(request.method, pathOf(request.url)) ? budget?.heavy_per_minute ?? defaults.heavyPerMinute : 0;
+    const heavy = (request.method === "POST" || request.method === "DELETE") && isHeavyCall(request.method, pathOf(request.url)) ? budget?.heavy_per_minute ?? defaults.heavyPerMinute : 0;
     if (general === 0 && heavy === 0) return;
     const subject = subjectOf(principal);
     const buckets: Bucket[] = [];
@@ -110,7 +116,7 @@ function answer(decision: RateDecision, buckets: readonly Bucket[], headers: Hea
   headers["retry-after"] = String(retryAfter);
   const heavy = buckets[shown]!.key.endsWith(":h");
   throw new RateLimitedError(
-    `Rate limit exceeded: this ${asUser ? "end user" : "API key"} may make ${limit} ${heavy ? "heavy calls (messages, runs)" : "requests"} a minute; retry in ${retryAfter} s`,
+    `Rate limit exceeded: this ${asUser ? "end user" : "API key"} may make ${limit} ${heavy ? "heavy calls (messages, runs, erasures)" : "requests"} a minute; retry in ${retryAfter} s`,
     { budget: heavy ? "heavy" : "requests", limit, retry_after: retryAfter },
   );
 }

@@ -12,6 +12,11 @@ import { collect, type EventData, type EventStore, type RecordedEvent, type Subs
 
 export interface ContractTarget {
   store: EventStore;
+  /**
+   * Whether an erasure's events are gone from `$all` when eraseStreams returns: true unless the store
+   * only reclaims them later (a real EventStoreDB node leaves the chunk being written to a later scavenge).
+   */
+  erasesFromAll?: boolean;
   cleanup(): Promise<void>;
 }
 
@@ -382,6 +387,63 @@ export function eventStoreContract(name: string, factory: () => Promise<Contract
         expect(await rejection(collect(store.readStream(s)))).toBeInstanceOf(StreamDeletedError);
         expect(await rejection(store.appendToStream(s, [ev("B")]))).toBeInstanceOf(StreamDeletedError);
         expect(await rejection(store.tombstoneStream(s))).toBeInstanceOf(StreamDeletedError);
+      });
+    });
+
+    describe("erasing", () => {
+      const verify = async (s: string) => verifyStream(s, (await collect(store.readStream(s))).map(chainEventOf));
+      const inAll = async (streams: readonly string[]) =>
+        (await collect(store.readAll({ filter: { streamPrefixes: streams.map((s) => s.slice(0, s.indexOf("-") + 1)) } }))).filter((e) => streams.includes(e.streamId));
+
+      test("erased streams are gone from their reads and from $all; others, and their chains, are untouched", async () => {
+        const c = uniqueCategory();
+        const [gone, kept, never] = [`${c}-gone`, `${c}-kept`, `${c}-never`];
+        await store.appendToStream(gone, [ev("A", { secret: "erase me" }), ev("B")]);
+        await store.appendToStream(kept, [ev("A"), ev("B")]);
+        await store.appendToStream(gone, [ev("C")]);
+        const r = await store.eraseStreams([{ stream: gone, expectedRevision: 2n }, { stream: never }]);
+        expect(r.erased).toEqual([gone]);
+        expect(r.missing).toEqual([never]);
+        expect(await rejection(collect(store.readStream(gone)))).toBeInstanceOf(StreamDeletedError);
+        // Tombstoned: the name is never reused.
+        expect(await rejection(store.appendToStream(gone, [ev("D")]))).toBeInstanceOf(StreamDeletedError);
+        if (target.erasesFromAll !== false) expect((await inAll([gone, kept])).map((e) => e.streamId)).toEqual([kept, kept]);
+        expect((await collect(store.readStream(kept))).map((e) => e.type)).toEqual(["A", "B"]);
+        expect(await verify(kept)).toMatchObject({ ok: true, events: 2 });
+        // Erasing again finds nothing to erase, and reclaims nothing (no VACUUM, no scavenge).
+        expect(await store.eraseStreams([{ stream: gone }])).toEqual({ erased: [], missing: [gone], reclaim: "none" });
+      });
+
+      test("a reusable stream reads as missing, and starts again with its revisions continuing and a new chain", async () => {
+        const s = `${uniqueCategory()}-reused`;
+        await store.appendToStream(s, [ev("A"), ev("B")]);
+        expect((await store.eraseStreams([{ stream: s, reusable: true }])).erased).toEqual([s]);
+        expect(await rejection(collect(store.readStream(s)))).toBeInstanceOf(StreamNotFoundError);
+        if (target.erasesFromAll !== false) expect(await inAll([s])).toEqual([]);
+        const again = await store.appendToStream(s, [ev("C")]);
+        expect(again.nextExpectedRevision).toBe(2n);
+        const events = await collect(store.readStream(s));
+        expect(events.map((e) => [e.type, e.revision])).toEqual([["C", 2n]]);
+        expect(await verify(s)).toMatchObject({ ok: true, events: 1 });
+      });
+
+      test("erasing the newest events frees no position: the next append lands after every position given before", async () => {
+        const c = uniqueCategory();
+        await store.appendToStream(`${c}-kept`, [ev("A")]);
+        const last = await store.appendToStream(`${c}-gone`, [ev("A"), ev("B")]);
+        await store.eraseStreams([{ stream: `${c}-gone` }]);
+        if (target.erasesFromAll !== false) expect(await store.headPosition()).not.toBe(last.position);
+        const next = await store.appendToStream(`${c}-kept`, [ev("B")]);
+        expect(next.position > last.position).toBe(true);
+        const tail = await collect(store.readAll({ direction: "backwards", maxCount: 1 }));
+        expect(tail.map((e) => [e.streamId, e.position])).toEqual([[`${c}-kept`, next.position]]);
+      });
+
+      test("a stream that moved past the expected revision is not erased", async () => {
+        const s = `${uniqueCategory()}-moved`;
+        await store.appendToStream(s, [ev("A"), ev("B")]);
+        expect(await rejection(store.eraseStreams([{ stream: s, expectedRevision: 0n }]))).toBeInstanceOf(WrongExpectedVersionError);
+        expect((await collect(store.readStream(s))).map((e) => e.type)).toEqual(["A", "B"]);
       });
     });
 

@@ -42,6 +42,12 @@
  *   leak-checked), a key limited to another agent is not concerned (they name no agent), and another
  *   user is refused (403 permission_denied). Their answers are a status holding nothing of the victim's
  *   fixtures, so the control below ("the victim's own reads show its data") does not apply to them.
+ * - Erasing a user (DELETE /v1/users/{user_id}?erase=true) names a user of the caller's own partition:
+ *   it is asked for a user with no data (the victim's user would lose the fixtures every other cell
+ *   reads), so the owner, a test key and another app are allowed (each erases in its own partition,
+ *   leak-checked); a credential acting as another user (the victim's token included: the user named is
+ *   not its own) and a key limited to an agent are refused (403 permission_denied: an erasure covers
+ *   every agent's data).
  * - The usage report (GET /v1/usage) is asked by agent, for the victim's user: another user is refused;
  *   a test key, another app and a key limited to another agent see reports that hold none of it. The
  *   pools' status (GET /v1/usage/limits) holds no resource at all: it is judged by status and leaks only.
@@ -220,6 +226,9 @@ const isAgentRoute = (r: Route) => r.path === "/v1/agents" || r.path.startsWith(
 const isUserRoute = (r: Route) => r.path.startsWith("/v1/users/");
 const isSkillRoute = (r: Route) => r.path === "/v1/skills" || r.path.startsWith("/v1/skills/");
 const isAuditRoute = (r: Route) => r.path.startsWith("/v1/audit/");
+const isErasure = (r: Route) => r.method === "DELETE" && r.path === "/v1/users/{user_id}";
+/** The user an erasure names: one without data, so the victim's fixtures stay for every other cell. */
+const ERASED_USER = "matrix-user-without-data";
 /** Reads whose answers hold no resource of anyone's (numbers, scopes): the control below cannot apply. */
 const ANSWERS_WITHOUT_FIXTURES = new Set(["GET /v1/usage/limits"]);
 /** Path parameters that are not fixtures: the victim's user, and a provider kind. */
@@ -285,6 +294,7 @@ function queryFor(r: Route): string {
   const q = new URLSearchParams();
   if (names.has("user_id")) q.set("user_id", VICTIM_USER);
   if (names.has("since")) q.set("since", "0");
+  if (names.has("erase")) q.set("erase", "true");
   // The usage report by agent names the victim's agent: its own reads show it, everyone else's must not.
   if (names.has("group_by")) q.set("group_by", "agent");
   return q.size ? `?${q}` : "";
@@ -305,6 +315,10 @@ function expected(r: Route, caller: CallerName): Expectation {
       case "testKey": case "otherApp": return byId ? refuse(404, NOT_FOUND) : allowed;
       case "readOnly": case "rightUser": case "otherUser": case "otherAgentOnly": return refuse(403, "insufficient_scope");
     }
+  }
+  if (isErasure(r)) {
+    if (caller === "testKey" || caller === "otherApp") return allowed;
+    if (caller === "rightUser" || caller === "otherUser" || caller === "otherAgentOnly") return refuse(403, "permission_denied");
   }
   switch (caller) {
     case "owner":
@@ -368,7 +382,8 @@ async function uploadFile(client: Api, sessionId: string, name: string, text: st
 interface Outcome { status: number; code: string | null; text: string; headerText: string }
 
 async function call(r: Route, caller: CallerName, f: Fixtures): Promise<{ url: string; body: unknown; out: Outcome }> {
-  const url = r.path.replace(PATH_PARAM, (_, name: string) => f[name as keyof Fixtures] ?? PATH_VALUES[name] ?? `unfilled_${name}`) + queryFor(r);
+  const url = r.path.replace(PATH_PARAM, (_, name: string) =>
+    (isErasure(r) && name === "user_id" ? ERASED_USER : undefined) ?? f[name as keyof Fixtures] ?? PATH_VALUES[name] ?? `unfilled_${name}`) + queryFor(r);
   const body = bodyFor(r, f);
   // A route taking only multipart (a file upload) gets a small form; the others JSON (they list multipart as an alternative).
   const multipart = !!r.op.requestBody?.content?.["multipart/form-data"] && !r.op.requestBody?.content?.["application/json"];

@@ -24,6 +24,13 @@
  * - Catch-up subscriptions confirm, send every historical event, and only then `CaughtUp`; a subscriber
  *   that falls too far behind live events goes back to catching up and is sent `CaughtUp` again.
  *
+ * - Operations.StartScavenge (KurrentDB's Grpc/Operations.Scavenge.cs): a thread count of 0 means 1, a
+ *   negative start chunk or thread count is refused with InvalidArgument, and the answer carries the
+ *   scavenge's id and `Started`. Here the scavenge runs at once, before the answer; every record is
+ *   in a completed chunk (the real server leaves the chunk being written alone). With
+ *   `deferScavenges(true)` the answer is the same but nothing is removed, as when every record is still
+ *   in the chunk being written: tombstoned events stay in `$all` until `scavenge()`.
+ *
  * Tests can flip switches: answer the next calls with not-leader, access-denied or unavailable, deny all
  * access, drop open subscriptions, scavenge, restart the listener, write foreign (non-JSON) events, or run
  * a follower node that sends every call to the leader.
@@ -33,6 +40,8 @@ import { Any } from "google-protobuf/google/protobuf/any_pb.js";
 import { Empty as ProtobufEmpty } from "google-protobuf/google/protobuf/empty_pb.js";
 import { ServerFeaturesService } from "@eventstore/db-client/generated/serverfeatures_grpc_pb.js";
 import { StreamsService } from "@eventstore/db-client/generated/streams_grpc_pb.js";
+import { OperationsService } from "@eventstore/db-client/generated/operations_grpc_pb.js";
+import operationsPb from "@eventstore/db-client/generated/operations_pb.js";
 import serverFeatures from "@eventstore/db-client/generated/serverfeatures_pb.js";
 import streamsPb from "@eventstore/db-client/generated/streams_pb.js";
 import sharedPb from "@eventstore/db-client/generated/shared_pb.js";
@@ -458,6 +467,10 @@ export interface EsdbTestServerOptions {
 export interface EsdbControl {
   /** Answer the next `count` Streams calls with this error. */
   failNext(count: number, kind: FaultKind): void;
+  /** Answer the next `count` StartScavenge calls (Operations service) with this error; Streams calls are not affected. */
+  failNextScavenge(count: number, kind: FaultKind): void;
+  /** StartScavenge answers `Started` but removes nothing (the records are in the chunk being written) until this is turned off or `scavenge()` runs. */
+  deferScavenges(on: boolean): void;
   /** Forgets the answers failNext queued and not yet given. */
   clearFaults(): void;
   setAccessDenied(on: boolean): void;
@@ -469,7 +482,7 @@ export interface EsdbControl {
   writeForeign(stream: string, type: string, contentType: "application/json" | "application/octet-stream", data: string): void;
   /** Closes the listener, cutting every connection, and listens again on the same port with the same data. */
   restart(): Promise<void>;
-  /** Streams calls received, by method. */
+  /** Streams (and Operations) calls received, by method. */
   calls(): Record<string, number>;
   openSubscriptions(): number;
   /** Reads (not subscriptions) still sending: one a client stopped reading and never cancelled stays here. */
@@ -688,6 +701,26 @@ export async function startEsdbTestServer(options: EsdbTestServerOptions = {}): 
     tombstone: removal("tombstone", log, fault, true),
   };
 
+  let scavenges = 0;
+  let scavengesDeferred = false;
+  const scavengeFaults: FaultKind[] = [];
+  const operations = {
+    startScavenge(call: grpc.ServerUnaryCall<InstanceType<typeof operationsPb.StartScavengeReq>, unknown>, callback: grpc.sendUnaryData<unknown>) {
+      calls.startScavenge = (calls.startScavenge ?? 0) + 1;
+      const failure = accessDenied ? errors.accessDenied() : asError(scavengeFaults.shift());
+      if (failure) return callback(failure);
+      const o = call.request.getOptions() ?? new operationsPb.StartScavengeReq.Options();
+      const threads = o.getThreadCount() === 0 ? 1 : o.getThreadCount();
+      if (o.getStartFromChunk() < 0) return callback(rpcError(grpc.status.INVALID_ARGUMENT, "start_from_chunk must be a non-negative integer"));
+      if (threads < 1) return callback(rpcError(grpc.status.INVALID_ARGUMENT, "thread_count must be 1 or above"));
+      if (!scavengesDeferred) log.scavenge();
+      const resp = new operationsPb.ScavengeResp();
+      resp.setScavengeId(`scavenge-${++scavenges}`);
+      resp.setScavengeResult(operationsPb.ScavengeResp.ScavengeResult.STARTED);
+      callback(null, resp);
+    },
+  };
+
   const followerHandlers = {
     read(call: grpc.ServerWritableStream<unknown, unknown>) {
       call.emit("error", errors.notLeader("127.0.0.1", port));
@@ -714,6 +747,7 @@ export async function startEsdbTestServer(options: EsdbTestServerOptions = {}): 
     const server = new grpc.Server({ "grpc.max_receive_message_length": 16 * 1024 * 1024 });
     server.addService(ServerFeaturesService as unknown as grpc.ServiceDefinition, features);
     server.addService(StreamsService as unknown as grpc.ServiceDefinition, handlers as grpc.UntypedServiceImplementation);
+    if (handlers === streams) server.addService(OperationsService as unknown as grpc.ServiceDefinition, operations as unknown as grpc.UntypedServiceImplementation);
     const bind = () => new Promise<number>((resolve, reject) =>
       server.bindAsync(`127.0.0.1:${at}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
     );
@@ -746,8 +780,15 @@ export async function startEsdbTestServer(options: EsdbTestServerOptions = {}): 
     failNext(count, kind) {
       for (let i = 0; i < count; i++) faults.push(kind);
     },
+    failNextScavenge(count, kind) {
+      for (let i = 0; i < count; i++) scavengeFaults.push(kind);
+    },
     clearFaults() {
       faults.length = 0;
+      scavengeFaults.length = 0;
+    },
+    deferScavenges(on) {
+      scavengesDeferred = on;
     },
     setAccessDenied(on) {
       accessDenied = on;
@@ -1139,7 +1180,7 @@ if (import.meta.main) {
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
   const ops: Record<string, (...args: any[]) => unknown> = {
-    failNext: server.failNext, clearFaults: server.clearFaults, setAccessDenied: server.setAccessDenied, dropSubscriptions: server.dropSubscriptions,
+    failNext: server.failNext, failNextScavenge: server.failNextScavenge, deferScavenges: server.deferScavenges, clearFaults: server.clearFaults, setAccessDenied: server.setAccessDenied, dropSubscriptions: server.dropSubscriptions,
     scavenge: server.scavenge, writeForeign: server.writeForeign, restart: server.restart, calls: server.calls,
     openSubscriptions: server.openSubscriptions, openReads: server.openReads,
   };

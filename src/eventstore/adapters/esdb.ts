@@ -18,6 +18,8 @@ import {
   streamNameFilter, type Filter, type JSONEventType, type ResolvedEvent, type StreamingRead,
 } from "@eventstore/db-client";
 import type { Channel } from "@grpc/grpc-js";
+import { OperationsClient } from "@eventstore/db-client/generated/operations_grpc_pb.js";
+import { ScavengeResp, StartScavengeReq } from "@eventstore/db-client/generated/operations_pb.js";
 import { toJson, validateAppend, validateStreamName } from "../appendRules.ts";
 import { chainBodyJson, chainLink, chainOf, CHAIN_KEY, GENESIS, metadataWithoutChain } from "../chain.ts";
 import {
@@ -26,7 +28,7 @@ import {
 } from "../errors.ts";
 import { matchesFilter } from "../filter.ts";
 import type {
-  AllFilter, AppendOptions, AppendResult, DeleteResult, EventData, EventMetadata, EventStore, ExpectedRevision,
+  AllFilter, AppendOptions, AppendResult, DeleteResult, EraseResult, EraseTarget, EventData, EventMetadata, EventStore, ExpectedRevision,
   ReadAllOptions, ReadStreamOptions, RecordedEvent, SubscribeToAllOptions, SubscribeToStreamOptions, Subscription,
 } from "../port.ts";
 import { BufferedSubscription } from "../subscription.ts";
@@ -268,6 +270,78 @@ export class EsdbEventStore implements EventStore {
     this.tails.delete(stream);
     const r = await this.leader(() => this.client.tombstoneStream(stream, { expectedRevision: deleteExpectation(expected) }), stream);
     return r.position ? { position: r.position.commit } : {};
+  }
+
+  /**
+   * Erasure as EventStoreDB's documentation describes it: tombstone each stream (soft-delete one whose
+   * name must stay usable), then start a scavenge, which rewrites the node's completed chunks without
+   * what the deletes hide. A scavenge is per node and leaves the chunk being written untouched: the
+   * operator scavenges the other nodes, and again once the current chunk completes (docs/operations.md).
+   * The Node client has no call for it, so the Operations service's StartScavenge is spoken over the
+   * client's own channel (its credentials, its node). Starting it needs ops or admin rights; without
+   * them the report says the scavenge failed. Until a scavenge has covered their chunk, the tombstoned
+   * streams read as deleted but their events stay in `$all`: readers that serve `$all` skip the erased
+   * streams themselves (src/app/audit.ts, erasedStreams).
+   */
+  async eraseStreams(targets: readonly EraseTarget[]): Promise<EraseResult> {
+    for (const t of targets) validateStreamName(t.stream);
+    const erased: string[] = [];
+    const missing: string[] = [];
+    for (const t of targets) {
+      let exists = false;
+      try {
+        for await (const _ of this.readStream(t.stream, { direction: "backwards", maxCount: 1 })) exists = true;
+      } catch (err) {
+        if (!(err instanceof StreamNotFoundError || err instanceof StreamDeletedError)) throw err;
+      }
+      if (!exists) {
+        missing.push(t.stream);
+        continue;
+      }
+      const options = { expectedRevision: t.expectedRevision ?? "any" };
+      try {
+        if (t.reusable) await this.deleteStream(t.stream, options);
+        else await this.tombstoneStream(t.stream, options);
+      } catch (err) {
+        // Deleted meanwhile by someone else: nothing left to erase.
+        if (!(err instanceof StreamNotFoundError || err instanceof StreamDeletedError)) throw err;
+        missing.push(t.stream);
+        continue;
+      }
+      erased.push(t.stream);
+    }
+    if (erased.length === 0) return { erased, missing, reclaim: "none" };
+    try {
+      const started = await this.startScavenge();
+      // One already under way may have passed the chunks these tombstones are in: say so.
+      const note = started.result === "started" ? {} : { reclaimError: `a scavenge was already ${started.result === "in_progress" ? "running" : "stopping"} on the node: start another once it ends` };
+      return { erased, missing, reclaim: "scavenge_started", scavengeId: started.id, ...note };
+    } catch (err) {
+      return { erased, missing, reclaim: "scavenge_failed", reclaimError: translateError(err).message };
+    }
+  }
+
+  /** Operations.StartScavenge on the node the client talks to: one thread, from the first chunk. */
+  private async startScavenge(): Promise<{ id: string; result: "started" | "in_progress" | "stopped" }> {
+    const req = new StartScavengeReq();
+    const options = new StartScavengeReq.Options();
+    options.setThreadCount(1);
+    options.setStartFromChunk(0);
+    req.setOptions(options);
+    // `execute` and `callArguments` are the client's own plumbing for its services (protected in its
+    // types, pinned with the client's version): the channel, the node, the credentials.
+    const client = this.client as unknown as {
+      execute<T>(c: typeof OperationsClient, name: string, action: (c: OperationsClient) => Promise<T>): Promise<T>;
+      callArguments(options: { requiresLeader?: boolean }): [import("@grpc/grpc-js").Metadata, import("@grpc/grpc-js").CallOptions];
+    };
+    const resp = await client.execute(OperationsClient, "startScavenge", (ops) => new Promise<ScavengeResp>((resolve, reject) => {
+      ops.startScavenge(req, ...client.callArguments({}), (err, r) => (err ? reject(err) : resolve(r)));
+    }));
+    const result = resp.getScavengeResult();
+    return {
+      id: resp.getScavengeId(),
+      result: result === ScavengeResp.ScavengeResult.STARTED ? "started" : result === ScavengeResp.ScavengeResult.INPROGRESS ? "in_progress" : "stopped",
+    };
   }
 
   async headPosition(): Promise<bigint | null> {

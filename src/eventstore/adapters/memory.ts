@@ -10,7 +10,7 @@ import { chainBodyJson, chainLink, chainOf, GENESIS, metadataWithoutChain, withC
 import { StreamDeletedError, StreamNotFoundError, StoreUnavailableError } from "../errors.ts";
 import { matchesFilter } from "../filter.ts";
 import type {
-  AppendOptions, AppendResult, DeleteResult, EventData, EventStore, ReadAllOptions, ReadStreamOptions,
+  AppendOptions, AppendResult, DeleteResult, EraseResult, EraseTarget, EventData, EventStore, ReadAllOptions, ReadStreamOptions,
   RecordedEvent, SubscribeToAllOptions, SubscribeToStreamOptions, Subscription,
 } from "../port.ts";
 import { ChangeSignal, pollingSubscription } from "../subscription.ts";
@@ -21,7 +21,8 @@ interface MemoryStream extends StreamState {
 
 export class MemoryEventStore implements EventStore {
   readonly kind = "memory";
-  private log: RecordedEvent[] = []; // index i holds position i + 1
+  /** Index i holds position i + 1; erased events leave holes, so positions never move. */
+  private log: Array<RecordedEvent | undefined> = [];
   private streams = new Map<string, MemoryStream>();
   private changes = new ChangeSignal();
   private closed = false;
@@ -94,7 +95,8 @@ export class MemoryEventStore implements EventStore {
     let count = 0;
     const n = this.log.length;
     for (let k = 0; k < n && count < max; k++) {
-      const e = this.log[backwards ? n - 1 - k : k]!;
+      const e = this.log[backwards ? n - 1 - k : k];
+      if (!e) continue;
       if (typeof from === "bigint" && (backwards ? e.position > from : e.position < from)) continue;
       if (!backwards && from === "end") break;
       if (!matchesFilter(e.streamId, e.type, options.filter)) continue;
@@ -132,8 +134,8 @@ export class MemoryEventStore implements EventStore {
         const out: RecordedEvent[] = [];
         // Positions are 1-based indexes into the log, so "after" is where to resume.
         for (let i = Number(after); i < this.log.length && out.length < max; i++) {
-          const e = this.log[i]!;
-          if (matchesFilter(e.streamId, e.type, options.filter)) out.push(e);
+          const e = this.log[i];
+          if (e && matchesFilter(e.streamId, e.type, options.filter)) out.push(e);
         }
         return out;
       },
@@ -154,11 +156,36 @@ export class MemoryEventStore implements EventStore {
     return {};
   }
 
+  async eraseStreams(targets: readonly EraseTarget[]): Promise<EraseResult> {
+    this.ensureOpen();
+    for (const t of targets) validateStreamName(t.stream);
+    const states = targets.map((t) => {
+      const state = this.streams.get(t.stream);
+      if (!state || !streamExists(state)) return null;
+      checkExpected(t.stream, state, t.expectedRevision ?? "any");
+      return state;
+    });
+    const erased: string[] = [];
+    const missing: string[] = [];
+    targets.forEach((t, i) => {
+      const state = states[i];
+      if (!state) return void missing.push(t.stream);
+      for (const e of state.events) if (e) this.log[Number(e.position) - 1] = undefined;
+      state.events = [];
+      if (t.reusable) state.truncateBefore = state.lastRevision + 1n;
+      else state.tombstoned = true;
+      erased.push(t.stream);
+    });
+    if (erased.length === 0) return { erased, missing, reclaim: "none" };
+    this.changes.notify();
+    return { erased, missing, reclaim: "removed" };
+  }
+
   async headPosition(): Promise<bigint | null> {
     this.ensureOpen();
     for (let i = this.log.length - 1; i >= 0; i--) {
-      const e = this.log[i]!;
-      if (matchesFilter(e.streamId, e.type, undefined)) return e.position;
+      const e = this.log[i];
+      if (e && matchesFilter(e.streamId, e.type, undefined)) return e.position;
     }
     return null;
   }

@@ -16,7 +16,7 @@ import {
 import { CHAIN_KEY, chainLink, chainBodyJson, chainOf, GENESIS, metadataWithoutChain, withChainJson } from "../chain.ts";
 import { StreamDeletedError, StreamNotFoundError, StoreUnavailableError } from "../errors.ts";
 import type {
-  AllFilter, AppendOptions, AppendResult, DeleteResult, EventData, EventStore, ExpectedRevision, ReadAllOptions,
+  AllFilter, AppendOptions, AppendResult, DeleteResult, EraseResult, EraseTarget, EventData, EventStore, ExpectedRevision, ReadAllOptions,
   ReadStreamOptions, RecordedEvent, SubscribeToAllOptions, SubscribeToStreamOptions, Subscription,
 } from "../port.ts";
 import type { SignalledStore } from "../appendSignal.ts";
@@ -90,6 +90,13 @@ CREATE TABLE IF NOT EXISTS streams (
 
 const COLUMNS = "position, stream, revision, id, type, data, metadata, created";
 
+/**
+ * A row that keeps the highest position an erasure freed taken: SQLite gives a new row one more than
+ * the largest rowid in the table, so without it the next append would reuse the erased events'
+ * positions, and every subscriber already past them would skip it. Never shown: `$` names no stream.
+ */
+const POSITION_KEEPER = "$erased";
+
 export class SqliteEventStore implements EventStore, SignalledStore {
   readonly kind = "sqlite";
   private readonly db: Database;
@@ -142,7 +149,7 @@ export class SqliteEventStore implements EventStore, SignalledStore {
         `INSERT INTO streams (stream, last_revision, tombstoned) VALUES (?, -1, 1)
          ON CONFLICT(stream) DO UPDATE SET tombstoned = 1`,
       ),
-      head: this.db.query("SELECT max(position) FROM events"),
+      head: this.db.query(`SELECT position FROM events WHERE stream <> '${POSITION_KEEPER}' ORDER BY position DESC LIMIT 1`),
     };
     this.appendTx = this.compileAppendTx();
     this.groupTx = this.compileGroupTx();
@@ -407,6 +414,64 @@ export class SqliteEventStore implements EventStore, SignalledStore {
     return {};
   }
 
+  /**
+   * Deletes the streams' rows and marks them tombstoned (or truncated, for a reusable name) in one
+   * transaction, with `secure_delete` on so the freed space is zeroed; then VACUUM rebuilds the file
+   * without the freed pages and a TRUNCATE checkpoint empties the write-ahead log, which still held
+   * the pages as they were. Another process reading at that moment can keep the checkpoint from
+   * finishing (`reclaimError` says so); the rows are gone from every read regardless.
+   */
+  async eraseStreams(targets: readonly EraseTarget[]): Promise<EraseResult> {
+    this.ensureOpen();
+    for (const t of targets) validateStreamName(t.stream);
+    const erased: string[] = [];
+    const missing: string[] = [];
+    const secureDelete = this.db.query("PRAGMA secure_delete").values()[0]?.[0] ?? 0;
+    this.db.exec("PRAGMA secure_delete = ON");
+    try {
+      this.db.transaction(() => {
+        const states = targets.map((t) => {
+          const state = this.streamState(t.stream);
+          if (state.tombstoned || !streamExists(state)) return null;
+          checkExpected(t.stream, state, t.expectedRevision ?? "any");
+          return state;
+        });
+        const top = this.db.query("SELECT max(position) FROM events").values()[0]?.[0] as number | null;
+        targets.forEach((t, i) => {
+          const state = states[i];
+          if (!state) return void missing.push(t.stream);
+          this.db.query("DELETE FROM events WHERE stream = ?").run(t.stream);
+          if (t.reusable) this.stmt.truncate.run(Number(state.lastRevision) + 1, t.stream);
+          else this.stmt.tombstone.run(t.stream);
+          erased.push(t.stream);
+        });
+        const left = this.db.query("SELECT max(position) FROM events").values()[0]?.[0] as number | null;
+        if (top !== null && (left === null || left < top)) {
+          this.db.query("DELETE FROM events WHERE stream = ?").run(POSITION_KEEPER);
+          this.db.query("INSERT INTO events (position, stream, revision, id, type, data, metadata, created) VALUES (?, ?, 0, '', ?, 'null', '{}', 0)")
+            .run(top, POSITION_KEEPER, POSITION_KEEPER);
+        }
+      }).immediate();
+    } finally {
+      this.db.exec(`PRAGMA secure_delete = ${Number(secureDelete) ? "ON" : "OFF"}`);
+    }
+    // Nothing deleted: nothing to compact (a VACUUM rewrites the whole file, and blocks this process meanwhile).
+    if (erased.length === 0) return { erased, missing, reclaim: "none" };
+    // What this process kept of them in memory goes too: the recent run would hand them to subscribers.
+    this.recent.clear();
+    for (const stream of erased) this.tails.delete(stream);
+    this.changes.notify();
+    let reclaimError: string | undefined;
+    try {
+      this.db.exec("VACUUM");
+      const [busy] = this.db.query("PRAGMA wal_checkpoint(TRUNCATE)").values()[0] as [number, number, number];
+      if (busy) reclaimError = "another connection kept the write-ahead log from being truncated; it is on the next checkpoint";
+    } catch (err) {
+      reclaimError = `the file could not be compacted: ${(err as Error).message}`;
+    }
+    return { erased, missing, reclaim: "vacuumed", ...(reclaimError ? { reclaimError } : {}) };
+  }
+
   async headPosition(): Promise<bigint | null> {
     this.ensureOpen();
     const value = this.stmt.head.values()[0]?.[0];
@@ -444,7 +509,7 @@ export class SqliteEventStore implements EventStore, SignalledStore {
   private allQuery(filter: AllFilter | undefined, op: ">" | ">=" | "<=", order: "ASC" | "DESC") {
     const prefixes = filter?.streamPrefixes ?? [];
     const types = filter?.eventTypes ?? [];
-    const conditions = [`position ${op} ?`];
+    const conditions = [`position ${op} ?`, `stream <> '${POSITION_KEEPER}'`];
     if (filter?.streamPrefixes) {
       conditions.push(prefixes.length ? `(${prefixes.map(() => "substr(stream, 1, ?) = ?").join(" OR ")})` : "0");
     }
@@ -515,7 +580,7 @@ class RecentAppends {
     if (drop > 0) this.entries.splice(0, drop);
   }
 
-  private clear(): void {
+  clear(): void {
     this.entries = [];
     this.bytes = 0;
   }

@@ -12,6 +12,7 @@ import { credentialRoutes } from "./credentials.ts";
 import { usageRoutes } from "./usage.ts";
 import { memoryRoutes } from "./memory.ts";
 import { skillRoutes } from "./skills/index.ts";
+import { userRoutes } from "./users.ts";
 
 export const v1Routes = (deps: V1Deps) =>
   new Elysia({ name: "agentry.v1" })
@@ -25,4 +26,5 @@ export const v1Routes = (deps: V1Deps) =>
     .use(credentialRoutes(deps))
     .use(usageRoutes(deps))
     .use(memoryRoutes(deps))
-    .use(skillRoutes(deps));
+    .use(skillRoutes(deps))
+    .use(userRoutes(deps));
