@@ -27,9 +27,15 @@ import { createManagementAuth, type ManagementPrincipal } from "./auth/managemen
 import { EndUserTokens } from "./auth/endUserTokens.ts";
 import { KeyUsage } from "./app/keyUsage.ts";
 import { appRoutes } from "./http/routes/v1/apps.ts";
+import { appUserRoutes } from "./http/routes/v1/users.ts";
 import { auditRoutes } from "./http/routes/v1/audit.ts";
 import { adminRoutes } from "./http/routes/v1/admin.ts";
 import { auditVerifyRoutes } from "./http/routes/v1/auditVerify.ts";
+import { adminRuntimeRoutes } from "./http/routes/v1/adminRuntime.ts";
+import { auditSessionRoutes } from "./http/routes/v1/auditSessions.ts";
+import { consoleBodyRoutes, consoleRoutes } from "./console/index.ts";
+import { InProcessApi } from "./console/inProcessApi.ts";
+import { ConsoleLogins } from "./console/logins.ts";
 import { appBillingRoutes } from "./http/routes/v1/appBilling.ts";
 import { appRateLimitRoutes } from "./http/routes/v1/appRateLimits.ts";
 import { v1Routes } from "./http/routes/v1/index.ts";
@@ -127,16 +133,21 @@ export async function startServer(
       { provider: config.llm.provider, baseUrl: config.llm.baseUrl, model: config.llm.model }),
   } as Omit<AppContext, "turns"> as AppContext;
   ctx.turns = new TurnCoordinator(ctx, logger.child({ component: "turns" }));
+  // Aborted when shutdown begins: held polls answer and SSE streams end, so clients resume elsewhere.
+  const closing = new AbortController();
+  ctx.closing = closing.signal;
   // Memory search, and the embedder that fills the vectors hybrid ranking compares (src/app/memory.ts).
   ctx.memory = new MemoryService({ db, secrets, logger: logger.child({ component: "memory" }), connectionsOf: async (app) => (await ctx.repos.apps.peek(app)).state.connections });
   ctx.memory.start();
   ctx.files = files;
   // A collection cut short by a stop leaves parked copies: put back those a file may need, drop the rest.
   await recoverParked(ctx).catch((err) => logger.warn("could not recover parked blobs; the next start tries again", { error: err as Error }));
+  /** Jobs queued and not yet handed to a worker: for the metrics and the operators' /v1/admin/queue. */
+  const queueDepth = () => (queue instanceof InProcessJobQueue ? queue.depth : queue instanceof RedisJobQueue ? queue.waitingCount() : 0);
   metrics.watch({
     projections: projectionRunner, db,
     queue: {
-      depth: () => (queue instanceof InProcessJobQueue ? queue.depth : queue instanceof RedisJobQueue ? queue.waitingCount() : 0),
+      depth: queueDepth,
       takeovers: () => (queue instanceof RedisJobQueue ? queue.leaseTakeovers : 0),
     },
   });
@@ -179,17 +190,25 @@ export async function startServer(
     if (written !== null) await directory.waitFor(written);
   }
 
-  /** Stops taking HTTP traffic first (when there is any), then the runtime, innermost last. */
+  /**
+   * Stops taking HTTP traffic first (when there is any), then the runtime, innermost last. The worker
+   * hands back what it cannot finish within SHUTDOWN_TIMEOUT_MS (see Worker.stop), before the stores close.
+   */
   const shutdownWith = (stopHttp: () => Promise<void>) => {
-    let closing: Promise<void> | undefined;
+    let stopping: Promise<void> | undefined;
     return (reason = "shutdown") =>
-      (closing ??= (async () => {
-        logger.info("shutting down", { reason });
+      (stopping ??= (async () => {
+        logger.info("shutting down", { reason, running_jobs: worker.activeCount, timeout_ms: config.shutdownTimeoutMs });
+        clearInterval(reconcileTimer);
+        // The worker takes no new job from now on, while the HTTP side drains alongside it (the queue
+        // stays open for the jobs those requests accept).
+        const workerStopped = worker.stop(config.shutdownTimeoutMs);
         await stopHttp();
         await metricsServer?.stop(true);
-        clearInterval(reconcileTimer);
-        await worker.stop(config.shutdownTimeoutMs);
+        await workerStopped;
         await ctx.turns.stop();
+        // Closed only now: until HTTP has drained, requests it accepted still hand their jobs to it.
+        await queue.close();
         await ctx.memory?.stop();
         await directory.stop();
         await appendSignal?.close();
@@ -214,6 +233,8 @@ export async function startServer(
   // The management plane (/v1/apps) takes the operator's root token or a management JWT.
   const { auth: management, generatedRootToken } = await createManagementAuth({ store, config, logger: logger.child({ component: "management" }) });
   const managers = new WeakMap<Request, ManagementPrincipal>();
+  // The web console (/console) calls the management API in process, as the principal that logged in.
+  const consoleApi = new InProcessApi();
   // Rate limits: shared through Redis when there is one (with this process's own as the fallback).
   const localLimiter = new InProcessRateLimiter(config.rateLimits.maxBuckets);
   const rateLimiter: RateLimiter = config.redisUrl
@@ -227,20 +248,25 @@ export async function startServer(
   logger.info("skills loaded", { dir: config.skillsDir, skills: [...skills.keys()] });
   const app = createApp({
     store, runner: projectionRunner, logger, version: pkg.version, maxBodyBytes: config.maxBodyBytes,
-    streamedBodies: fileBodyRoutes(config.files, config.bodyTimeoutMs),
+    streamedBodies: [...fileBodyRoutes(config.files, config.bodyTimeoutMs), ...consoleBodyRoutes(config.bodyTimeoutMs)],
     metrics, metricsToken: config.metrics.token, accessLog: config.accessLog ? logger.child({ component: "access" }) : undefined,
     bodyTimeoutMs: config.bodyTimeoutMs, authenticate: extra.authenticate ?? directoryAuthenticator(directory, endUserTokens, keyUsage),
     rateLimit: rateLimitCheck({ limiter: rateLimiter, defaults: config.rateLimits, settingsOf: (appId) => directory.app(appId)?.rate_limits }),
     authenticateManagement: async (request) => {
-      managers.set(request, await management.authenticate(request));
+      managers.set(request, consoleApi.principalOf(request) ?? await management.authenticate(request));
     },
     plugins: [appRoutes({ ctx, directory, usage: keyUsage, principalOf: (request) => managers.get(request) }),
       appRateLimitRoutes({ ctx, directory, defaults: config.rateLimits, principalOf: (request) => managers.get(request) }),
       appBillingRoutes({ ctx, directory, principalOf: (request) => managers.get(request) }),
+      appUserRoutes({ ctx, directory, principalOf: (request) => managers.get(request) }),
       auditRoutes({ ctx, directory, principalOf: (request) => managers.get(request) }),
       adminRoutes({ projections: projectionRunner, principalOf: (request) => managers.get(request) }),
-      auditVerifyRoutes({ ctx, directory, principalOf: (request) => managers.get(request) }), v1Routes({ ctx, endUserTokens, skills }), signedFileRoutes({ ctx }), ...(extra.plugins ?? [])],
+      adminRuntimeRoutes({ db, queue: { kind: queue.kind, depth: queueDepth }, principalOf: (request) => managers.get(request) }),
+      auditSessionRoutes({ db, directory, principalOf: (request) => managers.get(request) }),
+      auditVerifyRoutes({ ctx, directory, principalOf: (request) => managers.get(request) }), v1Routes({ ctx, endUserTokens, skills }), signedFileRoutes({ ctx }),
+      consoleRoutes({ api: consoleApi, logins: new ConsoleLogins(), management, publicBaseUrl: config.files.publicBaseUrl }), ...(extra.plugins ?? [])],
   });
+  consoleApi.attach((request) => app.handle(request));
   app.listen({ port: config.port, hostname: config.host });
   const port = app.server!.port!;
   const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
@@ -263,8 +289,10 @@ export async function startServer(
   }
 
   const shutdown = shutdownWith(async () => {
-    // Stop accepting at once; give in-flight requests the grace period, then cut what is left.
+    // Stop accepting at once; end held polls and SSE streams (their clients resume elsewhere from their
+    // cursor); give the other in-flight requests the grace period, then cut what is left.
     const drained = app.server!.stop(false).then(() => true);
+    closing.abort();
     const inTime = await Promise.race([drained, Bun.sleep(config.shutdownTimeoutMs).then(() => false)]);
     if (!inTime) {
       logger.warn("in-flight requests did not finish in time; closing them", { timeout_ms: config.shutdownTimeoutMs });
