@@ -29,6 +29,11 @@ export const jobsProjection: Projection = {
     ) WITHOUT ROWID;
     CREATE INDEX IF NOT EXISTS jobs_by_session ON jobs(session_id, seq DESC);
     CREATE INDEX IF NOT EXISTS jobs_unfinished ON jobs(status) WHERE status IN ('pending', 'processing', 'awaiting_approval');
+    -- The operators' reads (operators.ts), newest first over every app, by status or by app: a page is
+    -- an index walk, not a sort of the whole table; and counting by status reads jobs_by_status only.
+    CREATE INDEX IF NOT EXISTS jobs_by_seq ON jobs(seq);
+    CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs(status, seq);
+    CREATE INDEX IF NOT EXISTS jobs_by_app ON jobs(app_id, seq);
   `,
   apply(db: Database, e: RecordedEvent) {
     jobsProjection.applyBatch!(db, [e]);

@@ -10,11 +10,29 @@ import type { JobRow } from "./index.ts";
 export const JOB_STATUSES = ["pending", "processing", "awaiting_approval", "completed", "failed", "cancelled"] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
 
-/** Jobs per status over every app (test data included): zero for a status no job is in. */
+export const UNFINISHED_STATUSES = ["pending", "processing", "awaiting_approval"] as const;
+
+/**
+ * Jobs per status over every app (test data included): zero for a status no job is in. Counted from
+ * the jobs_by_status index alone (a walk of its narrow entries, never of the rows).
+ */
 export function jobCountsByStatus(db: Database): Record<JobStatus, number> {
   const counts = Object.fromEntries(JOB_STATUSES.map((s) => [s, 0])) as Record<JobStatus, number>;
   const rows = db.query<{ status: string; n: number }, []>("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status").all();
-  for (const row of rows) if (row.status in counts) counts[row.status as JobStatus] = row.n;
+  for (const row of rows) if (Object.hasOwn(counts, row.status)) counts[row.status as JobStatus] = row.n;
+  return counts;
+}
+
+/**
+ * Unfinished jobs per status: what the queue's state shows, polled often. Read from the partial index
+ * jobs_unfinished, so its cost follows the jobs in flight, not every job ever run.
+ */
+export function unfinishedJobCounts(db: Database): Record<(typeof UNFINISHED_STATUSES)[number], number> {
+  const counts = { pending: 0, processing: 0, awaiting_approval: 0 };
+  const rows = db.query<{ status: string; n: number }, []>(
+    "SELECT status, COUNT(*) AS n FROM jobs WHERE status IN ('pending', 'processing', 'awaiting_approval') GROUP BY status",
+  ).all();
+  for (const row of rows) if (Object.hasOwn(counts, row.status)) counts[row.status as keyof typeof counts] = row.n;
   return counts;
 }
 

@@ -37,9 +37,16 @@ export const sessionsProjection: Projection = {
     ) WITHOUT ROWID;
     CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions(app_id, user_id, deleted, activity_seq DESC);
     CREATE INDEX IF NOT EXISTS sessions_by_app ON sessions(app_id, deleted, activity_seq DESC);
-    CREATE INDEX IF NOT EXISTS sessions_by_ref ON sessions(app_id, external_ref);
     CREATE INDEX IF NOT EXISTS sessions_by_user_created ON sessions(app_id, user_id, deleted, created_seq DESC);
     CREATE INDEX IF NOT EXISTS sessions_by_app_created ON sessions(app_id, deleted, created_seq DESC);
+    -- The auditors' search (search.ts) spans deleted sessions too, newest created first: without
+    -- \`deleted\` in the key these read in (created_seq, id) order as they are (walked backwards), so a
+    -- page is a bounded index walk instead of a sort of the whole app. The external_ref one replaces
+    -- sessions_by_ref (app_id, external_ref), of which it is a superset.
+    CREATE INDEX IF NOT EXISTS sessions_by_app_seq ON sessions(app_id, created_seq);
+    CREATE INDEX IF NOT EXISTS sessions_by_user_seq ON sessions(app_id, user_id, created_seq);
+    CREATE INDEX IF NOT EXISTS sessions_by_ref_seq ON sessions(app_id, external_ref, created_seq);
+    DROP INDEX IF EXISTS sessions_by_ref;
     CREATE TABLE IF NOT EXISTS session_jobs (job_id TEXT PRIMARY KEY, session_id TEXT NOT NULL) WITHOUT ROWID;
   `,
   apply(db: Database, e: RecordedEvent) {

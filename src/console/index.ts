@@ -41,20 +41,25 @@ export const consoleBodyRoutes = (bodyTimeoutMs: number): StreamedBodyRoute[] =>
   { method: "POST", path: /^\/console(\/|$)/, contentTypes: ["application/x-www-form-urlencoded"], maxBytes: 32 * 1024, totalTimeoutMs: Math.max(10_000, bodyTimeoutMs) },
 ];
 
-/** The stylesheet and script, read once: a few kilobytes, served from memory. */
-const ASSETS: Record<string, { body: string; type: string }> = {
-  "console.css": { body: readFileSync(new URL("./assets/console.css", import.meta.url), "utf8"), type: "text/css; charset=utf-8" },
-  "console.js": { body: readFileSync(new URL("./assets/console.js", import.meta.url), "utf8"), type: "text/javascript; charset=utf-8" },
-};
+/**
+ * The stylesheet and script, read once: a few kilobytes, served from memory. Maps, like NOTICES, so a
+ * name from the URL finds only what was put there (not `constructor` or another Object property).
+ */
+const ASSETS = new Map<string, { body: string; type: string }>([
+  ["console.css", { body: readFileSync(new URL("./assets/console.css", import.meta.url), "utf8"), type: "text/css; charset=utf-8" }],
+  ["console.js", { body: readFileSync(new URL("./assets/console.js", import.meta.url), "utf8"), type: "text/javascript; charset=utf-8" }],
+]);
 
-const NOTICES: Record<string, string> = {
-  key_revoked: "The key was revoked: requests with it are refused from now on.",
-  rebuild_started: "The rebuild started: its progress shows below.",
-  logged_out: "You are logged out.",
-};
+const NOTICES = new Map<string, string>([
+  ["key_revoked", "The key was revoked: requests with it are refused from now on."],
+  ["rebuild_started", "The rebuild started: its progress shows below."],
+  ["logged_out", "You are logged out."],
+]);
 
-/** Path segments the console passes on to the API: ids as the API spells them, never `.` or `..`. */
-const Segment = t.String({ minLength: 1, maxLength: 300, pattern: "^[A-Za-z0-9_-][A-Za-z0-9_.:-]*$" });
+/** An id the console passes on to the API in a path: as the API spells ids, never `.` or `..`. */
+const ID_PATTERN = "^[A-Za-z0-9_-][A-Za-z0-9_.:-]{0,299}$";
+const ID = new RegExp(ID_PATTERN);
+const Segment = t.String({ minLength: 1, maxLength: 300, pattern: ID_PATTERN });
 const EVENTS_PER_PAGE = 20;
 /** How many streams' chains are checked at once. */
 const VERIFY_CONCURRENCY = 4;
@@ -86,7 +91,7 @@ export function consoleRoutes(deps: ConsoleDeps) {
       form = await readForm(request);
       if (!sameSecret(form.get("csrf"), login.csrf)) return refusedOrigin();
     }
-    const notice = NOTICES[url.searchParams.get("notice") ?? ""] ?? null;
+    const notice = NOTICES.get(url.searchParams.get("notice") ?? "") ?? null;
     return handler({ request, principal: login.principal, csrf: login.csrf, notice, form });
   };
   const refusedOrigin = () => page(null, "Refused", undefined, html`<div class="problem" role="alert"><strong>403 cross_origin_refused</strong>
@@ -111,7 +116,7 @@ export function consoleRoutes(deps: ConsoleDeps) {
 
   return new Elysia({ name: "agentry.console", detail: { hide: true } })
     .get("/console/assets/:file", ({ params }) => {
-      const asset = ASSETS[params.file];
+      const asset = ASSETS.get(params.file);
       if (!asset) return new Response("Not found", { status: 404, headers: { "content-type": "text/plain" } });
       return new Response(asset.body, { headers: { ...pageHeaders(), "content-type": asset.type, "cache-control": "no-cache" } });
     }, { params: t.Object({ file: t.String({ maxLength: 40 }) }) })
@@ -119,7 +124,7 @@ export function consoleRoutes(deps: ConsoleDeps) {
     .get("/console/", ({ request }) => redirect(logins.use(cookieLogin(request)) ? "/console/sessions" : "/console/login"))
     .get("/console/login", ({ request }) => {
       const url = new URL(request.url);
-      return page(null, "Log in", undefined, loginPage(safeNext(url.searchParams.get("next")), null), NOTICES[url.searchParams.get("notice") ?? ""] ?? null);
+      return page(null, "Log in", undefined, loginPage(safeNext(url.searchParams.get("next")), null), NOTICES.get(url.searchParams.get("notice") ?? "") ?? null);
     })
     .post("/console/login", async ({ request }) => {
       if (!sameOrigin(request, deps.publicBaseUrl)) return refusedOrigin();
@@ -150,7 +155,9 @@ export function consoleRoutes(deps: ConsoleDeps) {
       const url = new URL(request.url);
       const apps = await get<{ data: AppSummary[] }>(principal, request, "/v1/apps?limit=200");
       const appList = apps.status === 200 ? apps.body.data : [];
-      const app = url.searchParams.get("app") || (appList.some((a) => a.id === "app_default") ? "app_default" : appList[0]?.id ?? "app_default");
+      // The app goes into the API path: an id, never a path of its own (`..` would reach another route).
+      const app = idParam("app", url.searchParams.get("app") || null, "query")
+        ?? (appList.some((a) => a.id === "app_default") ? "app_default" : appList[0]?.id ?? "app_default");
       const scope = scopeOf(app, url.searchParams.get("mode"));
       const byParam = url.searchParams.get("by");
       const field: SearchField = SEARCH_FIELDS.some(([k]) => k === byParam) ? (byParam as SearchField) : "session_id";
@@ -300,18 +307,39 @@ function pathParams<K extends string>(request: Request, names: K[]): Record<K, s
     } catch {
       value = "";
     }
-    if (!/^[A-Za-z0-9_-][A-Za-z0-9_.:-]{0,299}$/.test(value)) {
-      throw new ValidationError(`Invalid path parameter '${name}'`, { param: name, location: "params" });
-    }
-    values[name] = value;
+    values[name] = idParam(name, value, "params")!;
   }
   return values as Record<K, string>;
 }
 
-/** Where to go after logging in: a console page, never another site. */
-function safeNext(next: string | null | undefined): string {
-  if (!next || !/^\/console(\/[^\s\\]*)?(\?[^\s\\]*)?$/.test(next) || next.includes("//")) return "/console/sessions";
-  return next;
+/** A parameter that names an id the API spells (null when absent); 400 for anything else. */
+function idParam(name: string, value: string | null, location: "params" | "query"): string | null {
+  if (value === null) return null;
+  if (!ID.test(value)) throw new ValidationError(`Invalid ${location === "params" ? "path" : "query"} parameter '${name}'`, { param: name, location });
+  return value;
+}
+
+/**
+ * Where to go after logging in: a console page, never another site. It becomes the Location header, so
+ * only URL characters go through: controls, spaces, backslashes, `#` and raw non-ASCII (which would make
+ * that header malformed) send the login to the sessions page instead; the few printable ones a browser
+ * may leave unencoded in a query (`|`, `{`, …) are percent-encoded. It must also be normal already: no
+ * `//`, and no `.`/`..` segment (even percent-encoded) that a browser would resolve outside /console.
+ */
+function safeNext(given: string | null | undefined): string {
+  const fallback = "/console/sessions";
+  if (!given || given.length > 2000 || !/^[\x21-\x7e]+$/.test(given) || /[\\#]/.test(given)) return fallback;
+  const next = given.replace(/["<>[\]^`{|}]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+  if (!/^\/console(\/[A-Za-z0-9._~%!$&'()*+,;=:@\/-]*)?(\?[A-Za-z0-9._~%!$&'()*+,;=:@\/?-]*)?$/.test(next)) return fallback;
+  if (next.includes("//")) return fallback;
+  let resolved: URL;
+  try {
+    resolved = new URL(next, "http://console.invalid");
+  } catch {
+    return fallback;
+  }
+  const path = next.split("?", 1)[0]!;
+  return resolved.pathname === path ? next : fallback;
 }
 
 /** A JWT's `exp` in ms since the epoch (it was verified before this is read); undefined for a root token. */
@@ -337,8 +365,14 @@ async function readForm(request: Request): Promise<URLSearchParams> {
   return new URLSearchParams(Buffer.concat(chunks).toString("utf8"));
 }
 
-/** Whether a form's token is the login's, compared in constant time. */
+/**
+ * Whether a form's token is the login's, compared in constant time. The byte lengths are compared
+ * first (timingSafeEqual throws on unequal ones): a string of the same length in characters may be
+ * longer in UTF-8.
+ */
 function sameSecret(given: string | null, expected: string): boolean {
-  if (given === null || given.length !== expected.length) return false;
-  return timingSafeEqual(Buffer.from(given), Buffer.from(expected));
+  if (given === null) return false;
+  const a = Buffer.from(given, "utf8");
+  const b = Buffer.from(expected, "utf8");
+  return a.length === b.length && timingSafeEqual(a, b);
 }

@@ -1,11 +1,18 @@
 /**
  * What keeps the console's pages and actions to the operator who logged in: the response headers every
  * page carries (a Content-Security-Policy allowing only the console's own script and style, no
- * framing), the login cookie (HttpOnly, SameSite=Strict, Secure over HTTPS), and the Origin check on
- * every action, so another site cannot post a form into a logged-in browser (CSRF).
+ * framing), the login cookie (HttpOnly, SameSite=Strict; over HTTPS also Secure and `__Host-`), and the
+ * Origin check on every action, so another site cannot post a form into a logged-in browser (CSRF).
  */
 
+/** The login cookie's name over plain HTTP (a local or development server), scoped to /console. */
 export const COOKIE = "agentry_console";
+/**
+ * Its name over HTTPS. Browsers accept a `__Host-` cookie only if it is Secure, has Path=/ and no
+ * Domain, and only from a secure origin: so neither a sibling subdomain nor a plain-HTTP response can
+ * plant one (login fixation), which they can for a plain name. Plain-HTTP localhost cannot use it.
+ */
+export const HOST_COOKIE = `__Host-${COOKIE}`;
 
 export const CONTENT_SECURITY_POLICY = [
   "default-src 'none'", "script-src 'self'", "style-src 'self'", "img-src 'self'", "connect-src 'self'",
@@ -29,18 +36,21 @@ export function overHttps(request: Request): boolean {
 
 /** The Set-Cookie value for a login (or, with `id` null, for logging out). */
 export function loginCookie(request: Request, id: string | null, maxAgeS: number): string {
-  const parts = [`${COOKIE}=${id ?? ""}`, "Path=/console", "HttpOnly", "SameSite=Strict", `Max-Age=${id === null ? 0 : maxAgeS}`];
-  if (overHttps(request)) parts.push("Secure");
+  const https = overHttps(request);
+  // `__Host-` needs Path=/: the cookie then also goes with API requests, which ignore cookies.
+  const parts = [`${https ? HOST_COOKIE : COOKIE}=${id ?? ""}`, https ? "Path=/" : "Path=/console", "HttpOnly", "SameSite=Strict", `Max-Age=${id === null ? 0 : maxAgeS}`];
+  if (https) parts.push("Secure");
   return parts.join("; ");
 }
 
-/** The login id the request's cookie carries, if any. */
+/** The login id the request's cookie carries, if any: over HTTPS only the `__Host-` cookie counts. */
 export function cookieLogin(request: Request): string | null {
   const header = request.headers.get("cookie");
   if (!header) return null;
+  const name = overHttps(request) ? HOST_COOKIE : COOKIE;
   for (const pair of header.split(";")) {
     const at = pair.indexOf("=");
-    if (at > 0 && pair.slice(0, at).trim() === COOKIE) {
+    if (at > 0 && pair.slice(0, at).trim() === name) {
       const value = pair.slice(at + 1).trim();
       return /^[A-Za-z0-9_-]{20,100}$/.test(value) ? value : null;
     }

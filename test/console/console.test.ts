@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { BrowserContext, Page } from "playwright-core";
+import { ShadowBuild } from "../../src/projections/shadowRebuild.ts";
 import { launchChromium, type RunningChromium } from "../support/chromium.ts";
 import { api, TEST_KEY } from "../support/api.ts";
 import { startTestServer, type TestServer } from "../support/server.ts";
@@ -29,6 +30,31 @@ let acmeId: string;
 let backendKey: string;
 let otherKey: string;
 const dialogs: string[] = [];
+
+/**
+ * Holds the sessions read model's rebuild after its first batch until the test lets it go, so the page
+ * surely draws it running, part way, and only its own polling can show it done. Everything else about
+ * the rebuild is the real one (ShadowBuild.catchUp is the loop that reads the store into the shadow).
+ */
+const realCatchUp = ShadowBuild.prototype.catchUp;
+let holdRebuild: { released: Promise<void>; release(): void } | null = null;
+ShadowBuild.prototype.catchUp = async function (this: ShadowBuild, ...args: Parameters<ShadowBuild["catchUp"]>) {
+  const hold = this.projection.name === "sessions" ? holdRebuild : null;
+  if (hold) {
+    const [store, batchSize, shouldStop] = args;
+    let batches = 0;
+    // shouldStop is asked before each batch (and reports progress): stop after the first.
+    await realCatchUp.call(this, store, batchSize, () => shouldStop() || ++batches > 1);
+    await hold.released;
+  }
+  return realCatchUp.apply(this, args);
+};
+function holdNextRebuild(): () => void {
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  holdRebuild = { released, release: () => { holdRebuild = null; release(); } };
+  return holdRebuild.release;
+}
 
 async function shot(name: string, fullPage = false): Promise<void> {
   if (!SHOTS) return;
@@ -53,6 +79,10 @@ beforeAll(async () => {
   }
   // Another user's session, which searches by user must not return.
   expect((await client.post("/v1/sessions", { user_id: "customer-7", external_ref: "ticket-9" })).status).toBe(201);
+  // History beyond one rebuild batch (2000 events), so a rebuild held after its first is part way.
+  for (let i = 0; i < 5; i++) {
+    await server.ctx.store.appendToStream(`bulk-${i}`, Array.from({ length: 1000 }, (_, k) => ({ id: crypto.randomUUID(), type: "BulkNoted", data: { k } })));
+  }
 
   // A second app with two keys: one to revoke from the console, one a forged request must not revoke.
   const acme = await root.post("/v1/apps", { name: "Acme" }, asRoot);
@@ -73,6 +103,8 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
+  holdRebuild?.release();
+  ShadowBuild.prototype.catchUp = realCatchUp;
   await chromium?.close();
   await server?.stop();
 });
@@ -194,29 +226,29 @@ describe("the console in Chromium", () => {
     expect(await page.locator('#job-counts tr[data-status="completed"] td').textContent()).toBe("3");
     expect(await page.locator("#queue .depth").textContent()).toBe("0");
 
+    const release = holdNextRebuild();
     await row.locator("button.rebuild-button").click();
     expect(dialogs.at(-1)).toContain("Rebuild sessions");
     await expect(page.locator(".notice").textContent()).resolves.toContain("rebuild started");
-    // The page follows the rebuild (its script polls) until it is done.
-    await page.locator('[data-projection-rebuild="sessions"][data-state="done"]').waitFor({ timeout: 20_000 });
+    // Drawn running, part way through the store, its button disabled while it runs.
     const cell = page.locator('[data-projection-rebuild="sessions"]');
-    expect(await cell.locator(".rebuild-state").textContent()).toBe("done");
-    expect(Number(await cell.locator("progress").getAttribute("value"))).toBe(1);
+    await page.locator('[data-projection-rebuild="sessions"][data-state="running"]').waitFor();
+    await expect(cell.locator(".rebuild-state").textContent()).resolves.toBe("running");
+    // (The page may be drawn before the first batch is in; then its polling brings the count.)
+    await cell.locator(".rebuild-counts", { hasText: /^2000\/\d+ events/ }).waitFor();
+    const partWay = await cell.locator("progress").evaluate((el) => (el as unknown as { value: number }).value);
+    expect(partWay).toBeGreaterThan(0);
+    expect(partWay).toBeLessThan(1);
+    expect(await row.locator("button.rebuild-button").isDisabled()).toBe(true);
     await shot("operator", true);
-    // The page's script follows a running rebuild: a cell as the page renders one mid-rebuild, polled
-    // against the real endpoint, ends as the rebuild did (on this small store the rebuild above is
-    // usually over before its page is drawn, so its own polling may not have run).
-    const followed = await page.evaluate(`(async () => {
-      const cell = document.querySelector('[data-projection-rebuild="sessions"]');
-      cell.dataset.state = "running";
-      cell.dataset.poll = "/console/projections/sessions/rebuild";
-      cell.querySelector("progress").value = 0;
-      cell.querySelector(".rebuild-state").textContent = "running";
-      cell.querySelector(".rebuild-counts").textContent = "";
-      await window.agentryConsole.follow(cell);
-      return [cell.dataset.state, cell.querySelector("progress").value, cell.querySelector(".rebuild-counts").textContent];
-    })()`);
-    expect(followed).toEqual(["done", 1, expect.stringMatching(/^(\d+)\/\1 events$/)]);
+    // Let it finish: only the page's own polling can now show it done (the page is not reloaded).
+    release();
+    await page.locator('[data-projection-rebuild="sessions"][data-state="done"]').waitFor({ timeout: 20_000 });
+    expect(await cell.locator(".rebuild-state").textContent()).toBe("done");
+    expect(await cell.locator("progress").evaluate((el) => (el as unknown as { value: number }).value)).toBe(1);
+    await expect(cell.locator(".rebuild-counts").textContent()).resolves.toMatch(/^(\d+)\/\1 events$/);
+    expect(await row.locator("button.rebuild-button").isDisabled()).toBe(false);
+    expect(new URL(page.url()).searchParams.get("notice")).toBe("rebuild_started");
 
     // The rebuilt read model answers as before.
     await page.goto(url("/console/sessions?by=user_id&q=customer-1042"));

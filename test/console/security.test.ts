@@ -37,12 +37,14 @@ describe("actions come from the console's own origin", () => {
     expect(sameOrigin(post({ host: "127.0.0.1:8080" }))).toBe(false);
   });
 
-  test("the login cookie is HttpOnly, SameSite=Strict, scoped to /console, and Secure over HTTPS only", () => {
+  test("the login cookie is HttpOnly and SameSite=Strict; over plain HTTP scoped to /console, over HTTPS __Host- and Secure", () => {
     const plain = loginCookie(new Request("http://127.0.0.1:8080/console/login"), "abc", 60);
     expect(plain).toBe("agentry_console=abc; Path=/console; HttpOnly; SameSite=Strict; Max-Age=60");
-    expect(loginCookie(new Request("https://agents.example.com/console/login"), "abc", 60)).toEndWith("; Secure");
-    expect(loginCookie(new Request("http://10.0.0.5/console/login", { headers: { "x-forwarded-proto": "https" } }), "abc", 60)).toEndWith("; Secure");
-    expect(loginCookie(new Request("http://127.0.0.1/console/logout"), null, 0)).toContain("agentry_console=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0");
+    const secure = "__Host-agentry_console=abc; Path=/; HttpOnly; SameSite=Strict; Max-Age=60; Secure";
+    expect(loginCookie(new Request("https://agents.example.com/console/login"), "abc", 60)).toBe(secure);
+    expect(loginCookie(new Request("http://10.0.0.5/console/login", { headers: { "x-forwarded-proto": "https" } }), "abc", 60)).toBe(secure);
+    expect(loginCookie(new Request("http://127.0.0.1/console/logout"), null, 0)).toBe("agentry_console=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0");
+    expect(loginCookie(new Request("https://agents.example.com/console/logout"), null, 0)).toBe("__Host-agentry_console=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0; Secure");
   });
 
   test("only a well-formed login id is read from the cookies", () => {
@@ -53,6 +55,11 @@ describe("actions come from the console's own origin", () => {
     expect(cookieLogin(withCookie(`agentry_console=${"A".repeat(40)};x`))).toBe("A".repeat(40));
     expect(cookieLogin(withCookie(`agentry_console="${id}"`))).toBeNull();
     expect(cookieLogin(new Request("http://x/console"))).toBeNull();
+    // Over HTTPS only the __Host- cookie is read (a plain one may have been set by a sibling subdomain).
+    const overHttps = (c: string) => new Request("https://x/console", { headers: { cookie: c } });
+    expect(cookieLogin(overHttps(`agentry_console=${id}`))).toBeNull();
+    expect(cookieLogin(overHttps(`agentry_console=${"B".repeat(43)}; __Host-agentry_console=${id}`))).toBe(id);
+    expect(cookieLogin(withCookie(`__Host-agentry_console=${id}`))).toBeNull();
   });
 });
 

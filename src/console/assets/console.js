@@ -67,6 +67,3 @@ async function follow(cell) {
 }
 
 document.querySelectorAll("[data-poll]").forEach((cell) => void follow(cell));
-
-// For a page opened before a rebuild started elsewhere, and for the console's browser tests.
-window.agentryConsole = { follow };

@@ -6,7 +6,7 @@
 import { Elysia, t } from "elysia";
 import type { Database } from "bun:sqlite";
 import type { ManagementPrincipal } from "../../../auth/management.ts";
-import { JOB_STATUSES, jobCountsByStatus, listJobsForOperators } from "../../../../projections/jobs/operators.ts";
+import { JOB_STATUSES, jobCountsByStatus, listJobsForOperators, unfinishedJobCounts } from "../../../../projections/jobs/operators.ts";
 import { decodeCursor, encodeCursor } from "../../pagination.ts";
 import { requireRole } from "./apps.ts";
 import { iso, parseJson } from "./common.ts";
@@ -97,11 +97,7 @@ export const adminRuntimeRoutes = ({ db, queue, principalOf }: AdminRuntimeDeps)
         Promise.resolve().then(() => queue.depth()).catch(() => null),
         Bun.sleep(QUEUE_TIMEOUT_MS).then(() => null),
       ]);
-      const counts = jobCountsByStatus(db);
-      return {
-        object: "queue" as const, kind: queue.kind, depth,
-        unfinished: { pending: counts.pending, processing: counts.processing, awaiting_approval: counts.awaiting_approval },
-      };
+      return { object: "queue" as const, kind: queue.kind, depth, unfinished: unfinishedJobCounts(db) };
     }, {
       response: "QueueState",
       detail: { summary: "The job queue: its kind and depth, and unfinished jobs by status (a principal for every app)" },
