@@ -156,6 +156,7 @@ export async function startServer(
     ? metricsListener(metrics, { port: config.metrics.port, hostname: config.metrics.host, token: config.metrics.token })
     : undefined;
   let reconcileTimer: ReturnType<typeof setInterval> | undefined;
+  let shuttingDown = false;
   const worker = new Worker(queue, new TurnRunner(ctx, `runner-${process.pid}`, { context: config.context }), logger.child({ component: "worker" }), config.workerConcurrency);
   ctx.running = worker;
 
@@ -170,7 +171,14 @@ export async function startServer(
     // Where jobs run, job ends and session deletions are followed up (see TurnCoordinator).
     await ctx.turns.start();
     // A started job is dispatched again only when no live worker holds its lease (see reconcile).
-    await reconcile(ctx);
+    // Reconciling reads the jobs and sessions read models: one rebuilt for a new version is read once
+    // it has swapped in, not from its old tables (start does not wait for that).
+    if (projectionRunner.rebuildingAtStart.length === 0) await reconcile(ctx);
+    else {
+      logger.info("read models are being rebuilt for this version; the data plane answers 503 until they are ready", { projections: projectionRunner.rebuildingAtStart });
+      void projectionRunner.whenReady().then(() => (shuttingDown ? undefined : reconcile(ctx)))
+        .catch((err) => logger.warn("reconciliation after the version rebuild failed", { error: err as Error }));
+    }
     if (queue.kind !== "in-process") {
       // Redis can lose entries (a restart without persistence); the event store cannot.
       reconcileTimer = setInterval(() => {
@@ -198,6 +206,7 @@ export async function startServer(
     let stopping: Promise<void> | undefined;
     return (reason = "shutdown") =>
       (stopping ??= (async () => {
+        shuttingDown = true;
         logger.info("shutting down", { reason, running_jobs: worker.activeCount, timeout_ms: config.shutdownTimeoutMs });
         clearInterval(reconcileTimer);
         // The worker takes no new job from now on, while the HTTP side drains alongside it (the queue
@@ -262,7 +271,7 @@ export async function startServer(
       auditRoutes({ ctx, directory, principalOf: (request) => managers.get(request) }),
       adminRoutes({ projections: projectionRunner, principalOf: (request) => managers.get(request) }),
       adminRuntimeRoutes({ db, queue: { kind: queue.kind, depth: queueDepth }, principalOf: (request) => managers.get(request) }),
-      auditSessionRoutes({ db, directory, principalOf: (request) => managers.get(request) }),
+      auditSessionRoutes({ db, directory, principalOf: (request) => managers.get(request), rebuilding: () => projectionRunner.rebuildingAtStart }),
       auditVerifyRoutes({ ctx, directory, principalOf: (request) => managers.get(request) }), v1Routes({ ctx, endUserTokens, skills }), signedFileRoutes({ ctx }),
       consoleRoutes({ api: consoleApi, logins: new ConsoleLogins(), management, publicBaseUrl: config.files.publicBaseUrl }), ...(extra.plugins ?? [])],
   });

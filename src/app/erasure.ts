@@ -21,7 +21,7 @@
  * hashed, see pseudonym.ts), usage-limit pools (`budget-…`, the user hashed) and the app's own streams.
  * Running it again is safe: what is already gone is reported as such.
  */
-import { ConflictError, NotFoundError } from "../core/errors.ts";
+import { ConflictError, NotFoundError, UnavailableError } from "../core/errors.ts";
 import { OCCURRED_AT_KEY, SCHEMA_VERSION_KEY } from "../core/eventContract.ts";
 import { newEventId, newResourceId } from "../core/ids.ts";
 import { erasureEvents, type ErasureEvent } from "../domain/erasure/events.ts";
@@ -79,6 +79,14 @@ const ERASE_ROUNDS = 5;
 
 /** Erases `userId` in the data partition `ctx.appId`. `meta.actor` is who asked. */
 export async function eraseUser(ctx: AppContext, userId: string, meta: CommandMetadata): Promise<ErasureSummary> {
+  // A read model waiting for its version rebuild is not folded live: an erasure now would leave the
+  // user's rows in its old tables and their bytes in freed pages. The management route has no
+  // data-plane readiness gate, so both are refused here.
+  const waiting = ctx.projections.rebuildingAtStart;
+  if (waiting.length) {
+    throw new UnavailableError(`Read models are being rebuilt for this version (${waiting.join(", ")}); erase once they are ready`,
+      { projections: waiting }, "read_models_rebuilding");
+  }
   const appId = ctx.appId;
   const hash = userHash(userId);
   // Nothing this writes (job cancels, blob releases, the record) may name the user in clear.

@@ -46,7 +46,7 @@ async function main(args: string[]): Promise<number> {
   } catch (err) {
     // A server holds the read models: a status reads beside it; a rebuild needs them to itself.
     if (command === "status" && err instanceof ReadModelInUseError && existsSync(dbPath)) return statusBesideServer(config, dbPath, err.pid);
-    if (command === "rebuild" && err instanceof ReadModelInUseError) return rebuildThroughServer(config, names.length ? names : projections.map((p) => p.name));
+    if (command === "rebuild" && err instanceof ReadModelInUseError) return rebuildThroughServer(config, err.pid, names.length ? names : projections.map((p) => p.name));
     throw err;
   }
   const store = createEventStore(config);
@@ -89,12 +89,13 @@ async function statusBesideServer(config: Config, dbPath: string, pid: number): 
       const row = readCheckpoint(db, p.name);
       if (row) checkpoints.set(p.name, { version: row.version, position: row.position === null ? null : BigInt(row.position) });
     }
-    const status = await projectionStatus(store, projections, (name) => checkpoints.get(name)?.position ?? null, {
-      stateOf: (lag) => (lag === 0 ? "live" : "catching_up"), lastError: null, now: Date.now(),
+    // A recorded version other than this code's: the server (running this code) is rebuilding it, its
+    // new tables counted from the start of the store, as GET /v1/admin/projections shows it.
+    const rebuilding = (name: string) => { const c = checkpoints.get(name); return c !== undefined && c.version !== projections.find((p) => p.name === name)!.version; };
+    const status = await projectionStatus(store, projections, (name) => (rebuilding(name) ? null : checkpoints.get(name)?.position ?? null), {
+      stateOf: (lag, name) => (rebuilding(name) ? "rebuilding" : lag === 0 ? "live" : "catching_up"), lastError: null, now: Date.now(),
     });
-    // A projection whose recorded version is not its current one is rebuilt when its server (re)starts.
-    const shown = status.map((s) => ({ ...s, ...(checkpoints.get(s.name) && checkpoints.get(s.name)!.version !== s.version ? { state: "starting" as const } : {}) }));
-    console.log(JSON.stringify({ served_by_pid: pid, projections: shown }, null, 2));
+    console.log(JSON.stringify({ served_by_pid: pid, projections: status }, null, 2));
     return 0;
   } finally {
     await store.close();
@@ -106,7 +107,7 @@ async function statusBesideServer(config: Config, dbPath: string, pid: number): 
  * Rebuilds online in the running server, one read model after another, printing progress to stderr and
  * each finished rebuild as a JSON line on stdout.
  */
-async function rebuildThroughServer(config: Config, names: readonly string[]): Promise<number> {
+async function rebuildThroughServer(config: Config, holder: number, names: readonly string[]): Promise<number> {
   const token = process.env.ADMIN_TOKEN ?? config.management.adminToken;
   if (!token) {
     console.error("A server holds the read models: set ADMIN_TOKEN to the operator's root token (or a management JWT) to rebuild through it");
@@ -115,13 +116,19 @@ async function rebuildThroughServer(config: Config, names: readonly string[]): P
   const host = ["0.0.0.0", "::", ""].includes(config.host) ? "127.0.0.1" : config.host.includes(":") ? `[${config.host}]` : config.host;
   const base = (process.env.AGENTRY_URL ?? `http://${host}:${config.port}`).replace(/\/+$/, "");
   const headers = { authorization: `Bearer ${token}` };
-  const call = async (method: string, path: string) => {
+  const call = async (method: string, path: string, allow: number[] = []) => {
     const res = await fetch(`${base}${path}`, { method, headers });
     const body = await res.json().catch(() => null) as any;
-    if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${body?.error?.message ?? ""}`.trim());
-    return body;
+    if (!res.ok && !allow.includes(res.status)) throw new Error(`${method} ${path}: ${res.status} ${body?.error?.message ?? ""}`.trim());
+    return { status: res.status, body };
   };
   try {
+    // Each API process keeps its own read models: make sure the URL reaches the one holding this file.
+    const { body: list } = await call("GET", "/v1/admin/projections");
+    if (list?.served_by_pid !== holder) {
+      console.error(`${base} is served by process ${list?.served_by_pid}, but the read models in this data folder are held by process ${holder}: set AGENTRY_URL to that process's address`);
+      return 2;
+    }
     for (const name of names) if (!(await follow(name))) return 1;
     return 0;
   } catch (err) {
@@ -130,12 +137,14 @@ async function rebuildThroughServer(config: Config, names: readonly string[]): P
   }
 
   async function follow(name: string): Promise<boolean> {
-    let status = await call("POST", `/v1/admin/projections/${encodeURIComponent(name)}/rebuild`);
+    // One already running (a version rebuild, another operator's) is followed rather than refused.
+    const started = await call("POST", `/v1/admin/projections/${encodeURIComponent(name)}/rebuild`, [409]);
+    let status = started.status === 409 ? (await call("GET", `/v1/admin/projections/${encodeURIComponent(name)}/rebuild`)).body : started.body;
     while (status.state === "running" || status.state === "swapping") {
       const eta = status.eta_ms === null ? "" : `, about ${Math.ceil(status.eta_ms / 1000)} s left`;
       console.error(`${name}: ${(status.progress * 100).toFixed(1)}% (${status.processed_events} of ~${status.total_events} events${eta})`);
       await Bun.sleep(500);
-      status = await call("GET", `/v1/admin/projections/${encodeURIComponent(name)}/rebuild`);
+      status = (await call("GET", `/v1/admin/projections/${encodeURIComponent(name)}/rebuild`)).body;
     }
     console.log(JSON.stringify(status));
     return status.state === "done";

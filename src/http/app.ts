@@ -4,6 +4,7 @@ import { Elysia } from "elysia";
 import type { Logger } from "../core/logger.ts";
 import type { EventStore } from "../eventstore/port.ts";
 import type { ProjectionRunner } from "../projections/runner.ts";
+import { UnavailableError } from "../core/errors.ts";
 import { errorHandler } from "./errors.ts";
 import { requestGuard, type StreamedBodyRoute } from "./requestGuard.ts";
 import { healthRoutes } from "./routes/health.ts";
@@ -45,7 +46,7 @@ export function createApp(deps: AppDeps) {
   // (with normalisation on, a string sent for an object field came through as {"0": …}).
   const guard = requestGuard({
     areas: [
-      ...(deps.authenticate ? [{ prefix: "/v1", authenticate: withRateLimit(deps.authenticate, deps.rateLimit) }] : []),
+      ...(deps.authenticate ? [{ prefix: "/v1", authenticate: whenReady(deps.runner, withRateLimit(deps.authenticate, deps.rateLimit)) }] : []),
       ...(deps.authenticateManagement ? [{ prefix: "/v1/apps", authenticate: deps.authenticateManagement }, { prefix: "/v1/admin", authenticate: deps.authenticateManagement }] : []),
     ],
     maxBodyBytes: deps.maxBodyBytes ?? 10 * 1024 * 1024,
@@ -97,6 +98,32 @@ export function createApp(deps: AppDeps) {
 }
 
 export type App = ReturnType<typeof createApp>;
+
+/**
+ * The data plane waits for read models rebuilt for a new version at start (ProjectionRunner
+ * .rebuildingAtStart): their old tables are not what this code reads, so until the swap a request
+ * gets 503 read_models_rebuilding with Retry-After rather than an answer from the wrong tables. Checked
+ * after the credentials, so an unknown caller learns nothing of the server's state.
+ */
+function whenReady(
+  runner: ProjectionRunner,
+  check: (request: Request, headers: Record<string, string | number>) => void | Promise<void>,
+): (request: Request, headers: Record<string, string | number>) => void | Promise<void> {
+  const ready = (headers: Record<string, string | number>) => {
+    const waiting = runner.rebuildingAtStart;
+    if (waiting.length === 0) return;
+    headers["retry-after"] = "5";
+    throw new UnavailableError(
+      `This server is rebuilding read models for its new version (${waiting.join(", ")}); retry shortly`,
+      { projections: waiting }, "read_models_rebuilding",
+    );
+  };
+  return (request, headers) => {
+    const checked = check(request, headers);
+    if (checked instanceof Promise) return checked.then(() => ready(headers));
+    return ready(headers);
+  };
+}
 
 /** `authenticate`, then (once it has passed) `rateLimit`; synchronous when both are. */
 function withRateLimit(

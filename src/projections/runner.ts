@@ -18,8 +18,8 @@ export interface ProjectionStatus {
   name: string;
   version: number;
   /**
-   * `rebuilding`: the projection's version changed since its tables were built; they keep serving, frozen
-   * as they were, while the new version is built beside them (see ProjectionRunner.rebuild).
+   * `rebuilding`: the projection's version changed since its tables were built; they are kept, frozen and
+   * not served (the process is not ready), while the new version is built beside them.
    */
   state: "starting" | "catching_up" | "live" | "rebuilding" | "error" | "stopped";
   /** Last processed global position, as a string (positions are bigints). */
@@ -95,6 +95,8 @@ export interface ProjectionRunnerOptions {
 export class UnknownProjectionError extends Error {}
 /** Thrown by `rebuild` while one already runs for that projection. */
 export class RebuildInProgressError extends Error {}
+/** Thrown by `rebuild` once the runner is stopping. */
+export class RunnerStoppedError extends Error {}
 
 interface Waiter {
   position: bigint;
@@ -123,6 +125,8 @@ export class ProjectionRunner {
   private deliveredUpTo: bigint | null = null;
   private readonly rebuilds = new Map<string, RebuildStatus>();
   private readonly rebuildsRunning = new Map<string, Promise<void>>();
+  private readonly versionRetries = new Map<string, number>();
+  private readonly retryTimers = new Set<ReturnType<typeof setTimeout>>();
 
   constructor(
     private readonly store: EventStore,
@@ -142,8 +146,8 @@ export class ProjectionRunner {
 
   /**
    * Creates schemas and starts processing. A projection whose version changed is rebuilt: in the
-   * background by default (its old tables serve, frozen, until the new ones swap in), or dropped and
-   * refolded live with `versionRebuild: "blocking"`.
+   * background by default (its old tables frozen until the new ones swap in; see rebuildingAtStart), or
+   * dropped and refolded live with `versionRebuild: "blocking"`.
    */
   start(): void {
     if (this.loop) return;
@@ -247,6 +251,7 @@ export class ProjectionRunner {
   async stop(): Promise<void> {
     this.stopped = true;
     this.state = "stopped";
+    for (const timer of this.retryTimers) clearTimeout(timer);
     await this.subscription?.unsubscribe();
     await this.loop;
     // A rebuild cut short leaves the live tables as they were; its shadow goes.
@@ -257,6 +262,22 @@ export class ProjectionRunner {
   rebuildOf(name: string): RebuildStatus | null {
     const status = this.rebuilds.get(name);
     return status ? { ...status } : null;
+  }
+
+  /**
+   * The projections whose version changed at start and whose new tables are not swapped in yet. Their
+   * old tables are not what this code reads, so the process is not ready to serve until this is empty
+   * (the data plane answers 503 read_models_rebuilding meanwhile, and GET /health/ready 503).
+   */
+  get rebuildingAtStart(): readonly string[] {
+    return [...this.frozen];
+  }
+
+  /** Resolves once no projection is waiting for its version rebuild (at once when none was). */
+  async whenReady(): Promise<void> {
+    while (this.frozen.size && !this.stopped) {
+      await Promise.race([...this.frozen].map((name) => this.rebuildsRunning.get(name) ?? Bun.sleep(100)));
+    }
   }
 
   /** Resolves with the rebuild's final status once the running one (if any) has ended. */
@@ -276,7 +297,7 @@ export class ProjectionRunner {
     const p = this.projections.find((x) => x.name === name);
     if (!p) throw new UnknownProjectionError(`No projection is named ${name}`);
     if (this.rebuildsRunning.has(name)) throw new RebuildInProgressError(`A rebuild of ${name} is already running`);
-    if (this.stopped) throw new Error("The projection runner is stopped");
+    if (this.stopped) throw new RunnerStoppedError("The projection runner is stopping: no rebuild can start");
     const status: RebuildStatus = {
       object: "projection.rebuild", projection: name, reason, state: "running", processed_events: 0, total_events: 0,
       progress: 0, eta_ms: null, started_at: new Date(this.now()).toISOString(), finished_at: null, position: null, error: null,
@@ -328,6 +349,20 @@ export class ProjectionRunner {
     } finally {
       shadow?.discard();
     }
+    // A version rebuild must succeed for the process to serve: try again, backing off, until stopped.
+    if (status.state === "failed" && this.frozen.has(p.name) && !this.stopped) this.retryVersionRebuild(p.name, status);
+  }
+
+  private retryVersionRebuild(name: string, failed: RebuildStatus): void {
+    const attempt = (this.versionRetries.get(name) ?? 0) + 1;
+    this.versionRetries.set(name, attempt);
+    const delayMs = Math.min(1000 * 2 ** (attempt - 1), 60_000);
+    this.options.logger?.warn("retrying the version rebuild", { projection: name, attempt, in_ms: delayMs, error: failed.error });
+    const timer = setTimeout(() => {
+      this.retryTimers.delete(timer);
+      if (!this.stopped && this.frozen.has(name) && !this.rebuildsRunning.has(name)) this.rebuild(name, "version_changed");
+    }, delayMs);
+    this.retryTimers.add(timer);
   }
 
   /** A shadow at `position` misses nothing if every event the live runner applies from now on is after it. */

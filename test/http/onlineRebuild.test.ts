@@ -82,11 +82,12 @@ test("20 clients read and write while every read model rebuilds online: no error
     const r = await admin.post(`/v1/admin/projections/${p.name}/rebuild`, undefined, root());
     expect(r.status).toBe(202);
     expect(r.body).toMatchObject({ object: "projection.rebuild", projection: p.name, state: "running" });
+    if (p === projections[0]) {
+      // A second request for a running rebuild (150,000 events to read) is a conflict, not a second rebuild.
+      const again = await admin.post(`/v1/admin/projections/${p.name}/rebuild`, undefined, root());
+      expect([again.status, again.body.error?.code]).toEqual([409, "rebuild_in_progress"]);
+    }
   }
-  // A second request for a running rebuild is a conflict, not a second rebuild.
-  const again = await admin.post("/v1/admin/projections/stream_catalog/rebuild", undefined, root());
-  expect([202, 409]).toContain(again.status);
-  if (again.status === 409) expect(again.body.error.code).toBe("rebuild_in_progress");
 
   // Progress is visible while they run, and every one reaches done.
   const progress: number[] = [];

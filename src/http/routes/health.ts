@@ -26,8 +26,10 @@ const Health = t.Object({
   version: t.String(),
   uptime_s: t.Integer(),
   store: t.Object({ kind: t.String(), ok: t.Boolean(), error: t.Optional(t.String()) }),
+  ready: t.Boolean({ description: "false while read models are rebuilt for a new version at start: the data plane answers 503 until then" }),
   projections: t.Array(ProjectionStatus),
 });
+const Ready = t.Object({ ready: t.Boolean(), rebuilding: t.Array(t.String()) });
 
 export const healthRoutes = ({ store, runner, version, startedAt }: HealthDeps) =>
   new Elysia({ name: "agentry.health" }).get(
@@ -47,6 +49,7 @@ export const healthRoutes = ({ store, runner, version, startedAt }: HealthDeps) 
         version,
         uptime_s: Math.floor((Date.now() - startedAt) / 1000),
         store: { kind: store.kind, ok: !storeError, ...(storeError ? { error: storeError } : {}) },
+        ready: runner.rebuildingAtStart.length === 0,
         projections,
       };
     },
@@ -58,4 +61,17 @@ export const healthRoutes = ({ store, runner, version, startedAt }: HealthDeps) 
         tags: ["Operations"],
       },
     },
-  );
+  )
+  // Readiness, for load balancers and orchestrators: liveness stays GET /health.
+  .get("/health/ready", ({ set }) => {
+    const rebuilding = [...runner.rebuildingAtStart];
+    set.status = rebuilding.length ? 503 : 200;
+    return { ready: rebuilding.length === 0, rebuilding };
+  }, {
+    response: { 200: Ready, 503: Ready },
+    detail: {
+      summary: "Readiness",
+      description: "200 once the server serves its data plane; 503 while read models are rebuilt for a new version at start (the data plane answers 503 read_models_rebuilding meanwhile). Route traffic by this; use GET /health for liveness.",
+      tags: ["Operations"],
+    },
+  });

@@ -5,8 +5,8 @@
  */
 import { Elysia, t } from "elysia";
 import type { ManagementPrincipal } from "../../../auth/management.ts";
-import { ConflictError, NotFoundError } from "../../../core/errors.ts";
-import { RebuildInProgressError, UnknownProjectionError, type ProjectionRunner } from "../../../projections/runner.ts";
+import { ConflictError, NotFoundError, UnavailableError } from "../../../core/errors.ts";
+import { RebuildInProgressError, RunnerStoppedError, UnknownProjectionError, type ProjectionRunner } from "../../../projections/runner.ts";
 import { requireRole } from "./apps.ts";
 
 export interface AdminRoutesDeps {
@@ -31,7 +31,7 @@ const Rebuild = t.Object({
 const ProjectionState = t.Object({
   name: t.String(), version: t.Integer(),
   state: t.Union([t.Literal("starting"), t.Literal("catching_up"), t.Literal("live"), t.Literal("rebuilding"), t.Literal("error"), t.Literal("stopped")], {
-    description: "`rebuilding`: the version changed; the old tables serve, frozen, until the new ones swap in",
+    description: "`rebuilding`: the version changed at start; the data plane answers 503 read_models_rebuilding until the new tables swap in",
   }),
   checkpoint: t.Union([t.String(), t.Null()], { description: "The last global position folded in" }),
   lag_events: t.Integer({ description: "Events in the store after the checkpoint (counted up to 10,000)" }),
@@ -40,7 +40,10 @@ const ProjectionState = t.Object({
   last_error: t.Union([t.String(), t.Null()]),
   rebuild: t.Union([Rebuild, t.Null()], { description: "The latest online rebuild since the process started, running or finished" }),
 });
-const ProjectionList = t.Object({ object: t.Literal("list"), data: t.Array(ProjectionState) });
+const ProjectionList = t.Object({
+  object: t.Literal("list"), data: t.Array(ProjectionState),
+  served_by_pid: t.Integer({ description: "The process whose read models these are (each API process keeps its own)" }),
+});
 const NameParam = t.Object({ name: t.String({ minLength: 1, maxLength: 100 }) });
 
 export const adminRoutes = ({ projections, principalOf }: AdminRoutesDeps) => {
@@ -55,7 +58,7 @@ export const adminRoutes = ({ projections, principalOf }: AdminRoutesDeps) => {
       // Read models serve every app: only a principal covering all apps sees them.
       requireRole(principalOf(request), "member", null);
       const data = (await projections.status()).map((s) => ({ ...s, rebuild: projections.rebuildOf(s.name) }));
-      return { object: "list" as const, data };
+      return { object: "list" as const, data, served_by_pid: process.pid };
     }, {
       response: "ProjectionList",
       detail: { summary: "This process's read models: state, checkpoint, lag and latest rebuild (a principal for every app)" },
@@ -69,6 +72,7 @@ export const adminRoutes = ({ projections, principalOf }: AdminRoutesDeps) => {
       } catch (err) {
         if (err instanceof UnknownProjectionError) throw new NotFoundError(err.message, { projection: params.name });
         if (err instanceof RebuildInProgressError) throw new ConflictError("rebuild_in_progress", err.message, { projection: params.name });
+        if (err instanceof RunnerStoppedError) throw new UnavailableError(err.message, { projection: params.name }, "shutting_down");
         throw err;
       }
     }, {
