@@ -153,12 +153,18 @@ export class ProjectionRunner {
     if (this.loop) return;
     const background = (this.options.versionRebuild ?? "background") === "background";
     if (background) removeStaleShadows(this.db.filename);
+    // Read models already built here: a projection new to them is built beside them, like a new version
+    // (a fresh read-model file is a first fold, which start waits for).
+    const builtBefore = (this.db.query("SELECT count(*) AS n FROM projection_checkpoints").get() as { n: number }).n > 0;
     this.db.transaction(() => {
       for (const p of this.projections) {
         const row = readCheckpoint(this.db, p.name);
         const changed = row !== undefined && row.version !== p.version;
-        if (changed && background) {
-          this.options.logger?.info("projection version changed: rebuilding in the background", { projection: p.name, from: row.version, to: p.version });
+        if (background && (changed || (row === undefined && builtBefore))) {
+          this.options.logger?.info(changed ? "projection version changed: rebuilding in the background" : "new projection: building it in the background",
+            { projection: p.name, from: row?.version ?? null, to: p.version });
+          // A new one gets its (empty) tables, so nothing that reads them meanwhile meets a missing table.
+          if (!changed) this.db.exec(p.schema);
           this.frozen.add(p.name);
           this.checkpoints.set(p.name, null);
           continue;
@@ -467,12 +473,16 @@ export class ProjectionRunner {
 
   private minCheckpoint(): bigint | null {
     let min: bigint | undefined;
+    let live = 0;
     for (const p of this.projections) {
       if (this.frozen.has(p.name)) continue; // frozen: read-your-writes waits for the live ones only
+      live++;
       const c = this.checkpoints.get(p.name) ?? null;
       if (c === null) return null;
       if (min === undefined || c < min) min = c;
     }
+    // Every one frozen: none lags, so what the subscription has handed over counts as processed.
+    if (live === 0) return this.deliveredUpTo;
     return min ?? null;
   }
 

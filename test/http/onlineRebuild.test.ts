@@ -69,7 +69,7 @@ test("20 clients read and write while every read model rebuilds online: no error
         if (message.status === 202) check("job", await client.get(`/v1/jobs/${message.body.job_id}`));
       }
       check("remember", await client.post("/v1/memory", { user_id: user, content: `client ${n} likes tea number ${round}` }));
-      const recall = check("recall", await client.get(`/v1/memory?user_id=${user}&query=tea&limit=50`));
+      const recall = check("recall", await client.get(`/v1/memory?user_id=${user}&query=tea&limit=100`));
       if (recall.status === 200 && recall.body.data.length !== round + 1) failures.push(`client ${n} recalled ${recall.body.data.length} of ${round + 1} memories`);
     }
   };

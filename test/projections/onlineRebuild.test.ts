@@ -156,6 +156,41 @@ describe("online projection rebuild", () => {
     expect(dumpTables(db, ["deposit_totals"])).toEqual(before);
   }, 30_000);
 
+  test("a projection new to an existing read-model file is built in the background; read-your-writes does not wait for it", async () => {
+    const { store, db, runner } = setup();
+    await deposit(store, 300);
+    await runner.waitUntilCaughtUp();
+    await runner.stop();
+    const audit: Projection = { ...deposits, name: "deposit_audit", tables: ["deposit_audit"], schema: deposits.schema.replaceAll("deposit_totals", "deposit_audit"),
+      apply: (d, e) => d.query("INSERT INTO deposit_audit (account, total, ops) VALUES (?1, ?2, 1) ON CONFLICT(account) DO UPDATE SET total = total + ?2, ops = ops + 1")
+        .run(e.streamId, (e.data as { amount: number }).amount) };
+    const next = new ProjectionRunner(store, db, [...projections, deposits, audit]);
+    cleanups.push(() => next.stop());
+    next.start();
+    expect(next.rebuildingAtStart).toEqual(["deposit_audit"]);
+    // Its tables exist (empty) at once, and a write is read back by the live ones without waiting for it.
+    expect(db.query("SELECT count(*) AS n FROM deposit_audit").get()).toEqual({ n: 0 });
+    const written = await store.appendToStream("account-new", [{ id: crypto.randomUUID(), type: "Deposited", data: { amount: 5 } }]);
+    await next.waitForPosition(written.position, 5000);
+    await next.whenReady();
+    await next.waitUntilCaughtUp();
+    const totals = db.query("SELECT account, total, ops FROM deposit_totals ORDER BY account").all();
+    expect(db.query("SELECT account, total, ops FROM deposit_audit ORDER BY account").all()).toEqual(totals);
+  }, 30_000);
+
+  test("with every projection rebuilding, waiting for the store's head still ends", async () => {
+    const { store, db, runner } = setup();
+    await deposit(store, 300);
+    await runner.waitUntilCaughtUp();
+    await runner.stop();
+    const next = new ProjectionRunner(store, db, [{ ...deposits, version: 9 }]);
+    cleanups.push(() => next.stop());
+    next.start();
+    expect(next.rebuildingAtStart).toEqual(["deposits"]);
+    await next.waitUntilCaughtUp(10_000);
+    await next.whenReady();
+  }, 30_000);
+
   test("a stop mid-rebuild leaves the live tables as they were and removes the shadow; a start removes stale shadows", async () => {
     const { dir, store, db, runner } = setup();
     await deposit(store, 20_000);
