@@ -75,6 +75,11 @@ export async function projectionStatus(
   return out;
 }
 
+/** SQLite's default WAL auto-checkpoint, in pages. */
+const WAL_AUTOCHECKPOINT_PAGES = 1000;
+/** While folding a backlog: about 256 MB of WAL between checkpoints. */
+const BULK_CHECKPOINT_PAGES = 65_536;
+
 export interface ProjectionRunnerOptions {
   batchSize?: number;
   now?: () => number;
@@ -126,6 +131,9 @@ export class ProjectionRunner {
   private readonly rebuilds = new Map<string, RebuildStatus>();
   private readonly rebuildsRunning = new Map<string, Promise<void>>();
   private readonly versionRetries = new Map<string, number>();
+  private bulk = false;
+  /** A batch asked of the subscription whose answer came too late for the batch it was asked for. */
+  private pendingBatch: Promise<RecordedEvent[]> | undefined;
   private readonly retryTimers = new Set<ReturnType<typeof setTimeout>>();
 
   constructor(
@@ -415,14 +423,31 @@ export class ProjectionRunner {
     let backoffMs = 250;
     while (!this.stopped) {
       const from = this.minCheckpoint();
+      this.pendingBatch = undefined; // asked of a subscription that is gone
       this.subscription = this.store.subscribeToAll({ fromPosition: from ?? "start" });
       if (from !== null && (this.deliveredUpTo === null || from > this.deliveredUpTo)) this.deliveredUpTo = from;
       this.state = "catching_up";
       try {
         for (;;) {
-          const batch = await this.subscription.nextBatch(this.batchSize);
+          const batch = await this.nextBatch();
           if (batch.length === 0) break; // unsubscribed
-          this.applyBatch(batch);
+          // A backlog arrives a page at a time: fold what follows at once (up to batchSize) in the same
+          // transaction. Only what is there within a moment: a store may never say it caught up.
+          while (batch.length < this.batchSize && !this.subscription.caughtUp) {
+            const more = this.nextBatch(this.batchSize - batch.length);
+            const got = await Promise.race([more, Bun.sleep(2).then(() => null)]);
+            if (got === null) {
+              this.pendingBatch = more; // not lost: the next round starts with it
+              more.catch(() => {}); // a failure surfaces when it is awaited, not as an unhandled rejection
+              break;
+            }
+            if (got.length === 0) break;
+            for (const e of got) batch.push(e);
+          }
+          // A subscription not caught up yet is reading a backlog: fold it without checkpointing the WAL
+          // on the way (each checkpoint is an fsync), and checkpoint once at its end.
+          if (!this.bulk && this.state === "catching_up" && !this.subscription.caughtUp) this.setBulk(true);
+          this.applyBatch(batch, this.bulk && this.subscription.caughtUp);
           backoffMs = 250;
           if (this.subscription.caughtUp && this.state === "catching_up") this.state = "live";
           if (this.lastError) this.lastError = null;
@@ -439,7 +464,25 @@ export class ProjectionRunner {
     }
   }
 
-  private applyBatch(batch: readonly RecordedEvent[]): void {
+  /**
+   * Bulk folding: the WAL is not checkpointed every WAL_AUTOCHECKPOINT_PAGES (SQLite's default, and an
+   * fsync each) but at most every BULK_CHECKPOINT_PAGES, and once when the backlog ends. Durability is
+   * what synchronous=NORMAL gives either way: the WAL is synced at checkpoints only.
+   */
+  private setBulk(on: boolean): void {
+    this.bulk = on;
+    this.db.exec(`PRAGMA wal_autocheckpoint = ${on ? BULK_CHECKPOINT_PAGES : WAL_AUTOCHECKPOINT_PAGES}`);
+    if (!on) this.db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  }
+
+  /** The subscription's next batch: one asked for earlier and not awaited to the end first. */
+  private nextBatch(max = this.batchSize): Promise<RecordedEvent[]> {
+    const pending = this.pendingBatch;
+    this.pendingBatch = undefined;
+    return pending ?? this.subscription!.nextBatch(max);
+  }
+
+  private applyBatch(batch: readonly RecordedEvent[], endsBacklog = false): void {
     const last = batch[batch.length - 1]!.position;
     const advanced: Array<[Projection, bigint]> = [];
     this.db.transaction(() => {
@@ -458,6 +501,8 @@ export class ProjectionRunner {
     // Only after the commit: the in-memory view never runs ahead of what is on disk.
     for (const [p, position] of advanced) this.checkpoints.set(p.name, position);
     if (this.deliveredUpTo === null || last > this.deliveredUpTo) this.deliveredUpTo = last;
+    // Before anyone waiting is told: the backlog counts as folded once it is checkpointed.
+    if (endsBacklog) this.setBulk(false);
     this.processed = this.minCheckpoint();
     this.releaseWaiters();
   }
