@@ -182,6 +182,8 @@ export async function startServer(
     if (queue.kind !== "in-process") {
       // Redis can lose entries (a restart without persistence); the event store cannot.
       reconcileTimer = setInterval(() => {
+        // It reads the jobs, sessions and files read models: not from old tables waiting for a rebuild.
+        if (projectionRunner.rebuildingAtStart.length) return;
         void reconcile(ctx, { minAgeMs: config.reconcileIntervalMs / 2 })
           .catch((err) => logger.warn("periodic reconciliation failed", { error: err as Error }));
       }, config.reconcileIntervalMs);
@@ -270,7 +272,7 @@ export async function startServer(
       appUserRoutes({ ctx, directory, principalOf: (request) => managers.get(request) }),
       auditRoutes({ ctx, directory, principalOf: (request) => managers.get(request) }),
       adminRoutes({ projections: projectionRunner, principalOf: (request) => managers.get(request) }),
-      adminRuntimeRoutes({ db, queue: { kind: queue.kind, depth: queueDepth }, principalOf: (request) => managers.get(request) }),
+      adminRuntimeRoutes({ db, queue: { kind: queue.kind, depth: queueDepth }, principalOf: (request) => managers.get(request), rebuilding: () => projectionRunner.rebuildingAtStart }),
       auditSessionRoutes({ db, directory, principalOf: (request) => managers.get(request), rebuilding: () => projectionRunner.rebuildingAtStart }),
       auditVerifyRoutes({ ctx, directory, principalOf: (request) => managers.get(request) }), v1Routes({ ctx, endUserTokens, skills }), signedFileRoutes({ ctx }),
       consoleRoutes({ api: consoleApi, logins: new ConsoleLogins(), management, publicBaseUrl: config.files.publicBaseUrl }), ...(extra.plugins ?? [])],

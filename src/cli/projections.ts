@@ -91,7 +91,11 @@ async function statusBesideServer(config: Config, dbPath: string, pid: number): 
     }
     // A recorded version other than this code's: the server (running this code) is rebuilding it, its
     // new tables counted from the start of the store, as GET /v1/admin/projections shows it.
-    const rebuilding = (name: string) => { const c = checkpoints.get(name); return c !== undefined && c.version !== projections.find((p) => p.name === name)!.version; };
+    // (A projection new to a file that holds others is built the same way.)
+    const rebuilding = (name: string) => {
+      const c = checkpoints.get(name);
+      return c === undefined ? checkpoints.size > 0 : c.version !== projections.find((p) => p.name === name)!.version;
+    };
     const status = await projectionStatus(store, projections, (name) => (rebuilding(name) ? null : checkpoints.get(name)?.position ?? null), {
       stateOf: (lag, name) => (rebuilding(name) ? "rebuilding" : lag === 0 ? "live" : "catching_up"), lastError: null, now: Date.now(),
     });

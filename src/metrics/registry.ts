@@ -149,7 +149,8 @@ export class Metrics {
       registers: [this.registry],
       collect() {
         this.reset();
-        if (!sources.db) return;
+        // A jobs read model waiting for its version rebuild has old tables: no figures rather than stale ones.
+        if (!sources.db || sources.projections?.rebuildingAtStart.includes("jobs")) return;
         const rows = sources.db.query<{ status: string; n: number }, []>("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status").all();
         for (const row of rows) this.set({ status: row.status }, row.n);
       },

@@ -7,7 +7,7 @@
  * subscribes from the lowest and each projection skips what it has already seen.
  */
 import type { Database } from "bun:sqlite";
-import { TimeoutError } from "../core/errors.ts";
+import { TimeoutError, UnavailableError } from "../core/errors.ts";
 import type { Logger } from "../core/logger.ts";
 import type { EventStore, RecordedEvent, Subscription } from "../eventstore/port.ts";
 import type { Projection } from "./projection.ts";
@@ -75,6 +75,8 @@ export async function projectionStatus(
   return out;
 }
 
+/** Tries of a failing version rebuild before it waits for an operator (backing off 1 s, 2 s, … 64 s). */
+const VERSION_REBUILD_ATTEMPTS = 8;
 /** SQLite's default WAL auto-checkpoint, in pages. */
 const WAL_AUTOCHECKPOINT_PAGES = 1000;
 /** While folding a backlog: about 256 MB of WAL between checkpoints. */
@@ -92,8 +94,22 @@ export interface ProjectionRunnerOptions {
    * CLI, which has the read models to itself).
    */
   versionRebuild?: "background" | "blocking";
+  /** The first wait before a failed version rebuild is tried again (doubling, at most a minute). */
+  versionRetryBaseMs?: number;
   /** Events per batch an online rebuild folds between yields to the event loop. */
   rebuildBatchSize?: number;
+}
+
+/**
+ * Refuses (503 read_models_rebuilding) a read of read models waiting for their version rebuild: their
+ * old tables are not what this code reads. For reads outside the data plane's readiness gate.
+ */
+export function requireServing(runner: Pick<ProjectionRunner, "rebuildingAtStart">, ...names: string[]): void {
+  const waiting = runner.rebuildingAtStart.filter((name) => names.includes(name));
+  if (waiting.length) {
+    throw new UnavailableError(`Read models are being rebuilt for this version (${waiting.join(", ")}); retry once they are ready`,
+      { projections: waiting }, "read_models_rebuilding");
+  }
 }
 
 /** Thrown by `rebuild` for a name no projection has. */
@@ -132,6 +148,8 @@ export class ProjectionRunner {
   private readonly rebuildsRunning = new Map<string, Promise<void>>();
   private readonly versionRetries = new Map<string, number>();
   private bulk = false;
+  /** Why a version rebuild was given up, until one succeeds. */
+  private versionFailure: string | null = null;
   /** A batch asked of the subscription whose answer came too late for the batch it was asked for. */
   private pendingBatch: Promise<RecordedEvent[]> | undefined;
   private readonly retryTimers = new Set<ReturnType<typeof setTimeout>>();
@@ -253,8 +271,9 @@ export class ProjectionRunner {
   async status(): Promise<ProjectionStatus[]> {
     return projectionStatus(this.store, this.projections, (name) => this.checkpoints.get(name) ?? null, {
       // Nothing left to process means live, whether or not a batch has arrived since start.
-      stateOf: (lagEvents, name) => (this.frozen.has(name) ? "rebuilding" : this.state === "catching_up" && lagEvents === 0 ? "live" : this.state),
-      lastError: this.lastError, now: this.now(), lagCountLimit: this.options.lagCountLimit,
+      stateOf: (lagEvents, name) => (this.frozen.has(name) ? ((this.versionRetries.get(name) ?? 0) > VERSION_REBUILD_ATTEMPTS ? "error" : "rebuilding")
+        : this.state === "catching_up" && lagEvents === 0 ? "live" : this.state),
+      lastError: this.lastError ?? this.versionFailure, now: this.now(), lagCountLimit: this.options.lagCountLimit,
     });
   }
 
@@ -352,6 +371,8 @@ export class ProjectionRunner {
       }
       status.state = "swapping";
       this.swapIn(p, shadow);
+      this.versionRetries.delete(p.name);
+      if (this.frozen.size === 0) this.versionFailure = null;
       Object.assign(status, {
         state: "done", progress: 1, eta_ms: 0, processed_events: shadow.processed, total_events: shadow.processed,
         position: shadow.position?.toString() ?? null, finished_at: new Date(this.now()).toISOString(),
@@ -370,7 +391,14 @@ export class ProjectionRunner {
   private retryVersionRebuild(name: string, failed: RebuildStatus): void {
     const attempt = (this.versionRetries.get(name) ?? 0) + 1;
     this.versionRetries.set(name, attempt);
-    const delayMs = Math.min(1000 * 2 ** (attempt - 1), 60_000);
+    if (attempt > VERSION_REBUILD_ATTEMPTS) {
+      // Failing every time is a fault to fix, not to retry forever (each attempt reads the whole store).
+      // Not ready meanwhile; /health reports it; POST /v1/admin/projections/{name}/rebuild tries again.
+      this.versionFailure = `the version rebuild of ${name} failed ${attempt - 1} times: ${failed.error}`;
+      this.options.logger?.error("version rebuild given up; the process stays not ready until a rebuild succeeds", { projection: name, attempts: attempt - 1, error: failed.error });
+      return;
+    }
+    const delayMs = Math.min((this.options.versionRetryBaseMs ?? 1000) * 2 ** (attempt - 1), 60_000);
     this.options.logger?.warn("retrying the version rebuild", { projection: name, attempt, in_ms: delayMs, error: failed.error });
     const timer = setTimeout(() => {
       this.retryTimers.delete(timer);
@@ -424,6 +452,9 @@ export class ProjectionRunner {
     while (!this.stopped) {
       const from = this.minCheckpoint();
       this.pendingBatch = undefined; // asked of a subscription that is gone
+      // Where the backlog ends: not every store says when its subscription caught up.
+      const backlogEnd = await this.store.headPosition().catch(() => null);
+      if (this.stopped) break;
       this.subscription = this.store.subscribeToAll({ fromPosition: from ?? "start" });
       if (from !== null && (this.deliveredUpTo === null || from > this.deliveredUpTo)) this.deliveredUpTo = from;
       this.state = "catching_up";
@@ -433,7 +464,8 @@ export class ProjectionRunner {
           if (batch.length === 0) break; // unsubscribed
           // A backlog arrives a page at a time: fold what follows at once (up to batchSize) in the same
           // transaction. Only what is there within a moment: a store may never say it caught up.
-          while (batch.length < this.batchSize && !this.subscription.caughtUp) {
+          const inBacklog = () => backlogEnd !== null && batch[batch.length - 1]!.position < backlogEnd && !this.subscription!.caughtUp;
+          while (batch.length < this.batchSize && inBacklog()) {
             const more = this.nextBatch(this.batchSize - batch.length);
             const got = await Promise.race([more, Bun.sleep(2).then(() => null)]);
             if (got === null) {
@@ -444,10 +476,11 @@ export class ProjectionRunner {
             if (got.length === 0) break;
             for (const e of got) batch.push(e);
           }
-          // A subscription not caught up yet is reading a backlog: fold it without checkpointing the WAL
-          // on the way (each checkpoint is an fsync), and checkpoint once at its end.
-          if (!this.bulk && this.state === "catching_up" && !this.subscription.caughtUp) this.setBulk(true);
-          this.applyBatch(batch, this.bulk && this.subscription.caughtUp);
+          // Before the backlog's end, fold without checkpointing the WAL on the way (each checkpoint is
+          // an fsync), and checkpoint once at its end.
+          const backlogLeft = inBacklog();
+          if (!this.bulk && backlogLeft) this.setBulk(true);
+          this.applyBatch(batch, this.bulk && !backlogLeft);
           backoffMs = 250;
           if (this.subscription.caughtUp && this.state === "catching_up") this.state = "live";
           if (this.lastError) this.lastError = null;

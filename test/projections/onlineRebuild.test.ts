@@ -156,6 +156,31 @@ describe("online projection rebuild", () => {
     expect(dumpTables(db, ["deposit_totals"])).toEqual(before);
   }, 30_000);
 
+  test("a version rebuild that fails every time is given up after a few tries: not ready, reported, and a requested rebuild can still fix it", async () => {
+    const { store, db, runner } = setup();
+    await deposit(store, 50);
+    await runner.waitUntilCaughtUp();
+    await runner.stop();
+    let broken = true;
+    let attempts = 0;
+    const v2: Projection = { ...deposits, version: 2, apply(d, e) { if (broken) { attempts++; throw new Error("a bug in the fold"); } deposits.apply(d, e); } };
+    const next = new ProjectionRunner(store, db, [...projections, v2], { versionRetryBaseMs: 1 });
+    cleanups.push(() => next.stop());
+    next.start();
+    for (let i = 0; i < 2000 && (await next.status()).find((s) => s.name === "deposits")!.state !== "error"; i++) await Bun.sleep(5);
+    const status = (await next.status()).find((s) => s.name === "deposits")!;
+    expect(status).toMatchObject({ state: "error" });
+    expect(status.last_error).toContain("failed 8 times: a bug in the fold");
+    expect(attempts).toBe(9); // the first try and eight more
+    await Bun.sleep(50);
+    expect(attempts).toBe(9); // and no more
+    expect(next.rebuildingAtStart).toEqual(["deposits"]);
+    broken = false;
+    next.rebuild("deposits");
+    await next.whenReady();
+    expect((await next.status()).find((s) => s.name === "deposits")).toMatchObject({ state: "live", last_error: null });
+  }, 30_000);
+
   test("a projection new to an existing read-model file is built in the background; read-your-writes does not wait for it", async () => {
     const { store, db, runner } = setup();
     await deposit(store, 300);

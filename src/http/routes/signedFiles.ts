@@ -4,6 +4,7 @@
  * (once, before it expires); `GET /downloads/{file_id}` serves a file's bytes. A query not exactly as
  * issued, or a wrong signature, is 403 `invalid_signature`, an expired one 403 `signature_expired`.
  */
+import { requireServing } from "../../projections/runner.ts";
 import { Elysia, t } from "elysia";
 import type { AppContext } from "../../app/context.ts";
 import { completeSignedUpload, filesOf, loadFile, openBlob, sessionGone } from "../../app/files.ts";
@@ -41,6 +42,8 @@ export const signedFileRoutes = ({ ctx }: { ctx: AppContext }) =>
     .use(fileModels)
     .put("/uploads/:file_id", async ({ params, request, set }) => {
       filesOf(ctx).urls.verify("upload", params.file_id, searchOf(request));
+      // Before the upload is used up: its answer reads the files read model.
+      requireServing(ctx.projections, "files");
       const loaded = await loadFile(ctx, params.file_id);
       if (!loaded || (await sessionGone(ctx, loaded.state))) throw notFound();
       const appId = loaded.appId ?? ctx.appId;

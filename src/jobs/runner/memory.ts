@@ -90,6 +90,11 @@ export async function turnMemory(ctx: AppContext, input: TurnMemoryInput): Promi
 
 async function recallFor(ctx: AppContext, input: TurnMemoryInput, limit: number): Promise<Array<{ id: string; content: string }>> {
   if (tokenize(input.input).length === 0) return [];
+  // Old tables of a memory read model waiting for its version rebuild are not searched.
+  if (ctx.projections.rebuildingAtStart.includes("memory")) {
+    ctx.logger.warn("memory recall skipped: the memory read model is being rebuilt for this version", { job_id: input.jobId });
+    return [];
+  }
   try {
     // In a worker process the read models follow the store a little behind: an entry added before
     // this message was sent is waited for (bounded), so the turn recalls it.

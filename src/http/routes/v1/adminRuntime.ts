@@ -3,6 +3,7 @@
  * status) and how deep the job queue is. Management plane, like the projections' state (admin.ts):
  * jobs of every app are shown, so only a principal covering every app reads them (any role).
  */
+import { requireServing } from "../../../projections/runner.ts";
 import { Elysia, t } from "elysia";
 import type { Database } from "bun:sqlite";
 import type { ManagementPrincipal } from "../../../auth/management.ts";
@@ -17,6 +18,8 @@ export interface AdminRuntimeDeps {
   /** The job queue: its kind, and how many jobs wait for a worker (the same reading as the metrics'). */
   queue: { kind: string; depth(): number | Promise<number> };
   principalOf(request: Request): ManagementPrincipal | undefined;
+  /** Read models waiting for their version rebuild (ProjectionRunner.rebuildingAtStart): jobs is not read then. */
+  rebuilding?: () => readonly string[];
 }
 
 const Nullable = <T extends import("@sinclair/typebox").TSchema>(s: T) => t.Union([s, t.Null()]);
@@ -58,11 +61,12 @@ const JobsQuery = t.Object({
 /** How long the queue may take to say its depth before the answer goes without it. */
 const QUEUE_TIMEOUT_MS = 2000;
 
-export const adminRuntimeRoutes = ({ db, queue, principalOf }: AdminRuntimeDeps) =>
+export const adminRuntimeRoutes = ({ db, queue, principalOf, rebuilding = () => [] }: AdminRuntimeDeps) =>
   new Elysia({ name: "agentry.v1.admin.runtime", prefix: "/v1/admin", detail: { tags: ["Admin"], security: [{ managementToken: [] }] } })
     .model({ JobStatusCounts, OperatorJobPage, QueueState })
     .get("/jobs/counts", ({ request }) => {
       requireRole(principalOf(request), "member", null);
+      requireServing({ rebuildingAtStart: rebuilding() }, "jobs");
       const counts = jobCountsByStatus(db);
       return { object: "job_status_counts" as const, counts, total: Object.values(counts).reduce((a, b) => a + b, 0) };
     }, {
@@ -71,6 +75,7 @@ export const adminRuntimeRoutes = ({ db, queue, principalOf }: AdminRuntimeDeps)
     })
     .get("/jobs", ({ query, request }) => {
       requireRole(principalOf(request), "member", null);
+      requireServing({ rebuildingAtStart: rebuilding() }, "jobs");
       const limit = query.limit ?? 20;
       const after = decodeCursor(query.cursor, { s: "integer" });
       const rows = listJobsForOperators(db, { status: query.status, appId: query.app_id }, limit + 1, after?.s);
@@ -92,6 +97,7 @@ export const adminRuntimeRoutes = ({ db, queue, principalOf }: AdminRuntimeDeps)
     })
     .get("/queue", async ({ request }) => {
       requireRole(principalOf(request), "member", null);
+      requireServing({ rebuildingAtStart: rebuilding() }, "jobs");
       // A queue that does not answer (Redis away) is itself what the operator needs to see: null, not an error.
       const depth = await Promise.race([
         Promise.resolve().then(() => queue.depth()).catch(() => null),

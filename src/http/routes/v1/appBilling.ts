@@ -21,6 +21,7 @@ import { dataAppId } from "../../../app/access.ts";
 import { liveAppIn, requireRole } from "./apps.ts";
 import { IdParam, metaOf } from "./common.ts";
 import { UsageQuery, UsageReport, usageAnswer } from "./usage.ts";
+import { requireServing } from "../../../projections/runner.ts";
 
 export interface AppBillingRoutesDeps {
   ctx: AppContext;
@@ -143,6 +144,7 @@ export const appBillingRoutes = ({ ctx, directory, principalOf }: AppBillingRout
       requireRole(principalOf(request), "member", params.app_id);
       liveApp(params.app_id);
       const { mode, ...report } = query;
+      requireServing(ctx.projections, "usage");
       return usageAnswer(ctx.db, { appId: dataAppId(params.app_id, mode ?? "live") }, report, set);
     }, {
       params: IdParam("app_id"),

@@ -10,11 +10,12 @@ import type { Database } from "bun:sqlite";
 import { dataAppId } from "../../../app/access.ts";
 import type { TenantDirectory } from "../../../app/tenantDirectory.ts";
 import type { ManagementPrincipal } from "../../../auth/management.ts";
-import { ForbiddenError, NotFoundError, UnavailableError } from "../../../core/errors.ts";
+import { ForbiddenError, NotFoundError } from "../../../core/errors.ts";
 import { searchSessions } from "../../../../projections/sessions/search.ts";
 import { principalOf as keyPrincipalOf } from "../../auth.ts";
 import { decodeCursor, encodeCursor } from "../../pagination.ts";
 import { requireRole } from "./apps.ts";
+import { requireServing } from "../../../projections/runner.ts";
 import { sessionView } from "./common.ts";
 import { Session } from "./models.ts";
 
@@ -50,9 +51,7 @@ type Query = typeof KeyQuery.static;
 export const auditSessionRoutes = ({ db, directory, principalOf, rebuilding }: AuditSessionRoutesDeps) => {
   const search = (partition: string, query: Query): typeof AuditSessionPage.static => {
     // The management plane has no readiness gate: old sessions tables are not what this code reads.
-    if (rebuilding?.().includes("sessions")) {
-      throw new UnavailableError("The sessions read model is being rebuilt for this version; search once it is ready", { projections: ["sessions"] }, "read_models_rebuilding");
-    }
+    if (rebuilding) requireServing({ rebuildingAtStart: rebuilding() }, "sessions");
     const limit = query.limit ?? 20;
     const after = decodeCursor(query.cursor, { s: "integer", id: "string" });
     const rows = searchSessions(db, partition, { sessionId: query.session_id, userId: query.user_id, externalRef: query.external_ref }, limit + 1, after ? { seq: after.s, id: after.id } : undefined);
