@@ -270,11 +270,15 @@ export class ProjectionRunner {
 
   async status(): Promise<ProjectionStatus[]> {
     return projectionStatus(this.store, this.projections, (name) => this.checkpoints.get(name) ?? null, {
-      // Nothing left to process means live, whether or not a batch has arrived since start.
-      stateOf: (lagEvents, name) => (this.frozen.has(name) ? ((this.versionRetries.get(name) ?? 0) > VERSION_REBUILD_ATTEMPTS ? "error" : "rebuilding")
-        : this.state === "catching_up" && lagEvents === 0 ? "live" : this.state),
+      stateOf: (lagEvents, name) => this.stateOf(name, lagEvents),
       lastError: this.lastError ?? this.versionFailure, now: this.now(), lagCountLimit: this.options.lagCountLimit,
     });
+  }
+
+  private stateOf(name: string, lagEvents: number): ProjectionStatus["state"] {
+    if (this.frozen.has(name)) return (this.versionRetries.get(name) ?? 0) > VERSION_REBUILD_ATTEMPTS ? "error" : "rebuilding";
+    // Nothing left to process means live, whether or not a batch has arrived since start.
+    return this.state === "catching_up" && lagEvents === 0 ? "live" : this.state;
   }
 
   get currentState(): ProjectionStatus["state"] {
