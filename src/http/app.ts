@@ -5,7 +5,7 @@ import type { Logger } from "../core/logger.ts";
 import type { EventStore } from "../eventstore/port.ts";
 import type { ProjectionRunner } from "../projections/runner.ts";
 import { UnavailableError } from "../core/errors.ts";
-import { errorHandler } from "./errors.ts";
+import { errorHandler, type ErrorDialect } from "./errors.ts";
 import { requestGuard, type StreamedBodyRoute } from "./requestGuard.ts";
 import { healthRoutes } from "./routes/health.ts";
 import type { Metrics } from "../metrics/registry.ts";
@@ -37,6 +37,8 @@ export interface AppDeps {
   metricsToken?: string;
   /** The access log (one info line per request); none: off. */
   accessLog?: Logger;
+  /** How the compat surfaces (src/compat) word errors under their prefixes. */
+  errorDialects?: readonly ErrorDialect[];
   /** Further route modules mounted after the built-in ones. */
   plugins?: readonly Elysia<any, any, any, any, any, any, any>[];
 }
@@ -47,6 +49,8 @@ export function createApp(deps: AppDeps) {
   const guard = requestGuard({
     areas: [
       ...(deps.authenticate ? [{ prefix: "/v1", authenticate: whenReady(deps.runner, withRateLimit(deps.authenticate, deps.rateLimit)) }] : []),
+      // The compat surfaces are the data plane in other wire formats: the same keys, limits and readiness.
+      ...(deps.authenticate ? [{ prefix: "/compat", authenticate: whenReady(deps.runner, withRateLimit(deps.authenticate, deps.rateLimit)) }] : []),
       ...(deps.authenticateManagement ? [{ prefix: "/v1/apps", authenticate: deps.authenticateManagement }, { prefix: "/v1/admin", authenticate: deps.authenticateManagement }] : []),
     ],
     maxBodyBytes: deps.maxBodyBytes ?? 10 * 1024 * 1024,
@@ -57,7 +61,7 @@ export function createApp(deps: AppDeps) {
   // envelope, counting bytes as they arrive; Bun would answer a bare 413.
   const app = new Elysia({ normalize: false, serve: { maxRequestBodySize: Number.MAX_SAFE_INTEGER } })
     .use(observe({ metrics: deps.metrics, accessLog: deps.accessLog }))
-    .use(errorHandler(deps.logger))
+    .use(errorHandler(deps.logger, deps.errorDialects))
     .use(
       swagger({
         path: "/docs",
@@ -77,6 +81,8 @@ export function createApp(deps: AppDeps) {
             { name: "Files", description: "Uploads (multipart or signed URLs), attachments and artifacts, signed downloads" },
             { name: "Operations", description: "Health and operator endpoints" },
             { name: "Apps", description: "The management plane: apps (tenants) and their API keys; root token or management JWT" },
+            { name: "Magus (compat)", description: "Magus's API integration at /compat/magus: POST /api/v1/messages, JSON or SSE; session_id names a session (docs/compat.md)" },
+            { name: "OpenAI Responses (compat)", description: "OpenAI's Responses and Conversations APIs at /compat/openai/v1: a response is a job, a conversation a session (docs/compat.md)" },
             { name: "Audit", description: "Events as stored, a session's merged history, $all and as-of replay: an audit:read key, or the management plane" },
           ],
           components: {

@@ -70,11 +70,20 @@ function safeAll(error: ElysiaValidationError): Array<{ path: string; message: s
 }
 
 /**
+ * How a compat surface (src/compat) words errors: requests under `prefix` get `render`'s body instead
+ * of the envelope, with the same status. Its clients know only their product's error shape.
+ */
+export interface ErrorDialect {
+  prefix: string;
+  render(status: number, body: ErrorBody): unknown;
+}
+
+/**
  * The global error handler as a plugin: every route module's errors come out as envelopes carrying
  * the request id (the one sent back in `x-request-id`), so a client can quote it and an operator find
  * the request's log lines by it.
  */
-export const errorHandler = (logger: Logger) =>
+export const errorHandler = (logger: Logger, dialects: readonly ErrorDialect[] = []) =>
   new Elysia({ name: "agentry.errors" }).onError({ as: "global" }, ({ code, error, request, set }) => {
     const { status, body } = toErrorResponse(error, code);
     const requestId = String(set.headers["x-request-id"] ?? clientRequestId(request) ?? crypto.randomUUID());
@@ -88,5 +97,10 @@ export const errorHandler = (logger: Logger) =>
     set.status = status;
     set.headers["content-type"] = "application/json";
     if (bodyLeftUnread(request)) set.headers.connection = "close";
+    if (dialects.length) {
+      const path = new URL(request.url).pathname;
+      const dialect = dialects.find((d) => path === d.prefix || path.startsWith(`${d.prefix}/`));
+      if (dialect) return dialect.render(status, body);
+    }
     return body;
   });

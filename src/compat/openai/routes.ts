@@ -1,0 +1,199 @@
+/**
+ * OpenAI's Responses and Conversations APIs at /compat/openai/v1, translated onto our sessions and
+ * jobs (docs/compat.md): a response is a job, its id the job id; a conversation is a session, its id
+ * the session id; a stream event's sequence_number is the job event's cursor id. The same key as
+ * `/v1` (the SDK sends it as `Authorization: Bearer`), and errors in OpenAI's shape (./errors.ts).
+ */
+import { Elysia, t } from "elysia";
+import { cancelJob } from "../../app/turns.ts";
+import { NotFoundError, ValidationError } from "../../core/errors.ts";
+import { jobStream } from "../../domain/streams.ts";
+import { listMessages, type MessageRow } from "../../../projections/messages/index.ts";
+import { callerContext, afterWrite, metaOf, stillAuthorized, type V1Deps } from "../../http/routes/v1/common.ts";
+import { requireSession, waitForEnd } from "../../http/routes/v1/sessions/service.ts";
+import { translatedSse } from "../shared/translatedStream.ts";
+import { OPENAI_PREFIX } from "./errors.ts";
+import { emptyFold, foldJobEvent, RESPONSE_ENDS, streamEventOf, type JobFold, type ResponseContext } from "./responses.ts";
+import { agentOfModel, createResponse, DEFAULT_USER, foldResponse, previousResponseOf, readResponse, startConversation, type InputItem } from "./service.ts";
+import type { AppContext } from "../../app/context.ts";
+
+/** How long a create without `background` or `stream` waits for the end before answering in_progress. */
+const SYNC_WAIT_MS = 300_000;
+/** The conversation items a list reads at most. */
+const ITEMS_WINDOW = 10_000;
+
+/** Request fields of responses.create that do not change what an agent does here (docs/compat.md). */
+const IGNORED_FIELDS = [
+  "temperature", "top_p", "max_output_tokens", "reasoning", "text", "truncation", "parallel_tool_calls", "tool_choice", "include",
+  "service_tier", "prompt_cache_key", "stream_options", "top_logprobs", "max_tool_calls", "prompt_cache_retention",
+] as const;
+
+const Id = t.String({ minLength: 1, maxLength: 100, pattern: "^[A-Za-z0-9_.-]+$" });
+const Metadata = t.Record(t.String({ maxLength: 64 }), t.String({ maxLength: 512 }), { maxProperties: 16 });
+
+/**
+ * A response's events as OpenAI stream events, one per job event, from cursor `since`. The fold is
+ * rebuilt from the start (a resumed stream's snapshots show the whole response), then only events
+ * after `since` are sent.
+ */
+async function responseStream(ctx: AppContext, request: Request, id: string, since: number, given: Partial<ResponseContext>): Promise<Response> {
+  const { fold: whole, lastEventId, ended } = await foldResponse(ctx, id);
+  const context: ResponseContext = {
+    previous_response_id: given.previous_response_id !== undefined ? given.previous_response_id : previousResponseOf(ctx, whole.sessionId, id),
+    background: given.background ?? false,
+  };
+  let fold: JobFold = emptyFold(id);
+  // Events up to `since` only feed the fold: they were sent before.
+  if (since > 0) for await (const e of ctx.store.readStream(jobStream(id), { maxCount: Math.min(since, lastEventId) })) fold = foldJobEvent(fold, e);
+  return translatedSse(ctx, request, jobStream(id), {
+    since, endsAfter: RESPONSE_ENDS, endedBefore: ended && since >= lastEventId, authorized: stillAuthorized(request),
+    translate: (e) => {
+      fold = foldJobEvent(fold, e);
+      const event = streamEventOf(e, fold, context);
+      return event ? `event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n` : "";
+    },
+    // The turn is closed before the stream ends, so the client's next response in the conversation is not refused as busy.
+    beforeEnd: () => ctx.turns.turnSettled(id, metaOf(ctx, request), request.signal),
+  });
+}
+
+/** A message of the history as a conversation item. */
+export const itemView = (r: MessageRow) => ({
+  type: "message" as const, id: r.id, role: r.role, status: "completed" as const,
+  content: [r.role === "user" ? { type: "input_text" as const, text: r.content } : { type: "output_text" as const, text: r.content, annotations: [] as unknown[] }],
+});
+
+const conversationView = (row: { id: string; created_at: number; metadata: string }) => ({
+  id: row.id, object: "conversation" as const, created_at: Math.floor(row.created_at / 1000), metadata: JSON.parse(row.metadata) as Record<string, unknown>,
+});
+
+/** `?name=` read as a boolean the way the SDK sends it ("true"/"false"). */
+const flag = (value: string | undefined, name: string): boolean => {
+  if (value === undefined || value === "false") return false;
+  if (value === "true") return true;
+  throw new ValidationError(`${name} must be true or false`, { param: name });
+};
+const integer = (value: string | undefined, name: string, min: number, max: number): number | undefined => {
+  if (value === undefined) return undefined;
+  if (!/^[0-9]{1,15}$/.test(value) || Number(value) < min || Number(value) > max) throw new ValidationError(`${name} must be an integer from ${min} to ${max}`, { param: name });
+  return Number(value);
+};
+
+export const openaiCompatRoutes = (deps: V1Deps) =>
+  new Elysia({ name: "agentry.compat.openai", prefix: OPENAI_PREFIX, detail: { tags: ["OpenAI Responses (compat)"] } })
+    .use(callerContext(deps))
+    .post("/responses", async ({ ctx, body, request, set }) => {
+      const http = { request, set };
+      const { jobId } = await createResponse(ctx, http, body as typeof body & { input: string | InputItem[] });
+      const background = body.background ?? false;
+      if (body.stream) return responseStream(ctx, request, jobId, 0, { previous_response_id: body.previous_response_id ?? undefined, background });
+      if (!background) await waitForEnd(ctx, jobId, SYNC_WAIT_MS, request.signal, metaOf(ctx, request));
+      // Without previous_response_id, the previous response is the one before it in the conversation.
+      return readResponse(ctx, jobId, { background, previous_response_id: body.previous_response_id ?? undefined });
+    }, {
+      body: t.Object({
+        model: t.Optional(t.String({ minLength: 1, maxLength: 100, description: "An agent id, or \"default\" for the app's default agent" })),
+        input: t.Union([t.String({ minLength: 1, maxLength: 100_000 }), t.Array(t.Record(t.String(), t.Unknown()), { minItems: 1, maxItems: 200 })]),
+        instructions: t.Optional(t.Nullable(t.String({ maxLength: 100_000 }))),
+        conversation: t.Optional(t.Nullable(t.Union([Id, t.Object({ id: Id })]))),
+        previous_response_id: t.Optional(t.Nullable(Id)),
+        background: t.Optional(t.Nullable(t.Boolean())),
+        stream: t.Optional(t.Nullable(t.Boolean())),
+        store: t.Optional(t.Nullable(t.Boolean())),
+        metadata: t.Optional(t.Nullable(Metadata)),
+        user: t.Optional(t.String({ minLength: 1, maxLength: 200 })),
+        safety_identifier: t.Optional(t.String({ minLength: 1, maxLength: 200 })),
+        // Accepted so that existing clients run unchanged, and ignored: the agent's own settings apply.
+        ...Object.fromEntries(IGNORED_FIELDS.map((name) => [name, t.Optional(t.Unknown())])),
+        tools: t.Optional(t.Array(t.Unknown(), { maxItems: 0, description: "The agent's tools apply; tools sent here are refused" })),
+      }),
+      detail: {
+        summary: "Create a response (responses.create)",
+        description: "model names an agent; background answers at once (status queued), stream answers as SSE whose sequence_number is the job's cursor id; otherwise waits for the end (up to 300 s). conversation or previous_response_id continue a conversation (a session); neither starts one.",
+      },
+    })
+    .get("/responses/:response_id", async ({ ctx, params, request }) => {
+      const query = new URL(request.url).searchParams;
+      if (flag(query.get("stream") ?? undefined, "stream")) {
+        const since = integer(query.get("starting_after") ?? undefined, "starting_after", 0, Number.MAX_SAFE_INTEGER) ?? 0;
+        return responseStream(ctx, request, params.response_id, since, {});
+      }
+      return readResponse(ctx, params.response_id);
+    }, {
+      params: t.Object({ response_id: Id }),
+      detail: {
+        summary: "Retrieve a response (responses.retrieve)",
+        description: "stream=true answers as SSE; starting_after=N resumes after sequence number N with no gap and no duplicate, for as long as the event log keeps the job.",
+        parameters: [
+          { name: "stream", in: "query", required: false, schema: { type: "boolean" } },
+          { name: "starting_after", in: "query", required: false, schema: { type: "integer", minimum: 0 } },
+        ],
+      },
+    })
+    .post("/responses/:response_id/cancel", async ({ ctx, params, request, set }) => {
+      await foldResponse(ctx, params.response_id); // 404 before anything is written
+      const r = await cancelJob(ctx, params.response_id, "cancelled by the client", metaOf(ctx, request));
+      await afterWrite(ctx, { request, set }, r.position);
+      // A running job ends within one step: answered at its end (bounded), as OpenAI answers with the cancelled response.
+      if (r.status !== "cancelled") await waitForEnd(ctx, params.response_id, 30_000, request.signal, metaOf(ctx, request));
+      return readResponse(ctx, params.response_id);
+    }, { params: t.Object({ response_id: Id }), detail: { summary: "Cancel a response (responses.cancel)" } })
+    .get("/responses/:response_id/input_items", async ({ ctx, params }) => {
+      const { fold } = await foldResponse(ctx, params.response_id);
+      const rows = fold.sessionId ? listMessages(ctx.db, fold.sessionId, ITEMS_WINDOW).filter((r) => r.job_id === params.response_id && r.role === "user") : [];
+      const data = rows.map(itemView);
+      return { object: "list" as const, data, first_id: data[0]?.id ?? null, last_id: data.at(-1)?.id ?? null, has_more: false };
+    }, { params: t.Object({ response_id: Id }), detail: { summary: "The input items of a response (responses.inputItems.list)" } })
+    .post("/conversations", async ({ ctx, body, request, set }) => {
+      if (body.items?.length) throw new ValidationError("Conversations are created empty here: send the first message as a response with this conversation", { param: "items" }, "unsupported");
+      const metadata = body.metadata ?? {};
+      // A session belongs to one agent: metadata.agent_id chooses it (the default agent otherwise).
+      const agentId = await agentOfModel(ctx, metadata.agent_id, request.signal);
+      const { id } = await startConversation(ctx, { request, set }, agentId, ctx.actingUser ?? metadata.user_id ?? DEFAULT_USER, metadata);
+      return { id, object: "conversation" as const, created_at: Math.floor(Date.now() / 1000), metadata };
+    }, {
+      body: t.Object({ items: t.Optional(t.Nullable(t.Array(t.Unknown(), { maxItems: 20 }))), metadata: t.Optional(t.Nullable(Metadata)) }),
+      detail: { summary: "Create a conversation (conversations.create)", description: "metadata.agent_id names the agent the conversation talks to (default: the app's default agent); initial items are refused." },
+    })
+    .get("/conversations/:conversation_id", ({ ctx, params }) => conversationView(requireSession(ctx, params.conversation_id)), {
+      params: t.Object({ conversation_id: Id }), detail: { summary: "Retrieve a conversation (conversations.retrieve)" },
+    })
+    .delete("/conversations/:conversation_id", async ({ ctx, params, request, set }) => {
+      const session = requireSession(ctx, params.conversation_id);
+      const meta = metaOf(ctx, request, session.user_id);
+      const r = await ctx.repos.sessions.handle(params.conversation_id, { type: "DeleteSession" }, meta);
+      await ctx.turns.sessionDeleted(params.conversation_id, meta, r.position);
+      await afterWrite(ctx, { set, request }, r.position);
+      return { id: params.conversation_id, object: "conversation.deleted" as const, deleted: true as const };
+    }, { params: t.Object({ conversation_id: Id }), detail: { summary: "Delete a conversation (conversations.delete)" } })
+    .get("/conversations/:conversation_id/items", ({ ctx, params, request }) => {
+      requireSession(ctx, params.conversation_id);
+      const query = new URL(request.url).searchParams;
+      const limit = integer(query.get("limit") ?? undefined, "limit", 1, 100) ?? 20;
+      const order = query.get("order") ?? "desc";
+      if (order !== "asc" && order !== "desc") throw new ValidationError("order must be asc or desc", { param: "order" });
+      const after = query.get("after");
+      let rows = listMessages(ctx.db, params.conversation_id, ITEMS_WINDOW);
+      if (order === "desc") rows = rows.reverse();
+      const start = after ? rows.findIndex((r) => r.id === after) + 1 : 0;
+      if (after && start === 0) throw new ValidationError(`No item ${after} in this conversation`, { param: "after" });
+      const shown = rows.slice(start, start + limit);
+      const data = shown.map(itemView);
+      return { object: "list" as const, data, first_id: data[0]?.id ?? null, last_id: data.at(-1)?.id ?? null, has_more: start + limit < rows.length };
+    }, {
+      params: t.Object({ conversation_id: Id }),
+      detail: {
+        summary: "List a conversation's items (conversations.items.list)", description: "Messages of the session's history as message items; order desc (default) or asc, after an item id.",
+        parameters: [
+          { name: "limit", in: "query", required: false, schema: { type: "integer", minimum: 1, maximum: 100, default: 20 } },
+          { name: "order", in: "query", required: false, schema: { type: "string", enum: ["asc", "desc"] } },
+          { name: "after", in: "query", required: false, schema: { type: "string" } },
+        ],
+      },
+    })
+    .get("/conversations/:conversation_id/items/:item_id", ({ ctx, params }) => {
+      requireSession(ctx, params.conversation_id);
+      const row = listMessages(ctx.db, params.conversation_id, ITEMS_WINDOW).find((r) => r.id === params.item_id);
+      if (!row) throw new NotFoundError(`No item ${params.item_id} in this conversation`, { param: "item_id" }, "item_not_found");
+      return itemView(row);
+    }, { params: t.Object({ conversation_id: Id, item_id: Id }), detail: { summary: "Retrieve a conversation item (conversations.items.retrieve)" } });
