@@ -29,6 +29,8 @@ const Env = Type.Object({
   TAIL_CACHE_MB: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 64 }),
   SSE_BUFFER_BYTES: Type.Integer({ minimum: 1024, maximum: 1_073_741_824, default: 1024 * 1024 }),
   SSE_STALL_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 30_000 }),
+  /** How long a compat surface's synchronous call (e.g. Magus `POST /api/v1/messages`) waits for the agent. */
+  COMPAT_SYNC_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 300_000 }),
   TOOL_PRIVATE_ALLOWLIST: Type.Optional(Type.String({ maxLength: 4000, pattern: "^[A-Za-z0-9_.:*\\[\\],-]*$" })),
   // Not shaped like a JWT: a bearer credential of that shape is read as an end-user token.
   API_KEY: Type.Optional(Type.String({ minLength: 16, maxLength: 512, pattern: "^(?!eyJ[\\w-]*\\.[\\w-]+\\.[\\w-]+$)" })),
@@ -99,6 +101,8 @@ export interface Config {
   maxBodyBytes: number;
   bodyTimeoutMs: number;
   sse: { bufferBytes: number; stallMs: number };
+  /** Compat surfaces (/compat/*): how long a synchronous call waits for the agent. */
+  compat: { syncTimeoutMs: number };
   /** Hot streams kept in memory for polls and reads: how many, and how many events each. */
   tailCache: { streams: number; eventsPerStream: number; maxBytes: number };
   /** Non-public targets HTTP tools may call: `*`, or `host` / `host:port` entries. Empty: public addresses only. */
@@ -241,6 +245,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxBodyBytes: e.MAX_BODY_BYTES,
     bodyTimeoutMs: e.BODY_TIMEOUT_MS,
     sse: { bufferBytes: e.SSE_BUFFER_BYTES, stallMs: e.SSE_STALL_TIMEOUT_MS },
+    compat: { syncTimeoutMs: e.COMPAT_SYNC_TIMEOUT_MS },
     tailCache: { streams: e.TAIL_CACHE_STREAMS, eventsPerStream: e.TAIL_CACHE_EVENTS_PER_STREAM, maxBytes: e.TAIL_CACHE_MB * 1024 * 1024 },
     toolPrivateAllowlist: (e.TOOL_PRIVATE_ALLOWLIST ?? "").split(",").map((s) => s.trim()).filter(Boolean),
     apiKey: e.API_KEY,

@@ -39,6 +39,8 @@ import { ConsoleLogins } from "./console/logins.ts";
 import { appBillingRoutes } from "./http/routes/v1/appBilling.ts";
 import { appRateLimitRoutes } from "./http/routes/v1/appRateLimits.ts";
 import { v1Routes } from "./http/routes/v1/index.ts";
+import { openaiCompatRoutes } from "./compat/openai/routes.ts";
+import { openaiErrorDialect } from "./compat/openai/errors.ts";
 import { loadSkillsFolder } from "./app/skills.ts";
 import { InProcessJobQueue, type JobQueue } from "./jobs/queue.ts";
 import { RedisJobQueue } from "./jobs/redisQueue.ts";
@@ -66,6 +68,8 @@ import { rateLimitCheck } from "./http/rateLimit.ts";
 import { Metrics } from "./metrics/registry.ts";
 import { instrumentEventStore } from "./metrics/instrument.ts";
 import { metricsListener } from "./http/routes/metrics.ts";
+import { magusRoutes } from "./compat/magus/index.ts";
+import { magusErrorDialect } from "./compat/magus/wire.ts";
 
 /**
  * The read models a worker-only process keeps: what the reconciler queries, the memory agents recall,
@@ -266,6 +270,7 @@ export async function startServer(
     authenticateManagement: async (request) => {
       managers.set(request, consoleApi.principalOf(request) ?? await management.authenticate(request));
     },
+    errorDialects: [openaiErrorDialect, magusErrorDialect],
     plugins: [appRoutes({ ctx, directory, usage: keyUsage, principalOf: (request) => managers.get(request) }),
       appRateLimitRoutes({ ctx, directory, defaults: config.rateLimits, principalOf: (request) => managers.get(request) }),
       appBillingRoutes({ ctx, directory, principalOf: (request) => managers.get(request) }),
@@ -275,7 +280,10 @@ export async function startServer(
       adminRuntimeRoutes({ db, queue: { kind: queue.kind, depth: queueDepth }, principalOf: (request) => managers.get(request), rebuilding: () => projectionRunner.rebuildingAtStart }),
       auditSessionRoutes({ db, directory, principalOf: (request) => managers.get(request), rebuilding: () => projectionRunner.rebuildingAtStart }),
       auditVerifyRoutes({ ctx, directory, principalOf: (request) => managers.get(request) }), v1Routes({ ctx, endUserTokens, skills }), signedFileRoutes({ ctx }),
-      consoleRoutes({ api: consoleApi, logins: new ConsoleLogins(), management, publicBaseUrl: config.files.publicBaseUrl }), ...(extra.plugins ?? [])],
+      openaiCompatRoutes({ ctx, endUserTokens, skills }),
+      consoleRoutes({ api: consoleApi, logins: new ConsoleLogins(), management, publicBaseUrl: config.files.publicBaseUrl }),
+      magusRoutes({ ctx, timeoutMs: config.compat.syncTimeoutMs }),
+      ...(extra.plugins ?? [])],
   });
   consoleApi.attach((request) => app.handle(request));
   app.listen({ port: config.port, hostname: config.host });
