@@ -1,0 +1,280 @@
+/**
+ * The Mosoo surface (/compat/mosoo), driven as a Mosoo client drives Mosoo: plain fetch with the
+ * headers and bodies of the Mosoo doc (seed 001: "Build on published Mosoo Agents"), nothing of /v1 —
+ * except where the issue asks that a Thread started here be read through /v1 (one store, one history).
+ * Each test quotes the doc lines it relies on.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { startTestServer, type TestServer } from "../support/server.ts";
+import { api } from "../support/api.ts";
+import { DEFAULT_APP_ID } from "../../src/domain/streams.ts";
+
+const ROOT = "root-token-mosoo-0123456789abcdef";
+let server: TestServer;
+let base: string;
+
+beforeAll(async () => {
+  server = await startTestServer({ ADMIN_TOKEN: ROOT, SANDBOX_CHUNK_DELAY_MS: "5" });
+  // Doc: curl -X POST "https://mosoo.ai/api/v1/agents/$MOSOO_AGENT_ID/threads" — the base URL changes, the path does not.
+  base = `${server.url}/compat/mosoo/api/v1`;
+});
+afterAll(async () => {
+  await server?.stop();
+});
+
+/** Doc: -H "Authorization: Bearer $MOSOO_API_TOKEN" -H "Content-Type: application/json" [-H "Idempotency-Key: …"] */
+async function call(method: string, path: string, body?: unknown, headers: Record<string, string> = {}, token: string | null = server.apiKey) {
+  const res = await fetch(`${base}${path}`, {
+    method,
+    headers: { ...(token !== null ? { Authorization: `Bearer ${token}` } : {}), ...(body !== undefined ? { "Content-Type": "application/json" } : {}), ...headers },
+    ...(body !== undefined ? { body: typeof body === "string" ? body : JSON.stringify(body) } : {}),
+  });
+  const text = await res.text();
+  let parsed: any = text;
+  try { parsed = JSON.parse(text); } catch { /* not JSON */ }
+  return { status: res.status, body: parsed, headers: res.headers };
+}
+
+/** The doc's first request body: `{"client_external_ref", "input": {"type": "user.message", "content": [{"type": "text", "text"}]}}`. */
+const firstRequest = (text: string, ref?: string) => ({
+  ...(ref ? { client_external_ref: ref } : {}),
+  input: { type: "user.message", content: [{ type: "text", text }] },
+});
+
+/** Doc: "Poll the public event log for Agent messages, tool status, file changes, usage updates, and run completion." */
+async function pollUntil(threadId: string, done: (events: any[]) => boolean): Promise<any[]> {
+  for (let i = 0; i < 200; i++) {
+    const r = await call("GET", `/threads/${threadId}/events?limit=1000`);
+    expect(r.status).toBe(200);
+    if (done(r.body.events)) return r.body.events;
+    await Bun.sleep(50);
+  }
+  throw new Error(`thread ${threadId} never reached the expected state`);
+}
+const ended = (events: any[], n = 1) => events.filter((e) => /^run\.(completed|failed|cancelled)$/.test(e.type)).length >= n;
+
+test("First request: create a Thread with the published Agent ID; the response has thread.id and the first run; the event log has the reply", async () => {
+  // Doc: "Create a Thread by combining your access token with the published Agent ID."
+  // Doc: "The response includes a thread.id and the first run."
+  const r = await call("POST", "/agents/default/threads", firstRequest("Triage this customer escalation and suggest next steps.", "ticket-182"),
+    { "Idempotency-Key": "ticket-182-create-thread" });
+  expect(r.status).toBe(201);
+  expect(typeof r.body.thread.id).toBe("string");
+  expect(r.body.thread.client_external_ref).toBe("ticket-182");
+  expect(typeof r.body.run.id).toBe("string");
+  expect(r.body.thread.last_run_id).toBe(r.body.run.id);
+
+  const events = await pollUntil(r.body.thread.id, (e) => ended(e));
+  const types = events.map((e) => e.type);
+  expect(types).toContain("user.message");
+  expect(events.find((e) => e.type === "user.message").content).toBe("Triage this customer escalation and suggest next steps.");
+  expect(types).toContain("agent.message");
+  expect(types).toContain("run.completed");
+  expect(events.find((e) => e.type === "agent.message").content.length).toBeGreaterThan(0);
+  for (const e of events) expect(Object.keys(e).sort()).toEqual(["content", "durationMs", "id", "occurredAt", "tokens", "type", "status"].sort());
+
+  // Retrieve: "Retrieve, archive, unarchive, or delete a Thread"
+  const got = await call("GET", `/threads/${r.body.thread.id}`);
+  expect(got.status).toBe(200);
+  expect(got.body.thread.id).toBe(r.body.thread.id);
+  expect(got.body.run).toMatchObject({ id: r.body.run.id, status: "completed" });
+
+  // One store, one history: the same conversation through /v1.
+  const history = await api(server.url, server.apiKey).get(`/v1/sessions/${r.body.thread.id}/messages`);
+  expect(history.status).toBe(200);
+  expect(JSON.stringify(history.body)).toContain("Triage this customer escalation");
+});
+
+test("Idempotency-Key: a retried create returns the original answer; client_external_ref names one Thread", async () => {
+  // Doc: "Keep external systems in sync with client_external_ref and Idempotency-Key."
+  const body = firstRequest("Say hello and explain what you can help with.", "quickstart-001");
+  const a = await call("POST", "/agents/default/threads", body, { "Idempotency-Key": "quickstart-create-thread" });
+  const b = await call("POST", "/agents/default/threads", body, { "Idempotency-Key": "quickstart-create-thread" });
+  expect(a.status).toBe(201);
+  expect(b.status).toBe(201);
+  expect(b.body.run.id).toBe(a.body.run.id);
+  expect(b.body.thread.id).toBe(a.body.thread.id);
+  // The key with another request is a conflict, not a silent new Thread.
+  const other = await call("POST", "/agents/default/threads", firstRequest("Something else", "quickstart-001"), { "Idempotency-Key": "quickstart-create-thread" });
+  expect(other.status).toBe(409);
+  expect(other.body.error.code).toBe("idempotency_conflict");
+  // A new request with the same client_external_ref continues the same Thread with a new run.
+  const c = await call("POST", "/agents/default/threads", firstRequest("And one more thing.", "quickstart-001"));
+  expect(c.status).toBe(201);
+  expect(c.body.thread.id).toBe(a.body.thread.id);
+  expect(c.body.run.id).not.toBe(a.body.run.id);
+  await pollUntil(a.body.thread.id, (e) => ended(e, 2));
+});
+
+test("Send events: another user message continues the Thread; list Threads; the event log's limit and truncated", async () => {
+  const created = await call("POST", "/agents/default/threads", firstRequest("Hello"));
+  const id = created.body.thread.id;
+  await pollUntil(id, (e) => ended(e));
+  // Doc: "POST /threads/{threadId}/events sends user messages, permission decisions, or interrupts."
+  const sent = await call("POST", `/threads/${id}/events`, { events: [{ type: "user_message", text: "Give me the three most important next steps." }] },
+    { "Idempotency-Key": "quickstart-send-message-1" });
+  expect(sent.status).toBe(202);
+  expect(sent.body.events).toHaveLength(1);
+  expect(typeof sent.body.events[0].run.id).toBe("string");
+  expect(sent.body.thread.id).toBe(id);
+  expect(sent.body.warnings).toEqual([]);
+  const events = await pollUntil(id, (e) => ended(e, 2));
+  expect(events.filter((e) => e.type === "user.message").map((e) => e.content)).toEqual(["Hello", "Give me the three most important next steps."]);
+  // Events are in chronological order, ids unique.
+  expect(new Set(events.map((e) => e.id)).size).toBe(events.length);
+
+  // GET /threads/{threadId}/events reads the public event log: the latest `limit`, oldest first.
+  const two = await call("GET", `/threads/${id}/events?limit=2`);
+  expect(two.status).toBe(200);
+  expect(two.body.truncated).toBe(true);
+  expect(two.body.events.map((e: any) => e.id)).toEqual(events.slice(-2).map((e) => e.id));
+  const bad = await call("GET", `/threads/${id}/events?limit=0`);
+  expect(bad.status).toBe(400);
+  expect(typeof bad.body.error.code).toBe("string");
+
+  // Doc: "GET /agents/{agentId}/threads lists Threads visible to the caller."
+  const list = await call("GET", "/agents/default/threads");
+  expect(list.status).toBe(200);
+  expect(list.body.threads.map((t: any) => t.id)).toContain(id);
+});
+
+test("Permission decision: a run waiting for permission continues once the decision is sent", async () => {
+  // Doc: "Send user messages or permission decisions, then read Agent-visible results from the Thread event list."
+  const created = await call("POST", "/agents/default/threads", firstRequest("Please register https://example.com/cat.png as an asset"));
+  const id = created.body.thread.id;
+  const waiting = await pollUntil(id, (e) => e.some((x) => x.type === "permission.requested"));
+  expect(waiting.find((e) => e.type === "permission.requested").status).toBe("pending");
+  expect((await call("GET", `/threads/${id}`)).body.run.status).toBe("waiting_for_permission");
+  const sent = await call("POST", `/threads/${id}/events`, { events: [{ type: "permission_decision", decision: "allow" }] });
+  expect(sent.status).toBe(202);
+  const events = await pollUntil(id, (e) => ended(e));
+  expect(events.map((e) => e.type)).toContain("run.completed");
+  expect(events.map((e) => e.type)).not.toContain("permission.requested");
+  // A decision with nothing waiting is a conflict.
+  const again = await call("POST", `/threads/${id}/events`, { events: [{ type: "permission_decision", decision: "allow" }] });
+  expect(again.status).toBe(409);
+  expect(again.body.error.code).toBe("no_pending_permission");
+});
+
+test("Interrupt: a user_interrupt stops the run in flight", async () => {
+  const created = await call("POST", "/agents/default/threads", firstRequest("Please register https://example.com/cat.png as an asset"));
+  const id = created.body.thread.id;
+  await pollUntil(id, (e) => e.some((x) => x.type === "permission.requested"));
+  const sent = await call("POST", `/threads/${id}/events`, { events: [{ type: "user_interrupt" }] });
+  expect(sent.status).toBe(202);
+  const events = await pollUntil(id, (e) => ended(e));
+  expect(events.map((e) => e.type)).toContain("run.cancelled");
+  // Nothing in flight: the interrupt is accepted with a warning.
+  const idle = await call("POST", `/threads/${id}/events`, { events: [{ type: "user_interrupt" }] });
+  expect(idle.status).toBe(202);
+  expect(idle.body.warnings.map((w: any) => w.code)).toEqual(["nothing_to_interrupt"]);
+});
+
+test("Files: add, list and remove Thread files; API-added files are attachments", async () => {
+  // Doc: "Attach files to a Thread before or during a run." "Add, list, and remove Thread files. API-added files are attachments"
+  const created = await call("POST", "/agents/default/threads", firstRequest("Hello"));
+  const id = created.body.thread.id;
+  const added = await call("POST", `/threads/${id}/files`, { contentBase64: Buffer.from("Hello from a brief.\n").toString("base64"), contentType: "text/plain", name: "brief.txt" });
+  expect(added.status).toBe(201);
+  expect(added.body.file).toMatchObject({ name: "brief.txt", mimeType: "text/plain", kind: "attachment", size: 20, committed: true });
+  const list = await call("GET", `/threads/${id}/files`);
+  expect(list.body.files.map((f: any) => f.id)).toContain(added.body.file.id);
+  const removed = await call("DELETE", `/threads/${id}/files/${added.body.file.id}`);
+  expect(removed.status).toBe(200);
+  expect((await call("GET", `/threads/${id}/files`)).body.files.map((f: any) => f.id)).not.toContain(added.body.file.id);
+  const notBase64 = await call("POST", `/threads/${id}/files`, { contentBase64: "%%%", contentType: "text/plain", name: "x.txt" });
+  expect(notBase64.status).toBe(400);
+  await pollUntil(id, (e) => ended(e));
+});
+
+test("Lifecycle: archive, unarchive and delete a Thread", async () => {
+  // Doc: "Retrieve, archive, unarchive, or delete a Thread when your integration no longer needs it active."
+  const created = await call("POST", "/agents/default/threads", firstRequest("Hello"));
+  const id = created.body.thread.id;
+  await pollUntil(id, (e) => ended(e));
+  expect((await call("POST", `/threads/${id}/archive`)).status).toBe(200);
+  expect((await call("GET", "/agents/default/threads")).body.threads.map((t: any) => t.id)).not.toContain(id);
+  expect((await call("GET", "/agents/default/threads?archived=true")).body.threads.map((t: any) => t.id)).toContain(id);
+  expect((await call("POST", `/threads/${id}/unarchive`)).status).toBe(200);
+  expect((await call("GET", "/agents/default/threads")).body.threads.map((t: any) => t.id)).toContain(id);
+  expect((await call("DELETE", `/threads/${id}`)).status).toBe(200);
+  const gone = await call("GET", `/threads/${id}`);
+  expect(gone.status).toBe(404);
+  expect(gone.body.error.code).toBe("session_not_found");
+});
+
+test("Access: no token is 401, an unknown Agent 404, a bad body 400, all in the error envelope", async () => {
+  // Doc: "The caller token must be valid and not revoked." "The Agent must exist"
+  const none = await call("POST", "/agents/default/threads", firstRequest("Hi"), {}, null);
+  expect(none.status).toBe(401);
+  expect(typeof none.body.error.code).toBe("string");
+  expect(typeof none.body.error.message).toBe("string");
+  const wrong = await call("GET", "/agents/default/threads", undefined, {}, "not-a-key");
+  expect(wrong.status).toBe(401);
+  const unknown = await call("POST", "/agents/agent_nope/threads", firstRequest("Hi"));
+  expect(unknown.status).toBe(404);
+  expect(unknown.body.error.code).toBe("agent_not_found");
+  const bad = await call("POST", "/agents/default/threads", { input: { type: "user.message", content: [] } });
+  expect(bad.status).toBe(400);
+  const notJson = await call("POST", "/agents/default/threads", "{not json");
+  expect(notJson.status).toBe(400);
+  expect(typeof notJson.body.error.code).toBe("string");
+  const unknownEvent = await call("POST", "/threads/sess_nope/events", { events: [{ type: "agent_message", text: "x" }] });
+  expect(unknownEvent.status).toBe(400);
+  const noThread = await call("GET", "/threads/sess_nope/events");
+  expect(noThread.status).toBe(404);
+  expect(noThread.body.error.code).toBe("session_not_found");
+});
+
+test("OpenAPI: the surface is documented under its own tag", async () => {
+  const doc = await (await fetch(`${server.url}/docs/json`)).json() as any;
+  const op = doc.paths["/compat/mosoo/api/v1/agents/{agentId}/threads"];
+  expect(op.post.tags).toContain("Mosoo (compat)");
+  expect(doc.paths["/compat/mosoo/api/v1/threads/{threadId}/events"].get.tags).toContain("Mosoo (compat)");
+});
+
+test("attributed_user_id: the Thread is that user's, as /v1 sees it", async () => {
+  // Doc: "Project work to a user through attributed_user_id when an Organization Service token is allowed to do so."
+  const r = await call("POST", "/agents/default/threads", { ...firstRequest("Hello"), attributed_user_id: "user-42" });
+  expect(r.status).toBe(201);
+  expect(r.body.thread.attributed_user).toEqual({ id: "user-42" });
+  const v1 = await api(server.url, server.apiKey).get("/v1/sessions?user_id=user-42");
+  expect(v1.body.data.map((s: any) => s.id)).toContain(r.body.thread.id);
+  await pollUntil(r.body.thread.id, (e) => ended(e));
+});
+
+test("Rate limits: RateLimit headers on every answer; over the limit a 429 with Retry-After in the error envelope", async () => {
+  // The doc documents no rate limit; Agentry's limits still apply to the same token.
+  const bearer = { authorization: `Bearer ${ROOT}` };
+  const root = api(server.url, "");
+  const app = await root.post("/v1/apps", { name: "Rate limited Mosoo integration" }, bearer);
+  const key = (await root.post(`/v1/apps/${app.body.id}/keys`, { name: "mosoo" }, bearer)).body.key as string;
+  expect((await root.put(`/v1/apps/${app.body.id}/rate_limits`, { per_key: { requests_per_minute: 2 } }, bearer)).status).toBe(200);
+  const answers = [];
+  for (let i = 0; i < 4; i++) answers.push(await call("GET", "/agents/default/threads", undefined, {}, key));
+  expect(answers[0]!.status).toBe(200);
+  expect(answers[0]!.headers.get("ratelimit-limit")).not.toBeNull();
+  expect(answers[0]!.headers.get("ratelimit-remaining")).not.toBeNull();
+  const limited = answers.find((a) => a.status === 429);
+  expect(limited).toBeDefined();
+  expect(limited!.body.error.code).toBe("rate_limit_exceeded");
+  expect(limited!.headers.get("retry-after")).not.toBeNull();
+});
+
+test("Access: a token limited to other Agents is refused with 403", async () => {
+  // Doc: "Organization Service tokens must be explicitly allowed to call selected published Agents."
+  const v1 = api(server.url, server.apiKey);
+  const agent = await v1.post("/v1/agents", { name: "Published agent" });
+  expect(agent.status).toBe(201);
+  const bearer = { authorization: `Bearer ${ROOT}` };
+  const root = api(server.url, "");
+  const appId = DEFAULT_APP_ID;
+  const limitedKey = (await root.post(`/v1/apps/${appId}/keys`, { name: "selected", agent_ids: [agent.body.id] }, bearer)).body.key as string;
+  const allowed = await call("POST", `/agents/${agent.body.id}/threads`, firstRequest("Hi"), {}, limitedKey);
+  expect(allowed.status).toBe(201);
+  expect(allowed.body.thread.agent_id).toBe(agent.body.id);
+  const refused = await call("POST", "/agents/default/threads", firstRequest("Hi"), {}, limitedKey);
+  expect(refused.status).toBe(403);
+  expect(refused.body.error.code).toBe("agent_not_allowed");
+  await pollUntil(allowed.body.thread.id, (e) => ended(e));
+});
