@@ -37,6 +37,7 @@ export interface EffectiveBudget {
  */
 export const HEAVY_CALLS = [
   "POST /v1/sessions/{session_id}/messages", "POST /v1/sessions/{session_id}/run-skill", "POST /v1/runs", "DELETE /v1/users/{user_id}",
+  "POST /compat/muxi/chat/{agent_id}",
 ] as const;
 
 /** Whether a request is a heavy call (see HEAVY_CALLS); a trailing slash routes alike, so it counts alike. */
@@ -45,6 +46,8 @@ export function isHeavyCall(method: string, path: string): boolean {
   if (method === "DELETE") return p.startsWith("/v1/users/") && p.length > "/v1/users/".length && !p.slice("/v1/users/".length).includes("/");
   if (method !== "POST") return false;
   if (p === "/v1/runs") return true;
+  // MUXI's chat is its doc's "resource-intensive endpoint" (also under its versioned /api/v1 path).
+  if (/^\/compat\/muxi(\/api\/v1)?\/chat\/[^/]+$/.test(p)) return true;
   const tail = p.endsWith("/messages") ? "/messages" : p.endsWith("/run-skill") ? "/run-skill" : null;
   if (!p.startsWith("/v1/sessions/") || tail === null) return false;
   const id = p.slice("/v1/sessions/".length, -tail.length);

@@ -1,0 +1,284 @@
+/**
+ * The MUXI surface (/compat/muxi), driven as a MUXI client drives MUXI: plain fetch with the headers,
+ * paths, bodies and queries of the MUXI Framework "API Documentation" (seed 002), nothing of /v1 —
+ * except where the issue asks that a conversation started here be read through /v1 (one store, one
+ * history). Each test quotes the doc lines it relies on.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { startTestServer, type TestServer } from "../support/server.ts";
+import { api } from "../support/api.ts";
+import { DEFAULT_APP_ID } from "../../src/domain/streams.ts";
+
+const ROOT = "root-token-muxi-0123456789abcdef";
+let server: TestServer;
+let base: string;
+
+beforeAll(async () => {
+  server = await startTestServer({ ADMIN_TOKEN: ROOT, SANDBOX_CHUNK_DELAY_MS: "2", COMPAT_SYNC_TIMEOUT_MS: "30000" });
+  base = `${server.url}/compat/muxi`;
+});
+afterAll(async () => {
+  await server?.stop();
+});
+
+/** Doc: "include an Authorization header with a Bearer token: Authorization: Bearer <token>" */
+async function call(method: string, path: string, body?: unknown, key: string | null = server.apiKey, at = base) {
+  const res = await fetch(`${at}${path}`, {
+    method,
+    headers: { ...(key !== null ? { Authorization: `Bearer ${key}` } : {}), ...(body !== undefined ? { "Content-Type": "application/json" } : {}) },
+    body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  let parsed: any = text;
+  try { parsed = JSON.parse(text); } catch { /* not JSON */ }
+  return { status: res.status, body: parsed, headers: res.headers };
+}
+
+/** The doc's error shape: {"error": {"code": "invalid_request", "message": "…", "details": {"param": "user_id"}}} */
+function expectError(r: { status: number; body: any }, status: number, code: string) {
+  expect(r.status).toBe(status);
+  expect(r.body.error.code).toBe(code);
+  expect(typeof r.body.error.message).toBe("string");
+}
+
+test("Agents: create with a client-chosen id, get, list, delete", async () => {
+  // Doc: POST /agents {"id": "custom-agent-1", "name": "Custom Agent", "description": "A custom-tailored agent", "model": {"provider": …, "name": …, "parameters": {"temperature": 0.7, "max_tokens": 1024}}}
+  const created = await call("POST", "/agents", {
+    id: "custom-agent-1", name: "Custom Agent", description: "A custom-tailored agent",
+    model: { provider: "sandbox", name: "sandbox-1", parameters: { temperature: 0.7, max_tokens: 1024 } },
+  });
+  expect(created.status).toBe(201);
+  // Doc: Response: {"id": "custom-agent-1", "name": "Custom Agent", "description": "A custom-tailored agent", "status": "created"}
+  expect(created.body).toEqual({ id: "custom-agent-1", name: "Custom Agent", description: "A custom-tailored agent", status: "created" });
+  // Doc: GET /agents/{agent_id} → {"id", "name", "description", "model": {"provider", "name", "parameters"}}
+  const got = await call("GET", "/agents/custom-agent-1");
+  expect(got.status).toBe(200);
+  expect(got.body).toEqual({
+    id: "custom-agent-1", name: "Custom Agent", description: "A custom-tailored agent",
+    model: { provider: "sandbox", name: "sandbox-1", parameters: { temperature: 0.7, max_tokens: 1024 } },
+  });
+  // The same id twice is a conflict, in the doc's envelope.
+  expectError(await call("POST", "/agents", { id: "custom-agent-1", name: "Again" }), 409, "invalid_request");
+  // Doc: GET /agents → {"agents": [{"id", "name", "description"}, …]}
+  const list = await call("GET", "/agents");
+  expect(list.status).toBe(200);
+  expect(list.body.agents.map((a: any) => a.id)).toContain("custom-agent-1");
+  expect(Object.keys(list.body.agents[0]).sort()).toEqual(["description", "id", "name"]);
+  // Doc: DELETE /agents/{agent_id} → {"status": "deleted", "id": "assistant-1"}
+  const deleted = await call("DELETE", "/agents/custom-agent-1");
+  expect(deleted.status).toBe(200);
+  expect(deleted.body).toEqual({ status: "deleted", id: "custom-agent-1" });
+  // Doc: "not_found: The requested resource doesn't exist"
+  expectError(await call("GET", "/agents/custom-agent-1"), 404, "not_found");
+  expectError(await call("DELETE", "/agents/custom-agent-1"), 404, "not_found");
+});
+
+test("Pagination: limit and offset, with the doc's pagination metadata", async () => {
+  for (const i of [1, 2, 3]) expect((await call("POST", "/agents", { id: `page-agent-${i}`, name: `Page ${i}` })).status).toBe(201);
+  // Doc: "limit: Number of items to return per page (default: 50, max: 100)"; "offset: Number of items to skip (default: 0)"
+  // Doc: "pagination": {"total": 120, "limit": 50, "offset": 0, "next_offset": 50}
+  const all = await call("GET", "/agents");
+  const total = all.body.pagination.total as number;
+  expect(total).toBe(all.body.agents.length);
+  expect(all.body.pagination).toEqual({ total, limit: 50, offset: 0, next_offset: null });
+  const first = await call("GET", "/agents?limit=2&offset=0");
+  expect(first.body.agents).toHaveLength(2);
+  expect(first.body.pagination).toEqual({ total, limit: 2, offset: 0, next_offset: 2 });
+  const second = await call("GET", `/agents?limit=2&offset=${first.body.pagination.next_offset}`);
+  const seen = [...first.body.agents, ...second.body.agents].map((a: any) => a.id);
+  expect(new Set(seen).size).toBe(seen.length);
+  expect(seen).toEqual(all.body.agents.slice(0, seen.length).map((a: any) => a.id));
+  // Doc: "max: 100"
+  expectError(await call("GET", "/agents?limit=101"), 400, "invalid_request");
+});
+
+test("Chat: the first message with a session_id creates it; history lists both sides; /v1 reads the same session", async () => {
+  await call("POST", "/agents", { id: "assistant-1", name: "General Assistant", description: "A general-purpose AI assistant" });
+  // Doc: POST /chat/{agent_id} {"message": "What's the weather like today?", "user_id": "user123", "session_id": "session456", "context": {"location": "New York"}}
+  const r = await call("POST", "/chat/assistant-1", { message: "What's the weather like today?", user_id: "user123", session_id: "session456", context: { location: "New York" } });
+  expect(r.status).toBe(200);
+  // Doc: {"id": "msg_123456", "content": "…", "timestamp": "2023-09-21T14:32:01Z", "agent_id": "assistant-1", "session_id": "session456"}
+  expect(r.body).toMatchObject({ agent_id: "assistant-1", session_id: "session456" });
+  expect(r.body.id).toStartWith("msg_");
+  expect(r.body.content).toContain("What's the weather like today?");
+  expect(Number.isNaN(Date.parse(r.body.timestamp))).toBe(false);
+  const again = await call("POST", "/chat/assistant-1", { message: "And tomorrow?", user_id: "user123", session_id: "session456" });
+  expect(again.status).toBe(200);
+  expect(again.body.content).toContain("message 2 of our conversation");
+  // Doc: GET /chat/{agent_id}/history — user_id (required), session_id (required), limit (optional, default 50)
+  const h = await call("GET", "/chat/assistant-1/history?user_id=user123&session_id=session456");
+  expect(h.status).toBe(200);
+  // Doc: {"messages": [{"id", "role": "user", "content", "timestamp"}, {"id", "role": "assistant", …}], "has_more": false}
+  expect(h.body.has_more).toBe(false);
+  expect(h.body.messages.map((m: any) => [m.role, m.content])).toEqual([
+    ["user", "What's the weather like today?"], ["assistant", r.body.content], ["user", "And tomorrow?"], ["assistant", again.body.content],
+  ]);
+  expect(h.body.messages[1].id).toBe(r.body.id);
+  expect(Object.keys(h.body.messages[0]).sort()).toEqual(["content", "id", "role", "timestamp"]);
+  // Another user's session456 is another conversation.
+  const other = await call("GET", "/chat/assistant-1/history?user_id=someone-else&session_id=session456");
+  expect(other.body).toEqual({ messages: [], has_more: false });
+  // One store: the session is found through /v1 by the client's id.
+  const v1 = api(server.url, server.apiKey);
+  const sessions = await v1.get("/v1/sessions?external_ref=session456");
+  expect(sessions.body.data).toHaveLength(1);
+  const messages = await v1.get(`/v1/sessions/${sessions.body.data[0].id}/messages`);
+  expect(messages.body.data.map((m: any) => m.content)).toEqual(h.body.messages.map((m: any) => m.content));
+});
+
+test("History pages back with limit and before (a timestamp), has_more telling that older ones remain", async () => {
+  await call("POST", "/agents", { id: "pager", name: "Pager" });
+  for (const m of ["one", "two", "three"]) expect((await call("POST", "/chat/pager", { message: m, user_id: "u-page", session_id: "s-page" })).status).toBe(200);
+  // Doc: "limit (optional): Maximum number of messages to return (default: 50)"; "before (optional): Return messages before this timestamp"
+  const last = await call("GET", "/chat/pager/history?user_id=u-page&session_id=s-page&limit=2");
+  expect(last.body.has_more).toBe(true);
+  expect(last.body.messages.map((m: any) => m.role)).toEqual(["user", "assistant"]);
+  expect(last.body.messages[0].content).toBe("three");
+  const older = await call("GET", `/chat/pager/history?user_id=u-page&session_id=s-page&before=${encodeURIComponent(last.body.messages[0].timestamp)}`);
+  expect(older.body.messages.map((m: any) => m.content)).toContain("one");
+  expect(older.body.messages.map((m: any) => m.content)).not.toContain("three");
+  expectError(await call("GET", "/chat/pager/history?user_id=u-page&session_id=s-page&before=yesterday"), 400, "invalid_request");
+});
+
+test("Busy: two messages to one new session at once are both answered, in one conversation", async () => {
+  await call("POST", "/agents", { id: "busy-agent", name: "Busy" });
+  // The doc has no busy error: a MUXI client expects every message it sends to be answered.
+  const [a, b] = await Promise.all([
+    call("POST", "/chat/busy-agent", { message: "first [slow]", user_id: "u-busy", session_id: "s-busy" }),
+    call("POST", "/chat/busy-agent", { message: "second", user_id: "u-busy", session_id: "s-busy" }),
+  ]);
+  expect([a.status, b.status]).toEqual([200, 200]);
+  const h = await call("GET", "/chat/busy-agent/history?user_id=u-busy&session_id=s-busy");
+  expect(h.body.messages.filter((m: any) => m.role === "user").map((m: any) => m.content).sort()).toEqual(["first [slow]", "second"]);
+  expect(h.body.messages.filter((m: any) => m.role === "assistant")).toHaveLength(2);
+});
+
+test("Chat without a session_id starts a new one and returns its id", async () => {
+  const r = await call("POST", "/chat/busy-agent", { message: "hello", user_id: "u-new" });
+  expect(r.status).toBe(200);
+  expect(typeof r.body.session_id).toBe("string");
+  const h = await call("GET", `/chat/busy-agent/history?user_id=u-new&session_id=${encodeURIComponent(r.body.session_id)}`);
+  expect(h.body.messages.map((m: any) => m.content)).toEqual(["hello", r.body.content]);
+});
+
+test("Memory: add, then query by relevance", async () => {
+  await call("POST", "/agents", { id: "memo", name: "Memo" });
+  // Doc: POST /memory/{agent_id} {"user_id": "user123", "content": "User prefers vegetarian food", "metadata": {"source": "conversation", "importance": "high"}}
+  const added = await call("POST", "/memory/memo", { user_id: "user123", content: "User prefers vegetarian food", metadata: { source: "conversation", importance: "high" } });
+  expect(added.status).toBe(201);
+  // Doc: {"id": "mem_123458", "status": "created", "created_at": "2023-09-21T14:40:22Z"}
+  expect(added.body.id).toStartWith("mem_");
+  expect(added.body.status).toBe("created");
+  expect(Number.isNaN(Date.parse(added.body.created_at))).toBe(false);
+  await call("POST", "/memory/memo", { user_id: "user123", content: "User lives in New York" });
+  // Doc: GET /memory/{agent_id} — user_id (required), query (required), limit (optional, default 10)
+  const q = await call("GET", "/memory/memo?user_id=user123&query=vegetarian%20food");
+  expect(q.status).toBe(200);
+  // Doc: {"memories": [{"id", "content", "created_at", "relevance_score": 0.95}, …]}
+  expect(q.body.memories[0]).toMatchObject({ id: added.body.id, content: "User prefers vegetarian food" });
+  expect(q.body.memories[0].relevance_score).toBeGreaterThan(0);
+  expect(q.body.memories[0].relevance_score).toBeLessThanOrEqual(1);
+  // Another user's memory is not theirs.
+  expect((await call("GET", "/memory/memo?user_id=other&query=vegetarian")).body.memories).toEqual([]);
+  // Doc: "Missing required parameter: user_id" → {"error": {"code": "invalid_request", …, "details": {"param": "user_id"}}}
+  const missing = await call("GET", "/memory/memo?query=vegetarian");
+  expectError(missing, 400, "invalid_request");
+  expect(missing.body.error.details.param).toBe("user_id");
+  expectError(await call("POST", "/memory/nope", { user_id: "u", content: "x" }), 404, "not_found");
+});
+
+test("Errors: the doc's envelope and codes", async () => {
+  // Doc: "authentication_error: Authentication failed"
+  expectError(await call("GET", "/agents", undefined, null), 401, "authentication_error");
+  expectError(await call("GET", "/agents", undefined, "wrong-key"), 401, "authentication_error");
+  // Doc: "invalid_request: The request is malformed or missing required parameters"
+  const noUser = await call("POST", "/chat/busy-agent", { message: "hi" });
+  expectError(noUser, 400, "invalid_request");
+  expect(noUser.body.error.details.param).toBe("user_id");
+  expectError(await call("POST", "/chat/busy-agent", "{not json"), 400, "invalid_request");
+  expectError(await call("POST", "/chat/no-such-agent", { message: "hi", user_id: "u" }), 404, "not_found");
+  // Doc: "permission_denied: The authenticated user doesn't have permission for this action"
+  const bearer = { authorization: `Bearer ${ROOT}` };
+  const root = api(server.url, "");
+  const readOnly = (await root.post(`/v1/apps/${DEFAULT_APP_ID}/keys`, { name: "muxi read", scopes: ["data:read"] }, bearer)).body.key as string;
+  expectError(await call("POST", "/agents", { id: "denied", name: "Denied" }, readOnly), 403, "permission_denied");
+  // Doc: "The API version is specified in the URL path: /api/v1/..."
+  const versioned = await call("GET", "/api/v1/agents/busy-agent");
+  expect(versioned.status).toBe(200);
+  expect(versioned.body.id).toBe("busy-agent");
+  // Documented under its own tag in the OpenAPI document.
+  const openapi = await (await fetch(`${server.url}/docs/json`)).json() as any;
+  expect(openapi.paths["/compat/muxi/chat/{agent_id}"].post.tags).toContain("MUXI (compat)");
+  expect(openapi.paths["/compat/muxi/api/v1/agents"]).toBeUndefined();
+});
+
+test("Rate limiting: X-RateLimit headers on answers; over the limit 429 rate_limit_exceeded", async () => {
+  // Doc: "Rate limit information is included in the response headers: X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset"
+  const bearer = { authorization: `Bearer ${ROOT}` };
+  const root = api(server.url, "");
+  const app = await root.post("/v1/apps", { name: "Rate limited muxi" }, bearer);
+  const key = (await root.post(`/v1/apps/${app.body.id}/keys`, { name: "muxi" }, bearer)).body.key as string;
+  expect((await root.put(`/v1/apps/${app.body.id}/rate_limits`, { per_key: { requests_per_minute: 2 } }, bearer)).status).toBe(200);
+  const answers = [];
+  for (let i = 0; i < 4; i++) answers.push(await call("GET", "/agents", undefined, key));
+  const first = answers[0]!;
+  expect(first.status).toBe(200);
+  expect(first.headers.get("x-ratelimit-limit")).toBe("2");
+  expect(first.headers.get("x-ratelimit-remaining")).toBe("1");
+  // Doc: "X-RateLimit-Reset: … in UTC epoch seconds"
+  const reset = Number(first.headers.get("x-ratelimit-reset"));
+  expect(reset).toBeGreaterThan(Date.now() / 1000 - 1);
+  expect(reset).toBeLessThan(Date.now() / 1000 + 120);
+  const limited = answers.find((a) => a.status === 429);
+  expect(limited).toBeDefined();
+  // Doc: "rate_limit_exceeded: The rate limit for the API has been exceeded"
+  expect(limited!.body.error.code).toBe("rate_limit_exceeded");
+});
+
+test("Rate limiting: chat is a resource-intensive endpoint, with its own smaller budget", async () => {
+  // Doc: "60 requests per minute per user for most endpoints"; "10 requests per minute per user for resource-intensive endpoints"
+  const bearer = { authorization: `Bearer ${ROOT}` };
+  const root = api(server.url, "");
+  const app = await root.post("/v1/apps", { name: "Heavy muxi" }, bearer);
+  const key = (await root.post(`/v1/apps/${app.body.id}/keys`, { name: "muxi" }, bearer)).body.key as string;
+  expect((await root.put(`/v1/apps/${app.body.id}/rate_limits`, { per_key: { requests_per_minute: 50, heavy_per_minute: 1 } }, bearer)).status).toBe(200);
+  const agent = "heavy-agent";
+  expect((await call("POST", "/agents", { id: agent, name: "Heavy" }, key)).status).toBe(201);
+  const first = await call("POST", `/chat/${agent}`, { message: "hi", user_id: "u-heavy", session_id: "s-heavy" }, key);
+  expect(first.status).toBe(200);
+  expect(first.headers.get("x-ratelimit-limit")).toBe("1");
+  const second = await call("POST", `/api/v1/chat/${agent}`, { message: "again", user_id: "u-heavy", session_id: "s-heavy" }, key);
+  expectError(second, 429, "rate_limit_exceeded");
+  // Other endpoints still answer.
+  expect((await call("GET", `/chat/${agent}/history?user_id=u-heavy&session_id=s-heavy`, undefined, key)).status).toBe(200);
+});
+
+test("Approvals (not in the doc): a plan that needs approval is answered at once; approved through /v1, its reply joins the history", async () => {
+  // Doc: GET /agents lists "all available agents": the server's default agent, which asks before registering assets, is one.
+  const agents = (await call("GET", "/agents")).body.agents.map((a: any) => a.id) as string[];
+  const assistant = agents.find((id) => id.includes("default"))!;
+  expect(assistant).toBeDefined();
+  const r = await call("POST", `/chat/${assistant}`, { message: "Please register https://example.com/cat.png as an asset", user_id: "u-approve", session_id: "s-approve" });
+  expect(r.status).toBe(200);
+  expect(r.body).toMatchObject({ agent_id: assistant, session_id: "s-approve", status: "awaiting_approval" });
+  expect(r.body.job_id).toStartWith("job_");
+  const v1 = api(server.url, server.apiKey);
+  expect((await v1.post(`/v1/jobs/${r.body.job_id}/approve`, {})).status).toBeLessThan(300);
+  // The next message waits its turn behind the approved one, so both replies are in the history when it answers.
+  const next = await call("POST", `/chat/${assistant}`, { message: "thanks", user_id: "u-approve", session_id: "s-approve" });
+  expect(next.status).toBe(200);
+  const h = await call("GET", `/chat/${assistant}/history?user_id=u-approve&session_id=s-approve`);
+  // In the order things happened ("thanks" may be recorded before the approved turn's reply).
+  const replies = h.body.messages.filter((m: any) => m.role === "assistant").map((m: any) => m.content);
+  expect(h.body.messages.filter((m: any) => m.role === "user").map((m: any) => m.content)).toEqual(["Please register https://example.com/cat.png as an asset", "thanks"]);
+  expect(replies).toHaveLength(2);
+  expect(replies[0]).toContain("register_asset");
+  expect(replies[1]).toBe(next.body.content);
+});
+
+test("A turn that fails answers 502 internal_error in the doc's envelope", async () => {
+  // Doc: "internal_error: An internal server error occurred"
+  await call("POST", "/agents", { id: "failing", name: "Failing" });
+  const r = await call("POST", "/chat/failing", { message: "[fail] please", user_id: "u-fail", session_id: "s-fail" });
+  expectError(r, 502, "internal_error");
+});
