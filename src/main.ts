@@ -70,6 +70,13 @@ import { instrumentEventStore } from "./metrics/instrument.ts";
 import { metricsListener } from "./http/routes/metrics.ts";
 import { magusRoutes } from "./compat/magus/index.ts";
 import { magusErrorDialect } from "./compat/magus/wire.ts";
+import { mosooRoutes } from "./compat/mosoo/index.ts";
+import { mosooErrorDialect } from "./compat/mosoo/wire.ts";
+import { muxiRoutes } from "./compat/muxi/index.ts";
+import { muxiErrorDialect } from "./compat/muxi/wire.ts";
+import { mushuRoutes } from "./compat/mushu/index.ts";
+import { MUSHU_HEALTH, mushuErrorDialect } from "./compat/mushu/wire.ts";
+import { MUSHU_MANAGEMENT, mushuManagementRoutes } from "./compat/mushu/management.ts";
 
 /**
  * The read models a worker-only process keeps: what the reconciler queries, the memory agents recall,
@@ -270,7 +277,8 @@ export async function startServer(
     authenticateManagement: async (request) => {
       managers.set(request, consoleApi.principalOf(request) ?? await management.authenticate(request));
     },
-    errorDialects: [openaiErrorDialect, magusErrorDialect],
+    errorDialects: [openaiErrorDialect, magusErrorDialect, mosooErrorDialect, muxiErrorDialect, mushuErrorDialect],
+    publicPaths: [MUSHU_HEALTH], managementPaths: [MUSHU_MANAGEMENT],
     plugins: [appRoutes({ ctx, directory, usage: keyUsage, principalOf: (request) => managers.get(request) }),
       appRateLimitRoutes({ ctx, directory, defaults: config.rateLimits, principalOf: (request) => managers.get(request) }),
       appBillingRoutes({ ctx, directory, principalOf: (request) => managers.get(request) }),
@@ -283,6 +291,10 @@ export async function startServer(
       openaiCompatRoutes({ ctx, endUserTokens, skills }),
       consoleRoutes({ api: consoleApi, logins: new ConsoleLogins(), management, publicBaseUrl: config.files.publicBaseUrl }),
       magusRoutes({ ctx, timeoutMs: config.compat.syncTimeoutMs }),
+      mosooRoutes({ ctx }),
+      muxiRoutes({ ctx, timeoutMs: config.compat.syncTimeoutMs }),
+      mushuRoutes({ ctx }),
+      mushuManagementRoutes({ ctx, principalOf: (request) => managers.get(request), forward: (request: Request): Promise<Response> => app.handle(request) }),
       ...(extra.plugins ?? [])],
   });
   consoleApi.attach((request) => app.handle(request));

@@ -39,6 +39,10 @@ export interface AppDeps {
   accessLog?: Logger;
   /** How the compat surfaces (src/compat) word errors under their prefixes. */
   errorDialects?: readonly ErrorDialect[];
+  /** Paths inside the API areas that take no credentials (a compat surface's own health check). */
+  publicPaths?: readonly string[];
+  /** Paths inside the API areas that take the management credential (a compat surface's management plane). */
+  managementPaths?: readonly string[];
   /** Further route modules mounted after the built-in ones. */
   plugins?: readonly Elysia<any, any, any, any, any, any, any>[];
 }
@@ -51,6 +55,8 @@ export function createApp(deps: AppDeps) {
       ...(deps.authenticate ? [{ prefix: "/v1", authenticate: whenReady(deps.runner, withRateLimit(deps.authenticate, deps.rateLimit)) }] : []),
       // The compat surfaces are the data plane in other wire formats: the same keys, limits and readiness.
       ...(deps.authenticate ? [{ prefix: "/compat", authenticate: whenReady(deps.runner, withRateLimit(deps.authenticate, deps.rateLimit)) }] : []),
+      ...(deps.publicPaths ?? []).map((prefix) => ({ prefix, authenticate: () => undefined })),
+      ...(deps.authenticateManagement ? (deps.managementPaths ?? []).map((prefix) => ({ prefix, authenticate: deps.authenticateManagement! })) : []),
       ...(deps.authenticateManagement ? [{ prefix: "/v1/apps", authenticate: deps.authenticateManagement }, { prefix: "/v1/admin", authenticate: deps.authenticateManagement }] : []),
     ],
     maxBodyBytes: deps.maxBodyBytes ?? 10 * 1024 * 1024,
@@ -81,7 +87,10 @@ export function createApp(deps: AppDeps) {
             { name: "Files", description: "Uploads (multipart or signed URLs), attachments and artifacts, signed downloads" },
             { name: "Operations", description: "Health and operator endpoints" },
             { name: "Apps", description: "The management plane: apps (tenants) and their API keys; root token or management JWT" },
+            { name: "Mosoo (compat)", description: "Mosoo's Threads API at /compat/mosoo/api/v1: a Thread is a session, a Run a job; client_external_ref names a Thread (docs/compat.md)" },
             { name: "Magus (compat)", description: "Magus's API integration at /compat/magus: POST /api/v1/messages, JSON or SSE; session_id names a session (docs/compat.md)" },
+            { name: "Mushu (compat)", description: "Mushu Agents at /compat/mushu: runs polled by job_id, conversations polled by pending_id; X-API-Key (docs/compat.md)" },
+            { name: "MUXI (compat)", description: "MUXI Framework's REST API at /compat/muxi: agents, chat with client-named sessions, history, memory (docs/compat.md)" },
             { name: "OpenAI Responses (compat)", description: "OpenAI's Responses and Conversations APIs at /compat/openai/v1: a response is a job, a conversation a session (docs/compat.md)" },
             { name: "Audit", description: "Events as stored, a session's merged history, $all and as-of replay: an audit:read key, or the management plane" },
           ],
