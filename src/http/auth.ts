@@ -121,6 +121,8 @@ export function scopeFor(method: string, path: string): KeyScope {
   if (path === "/v1/audit" || path.startsWith("/v1/audit/")) return "audit:read";
   if (!read && (path === "/v1/agents" || path.startsWith("/v1/agents/"))) return "agents:manage";
   if (!read && (path === "/v1/skills" || path.startsWith("/v1/skills/"))) return "agents:manage";
+  // MUXI's agent endpoints create and delete the app's agents, as /v1/agents does.
+  if (!read && /^\/compat\/muxi(?:\/api\/v1)?\/agents(?:\/|$)/.test(path)) return "agents:manage";
   return read ? "data:read" : "data:write";
 }
 

@@ -287,6 +287,9 @@ test("Management plane: agents config, LLM provider and per-workflow prompts dri
 
   // Doc: PUT /apps/app-123/agents-config/llm {"llm_base_url", "llm_model", "api_key"}
   // Doc: "The API key is stored encrypted … — it is never returned via API."
+  // A base URL that does not parse is the client's error, never a 500.
+  const unparsable = await manage("PUT", `/apps/${app.id}/agents-config/llm`, { llm_base_url: "http://[zz", llm_model: "m", api_key: "sk-x" });
+  expect(unparsable.status).toBe(400);
   const llm = await manage("PUT", `/apps/${app.id}/agents-config/llm`, { llm_base_url: wire.baseURL, llm_model: "claude-haiku-4-5-20251001", api_key: "sk-ant-mushu-secret-0001" });
   expect(llm.status).toBe(200);
   const config = await manage("GET", `/apps/${app.id}/agents-config`);

@@ -202,6 +202,15 @@ test("Errors: the doc's envelope and codes", async () => {
   const root = api(server.url, "");
   const readOnly = (await root.post(`/v1/apps/${DEFAULT_APP_ID}/keys`, { name: "muxi read", scopes: ["data:read"] }, bearer)).body.key as string;
   expectError(await call("POST", "/agents", { id: "denied", name: "Denied" }, readOnly), 403, "permission_denied");
+  // Creating or deleting the app's agents takes agents:manage, as /v1/agents does: not a data:write
+  // key, nor one acting as a user.
+  const writer = (await root.post(`/v1/apps/${DEFAULT_APP_ID}/keys`, { name: "muxi write", scopes: ["data:read", "data:write"] }, bearer)).body.key as string;
+  const asUser = (await root.post(`/v1/apps/${DEFAULT_APP_ID}/keys`, { name: "muxi user", user_id: "u-bound" }, bearer)).body.key as string;
+  for (const key of [writer, asUser]) {
+    expectError(await call("POST", "/agents", { id: "by-writer", name: "Nope" }, key), 403, "permission_denied");
+    expectError(await call("DELETE", "/agents/busy-agent", undefined, key), 403, "permission_denied");
+    expectError(await call("DELETE", "/api/v1/agents/busy-agent", undefined, key), 403, "permission_denied");
+  }
   // Doc: "The API version is specified in the URL path: /api/v1/..."
   const versioned = await call("GET", "/api/v1/agents/busy-agent");
   expect(versioned.status).toBe(200);
@@ -240,7 +249,7 @@ test("Rate limiting: chat is a resource-intensive endpoint, with its own smaller
   const bearer = { authorization: `Bearer ${ROOT}` };
   const root = api(server.url, "");
   const app = await root.post("/v1/apps", { name: "Heavy muxi" }, bearer);
-  const key = (await root.post(`/v1/apps/${app.body.id}/keys`, { name: "muxi" }, bearer)).body.key as string;
+  const key = (await root.post(`/v1/apps/${app.body.id}/keys`, { name: "muxi", scopes: ["data:read", "data:write", "agents:manage"] }, bearer)).body.key as string;
   expect((await root.put(`/v1/apps/${app.body.id}/rate_limits`, { per_key: { requests_per_minute: 50, heavy_per_minute: 1 } }, bearer)).status).toBe(200);
   const agent = "heavy-agent";
   expect((await call("POST", "/agents", { id: agent, name: "Heavy" }, key)).status).toBe(201);

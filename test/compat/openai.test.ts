@@ -250,6 +250,10 @@ describe("errors in OpenAI's shape", () => {
     const cases: Array<[string, RequestInit, number]> = [
       ["/responses", { method: "POST", headers, body: "{not json" }, 400],
       ["/responses", { method: "POST", headers, body: JSON.stringify({ model: "default", input: 42 }) }, 400],
+      // Items whose content is not a string or a list of parts, or holds a part that is not an object.
+      ["/responses", { method: "POST", headers, body: JSON.stringify({ model: "default", input: [{ role: "user", content: 5 }] }) }, 400],
+      ["/responses", { method: "POST", headers, body: JSON.stringify({ model: "default", input: [{ role: "user", content: [null] }] }) }, 400],
+      ["/responses", { method: "POST", headers, body: JSON.stringify({ model: "default", input: [{ role: "user", content: ["text"] }] }) }, 400],
       ["/nothing-here", { headers }, 404],
       ["/responses/resp_x?stream=maybe", { headers }, 400],
       [`/conversations/${conv.id}/items?order=sideways`, { headers }, 400],

@@ -10,7 +10,7 @@ import { Elysia, t } from "elysia";
 import { readYourWrites, type AppContext } from "../../app/context.ts";
 import type { ManagementPrincipal } from "../../auth/management.ts";
 import type { CommandMetadata } from "../../app/repository.ts";
-import { AppError, NotFoundError } from "../../core/errors.ts";
+import { AppError, NotFoundError, ValidationError } from "../../core/errors.ts";
 import { requireRole } from "../../http/routes/v1/apps.ts";
 import { requestIdOf } from "../../http/requestGuard.ts";
 import { findAgent } from "../../../projections/agents/index.ts";
@@ -40,7 +40,9 @@ const WorkflowParams = t.Object({ app_id: AppParam.properties.app_id, name: t.St
 
 /** The provider kind a base URL speaks: Anthropic's and OpenAI's own hosts, else the OpenAI wire format. */
 export function providerOf(baseUrl: string): "anthropic" | "openai" | "openai_compatible" {
-  const host = new URL(baseUrl).hostname.toLowerCase();
+  // The body's pattern only asks for http(s)://: a URL that does not parse is the client's error.
+  const host = URL.parse(baseUrl)?.hostname.toLowerCase();
+  if (host === undefined) throw new ValidationError("llm_base_url is not a valid URL", { param: "llm_base_url" });
   if (host === "api.anthropic.com") return "anthropic";
   if (host === "api.openai.com") return "openai";
   return "openai_compatible";

@@ -44,10 +44,16 @@ export function inputText(input: string | InputItem[]): string {
   for (const [i, item] of input.entries()) {
     if (item.type !== undefined && item.type !== "message") throw new ValidationError(`input[${i}]: only message items are supported, not ${item.type}`, { param: "input" });
     if (item.role !== "user") continue;
+    // The body's schema admits any object as an item: its content's shape is checked here.
     if (typeof item.content === "string") texts.push(item.content);
-    else for (const part of item.content ?? []) {
-      if (part.type !== "input_text" || typeof part.text !== "string") throw new ValidationError(`input[${i}]: only input_text content is supported, not ${part.type}`, { param: "input" });
-      texts.push(part.text);
+    else if (item.content !== undefined && !Array.isArray(item.content)) {
+      throw new ValidationError(`input[${i}].content must be a string or an array of content parts`, { param: "input" });
+    } else for (const part of (item.content ?? []) as unknown[]) {
+      const p = part as { type?: unknown; text?: unknown } | null;
+      if (p === null || typeof p !== "object" || p.type !== "input_text" || typeof p.text !== "string") {
+        throw new ValidationError(`input[${i}]: only input_text content is supported, not ${p !== null && typeof p === "object" ? String(p.type) : typeof p}`, { param: "input" });
+      }
+      texts.push(p.text);
     }
   }
   const text = texts.join("\n\n");
