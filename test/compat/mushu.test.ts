@@ -241,7 +241,7 @@ test("Errors come in the doc's {\"detail\": {\"error\": …}} envelope; rate-lim
   expect(missing.body.detail.error).toBe("invalid_request");
   const notJson = await call("POST", "/runs", "{not json");
   expect(notJson.status).toBe(400);
-  expect(notJson.body.detail).toBeDefined();
+  expect(notJson.body.detail.error).toBe("invalid_json");
   const emptyMessage = await call("POST", `/conversations/${await createConversation("usr-err")}/messages`, { content: "" });
   expect(emptyMessage.status).toBe(400);
   expect(emptyMessage.body.detail.param).toBe("content");

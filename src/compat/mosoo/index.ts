@@ -19,7 +19,7 @@ import { newResourceId } from "../../core/ids.ts";
 import { sessionStream } from "../../domain/streams.ts";
 import { principalOf } from "../../http/auth.ts";
 import { afterWrite, create, metaOf } from "../../http/routes/v1/common.ts";
-import { acceptMessage, requireSession } from "../../http/routes/v1/sessions/service.ts";
+import { acceptMessage, deleteSession, requireSession } from "../../http/routes/v1/sessions/service.ts";
 import { getJob, listSessionJobs, type JobRow } from "../../../projections/jobs/index.ts";
 import { getFile, listSessionFiles } from "../../../projections/files/index.ts";
 import { getSession, listSessions, type SessionRow } from "../../../projections/sessions/index.ts";
@@ -232,11 +232,6 @@ export const mosooRoutes = (deps: MosooDeps) =>
       return { ok: true };
     }, { params: ThreadParams, detail: { summary: "Unarchive a Thread (Mosoo)" } })
     .delete("/threads/:threadId", async ({ ctx, params, request, set }) => {
-      const row = requireThread(ctx, params.threadId);
-      const meta = metaOf(ctx, request, row.user_id);
-      const r = await ctx.repos.sessions.handle(row.id, { type: "DeleteSession" }, meta);
-      // Its runs end with it and its files go, as `DELETE /v1/sessions/{id}`.
-      await ctx.turns.sessionDeleted(row.id, meta, r.position);
-      await afterWrite(ctx, { set, request }, r.position);
+      await deleteSession(ctx, { set, request }, requireThread(ctx, params.threadId));
       return { ok: true };
     }, { params: ThreadParams, detail: { summary: "Delete a Thread (gone from lists and reads; its events stay auditable) (Mosoo)" } });

@@ -17,7 +17,7 @@ import { credentialStatus } from "../../domain/credential/credential.ts";
 import { userCredentialsId } from "../../domain/streams.ts";
 import { newResourceId } from "../../core/ids.ts";
 import { afterWrite, create, metaOf } from "../../http/routes/v1/common.ts";
-import { acceptMessage, requireSession, sessionAfterWrite } from "../../http/routes/v1/sessions/service.ts";
+import { acceptMessage, deleteSession, requireSession, sessionAfterWrite } from "../../http/routes/v1/sessions/service.ts";
 import { decodeCursor, encodeCursor } from "../../http/pagination.ts";
 import { listSessions } from "../../../projections/sessions/index.ts";
 import { listMessages } from "../../../projections/messages/index.ts";
@@ -129,10 +129,7 @@ export const mushuRoutes = (deps: MushuDeps) =>
     })
     .delete("/conversations/:conv_id", async ({ ctx, params, request, set }) => {
       const row = requireSession(ctx, params.conv_id);
-      const meta = metaOf(ctx, request, row.user_id);
-      const r = await ctx.repos.sessions.handle(row.id, { type: "DeleteSession" }, meta);
-      await ctx.turns.sessionDeleted(row.id, meta, r.position);
-      await afterWrite(ctx, { set, request }, r.position);
+      await deleteSession(ctx, { set, request }, row);
       return { conv_id: row.id, deleted: true };
     }, { params: ConvParam, detail: { summary: "Delete a conversation", description: "As DELETE /v1/sessions/{id}: gone from reads; its events stay auditable." } })
     .get("/chatgpt/status", async ({ ctx, query }) => {

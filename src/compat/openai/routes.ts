@@ -10,7 +10,7 @@ import { NotFoundError, ValidationError } from "../../core/errors.ts";
 import { jobStream } from "../../domain/streams.ts";
 import { listMessages, type MessageRow } from "../../../projections/messages/index.ts";
 import { callerContext, afterWrite, metaOf, stillAuthorized, type V1Deps } from "../../http/routes/v1/common.ts";
-import { requireSession, waitForEnd } from "../../http/routes/v1/sessions/service.ts";
+import { deleteSession, requireSession, waitForEnd } from "../../http/routes/v1/sessions/service.ts";
 import { translatedSse } from "../shared/translatedStream.ts";
 import { OPENAI_PREFIX } from "./errors.ts";
 import { emptyFold, foldJobEvent, RESPONSE_ENDS, streamEventOf, type JobFold, type ResponseContext } from "./responses.ts";
@@ -159,11 +159,7 @@ export const openaiCompatRoutes = (deps: V1Deps) =>
       params: t.Object({ conversation_id: Id }), detail: { summary: "Retrieve a conversation (conversations.retrieve)" },
     })
     .delete("/conversations/:conversation_id", async ({ ctx, params, request, set }) => {
-      const session = requireSession(ctx, params.conversation_id);
-      const meta = metaOf(ctx, request, session.user_id);
-      const r = await ctx.repos.sessions.handle(params.conversation_id, { type: "DeleteSession" }, meta);
-      await ctx.turns.sessionDeleted(params.conversation_id, meta, r.position);
-      await afterWrite(ctx, { set, request }, r.position);
+      await deleteSession(ctx, { set, request }, requireSession(ctx, params.conversation_id));
       return { id: params.conversation_id, object: "conversation.deleted" as const, deleted: true as const };
     }, { params: t.Object({ conversation_id: Id }), detail: { summary: "Delete a conversation (conversations.delete)" } })
     .get("/conversations/:conversation_id/items", ({ ctx, params, request }) => {

@@ -6,9 +6,9 @@ import { requireUser } from "../../../../app/access.ts";
 import { listSessions } from "../../../../../projections/sessions/index.ts";
 import { decodeCursor, page, PageQuery } from "../../../pagination.ts";
 import { getAgent } from "../../../../app/agentReads.ts";
-import { callerContext, afterWrite, create, IdParam, metaOf, sessionView, type V1Deps } from "../common.ts";
+import { callerContext, create, IdParam, metaOf, sessionView, type V1Deps } from "../common.ts";
 import { v1Models } from "../models.ts";
-import { requireSession, sessionAfterWrite } from "./service.ts";
+import { deleteSession, requireSession, sessionAfterWrite } from "./service.ts";
 
 export const sessionCrudRoutes = (deps: V1Deps) =>
   new Elysia({ name: "agentry.v1.sessions.sessionCrudRoutes", prefix: "/v1/sessions", detail: { tags: ["Sessions"] } })
@@ -85,12 +85,6 @@ export const sessionCrudRoutes = (deps: V1Deps) =>
       response: "Session", detail: { summary: "Rename, archive or unarchive a session" },
     })
     .delete("/:session_id", async ({ ctx, params, request, set }) => {
-      const session = requireSession(ctx, params.session_id);
-      const meta = metaOf(ctx, request, session.user_id);
-      const r = await ctx.repos.sessions.handle(params.session_id, { type: "DeleteSession" }, meta);
-      // Its turns end with it and its files go: the turn coordinator reacts to the deletion wherever
-      // jobs run; asking it here too does it before this answers.
-      await ctx.turns.sessionDeleted(params.session_id, meta, r.position);
-      await afterWrite(ctx, { set, request }, r.position);
+      await deleteSession(ctx, { set, request }, requireSession(ctx, params.session_id));
       return { id: params.session_id, object: "session" as const, deleted: true as const };
     }, { params: IdParam("session_id"), response: "SessionDeleted", detail: { summary: "Delete a session (gone from lists and reads; its events stay auditable)" } });

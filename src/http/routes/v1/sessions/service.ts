@@ -24,6 +24,18 @@ export function requireSession(ctx: AppContext, id: string): SessionRow {
 }
 
 /**
+ * Deletes a session (every surface's delete): gone from lists and reads, its events kept for audit.
+ * Its turns end with it and its files go: the turn coordinator reacts to the deletion wherever jobs
+ * run; asking it here too does it before the caller answers.
+ */
+export async function deleteSession(ctx: AppContext, http: HttpExchange, session: SessionRow): Promise<void> {
+  const meta = metaOf(ctx, http.request, session.user_id);
+  const r = await ctx.repos.sessions.handle(session.id, { type: "DeleteSession" }, meta);
+  await ctx.turns.sessionDeleted(session.id, meta, r.position);
+  await afterWrite(ctx, http, r.position);
+}
+
+/**
  * The session as the response shows it: from the read model once it has the write; while it lags,
  * the read model's row (if any) brought up to date from the session's own events.
  */
