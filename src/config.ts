@@ -31,6 +31,12 @@ const Env = Type.Object({
   SSE_STALL_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 30_000 }),
   /** How long a compat surface's synchronous call (e.g. Magus `POST /api/v1/messages`) waits for the agent. */
   COMPAT_SYNC_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 300_000 }),
+  /** The OAuth client of Mushu's BYOS connect flow (/compat/mushu/chatgpt/*); OpenAI's public ChatGPT client when unset. */
+  CHATGPT_CONNECT_AUTHORIZE_URL: Type.Optional(Type.String({ pattern: "^https?://", maxLength: 2048 })),
+  CHATGPT_CONNECT_TOKEN_URL: Type.Optional(Type.String({ pattern: "^https?://", maxLength: 2048 })),
+  CHATGPT_CONNECT_CLIENT_ID: Type.Optional(Type.String({ minLength: 1, maxLength: 512 })),
+  CHATGPT_CONNECT_REDIRECT_URI: Type.Optional(Type.String({ pattern: "^https?://", maxLength: 2048 })),
+  CHATGPT_CONNECT_SCOPE: Type.Optional(Type.String({ minLength: 1, maxLength: 1000 })),
   TOOL_PRIVATE_ALLOWLIST: Type.Optional(Type.String({ maxLength: 4000, pattern: "^[A-Za-z0-9_.:*\\[\\],-]*$" })),
   // Not shaped like a JWT: a bearer credential of that shape is read as an end-user token.
   API_KEY: Type.Optional(Type.String({ minLength: 16, maxLength: 512, pattern: "^(?!eyJ[\\w-]*\\.[\\w-]+\\.[\\w-]+$)" })),
@@ -101,8 +107,14 @@ export interface Config {
   maxBodyBytes: number;
   bodyTimeoutMs: number;
   sse: { bufferBytes: number; stallMs: number };
-  /** Compat surfaces (/compat/*): how long a synchronous call waits for the agent. */
-  compat: { syncTimeoutMs: number };
+  /**
+   * Compat surfaces (/compat/*): how long a synchronous call waits for the agent, and what is set of the
+   * OAuth client Mushu's ChatGPT connect flow uses (the rest is OpenAI's public client).
+   */
+  compat: {
+    syncTimeoutMs: number;
+    chatgpt: { authorize_url?: string; token_url?: string; client_id?: string; redirect_uri?: string; scope?: string };
+  };
   /** Hot streams kept in memory for polls and reads: how many, and how many events each. */
   tailCache: { streams: number; eventsPerStream: number; maxBytes: number };
   /** Non-public targets HTTP tools may call: `*`, or `host` / `host:port` entries. Empty: public addresses only. */
@@ -245,7 +257,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxBodyBytes: e.MAX_BODY_BYTES,
     bodyTimeoutMs: e.BODY_TIMEOUT_MS,
     sse: { bufferBytes: e.SSE_BUFFER_BYTES, stallMs: e.SSE_STALL_TIMEOUT_MS },
-    compat: { syncTimeoutMs: e.COMPAT_SYNC_TIMEOUT_MS },
+    compat: {
+      syncTimeoutMs: e.COMPAT_SYNC_TIMEOUT_MS,
+      chatgpt: Object.fromEntries(Object.entries({
+        authorize_url: e.CHATGPT_CONNECT_AUTHORIZE_URL, token_url: e.CHATGPT_CONNECT_TOKEN_URL, client_id: e.CHATGPT_CONNECT_CLIENT_ID,
+        redirect_uri: e.CHATGPT_CONNECT_REDIRECT_URI, scope: e.CHATGPT_CONNECT_SCOPE,
+      }).filter(([, v]) => v !== undefined)),
+    },
     tailCache: { streams: e.TAIL_CACHE_STREAMS, eventsPerStream: e.TAIL_CACHE_EVENTS_PER_STREAM, maxBytes: e.TAIL_CACHE_MB * 1024 * 1024 },
     toolPrivateAllowlist: (e.TOOL_PRIVATE_ALLOWLIST ?? "").split(",").map((s) => s.trim()).filter(Boolean),
     apiKey: e.API_KEY,

@@ -75,7 +75,8 @@ import { mosooErrorDialect } from "./compat/mosoo/wire.ts";
 import { muxiRoutes } from "./compat/muxi/index.ts";
 import { muxiErrorDialect } from "./compat/muxi/wire.ts";
 import { mushuRoutes } from "./compat/mushu/index.ts";
-import { MUSHU_HEALTH, mushuErrorDialect } from "./compat/mushu/wire.ts";
+import { MUSHU_PUBLIC_PATHS, mushuErrorDialect } from "./compat/mushu/wire.ts";
+import { OPENAI_CHATGPT_CLIENT } from "./compat/mushu/chatgptConnect.ts";
 import { MUSHU_MANAGEMENT, mushuManagementRoutes } from "./compat/mushu/management.ts";
 
 /**
@@ -278,7 +279,7 @@ export async function startServer(
       managers.set(request, consoleApi.principalOf(request) ?? await management.authenticate(request));
     },
     errorDialects: [openaiErrorDialect, magusErrorDialect, mosooErrorDialect, muxiErrorDialect, mushuErrorDialect],
-    publicPaths: [MUSHU_HEALTH], managementPaths: [MUSHU_MANAGEMENT],
+    publicPaths: [...MUSHU_PUBLIC_PATHS], managementPaths: [MUSHU_MANAGEMENT],
     plugins: [appRoutes({ ctx, directory, usage: keyUsage, principalOf: (request) => managers.get(request) }),
       appRateLimitRoutes({ ctx, directory, defaults: config.rateLimits, principalOf: (request) => managers.get(request) }),
       appBillingRoutes({ ctx, directory, principalOf: (request) => managers.get(request) }),
@@ -293,7 +294,7 @@ export async function startServer(
       magusRoutes({ ctx, timeoutMs: config.compat.syncTimeoutMs }),
       mosooRoutes({ ctx }),
       muxiRoutes({ ctx, timeoutMs: config.compat.syncTimeoutMs }),
-      mushuRoutes({ ctx }),
+      mushuRoutes({ ctx, chatgpt: { ...OPENAI_CHATGPT_CLIENT, ...config.compat.chatgpt } }),
       mushuManagementRoutes({ ctx, principalOf: (request) => managers.get(request), forward: (request: Request): Promise<Response> => app.handle(request) }),
       ...(extra.plugins ?? [])],
   });

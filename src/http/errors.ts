@@ -71,11 +71,13 @@ function safeAll(error: ElysiaValidationError): Array<{ path: string; message: s
 
 /**
  * How a compat surface (src/compat) words errors: requests under `prefix` get `render`'s body instead
- * of the envelope, with the same status. Its clients know only their product's error shape.
+ * of the envelope, with the same status unless `statusOf` gives the product's own (FastAPI's 422 for a
+ * refused body, say). Its clients know only their product's error shape.
  */
 export interface ErrorDialect {
   prefix: string;
   render(status: number, body: ErrorBody): unknown;
+  statusOf?(status: number, body: ErrorBody): number;
 }
 
 /**
@@ -100,7 +102,10 @@ export const errorHandler = (logger: Logger, dialects: readonly ErrorDialect[] =
     if (dialects.length) {
       const path = new URL(request.url).pathname;
       const dialect = dialects.find((d) => path === d.prefix || path.startsWith(`${d.prefix}/`));
-      if (dialect) return dialect.render(status, body);
+      if (dialect) {
+        if (dialect.statusOf) set.status = dialect.statusOf(status, body);
+        return dialect.render(status, body);
+      }
     }
     return body;
   });

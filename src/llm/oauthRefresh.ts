@@ -1,9 +1,10 @@
 /**
- * OAuth 2.0 refresh (RFC 6749 §6): trades an end user's refresh token for a new access token at a
- * connection's token endpoint. A form POST with `grant_type=refresh_token`; the client authenticates
- * with HTTP Basic when it has a secret, else names itself with `client_id` in the form (a public
- * client). The call goes through the outbound guard (public addresses only unless the operator allows
- * a private one; no redirects; a capped answer) and is bounded in time.
+ * OAuth 2.0 token endpoint calls for end users' credentials: the refresh (RFC 6749 §6) that trades a
+ * refresh token for a new access token, and the authorization-code exchange (§4.1.3, with PKCE's
+ * `code_verifier`, RFC 7636) that completes a connect flow. A form POST; the client authenticates with
+ * HTTP Basic when it has a secret, else names itself with `client_id` in the form (a public client).
+ * The call goes through the outbound guard (public addresses only unless the operator allows a private
+ * one; no redirects; a capped answer) and is bounded in time.
  *
  * No token, secret or answer body is ever put in an error: the endpoint may echo what it was sent.
  */
@@ -43,8 +44,22 @@ const MAX_ANSWER_BYTES = 64 * 1024;
 /** A token as it goes into an HTTP header: visible ASCII, bounded. */
 const TOKEN = /^[\x21-\x7e]{1,8192}$/;
 
-export async function refreshTokens(client: OAuthClient, refreshToken: string, options: RefreshOptions): Promise<RefreshedTokens> {
-  const form = new URLSearchParams({ grant_type: "refresh_token", refresh_token: refreshToken });
+export function refreshTokens(client: OAuthClient, refreshToken: string, options: RefreshOptions): Promise<RefreshedTokens> {
+  return tokenRequest(client, new URLSearchParams({ grant_type: "refresh_token", refresh_token: refreshToken }), options);
+}
+
+/**
+ * Completes an authorization-code flow: the code the authorization server redirected with, the
+ * redirect URI it was sent to and the PKCE verifier of its challenge. A refusal is a RefreshError
+ * (`refused` when the endpoint says `invalid_grant`: a used, expired or foreign code).
+ */
+export function exchangeAuthorizationCode(
+  client: OAuthClient, grant: { code: string; redirect_uri: string; code_verifier: string }, options: RefreshOptions,
+): Promise<RefreshedTokens> {
+  return tokenRequest(client, new URLSearchParams({ grant_type: "authorization_code", ...grant }), options);
+}
+
+async function tokenRequest(client: OAuthClient, form: URLSearchParams, options: RefreshOptions): Promise<RefreshedTokens> {
   const auth: Record<string, string> = {};
   if (client.client_secret !== null && client.client_id !== null) {
     auth.authorization = `Basic ${Buffer.from(`${encodeURIComponent(client.client_id)}:${encodeURIComponent(client.client_secret)}`).toString("base64")}`;

@@ -13,12 +13,55 @@ const ROOT = "root-token-mushu-0123456789abcdef";
 let server: TestServer;
 let base: string;
 let wire: WireServer;
+let oauth: ReturnType<typeof startOAuthServer>;
+
+/**
+ * An OAuth 2.0 authorization server on loopback, standing in for ChatGPT's sign-in: its authorize page
+ * signs the user in at once and redirects to the client's redirect URI with a code; its token endpoint
+ * checks the PKCE verifier against the challenge and gives each code once.
+ */
+function startOAuthServer() {
+  const codes = new Map<string, { challenge: string; redirect_uri: string; client_id: string }>();
+  let issued = 0;
+  const server = Bun.serve({
+    hostname: "127.0.0.1", port: 0,
+    async fetch(req) {
+      const url = new URL(req.url);
+      if (url.pathname === "/oauth/authorize") {
+        const q = url.searchParams;
+        if (q.get("response_type") !== "code" || q.get("code_challenge_method") !== "S256") return new Response("bad request", { status: 400 });
+        const code = `code-${++issued}`;
+        codes.set(code, { challenge: q.get("code_challenge")!, redirect_uri: q.get("redirect_uri")!, client_id: q.get("client_id")! });
+        const back = new URL(q.get("redirect_uri")!);
+        back.searchParams.set("code", code);
+        back.searchParams.set("state", q.get("state")!);
+        return Response.redirect(back.href, 302);
+      }
+      if (url.pathname === "/oauth/token" && req.method === "POST") {
+        const form = new URLSearchParams(await req.text());
+        const grant = codes.get(form.get("code") ?? "");
+        codes.delete(form.get("code") ?? "");
+        const verifier = form.get("code_verifier") ?? "";
+        const challenge = new Bun.CryptoHasher("sha256").update(verifier).digest("base64url");
+        if (form.get("grant_type") !== "authorization_code" || !grant || grant.challenge !== challenge
+          || grant.redirect_uri !== form.get("redirect_uri") || grant.client_id !== form.get("client_id")) {
+          return Response.json({ error: "invalid_grant" }, { status: 400 });
+        }
+        return Response.json({ access_token: `chatgpt-access-${issued}-0123456789`, refresh_token: `chatgpt-refresh-${issued}`, expires_in: 864000, token_type: "Bearer" });
+      }
+      return new Response("not found", { status: 404 });
+    },
+  });
+  return { url: `http://127.0.0.1:${server.port}`, stop: () => server.stop(true) };
+}
 
 beforeAll(async () => {
   // Rate limits on (high), so their headers are sent as they are in production.
   // The LLM a Mushu app configures is a local server speaking the OpenAI wire format (loopback allowed).
   wire = startOpenAiWireServer();
+  oauth = startOAuthServer();
   server = await startTestServer({
+    CHATGPT_CONNECT_AUTHORIZE_URL: `${oauth.url}/oauth/authorize`, CHATGPT_CONNECT_TOKEN_URL: `${oauth.url}/oauth/token`, CHATGPT_CONNECT_CLIENT_ID: "app_test_client",
     ADMIN_TOKEN: ROOT, TOOL_PRIVATE_ALLOWLIST: "127.0.0.1", SANDBOX_CHUNK_DELAY_MS: "2", RATE_LIMIT_PER_MINUTE: "10000", RATE_LIMIT_HEAVY_PER_MINUTE: "10000",
   });
   base = `${server.url}/compat/mushu`;
@@ -26,6 +69,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await server?.stop();
   wire?.stop();
+  oauth?.stop();
 });
 
 /** Doc: "Data plane endpoints (/runs, /conversations) require a Tenant API key as X-API-Key." */
@@ -65,11 +109,13 @@ async function createConversation(userId = "usr-123") {
   return r.body.conv_id as string;
 }
 
-test("GET /health answers with no key", async () => {
+test("GET /health answers with no key, with or without a trailing slash", async () => {
   // Doc: "GET/healthNoneService health check"
-  const r = await call("GET", "/health", undefined, null);
-  expect(r.status).toBe(200);
-  expect(r.body).toEqual({ status: "ok" });
+  for (const path of ["/health", "/health/"]) {
+    const r = await call("GET", path, undefined, null);
+    expect(r.status).toBe(200);
+    expect(r.body).toEqual({ status: "ok" });
+  }
 });
 
 test("Single-turn run: submit, then poll until complete with a structured result", async () => {
@@ -235,16 +281,21 @@ test("Errors come in the doc's {\"detail\": {\"error\": …}} envelope; rate-lim
   const badKey = await call("GET", "/conversations?user_id=u", undefined, "ms_your_key");
   expect(badKey.status).toBe(401);
   expect(badKey.body.detail.error).toBe("invalid_api_key");
-  // A body missing the doc's fields: 400 naming the field.
+  // A body its schema refuses: what FastAPI answers and the doc's generated SDK parses
+  // (HTTPValidationError): 422 with detail a list of {loc, msg, type}, naming the field.
   const missing = await call("POST", "/conversations", { workflow: "meal-plan" });
-  expect(missing.status).toBe(400);
-  expect(missing.body.detail.error).toBe("invalid_request");
+  expect(missing.status).toBe(422);
+  expect(missing.body.detail[0].loc).toEqual(["body", "user_id"]);
+  expect(typeof missing.body.detail[0].msg).toBe("string");
   const notJson = await call("POST", "/runs", "{not json");
-  expect(notJson.status).toBe(400);
-  expect(notJson.body.detail.error).toBe("invalid_json");
+  expect(notJson.status).toBe(422);
+  expect(notJson.body.detail[0]).toMatchObject({ loc: ["body"], type: "json_invalid" });
   const emptyMessage = await call("POST", `/conversations/${await createConversation("usr-err")}/messages`, { content: "" });
-  expect(emptyMessage.status).toBe(400);
-  expect(emptyMessage.body.detail.param).toBe("content");
+  expect(emptyMessage.status).toBe(422);
+  expect(emptyMessage.body.detail[0].loc).toEqual(["body", "content"]);
+  const badLimit = await call("GET", "/conversations?user_id=u&limit=0");
+  expect(badLimit.status).toBe(422);
+  expect(badLimit.body.detail[0].loc).toEqual(["query", "limit"]);
   expect((await call("GET", "/runs/run_doesnotexist")).status).toBe(404);
   const unknownConv = await call("GET", "/conversations/sess_doesnotexist/poll/job_x");
   expect(unknownConv.status).toBe(404);
@@ -329,8 +380,36 @@ test("Management plane: agents config, LLM provider and per-workflow prompts dri
   expect(typeof withKey.body.detail.error).toBe("string");
   expect((await manage("GET", "/apps/app_nope/agents-config")).status).toBe(404);
   const badBody = await manage("PUT", `/apps/${app.id}/agents-config/llm`, { llm_model: "m" });
-  expect(badBody.status).toBe(400);
-  expect(badBody.body.detail.error).toBe("invalid_request");
+  expect(badBody.status).toBe(422);
+  expect(badBody.body.detail.map((d: any) => d.loc.join("."))).toContain("body.llm_base_url");
+});
+
+test("Workflows: the doc's built-in ones start on first use; an unknown one is refused, never a new agent", async () => {
+  const v1 = api(server.url, server.apiKey);
+  const agentsBefore = (await v1.get("/v1/agents?limit=100")).body.data.length;
+  // Doc: "food-log … meal-plan" are the workflows; a name of the client's own is not one of them.
+  for (const [path, body] of [["/runs", { user_id: "usr-wf", workflow: "made-up", media_url: "https://x.test/a.jpg" }], ["/conversations", { user_id: "usr-wf", workflow: "made-up" }]] as const) {
+    const r = await call("POST", path, body);
+    expect(r.status).toBe(422);
+    expect(r.body.detail[0]).toMatchObject({ loc: ["body", "workflow"], type: "unknown_workflow" });
+  }
+  // Neither a key nor an end user's token sets a workflow up by naming it.
+  const token = (await v1.post("/v1/end-user-tokens", { user_id: "usr-wf" })).body.token as string;
+  const byUser = await call("POST", "/conversations", { user_id: "usr-wf", workflow: "another-made-up" }, null, { Authorization: `Bearer ${token}` });
+  expect(byUser.status).toBe(422);
+  expect((await v1.get("/v1/agents?limit=100")).body.data.length).toBe(agentsBefore);
+
+  // A workflow's agent deleted through /v1 comes back, fresh, at the next use of the workflow.
+  const first = await createConversation("usr-wf");
+  const agentId = (await v1.get(`/v1/sessions/${first}`)).body.agent_id as string;
+  expect((await v1.del(`/v1/agents/${agentId}`)).status).toBeLessThan(300);
+  const second = await call("POST", "/conversations", { user_id: "usr-wf", workflow: "meal-plan" });
+  expect(second.status).toBe(200);
+  const replacement = (await v1.get(`/v1/sessions/${second.body.conv_id}`)).body.agent_id as string;
+  expect(replacement).not.toBe(agentId);
+  const sent = await call("POST", `/conversations/${second.body.conv_id}/messages`, { content: "Plan my week" });
+  expect(sent.status).toBe(200);
+  expect((await pollUntilDone(`/conversations/${second.body.conv_id}/poll/${sent.body.pending_id}`)).last.status).toBe("complete");
 });
 
 test("BYOS: GET /chatgpt/status says connected or expired", async () => {
@@ -350,6 +429,90 @@ test("BYOS: GET /chatgpt/status says connected or expired", async () => {
   const unnamed = await call("GET", "/chatgpt/status");
   expect(unnamed.status).toBe(400);
   expect(unnamed.body.detail.param).toBe("user_id");
+});
+
+test("BYOS connect: authorize URL, intercepted redirect, callback; the user's turns then run on their subscription", async () => {
+  // Setup: an agent billed to its end users, on an OpenAI connection (a local server speaking OpenAI's
+  // wire format), and a key limited to it, so Mushu conversations run on it.
+  const root = api(server.url, "");
+  const bearer = { authorization: `Bearer ${ROOT}` };
+  const app = (await root.post("/v1/apps", { name: "ByosApp" }, bearer)).body;
+  expect((await root.put(`/v1/apps/${app.id}/connections/chatgpt`, { provider: "openai", base_url: wire.baseURL, default_model: "gpt-byos" }, bearer)).status).toBe(200);
+  const admin = (await root.post(`/v1/apps/${app.id}/keys`, { name: "admin", scopes: ["data:read", "data:write", "agents:manage"] }, bearer)).body.key as string;
+  const agent = (await api(server.url, admin).post("/v1/agents", { name: "byos", model: { connection: "chatgpt" }, billing: "end_user" })).body;
+  expect(agent.billing).toBe("end_user");
+  const key = (await root.post(`/v1/apps/${app.id}/keys`, { name: "ios", scopes: ["data:read", "data:write"], agent_ids: [agent.id] }, bearer)).body.key as string;
+
+  // Doc: "1. Call POST /chatgpt/connect — get auth_url and session_id"
+  const connect = await call("POST", "/chatgpt/connect", { user_id: "usr-ios" }, key);
+  expect(connect.status).toBe(200);
+  const authUrl = new URL(connect.body.auth_url);
+  expect(authUrl.origin + authUrl.pathname).toBe(`${oauth.url}/oauth/authorize`);
+  expect(authUrl.searchParams.get("client_id")).toBe("app_test_client");
+  expect(authUrl.searchParams.get("redirect_uri")).toBe("http://localhost:1455/auth/callback");
+  expect(authUrl.searchParams.get("code_challenge_method")).toBe("S256");
+  expect(typeof connect.body.session_id).toBe("string");
+
+  // Doc: "2. Open auth_url in a WKWebView sheet" / "3. Intercept the localhost:1455 redirect"
+  const signIn = await fetch(authUrl, { redirect: "manual" });
+  expect(signIn.status).toBe(302);
+  const intercepted = signIn.headers.get("location")!;
+  expect(new URL(intercepted).host).toBe("localhost:1455");
+
+  // A redirect from another sign-in (its state differs) is refused, and costs nothing.
+  const foreign = new URL(intercepted);
+  foreign.searchParams.set("state", "someone-elses");
+  const mismatch = await call("POST", "/chatgpt/callback", { session_id: connect.body.session_id, url: foreign.href }, null);
+  expect(mismatch.status).toBe(400);
+  expect(mismatch.body.detail.error).toBe("state_mismatch");
+  // A session id this server did not issue (or altered) opens nothing.
+  const forged = connect.body.session_id.slice(0, -4) + "AAAA";
+  const badSession = await call("POST", "/chatgpt/callback", { session_id: forged, url: intercepted }, null);
+  expect(badSession.status).toBe(400);
+  expect(badSession.body.detail.error).toBe("invalid_session");
+
+  // Doc: "4. Send the intercepted URL to POST /chatgpt/callback with session_id" (Auth: None)
+  // Doc: "5. Get { connected: true } — show confirmation, dismiss sheet"
+  const done = await call("POST", "/chatgpt/callback", { session_id: connect.body.session_id, url: intercepted }, null);
+  expect(done.status).toBe(200);
+  expect(done.body).toMatchObject({ connected: true, user_id: "usr-ios" });
+  expect((await call("GET", "/chatgpt/status?user_id=usr-ios", undefined, key)).body).toMatchObject({ connected: true, expired: false });
+  // The code was single-use: a replayed callback is refused, and the connection stays.
+  const replay = await call("POST", "/chatgpt/callback", { session_id: connect.body.session_id, url: intercepted }, null);
+  expect(replay.status).toBe(400);
+  expect(replay.body.detail.error).toBe("code_refused");
+
+  // Doc: "Runs automatically route through the connected subscription — no code change required after setup."
+  const conv = await call("POST", "/conversations", { user_id: "usr-ios", workflow: "meal-plan" }, key);
+  expect(conv.status).toBe(200);
+  const sent = await call("POST", `/conversations/${conv.body.conv_id}/messages`, { content: "Plan my week" }, key);
+  let reply: any;
+  for (let i = 0; i < 400 && reply?.status !== "complete" && reply?.status !== "failed"; i++) {
+    reply = (await call("GET", `/conversations/${conv.body.conv_id}/poll/${sent.body.pending_id}`, undefined, key)).body;
+    if (reply.status === "pending") await Bun.sleep(25);
+  }
+  expect(reply.status).toBe("complete");
+  expect(wire.requests.at(-1)!.headers.get("authorization")).toMatch(/^Bearer chatgpt-access-\d+-0123456789$/);
+
+  // Another user without a connection: the doc's failure, and a sign-in the user declined is refused.
+  const other = await call("POST", "/conversations", { user_id: "usr-unlinked", workflow: "meal-plan" }, key);
+  const unlinked = await call("POST", `/conversations/${other.body.conv_id}/messages`, { content: "hi" }, key);
+  let failed: any;
+  for (let i = 0; i < 400 && failed?.status !== "complete" && failed?.status !== "failed"; i++) {
+    failed = (await call("GET", `/conversations/${other.body.conv_id}/poll/${unlinked.body.pending_id}`, undefined, key)).body;
+    if (failed.status === "pending") await Bun.sleep(25);
+  }
+  expect(failed.status).toBe("failed");
+  expect(failed.error).toContain("Connect your OpenAI account");
+  const again = await call("POST", "/chatgpt/connect", {}, key);
+  expect(again.status).toBe(400);
+  expect(again.body.detail.param).toBe("user_id");
+  const declined = (await call("POST", "/chatgpt/connect", { user_id: "usr-unlinked" }, key)).body;
+  const refusedAt = `http://localhost:1455/auth/callback?error=access_denied&state=${new URL(declined.auth_url).searchParams.get("state")}`;
+  const refused = await call("POST", "/chatgpt/callback", { session_id: declined.session_id, url: refusedAt }, null);
+  expect(refused.status).toBe(400);
+  expect(refused.body.detail.error).toBe("authorization_denied");
+  expect((await call("GET", "/chatgpt/status?user_id=usr-unlinked", undefined, key)).body.connected).toBe(false);
 });
 
 test("OpenAPI: the surface is documented under its own tag", async () => {

@@ -24,21 +24,40 @@ import { listMessages } from "../../../projections/messages/index.ts";
 import { listSessionJobs } from "../../../projections/jobs/index.ts";
 import { admitCompat, type CompatAccess } from "../shared/compatAccess.ts";
 import { ensureWorkflowAgent } from "./workflows.ts";
-import { ConversationBody, conversationSummary, conversationView, MessageBody, MUSHU_HEALTH, MUSHU_PREFIX, pollView, RunBody, runView } from "./wire.ts";
+import { CallbackBody, ConnectBody, ConversationBody, conversationSummary, conversationView, MessageBody, MUSHU_PREFIX, MUSHU_PUBLIC_PATHS, pollView, RunBody, runView } from "./wire.ts";
+import { completeConnect, OPENAI_CHATGPT_CLIENT, startConnect, type ChatGptOAuthClient } from "./chatgptConnect.ts";
+import { requestIdOf } from "../../http/requestGuard.ts";
 
 export interface MushuDeps extends CompatAccess {
   ctx: AppContext;
+  /** The OAuth client of the BYOS connect flow (OpenAI's public ChatGPT client unless configured). */
+  chatgpt?: ChatGptOAuthClient;
 }
 
-/** The agent a Mushu workflow runs on: the key's (first) agent when it is limited to agents, else the workflow's own agent. */
+/**
+ * The agent a Mushu workflow runs on: the key's (first) agent when it is limited to agents, else the
+ * workflow's own agent. A workflow that is neither built in nor set up by the app's managers is a
+ * refused field (422, as FastAPI refuses a value outside an enum), not a new agent.
+ */
 async function workflowAgent(ctx: AppContext, workflow: string, signal: AbortSignal): Promise<string> {
-  const agentId = ctx.allowedAgents?.[0] ?? (await ensureWorkflowAgent(ctx, workflow, signal));
+  const agentId = ctx.allowedAgents?.[0] ?? (await ensureWorkflowAgent(ctx, workflow, "built_in", signal).catch((err) => {
+    if (err instanceof NotFoundError) throw new ValidationError(err.message, { param: "workflow", location: "body" }, "unknown_workflow");
+    throw err;
+  }));
   requireAgentAllowed(ctx, agentId);
   return agentId;
 }
 
 /** A run's result is structured JSON (the doc's "photo in, structured JSON out"): an object, whatever the workflow. */
 const RUN_RESULT = { type: "object" };
+
+/** The end user a BYOS call is about: the user of an end-user token (or of a key bound to a user), else the one named. */
+function endUser(ctx: AppContext, named: string | undefined): string {
+  const userId = named ?? ctx.actingUser;
+  if (!userId) throw new ValidationError("Name the end user: user_id", { param: "user_id" });
+  requireUser(ctx, userId);
+  return userId;
+}
 
 const lastJob = (ctx: AppContext, sessionId: string) => listSessionJobs(ctx.db, sessionId, 1)[0] ?? null;
 
@@ -49,7 +68,10 @@ const ConvParam = t.Object({ conv_id: t.String({ minLength: 1, maxLength: 100, p
 
 export const mushuRoutes = (deps: MushuDeps) =>
   new Elysia({ name: "agentry.compat.mushu", prefix: MUSHU_PREFIX, detail: { tags: ["Mushu (compat)"] } })
-    .resolve(async ({ request, set }) => ({ ctx: new URL(request.url).pathname === MUSHU_HEALTH ? deps.ctx : await admitCompat(deps.ctx, deps, request, set.headers) }))
+    // The health check takes no key, with or without a trailing slash (the router serves both).
+    .resolve(async ({ request, set }) => ({
+      ctx: (MUSHU_PUBLIC_PATHS as readonly string[]).includes(new URL(request.url).pathname.replace(/\/$/, "")) ? deps.ctx : await admitCompat(deps.ctx, deps, request, set.headers),
+    }))
     .get("/health", () => ({ status: "ok" }), { detail: { summary: "Service health check (no key)", security: [] } })
     .post("/runs", ({ ctx, body, request, set }) => create(ctx, request, body, set, { job: "run" }, async ({ ids }) => {
       requireUser(ctx, body.user_id);
@@ -132,11 +154,24 @@ export const mushuRoutes = (deps: MushuDeps) =>
       await deleteSession(ctx, { set, request }, row);
       return { conv_id: row.id, deleted: true };
     }, { params: ConvParam, detail: { summary: "Delete a conversation", description: "As DELETE /v1/sessions/{id}: gone from reads; its events stay auditable." } })
+    .post("/chatgpt/connect", async ({ ctx, body }) => startConnect(ctx, deps.chatgpt ?? OPENAI_CHATGPT_CLIENT, endUser(ctx, body?.user_id)), {
+      body: t.Optional(ConnectBody),
+      detail: {
+        summary: "Get OAuth authorize URL + session_id",
+        description: "Step 1 of connecting an end user's ChatGPT subscription: open auth_url in a web view, intercept the redirect to the redirect URI, and send it to POST /chatgpt/callback with session_id (valid 10 minutes).",
+      },
+    })
+    .post("/chatgpt/callback", async ({ ctx, body, request }) => ({
+      connected: true as const, ...(await completeConnect(ctx, deps.chatgpt ?? OPENAI_CHATGPT_CLIENT, body, requestIdOf(request) ?? undefined)),
+    }), {
+      body: CallbackBody,
+      detail: {
+        summary: "Complete OAuth exchange after WKWebView intercept", security: [],
+        description: "No key: the session_id from /chatgpt/connect is the credential. Exchanges the redirect's code and stores the tokens as the user's OpenAI credential; answers {connected: true}.",
+      },
+    })
     .get("/chatgpt/status", async ({ ctx, query }) => {
-      // The user is the end user of an end-user token (or a key bound to a user), else the one named.
-      const userId = query.user_id ?? ctx.actingUser;
-      if (!userId) throw new ValidationError("Name the end user: user_id", { param: "user_id" });
-      requireUser(ctx, userId);
+      const userId = endUser(ctx, query.user_id);
       const { state } = await ctx.repos.credentials.load(userCredentialsId(ctx.appId, userId));
       const credential = state.credentials.openai;
       const status = credentialStatus(credential, Date.now());

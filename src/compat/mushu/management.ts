@@ -74,8 +74,7 @@ export const mushuManagementRoutes = (deps: MushuManagementDeps) => {
     };
   };
 
-  const promptView = async (ctx: AppContext, workflow: string, signal: AbortSignal) => {
-    const agentId = await ensureWorkflowAgent(ctx, workflow, signal);
+  const promptView = (ctx: AppContext, workflow: string, agentId: string) => {
     const row = findAgent(ctx.db, ctx.appId, agentId);
     if (!row) throw new NotFoundError("Workflow not found", { param: "name" }, "workflow_not_found");
     return {
@@ -99,7 +98,7 @@ export const mushuManagementRoutes = (deps: MushuManagementDeps) => {
   return new Elysia({ name: "agentry.compat.mushu.management", prefix: MUSHU_MANAGEMENT, detail: { tags: ["Mushu (compat)"], security: [{ managementToken: [] }] } })
     .post("", async ({ body, request, set }) => {
       const ctx = await appContext(request, body.app_id, "admin");
-      for (const workflow of body.workflows ?? ["food-log", "meal-plan"]) await ensureWorkflowAgent(ctx, workflow, request.signal);
+      for (const workflow of body.workflows ?? ["food-log", "meal-plan"]) await ensureWorkflowAgent(ctx, workflow, "any", request.signal);
       set.status = 201;
       return configView(ctx);
     }, {
@@ -133,20 +132,23 @@ export const mushuManagementRoutes = (deps: MushuManagementDeps) => {
       }, { additionalProperties: false }),
       detail: { summary: "Configure LLM provider + API key", description: "Stored as the app's model connection `mushu`; the key is sealed and never returned." },
     })
-    .get("/:app_id/agents-config/workflows/:name/prompt", async ({ params, request }) =>
-      promptView(await appContext(request, params.app_id, "member"), params.name, request.signal), {
+    .get("/:app_id/agents-config/workflows/:name/prompt", async ({ params, request }) => {
+      const ctx = await appContext(request, params.app_id, "member");
+      // A read sets up only a built-in workflow (showing its default prompt); another must be set up by a write.
+      return promptView(ctx, params.name, await ensureWorkflowAgent(ctx, params.name, "built_in", request.signal));
+    }, {
       params: WorkflowParams, detail: { summary: "Get current prompt override" },
     })
     .put("/:app_id/agents-config/workflows/:name/prompt", async ({ params, body, request }) => {
       const ctx = await appContext(request, params.app_id, "admin");
-      const agentId = await ensureWorkflowAgent(ctx, params.name, request.signal);
+      const agentId = await ensureWorkflowAgent(ctx, params.name, "any", request.signal);
       const meta = managerMeta(request, ctx.appId);
       // Doc: "Pass an empty string or DELETE the override to revert to the built-in default."
       const r = body.system_prompt.trim() === ""
         ? await ctx.repos.agents.handle(agentId, { type: "RevertPrompt", agent_id: agentId }, meta)
         : await ctx.repos.agents.handle(agentId, { type: "OverridePrompt", agent_id: agentId, system_prompt: body.system_prompt }, meta);
       await readYourWrites(ctx, r.position, request.signal);
-      return promptView(ctx, params.name, request.signal);
+      return promptView(ctx, params.name, agentId);
     }, {
       params: WorkflowParams,
       body: t.Object({ system_prompt: t.String({ maxLength: 100_000 }) }, { additionalProperties: false }),
@@ -154,9 +156,9 @@ export const mushuManagementRoutes = (deps: MushuManagementDeps) => {
     })
     .delete("/:app_id/agents-config/workflows/:name/prompt", async ({ params, request }) => {
       const ctx = await appContext(request, params.app_id, "admin");
-      const agentId = await ensureWorkflowAgent(ctx, params.name, request.signal);
+      const agentId = await ensureWorkflowAgent(ctx, params.name, "built_in", request.signal);
       const r = await ctx.repos.agents.handle(agentId, { type: "RevertPrompt", agent_id: agentId }, managerMeta(request, ctx.appId));
       await readYourWrites(ctx, r.position, request.signal);
-      return promptView(ctx, params.name, request.signal);
+      return promptView(ctx, params.name, agentId);
     }, { params: WorkflowParams, detail: { summary: "Remove prompt override (revert to default)" } });
 };

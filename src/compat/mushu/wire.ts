@@ -16,6 +16,12 @@ export const MUSHU_PREFIX = "/compat/mushu";
 /** Mushu's `GET /health` takes no key (the doc's "Auth: None"). */
 export const MUSHU_HEALTH = `${MUSHU_PREFIX}/health`;
 
+/** Nor does `POST /chatgpt/callback` (the doc's "Auth: None"): its sealed session_id is the credential. */
+export const MUSHU_CHATGPT_CALLBACK = `${MUSHU_PREFIX}/chatgpt/callback`;
+
+/** The paths of the surface that take no key. */
+export const MUSHU_PUBLIC_PATHS = [MUSHU_HEALTH, MUSHU_CHATGPT_CALLBACK] as const;
+
 const Name = t.String({ minLength: 1, maxLength: 100, pattern: "^[A-Za-z0-9_.-]+$" });
 const UserId = t.String({ minLength: 1, maxLength: 200 });
 
@@ -28,6 +34,15 @@ export const RunBody = t.Object({
 export const ConversationBody = t.Object({ user_id: UserId, workflow: Name }, { additionalProperties: false });
 
 export const MessageBody = t.Object({ content: t.String({ minLength: 1, maxLength: 100_000 }) }, { additionalProperties: false });
+
+export const ConnectBody = t.Object({
+  user_id: t.Optional(t.String({ minLength: 1, maxLength: 200, description: "Whose subscription: the user of an end-user token (or of a key bound to a user) when omitted" })),
+}, { additionalProperties: false });
+
+export const CallbackBody = t.Object({
+  session_id: t.String({ minLength: 3, maxLength: 4096, description: "From POST /chatgpt/connect" }),
+  url: t.String({ minLength: 1, maxLength: 8192, description: "The intercepted redirect URL (http://localhost:1455/auth/callback?code=…&state=…), whole" }),
+}, { additionalProperties: false });
 
 /** Our job status in the doc's run status words (pending, running, complete, failed). */
 export function runStatus(status: string): "pending" | "running" | "complete" | "failed" {
@@ -104,14 +119,42 @@ export interface MushuErrorDetail {
   request_id?: string;
 }
 
+/** One entry of FastAPI's validation answer (`HTTPValidationError.detail`): where, what, and a kind. */
+export interface FastApiValidationItem {
+  loc: string[];
+  msg: string;
+  type: string;
+}
+
+/** Our request locations in FastAPI's words (`loc[0]`). */
+const LOCATIONS: Record<string, string> = { body: "body", query: "query", params: "path", headers: "header" };
+
 /**
  * Our error in the doc's envelope: FastAPI's `{"detail": …}`, with the doc's object form
  * `{"error": <code>, …}` (as its 409 shows). A busy conversation is the doc's `conversation_busy` with
- * `active_pending_id`; everything else keeps our status and code (a refused body is 400 `invalid_request`, naming the field in `param`).
+ * `active_pending_id`. A request its schema refuses (or a body that is not JSON) is what FastAPI answers
+ * and Mushu's generated SDK parses as `HTTPValidationError`: 422 with a list of `{loc, msg, type}`.
+ * Everything else keeps our status and code, naming the field in `param`.
  */
-export function mushuEnvelope(status: number, body: ErrorBody): { status: number; body: { detail: MushuErrorDetail } } {
+export function mushuEnvelope(status: number, body: ErrorBody): { status: number; body: { detail: MushuErrorDetail | FastApiValidationItem[] } } {
   const e = body.error;
   const param = paramOf(body);
+  const location = e.code === "invalid_json" ? "body" : e.details?.location;
+  if (status === 400 && typeof location === "string") {
+    const listed = Array.isArray(e.details?.errors) ? (e.details.errors as Array<{ param: string; message: string }>) : [];
+    const items = listed.length ? listed : [{ param: param ?? location, message: e.message }];
+    const where = LOCATIONS[location] ?? location;
+    return {
+      status: 422,
+      body: {
+        detail: items.map((i) => ({
+          loc: [where, ...(i.param && i.param !== location ? i.param.split(".") : [])],
+          msg: i.message,
+          type: e.code === "invalid_json" ? "json_invalid" : e.code === "invalid_request" ? "value_error" : e.code,
+        })),
+      },
+    };
+  }
   const detail: MushuErrorDetail = { error: e.code, message: e.message, ...(param ? { param } : {}), ...(e.request_id ? { request_id: e.request_id } : {}) };
   if (e.code === "session_busy") {
     const active = e.details?.active_job_id;
@@ -128,4 +171,5 @@ export function mushuEnvelope(status: number, body: ErrorBody): { status: number
 export const mushuErrorDialect: ErrorDialect = {
   prefix: MUSHU_PREFIX,
   render: (status, body) => mushuEnvelope(status, body).body,
+  statusOf: (status, body) => mushuEnvelope(status, body).status,
 };

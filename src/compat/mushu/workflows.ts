@@ -2,13 +2,17 @@
  * Mushu workflows as agents of ours: each (app, workflow) has its own agent, created on first use from
  * the default agent's spec with the workflow's built-in prompt, so a per-workflow prompt override
  * (`PUT /apps/{app_id}/agents-config/workflows/{name}/prompt`) is that agent's prompt override, and
- * its turns and runs are traceable to it through `/v1`. Its id is derived from the app and the workflow
- * name: concurrent first uses find the same agent, with no mapping table.
+ * its turns and runs are traceable to it through `/v1`. Its id is derived from the app, the workflow
+ * name and a generation: concurrent first uses find the same agent, with no mapping table, and a workflow
+ * whose agent was deleted (through `/v1`) gets a fresh one at the next generation.
+ *
+ * Who may set a workflow up: the data plane (any key or end-user token) only the doc's built-in
+ * workflows, so a caller cannot create agents by naming workflows; the management plane any name.
  */
 import { createHash } from "node:crypto";
 import { readYourWrites, type AppContext } from "../../app/context.ts";
 import { DEFAULT_AGENT_SPEC } from "../../app/defaultAgent.ts";
-import { ConflictError } from "../../core/errors.ts";
+import { ConflictError, NotFoundError } from "../../core/errors.ts";
 import type { AgentSpec } from "../../domain/agent/agent.ts";
 import { connectionOf } from "../../domain/app/app.ts";
 
@@ -22,10 +26,16 @@ export const BUILT_IN_PROMPTS: Readonly<Record<string, string>> = {
   "meal-plan": "You are a multi-turn meal planning assistant. Keep track of the user's diet preferences, goals and past meals across messages.",
 };
 
-/** Our agent id for an app's workflow: stable, distinct per app. */
-export function workflowAgentId(appId: string, workflow: string): string {
-  return `agt_mushu_${createHash("sha256").update(`${appId}\0${workflow}`).digest("hex").slice(0, 32)}`;
+/** Our agent id for an app's workflow: stable, distinct per app; generation n > 0 replaces a deleted n - 1. */
+export function workflowAgentId(appId: string, workflow: string, generation = 0): string {
+  const key = generation === 0 ? `${appId}\0${workflow}` : `${appId}\0${workflow}\0${generation}`;
+  return `agt_mushu_${createHash("sha256").update(key).digest("hex").slice(0, 32)}`;
 }
+
+/** How many times one workflow's agent may be deleted and set up again. */
+const MAX_GENERATIONS = 1000;
+
+export const isBuiltInWorkflow = (workflow: string): boolean => Object.hasOwn(BUILT_IN_PROMPTS, workflow);
 
 /** The spec a workflow's agent starts with: on the app's Mushu LLM configuration when it has one. */
 export function workflowSpec(workflow: string, llm: { model: string | null } | null): AgentSpec {
@@ -45,19 +55,31 @@ export async function mushuLlm(ctx: AppContext, appId: string): Promise<{ model:
   return c ? { model: c.default_model, base_url: c.base_url } : null;
 }
 
-/** The workflow's agent in `ctx`'s app, created now if it has none (and readable at once). */
-export async function ensureWorkflowAgent(ctx: AppContext, workflow: string, signal?: AbortSignal): Promise<string> {
-  const agentId = workflowAgentId(ctx.appId, workflow);
-  const { state } = await ctx.repos.agents.peek(agentId);
-  if (state.status !== "none") return agentId;
-  try {
-    const spec = workflowSpec(workflow, await mushuLlm(ctx, ctx.appId));
-    const r = await ctx.repos.agents.handle(agentId, { type: "CreateAgent", agent_id: agentId, spec }, { appId: ctx.appId, actor: "system:mushu-workflow" });
-    await readYourWrites(ctx, r.position, signal);
-  } catch (err) {
-    if (!(err instanceof ConflictError)) throw err; // another request created it first
+/**
+ * The workflow's agent in `ctx`'s app: its current one, else one created now (and readable at once) when
+ * `setUp` allows, else 404 `workflow_not_found`. Deleted generations are skipped.
+ */
+export async function ensureWorkflowAgent(ctx: AppContext, workflow: string, setUp: "any" | "built_in", signal?: AbortSignal): Promise<string> {
+  let raced = 0;
+  for (let generation = 0; generation < MAX_GENERATIONS; generation++) {
+    const agentId = workflowAgentId(ctx.appId, workflow, generation);
+    const { state } = await ctx.repos.agents.peek(agentId);
+    if (state.status === "active") return agentId;
+    if (state.status === "deleted") continue;
+    if (setUp === "built_in" && !isBuiltInWorkflow(workflow)) {
+      throw new NotFoundError(`Unknown workflow "${workflow}": use ${Object.keys(BUILT_IN_PROMPTS).join(" or ")}, or set it up through the management plane`, { param: "workflow" }, "workflow_not_found");
+    }
+    try {
+      const spec = workflowSpec(workflow, await mushuLlm(ctx, ctx.appId));
+      const r = await ctx.repos.agents.handle(agentId, { type: "CreateAgent", agent_id: agentId, spec }, { appId: ctx.appId, actor: "system:mushu-workflow" });
+      await readYourWrites(ctx, r.position, signal);
+      return agentId;
+    } catch (err) {
+      if (!(err instanceof ConflictError) || ++raced > 3) throw err;
+      generation--; // another request created (or deleted) it first: look at this generation again
+    }
   }
-  return agentId;
+  throw new ConflictError("workflow_exhausted", `The workflow "${workflow}" has been deleted too many times`, { param: "workflow" });
 }
 
 export interface WorkflowAgentRow {
