@@ -345,3 +345,54 @@ test("Rate limits: over the app's limit a 429 in the doc's envelope, with RateLi
   expect(limited!.body.error.code).toBe("rate_limit_exceeded");
   expect(limited!.headers.get("retry-after")).not.toBeNull();
 });
+
+test("Errors: a credit limit reached in the middle of a turn is 403 usage_limit_exceeded, not agent_error", async () => {
+  // Doc: "403 usage_limit_exceeded Daily credit limit reached"
+  const bearer = { authorization: `Bearer ${ROOT}` };
+  const root = api(server.url, "");
+  const app = (await root.post("/v1/apps", { name: "Limited mid-turn" }, bearer)).body;
+  const key = (await root.post(`/v1/apps/${app.id}/keys`, { name: "magus" }, bearer)).body.key as string;
+  // Room for the message's reservation, not for a second step after the first step's tokens.
+  expect((await root.put(`/v1/apps/${app.id}/limits`, { app: { daily_tokens: 20 }, reservation: { tokens: 20 } }, bearer)).status).toBe(200);
+  // The app's default agent asks before it registers an asset (a second model step follows the tool);
+  // Magus has no approval endpoint, so it is approved through /v1 while the request waits.
+  const pending = send({ content: "register https://example.com/cat.png as an asset", session_id: "mid-turn" }, key);
+  const admin = api(server.url, key);
+  let jobId: string | undefined;
+  for (let i = 0; i < 200 && !jobId; i++) {
+    const session = (await admin.get("/v1/sessions?limit=1")).body.data?.[0];
+    const jobs = session ? (await admin.get(`/v1/sessions/${session.id}/jobs`)).body.data ?? [] : [];
+    jobId = jobs.find((j: any) => j.status === "awaiting_approval")?.id;
+    if (!jobId) await Bun.sleep(10);
+  }
+  expect(jobId).toBeDefined();
+  expect((await admin.post(`/v1/jobs/${jobId}/approve`)).status).toBeLessThan(300);
+  const r = await pending;
+  expect(r.status).toBe(403);
+  expect(r.body.error.code).toBe("usage_limit_exceeded");
+  expect((await admin.get(`/v1/jobs/${jobId}`)).body.error.code).toBe("usage_limit_exceeded");
+});
+
+test("The same session_id in two integrations (keys), or another app, is another conversation", async () => {
+  // Doc: "Each API integration is bound to a custom agent." / "the same session ID always routes to the same conversation"
+  const bearer = { authorization: `Bearer ${ROOT}` };
+  const root = api(server.url, "");
+  const app = (await root.post("/v1/apps", { name: "Two integrations" }, bearer)).body;
+  const first = (await root.post(`/v1/apps/${app.id}/keys`, { name: "one" }, bearer)).body.key as string;
+  const second = (await root.post(`/v1/apps/${app.id}/keys`, { name: "two" }, bearer)).body.key as string;
+  const other = (await root.post("/v1/apps", { name: "Another app" }, bearer)).body;
+  const foreign = (await root.post(`/v1/apps/${other.id}/keys`, { name: "x" }, bearer)).body.key as string;
+  const a1 = await send({ content: "first words", session_id: "shared-id" }, first);
+  const a2 = await send({ content: "again", session_id: "shared-id" }, first);
+  const b = await send({ content: "other words", session_id: "shared-id" }, second);
+  const c = await send({ content: "foreign words", session_id: "shared-id" }, foreign);
+  for (const r of [a1, a2, b, c]) expect(r.status).toBe(200);
+  expect(a2.body.conversation_id).toBe(a1.body.conversation_id);
+  expect(new Set([a1.body.conversation_id, b.body.conversation_id, c.body.conversation_id]).size).toBe(3);
+  // Each conversation holds only its own integration's messages.
+  expect(a2.body.content).toContain("message 2 of our conversation");
+  expect(b.body.content).toContain("message 1 of our conversation");
+  expect(c.body.content).toContain("message 1 of our conversation");
+  // Another app's key cannot read this app's conversation through /v1 either.
+  expect((await api(server.url, foreign).get(`/v1/sessions/${a1.body.conversation_id}/messages`)).status).toBe(404);
+});

@@ -24,7 +24,7 @@ import { acceptMessage, waitForEnd } from "../../http/routes/v1/sessions/service
 import { admitCompat, type CompatAccess } from "../shared/compatAccess.ts";
 import { sessionForClientId } from "../shared/clientSessions.ts";
 import { translatedSse } from "../shared/translatedStream.ts";
-import { AgentError, DONE_FRAME, MAGUS_PREFIX, MagusError, MagusReply, MagusMessageBody, magusError, magusReply, magusStreamTranslator, type MagusMessage } from "./wire.ts";
+import { DONE_FRAME, turnFailure, MAGUS_PREFIX, MagusError, MagusReply, MagusMessageBody, magusError, magusReply, magusStreamTranslator, type MagusMessage } from "./wire.ts";
 
 export interface MagusDeps extends CompatAccess {
   ctx: AppContext;
@@ -87,7 +87,7 @@ export const magusRoutes = (deps: MagusDeps) =>
           throw new TimeoutError(`The agent did not respond within ${Math.round(deps.timeoutMs / 1000)} s`);
         }
         const state = await visibleJobState(ctx, jobId);
-        if (state.status !== "completed") throw new AgentError(state.error?.message ?? `The agent's turn ended ${state.status}`);
+        if (state.status !== "completed") throw turnFailure(state);
         return magusReply({
           messageId: ids.message_id, sessionId: clientId, conversationId: row.id, reply: await replySummary(ctx, jobId),
           usage: state.usage, completedAt: Date.now(),

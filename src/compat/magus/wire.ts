@@ -8,7 +8,7 @@ import type { RecordedEvent } from "../../eventstore/port.ts";
 import { jobEvents } from "../../domain/job/events.ts";
 import { addUsage, ZERO_USAGE, type Usage } from "../../domain/job/job.ts";
 import type { ReplySummary } from "../../domain/session/session.ts";
-import { AppError } from "../../core/errors.ts";
+import { AppError, UsageLimitError } from "../../core/errors.ts";
 import { toErrorResponse, type ErrorBody, type ErrorDialect } from "../../http/errors.ts";
 
 /** Where the surface is mounted: Magus's `POST /api/v1/messages` is `POST /compat/magus/api/v1/messages`. */
@@ -125,6 +125,17 @@ export class AgentError extends AppError {
   constructor(message: string) {
     super("agent_error", message);
   }
+}
+
+/**
+ * Why a synchronous request gets no reply, from how its turn ended: a credit or token limit reached in
+ * the middle of the turn is the doc's 403 `usage_limit_exceeded` (as it is when the limit refuses the
+ * message up front); anything else is 502 `agent_error`.
+ */
+export function turnFailure(job: { status: string; error?: { code?: string; message?: string } | null }): AppError {
+  const message = job.error?.message ?? `The agent's turn ended ${job.status}`;
+  if (job.error?.code === "usage_limit_exceeded") return new UsageLimitError(message);
+  return new AgentError(message);
 }
 
 /**
