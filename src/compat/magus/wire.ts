@@ -110,7 +110,8 @@ export function magusStreamTranslator(input: { sessionId: string; conversationId
       case "JobCompleted":
         return frame({ event: "message.completed", message_id: replyId, usage: magusUsage(usage) });
       case "JobFailed":
-        return frame({ event: "error", code: "agent_error", message: e.data.error.message });
+        // A limit reached mid-turn keeps the doc's code for it, as the synchronous answer does.
+        return frame({ event: "error", code: e.data.error.code === "usage_limit_exceeded" ? e.data.error.code : "agent_error", message: e.data.error.message });
       case "JobCancelled":
         return frame({ event: "error", code: "agent_error", message: `The agent's turn was cancelled: ${e.data.reason}` });
       default:
