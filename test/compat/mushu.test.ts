@@ -1,8 +1,8 @@
 /**
  * The Mushu surface (/compat/mushu), driven as a Mushu client drives Mushu Agents: plain fetch with the
  * headers and bodies of the Mushu "Agents Service" doc (seed 000), nothing of /v1 — except where the
- * issue asks that a conversation started here be read through /v1 (one store, one history), and to
- * approve a plan, which Mushu has no endpoint for. Each test quotes the doc lines it relies on.
+ * issue asks that a conversation started here be read through /v1 (one store, one history), and for
+ * setup the doc leaves to Mushu's dashboard. Each test quotes the doc lines it relies on.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { startTestServer, type TestServer } from "../support/server.ts";
@@ -200,8 +200,8 @@ test("Python SDK send_and_wait: create, send, poll in a loop; a second turn sees
 
 test("Concurrent message guard: 409 conversation_busy with the active pending_id; polling it resumes", async () => {
   const convId = await createConversation("usr-busy");
-  // The sandbox proposes a plan that needs approval: the turn stays in flight until it is decided.
-  const first = await call("POST", `/conversations/${convId}/messages`, { content: "register https://example.com/cat.png as an asset" });
+  // A slow reply keeps the turn in flight for a while.
+  const first = await call("POST", `/conversations/${convId}/messages`, { content: "[slow] plan my meals" });
   expect(first.status).toBe(200);
   const pendingId = first.body.pending_id;
   // Doc: "Sending a message while a turn is still in flight returns 409 Conflict:
@@ -215,16 +215,23 @@ test("Concurrent message guard: 409 conversation_busy with the active pending_id
   // Doc: "Use the returned active_pending_id to resume polling"
   const polled = await call("GET", `/conversations/${convId}/poll/${busy.body.detail.active_pending_id}`);
   expect(polled.body).toEqual({ status: "pending" });
-  // Mushu has no approvals: the app's backend approves through /v1 (the same job), and the poll completes.
-  const v1 = api(server.url, server.apiKey);
-  await v1.waitForStatus(pendingId, ["awaiting_approval"]);
-  expect((await v1.post(`/v1/jobs/${pendingId}/approve`)).status).toBeLessThan(300);
   const { last } = await pollUntilDone(`/conversations/${convId}/poll/${pendingId}`);
   expect(last.status).toBe("complete");
   // Doc: "don't send a new message until the current turn completes" — then it is accepted.
   const next = await call("POST", `/conversations/${convId}/messages`, { content: "Thanks" });
   expect(next.status).toBe(200);
   expect((await pollUntilDone(`/conversations/${convId}/poll/${next.body.pending_id}`)).last.status).toBe("complete");
+});
+
+test("A workflow turn never waits for an approval Mushu has no endpoint for", async () => {
+  // Doc: "Poll every 2–3 seconds until status is complete or failed." — a plan awaiting approval would
+  // leave the client polling "pending" for ever, so workflow agents have no approval-gated tools.
+  const convId = await createConversation("usr-noapproval");
+  const sent = await call("POST", `/conversations/${convId}/messages`, { content: "register https://example.com/cat.png as an asset" });
+  expect(sent.status).toBe(200);
+  const { last, seen } = await pollUntilDone(`/conversations/${convId}/poll/${sent.body.pending_id}`);
+  expect(last.status).toBe("complete");
+  expect(seen.every((s) => s === "pending" || s === "complete")).toBe(true);
 });
 
 test("A failed turn: poll says failed, the conversation says failed and stays usable", async () => {

@@ -37,13 +37,19 @@ const MAX_GENERATIONS = 1000;
 
 export const isBuiltInWorkflow = (workflow: string): boolean => Object.hasOwn(BUILT_IN_PROMPTS, workflow);
 
-/** The spec a workflow's agent starts with: on the app's Mushu LLM configuration when it has one. */
+/**
+ * The spec a workflow's agent starts with: on the app's Mushu LLM configuration when it has one. No
+ * tools and no approvals: Mushu has no approval endpoint, so a plan waiting for one would leave its
+ * client polling `pending` for ever (tools can still be added through `/v1`, with their approvals).
+ */
 export function workflowSpec(workflow: string, llm: { model: string | null } | null): AgentSpec {
   return {
     ...DEFAULT_AGENT_SPEC,
     name: workflow,
     description: `The Mushu workflow "${workflow}"`,
     system_prompt: BUILT_IN_PROMPTS[workflow] ?? DEFAULT_AGENT_SPEC.system_prompt,
+    tools: [],
+    approval: "never",
     model: llm ? { provider: null, name: llm.model, parameters: {}, connection: MUSHU_CONNECTION } : DEFAULT_AGENT_SPEC.model,
   };
 }
