@@ -522,6 +522,34 @@ test("BYOS connect: authorize URL, intercepted redirect, callback; the user's tu
   expect((await call("GET", "/chatgpt/status?user_id=usr-unlinked", undefined, key)).body.connected).toBe(false);
 });
 
+test("Tenancy: another app's key and another user's token reach nothing of these conversations and runs", async () => {
+  const root = api(server.url, "");
+  const bearer = { authorization: `Bearer ${ROOT}` };
+  const other = (await root.post("/v1/apps", { name: "Other tenant" }, bearer)).body;
+  const foreign = (await root.post(`/v1/apps/${other.id}/keys`, { name: "k", scopes: ["data:read", "data:write"] }, bearer)).body.key as string;
+  const convId = await createConversation("usr-tenant");
+  const sent = await call("POST", `/conversations/${convId}/messages`, { content: "hello" });
+  const run = await call("POST", "/runs", { user_id: "usr-tenant", workflow: "food-log", media_url: "https://x.test/a.jpg" });
+  for (const [method, path, body] of [
+    ["GET", `/conversations/${convId}`], ["GET", `/conversations/${convId}/poll/${sent.body.pending_id}`],
+    ["POST", `/conversations/${convId}/messages`, { content: "x" }], ["DELETE", `/conversations/${convId}`], ["GET", `/runs/${run.body.job_id}`],
+  ] as const) {
+    expect((await call(method, path, body, foreign)).status).toBe(404);
+  }
+  expect((await call("GET", "/conversations?user_id=usr-tenant", undefined, foreign)).body.conversations).toEqual([]);
+  // An end user's token (Authorization: Bearer, as the doc's SDK sends its token) sees its own user only.
+  const token = (await api(server.url, server.apiKey).post("/v1/end-user-tokens", { user_id: "usr-someone-else" })).body.token as string;
+  const asUser = { Authorization: `Bearer ${token}` };
+  expect((await call("GET", `/conversations/${convId}`, undefined, null, asUser)).status).toBe(403);
+  expect((await call("GET", "/conversations?user_id=usr-tenant", undefined, null, asUser)).status).toBe(403);
+  expect((await call("POST", "/conversations", { user_id: "usr-tenant", workflow: "meal-plan" }, null, asUser)).status).toBe(403);
+  const own = await call("POST", "/conversations", { user_id: "usr-someone-else", workflow: "meal-plan" }, null, asUser);
+  expect(own.status).toBe(200);
+  expect((await call("GET", `/conversations/${own.body.conv_id}`, undefined, null, asUser)).status).toBe(200);
+  // The conversation survived every foreign attempt.
+  expect((await call("GET", `/conversations/${convId}`)).status).toBe(200);
+});
+
 test("OpenAPI: the surface is documented under its own tag", async () => {
   const doc = await (await fetch(`${server.url}/docs/json`)).json() as any;
   for (const [path, method] of [["/compat/mushu/runs", "post"], ["/compat/mushu/conversations/{conv_id}/poll/{pending_id}", "get"], ["/compat/mushu/apps/{app_id}/agents-config/llm", "put"], ["/compat/mushu/health", "get"]] as const) {
