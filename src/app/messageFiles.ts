@@ -13,7 +13,7 @@ import type { SessionRow } from "../../projections/sessions/index.ts";
 import type { AppContext } from "./context.ts";
 import { requireAgentAllowed, requireUser } from "./access.ts";
 import { acceptedContentType, contentTypeOfName, fileName, filesOf, loadFile, removeFile, requireContentMatches, storeFile } from "./files.ts";
-import { SNIFF_BYTES } from "../domain/file/sniff.ts";
+import { SNIFF_BYTES, sniffContentType } from "../domain/file/sniff.ts";
 import type { CommandMetadata } from "./repository.ts";
 import { chunksOf } from "../blobs/staging.ts";
 
@@ -62,7 +62,10 @@ export async function resolveAttachments(
     }
     // A name is stored and shown as given: the same rules as an upload's (no path, no control characters).
     const name = a.name === undefined || a.name.trim() === "" ? `attachment-${i + 1}` : fileName(a.name, `${param}.name`);
-    const contentType = acceptedContentType(files.settings, a.content_type ?? contentTypeOfName(name));
+    // A client may send neither a type nor a name (Magus's doc marks neither required): then the bytes
+    // decide. A name given is the client's word for the type, as with an upload.
+    const unnamed = a.name === undefined || a.name.trim() === "";
+    const contentType = acceptedContentType(files.settings, a.content_type ?? contentTypeOfName(name) ?? (unnamed ? sniffContentType(bytes.subarray(0, SNIFF_BYTES)) : null));
     requireContentMatches(contentType, bytes.subarray(0, SNIFF_BYTES), `${param}.data`);
     inline.push({ index: i, bytes, name, contentType });
     out.push(a); // replaced by its file's reference once stored

@@ -197,6 +197,20 @@ test("Attachments: a file sent base64 inline reaches the agent", async () => {
   expect(r.status).toBe(200);
   expect(r.body.content).toContain("notes.txt");
   expect(r.body.content).toContain("Bonjour tout le monde");
+  // The doc marks neither name nor content_type required: without them the bytes say what the file is.
+  const png = Buffer.from("89504e470d0a1a0a0000000d49484452", "hex").toString("base64");
+  const bare = await send({
+    content: "What are these?", session_id: "attach-2",
+    attachments: [{ type: "file", data: Buffer.from("Hallo Welt").toString("base64") }, { type: "file", data: png }],
+  });
+  expect(bare.status).toBe(200);
+  expect(bare.body.content).toContain("Hallo Welt");
+  const files = (await v1().get(`/v1/sessions/${bare.body.conversation_id}/files`)).body.data ?? [];
+  expect(files.map((f: any) => f.content_type).sort()).toEqual(["image/png", "text/plain"]);
+  // Bytes that are neither a known format nor text are still refused, not stored as some type.
+  const binary = await send({ content: "and this?", session_id: "attach-2", attachments: [{ type: "file", data: Buffer.from([0, 1, 2, 3, 255]).toString("base64") }] });
+  expect(binary.status).toBe(415);
+  expect(binary.body.error.code).toBe("invalid_request");
 });
 
 test("Busy: a message sent while the conversation's turn runs waits its turn; both are answered, in order", async () => {
