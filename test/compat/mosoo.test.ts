@@ -278,3 +278,218 @@ test("Access: a token limited to other Agents is refused with 403", async () => 
   expect(refused.body.error.code).toBe("agent_not_allowed");
   await pollUntil(allowed.body.thread.id, (e) => ended(e));
 });
+
+/** Every event of a Thread's log, read the doc's way (the latest 1000). */
+const fullLog = async (threadId: string, token: string | null = server.apiKey) => (await call("GET", `/threads/${threadId}/events?limit=1000`, undefined, {}, token)).body.events as any[];
+
+/** A second app with its own key, and an end-user token of the default app for `user`. */
+async function otherAppKey(name: string): Promise<string> {
+  const root = api(server.url, "");
+  const bearer = { authorization: `Bearer ${ROOT}` };
+  const app = await root.post("/v1/apps", { name }, bearer);
+  return (await root.post(`/v1/apps/${app.body.id}/keys`, { name: "mosoo" }, bearer)).body.key as string;
+}
+const endUserToken = async (user: string): Promise<string> => (await api(server.url, server.apiKey).post("/v1/end-user-tokens", { user_id: user })).body.token as string;
+
+test("Send events: a batch is checked whole before any of it is applied, and a refused batch applies nothing on retry either", async () => {
+  // Doc: "POST /threads/{threadId}/events sends user messages, permission decisions, or interrupts."
+  // Doc: "Keep external systems in sync with client_external_ref and Idempotency-Key."
+  const created = await call("POST", "/agents/default/threads", firstRequest("Hello"));
+  const id = created.body.thread.id;
+  await pollUntil(id, (e) => ended(e));
+  const before = (await fullLog(id)).filter((e) => e.type === "user.message").length;
+  // A message, then a decision nothing waits for: the decision is refused, and the message with it.
+  const batch = { events: [{ type: "user_message", text: "first of a refused batch" }, { type: "permission_decision", decision: "allow" }] };
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const r = await call("POST", `/threads/${id}/events`, batch, { "Idempotency-Key": "refused-batch-1" });
+    expect(r.status).toBe(409);
+    expect(r.body.error.code).toBe("no_pending_permission");
+  }
+  expect((await fullLog(id)).filter((e) => e.type === "user.message")).toHaveLength(before);
+  // A run id that is not this Thread's: 404, nothing applied.
+  const unknownRun = await call("POST", `/threads/${id}/events`, { events: [{ type: "user_message", text: "second of a refused batch" }, { type: "permission_decision", decision: "deny", run_id: "job_not_here" }] });
+  expect(unknownRun.status).toBe(404);
+  expect(unknownRun.body.error.code).toBe("run_not_found");
+  // A content part we cannot take, after a good message: 400, nothing applied.
+  const badPart = await call("POST", `/threads/${id}/events`, {
+    events: [{ type: "user_message", text: "third of a refused batch" }, { type: "user.message", content: [{ type: "image", url: "https://example.com/cat.png" }] }],
+  });
+  expect(badPart.status).toBe(400);
+  expect(badPart.body.error.code).toBe("unsupported_content_type");
+  const log = await fullLog(id);
+  expect(log.filter((e) => e.type === "user.message")).toHaveLength(before);
+  expect(JSON.stringify(log)).not.toContain("of a refused batch");
+
+  // A batch that is applied is applied once, however often it is retried with its key.
+  const good = { events: [{ type: "user_message", text: "applied once", client_request_id: "c-1" }, { type: "user_message", text: "and this once too", client_request_id: "c-2" }] };
+  const a = await call("POST", `/threads/${id}/events`, good, { "Idempotency-Key": "applied-batch-1" });
+  const b = await call("POST", `/threads/${id}/events`, good, { "Idempotency-Key": "applied-batch-1" });
+  expect(a.status).toBe(202);
+  expect(b.status).toBe(202);
+  expect(a.body.events.map((e: any) => e.clientRequestId)).toEqual(["c-1", "c-2"]);
+  expect(b.body.events.map((e: any) => e.run.id)).toEqual(a.body.events.map((e: any) => e.run.id));
+  const after = await pollUntil(id, (e) => ended(e, 3));
+  expect(after.filter((e) => e.type === "user.message").map((e) => e.content)).toEqual(["Hello", "applied once", "and this once too"]);
+});
+
+test("Send events: the doc's user.message shape is accepted, in events and as input; content we cannot take is refused by name", async () => {
+  // Doc: "input": {"type": "user.message", "content": [{"type": "text", "text": "Triage this customer escalation and suggest next steps."}]}
+  const created = await call("POST", "/agents/default/threads", firstRequest("Hello"));
+  const id = created.body.thread.id;
+  await pollUntil(id, (e) => ended(e));
+  const asEvent = await call("POST", `/threads/${id}/events`, { events: [{ type: "user.message", content: [{ type: "text", text: "Sent as a user.message event." }] }] });
+  expect(asEvent.status).toBe(202);
+  expect(typeof asEvent.body.events[0].run.id).toBe("string");
+  await pollUntil(id, (e) => ended(e, 2));
+  const asInput = await call("POST", `/threads/${id}/events`, { input: { type: "user.message", content: [{ type: "text", text: "Sent as input," }, { type: "text", text: "in two parts." }] } });
+  expect(asInput.status).toBe(202);
+  const events = await pollUntil(id, (e) => ended(e, 3));
+  expect(events.filter((e) => e.type === "user.message").map((e) => e.content)).toEqual(["Hello", "Sent as a user.message event.", "Sent as input,\n\nin two parts."]);
+  // Neither shape, or both: 400.
+  expect((await call("POST", `/threads/${id}/events`, {})).status).toBe(400);
+  // Content parts other than text are refused, never dropped: 400 in the error envelope, naming the part.
+  const image = await call("POST", "/agents/default/threads", { input: { type: "user.message", content: [{ type: "text", text: "Look:" }, { type: "image", url: "https://example.com/cat.png" }] } });
+  expect(image.status).toBe(400);
+  expect(image.body.error.code).toBe("unsupported_content_type");
+  expect(typeof image.body.error.message).toBe("string");
+  const inEvent = await call("POST", `/threads/${id}/events`, { input: { type: "user.message", content: [{ type: "file", file_id: "file_x" }] } });
+  expect(inEvent.status).toBe(400);
+  expect(inEvent.body.error.code).toBe("unsupported_content_type");
+});
+
+test("client_external_ref names one Thread for the whole app, whichever key asks; another app's key cannot reach it", async () => {
+  // Doc: "Keep external systems in sync with client_external_ref and Idempotency-Key."
+  // Doc: "The token identifies the caller; it does not change which published Agent is run"
+  const root = api(server.url, "");
+  const bearer = { authorization: `Bearer ${ROOT}` };
+  const secondKey = (await root.post(`/v1/apps/${DEFAULT_APP_ID}/keys`, { name: "second mosoo integration" }, bearer)).body.key as string;
+  const first = await call("POST", "/agents/default/threads", firstRequest("Triage ticket 900.", "ticket-900"));
+  expect(first.status).toBe(201);
+  await pollUntil(first.body.thread.id, (e) => ended(e));
+  const second = await call("POST", "/agents/default/threads", firstRequest("Any update on ticket 900?", "ticket-900"), {}, secondKey);
+  expect(second.status).toBe(201);
+  expect(second.body.thread.id).toBe(first.body.thread.id);
+  expect(second.body.run.id).not.toBe(first.body.run.id);
+  await pollUntil(first.body.thread.id, (e) => ended(e, 2));
+
+  // Another app: its ticket-900 is its own Thread, and this app's Thread is not found.
+  const other = await otherAppKey("Another Mosoo org");
+  const theirs = await call("POST", "/agents/default/threads", firstRequest("Their ticket 900.", "ticket-900"), {}, other);
+  expect(theirs.status).toBe(201);
+  expect(theirs.body.thread.id).not.toBe(first.body.thread.id);
+  expect((await fullLog(first.body.thread.id)).map((e) => e.content)).not.toContain("Their ticket 900.");
+
+  // An end user's token reaches only its own user's Threads: a ref naming another user's is refused.
+  const token = await endUserToken("ref-user-1");
+  const refused = await call("POST", "/agents/default/threads", firstRequest("Mine now?", "ticket-900"), {}, token);
+  expect(refused.status).toBe(409);
+  expect(refused.body.error.code).toBe("client_external_ref_in_use");
+  const own = await call("POST", "/agents/default/threads", firstRequest("My own ticket.", "ticket-901"), {}, token);
+  expect(own.status).toBe(201);
+  expect(own.body.thread.created_by).toEqual({ id: "ref-user-1" });
+  await pollUntil(own.body.thread.id, (e) => ended(e));
+  expect(theirs.body.thread.client_external_ref).toBe("ticket-900");
+});
+
+/** Reads the log the poller's way: `after` the last id seen, `limit` at a time, until nothing more follows. */
+async function pollAfter(threadId: string, after: string, limit: number): Promise<{ events: any[]; next: string }> {
+  const events: any[] = [];
+  let cursor = after;
+  for (let i = 0; i < 500; i++) {
+    const r = await call("GET", `/threads/${threadId}/events?after=${encodeURIComponent(cursor)}&limit=${limit}`);
+    expect(r.status).toBe(200);
+    events.push(...r.body.events);
+    cursor = r.body.next_after;
+    if (!r.body.has_more) return { events, next: cursor };
+  }
+  throw new Error("the log never ended");
+}
+
+test("Event log: a poller reads what is new after the last event it saw, each event once", async () => {
+  // Doc: "Poll the public event log for Agent messages, tool status, file changes, usage updates, and run completion."
+  // Doc: "Events: The stable public log for API consumers."
+  const created = await call("POST", "/agents/default/threads", firstRequest("Please register https://example.com/cat.png as an asset"));
+  const id = created.body.thread.id;
+  await pollUntil(id, (e) => e.some((x) => x.type === "permission.requested"));
+  // From the start (after=0), one event a page: the whole log, as the doc's read gives it.
+  const start = await pollAfter(id, "0", 1);
+  expect(start.events.map((e) => e.id)).toEqual((await fullLog(id)).map((e) => e.id));
+  expect(start.events.at(-1).type).toBe("permission.requested");
+  // Nothing new: an empty page, and the same place to poll from.
+  const idle = await call("GET", `/threads/${id}/events?after=${encodeURIComponent(start.next)}`);
+  expect(idle.body).toMatchObject({ events: [], has_more: false, next_after: start.next });
+  // After the decision, only what followed: the request is not shown again, nothing is repeated.
+  expect((await call("POST", `/threads/${id}/events`, { events: [{ type: "permission_decision", decision: "allow" }] })).status).toBe(202);
+  await pollUntil(id, (e) => ended(e));
+  const next = await pollAfter(id, start.next, 2);
+  expect(next.events.map((e) => e.type)).toContain("run.completed");
+  expect(next.events.map((e) => e.type)).not.toContain("permission.requested");
+  const seen = [...start.events, ...next.events].map((e) => e.id);
+  expect(new Set(seen).size).toBe(seen.length);
+  // Every event the log holds now was seen once (the answered request is no longer in it).
+  expect((await fullLog(id)).map((e) => e.id).every((x) => seen.includes(x))).toBe(true);
+  // An id this log never gives is refused.
+  const bad = await call("GET", `/threads/${id}/events?after=yesterday`);
+  expect(bad.status).toBe(400);
+  expect(bad.body.error.code).toBe("invalid_cursor");
+});
+
+test("Thread list: pages through every Thread with limit and next_cursor", async () => {
+  // Doc: "GET /agents/{agentId}/threads lists Threads visible to the caller."
+  const agent = await api(server.url, server.apiKey).post("/v1/agents", { name: "Listed agent" });
+  const made: string[] = [];
+  for (let i = 0; i < 5; i++) {
+    const r = await call("POST", `/agents/${agent.body.id}/threads`, firstRequest(`Thread ${i}`));
+    expect(r.status).toBe(201);
+    made.push(r.body.thread.id);
+  }
+  const seen: string[] = [];
+  let cursor: string | null = null;
+  for (let page = 0; page < 10; page++) {
+    const r = await call("GET", `/agents/${agent.body.id}/threads?limit=2${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`);
+    expect(r.status).toBe(200);
+    expect(r.body.threads.length).toBeLessThanOrEqual(2);
+    seen.push(...r.body.threads.map((t: any) => t.id));
+    cursor = r.body.next_cursor;
+    expect(r.body.has_more).toBe(cursor !== null);
+    if (!cursor) break;
+  }
+  // Newest first, each once.
+  expect(seen).toEqual([...made].reverse());
+  expect((await call("GET", `/agents/${agent.body.id}/threads?cursor=not-a-cursor`)).status).toBe(400);
+  for (const id of made) await pollUntil(id, (e) => ended(e));
+});
+
+test("Tenancy: another app's token gets 404 on this app's Threads; an end user's token sees only its own", async () => {
+  // Doc: "Every request is evaluated against the published Agent and the caller token"; "GET /agents/{agentId}/threads lists Threads visible to the caller."
+  const created = await call("POST", "/agents/default/threads", { ...firstRequest("Owned by user-a"), attributed_user_id: "tenancy-user-a" });
+  const id = created.body.thread.id;
+  await pollUntil(id, (e) => ended(e));
+  const other = await otherAppKey("Tenancy Mosoo org");
+  for (const [method, path, body] of [
+    ["GET", `/threads/${id}`, undefined], ["GET", `/threads/${id}/events`, undefined], ["GET", `/threads/${id}/files`, undefined],
+    ["POST", `/threads/${id}/events`, { events: [{ type: "user_message", text: "from another app" }] }], ["POST", `/threads/${id}/archive`, undefined],
+    ["DELETE", `/threads/${id}`, undefined],
+  ] as const) {
+    const r = await call(method, path, body, {}, other);
+    expect(r.status).toBe(404);
+    expect(r.body.error.code).toBe("session_not_found");
+  }
+  expect((await call("GET", "/agents/default/threads", undefined, {}, other)).body.threads.map((t: any) => t.id)).not.toContain(id);
+
+  // user-a's token sees user-a's Thread; user-b's token neither lists nor reads it.
+  const a = await endUserToken("tenancy-user-a");
+  const b = await endUserToken("tenancy-user-b");
+  expect((await call("GET", `/threads/${id}`, undefined, {}, a)).status).toBe(200);
+  expect((await call("GET", "/agents/default/threads", undefined, {}, a)).body.threads.map((t: any) => t.id)).toEqual([id]);
+  const bList = await call("GET", "/agents/default/threads", undefined, {}, b);
+  expect(bList.status).toBe(200);
+  expect(bList.body.threads).toEqual([]);
+  for (const path of [`/threads/${id}`, `/threads/${id}/events`]) {
+    const r = await call("GET", path, undefined, {}, b);
+    expect(r.status).toBe(403);
+    expect(r.body.error.code).toBe("permission_denied");
+  }
+  // Nor may user-b's token start a Thread attributed to user-a.
+  expect((await call("POST", "/agents/default/threads", { ...firstRequest("As a?"), attributed_user_id: "tenancy-user-a" }, {}, b)).status).toBe(403);
+});

@@ -291,3 +291,145 @@ test("A turn that fails answers 502 internal_error in the doc's envelope", async
   const r = await call("POST", "/chat/failing", { message: "[fail] please", user_id: "u-fail", session_id: "s-fail" });
   expectError(r, 502, "internal_error");
 });
+
+/** A second app and its key (agents:manage included, as MUXI's single server key has every right). */
+async function otherApp(name: string): Promise<{ id: string; key: string }> {
+  const root = api(server.url, "");
+  const bearer = { authorization: `Bearer ${ROOT}` };
+  const app = await root.post("/v1/apps", { name }, bearer);
+  const key = (await root.post(`/v1/apps/${app.body.id}/keys`, { name: "muxi", scopes: ["data:read", "data:write", "agents:manage"] }, bearer)).body.key as string;
+  return { id: app.body.id, key };
+}
+
+test("Agents: a client-chosen id is the app's own; two apps each have their own `support`", async () => {
+  // Doc: POST /agents {"id": "custom-agent-1", …} → {"id": "custom-agent-1", …, "status": "created"}
+  // Doc: GET /agents/{agent_id} "Get details about a specific agent."
+  const b = await otherApp("Second MUXI deployment");
+  const mine = await call("POST", "/agents", { id: "support", name: "Support A", description: "App A's support agent" });
+  expect(mine.status).toBe(201);
+  const theirs = await call("POST", "/agents", { id: "support", name: "Support B", description: "App B's support agent" }, b.key);
+  expect(theirs.status).toBe(201);
+  expect(theirs.body).toEqual({ id: "support", name: "Support B", description: "App B's support agent", status: "created" });
+  expect((await call("GET", "/agents/support")).body.name).toBe("Support A");
+  expect((await call("GET", "/agents/support", undefined, b.key)).body.name).toBe("Support B");
+  // Each lists its own, under the id it chose.
+  const listA = (await call("GET", "/agents")).body.agents.filter((a: any) => a.id === "support");
+  const listB = (await call("GET", "/agents", undefined, b.key)).body.agents.filter((a: any) => a.id === "support");
+  expect(listA.map((a: any) => a.name)).toEqual(["Support A"]);
+  expect(listB.map((a: any) => a.name)).toEqual(["Support B"]);
+  // Chat, history and memory reach each app's own agent.
+  const chatB = await call("POST", "/chat/support", { message: "Hello B", user_id: "u1", session_id: "s1" }, b.key);
+  expect(chatB.status).toBe(200);
+  expect(chatB.body.agent_id).toBe("support");
+  expect((await call("GET", "/chat/support/history?user_id=u1&session_id=s1")).body.messages).toEqual([]);
+  expect((await call("POST", "/memory/support", { user_id: "u1", content: "App B's user likes tea" }, b.key)).status).toBe(201);
+  expect((await call("GET", "/memory/support?user_id=u1&query=tea")).body.memories).toEqual([]);
+  // Deleting B's leaves A's.
+  expect((await call("DELETE", "/agents/support", undefined, b.key)).body).toEqual({ status: "deleted", id: "support" });
+  expectError(await call("GET", "/agents/support", undefined, b.key), 404, "not_found");
+  expect((await call("GET", "/agents/support")).status).toBe(200);
+  // Through /v1 they are two agents of two apps.
+  const v1a = await api(server.url, server.apiKey).get("/v1/agents?limit=200");
+  expect(v1a.body.data.filter((a: any) => a.name === "Support A")).toHaveLength(1);
+  expect(v1a.body.data.filter((a: any) => a.name === "Support B")).toHaveLength(0);
+});
+
+test("Tenancy: another app's key gets 404 on this app's agents and sees none of its conversations or memories", async () => {
+  // Doc: "not_found: The requested resource doesn't exist"
+  await call("POST", "/agents", { id: "private-agent", name: "Private" });
+  expect((await call("POST", "/chat/private-agent", { message: "secret plans", user_id: "u-t", session_id: "s-t" })).status).toBe(200);
+  await call("POST", "/memory/private-agent", { user_id: "u-t", content: "The secret plans are in the vault" });
+  const b = await otherApp("Tenancy MUXI");
+  for (const [method, path, body] of [
+    ["GET", "/agents/private-agent", undefined], ["DELETE", "/agents/private-agent", undefined],
+    ["POST", "/chat/private-agent", { message: "hi", user_id: "u-t", session_id: "s-t" }],
+    ["GET", "/chat/private-agent/history?user_id=u-t&session_id=s-t", undefined],
+    ["GET", "/memory/private-agent?user_id=u-t&query=secret", undefined], ["POST", "/memory/private-agent", { user_id: "u-t", content: "x" }],
+  ] as const) expectError(await call(method, path, body, b.key), 404, "not_found");
+  expect((await call("GET", "/agents", undefined, b.key)).body.agents.map((a: any) => a.id)).not.toContain("private-agent");
+  // Its own agent of the same name does not open this app's session s-t either.
+  await call("POST", "/agents", { id: "private-agent", name: "Theirs" }, b.key);
+  expect((await call("GET", "/chat/private-agent/history?user_id=u-t&session_id=s-t", undefined, b.key)).body).toEqual({ messages: [], has_more: false });
+  expect((await call("GET", "/chat/private-agent/history?user_id=u-t&session_id=s-t")).body.messages.map((m: any) => m.content)).toContain("secret plans");
+});
+
+test("End users: a token minted for a user reads and writes only that user's conversations and memories", async () => {
+  // Doc: "permission_denied: The authenticated user doesn't have permission for this action"
+  await call("POST", "/agents", { id: "eu-agent", name: "End users" });
+  expect((await call("POST", "/chat/eu-agent", { message: "mine, alice", user_id: "alice", session_id: "s-eu" })).status).toBe(200);
+  expect((await call("POST", "/chat/eu-agent", { message: "mine, bob", user_id: "bob", session_id: "s-eu" })).status).toBe(200);
+  const backend = api(server.url, server.apiKey);
+  const alice = (await backend.post("/v1/end-user-tokens", { user_id: "alice" })).body.token as string;
+  const own = await call("GET", "/chat/eu-agent/history?user_id=alice&session_id=s-eu", undefined, alice);
+  expect(own.status).toBe(200);
+  expect(own.body.messages.map((m: any) => m.content)).toContain("mine, alice");
+  expect(JSON.stringify(own.body)).not.toContain("mine, bob");
+  expectError(await call("GET", "/chat/eu-agent/history?user_id=bob&session_id=s-eu", undefined, alice), 403, "permission_denied");
+  expectError(await call("POST", "/chat/eu-agent", { message: "as bob", user_id: "bob", session_id: "s-eu" }, alice), 403, "permission_denied");
+  expectError(await call("GET", "/memory/eu-agent?user_id=bob&query=anything", undefined, alice), 403, "permission_denied");
+  expectError(await call("POST", "/memory/eu-agent", { user_id: "bob", content: "planted" }, alice), 403, "permission_denied");
+  expect((await call("POST", "/chat/eu-agent", { message: "again, alice", user_id: "alice", session_id: "s-eu" }, alice)).status).toBe(200);
+  // Nor does a user's token manage the app's agents.
+  expectError(await call("POST", "/agents", { id: "by-alice", name: "Nope" }, alice), 403, "permission_denied");
+});
+
+test("History pages by message id: messages that share a millisecond are each returned once", async () => {
+  // Doc: "limit (optional): Maximum number of messages to return (default: 50)"; "before (optional): Return messages before this timestamp"
+  // Doc: {"messages": [...], "has_more": false}
+  await call("POST", "/agents", { id: "burst", name: "Burst" });
+  expect((await call("POST", "/chat/burst", { message: "start", user_id: "u-burst", session_id: "s-burst" })).status).toBe(200);
+  const v1 = api(server.url, server.apiKey);
+  const session = (await v1.get("/v1/sessions?external_ref=s-burst")).body.data[0].id as string;
+  // Many messages at once (queued behind each other), until some share a millisecond timestamp.
+  let all: any[] = [];
+  for (let round = 0; round < 5; round++) {
+    const sent = await Promise.all(Array.from({ length: 20 }, (_, i) => v1.post(`/v1/sessions/${session}/messages`, { content: `burst ${round}.${i}`, multitask: "enqueue" })));
+    for (const s of sent) expect(s.status).toBe(202);
+    for (const s of sent) await v1.waitForStatus(s.body.job_id, ["completed", "failed", "cancelled"]);
+    all = (await call("GET", "/chat/burst/history?user_id=u-burst&session_id=s-burst&limit=100")).body.messages;
+    const stamps = all.map((m: any) => m.timestamp);
+    if (new Set(stamps).size < stamps.length) break;
+  }
+  const stamps = all.map((m: any) => m.timestamp);
+  expect(new Set(stamps).size).toBeLessThan(stamps.length);
+  // Pages of 3, each ending before the first message of the one after it.
+  const paged: any[] = [];
+  let before: string | null = null;
+  for (let page = 0; page < 100; page++) {
+    const r = await call("GET", `/chat/burst/history?user_id=u-burst&session_id=s-burst&limit=3${before ? `&before=${encodeURIComponent(before)}` : ""}`);
+    expect(r.status).toBe(200);
+    paged.unshift(...r.body.messages);
+    if (!r.body.has_more) break;
+    before = r.body.messages[0].id;
+  }
+  expect(paged.map((m) => m.id)).toEqual(all.map((m: any) => m.id));
+  expect(new Set(paged.map((m) => m.id)).size).toBe(paged.length);
+  // A message id of another session is not a place in this one.
+  // Neither a message of this history nor a timestamp: 400.
+  expectError(await call("GET", "/chat/burst/history?user_id=u-burst&session_id=s-burst&before=msg_not_here"), 400, "invalid_request");
+});
+
+test("Rate limiting is per user: each end user has a budget of their own, apart from the key's", async () => {
+  // Doc: "60 requests per minute per user for most endpoints"
+  // Doc: "X-RateLimit-Limit: The rate limit ceiling"; "X-RateLimit-Remaining: The number of requests left for the time window"
+  const b = await otherApp("Per-user MUXI budgets");
+  const bearer = { authorization: `Bearer ${ROOT}` };
+  const root = api(server.url, "");
+  expect((await root.put(`/v1/apps/${b.id}/rate_limits`, { per_key: { requests_per_minute: 3 }, per_end_user: { requests_per_minute: 2 } }, bearer)).status).toBe(200);
+  const backend = api(server.url, b.key);
+  const alice = (await backend.post("/v1/end-user-tokens", { user_id: "alice" })).body.token as string;
+  const bob = (await backend.post("/v1/end-user-tokens", { user_id: "bob" })).body.token as string;
+  // The key's own budget (minting spent two of its three): one more, then 429.
+  expect((await call("GET", "/agents", undefined, b.key)).status).toBe(200);
+  expectError(await call("GET", "/agents", undefined, b.key), 429, "rate_limit_exceeded");
+  // Alice's requests spend Alice's budget, not the key's, nor Bob's.
+  const first = await call("GET", "/agents", undefined, alice);
+  expect(first.status).toBe(200);
+  expect(first.headers.get("x-ratelimit-limit")).toBe("2");
+  expect(first.headers.get("x-ratelimit-remaining")).toBe("1");
+  expect((await call("GET", "/agents", undefined, alice)).status).toBe(200);
+  expectError(await call("GET", "/agents", undefined, alice), 429, "rate_limit_exceeded");
+  const bobs = await call("GET", "/agents", undefined, bob);
+  expect(bobs.status).toBe(200);
+  expect(bobs.headers.get("x-ratelimit-remaining")).toBe("1");
+});

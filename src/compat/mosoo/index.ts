@@ -3,7 +3,9 @@
  * {agentId}/threads`, `/api/v1/threads/{threadId}/…`) over our sessions, turns and files. A Mosoo
  * client changes only its base URL and token (an Agentry API key, sent as `Authorization: Bearer`).
  * A Thread is a session of ours and a Run is one of its jobs, so everything here is readable through
- * `/v1`. `client_external_ref` names a Thread (created on first use: src/compat/shared/clientSessions.ts).
+ * `/v1`. `client_external_ref` names one Thread for the whole app (created on first use:
+ * src/compat/shared/clientSessions.ts). A send-events batch is planned whole before any of it is
+ * applied (batch.ts), so a refusal writes nothing.
  * Choices where the doc is silent are recorded in docs/compat.md.
  */
 import { Elysia, t } from "elysia";
@@ -11,10 +13,12 @@ import type { AppContext } from "../../app/context.ts";
 import { agentOrDefault } from "../../app/defaultAgent.ts";
 import { getAgent } from "../../app/agentReads.ts";
 import { requireUser } from "../../app/access.ts";
-import { approvePlan, cancelJob, rejectPlan } from "../../app/turns.ts";
+import { approvePlan, cancelJob, precheckMessage, rejectPlan } from "../../app/turns.ts";
 import { acceptedContentType, filesOf, removeFile, storeFile } from "../../app/files.ts";
 import { readYourWrites } from "../../app/context.ts";
 import { ConflictError, NotFoundError, ValidationError } from "../../core/errors.ts";
+import { toErrorResponse } from "../../http/errors.ts";
+import { decodeCursor, encodeCursor } from "../../http/pagination.ts";
 import { newResourceId } from "../../core/ids.ts";
 import { sessionStream } from "../../domain/streams.ts";
 import { principalOf } from "../../http/auth.ts";
@@ -26,9 +30,10 @@ import { getSession, listSessions, type SessionRow } from "../../../projections/
 import { admitCompat, type CompatAccess } from "../shared/compatAccess.ts";
 import { sessionForClientId } from "../shared/clientSessions.ts";
 import {
-  AddFileBody, CreateThreadBody, MOSOO_PREFIX, SendEventsBody, fileView, inputText, permissionRequested, runView, threadEvents, threadView,
-  type MosooEvent, type MosooSentEvent,
+  AddFileBody, CreateThreadBody, MOSOO_PREFIX, SendEventsBody, contentText, cursorOfEventId, eventsAfter, fileView, permissionRequested, runView,
+  sentEventsOf, threadEvents, threadView, type MosooEvent,
 } from "./wire.ts";
+import { planBatch, type RunState, type Step } from "./batch.ts";
 
 export interface MosooDeps extends CompatAccess {
   ctx: AppContext;
@@ -54,15 +59,17 @@ function requireThread(ctx: AppContext, threadId: string): SessionRow {
 
 const latestJob = (ctx: AppContext, sessionId: string): JobRow | null => listSessionJobs(ctx.db, sessionId, 1)[0] ?? null;
 
-/** The run a permission decision or interrupt is about: the one named, else the Thread's current one. */
-function targetRun(ctx: AppContext, row: SessionRow, runId: string | undefined): JobRow | null {
-  if (runId) {
-    const job = getJob(ctx.db, ctx.appId, runId);
-    if (!job || job.session_id !== row.id) throw new NotFoundError("Run not found in this Thread", { param: "run_id" }, "run_not_found");
-    return job;
-  }
+/** A run of this Thread by id, as the batch planner sees it; null when it is not one of this Thread's. */
+function runOfThread(ctx: AppContext, row: SessionRow, runId: string): RunState | null {
+  const job = getJob(ctx.db, ctx.appId, runId);
+  return job && job.session_id === row.id ? { id: job.id, status: job.status } : null;
+}
+
+/** The Thread's run in flight (its first turn), if any. */
+function currentRun(ctx: AppContext, row: SessionRow): RunState | null {
   const turns = JSON.parse(row.turns) as string[];
-  return turns[0] ? getJob(ctx.db, ctx.appId, turns[0]) : null;
+  const job = turns[0] ? getJob(ctx.db, ctx.appId, turns[0]) : null;
+  return job ? { id: job.id, status: job.status } : null;
 }
 
 function decodeBase64(value: string): Uint8Array {
@@ -70,6 +77,39 @@ function decodeBase64(value: string): Uint8Array {
   const data = value.startsWith("data:") ? value.slice(value.indexOf(",") + 1) : value;
   if (!/^[A-Za-z0-9+/\s]*={0,2}\s*$/.test(data)) throw new ValidationError("contentBase64 is not base64", { param: "contentBase64" });
   return Buffer.from(data, "base64");
+}
+
+type ResponseSet = { status?: number | string; headers: Record<string, string | number> };
+
+/** Applies one planned step of a send-events batch; the run it touched, as Mosoo shows it (null for none). */
+async function applyStep(
+  ctx: AppContext, request: Request, set: ResponseSet, row: SessionRow, step: Step, meta: ReturnType<typeof metaOf>, resumed: boolean,
+): Promise<ReturnType<typeof runView> | null> {
+  switch (step.kind) {
+    case "message": {
+      // A message sent while a run is in flight waits its turn (Mosoo has no busy answer for it).
+      const a = await acceptMessage(ctx, request, row, { content: step.text, attachments: [], model: null, context: null, multitask: "enqueue" },
+        { message_id: step.message_id, job_id: step.job_id }, resumed);
+      await afterWrite(ctx, { set, request }, a.position);
+      return runView(getJob(ctx.db, ctx.appId, a.job_id), { id: a.job_id, at: Date.now() });
+    }
+    case "decision": {
+      const position = step.allow ? await approvePlan(ctx, step.jobId, meta) : await rejectPlan(ctx, step.jobId, step.reason, meta);
+      await afterWrite(ctx, { set, request }, position);
+      return runView(getJob(ctx.db, ctx.appId, step.jobId));
+    }
+    case "interrupt": {
+      const r = await cancelJob(ctx, step.jobId, step.reason, meta);
+      await afterWrite(ctx, { set, request }, r.position);
+      return runView(getJob(ctx.db, ctx.appId, step.jobId), { id: step.jobId, at: Date.now() });
+    }
+    case "noop":
+      return null;
+    default: {
+      const _: never = step;
+      return _;
+    }
+  }
 }
 
 export const mosooRoutes = (deps: MosooDeps) =>
@@ -82,18 +122,26 @@ export const mosooRoutes = (deps: MosooDeps) =>
       // history, their limits, erased with them); an end-user token may only name itself.
       const userId = body.attributed_user_id ?? mosooUser(principal);
       requireUser(ctx, userId);
+      // Checked before anything is written: a content part we cannot take refuses the whole request.
+      const text = contentText(body.input.content);
       const meta = metaOf(ctx, request, userId);
       let row: SessionRow;
       if (body.client_external_ref) {
-        // The same client_external_ref is the same Thread: created on first use, continued after.
-        row = (await sessionForClientId(ctx, { surface: "mosoo", clientId: body.client_external_ref, agentId, userId }, meta, request.signal)).row;
-        if (row.agent_id !== agentId || row.user_id !== userId) throw new ConflictError("agent_mismatch", "This client_external_ref names a Thread of another Agent or user", { param: "client_external_ref" });
+        // The same client_external_ref is the same Thread for the whole app, whichever key sends it:
+        // created on first use (as this caller's), continued after. Another app's ref is another Thread.
+        row = (await sessionForClientId(ctx, { surface: "mosoo", clientId: body.client_external_ref, agentId, userId, scope: "app" }, meta, request.signal)).row;
+        if (row.agent_id !== agentId) throw new ConflictError("agent_mismatch", "This client_external_ref names a Thread of another Agent", { param: "client_external_ref" });
+        // A Thread of the app's is not every caller's: an end-user token reaches only its own user's, and
+        // attributed_user_id must name the user the Thread already belongs to.
+        if ((ctx.actingUser || body.attributed_user_id !== undefined) && row.user_id !== userId) {
+          throw new ConflictError("client_external_ref_in_use", "This client_external_ref names a Thread of another user", { param: "client_external_ref" });
+        }
       } else {
         const id = ids.session!;
         const exists = resumed && (await ctx.repos.sessions.load(id)).state.status !== "none";
         if (!exists) {
           const r = await ctx.repos.sessions.handle(id, {
-            type: "StartSession", session_id: id, agent_id: agentId, user_id: userId, name: inputText(body.input).slice(0, 80),
+            type: "StartSession", session_id: id, agent_id: agentId, user_id: userId, name: text.slice(0, 80),
             external_ref: null, metadata: { surface: "mosoo" },
           }, meta);
           await readYourWrites(ctx, r.position, request.signal);
@@ -101,7 +149,7 @@ export const mosooRoutes = (deps: MosooDeps) =>
         row = getSession(ctx.db, ctx.appId, id) ?? requireThread(ctx, id);
       }
       const accepted = await acceptMessage(ctx, request, row, {
-        content: inputText(body.input), attachments: (body.files ?? []).map((f) => ({ type: "file" as const, file_id: f.file_id })),
+        content: text, attachments: (body.files ?? []).map((f) => ({ type: "file" as const, file_id: f.file_id })),
         model: null, context: null, multitask: "enqueue",
       }, { message_id: ids.message!, job_id: ids.job! }, resumed);
       await afterWrite(ctx, { set, request }, accepted.position);
@@ -120,13 +168,30 @@ export const mosooRoutes = (deps: MosooDeps) =>
     })
     .get("/agents/:agentId/threads", async ({ ctx, params, query, request }) => {
       const agentId = await agentOf(ctx, params.agentId, request.signal);
+      const limit = query.limit ?? 100;
+      // Newest created first, keyset-paged: an order that never changes, so a walk sees every Thread once.
+      const after = decodeCursor(query.cursor, { s: "integer", id: "string" });
       const rows = listSessions(ctx.db, ctx.appId, {
         agent_ids: [agentId], archived: query.archived ?? false, ...(ctx.actingUser ? { user_id: ctx.actingUser } : {}),
-      }, "created", 100);
-      return { threads: rows.map((r) => threadView(r, latestJob(ctx, r.id)?.id ?? null)) };
+      }, "created", limit + 1, after ? { seq: after.s, id: after.id } : undefined);
+      const hasMore = rows.length > limit;
+      const shown = hasMore ? rows.slice(0, limit) : rows;
+      const last = shown[shown.length - 1];
+      return {
+        threads: shown.map((r) => threadView(r, latestJob(ctx, r.id)?.id ?? null)),
+        has_more: hasMore, next_cursor: hasMore && last ? encodeCursor({ s: last.created_seq, id: last.id }) : null,
+      };
     }, {
-      params: AgentParams, query: t.Object({ archived: t.Optional(t.Boolean()) }),
-      detail: { summary: "List Threads of a published Agent (Mosoo)", description: "Newest first, at most 100; archived=true lists archived ones." },
+      params: AgentParams,
+      query: t.Object({
+        archived: t.Optional(t.Boolean()),
+        limit: t.Optional(t.Integer({ minimum: 1, maximum: 100, description: "Page size (1–100, default 100)" })),
+        cursor: t.Optional(t.String({ maxLength: 512, description: "next_cursor of the previous page" })),
+      }),
+      detail: {
+        summary: "List Threads of a published Agent (Mosoo)",
+        description: "Newest first, `limit` (default and most 100) a page; `has_more` and `next_cursor` (pass back as `cursor`) page through the rest. archived=true lists archived ones.",
+      },
     })
     .get("/threads/:threadId", ({ ctx, params }) => {
       const row = requireThread(ctx, params.threadId);
@@ -136,42 +201,44 @@ export const mosooRoutes = (deps: MosooDeps) =>
     .post("/threads/:threadId/events", ({ ctx, params, body, request, set }) => create(ctx, request, body, set, { message: "msg", job: "job" }, async ({ ids, resumed }) => {
       const row = requireThread(ctx, params.threadId);
       const meta = metaOf(ctx, request, row.user_id);
+      // The whole batch is decided before any of it is written: a refusal leaves the Thread as it was.
+      const steps = planBatch(sentEventsOf(body), {
+        current: currentRun(ctx, row), runOf: (id) => runOfThread(ctx, row, id), resumed,
+        idsOf: (n) => ({ message_id: n === 0 ? ids.message! : `${ids.message!}_${n}`, job_id: n === 0 ? ids.job! : `${ids.job!}_${n}` }),
+      });
+      for (const step of steps) {
+        if (step.kind === "message") await precheckMessage(ctx, row.id, { content: step.text, attachments: [], model: null, context: null, multitask: "enqueue" }, step, resumed);
+      }
       const accepted: Array<{ clientRequestId: string | null; run: ReturnType<typeof runView> | null }> = [];
       const warnings: Array<{ code: string; message: string }> = [];
-      let messages = 0;
-      for (const event of body.events as MosooSentEvent[]) {
-        const clientRequestId = event.client_request_id ?? null;
-        if (event.type === "user_message") {
-          // A message sent while a run is in flight waits its turn (Mosoo has no busy answer for it).
-          const n = messages++;
-          const message_id = n === 0 ? ids.message! : `${ids.message!}_${n}`;
-          const job_id = n === 0 ? ids.job! : `${ids.job!}_${n}`;
-          const a = await acceptMessage(ctx, request, row, { content: event.text, attachments: [], model: null, context: null, multitask: "enqueue" }, { message_id, job_id }, resumed);
-          await afterWrite(ctx, { set, request }, a.position);
-          accepted.push({ clientRequestId, run: runView(getJob(ctx.db, ctx.appId, a.job_id), { id: a.job_id, at: Date.now() }) });
-        } else if (event.type === "permission_decision") {
-          const job = targetRun(ctx, row, event.run_id);
-          if (!job || job.status !== "awaiting_approval") throw new ConflictError("no_pending_permission", "No run of this Thread is waiting for a permission decision", { param: "events" });
-          const position = event.decision === "allow" ? await approvePlan(ctx, job.id, meta) : await rejectPlan(ctx, job.id, event.reason ?? null, meta);
-          await afterWrite(ctx, { set, request }, position);
-          accepted.push({ clientRequestId, run: runView(getJob(ctx.db, ctx.appId, job.id)) });
-        } else {
-          const job = targetRun(ctx, row, undefined);
-          if (!job || ["completed", "failed", "cancelled"].includes(job.status)) {
-            warnings.push({ code: "nothing_to_interrupt", message: "No run of this Thread is in flight" });
-            accepted.push({ clientRequestId, run: null });
-            continue;
-          }
-          const r = await cancelJob(ctx, job.id, event.reason ?? "user_interrupt", meta);
-          await afterWrite(ctx, { set, request }, r.position);
-          accepted.push({ clientRequestId, run: runView(getJob(ctx.db, ctx.appId, job.id)) });
+      let wrote = false;
+      for (const [i, step] of steps.entries()) {
+        try {
+          const run = await applyStep(ctx, request, set, row, step, meta, resumed);
+          if (step.kind === "noop") warnings.push(step.warning);
+          else wrote = true;
+          accepted.push({ clientRequestId: step.clientRequestId, run });
+        } catch (err) {
+          // Nothing written yet: the refusal is the answer (and frees the Idempotency-Key). A failure of ours
+          // (5xx) leaves the key claimed: its retry takes over with the same ids and finds what was written.
+          // A refusal once part of the batch is written answers 202 with what was applied and a warning for
+          // the rest, recorded under the key like any answer, so a retry replays it rather than applying twice.
+          const { status, body: failure } = toErrorResponse(err);
+          if (!wrote || status >= 500) throw err;
+          warnings.push({ code: failure.error.code, message: `Event ${i} was not applied: ${failure.error.message}` });
+          for (const rest of steps.slice(i)) accepted.push({ clientRequestId: rest.clientRequestId, run: null });
+          if (steps.length > i + 1) warnings.push({ code: "not_applied", message: `Events ${i + 1}–${steps.length - 1} were not applied` });
+          break;
         }
       }
       const fresh = getSession(ctx.db, ctx.appId, row.id) ?? row;
       return { status: 202, body: { acceptedAt: new Date().toISOString(), events: accepted, thread: threadView(fresh, latestJob(ctx, row.id)?.id ?? null), warnings } };
     }), {
       params: ThreadParams, body: SendEventsBody,
-      detail: { summary: "Send user messages, permission decisions or interrupts to a Thread (Mosoo)" },
+      detail: {
+        summary: "Send user messages, permission decisions or interrupts to a Thread (Mosoo)",
+        description: "The batch is checked whole (every event's shape, every run it names and that run's state) before any of it is applied. `{\"input\": {…}}` sends one user.message.",
+      },
     })
     .get("/threads/:threadId/events", async ({ ctx, params, query }) => {
       const row = requireThread(ctx, params.threadId);
@@ -181,15 +248,56 @@ export const mosooRoutes = (deps: MosooDeps) =>
         if (!jobs.has(id)) jobs.set(id, getJob(ctx.db, ctx.appId, id));
         return jobs.get(id)!;
       };
-      const all: MosooEvent[] = [];
-      for await (const raw of ctx.store.readStream(sessionStream(row.id))) all.push(...threadEvents(raw, jobOf));
-      const current = latestJob(ctx, row.id);
-      if (current?.status === "awaiting_approval") all.push(permissionRequested(current));
-      // The latest `limit` events, oldest first; truncated says older ones were left out.
-      return { events: all.slice(Math.max(0, all.length - limit)), truncated: all.length > limit };
+      const pending = () => {
+        const current = latestJob(ctx, row.id);
+        return current?.status === "awaiting_approval" ? current : null;
+      };
+      if (query.after === undefined) {
+        // The doc's read: the latest `limit` events, oldest first; truncated says older ones were left out.
+        const all: MosooEvent[] = [];
+        let head = 0;
+        for await (const raw of ctx.store.readStream(sessionStream(row.id))) {
+          head = Number(raw.revision) + 1;
+          all.push(...threadEvents(raw, jobOf));
+        }
+        const waiting = pending();
+        if (waiting) all.push(permissionRequested(waiting, head));
+        const events = all.slice(Math.max(0, all.length - limit));
+        return { events, truncated: all.length > limit, has_more: false, next_after: events[events.length - 1]?.id ?? "0" };
+      }
+      // A poll: the events after `after` (an event id this log gave), oldest first, at most `limit`.
+      const from = cursorOfEventId(query.after);
+      if (from === null) throw new ValidationError("after must be the id of an event of this log (or 0 for its start)", { param: "after" }, "invalid_cursor");
+      const out: MosooEvent[] = [];
+      let head = from;
+      let reachedEnd = true;
+      // From the session event `after` stands at, so the events it produced after `after` are included.
+      for await (const raw of ctx.store.readStream(sessionStream(row.id), { fromRevision: BigInt(Math.max(0, from - 1)) })) {
+        if (out.length > limit + 3) {
+          reachedEnd = false;
+          break;
+        }
+        head = Number(raw.revision) + 1;
+        out.push(...threadEvents(raw, jobOf));
+      }
+      const waiting = reachedEnd ? pending() : null;
+      if (waiting) out.push(permissionRequested(waiting, head));
+      const after = from === 0 ? out : eventsAfter(out, query.after, from);
+      const events = after.slice(0, limit);
+      const hasMore = after.length > limit || !reachedEnd;
+      return { events, truncated: false, has_more: hasMore, next_after: events[events.length - 1]?.id ?? query.after };
     }, {
-      params: ThreadParams, query: t.Object({ limit: t.Optional(t.Integer({ minimum: 1, maximum: 1000 })) }),
-      detail: { summary: "List a Thread's public event log (Mosoo)", description: "The latest `limit` (default 100, 1–1000) events, oldest first; `truncated` when older ones were left out." },
+      params: ThreadParams,
+      query: t.Object({
+        limit: t.Optional(t.Integer({ minimum: 1, maximum: 1000 })),
+        after: t.Optional(t.String({ minLength: 1, maxLength: 40, description: "An event id of this log (next_after of the previous read, or 0): the events after it" })),
+      }),
+      detail: {
+        summary: "List a Thread's public event log (Mosoo)",
+        description: "Without `after`: the latest `limit` (default 100, 1–1000) events, oldest first; `truncated` when older ones were left out. "
+          + "With `after` (an event id, or 0 for the start): the events after it, oldest first, at most `limit`; `has_more` when more follow. "
+          + "Every answer's `next_after` is the `after` of the next poll.",
+      },
     })
     .post("/threads/:threadId/files", async ({ ctx, params, body, request, set }) => {
       const row = requireThread(ctx, params.threadId);

@@ -8,6 +8,7 @@ import type { RecordedEvent } from "../../eventstore/port.ts";
 import { sessionEvents } from "../../domain/session/events.ts";
 import { occurredAt } from "../../core/eventContract.ts";
 import type { ErrorBody, ErrorDialect } from "../../http/errors.ts";
+import { ValidationError } from "../../core/errors.ts";
 import type { SessionRow } from "../../../projections/sessions/index.ts";
 import type { JobRow } from "../../../projections/jobs/index.ts";
 import type { FileRow } from "../../../projections/files/index.ts";
@@ -15,11 +16,18 @@ import type { FileRow } from "../../../projections/files/index.ts";
 /** Where the surface is mounted: Mosoo's `https://mosoo.ai/api/v1/…` is `/compat/mosoo/api/v1/…`. */
 export const MOSOO_PREFIX = "/compat/mosoo";
 
-/** `input` of create-thread: `{"type": "user.message", "content": [{"type": "text", "text": …}]}`. */
-export const MosooInput = t.Object({
-  type: t.Literal("user.message"),
-  content: t.Array(t.Object({ type: t.Literal("text"), text: t.String({ minLength: 1, maxLength: 100_000 }) }), { minItems: 1, maxItems: 50 }),
+/**
+ * One part of a `user.message`'s content. Any `type` passes the schema so that one we cannot take is
+ * refused by name (`contentText`: 400 unsupported_content_type), never silently dropped.
+ */
+const ContentPart = t.Object({
+  type: t.String({ minLength: 1, maxLength: 50 }),
+  text: t.Optional(t.String({ minLength: 1, maxLength: 100_000 })),
 });
+const Content = t.Array(ContentPart, { minItems: 1, maxItems: 50 });
+
+/** `input` of create-thread: `{"type": "user.message", "content": [{"type": "text", "text": …}]}`. */
+export const MosooInput = t.Object({ type: t.Literal("user.message"), content: Content });
 
 export const CreateThreadBody = t.Object({
   input: MosooInput,
@@ -29,17 +37,35 @@ export const CreateThreadBody = t.Object({
 });
 export type CreateThread = typeof CreateThreadBody.static;
 
-/** One event sent to a Thread: a user message, a permission decision, or an interrupt. */
+const ClientRequestId = t.Optional(t.String({ maxLength: 200 }));
+
+/**
+ * One event sent to a Thread: a user message (the quickstart's `{"type": "user_message", "text"}`, or the
+ * create-thread input's `{"type": "user.message", "content": […]}`), a permission decision, or an interrupt.
+ */
 export const SentEvent = t.Union([
-  t.Object({ type: t.Literal("user_message"), text: t.String({ minLength: 1, maxLength: 100_000 }), client_request_id: t.Optional(t.String({ maxLength: 200 })) }),
+  t.Object({ type: t.Literal("user_message"), text: t.String({ minLength: 1, maxLength: 100_000 }), client_request_id: ClientRequestId }),
+  t.Object({ type: t.Literal("user.message"), content: Content, client_request_id: ClientRequestId }),
   t.Object({
     type: t.Literal("permission_decision"), decision: t.Union([t.Literal("allow"), t.Literal("deny")]),
-    run_id: t.Optional(t.String({ maxLength: 100 })), reason: t.Optional(t.String({ maxLength: 2000 })), client_request_id: t.Optional(t.String({ maxLength: 200 })),
+    run_id: t.Optional(t.String({ maxLength: 100 })), reason: t.Optional(t.String({ maxLength: 2000 })), client_request_id: ClientRequestId,
   }),
-  t.Object({ type: t.Literal("user_interrupt"), reason: t.Optional(t.String({ maxLength: 2000 })), client_request_id: t.Optional(t.String({ maxLength: 200 })) }),
+  t.Object({ type: t.Literal("user_interrupt"), reason: t.Optional(t.String({ maxLength: 2000 })), client_request_id: ClientRequestId }),
 ]);
 export type MosooSentEvent = typeof SentEvent.static;
-export const SendEventsBody = t.Object({ events: t.Array(SentEvent, { minItems: 1, maxItems: 20 }) });
+/** `{"events": [...]}`, or one message as create-thread's `{"input": {...}}` (exactly one of the two). */
+export const SendEventsBody = t.Object({
+  events: t.Optional(t.Array(SentEvent, { minItems: 1, maxItems: 20 })),
+  input: t.Optional(MosooInput),
+});
+
+/** The events of a send-events body: its `events`, or its `input` as one `user.message`; 400 for neither or both. */
+export function sentEventsOf(body: typeof SendEventsBody.static): MosooSentEvent[] {
+  if ((body.events === undefined) === (body.input === undefined)) {
+    throw new ValidationError("Send either `events` (a list) or `input` (one user.message)", { param: "events" });
+  }
+  return body.events ?? [{ type: "user.message", content: body.input!.content }];
+}
 
 export const AddFileBody = t.Object({
   contentBase64: t.String({ minLength: 1, maxLength: 13_981_272 }),
@@ -47,8 +73,21 @@ export const AddFileBody = t.Object({
   name: t.String({ minLength: 1, maxLength: 255 }),
 });
 
-/** The text of a `user.message` input: its text parts, in order. */
-export const inputText = (input: CreateThread["input"]): string => input.content.map((c) => c.text).join("\n\n");
+/**
+ * The text of a `user.message`'s content: its text parts, in order. A part of another type (an image,
+ * a file) is refused, 400 unsupported_content_type naming it: a Thread takes text, and files through
+ * `files` / `POST /threads/{threadId}/files`.
+ */
+export function contentText(content: ReadonlyArray<{ type: string; text?: string }>, param = "input.content"): string {
+  content.forEach((part, i) => {
+    if (part.type !== "text") {
+      throw new ValidationError(`Content of type "${part.type}" is not supported: send text parts, and files through files / POST /threads/{threadId}/files`,
+        { param: `${param}[${i}].type` }, "unsupported_content_type");
+    }
+    if (part.text === undefined) throw new ValidationError("A text part needs its text", { param: `${param}[${i}].text` });
+  });
+  return content.map((c) => c.text!).join("\n\n");
+}
 
 const iso = (ms: number | null | undefined): string | null => (ms === null || ms === undefined ? null : new Date(ms).toISOString());
 
@@ -136,12 +175,34 @@ export function threadEvents(raw: RecordedEvent, jobs: (id: string) => JobRow | 
   }
 }
 
-/** A run waiting on a permission decision, as the log shows it until the decision is sent. */
-export function permissionRequested(job: JobRow): MosooEvent {
+/**
+ * A run waiting on a permission decision, as the log shows it until the decision is sent. It sits
+ * after the Thread's latest session event (`afterCursor`), so its id is a position like the others.
+ */
+export function permissionRequested(job: JobRow, afterCursor: number): MosooEvent {
   return {
-    id: `${job.id}.permission`, type: "permission.requested", status: "pending", content: job.approval ?? job.id,
+    id: `${afterCursor}.permission`, type: "permission.requested", status: "pending", content: job.approval ?? job.id,
     occurredAt: iso(job.updated_at)!, durationMs: null, tokens: null,
   };
+}
+
+/** The session-stream cursor an event id of the log stands at (`12`, `12.run`, `12.message`…); null for anything else. */
+export function cursorOfEventId(id: string): number | null {
+  const m = /^(\d{1,15})(\.[a-z]+)?$/.exec(id);
+  return m ? Number(m[1]) : null;
+}
+
+/**
+ * The events after `after` in `events`, which start with those of the session event at `afterCursor`:
+ * the ones of that session event that follow `after`, then the rest. An id that event did not produce
+ * (a permission request since decided) skips that session event's whole output.
+ */
+export function eventsAfter(events: readonly MosooEvent[], after: string, afterCursor: number): MosooEvent[] {
+  const at = events.findIndex((e) => e.id === after);
+  if (at >= 0) return events.slice(at + 1);
+  let skip = 0;
+  while (skip < events.length && cursorOfEventId(events[skip]!.id) === afterCursor) skip++;
+  return events.slice(skip);
 }
 
 /** The error envelope: `{"error": {"code", "message", "request_id"}}`, with our status and code. */

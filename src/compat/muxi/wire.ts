@@ -10,12 +10,13 @@ import type { MemoryRow } from "../../../projections/memory/index.ts";
 import type { ErrorBody, ErrorDialect } from "../../http/errors.ts";
 import { toErrorResponse } from "../../http/errors.ts";
 import { paramOf } from "../shared/errors.ts";
+import { MAX_CLIENT_AGENT_ID } from "./agentIds.ts";
 
 /** Where the surface is mounted: MUXI's `GET /agents` is `GET /compat/muxi/agents` (and `/compat/muxi/api/v1/agents`). */
 export const MUXI_PREFIX = "/compat/muxi";
 
-/** An id a client chooses (agents, sessions, users): our ids' alphabet, so it is usable through `/v1` too. */
-const ClientId = t.String({ minLength: 1, maxLength: 100, pattern: "^[A-Za-z0-9_.-]+$" });
+/** An agent id a client chooses: our ids' alphabet, short enough to carry the app's prefix (agentIds.ts) through `/v1` too. */
+const ClientAgentId = t.String({ minLength: 1, maxLength: MAX_CLIENT_AGENT_ID, pattern: "^[A-Za-z0-9_.-]+$" });
 const UserId = t.String({ minLength: 1, maxLength: 200 });
 
 export const MuxiModel = t.Object({
@@ -26,7 +27,7 @@ export const MuxiModel = t.Object({
 
 /** `POST /agents`. */
 export const MuxiAgentBody = t.Object({
-  id: ClientId,
+  id: ClientAgentId,
   name: t.String({ minLength: 1, maxLength: 200 }),
   description: t.Optional(t.String({ maxLength: 2000 })),
   model: t.Optional(MuxiModel),
@@ -45,7 +46,10 @@ export const MuxiHistoryQuery = t.Object({
   user_id: UserId,
   session_id: t.String({ minLength: 1, maxLength: 200 }),
   limit: t.Optional(t.Integer({ minimum: 1, maximum: 100, default: 50 })),
-  before: t.Optional(t.String({ maxLength: 64, description: "Return messages before this timestamp (ISO 8601)" })),
+  before: t.Optional(t.String({
+    maxLength: 120,
+    description: "Return messages before this one: a message id from this history (exact), or a timestamp (ISO 8601; messages strictly earlier)",
+  })),
 });
 
 /** `GET /memory/{agent_id}`. */
@@ -73,15 +77,16 @@ export const MuxiError = t.Object({ error: t.Object({ code: t.String(), message:
 /** The doc's timestamps: ISO 8601 in UTC. */
 export const muxiTime = (ms: number): string => new Date(ms).toISOString();
 
-export function muxiAgentSummary(r: AgentRow) {
-  return { id: r.id, name: r.name, description: r.description };
+/** An agent as MUXI lists it, under `id`: the id the client knows it by (agentIds.ts `clientAgentId`). */
+export function muxiAgentSummary(r: AgentRow, id: string) {
+  return { id, name: r.name, description: r.description };
 }
 
 /** An agent with its model; a model that names no provider runs on the server's default one, which is shown. */
-export function muxiAgent(r: AgentRow, defaultProvider: string) {
+export function muxiAgent(r: AgentRow, id: string, defaultProvider: string) {
   const model = JSON.parse(r.model) as { provider: string | null; name: string | null; parameters: Record<string, unknown> };
   return {
-    ...muxiAgentSummary(r),
+    ...muxiAgentSummary(r, id),
     model: { provider: model.provider ?? defaultProvider, name: model.name, parameters: model.parameters ?? {} },
   };
 }

@@ -13,9 +13,14 @@ import { ConflictError, NotFoundError } from "../../core/errors.ts";
 import { readYourWrites } from "../../app/context.ts";
 import { getSession, type SessionRow } from "../../../projections/sessions/index.ts";
 
-/** Our session id for a client's conversation id: stable, and distinct per surface, app and user. */
-export function clientSessionId(surface: string, appId: string, userId: string, clientId: string): string {
-  const digest = createHash("sha256").update([surface, appId, userId, clientId].join("\0")).digest("hex");
+/**
+ * Our session id for a client's conversation id: stable, and distinct per surface, app and user — or,
+ * with `userId` null, per surface and app (an id the whole app shares, whichever key or user sends it).
+ */
+export function clientSessionId(surface: string, appId: string, userId: string | null, clientId: string): string {
+  // "\u0001" cannot start a user id, so an app-wide id never equals a user's.
+  const parts = userId === null ? [surface, appId, "\u0001app", clientId] : [surface, appId, userId, clientId];
+  const digest = createHash("sha256").update(parts.join("\0")).digest("hex");
   return `sess_${surface}_${digest.slice(0, 32)}`;
 }
 
@@ -32,9 +37,15 @@ export interface ClientSession {
  * started again under the same id, whose history auditors still see.
  */
 export async function sessionForClientId(
-  ctx: AppContext, input: { surface: string; clientId: string; agentId: string; userId: string; name?: string }, meta: CommandMetadata, signal?: AbortSignal,
+  ctx: AppContext,
+  input: {
+    surface: string; clientId: string; agentId: string; userId: string; name?: string;
+    /** `app`: the client's id names one session for the whole app (started as `userId`); default `user`: one per user. */
+    scope?: "user" | "app";
+  },
+  meta: CommandMetadata, signal?: AbortSignal,
 ): Promise<ClientSession> {
-  const id = clientSessionId(input.surface, ctx.appId, input.userId, input.clientId);
+  const id = clientSessionId(input.surface, ctx.appId, input.scope === "app" ? null : input.userId, input.clientId);
   let created = false;
   const { state } = await ctx.repos.sessions.load(id);
   if (state.status === "none") {
