@@ -78,6 +78,9 @@ import { mushuRoutes } from "./compat/mushu/index.ts";
 import { MUSHU_PUBLIC_PATHS, mushuErrorDialect } from "./compat/mushu/wire.ts";
 import { OPENAI_CHATGPT_CLIENT } from "./compat/mushu/chatgptConnect.ts";
 import { MUSHU_MANAGEMENT, mushuManagementRoutes } from "./compat/mushu/management.ts";
+import { muapiRoutes } from "./compat/muapi/index.ts";
+import { MUAPI_UPLOAD_PATH, muapiErrorDialect } from "./compat/muapi/wire.ts";
+import { muapiBodyRoutes } from "./compat/muapi/uploads.ts";
 
 /**
  * The read models a worker-only process keeps: what the reconciler queries, the memory agents recall,
@@ -271,15 +274,15 @@ export async function startServer(
   logger.info("skills loaded", { dir: config.skillsDir, skills: [...skills.keys()] });
   const app = createApp({
     store, runner: projectionRunner, logger, version: pkg.version, maxBodyBytes: config.maxBodyBytes,
-    streamedBodies: [...fileBodyRoutes(config.files, config.bodyTimeoutMs), ...consoleBodyRoutes(config.bodyTimeoutMs)],
+    streamedBodies: [...fileBodyRoutes(config.files, config.bodyTimeoutMs), ...consoleBodyRoutes(config.bodyTimeoutMs), ...muapiBodyRoutes(config.files, config.bodyTimeoutMs)],
     metrics, metricsToken: config.metrics.token, accessLog: config.accessLog ? logger.child({ component: "access" }) : undefined,
     bodyTimeoutMs: config.bodyTimeoutMs, authenticate: extra.authenticate ?? directoryAuthenticator(directory, endUserTokens, keyUsage),
     rateLimit: rateLimitCheck({ limiter: rateLimiter, defaults: config.rateLimits, settingsOf: (appId) => directory.app(appId)?.rate_limits }),
     authenticateManagement: async (request) => {
       managers.set(request, consoleApi.principalOf(request) ?? await management.authenticate(request));
     },
-    errorDialects: [openaiErrorDialect, magusErrorDialect, mosooErrorDialect, muxiErrorDialect, mushuErrorDialect],
-    publicPaths: [...MUSHU_PUBLIC_PATHS], managementPaths: [MUSHU_MANAGEMENT],
+    errorDialects: [openaiErrorDialect, magusErrorDialect, mosooErrorDialect, muxiErrorDialect, mushuErrorDialect, muapiErrorDialect],
+    publicPaths: [...MUSHU_PUBLIC_PATHS, MUAPI_UPLOAD_PATH], managementPaths: [MUSHU_MANAGEMENT],
     plugins: [appRoutes({ ctx, directory, usage: keyUsage, principalOf: (request) => managers.get(request) }),
       appRateLimitRoutes({ ctx, directory, defaults: config.rateLimits, principalOf: (request) => managers.get(request) }),
       appBillingRoutes({ ctx, directory, principalOf: (request) => managers.get(request) }),
@@ -295,6 +298,7 @@ export async function startServer(
       mosooRoutes({ ctx }),
       muxiRoutes({ ctx, timeoutMs: config.compat.syncTimeoutMs }),
       mushuRoutes({ ctx, chatgpt: { ...OPENAI_CHATGPT_CLIENT, ...config.compat.chatgpt } }),
+      muapiRoutes({ ctx, skills }),
       mushuManagementRoutes({ ctx, principalOf: (request) => managers.get(request), forward: (request: Request): Promise<Response> => app.handle(request) }),
       ...(extra.plugins ?? [])],
   });

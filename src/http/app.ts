@@ -90,6 +90,7 @@ export function createApp(deps: AppDeps) {
             { name: "Mosoo (compat)", description: "Mosoo's Threads API at /compat/mosoo/api/v1: a Thread is a session, a Run a job; client_external_ref names a Thread (docs/compat.md)" },
             { name: "Magus (compat)", description: "Magus's API integration at /compat/magus: POST /api/v1/messages, JSON or SSE; session_id names a session (docs/compat.md)" },
             { name: "Mushu (compat)", description: "Mushu Agents at /compat/mushu: runs polled by job_id, conversations polled by pending_id; X-API-Key (docs/compat.md)" },
+            { name: "MUAPI (compat)", description: "MUAPI's Design Agent at /compat/muapi/api/v1/creative-agent: sessions, assets, chat and run-skill as jobs polled by cursor, approvals; x-api-key (docs/compat.md)" },
             { name: "MUXI (compat)", description: "MUXI Framework's REST API at /compat/muxi: agents, chat with client-named sessions, history, memory (docs/compat.md)" },
             { name: "OpenAI Responses (compat)", description: "OpenAI's Responses and Conversations APIs at /compat/openai/v1: a response is a job, a conversation a session (docs/compat.md)" },
             { name: "Audit", description: "Events as stored, a session's merged history, $all and as-of replay: an audit:read key, or the management plane" },

@@ -45,6 +45,7 @@ export const PUBLIC_TYPES: Record<string, string> = {
   TurnEnded: "turn.ended",
   AssetRegistered: "asset.registered",
   HistorySummarized: "history.summarized",
+  ClientHistorySaved: "history.client_saved",
 };
 
 export type Verbosity = "minimal" | "standard" | "full";

@@ -34,6 +34,12 @@ export const SESSION_EVENTS = {
     queued: Type.Boolean(),
     /** The skill the message runs (run-skill, or `skill` on a message): absent for a plain message. */
     skill: Type.Optional(SkillRunSchema),
+    /**
+     * What the surface the message came through keeps of its request for its own answers (the OpenAI
+     * surface: `metadata`, `instructions`, `background`, `previous_response_id`), never shown to the
+     * model. Absent when there is none (and in messages before it).
+     */
+    client_data: Type.Optional(JsonObject),
   }) },
   TurnEnded: { version: 1, schema: Type.Object({
     job_id: Type.String(), message_id: Type.String(),
@@ -62,6 +68,12 @@ export const SESSION_EVENTS = {
   HistorySummarized: { version: 1, schema: Type.Object({
     summary: Type.String(), through_message_id: Type.String(), turns: Type.Integer({ minimum: 1 }), job_id: Type.String(),
   }) },
+  /**
+   * A client's own copy of the conversation (MUAPI's `PATCH /sessions/{id}/messages`), kept as sent,
+   * beside the history the session's events already are: it changes nothing the API reads, and
+   * auditors see what the client held at that point.
+   */
+  ClientHistorySaved: { version: 1, schema: Type.Object({ messages: Type.Array(Type.Unknown()), count: Type.Integer({ minimum: 0 }) }) },
 };
 
 export type SessionEvent = EventsOf<typeof SESSION_EVENTS>;

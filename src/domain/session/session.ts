@@ -49,11 +49,13 @@ export type SessionCommand =
       type: "SendMessage"; message_id: string; job_id: string; content: string; attachments: Attachment[];
       model: string | null; context: Record<string, unknown> | null; multitask: "reject" | "enqueue";
       skill?: SkillRun;
+      client_data?: Record<string, unknown>;
     }
   | { type: "EndTurn"; job_id: string; outcome: TurnOutcome; reply: ReplySummary | null; error: { code: string; message: string } | null }
   /** A URL or (`file_id`) a file of the app: exactly one of the two. */
   | { type: "RegisterAsset"; asset_id: string; url: string | null; file_id?: string | null; kind: AssetKind; source_tool: string; prompt: string | null; model: string | null; job_id: string | null }
-  | { type: "SummarizeHistory"; summary: string; through_message_id: string; turns: number; job_id: string };
+  | { type: "SummarizeHistory"; summary: string; through_message_id: string; turns: number; job_id: string }
+  | { type: "SaveClientHistory"; messages: unknown[] };
 
 export interface SessionState {
   status: "none" | "active" | "deleted";
@@ -95,6 +97,8 @@ export const sessionDecider: Decider<SessionCommand, SessionEvent, SessionState>
         return { ...state, assetCount: state.assetCount + 1 };
       case "HistorySummarized":
         return state; // the conversation's content is the runner's concern (src/jobs/runner/conversation.ts)
+      case "ClientHistorySaved":
+        return state; // a record for auditors: the conversation is what the session's own events say
       default:
         return unreachable(event);
     }
@@ -133,6 +137,7 @@ export const sessionDecider: Decider<SessionCommand, SessionEvent, SessionState>
         return [{ type: "MessageSent", data: {
           message_id: command.message_id, job_id: command.job_id, content: command.content, attachments: command.attachments,
           model: command.model, context: command.context, queued: active !== undefined, ...(command.skill ? { skill: command.skill } : {}),
+          ...(command.client_data ? { client_data: command.client_data } : {}),
         } }];
       }
       case "EndTurn": {
@@ -155,6 +160,9 @@ export const sessionDecider: Decider<SessionCommand, SessionEvent, SessionState>
         return [{ type: "HistorySummarized", data: {
           summary: command.summary, through_message_id: command.through_message_id, turns: command.turns, job_id: command.job_id,
         } }];
+      case "SaveClientHistory":
+        requireActive(state);
+        return [{ type: "ClientHistorySaved", data: { messages: command.messages, count: command.messages.length } }];
       default:
         return unreachable(command);
     }

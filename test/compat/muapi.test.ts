@@ -1,0 +1,424 @@
+/**
+ * The MUAPI surface (/compat/muapi), driven as a MUAPI client drives the Design Agent: plain fetch
+ * with the headers and bodies of the "Design Agent API" doc (seed 004), nothing of /v1 — except where
+ * the issue asks that a session started here be read through /v1 (one store, one history), and to set
+ * up a second app and an end user. Each test quotes the doc lines it relies on.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { startTestServer, type TestServer } from "../support/server.ts";
+import { api } from "../support/api.ts";
+
+const ROOT = "root-token-muapi-0123456789abcdef";
+let server: TestServer;
+/** Doc: "Base URL: https://api.muapi.ai/api/v1/creative-agent" */
+let API: string;
+let DASHBOARD: string;
+
+beforeAll(async () => {
+  // Rate limits on (high), so their headers are sent as they are in production.
+  server = await startTestServer({ ADMIN_TOKEN: ROOT, SANDBOX_CHUNK_DELAY_MS: "2", RATE_LIMIT_PER_MINUTE: "10000", RATE_LIMIT_HEAVY_PER_MINUTE: "10000" });
+  API = `${server.url}/compat/muapi/api/v1/creative-agent`;
+  DASHBOARD = `${server.url}/compat/muapi`;
+});
+afterAll(async () => {
+  await server?.stop();
+});
+
+/** Doc: const headers = { "Content-Type": "application/json", "x-api-key": "YOUR_API_KEY" }; */
+async function call(method: string, url: string, body?: unknown, key: string | null = server.apiKey) {
+  const res = await fetch(url.startsWith("http") ? url : API + url, {
+    method,
+    headers: { ...(key !== null ? { "x-api-key": key } : {}), ...(body !== undefined ? { "Content-Type": "application/json" } : {}) },
+    ...(body !== undefined ? { body: typeof body === "string" ? body : JSON.stringify(body) } : {}),
+  });
+  const text = await res.text();
+  let parsed: any = text;
+  try { parsed = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
+  return { status: res.status, body: parsed, headers: res.headers };
+}
+
+/** Doc: POST /sessions {"name": "Product Campaign"} → {"id", "name", "credits_spent": 0, "asset_count": 0} */
+async function createSession(name?: string, key = server.apiKey) {
+  const r = await call("POST", "/sessions", name === undefined ? undefined : { name }, key);
+  expect(r.status).toBe(200);
+  return r.body as { id: string; name: string };
+}
+
+/**
+ * Doc: "You poll GET /jobs/{job_id}/events?since=<cursor> every 1–2 seconds until done: true."
+ * (Polled faster here; bounded.) `onEvent` may act on an event (approve a plan). Returns every event and the last poll.
+ */
+async function pollJob(jobId: string, onEvent?: (ev: any) => Promise<void>, key = server.apiKey) {
+  let cursor = 0;
+  const events: any[] = [];
+  for (let i = 0; i < 600; i++) {
+    const poll = await call("GET", `/jobs/${jobId}/events?since=${cursor}`, undefined, key);
+    expect(poll.status).toBe(200);
+    for (const ev of poll.body.events) {
+      events.push(ev);
+      await onEvent?.(ev);
+    }
+    // Doc: cursor = poll.cursor; done = poll.done;
+    cursor = poll.body.cursor;
+    if (poll.body.done) return { events, last: poll.body };
+    await Bun.sleep(20);
+  }
+  throw new Error(`job ${jobId} did not finish`);
+}
+
+/** Polls until the job asks for approval (the doc's `approval_requested: true`). */
+async function waitForApproval(jobId: string) {
+  for (let i = 0; i < 600; i++) {
+    const poll = await call("GET", `/jobs/${jobId}/events?since=0`);
+    if (poll.body.approval_requested) return poll.body;
+    await Bun.sleep(20);
+  }
+  throw new Error(`job ${jobId} never asked for approval`);
+}
+
+/** A tiny PNG: the signature and an IHDR chunk (the file store checks an image's first bytes). */
+const PNG = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13, 0x49, 0x48, 0x44, 0x52, 0, 0, 0, 1, 0, 0, 0, 1, 8, 2, 0, 0, 0, 0x90, 0x77, 0x53, 0xde]);
+
+/** Doc: "POST <url from above> Content-Type: multipart/form-data [all fields from response, then the file itself]" */
+async function uploadToS3(ticket: { url: string; fields: Record<string, string> }, bytes: Uint8Array = PNG, fields = ticket.fields) {
+  const form = new FormData();
+  for (const [k, v] of Object.entries(fields)) form.append(k, v);
+  form.append("file", new Blob([bytes], { type: "image/png" }), "product.png");
+  return fetch(ticket.url, { method: "POST", body: form });
+}
+
+test("Sessions: create (named or not), list by most recent activity, rename, delete", async () => {
+  // Doc: "If name is omitted, a random name like session-a1b2c3 is generated."
+  const unnamed = await createSession();
+  expect(unnamed.name).toMatch(/^session-[A-Za-z0-9]{6}$/);
+  const a = await call("POST", "/sessions", { name: "Product Campaign" });
+  // Doc: { "id": "sess_xyz789", "name": "Product Campaign", "credits_spent": 0, "asset_count": 0 }
+  expect(a.body).toEqual({ id: a.body.id, name: "Product Campaign", credits_spent: 0, asset_count: 0 });
+  const b = await createSession("Second");
+  // Doc: "PATCH /sessions/{session_id} … {"name": "Summer Collection Ads"} → {"id": "sess_xyz789", "name": "Summer Collection Ads"}"
+  const renamed = await call("PATCH", `/sessions/${a.body.id}`, { name: "Summer Collection Ads" });
+  expect(renamed.status).toBe(200);
+  expect(renamed.body).toEqual({ id: a.body.id, name: "Summer Collection Ads" });
+  // Doc: "GET /sessions — List all sessions … ordered by most recently updated."
+  const list = await call("GET", "/sessions");
+  expect(list.status).toBe(200);
+  const ids = list.body.map((s: any) => s.id);
+  expect(ids.indexOf(b.id)).toBeLessThan(ids.indexOf(unnamed.id));
+  const mine = list.body.find((s: any) => s.id === a.body.id);
+  // Doc fields: id, name, credits_spent, asset_count, created_at, updated_at (ISO 8601)
+  expect(mine).toMatchObject({ name: "Summer Collection Ads", credits_spent: 0, asset_count: 0 });
+  expect(new Date(mine.created_at).toISOString()).toBe(mine.created_at);
+  expect(new Date(mine.updated_at).toISOString()).toBe(mine.updated_at);
+  // Doc: "DELETE /sessions/{session_id} … {"status": "deleted"}"
+  const del = await call("DELETE", `/sessions/${b.id}`);
+  expect(del.status).toBe(200);
+  expect(del.body).toEqual({ status: "deleted" });
+  // Doc: {"detail": "Session not found"} — "404 Session, job, asset, or skill not found"
+  const gone = await call("GET", `/sessions/${b.id}/assets`);
+  expect(gone.status).toBe(404);
+  expect(gone.body.detail).toBe("Session not found");
+  expect((await call("GET", "/sessions")).body.map((s: any) => s.id)).not.toContain(b.id);
+});
+
+test("Complete workflow: upload to the signed URL, register, chat, approve the plan, tool_result with the asset, final asset list", async () => {
+  // Doc: "// 1. Create a session"
+  const session = await createSession("My Campaign");
+  // Doc: "GET /api/app/get_file_upload_url?filename=my-photo.jpg … { "url": …, "fields": { "key", "AWSAccessKeyId", "policy", "signature" } }"
+  const ticket = await call("GET", `${DASHBOARD}/api/app/get_file_upload_url?filename=product.png`);
+  expect(ticket.status).toBe(200);
+  expect(Object.keys(ticket.body.fields).sort()).toEqual(["AWSAccessKeyId", "key", "policy", "signature"]);
+  expect(ticket.body.url.startsWith("http://127.0.0.1")).toBe(true);
+  // Doc: "Step 2 — Upload Directly to S3" (no API key: the signed fields are the credential)
+  const uploaded = await uploadToS3(ticket.body);
+  expect(uploaded.status).toBe(204);
+  // Doc: "The final CDN URL is: https://cdn.muapi.ai/<fields.key>"; "Step 3 — Register with Session"
+  const cdnUrl = `https://cdn.muapi.ai/${ticket.body.fields.key}`;
+  const asset = await call("POST", `/sessions/${session.id}/assets`, { url: cdnUrl, kind: "image" });
+  expect(asset.status).toBe(200);
+  // Doc: // => { asset_label: "asset_1", ... }
+  expect(asset.body).toEqual({ asset_label: "asset_1", kind: "image", url: cdnUrl, source_tool: "upload" });
+  // The registered asset is the stored file: its URL serves the uploaded bytes.
+  const listed = await call("GET", `/sessions/${session.id}/assets`);
+  expect(listed.body[0]).toMatchObject({ asset_label: "asset_1", kind: "image", source_tool: "upload", model: null, prompt: null });
+  const bytes = new Uint8Array(await (await fetch(listed.body[0].url)).arrayBuffer());
+  expect([...bytes]).toEqual([...PNG]);
+
+  // Doc: "// 3. Send a message (referencing the uploaded asset)" → { job_id: "job_xyz", status: "pending" }
+  const job = await call("POST", `/sessions/${session.id}/chat`, {
+    message: "register https://example.com/cat.png as an asset", model: "gpt-5-mini",
+    canvas_state: { viewport: { x: 0, y: 0, scale: 1 }, selected: "asset_1", nodes: [{ asset_id: "asset_1", kind: "image", x: 100, y: 200, w: 400, h: 400 }] },
+  });
+  expect(job.status).toBe(200);
+  expect(job.body).toEqual({ job_id: job.body.job_id, status: "pending" });
+  // Doc: "if (ev.type === "plan_propose") { … fetch(`${API}/jobs/${job.job_id}/approve`, { method: "POST", headers }) }"
+  const approvals: any[] = [];
+  const { events, last } = await pollJob(job.body.job_id, async (ev) => {
+    if (ev.type === "plan_propose") approvals.push(await call("POST", `/jobs/${job.body.job_id}/approve`));
+  });
+  // Doc: "POST /jobs/{job_id}/approve → {"status": "approved"}"
+  expect(approvals.map((a) => [a.status, a.body])).toEqual([[200, { status: "approved" }]]);
+  // Doc: events: {id, type, payload, job_id, created_at}; ids rise ("Return only events with id > since")
+  for (const ev of events) {
+    expect(["text", "info", "error", "tool_call", "tool_result", "plan_propose", "canvas_op"]).toContain(ev.type);
+    expect(ev.job_id).toBe(job.body.job_id);
+  }
+  expect(events.map((e) => e.id)).toEqual([...events.map((e) => e.id)].sort((x, y) => x - y));
+  // Doc: plan_propose "title: string, nodes: array, total_credits: number"
+  const plan = events.find((e) => e.type === "plan_propose");
+  expect(typeof plan.payload.title).toBe("string");
+  expect(plan.payload.nodes[0]).toMatchObject({ tool: "register_asset" });
+  expect(typeof plan.payload.total_credits).toBe("number");
+  // Doc: tool_call "name: string, args: object"
+  expect(events.find((e) => e.type === "tool_call").payload).toMatchObject({ name: "register_asset", args: { url: "https://example.com/cat.png" } });
+  // Doc: "if (ev.type === "tool_result" && ev.payload.asset) { console.log("Generated asset:", ev.payload.asset.url); }"
+  const result = events.find((e) => e.type === "tool_result");
+  expect(result.payload.name).toBe("register_asset");
+  expect(result.payload.asset).toMatchObject({ asset_label: "asset_2", kind: "image", url: "https://example.com/cat.png" });
+  // Doc: "if (ev.type === "text") { process.stdout.write(ev.payload.content); }"
+  expect(events.filter((e) => e.type === "text").map((e) => e.payload.content).join("")).toContain("register_asset");
+  // Doc: status … completed; approved "true if approved"; done "true if job has finished"
+  expect(last).toMatchObject({ job_id: job.body.job_id, status: "completed", error: null, approved: true, approval_requested: false, done: true });
+
+  // Doc: "// 5. Fetch final asset list" — "sorted by creation time (oldest first)"
+  const assets = await call("GET", `/sessions/${session.id}/assets`);
+  expect(assets.body.map((a: any) => [a.asset_label, a.source_tool])).toEqual([["asset_1", "upload"], ["asset_2", "register_asset"]]);
+  const summary = (await call("GET", "/sessions")).body.find((s: any) => s.id === session.id);
+  expect(summary.asset_count).toBe(2);
+
+  // Doc: "GET /sessions/{session_id}/messages — Retrieve the full persisted chat history"
+  const history = await call("GET", `/sessions/${session.id}/messages`);
+  expect(history.status).toBe(200);
+  expect(history.body.map((m: any) => m.role)).toEqual(["user", "assistant"]);
+  expect(history.body[0].content).toBe("register https://example.com/cat.png as an asset");
+  expect(history.body[1].events.map((e: any) => e.type)).toEqual(["tool_call", "tool_result"]);
+  expect(history.body[1].events[1].asset).toMatchObject({ asset_label: "asset_2", kind: "image" });
+  expect(new Date(history.body[1].timestamp).toISOString()).toBe(history.body[1].timestamp);
+  // Doc: "GET /sessions/{session_id}/jobs — List the 20 most recent jobs"
+  const jobs = await call("GET", `/sessions/${session.id}/jobs`);
+  expect(jobs.body).toEqual([{ id: job.body.job_id, status: "completed", user_message: "register https://example.com/cat.png as an asset", error: null, created_at: expect.any(String), completed_at: expect.any(String) }]);
+
+  // The issue: "a conversation started through one surface can be read through /v1".
+  const v1 = api(server.url, server.apiKey);
+  const v1Messages = await v1.get(`/v1/sessions/${session.id}/messages`);
+  expect(v1Messages.body.data.map((m: any) => m.content)).toEqual(history.body.map((m: any) => m.content));
+  expect((await v1.get(`/v1/jobs/${job.body.job_id}`)).body.status).toBe("completed");
+});
+
+test("Reject: the plan does not run, approved is false, and no asset is registered", async () => {
+  const session = await createSession("Reject");
+  const job = await call("POST", `/sessions/${session.id}/chat`, { message: "register https://example.com/dog.png as an asset" });
+  // Doc: approval_requested "true if the agent is currently waiting for user confirmation"
+  const waiting = await waitForApproval(job.body.job_id);
+  expect(waiting).toMatchObject({ status: "processing", approved: null, done: false });
+  // Doc: "POST /jobs/{job_id}/reject → {"status": "rejected"}" — "The agent will stop execution and report the rejection."
+  const rejected = await call("POST", `/jobs/${job.body.job_id}/reject`);
+  expect(rejected.status).toBe(200);
+  expect(rejected.body).toEqual({ status: "rejected" });
+  const { events, last } = await pollJob(job.body.job_id);
+  expect(last.approved).toBe(false);
+  expect(last.done).toBe(true);
+  expect(typeof last.error).toBe("string");
+  expect(events.some((e) => e.type === "tool_result")).toBe(false);
+  expect(events.some((e) => e.type === "info" && /rejected/i.test(e.payload.content))).toBe(true);
+  // Doc: "Use POST /jobs/{job_id}/reject to cancel without spending credits."
+  expect((await call("GET", `/sessions/${session.id}/assets`)).body).toEqual([]);
+  // Approving after the job ended is a bad request, in the doc's envelope.
+  const late = await call("POST", `/jobs/${job.body.job_id}/approve`);
+  expect(late.status).toBe(400);
+  expect(typeof late.body.detail).toBe("string");
+});
+
+test("Cancel an in-progress job; a message sent while a job is in flight waits its turn", async () => {
+  const session = await createSession("Busy");
+  const first = await call("POST", `/sessions/${session.id}/chat`, { message: "register https://example.com/a.png as an asset" });
+  await waitForApproval(first.body.job_id);
+  // MUAPI enqueues every job: a second message is accepted and stays pending behind the first.
+  const second = await call("POST", `/sessions/${session.id}/chat`, { message: "Hello again" });
+  expect(second.status).toBe(200);
+  expect(second.body.status).toBe("pending");
+  const jobs = await call("GET", `/sessions/${session.id}/jobs`);
+  // Doc: "Useful for detecting and resuming in-flight jobs after a page refresh." — newest first
+  expect(jobs.body.map((j: any) => [j.id, j.status])).toEqual([[second.body.job_id, "pending"], [first.body.job_id, "processing"]]);
+  // Doc: "POST /jobs/{job_id}/cancel → {"status": "cancelled"}"
+  const cancelled = await call("POST", `/jobs/${first.body.job_id}/cancel`);
+  expect(cancelled.status).toBe(200);
+  expect(cancelled.body).toEqual({ status: "cancelled" });
+  const ended = await pollJob(first.body.job_id);
+  // Doc: "If done: true and status: "failed" in the poll response, check the error field"
+  expect(ended.last).toMatchObject({ status: "failed", done: true });
+  expect(ended.last.error).toContain("cancelled");
+  // The queued message then runs.
+  const next = await pollJob(second.body.job_id);
+  expect(next.last.status).toBe("completed");
+  expect(next.events.filter((e) => e.type === "text").map((e) => e.payload.content).join("")).toContain("Hello again");
+});
+
+test("A failed job: done with status failed, an error, and an error event", async () => {
+  const session = await createSession("Failing");
+  const job = await call("POST", `/sessions/${session.id}/chat`, { message: "[fail] make a video" });
+  const { events, last } = await pollJob(job.body.job_id);
+  // Doc: error "Error message (if status is failed)"; event type error "message: string"
+  expect(last.status).toBe("failed");
+  expect(typeof last.error).toBe("string");
+  const error = events.find((e) => e.type === "error");
+  expect(typeof error.payload.message).toBe("string");
+});
+
+test("Skills: GET /agent-skills, run-skill through approval, unknown skill 404, bad input 422", async () => {
+  // Doc: "GET /agent-skills — List all available expert skill recipes loaded from agent/skills/*.skill.md."
+  const skills = await call("GET", "/agent-skills");
+  expect(skills.status).toBe(200);
+  const media = skills.body.find((s: any) => s.name === "register-media");
+  // Doc: { "name", "description", "inputs": ["person_image", "clothing_image"], "trigger_keywords": [...], "estimated_credits": 150 }
+  expect(media).toMatchObject({ inputs: ["urls", "purpose"], trigger_keywords: [] });
+  expect(typeof media.description).toBe("string");
+  expect(typeof media.estimated_credits).toBe("number");
+
+  const session = await createSession("Skills");
+  // Doc: POST /sessions/{session_id}/run-skill {"skill_name", "inputs": {…}, "model": "gpt-5-mini"} → {"job_id", "status": "pending"}
+  const run = await call("POST", `/sessions/${session.id}/run-skill`, { skill_name: "register-media", inputs: { urls: "https://example.com/dog.png" }, model: "gpt-5-mini" });
+  expect(run.status).toBe(200);
+  expect(run.body.status).toBe("pending");
+  const { events, last } = await pollJob(run.body.job_id, async (ev) => {
+    if (ev.type === "plan_propose") await call("POST", `/jobs/${run.body.job_id}/approve`);
+  });
+  expect(last.status).toBe("completed");
+  expect(events.find((e) => e.type === "tool_result").payload.asset).toMatchObject({ asset_label: "asset_1", url: "https://example.com/dog.png" });
+  // Doc: user messages carry "skill_name": "action-figure-generator"
+  const history = await call("GET", `/sessions/${session.id}/messages`);
+  expect(history.body[0].skill_name).toBe("register-media");
+
+  // Doc: "404 Session, job, asset, or skill not found"
+  const unknown = await call("POST", `/sessions/${session.id}/run-skill`, { skill_name: "fashion-try-on", inputs: {} });
+  expect(unknown.status).toBe(404);
+  expect(typeof unknown.body.detail).toBe("string");
+  // A required input missing: "422 Invalid field value"
+  const missing = await call("POST", `/sessions/${session.id}/run-skill`, { skill_name: "register-media", inputs: {} });
+  expect(missing.status).toBe(422);
+  expect(missing.body.detail).toContain("urls");
+});
+
+test("PATCH /messages saves the client's history without losing the session's own", async () => {
+  const session = await createSession("History");
+  const job = await call("POST", `/sessions/${session.id}/chat`, { message: "Generate a 3D action figure of me in a doctor outfit" });
+  await pollJob(job.body.job_id);
+  const before = await call("GET", `/sessions/${session.id}/messages`);
+  expect(before.body).toHaveLength(2);
+  // Doc: PATCH /sessions/{session_id}/messages {"messages": [...]} → {"status": "saved", "count": 4}
+  const snapshot = [
+    { role: "user", content: "Generate a 3D action figure of me in a doctor outfit", timestamp: before.body[0].timestamp },
+    { role: "assistant", content: before.body[1].content, events: [], timestamp: before.body[1].timestamp },
+  ];
+  const saved = await call("PATCH", `/sessions/${session.id}/messages`, { messages: snapshot });
+  expect(saved.status).toBe(200);
+  expect(saved.body).toEqual({ status: "saved", count: 2 });
+  expect((await call("GET", `/sessions/${session.id}/messages`)).body).toEqual(before.body);
+  // The copy is on record in the session's history, for auditors.
+  const v1Events = await api(server.url, server.apiKey).get(`/v1/sessions/${session.id}/events`);
+  expect(v1Events.body.events.find((e: any) => e.type === "history.client_saved").payload.count).toBe(2);
+  // A body without messages is an invalid field value.
+  const bad = await call("PATCH", `/sessions/${session.id}/messages`, { messages: "all of them" });
+  expect(bad.status).toBe(422);
+});
+
+test("Cursor pagination: since and limit page the events with no gap and no duplicate", async () => {
+  const session = await createSession("Paging");
+  const job = await call("POST", `/sessions/${session.id}/chat`, { message: "register https://example.com/page.png as an asset" });
+  const all = await pollJob(job.body.job_id, async (ev) => {
+    if (ev.type === "plan_propose") await call("POST", `/jobs/${job.body.job_id}/approve`);
+  });
+  // text, plan_propose, the approval, tool_call, tool_result, text: more than one page of one.
+  expect(all.events.length).toBeGreaterThan(4);
+  // Doc: limit "Max events to return per call (max 1000)"; since "Return only events with id > since"
+  let cursor = 0;
+  const paged: any[] = [];
+  for (let i = 0; i < 500; i++) {
+    const page = await call("GET", `/jobs/${job.body.job_id}/events?since=${cursor}&limit=1`);
+    expect(page.body.events.length).toBeLessThanOrEqual(1);
+    paged.push(...page.body.events);
+    for (const ev of page.body.events) expect(ev.id).toBeGreaterThan(cursor);
+    if (page.body.cursor === cursor) break;
+    cursor = page.body.cursor;
+  }
+  expect(paged.map((e) => e.id)).toEqual(all.events.map((e) => e.id));
+  const after = await call("GET", `/jobs/${job.body.job_id}/events?since=${cursor}`);
+  expect(after.body).toMatchObject({ events: [], cursor, done: true });
+  // Out of range: an invalid field value.
+  expect((await call("GET", `/jobs/${job.body.job_id}/events?limit=1001`)).status).toBe(422);
+  expect((await call("GET", `/jobs/${job.body.job_id}/events?since=-1`)).status).toBe(422);
+});
+
+test("Errors: {\"detail\": …} with the doc's statuses; another app's key and another user reach nothing; rate-limit headers", async () => {
+  const session = await createSession("Errors");
+  // Doc: "401 Missing or invalid auth token"
+  const noKey = await call("GET", "/sessions", undefined, null);
+  expect(noKey.status).toBe(401);
+  expect(typeof noKey.body.detail).toBe("string");
+  expect((await call("GET", "/sessions", undefined, "not-a-key")).status).toBe(401);
+  // Doc: "422 Invalid field value (e.g., unsupported kind)"
+  const kind = await call("POST", `/sessions/${session.id}/assets`, { url: "https://example.com/a.pdf", kind: "document" });
+  expect(kind.status).toBe(422);
+  expect(typeof kind.body.detail).toBe("string");
+  const noUrl = await call("POST", `/sessions/${session.id}/assets`, { kind: "image" });
+  expect(noUrl.status).toBe(422);
+  // Doc: "400 Bad request"
+  expect((await call("POST", "/sessions", "{not json")).status).toBe(400);
+  // Doc: {"detail": "Session not found"}
+  expect((await call("GET", "/sessions/sess_nope/jobs")).body).toMatchObject({ detail: "Session not found" });
+  const noJob = await call("GET", "/jobs/job_nope/events");
+  expect(noJob.status).toBe(404);
+  expect(noJob.body.detail).toBe("Job not found");
+  // An upload URL of another server, or one whose file never arrived.
+  const ticket = await call("GET", `${DASHBOARD}/api/app/get_file_upload_url?filename=late.png`);
+  const pending = await call("POST", `/sessions/${session.id}/assets`, { url: `https://cdn.muapi.ai/${ticket.body.fields.key}`, kind: "image" });
+  expect(pending.status).toBe(422);
+  // A tampered signature is refused; a used upload cannot be used again.
+  const forged = await uploadToS3(ticket.body, PNG, { ...ticket.body.fields, signature: "0".repeat(64) });
+  expect(forged.status).toBe(403);
+  expect((await uploadToS3(ticket.body)).status).toBe(204);
+  const again = await uploadToS3(ticket.body);
+  expect(again.status).toBe(400);
+  expect(typeof (await again.json() as any).detail).toBe("string");
+  const job = await call("POST", `/sessions/${session.id}/chat`, { message: "hi" });
+
+  // Another app's key: its sessions, jobs and files are as absent as ones that never existed.
+  const root = api(server.url, "");
+  const bearer = { authorization: `Bearer ${ROOT}` };
+  const other = (await root.post("/v1/apps", { name: "Other studio" }, bearer)).body;
+  const otherKey = (await root.post(`/v1/apps/${other.id}/keys`, { name: "muapi" }, bearer)).body.key as string;
+  expect((await call("GET", `/sessions/${session.id}/messages`, undefined, otherKey)).status).toBe(404);
+  expect((await call("PATCH", `/sessions/${session.id}`, { name: "mine now" }, otherKey)).status).toBe(404);
+  expect((await call("GET", `/jobs/${job.body.job_id}/events`, undefined, otherKey)).status).toBe(404);
+  expect((await call("POST", `/jobs/${job.body.job_id}/cancel`, undefined, otherKey)).status).toBe(404);
+  expect((await call("GET", "/sessions", undefined, otherKey)).body.map((s: any) => s.id)).not.toContain(session.id);
+  const otherSession = await createSession("Theirs", otherKey);
+  const theft = await call("POST", `/sessions/${otherSession.id}/assets`, { url: `https://cdn.muapi.ai/${ticket.body.fields.key}`, kind: "image" }, otherKey);
+  expect(theft.status).toBe(404);
+
+  // An end user (a user JWT, as the doc's "User JWT"): another user's session is forbidden.
+  const token = (await api(server.url, server.apiKey).post("/v1/end-user-tokens", { user_id: "usr-muapi-1" })).body.token as string;
+  const own = await createSession("Mine", token);
+  expect((await call("GET", "/sessions", undefined, token)).body.map((s: any) => s.id)).toEqual([own.id]);
+  // Doc: "403 Forbidden (accessing another user's resource)"
+  const forbidden = await call("GET", `/sessions/${session.id}/messages`, undefined, token);
+  expect(forbidden.status).toBe(403);
+  expect(typeof forbidden.body.detail).toBe("string");
+  expect((await call("GET", `/jobs/${job.body.job_id}/events`, undefined, token)).status).toBe(403);
+
+  // Rate limits: the headers on every answer.
+  const ok = await call("GET", "/agent-skills");
+  expect(Number(ok.headers.get("ratelimit-limit"))).toBeGreaterThan(0);
+  expect(ok.headers.get("ratelimit-remaining")).not.toBeNull();
+  await pollJob(job.body.job_id);
+});
+
+test("OpenAPI: the surface is documented under its own tag", async () => {
+  const doc = await (await fetch(`${server.url}/docs/json`)).json() as any;
+  for (const [path, method] of [
+    ["/compat/muapi/api/v1/creative-agent/sessions/{session_id}/chat", "post"], ["/compat/muapi/api/v1/creative-agent/jobs/{job_id}/events", "get"],
+    ["/compat/muapi/api/app/get_file_upload_url", "get"], ["/compat/muapi/uploads", "post"],
+  ] as const) {
+    expect(doc.paths[path][method].tags).toEqual(["MUAPI (compat)"]);
+  }
+  expect(doc.tags.map((t: any) => t.name)).toContain("MUAPI (compat)");
+});
