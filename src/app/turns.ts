@@ -28,6 +28,8 @@ export interface MessageInput {
   multitask: "reject" | "enqueue";
   /** A skill for the turn to run: resolved, and its inputs checked and filled in, when the message is accepted (src/app/skills.ts). */
   skill?: SkillRequest;
+  /** What the surface the message came through keeps of its request for its own answers; never shown to the model (see MessageSent). */
+  client_data?: Record<string, unknown>;
 }
 
 export interface Accepted {
@@ -99,7 +101,10 @@ export async function sendMessage(
   const skill = input.skill ? await skillRun(ctx, input.skill.shipped, input.skill.name, input.skill.inputs) : undefined;
   // Both writes must fit before the first is made: a job refused as too large after its message was
   // stored would leave the session with a turn whose job never exists.
-  const jobData = turnJobData(sessionId, session, { message_id: messageId, job_id: jobId, content: input.content, attachments: input.attachments, model: input.model, context: input.context, skill }, agent);
+  const jobData = turnJobData(sessionId, session, {
+    message_id: messageId, job_id: jobId, content: input.content, attachments: input.attachments, model: input.model, context: input.context, skill,
+    ...(input.client_data ? { client_data: input.client_data } : {}),
+  }, agent);
   checkFitsOneWrite(jobStream(jobId), "JobQueued", jobData, { app_id: meta.appId, correlationId: meta.correlationId, causationId: messageId });
   // Usage limits are taken before anything is written: a request over a limit stores nothing.
   const budgets = await reserveJob(ctx, payerOf(ctx, session.userId!, meta), jobId, meta, agent.billing === "end_user");
@@ -108,6 +113,7 @@ export async function sendMessage(
     sent = await ctx.repos.sessions.handle(sessionId, {
       type: "SendMessage", message_id: messageId, job_id: jobId, content: input.content, attachments: input.attachments,
       model: input.model, context: input.context, multitask: input.multitask, ...(skill ? { skill } : {}),
+      ...(input.client_data ? { client_data: input.client_data } : {}),
     }, meta);
   } catch (err) {
     await releaseJob(ctx, budgets, jobId, meta.appId);
@@ -149,12 +155,15 @@ export async function messageRecorded(ctx: AppContext, sessionId: string, messag
 
 /** The JobQueued data of a session turn. */
 function turnJobData(
-  sessionId: string, session: SessionState, message: Pick<SentMessage, "message_id" | "job_id" | "content" | "attachments" | "model" | "context" | "skill">,
+  sessionId: string, session: SessionState, message: Pick<SentMessage, "message_id" | "job_id" | "content" | "attachments" | "model" | "context" | "skill" | "client_data">,
   agent: AgentState["spec"], budgets: readonly string[] = [],
 ) {
   return {
     job_id: message.job_id, kind: "message" as const, session_id: sessionId, message_id: message.message_id, agent_id: session.agentId!, user_id: session.userId!,
-    input: { content: message.content, attachments: message.attachments, media_url: null, context: message.context, ...(message.skill ? { skill: message.skill } : {}) },
+    input: {
+      content: message.content, attachments: message.attachments, media_url: null, context: message.context, ...(message.skill ? { skill: message.skill } : {}),
+      ...(message.client_data ? { client_data: message.client_data } : {}),
+    },
     // A skill with an output schema makes the turn's reply structured by it, over the agent's own.
     model: message.model, output_schema: message.skill?.output_schema ?? agent?.output_schema ?? null, ...budgetsField(budgets),
   };

@@ -11,7 +11,8 @@
  * - The limits: the app's own settings (RateLimitsSet on its stream, read from the tenant directory in
  *   memory), else the server's defaults; 0 turns a budget off.
  * - The answer: every response to a limited caller carries `RateLimit-*` and `X-RateLimit-*` headers
- *   (the budget nearest its limit); over the limit, 429 rate_limit_exceeded with `Retry-After`.
+ *   (the budget nearest its limit), and on the OpenAI surface OpenAI's `x-ratelimit-*-requests` too;
+ *   over the limit, 429 rate_limit_exceeded with `Retry-After`.
  */
 import { RateLimitedError } from "../core/errors.ts";
 import type { AppRateLimits, RateLimitBudget } from "../domain/app/app.ts";
@@ -37,7 +38,7 @@ export interface EffectiveBudget {
  */
 export const HEAVY_CALLS = [
   "POST /v1/sessions/{session_id}/messages", "POST /v1/sessions/{session_id}/run-skill", "POST /v1/runs", "DELETE /v1/users/{user_id}",
-  "POST /compat/muxi/chat/{agent_id}",
+  "POST /compat/muxi/chat/{agent_id}", "POST /compat/openai/v1/responses",
 ] as const;
 
 /** Whether a request is a heavy call (see HEAVY_CALLS); a trailing slash routes alike, so it counts alike. */
@@ -45,7 +46,7 @@ export function isHeavyCall(method: string, path: string): boolean {
   const p = path.length > 1 && path.endsWith("/") ? path.slice(0, -1) : path;
   if (method === "DELETE") return p.startsWith("/v1/users/") && p.length > "/v1/users/".length && !p.slice("/v1/users/".length).includes("/");
   if (method !== "POST") return false;
-  if (p === "/v1/runs") return true;
+  if (p === "/v1/runs" || p === "/compat/openai/v1/responses") return true;
   // MUXI's chat is its doc's "resource-intensive endpoint" (also under its versioned /api/v1 path).
   if (/^\/compat\/muxi(\/api\/v1)?\/chat\/[^/]+$/.test(p)) return true;
   const tail = p.endsWith("/messages") ? "/messages" : p.endsWith("/run-skill") ? "/run-skill" : null;
@@ -90,8 +91,9 @@ export function rateLimitCheck(options: RateLimitOptions): (request: Request, he
     if (general > 0) buckets.push({ key: `${subject}:g`, limit: general, interval: intervalOf(general) });
     if (heavy > 0) buckets.push({ key: `${subject}:h`, limit: heavy, interval: intervalOf(heavy) });
     const decided = limiter.consume(buckets);
-    if (decided instanceof Promise) return decided.then((d) => answer(d, buckets, headers, asUser));
-    answer(decided, buckets, headers, asUser);
+    const openai = pathOf(request.url).startsWith(OPENAI_SURFACE);
+    if (decided instanceof Promise) return decided.then((d) => answer(d, buckets, headers, asUser, openai));
+    answer(decided, buckets, headers, asUser, openai);
   };
 }
 
@@ -102,7 +104,7 @@ export function rateLimitCheck(options: RateLimitOptions): (request: Request, he
 const subjectOf = (p: Principal): string =>
   p.userId !== null ? `{${p.appId}|${p.mode}|u|${p.userId}}` : `{${p.appId}|k|${p.keyId}}`;
 
-function answer(decision: RateDecision, buckets: readonly Bucket[], headers: Headers, asUser: boolean): void {
+function answer(decision: RateDecision, buckets: readonly Bucket[], headers: Headers, asUser: boolean, openai: boolean): void {
   // The budget that binds: when refused, the one that frees up last; else the one with the fewest left
   // (the heavy one on a tie).
   let shown = 0;
@@ -114,6 +116,7 @@ function answer(decision: RateDecision, buckets: readonly Bucket[], headers: Hea
   const outcome = decision.buckets[shown]!;
   const limit = buckets[shown]!.limit;
   writeHeaders(headers, limit, outcome);
+  if (openai) writeOpenAiHeaders(headers, limit, outcome);
   if (decision.allowed) return;
   const retryAfter = secondsOf(outcome.retryAfterUs, 1);
   headers["retry-after"] = String(retryAfter);
@@ -137,6 +140,20 @@ function writeHeaders(headers: Headers, limit: number, outcome: BucketOutcome): 
   headers["x-ratelimit-limit"] = limitText;
   headers["x-ratelimit-remaining"] = remaining;
   headers["x-ratelimit-reset"] = String(Math.ceil((Date.now() * 1000 + outcome.resetUs) / 1_000_000));
+}
+
+/** The OpenAI surface, whose clients read OpenAI's own names for the request budget. */
+const OPENAI_SURFACE = "/compat/openai/";
+
+/**
+ * OpenAI's `x-ratelimit-{limit,remaining,reset}-requests`, the reset as a duration (`"12s"`, `"1m5s"`),
+ * beside the headers every answer carries.
+ */
+function writeOpenAiHeaders(headers: Headers, limit: number, outcome: BucketOutcome): void {
+  const reset = secondsOf(outcome.resetUs);
+  headers["x-ratelimit-limit-requests"] = String(limit);
+  headers["x-ratelimit-remaining-requests"] = String(outcome.remaining);
+  headers["x-ratelimit-reset-requests"] = reset < 60 ? `${reset}s` : `${Math.floor(reset / 60)}m${reset % 60}s`;
 }
 
 const pathOf = (url: string): string => {

@@ -7,14 +7,19 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import OpenAI from "openai";
 import { api, TEST_KEY, type Api } from "../support/api.ts";
+import { DEFAULT_APP_ID } from "../../src/domain/streams.ts";
 import { startTestServer, type TestServer } from "../support/server.ts";
+
+const ROOT = "root-token-openai-0123456789abcdef";
+/** Sequence numbers per job event (docs/compat.md): the i-th stream event of job event N is N * 8 + i. */
+const K = 8;
 
 let server: TestServer;
 let client: OpenAI;
 let v1: Api;
 
 beforeAll(async () => {
-  server = await startTestServer({ API_KEY: TEST_KEY, SANDBOX_CHUNK_DELAY_MS: "3" });
+  server = await startTestServer({ API_KEY: TEST_KEY, ADMIN_TOKEN: ROOT, SANDBOX_CHUNK_DELAY_MS: "3" });
   client = new OpenAI({ apiKey: TEST_KEY, baseURL: `${server.url}/compat/openai/v1`, maxRetries: 0 });
   v1 = api(server.url);
 });
@@ -145,7 +150,11 @@ describe("responses.retrieve with stream and starting_after", () => {
     const full = await collect((await client.responses.retrieve(r.id, { stream: true })) as never);
     const events = await v1.get(`/v1/jobs/${r.id}/events?since=0`);
     const ids = new Map<number, string>(events.body.events.map((e: { id: number; type: string }) => [e.id, e.type]));
-    expect(ids.get(full.find((e) => e.type === "response.completed")!.sequence_number)).toBe("job.completed");
+    const at = (type: string) => ids.get(Math.floor(full.find((e) => e.type === type)!.sequence_number / K));
+    expect(at("response.created")).toBe("job.queued");
+    expect(at("response.in_progress")).toBe("job.started");
+    expect(at("response.completed")).toBe("job.completed");
+    expect(at("response.output_text.done")).toBe("job.completed");
   });
 });
 
@@ -277,5 +286,277 @@ describe("the OpenAPI document", () => {
       ["/compat/openai/v1/conversations/{conversation_id}/items", "get"]] as const) {
       expect([path, doc.paths[path]?.[method]?.tags]).toEqual([path, ["OpenAI Responses (compat)"]]);
     }
+  });
+});
+
+/** The JobQueued data of a response, as stored: what its turn was given. */
+async function queuedInput(id: string): Promise<{ content: string; context: Record<string, unknown> | null }> {
+  for await (const e of server.ctx.store.readStream(`job-${id}`, { maxCount: 1 })) return (e.data as { input: { content: string; context: Record<string, unknown> | null } }).input;
+  throw new Error(`no job ${id}`);
+}
+
+/** Waits for a response to end: its stream closes after its terminal event. */
+const untilEnded = async (id: string) => collect((await client.responses.retrieve(id, { stream: true })) as never);
+
+describe("starting_after past the head of the stream", () => {
+  test("on a running response, the stream sends what is numbered after it and ends with the response", async () => {
+    const r = await client.responses.create({ model: "default", input: "[slow] far ahead", background: true });
+    // A number several job events past the head now: no event of the job has it yet.
+    const head = (await v1.get(`/v1/jobs/${r.id}/events?since=0`)).body.cursor as number;
+    const ahead = (head + 4) * K + 2;
+    const rest = await collect((await client.responses.retrieve(r.id, { stream: true, starting_after: ahead })) as never);
+    expect((await client.responses.retrieve(r.id)).status).toBe("completed");
+    const full = await collect((await client.responses.retrieve(r.id, { stream: true })) as never);
+    expect(rest.map((e) => e.sequence_number)).toEqual(full.filter((e) => e.sequence_number > ahead).map((e) => e.sequence_number));
+    expect(rest.at(-1)!.type).toBe("response.completed");
+    // Past the end of a running response too: nothing to send, and it still ends when the response does.
+    const late = await client.responses.create({ model: "default", input: "[slow] never reached", background: true });
+    const none = await collect((await client.responses.retrieve(late.id, { stream: true, starting_after: 1_000_000_000 })) as never);
+    expect(none).toEqual([]);
+    expect((await client.responses.retrieve(late.id)).status).toBe("completed");
+  }, 60_000);
+
+  test("on a finished response, the stream ends at once", async () => {
+    const r = await client.responses.create({ model: "default", input: "finished first" });
+    for (const after of [r.id.length, 1_000_000_000]) {
+      const none = await collect((await client.responses.retrieve(r.id, { stream: true, starting_after: 10 * K * after })) as never);
+      expect(none).toEqual([]);
+    }
+  });
+});
+
+describe("the SDK's responses.stream() helper", () => {
+  test("builds the final response from the item, content part and text events, in order", async () => {
+    const stream = client.responses.stream({ model: "default", input: "helper stream" });
+    const events: Array<{ type: string; sequence_number: number; [k: string]: unknown }> = [];
+    for await (const e of stream) events.push(e as never);
+    const final = await stream.finalResponse();
+    expect(final.status).toBe("completed");
+    expect(final.output_text).toContain("Sandbox reply to «helper stream»");
+    expect(final.output_text).toBe(deltas(events));
+    // The order the helper builds its response from, with one item id throughout.
+    const shape = events.map((e) => e.type).filter((t, i, all) => t !== "response.output_text.delta" || all[i - 1] !== t);
+    expect(shape).toEqual([
+      "response.created", "response.in_progress", "response.output_item.added", "response.content_part.added", "response.output_text.delta",
+      "response.output_text.done", "response.content_part.done", "response.output_item.done", "response.completed",
+    ]);
+    const itemId = (events.find((e) => e.type === "response.output_item.added")!.item as { id: string }).id;
+    for (const e of events.filter((x) => "item_id" in x)) expect([e.type, e.item_id, e.output_index, e.content_index]).toEqual([e.type, itemId, 0, 0]);
+    expect((events.find((e) => e.type === "response.output_item.done")!.item as { id: string; status: string })).toMatchObject({ id: itemId, status: "completed" });
+    expect(final.output.map((o) => o.id)).toEqual([itemId]);
+    const seq = events.map((e) => e.sequence_number);
+    expect(seq).toEqual([...seq].sort((a, b) => a - b));
+    expect(new Set(seq).size).toBe(seq.length);
+  });
+
+  test("a stream resumed from the middle of one job event's events has no gap and no duplicate", async () => {
+    const r = await client.responses.create({ model: "default", input: "resume between parts", background: true });
+    const full = await collect((await client.responses.retrieve(r.id, { stream: true })) as never);
+    expect(full.at(-1)!.type).toBe("response.completed");
+    for (const type of ["response.output_item.added", "response.content_part.added", "response.output_text.done", "response.content_part.done", "response.output_item.done"]) {
+      const cut = full.findIndex((e) => e.type === type);
+      const head = full.slice(0, cut + 1);
+      const tail = await collect((await client.responses.retrieve(r.id, { stream: true, starting_after: head.at(-1)!.sequence_number })) as never);
+      expect([type, ...[...head, ...tail].map((e) => `${e.sequence_number} ${e.type}`)]).toEqual([type, ...full.map((e) => `${e.sequence_number} ${e.type}`)]);
+    }
+    // The helper replaying a response by id builds the same response.
+    const replay = client.responses.stream({ response_id: r.id, starting_after: full[3]!.sequence_number });
+    const replayed: string[] = [];
+    for await (const e of replay) replayed.push(e.type);
+    expect(replayed).toEqual(full.slice(4).map((e) => e.type));
+    expect((await replay.finalResponse()).output_text).toBe((full.at(-1)!.response as { output_text: string }).output_text);
+  });
+});
+
+describe("what a response echoes of its create", () => {
+  test("previous_response_id and conversation are the same on create, in the stream, and on retrieve", async () => {
+    const first = await client.responses.create({ model: "default", input: "chain one" });
+    const second = await client.responses.create({ model: "default", input: "chain two", previous_response_id: first.id });
+    // Naming an older response continues the conversation at its end; the response says what it was sent.
+    const third = await client.responses.create({ model: "default", input: "chain three", previous_response_id: first.id });
+    expect(third.previous_response_id).toBe(first.id);
+    expect(third.output_text).toContain("This is message 3");
+    for (const r of [first, second, third]) {
+      const got = await client.responses.retrieve(r.id);
+      expect([r.id, got.previous_response_id, got.conversation]).toEqual([r.id, r.previous_response_id, r.conversation]);
+    }
+    expect(first.previous_response_id).toBeNull();
+    // In a named conversation no previous response was named: none is shown.
+    const inConv = await client.responses.create({ model: "default", input: "chain four", conversation: first.conversation!.id });
+    expect(inConv.previous_response_id).toBeNull();
+    expect((await client.responses.retrieve(inConv.id)).previous_response_id).toBeNull();
+    // A streamed create's snapshots say the same.
+    const events = await collect((await client.responses.create({ model: "default", input: "chain five", previous_response_id: inConv.id, stream: true })) as never);
+    const created = events[0]!.response as OpenAI.Responses.Response;
+    expect(created.previous_response_id).toBe(inConv.id);
+    const got = await client.responses.retrieve(created.id);
+    expect([got.previous_response_id, got.conversation]).toEqual([created.previous_response_id, created.conversation]);
+  });
+
+  test("metadata, instructions and background are echoed on create and retrieve; instructions reach the turn", async () => {
+    const metadata = { order: "A-17", channel: "web" };
+    const r = await client.responses.create({ model: "default", input: "with tags", metadata, instructions: "Answer in one sentence.", background: true });
+    expect([r.metadata, r.instructions, r.background]).toEqual([metadata, "Answer in one sentence.", true]);
+    await untilEnded(r.id);
+    const got = await client.responses.retrieve(r.id);
+    expect(got.status).toBe("completed");
+    expect([got.metadata, got.instructions, got.background]).toEqual([metadata, "Answer in one sentence.", true]);
+    expect((await queuedInput(r.id)).context).toEqual({ instructions: "Answer in one sentence." });
+    const plain = await client.responses.create({ model: "default", input: "no tags" });
+    expect([plain.metadata, plain.instructions, plain.background]).toEqual([{}, null, false]);
+    expect(await client.responses.retrieve(plain.id)).toMatchObject({ metadata: {}, instructions: null, background: false });
+  });
+
+  test("developer and system messages in input are the turn's instructions, never dropped; other roles are refused", async () => {
+    const r = await client.responses.create({
+      model: "default", instructions: "Be brief.",
+      input: [
+        { role: "developer", content: "Answer in French." },
+        { role: "system", content: [{ type: "input_text", text: "Never mention prices." }] },
+        { role: "user", content: "bonjour" },
+      ],
+    });
+    expect(r.status).toBe("completed");
+    expect(r.output_text).toContain("bonjour");
+    // The echo is the instructions field, as at OpenAI; the turn is given all three.
+    expect(r.instructions).toBe("Be brief.");
+    const input = await queuedInput(r.id);
+    expect(input.content).toBe("bonjour");
+    expect(input.context).toEqual({ instructions: "Be brief.\n\nAnswer in French.\n\nNever mention prices." });
+    const odd = await client.responses.create({ model: "default", input: [{ role: "critic", content: "x" }, { role: "user", content: "y" }] } as never).catch((e) => e);
+    expect(odd).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(odd.param).toBe("input");
+    const image = await client.responses.create({
+      model: "default", input: [{ role: "developer", content: [{ type: "input_image", image_url: "https://example.com/a.png", detail: "auto" }] }, { role: "user", content: "y" }],
+    } as never).catch((e) => e);
+    expect(image).toBeInstanceOf(OpenAI.BadRequestError);
+  });
+});
+
+describe("busy conversations and cancelling ended responses", () => {
+  test("a response in a conversation with one still running is a 409 in OpenAI's shape, naming the running one", async () => {
+    const running = await client.responses.create({ model: "default", input: "[slow] hold the conversation", background: true });
+    const busy = await client.responses.create({ model: "default", input: "me too", conversation: running.conversation!.id }).catch((e) => e);
+    expect(busy).toBeInstanceOf(OpenAI.ConflictError);
+    expect(busy.status).toBe(409);
+    expect(busy.error).toMatchObject({ type: "invalid_request_error", code: "session_busy", param: "conversation" });
+    expect(busy.error.message).toContain(running.id);
+    const chained = await client.responses.create({ model: "default", input: "me too", previous_response_id: running.id }).catch((e) => e);
+    expect(chained).toBeInstanceOf(OpenAI.ConflictError);
+    expect((await client.responses.cancel(running.id)).status).toBe("cancelled");
+    // Once it has ended, the conversation takes the next response.
+    expect((await client.responses.create({ model: "default", input: "now", conversation: running.conversation!.id })).status).toBe("completed");
+  });
+
+  test("an ended response is answered as it is when it was created in the background, and refused with 400 when not", async () => {
+    const background = await client.responses.create({ model: "default", input: "finish in the background", background: true });
+    await untilEnded(background.id);
+    const done = await client.responses.retrieve(background.id);
+    expect(done.status).toBe("completed");
+    const again = await client.responses.cancel(background.id);
+    expect([again.status, again.output_text]).toEqual(["completed", done.output_text]);
+    const cancelled = await client.responses.create({ model: "default", input: "[slow] cancel me twice", background: true });
+    expect((await client.responses.cancel(cancelled.id)).status).toBe("cancelled");
+    expect((await client.responses.cancel(cancelled.id)).status).toBe("cancelled");
+
+    const sync = await client.responses.create({ model: "default", input: "finished in the foreground" });
+    const refused = await client.responses.cancel(sync.id).catch((e) => e);
+    expect(refused).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(refused.error).toMatchObject({ type: "invalid_request_error", code: "response_not_cancellable" });
+    expect((await client.responses.retrieve(sync.id)).status).toBe("completed");
+  });
+});
+
+describe("who may see a response", () => {
+  const bearer = { authorization: `Bearer ${ROOT}` };
+  const base = () => `${server.url}/compat/openai/v1`;
+  async function newAppKey(name: string, scopes?: string[], limits?: Record<string, number>): Promise<string> {
+    const root = api(server.url, "");
+    const app = (await root.post("/v1/apps", { name }, bearer)).body.id as string;
+    if (limits) expect((await root.put(`/v1/apps/${app}/rate_limits`, { per_key: limits }, bearer)).status).toBe(200);
+    return (await root.post(`/v1/apps/${app}/keys`, { name, ...(scopes ? { scopes } : {}) }, bearer)).body.key as string;
+  }
+
+  test("another app's key finds neither this app's responses nor its conversations (404)", async () => {
+    const r = await client.responses.create({ model: "default", input: "ours only", background: true });
+    const other = new OpenAI({ apiKey: await newAppKey("Other OpenAI app"), baseURL: base(), maxRetries: 0 });
+    const conv = r.conversation!.id;
+    const refused = [
+      await other.responses.retrieve(r.id).catch((e) => e),
+      await other.responses.retrieve(r.id, { stream: true }).catch((e) => e),
+      await other.responses.cancel(r.id).catch((e) => e),
+      await other.responses.inputItems.list(r.id).catch((e) => e),
+      await other.conversations.retrieve(conv).catch((e) => e),
+      await other.conversations.items.list(conv).catch((e) => e),
+      await other.conversations.delete(conv).catch((e) => e),
+      await other.responses.create({ model: "default", input: "x", conversation: conv }).catch((e) => e),
+    ];
+    expect(refused.map((e) => e?.constructor?.name)).toEqual(Array(refused.length).fill("NotFoundError"));
+    for (const e of refused) expect(e.error.type).toBe("invalid_request_error");
+    const chained = await other.responses.create({ model: "default", input: "x", previous_response_id: r.id }).catch((e) => e);
+    expect(chained).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(chained.error.code).toBe("previous_response_not_found");
+    // Nothing of ours was changed by any of it.
+    expect((await client.responses.retrieve(r.id)).status).not.toBe("cancelled");
+    expect((await client.conversations.retrieve(conv)).id).toBe(conv);
+  });
+
+  test("an end user's token sees its own user's responses only", async () => {
+    const token = (await v1.post("/v1/end-user-tokens", { user_id: "alice" })).body.token as string;
+    const alice = new OpenAI({ apiKey: token, baseURL: base(), maxRetries: 0 });
+    const own = await alice.responses.create({ model: "default", input: "alice asks", user: "bob" });
+    expect(own.status).toBe("completed");
+    expect((await v1.get(`/v1/sessions/${own.conversation!.id}`)).body.user_id).toBe("alice");
+    expect((await alice.responses.retrieve(own.id)).output_text).toBe(own.output_text);
+    const bobs = await client.responses.create({ model: "default", input: "bob asks", user: "bob", background: true });
+    const refused = [
+      await alice.responses.retrieve(bobs.id).catch((e) => e),
+      await alice.responses.retrieve(bobs.id, { stream: true }).catch((e) => e),
+      await alice.responses.cancel(bobs.id).catch((e) => e),
+      await alice.conversations.retrieve(bobs.conversation!.id).catch((e) => e),
+      await alice.responses.create({ model: "default", input: "x", conversation: bobs.conversation!.id }).catch((e) => e),
+    ];
+    expect(refused.map((e) => e?.constructor?.name)).toEqual(Array(refused.length).fill("PermissionDeniedError"));
+    for (const e of refused) expect(e.error.type).toBe("permission_error");
+    expect((await client.responses.retrieve(bobs.id)).status).not.toBe("cancelled");
+  });
+
+  test("a key without the scope a call needs gets 403 permission_error", async () => {
+    const root = api(server.url, "");
+    const readOnly = (await root.post(`/v1/apps/${DEFAULT_APP_ID}/keys`, { name: "openai read", scopes: ["data:read"] }, bearer)).body.key as string;
+    const reader = new OpenAI({ apiKey: readOnly, baseURL: base(), maxRetries: 0 });
+    const r = await client.responses.create({ model: "default", input: "read me" });
+    expect((await reader.responses.retrieve(r.id)).id).toBe(r.id);
+    for (const call of [() => reader.responses.create({ model: "default", input: "x" }), () => reader.responses.cancel(r.id), () => reader.conversations.create({})]) {
+      const err = await call().catch((e) => e);
+      expect(err).toBeInstanceOf(OpenAI.PermissionDeniedError);
+      expect(err.error).toMatchObject({ type: "permission_error", code: "insufficient_scope" });
+    }
+  });
+
+  test("rate limits: OpenAI's x-ratelimit-*-requests headers; over the limit 429 in OpenAI's shape; a response is a heavy call", async () => {
+    const key = await newAppKey("Rate limited OpenAI", undefined, { requests_per_minute: 2 });
+    const answers: Response[] = [];
+    for (let i = 0; i < 3; i++) answers.push(await fetch(`${base()}/conversations/conv_missing`, { headers: { authorization: `Bearer ${key}` } }));
+    expect(answers[0]!.headers.get("x-ratelimit-limit-requests")).toBe("2");
+    expect(answers[0]!.headers.get("x-ratelimit-remaining-requests")).toBe("1");
+    expect(answers[0]!.headers.get("x-ratelimit-reset-requests")).toMatch(/^(\d+m)?\d+s$/);
+    const limited = answers[2]!;
+    expect(limited.status).toBe(429);
+    expect(Number(limited.headers.get("retry-after"))).toBeGreaterThan(0);
+    const body = (await limited.json()) as { error: Record<string, unknown> };
+    expect(body.error).toMatchObject({ type: "requests", code: "rate_limit_exceeded", param: null });
+    expect(typeof body.error.message).toBe("string");
+    const sdk = await new OpenAI({ apiKey: key, baseURL: base(), maxRetries: 0 }).responses.retrieve("resp_x").catch((e) => e);
+    expect(sdk).toBeInstanceOf(OpenAI.RateLimitError);
+
+    // Creating a response starts a turn, as a /v1 message does: it spends the heavy budget.
+    const heavyKey = await newAppKey("Heavy OpenAI", ["data:write", "agents:manage"], { requests_per_minute: 100, heavy_per_minute: 1 });
+    const heavy = new OpenAI({ apiKey: heavyKey, baseURL: base(), maxRetries: 0 });
+    const first = await heavy.responses.create({ model: "default", input: "one" });
+    expect(first.status).toBe("completed");
+    const second = await heavy.responses.create({ model: "default", input: "two" }).catch((e) => e);
+    expect(second).toBeInstanceOf(OpenAI.RateLimitError);
+    expect((await heavy.responses.retrieve(first.id)).id).toBe(first.id);
   });
 });

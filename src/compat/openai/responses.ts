@@ -1,14 +1,25 @@
 /**
  * The OpenAI Responses wire format over our jobs, as pure translations: a response is a job (a turn of
- * a session), its id is the job id, and a stream event's `sequence_number` is the cursor id of the job
- * event it translates (its stream revision + 1). One job event gives at most one Responses event, so a
- * stream resumed with `starting_after` repeats nothing and misses nothing; job events with no
- * Responses counterpart (usage, tools, context) are skipped, so sequence numbers rise but may jump.
+ * a session), its id is the job id. One job event gives up to SEQ_PER_EVENT stream events (a first text
+ * chunk opens the message item and its content part before its delta; the end closes them before the
+ * terminal event), and the i-th of them has `sequence_number = cursor * SEQ_PER_EVENT + i`, where
+ * `cursor` is the job event's cursor id (its stream revision + 1, the `id` of `/v1/jobs/{id}/events`).
+ * So a stream resumed with `starting_after` repeats nothing and misses nothing, with no second store;
+ * job events with no Responses counterpart (usage, tools, context) give none, so numbers rise but skip.
  */
 import type { RecordedEvent } from "../../eventstore/port.ts";
 import { jobEvents } from "../../domain/job/events.ts";
 import { addUsage, ZERO_USAGE, type JobStatus, type Usage } from "../../domain/job/job.ts";
 import { occurredAt } from "../../core/eventContract.ts";
+
+/**
+ * Sequence numbers per job event. The most one job event gives is 7 (a completion with no text
+ * streamed before it: item added, part added, delta, text done, part done, item done, completed).
+ */
+export const SEQ_PER_EVENT = 8;
+
+/** The job event cursor a sequence number came from (what `/v1/jobs/{id}/events` calls its `id`). */
+export const cursorOfSequence = (sequenceNumber: number): number => Math.floor(sequenceNumber / SEQ_PER_EVENT);
 
 export type ResponseStatus = "queued" | "in_progress" | "completed" | "failed" | "cancelled" | "incomplete";
 
@@ -17,10 +28,35 @@ export const RESPONSE_STATUS: Record<JobStatus, ResponseStatus> = {
   pending: "queued", processing: "in_progress", awaiting_approval: "in_progress", completed: "completed", failed: "failed", cancelled: "cancelled",
 };
 
-/** What a response shows that is not in its job's events: where it sits in the conversation, and how it was asked. */
-export interface ResponseContext {
-  previous_response_id: string | null;
+/**
+ * What a create asked that a response echoes, kept with the turn (the message's `client_data.openai`,
+ * copied onto its JobQueued): created and retrieved responses show the same values.
+ */
+export interface ResponseRequest {
   background: boolean;
+  previous_response_id: string | null;
+  instructions: string | null;
+  metadata: Record<string, string>;
+}
+
+const NO_REQUEST: ResponseRequest = { background: false, previous_response_id: null, instructions: null, metadata: {} };
+
+/** The `client_data` a create records with its message. */
+export const requestRecord = (request: ResponseRequest): Record<string, unknown> => ({ openai: request });
+
+/** What a job's input says of its create (defaults for jobs made elsewhere, e.g. through /v1). */
+function requestOf(input: { context: Record<string, unknown> | null; client_data?: Record<string, unknown> }): ResponseRequest {
+  const recorded = input.client_data?.openai as Partial<ResponseRequest> | undefined;
+  if (recorded && typeof recorded === "object") {
+    return {
+      background: recorded.background === true,
+      previous_response_id: typeof recorded.previous_response_id === "string" ? recorded.previous_response_id : null,
+      instructions: typeof recorded.instructions === "string" ? recorded.instructions : null,
+      metadata: recorded.metadata && typeof recorded.metadata === "object" ? recorded.metadata : {},
+    };
+  }
+  const instructions = input.context?.instructions;
+  return { ...NO_REQUEST, instructions: typeof instructions === "string" ? instructions : null };
 }
 
 /** What the fold of a job's events keeps. */
@@ -31,14 +67,18 @@ export interface JobFold {
   sessionId: string | null;
   createdAt: number;
   completedAt: number | null;
-  /** The reply: the completed content, else the text streamed so far. */
+  request: ResponseRequest;
+  /** The reply: the completed content, else the text streamed so far (model steps joined as paragraphs, as the runner joins them). */
   text: string;
+  /** The model step of the last text streamed (null: none yet); text of a later step starts a paragraph. */
+  textStep: number | null;
   usage: Usage;
   error: { code: string; message: string } | null;
 }
 
 export const emptyFold = (id: string): JobFold => ({
-  id, status: "none", agentId: "", sessionId: null, createdAt: 0, completedAt: null, text: "", usage: ZERO_USAGE, error: null,
+  id, status: "none", agentId: "", sessionId: null, createdAt: 0, completedAt: null, request: NO_REQUEST,
+  text: "", textStep: null, usage: ZERO_USAGE, error: null,
 });
 
 /** Folds one job event into what a response shows (pure). */
@@ -46,11 +86,15 @@ export function foldJobEvent(fold: JobFold, raw: RecordedEvent): JobFold {
   const e = jobEvents.decode(raw);
   switch (e.type) {
     case "JobQueued":
-      return { ...fold, status: "pending", agentId: e.data.agent_id, sessionId: e.data.session_id, createdAt: occurredAt(raw) };
+      return { ...fold, status: "pending", agentId: e.data.agent_id, sessionId: e.data.session_id, createdAt: occurredAt(raw), request: requestOf(e.data.input) };
     case "JobStarted":
       return { ...fold, status: "processing" };
-    case "TextEmitted":
-      return { ...fold, text: fold.text + e.data.content };
+    case "TextEmitted": {
+      if (!e.data.content) return fold;
+      // The runner joins its model steps' texts with a blank line (src/jobs/runner/conversation.ts joinText).
+      const joint = fold.text && fold.textStep !== null && e.data.step !== fold.textStep ? "\n\n" : "";
+      return { ...fold, text: fold.text + joint + e.data.content, textStep: e.data.step };
+    }
     case "UsageRecorded":
       return { ...fold, usage: addUsage(fold.usage, e.data) };
     case "PlanProposed":
@@ -73,24 +117,30 @@ const seconds = (ms: number) => Math.floor(ms / 1000);
 /** The assistant message item of a response: its id is derived from the response's, so it is stable. */
 export const outputItemId = (responseId: string) => `msg_${responseId}`;
 
+type ItemStatus = "in_progress" | "completed" | "incomplete";
+
+const outputText = (text: string) => ({ type: "output_text" as const, text, annotations: [] as unknown[], logprobs: [] as unknown[] });
+
+const messageItem = (responseId: string, status: ItemStatus, text: string | null) => ({
+  type: "message" as const, id: outputItemId(responseId), role: "assistant" as const, status, content: text === null ? [] : [outputText(text)],
+});
+
+/** The status of the message item: done with the response, cut short when it ended otherwise. */
+const itemStatusOf = (status: JobFold["status"]): ItemStatus =>
+  status === "completed" ? "completed" : status === "failed" || status === "cancelled" ? "incomplete" : "in_progress";
+
 /** The Responses `Response` object of a job (its fold). */
-export function responseView(fold: JobFold, context: ResponseContext) {
+export function responseView(fold: JobFold) {
   const status = fold.status === "none" ? "queued" : RESPONSE_STATUS[fold.status];
-  const finished = status === "completed";
-  const output = fold.text || finished
-    ? [{
-      type: "message" as const, id: outputItemId(fold.id), role: "assistant" as const, status: finished ? "completed" as const : "in_progress" as const,
-      content: [{ type: "output_text" as const, text: fold.text, annotations: [] as unknown[], logprobs: [] as unknown[] }],
-    }]
-    : [];
+  const output = fold.text || fold.status === "completed" ? [messageItem(fold.id, itemStatusOf(fold.status), fold.text)] : [];
   return {
     id: fold.id, object: "response" as const, created_at: seconds(fold.createdAt), status,
     completed_at: fold.completedAt === null ? null : seconds(fold.completedAt),
-    background: context.background, model: fold.agentId,
-    conversation: fold.sessionId ? { id: fold.sessionId } : null, previous_response_id: context.previous_response_id,
+    background: fold.request.background, model: fold.agentId,
+    conversation: fold.sessionId ? { id: fold.sessionId } : null, previous_response_id: fold.request.previous_response_id,
     output, output_text: fold.text,
     error: fold.error ? { code: fold.error.code, message: fold.error.message } : null,
-    incomplete_details: null, instructions: null, metadata: {}, parallel_tool_calls: true, temperature: null, top_p: null,
+    incomplete_details: null, instructions: fold.request.instructions, metadata: fold.request.metadata, parallel_tool_calls: true, temperature: null, top_p: null,
     tool_choice: "auto" as const, tools: [] as unknown[], text: { format: { type: "text" as const } }, truncation: "disabled" as const, store: true,
     usage: usageView(fold.usage),
   };
@@ -106,27 +156,70 @@ export function usageView(u: Usage) {
   };
 }
 
+export type StreamEvent = { type: string; sequence_number: number; [k: string]: unknown };
+
 /**
- * The Responses stream event for one job event, given the fold up to and including it (for the
- * response snapshots the lifecycle events carry); null when the job event has no counterpart.
+ * The Responses stream events of one job event, given the folds before and after it, numbered from
+ * its cursor. The message item (output 0, content part 0) is opened by the first text, or at the end
+ * when no text came first, and closed before the terminal event: the order `responses.stream()`
+ * builds its response from (item added → part added → deltas → text done → part done → item done).
  */
-export function streamEventOf(raw: RecordedEvent, after: JobFold, context: ResponseContext): { type: string; [k: string]: unknown } | null {
-  const sequence_number = Number(raw.revision) + 1;
-  const snapshot = () => responseView(after, context);
+export function streamEventsOf(raw: RecordedEvent, before: JobFold, after: JobFold): StreamEvent[] {
+  const base = (Number(raw.revision) + 1) * SEQ_PER_EVENT;
+  const events: Array<{ type: string; [k: string]: unknown }> = [];
+  const item_id = outputItemId(after.id);
+  const at = { item_id, output_index: 0, content_index: 0 };
+  const opened = before.text !== "";
+  const open = () => events.push(
+    { type: "response.output_item.added", output_index: 0, item: messageItem(after.id, "in_progress", null) },
+    { type: "response.content_part.added", ...at, part: outputText("") },
+  );
+  const delta = (text: string) => events.push({ type: "response.output_text.delta", ...at, delta: text, logprobs: [] });
+  const close = (text: string, status: ItemStatus) => events.push(
+    { type: "response.output_text.done", ...at, text, logprobs: [] },
+    { type: "response.content_part.done", ...at, part: outputText(text) },
+    { type: "response.output_item.done", output_index: 0, item: messageItem(after.id, status, text) },
+  );
+  const lifecycle = (type: string) => events.push({ type, response: responseView(after) });
   switch (raw.type) {
-    case "JobQueued": return { type: "response.created", sequence_number, response: snapshot() };
-    case "JobStarted": return { type: "response.in_progress", sequence_number, response: snapshot() };
+    case "JobQueued":
+      lifecycle("response.created");
+      break;
+    case "JobStarted":
+      lifecycle("response.in_progress");
+      break;
     case "TextEmitted": {
-      const e = jobEvents.decode(raw) as Extract<ReturnType<typeof jobEvents.decode>, { type: "TextEmitted" }>;
-      return { type: "response.output_text.delta", sequence_number, item_id: outputItemId(after.id), output_index: 0, content_index: 0, delta: e.data.content, logprobs: [] };
+      const piece = after.text.slice(before.text.length);
+      if (!piece) break;
+      if (!opened) open();
+      delta(piece);
+      break;
     }
-    case "JobCompleted": return { type: "response.completed", sequence_number, response: snapshot() };
-    case "JobFailed": return { type: "response.failed", sequence_number, response: snapshot() };
+    case "JobCompleted": {
+      if (!opened) open();
+      // What was streamed is the start of the reply, unless a model step was cut and redone: then the
+      // done events carry the reply as it is, which is what clients keep.
+      if (after.text.length > before.text.length && after.text.startsWith(before.text)) delta(after.text.slice(before.text.length));
+      close(after.text, "completed");
+      lifecycle("response.completed");
+      break;
+    }
+    case "JobFailed":
+      if (opened) close(before.text, "incomplete");
+      lifecycle("response.failed");
+      break;
     // The Responses API has no cancelled event: the stream ends with its `incomplete` terminal event,
     // whose response carries status "cancelled".
-    case "JobCancelled": return { type: "response.incomplete", sequence_number, response: snapshot() };
-    default: return null;
+    case "JobCancelled":
+      if (opened) close(before.text, "incomplete");
+      lifecycle("response.incomplete");
+      break;
+    default:
+      break;
   }
+  // More would take the next job event's numbers: a resume would then skip or repeat.
+  if (events.length > SEQ_PER_EVENT) throw new Error(`${raw.type} gave ${events.length} stream events; at most ${SEQ_PER_EVENT} fit its numbers`);
+  return events.map((e, i) => ({ ...e, sequence_number: base + i }));
 }
 
 /** Job events after which a response stream closes. */

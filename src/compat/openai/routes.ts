@@ -1,24 +1,26 @@
 /**
  * OpenAI's Responses and Conversations APIs at /compat/openai/v1, translated onto our sessions and
  * jobs (docs/compat.md): a response is a job, its id the job id; a conversation is a session, its id
- * the session id; a stream event's sequence_number is the job event's cursor id. The same key as
+ * the session id; a stream event's sequence_number is derived from its job event's cursor id
+ * (./responses.ts: cursor * SEQ_PER_EVENT + i). The same key as
  * `/v1` (the SDK sends it as `Authorization: Bearer`), and errors in OpenAI's shape (./errors.ts).
  */
 import { Elysia, t } from "elysia";
-import { cancelJob } from "../../app/turns.ts";
 import { NotFoundError, ValidationError } from "../../core/errors.ts";
 import { jobStream } from "../../domain/streams.ts";
 import { listMessages, type MessageRow } from "../../../projections/messages/index.ts";
-import { callerContext, afterWrite, metaOf, stillAuthorized, type V1Deps } from "../../http/routes/v1/common.ts";
+import { callerContext, metaOf, stillAuthorized, type V1Deps } from "../../http/routes/v1/common.ts";
 import { deleteSession, requireSession, waitForEnd } from "../../http/routes/v1/sessions/service.ts";
 import { translatedSse } from "../shared/translatedStream.ts";
 import { OPENAI_PREFIX } from "./errors.ts";
-import { emptyFold, foldJobEvent, RESPONSE_ENDS, streamEventOf, type JobFold, type ResponseContext } from "./responses.ts";
-import { agentOfModel, createResponse, DEFAULT_USER, foldResponse, previousResponseOf, readResponse, startConversation, type InputItem } from "./service.ts";
+import { cursorOfSequence, emptyFold, foldJobEvent, RESPONSE_ENDS, streamEventsOf, type JobFold } from "./responses.ts";
+import { agentOfModel, cancelResponse, createResponse, DEFAULT_USER, foldResponse, readResponse, startConversation, type InputItem } from "./service.ts";
 import type { AppContext } from "../../app/context.ts";
 
 /** How long a create without `background` or `stream` waits for the end before answering in_progress. */
 const SYNC_WAIT_MS = 300_000;
+/** How long a cancel waits for a running response to end before answering. */
+const CANCEL_WAIT_MS = 30_000;
 /** The conversation items a list reads at most. */
 const ITEMS_WINDOW = 10_000;
 
@@ -32,25 +34,27 @@ const Id = t.String({ minLength: 1, maxLength: 100, pattern: "^[A-Za-z0-9_.-]+$"
 const Metadata = t.Record(t.String({ maxLength: 64 }), t.String({ maxLength: 512 }), { maxProperties: 16 });
 
 /**
- * A response's events as OpenAI stream events, one per job event, from cursor `since`. The fold is
- * rebuilt from the start (a resumed stream's snapshots show the whole response), then only events
- * after `since` are sent.
+ * A response's events as OpenAI stream events, those numbered after `startingAfter`. The job events
+ * before the one that number came from only feed the fold (a resumed stream's snapshots show the whole
+ * response); that one is translated again and its events up to the number dropped. The read starts no
+ * later than the job's head, so a number past it (one never sent yet) waits for nothing that may not
+ * come: the stream sends what is numbered after it, and ends with the job, like any other.
  */
-async function responseStream(ctx: AppContext, request: Request, id: string, since: number, given: Partial<ResponseContext>): Promise<Response> {
-  const { fold: whole, lastEventId, ended } = await foldResponse(ctx, id);
-  const context: ResponseContext = {
-    previous_response_id: given.previous_response_id !== undefined ? given.previous_response_id : previousResponseOf(ctx, whole.sessionId, id),
-    background: given.background ?? false,
-  };
+async function responseStream(ctx: AppContext, request: Request, id: string, startingAfter: number): Promise<Response> {
+  const { lastEventId, ended } = await foldResponse(ctx, id);
+  const since = Math.min(Math.max(cursorOfSequence(startingAfter) - 1, 0), lastEventId);
   let fold: JobFold = emptyFold(id);
-  // Events up to `since` only feed the fold: they were sent before.
-  if (since > 0) for await (const e of ctx.store.readStream(jobStream(id), { maxCount: Math.min(since, lastEventId) })) fold = foldJobEvent(fold, e);
+  if (since > 0) for await (const e of ctx.store.readStream(jobStream(id), { maxCount: since })) fold = foldJobEvent(fold, e);
   return translatedSse(ctx, request, jobStream(id), {
     since, endsAfter: RESPONSE_ENDS, endedBefore: ended && since >= lastEventId, authorized: stillAuthorized(request),
     translate: (e) => {
+      const before = fold;
       fold = foldJobEvent(fold, e);
-      const event = streamEventOf(e, fold, context);
-      return event ? `event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n` : "";
+      let out = "";
+      for (const event of streamEventsOf(e, before, fold)) {
+        if (event.sequence_number > startingAfter) out += `event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`;
+      }
+      return out;
     },
     // The turn is closed before the stream ends, so the client's next response in the conversation is not refused as busy.
     beforeEnd: () => ctx.turns.turnSettled(id, metaOf(ctx, request), request.signal),
@@ -85,11 +89,9 @@ export const openaiCompatRoutes = (deps: V1Deps) =>
     .post("/responses", async ({ ctx, body, request, set }) => {
       const http = { request, set };
       const { jobId } = await createResponse(ctx, http, body as typeof body & { input: string | InputItem[] });
-      const background = body.background ?? false;
-      if (body.stream) return responseStream(ctx, request, jobId, 0, { previous_response_id: body.previous_response_id ?? undefined, background });
-      if (!background) await waitForEnd(ctx, jobId, SYNC_WAIT_MS, request.signal, metaOf(ctx, request));
-      // Without previous_response_id, the previous response is the one before it in the conversation.
-      return readResponse(ctx, jobId, { background, previous_response_id: body.previous_response_id ?? undefined });
+      if (body.stream) return responseStream(ctx, request, jobId, 0);
+      if (!body.background) await waitForEnd(ctx, jobId, SYNC_WAIT_MS, request.signal, metaOf(ctx, request));
+      return readResponse(ctx, jobId);
     }, {
       body: t.Object({
         model: t.Optional(t.String({ minLength: 1, maxLength: 100, description: "An agent id, or \"default\" for the app's default agent" })),
@@ -109,35 +111,34 @@ export const openaiCompatRoutes = (deps: V1Deps) =>
       }),
       detail: {
         summary: "Create a response (responses.create)",
-        description: "model names an agent; background answers at once (status queued), stream answers as SSE whose sequence_number is the job's cursor id; otherwise waits for the end (up to 300 s). conversation or previous_response_id continue a conversation (a session); neither starts one.",
+        description: "model names an agent; background answers at once (status queued), stream answers as SSE whose sequence_number is cursor id × 8 + i for the i-th event of a job event; otherwise waits for the end (up to 300 s). conversation or previous_response_id continue a conversation (a session); neither starts one.",
       },
     })
     .get("/responses/:response_id", async ({ ctx, params, request }) => {
       const query = new URL(request.url).searchParams;
       if (flag(query.get("stream") ?? undefined, "stream")) {
         const since = integer(query.get("starting_after") ?? undefined, "starting_after", 0, Number.MAX_SAFE_INTEGER) ?? 0;
-        return responseStream(ctx, request, params.response_id, since, {});
+        return responseStream(ctx, request, params.response_id, since);
       }
       return readResponse(ctx, params.response_id);
     }, {
       params: t.Object({ response_id: Id }),
       detail: {
         summary: "Retrieve a response (responses.retrieve)",
-        description: "stream=true answers as SSE; starting_after=N resumes after sequence number N with no gap and no duplicate, for as long as the event log keeps the job.",
+        description: "stream=true answers as SSE; starting_after=N resumes after sequence number N with no gap and no duplicate, for as long as the event log keeps the job; the stream ends with the response, whatever N.",
         parameters: [
           { name: "stream", in: "query", required: false, schema: { type: "boolean" } },
           { name: "starting_after", in: "query", required: false, schema: { type: "integer", minimum: 0 } },
         ],
       },
     })
-    .post("/responses/:response_id/cancel", async ({ ctx, params, request, set }) => {
-      await foldResponse(ctx, params.response_id); // 404 before anything is written
-      const r = await cancelJob(ctx, params.response_id, "cancelled by the client", metaOf(ctx, request));
-      await afterWrite(ctx, { request, set }, r.position);
-      // A running job ends within one step: answered at its end (bounded), as OpenAI answers with the cancelled response.
-      if (r.status !== "cancelled") await waitForEnd(ctx, params.response_id, 30_000, request.signal, metaOf(ctx, request));
-      return readResponse(ctx, params.response_id);
-    }, { params: t.Object({ response_id: Id }), detail: { summary: "Cancel a response (responses.cancel)" } })
+    .post("/responses/:response_id/cancel", ({ ctx, params, request, set }) => cancelResponse(ctx, { request, set }, params.response_id, CANCEL_WAIT_MS), {
+      params: t.Object({ response_id: Id }),
+      detail: {
+        summary: "Cancel a response (responses.cancel)",
+        description: "A running response is cancelled (answered once it has ended, up to 30 s); an ended one is answered as it is when it was created with background, else refused with 400.",
+      },
+    })
     .get("/responses/:response_id/input_items", async ({ ctx, params }) => {
       const { fold } = await foldResponse(ctx, params.response_id);
       const rows = fold.sessionId ? listMessages(ctx.db, fold.sessionId, ITEMS_WINDOW).filter((r) => r.job_id === params.response_id && r.role === "user") : [];

@@ -7,14 +7,15 @@ import { agentOrDefault } from "../../app/defaultAgent.ts";
 import { getAgent } from "../../app/agentReads.ts";
 import { requireUser } from "../../app/access.ts";
 import { visibleJob, visibleJobState } from "../../app/jobReads.ts";
-import { ValidationError } from "../../core/errors.ts";
+import { ConflictError, ValidationError } from "../../core/errors.ts";
+import { cancelJob } from "../../app/turns.ts";
+import { TERMINAL } from "../../domain/job/job.ts";
 import { newResourceId } from "../../core/ids.ts";
 import { jobStream } from "../../domain/streams.ts";
-import { listMessages } from "../../../projections/messages/index.ts";
 import { getSession, type SessionRow } from "../../../projections/sessions/index.ts";
 import { afterWrite, metaOf, type HttpExchange } from "../../http/routes/v1/common.ts";
-import { acceptMessage, requireSession } from "../../http/routes/v1/sessions/service.ts";
-import { emptyFold, foldJobEvent, responseView, type JobFold, type ResponseContext } from "./responses.ts";
+import { acceptMessage, requireSession, waitForEnd } from "../../http/routes/v1/sessions/service.ts";
+import { emptyFold, foldJobEvent, requestRecord, responseView, type JobFold } from "./responses.ts";
 
 /** The user a conversation belongs to when the caller names none: sessions always have one. */
 export const DEFAULT_USER = "openai";
@@ -33,32 +34,49 @@ export interface InputItem {
   content?: string | Array<{ type: string; text?: string }>;
 }
 
+/** What an `input` says for this turn: the user's text, and the instructions its developer or system messages give. */
+export interface TurnInput {
+  text: string;
+  instructions: string[];
+}
+
+/** The text of an input item's content: a string, or its text parts (other part types are refused, not dropped). */
+function itemText(item: InputItem, i: number, partType: string): string {
+  // The body's schema admits any object as an item: its content's shape is checked here.
+  if (typeof item.content === "string") return item.content;
+  if (item.content !== undefined && !Array.isArray(item.content)) {
+    throw new ValidationError(`input[${i}].content must be a string or an array of content parts`, { param: "input" });
+  }
+  const texts: string[] = [];
+  for (const part of (item.content ?? []) as unknown[]) {
+    const p = part as { type?: unknown; text?: unknown } | null;
+    if (p === null || typeof p !== "object" || p.type !== partType || typeof p.text !== "string") {
+      throw new ValidationError(`input[${i}]: only ${partType} content is supported here, not ${p !== null && typeof p === "object" ? String(p.type) : typeof p}`, { param: "input" });
+    }
+    texts.push(p.text);
+  }
+  return texts.join("\n\n");
+}
+
 /**
- * The text of a turn: `input` as a string, or the user messages of an input array (their text parts,
- * in order). Our sessions keep their own history, so earlier assistant items are not replayed; other
+ * The turn an `input` asks for: a string, or an array of messages whose user messages' text parts are
+ * the turn's text (in order) and whose developer and system messages are instructions for the turn.
+ * Our sessions keep their own history, so earlier assistant items are not replayed; other item and
  * part types (images, files, tool outputs) are refused rather than silently dropped.
  */
-export function inputText(input: string | InputItem[]): string {
-  if (typeof input === "string") return input;
+export function turnInput(input: string | InputItem[]): TurnInput {
+  if (typeof input === "string") return { text: input, instructions: [] };
   const texts: string[] = [];
+  const instructions: string[] = [];
   for (const [i, item] of input.entries()) {
     if (item.type !== undefined && item.type !== "message") throw new ValidationError(`input[${i}]: only message items are supported, not ${item.type}`, { param: "input" });
-    if (item.role !== "user") continue;
-    // The body's schema admits any object as an item: its content's shape is checked here.
-    if (typeof item.content === "string") texts.push(item.content);
-    else if (item.content !== undefined && !Array.isArray(item.content)) {
-      throw new ValidationError(`input[${i}].content must be a string or an array of content parts`, { param: "input" });
-    } else for (const part of (item.content ?? []) as unknown[]) {
-      const p = part as { type?: unknown; text?: unknown } | null;
-      if (p === null || typeof p !== "object" || p.type !== "input_text" || typeof p.text !== "string") {
-        throw new ValidationError(`input[${i}]: only input_text content is supported, not ${p !== null && typeof p === "object" ? String(p.type) : typeof p}`, { param: "input" });
-      }
-      texts.push(p.text);
-    }
+    if (item.role === "user") texts.push(itemText(item, i, "input_text"));
+    else if (item.role === "developer" || item.role === "system") instructions.push(itemText(item, i, "input_text"));
+    else if (item.role !== "assistant") throw new ValidationError(`input[${i}]: role must be user, assistant, developer or system`, { param: "input" });
   }
-  const text = texts.join("\n\n");
+  const text = texts.filter(Boolean).join("\n\n");
   if (!text) throw new ValidationError("input has no user text", { param: "input" });
-  return text;
+  return { text, instructions: instructions.filter(Boolean) };
 }
 
 /** Starts a session for a conversation: the agent, the user, and the conversation's metadata. */
@@ -90,20 +108,23 @@ export interface CreateInput {
   instructions?: string | null;
   conversation?: string | { id: string } | null;
   previous_response_id?: string | null;
+  background?: boolean | null;
+  metadata?: Record<string, string> | null;
   user?: string;
   safety_identifier?: string;
 }
 
 /**
  * Accepts a response: the conversation it continues (named, or the one `previous_response_id` is in,
- * or a new one), then a message in it, which queues the job the response is.
+ * or a new one), then a message in it, which queues the job the response is. What the response echoes
+ * of the request (metadata, instructions, background, previous_response_id) is kept with the message.
  */
 export async function createResponse(ctx: AppContext, http: HttpExchange, body: CreateInput): Promise<{ jobId: string; sessionId: string }> {
   const conversation = typeof body.conversation === "string" ? body.conversation : body.conversation?.id ?? null;
   if (conversation && body.previous_response_id) {
     throw new ValidationError("Send either conversation or previous_response_id, not both", { param: "previous_response_id" });
   }
-  const content = inputText(body.input);
+  const turn = turnInput(body.input);
   let sessionId = conversation;
   let started: SessionRow | null = null;
   if (body.previous_response_id) {
@@ -127,10 +148,16 @@ export async function createResponse(ctx: AppContext, http: HttpExchange, body: 
   // A session started just now may not be in the read model yet (it lags): what the message needs of it is known.
   const session = getSession(ctx.db, ctx.appId, sessionId) ?? started ?? requireSession(ctx, sessionId);
   const ids = { message_id: newResourceId("msg"), job_id: newResourceId("resp") };
+  // `instructions` and the input's developer and system messages go where an app's context for a turn
+  // does: appended to the agent's system prompt for this turn only (not carried to the next, as at OpenAI).
+  const instructions = [body.instructions ?? "", ...turn.instructions].filter(Boolean).join("\n\n");
   const accepted = await acceptMessage(ctx, http.request, session, {
-    content, attachments: [], model: null, multitask: "reject",
-    // Instructions go where the agent's context does: appended to its system prompt for this turn.
-    context: body.instructions ? { instructions: body.instructions } : null,
+    content: turn.text, attachments: [], model: null, multitask: "reject",
+    context: instructions ? { instructions } : null,
+    client_data: requestRecord({
+      background: body.background ?? false, previous_response_id: body.previous_response_id ?? null,
+      instructions: body.instructions ?? null, metadata: body.metadata ?? {},
+    }),
   }, ids);
   await afterWrite(ctx, http, accepted.position);
   return { jobId: accepted.job_id, sessionId };
@@ -141,27 +168,42 @@ export async function foldResponse(ctx: AppContext, id: string): Promise<{ fold:
   const { state, lastEventId } = await visibleJob(ctx, id);
   let fold = emptyFold(id);
   for await (const e of ctx.store.readStream(jobStream(id), { maxCount: lastEventId })) fold = foldJobEvent(fold, e);
-  const ended = state.status === "completed" || state.status === "failed" || state.status === "cancelled";
-  return { fold, lastEventId, ended };
+  return { fold, lastEventId, ended: TERMINAL.has(state.status as never) };
+}
+
+/** The response as create, retrieve and cancel show it. */
+export async function readResponse(ctx: AppContext, id: string) {
+  return responseView((await foldResponse(ctx, id)).fold);
 }
 
 /**
- * The response a conversation's history puts before this one: the job of the last message before
- * its own (null for the first turn). Derived from the history, so nothing more is stored for it.
+ * Cancels a response. One still running is cancelled whether or not it was created in the background
+ * (a streamed response's client may stop it too). One that has ended is answered as it is when it was
+ * created in the background (cancelling again changes nothing, as at OpenAI), and refused with 400 when
+ * it was not: OpenAI cancels only background responses.
  */
-export function previousResponseOf(ctx: AppContext, sessionId: string | null, jobId: string): string | null {
-  if (!sessionId) return null;
-  const rows = listMessages(ctx.db, sessionId, 10_000);
-  const at = rows.findIndex((r) => r.job_id === jobId);
-  for (let i = (at < 0 ? rows.length : at) - 1; i >= 0; i--) if (rows[i]!.job_id !== jobId) return rows[i]!.job_id;
-  return null;
+export async function cancelResponse(ctx: AppContext, http: HttpExchange, id: string, waitMs: number) {
+  const { fold, ended } = await foldResponse(ctx, id); // 404 before anything is written
+  const endedAs = (background: boolean) => {
+    if (!background) throw notCancellable();
+    return readResponse(ctx, id);
+  };
+  if (ended) return endedAs(fold.request.background);
+  const meta = metaOf(ctx, http.request);
+  let status: string;
+  try {
+    const r = await cancelJob(ctx, id, "cancelled by the client", meta);
+    await afterWrite(ctx, http, r.position);
+    status = r.status;
+  } catch (err) {
+    // It ended between the read and the cancel: answered as one that had ended.
+    if (!(err instanceof ConflictError) || !TERMINAL.has((await visibleJobState(ctx, id)).status as never)) throw err;
+    return endedAs(fold.request.background);
+  }
+  // A running job ends within one step: answered at its end (bounded), as OpenAI answers with the cancelled response.
+  if (!TERMINAL.has(status as never)) await waitForEnd(ctx, id, waitMs, http.request.signal, meta);
+  return readResponse(ctx, id);
 }
 
-/** The response as retrieve shows it. */
-export async function readResponse(ctx: AppContext, id: string, context?: Partial<ResponseContext>) {
-  const { fold } = await foldResponse(ctx, id);
-  return responseView(fold, {
-    previous_response_id: context?.previous_response_id !== undefined ? context.previous_response_id : previousResponseOf(ctx, fold.sessionId, id),
-    background: context?.background ?? false,
-  });
-}
+const notCancellable = () =>
+  new ValidationError("Cannot cancel a synchronous response: only responses created with background set to true can be cancelled once they have ended", { param: "response_id" }, "response_not_cancellable");

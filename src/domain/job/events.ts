@@ -12,6 +12,8 @@ const JobInput = Type.Object({
   context: Nullable(JsonObject),
   /** The skill the turn runs, as its message named it: which recipe, version and hash, and the prompt it made. */
   skill: Type.Optional(SkillRunSchema),
+  /** The message's `client_data` (see MessageSent): its surface's record of the request, never shown to the model. */
+  client_data: Type.Optional(JsonObject),
 });
 
 /** An asset a tool call registered: its session label (null in a run), and a URL or a file of the app. */
