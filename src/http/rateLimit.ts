@@ -33,26 +33,32 @@ export interface EffectiveBudget {
 }
 
 /**
- * The heavy calls: each starts a job (a turn or a run), or erases an end user (a scan of the store, and
- * a compaction of its file when something was erased).
+ * The heavy calls: each starts a job (a turn or a run), through /v1 or any compat surface, or erases an
+ * end user (a scan of the store, and a compaction of its file when something was erased). A compat
+ * surface is the same work in another wire format, so it spends the same budget.
  */
 export const HEAVY_CALLS = [
   "POST /v1/sessions/{session_id}/messages", "POST /v1/sessions/{session_id}/run-skill", "POST /v1/runs", "DELETE /v1/users/{user_id}",
-  "POST /compat/muxi/chat/{agent_id}", "POST /compat/openai/v1/responses",
+  "POST /compat/openai/v1/responses",
+  "POST /compat/magus/api/v1/messages",
+  "POST /compat/mosoo/api/v1/agents/{agent_id}/threads", "POST /compat/mosoo/api/v1/threads/{thread_id}/events",
+  // MUXI's chat is its doc's "resource-intensive endpoint" (also under its versioned /api/v1 path).
+  "POST /compat/muxi/chat/{agent_id}", "POST /compat/muxi/api/v1/chat/{agent_id}",
+  "POST /compat/mushu/runs", "POST /compat/mushu/conversations/{conv_id}/messages",
+  "POST /compat/muapi/api/v1/creative-agent/sessions/{session_id}/chat", "POST /compat/muapi/api/v1/creative-agent/sessions/{session_id}/run-skill",
 ] as const;
+
+/** HEAVY_CALLS as matchers: a `{param}` is one non-empty path segment. */
+const HEAVY_MATCHERS = HEAVY_CALLS.map((call) => {
+  const [method, template] = call.split(" ") as [string, string];
+  const pattern = template.split("/").map((part) => (part.startsWith("{") ? "[^/]+" : part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"))).join("/");
+  return { method, path: new RegExp(`^${pattern}$`) };
+});
 
 /** Whether a request is a heavy call (see HEAVY_CALLS); a trailing slash routes alike, so it counts alike. */
 export function isHeavyCall(method: string, path: string): boolean {
   const p = path.length > 1 && path.endsWith("/") ? path.slice(0, -1) : path;
-  if (method === "DELETE") return p.startsWith("/v1/users/") && p.length > "/v1/users/".length && !p.slice("/v1/users/".length).includes("/");
-  if (method !== "POST") return false;
-  if (p === "/v1/runs" || p === "/compat/openai/v1/responses") return true;
-  // MUXI's chat is its doc's "resource-intensive endpoint" (also under its versioned /api/v1 path).
-  if (/^\/compat\/muxi(\/api\/v1)?\/chat\/[^/]+$/.test(p)) return true;
-  const tail = p.endsWith("/messages") ? "/messages" : p.endsWith("/run-skill") ? "/run-skill" : null;
-  if (!p.startsWith("/v1/sessions/") || tail === null) return false;
-  const id = p.slice("/v1/sessions/".length, -tail.length);
-  return id.length > 0 && !id.includes("/");
+  return HEAVY_MATCHERS.some((m) => m.method === method && m.path.test(p));
 }
 
 /** A budget's limits in force: the app's setting where it has one, the server's default elsewhere. */

@@ -208,6 +208,18 @@ describe("heavy calls", () => {
     expect(isHeavyCall("POST", "/v1/sessions//messages")).toBe(false);
     expect(isHeavyCall("POST", "/v1/sessions/a/b/messages")).toBe(false);
     expect(isHeavyCall("POST", "/v1/jobs/job_1/approve")).toBe(false);
+    expect(isHeavyCall("DELETE", "/v1/users/u1")).toBe(true);
+    expect(isHeavyCall("DELETE", "/v1/users/u1/credentials/openai")).toBe(false);
+    // Every compat surface's call that starts a turn or a run spends the same budget as /v1's.
+    for (const path of [
+      "/compat/openai/v1/responses", "/compat/magus/api/v1/messages", "/compat/mosoo/api/v1/agents/a1/threads",
+      "/compat/mosoo/api/v1/threads/t1/events", "/compat/muxi/chat/support", "/compat/muxi/api/v1/chat/support", "/compat/mushu/runs",
+      "/compat/mushu/conversations/c1/messages", "/compat/muapi/api/v1/creative-agent/sessions/s1/chat",
+      "/compat/muapi/api/v1/creative-agent/sessions/s1/run-skill",
+    ]) expect(isHeavyCall("POST", path)).toBe(true);
+    expect(isHeavyCall("GET", "/compat/muxi/chat/support")).toBe(false);
+    expect(isHeavyCall("POST", "/compat/mushu/conversations")).toBe(false);
+    expect(isHeavyCall("POST", "/compat/muapi/api/v1/creative-agent/sessions")).toBe(false);
   });
 });
 
