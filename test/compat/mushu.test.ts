@@ -8,6 +8,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { startTestServer, type TestServer } from "../support/server.ts";
 import { api } from "../support/api.ts";
 import { startOpenAiWireServer, type WireServer } from "../support/llmWireServers.ts";
+import { DEFAULT_APP_ID } from "../../src/domain/streams.ts";
 
 const ROOT = "root-token-mushu-0123456789abcdef";
 let server: TestServer;
@@ -548,6 +549,12 @@ test("Tenancy: another app's key and another user's token reach nothing of these
   expect((await call("GET", `/conversations/${own.body.conv_id}`, undefined, null, asUser)).status).toBe(200);
   // The conversation survived every foreign attempt.
   expect((await call("GET", `/conversations/${convId}`)).status).toBe(200);
+  // A key of this app that may only read: reads answer, writes are 403 in the doc's envelope.
+  const readOnly = (await root.post(`/v1/apps/${DEFAULT_APP_ID}/keys`, { name: "ro", scopes: ["data:read"] }, bearer)).body.key as string;
+  expect((await call("GET", `/conversations/${convId}`, undefined, readOnly)).status).toBe(200);
+  const write = await call("POST", `/conversations/${convId}/messages`, { content: "x" }, readOnly);
+  expect(write.status).toBe(403);
+  expect(typeof write.body.detail.error).toBe("string");
 });
 
 test("OpenAPI: the surface is documented under its own tag", async () => {
