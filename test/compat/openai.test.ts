@@ -560,3 +560,72 @@ describe("who may see a response", () => {
     expect((await heavy.responses.retrieve(first.id)).id).toBe(first.id);
   });
 });
+
+describe("approvals (mcp_approval_request / mcp_approval_response)", () => {
+  // The default agent asks before it registers an asset; OpenAI's SDK words such a pause as an
+  // mcp_approval_request output item, answered with an mcp_approval_response input item.
+  const ASK = "register https://example.com/cat.png as an asset";
+  /** The HTTP status an SDK call failed with (0: it did not fail). */
+  const statusOf = (call: PromiseLike<unknown>) => Promise.resolve(call).then(() => 0, (err: { status?: number }) => err.status ?? -1);
+
+  test("a sync create stops at the request; approving continues the same response to its end", async () => {
+    const r = await client.responses.create({ model: "default", input: ASK });
+    expect(r.status).toBe("in_progress");
+    const request = r.output.find((o) => o.type === "mcp_approval_request") as any;
+    expect(request).toMatchObject({ type: "mcp_approval_request", name: "register_asset", server_label: "agentry" });
+    expect(JSON.parse(request.arguments).steps[0]).toMatchObject({ tool: "register_asset" });
+    // Answering something else, or without the response it continues, is refused.
+    expect(await statusOf(client.responses.create({ input: [{ type: "mcp_approval_response", approval_request_id: "mcpr_nope", approve: true }] as any, previous_response_id: r.id }))).toBe(400);
+    expect(await statusOf(client.responses.create({ input: [{ type: "mcp_approval_response", approval_request_id: request.id, approve: true }] as any }))).toBe(400);
+    const done = await client.responses.create({
+      input: [{ type: "mcp_approval_response", approval_request_id: request.id, approve: true }] as any, previous_response_id: r.id,
+    });
+    expect(done.id).toBe(r.id);
+    expect(done.status).toBe("completed");
+    expect(done.output_text).toContain("register_asset");
+    expect(done.output.map((o) => o.type)).toEqual(["message", "mcp_approval_request"]);
+    // It is answered: a second answer is refused.
+    expect(await statusOf(client.responses.create({
+      input: [{ type: "mcp_approval_response", approval_request_id: request.id, approve: true }] as any, previous_response_id: r.id,
+    }))).toBe(400);
+    expect((await client.responses.retrieve(r.id)).output.map((o) => o.type)).toEqual(["message", "mcp_approval_request"]);
+  });
+
+  test("a stream ends at the request; the answer's stream carries on, numbered after it; rejecting ends the response", async () => {
+    const first = await collect(await client.responses.create({ model: "default", input: ASK, stream: true }) as any);
+    const added = first.filter((e) => e.type === "response.output_item.added").map((e: any) => e.item.type);
+    expect(added).toContain("mcp_approval_request");
+    expect(first.at(-1)!.type).toBe("response.output_item.done");
+    const request = (first.at(-1) as any).item;
+    const responseId = (first[0] as any).response.id as string;
+    const rest = await collect(await client.responses.create({
+      input: [{ type: "mcp_approval_response", approval_request_id: request.id, approve: true }] as any, previous_response_id: responseId, stream: true,
+    }) as any);
+    expect(rest[0]!.type).toBe("response.in_progress");
+    expect(rest.at(-1)!.type).toBe("response.completed");
+    expect(rest[0]!.sequence_number).toBeGreaterThan(first.at(-1)!.sequence_number);
+    // The two streams together are the whole response's stream, as a replay from the start gives it.
+    const replay = await collect(await client.responses.retrieve(responseId, { stream: true }) as any);
+    expect([...first, ...rest].map((e) => e.sequence_number)).toEqual(replay.map((e) => e.sequence_number));
+
+    const again = await client.responses.create({ model: "default", input: ASK });
+    const ask = again.output.find((o) => o.type === "mcp_approval_request") as any;
+    const rejected = await client.responses.create({
+      input: [{ type: "mcp_approval_response", approval_request_id: ask.id, approve: false, reason: "not this one" }] as any, previous_response_id: again.id,
+    });
+    expect(rejected.status).toBe("cancelled");
+    // The conversation is free again.
+    const next = await client.responses.create({ input: "thanks anyway", previous_response_id: again.id });
+    expect(next.status).toBe("completed");
+  });
+});
+
+test("metadata: keys of at most 64 characters, and a user_id our users API can name and erase", async () => {
+  const statusOf = (call: PromiseLike<unknown>) => Promise.resolve(call).then(() => 0, (err: { status?: number }) => err.status ?? -1);
+  expect(await statusOf(client.conversations.create({ metadata: { user_id: "" } }))).toBe(400);
+  expect(await statusOf(client.conversations.create({ metadata: { user_id: "u".repeat(201) } }))).toBe(400);
+  expect(await statusOf(client.conversations.create({ metadata: { ["k".repeat(65)]: "v" } }))).toBe(400);
+  expect(await statusOf(client.responses.create({ input: "hi", metadata: { ["k".repeat(65)]: "v" } }))).toBe(400);
+  const ok = await client.conversations.create({ metadata: { user_id: "u".repeat(200), ["k".repeat(64)]: "v" } });
+  expect(ok.id).toBeTruthy();
+});

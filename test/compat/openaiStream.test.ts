@@ -70,3 +70,34 @@ describe("the stream events of a job", () => {
     expect(without[1]!.map((e) => e.type)).toEqual(["response.failed"]);
   });
 });
+
+describe("the response a job's events fold to", () => {
+  const fold = (events: RecordedEvent[]) => events.reduce(foldJobEvent, emptyFold(ID));
+
+  test("a step the runner discarded leaves the response's text; the redone step replaces it", () => {
+    const f = fold(recorded([
+      ["JobQueued", queued], ["JobStarted", { attempt: 1, runner_id: "r" }],
+      ["TextEmitted", { step: 1, content: "First step." }],
+      ["TextEmitted", { step: 2, content: "Hel" }],
+      ["JobReleased", { reason: "shutdown", step: 2, discarded_step: 2, tool_calls: [] }],
+      ["JobStarted", { attempt: 2, runner_id: "r2" }],
+      ["TextEmitted", { step: 2, content: "Hello there" }],
+    ]));
+    expect(f.text).toBe("First step.\n\nHello there");
+  });
+
+  test("a proposed plan is an mcp_approval_request item after the text before it", () => {
+    const f = fold(recorded([
+      ["JobQueued", queued], ["JobStarted", { attempt: 1, runner_id: "r" }],
+      ["TextEmitted", { step: 1, content: "I'll register it." }],
+      ["PlanProposed", { step: 1, plan_id: "plan_1", title: "Register", steps: [{ call_id: "c1", tool: "register_asset", args: { url: "u" }, estimated_credits: 0 }], total_credits: 0 }],
+    ]));
+    const events = translate(recorded([
+      ["JobQueued", queued], ["JobStarted", { attempt: 1, runner_id: "r" }],
+      ["TextEmitted", { step: 1, content: "I'll register it." }],
+      ["PlanProposed", { step: 1, plan_id: "plan_1", title: "Register", steps: [{ call_id: "c1", tool: "register_asset", args: { url: "u" }, estimated_credits: 0 }], total_credits: 0 }],
+    ]));
+    expect(events[3]!.map((e) => [e.type, e.output_index])).toEqual([["response.output_item.added", 1], ["response.output_item.done", 1]]);
+    expect(f.items.map((i) => i.kind)).toEqual(["message", "approval"]);
+  });
+});

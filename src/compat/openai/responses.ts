@@ -59,6 +59,12 @@ function requestOf(input: { context: Record<string, unknown> | null; client_data
   return { ...NO_REQUEST, instructions: typeof instructions === "string" ? instructions : null };
 }
 
+/**
+ * A response's output items, in the order they appeared: the assistant message (opened by its first
+ * text, or at the end), and one approval request per plan the agent proposed.
+ */
+export type OutputEntry = { kind: "message" } | { kind: "approval"; plan_id: string; name: string; arguments: string };
+
 /** What the fold of a job's events keeps. */
 export interface JobFold {
   id: string;
@@ -72,14 +78,25 @@ export interface JobFold {
   text: string;
   /** The model step of the last text streamed (null: none yet); text of a later step starts a paragraph. */
   textStep: number | null;
+  /** Where the last step's text starts in `text` (its paragraph break included): a discarded step is cut there. */
+  stepStart: number;
+  items: OutputEntry[];
   usage: Usage;
   error: { code: string; message: string } | null;
 }
 
 export const emptyFold = (id: string): JobFold => ({
   id, status: "none", agentId: "", sessionId: null, createdAt: 0, completedAt: null, request: NO_REQUEST,
-  text: "", textStep: null, usage: ZERO_USAGE, error: null,
+  text: "", textStep: null, stepStart: 0, items: [], usage: ZERO_USAGE, error: null,
 });
+
+const withMessage = (items: OutputEntry[]): OutputEntry[] => (items.some((i) => i.kind === "message") ? items : [...items, { kind: "message" }]);
+
+/** Where the message item is in a response's output (-1: not opened). */
+export const messageIndex = (fold: JobFold): number => fold.items.findIndex((i) => i.kind === "message");
+
+/** The approval request id of a plan: what an `mcp_approval_response` answers. */
+export const approvalRequestId = (planId: string) => `mcpr_${planId}`;
 
 /** Folds one job event into what a response shows (pure). */
 export function foldJobEvent(fold: JobFold, raw: RecordedEvent): JobFold {
@@ -92,17 +109,33 @@ export function foldJobEvent(fold: JobFold, raw: RecordedEvent): JobFold {
     case "TextEmitted": {
       if (!e.data.content) return fold;
       // The runner joins its model steps' texts with a blank line (src/jobs/runner/conversation.ts joinText).
-      const joint = fold.text && fold.textStep !== null && e.data.step !== fold.textStep ? "\n\n" : "";
-      return { ...fold, text: fold.text + joint + e.data.content, textStep: e.data.step };
+      const newStep = fold.textStep === null || e.data.step !== fold.textStep;
+      const joint = fold.text && newStep ? "\n\n" : "";
+      return {
+        ...fold, text: fold.text + joint + e.data.content, textStep: e.data.step, stepStart: newStep ? fold.text.length : fold.stepStart,
+        items: withMessage(fold.items),
+      };
     }
+    case "JobReleased":
+      // The runner declared the step's text void (it will be produced again): it leaves the response.
+      if (e.data.discarded_step === null || e.data.discarded_step !== fold.textStep) return fold;
+      return { ...fold, text: fold.text.slice(0, fold.stepStart), textStep: null, stepStart: fold.stepStart };
     case "UsageRecorded":
       return { ...fold, usage: addUsage(fold.usage, e.data) };
-    case "PlanProposed":
-      return { ...fold, status: "awaiting_approval" };
+    case "PlanProposed": {
+      const tools = [...new Set(e.data.steps.map((step) => step.tool))];
+      return {
+        ...fold, status: "awaiting_approval",
+        items: [...fold.items, {
+          kind: "approval", plan_id: e.data.plan_id, name: tools.join(",") || "plan",
+          arguments: JSON.stringify({ title: e.data.title, steps: e.data.steps.map((step) => ({ tool: step.tool, args: step.args })), total_credits: e.data.total_credits }),
+        }],
+      };
+    }
     case "PlanApproved":
       return { ...fold, status: "processing" };
     case "JobCompleted":
-      return { ...fold, status: "completed", text: e.data.content, completedAt: occurredAt(raw) };
+      return { ...fold, status: "completed", text: e.data.content, completedAt: occurredAt(raw), items: withMessage(fold.items) };
     case "JobFailed":
       return { ...fold, status: "failed", error: { code: e.data.error.code, message: e.data.error.message }, completedAt: occurredAt(raw) };
     case "JobCancelled":
@@ -125,6 +158,14 @@ const messageItem = (responseId: string, status: ItemStatus, text: string | null
   type: "message" as const, id: outputItemId(responseId), role: "assistant" as const, status, content: text === null ? [] : [outputText(text)],
 });
 
+/**
+ * A plan waiting for (or given) a decision, as OpenAI words a tool call that needs approval: an
+ * `mcp_approval_request` item, answered with an `mcp_approval_response` input item.
+ */
+const approvalItem = (entry: Extract<OutputEntry, { kind: "approval" }>) => ({
+  type: "mcp_approval_request" as const, id: approvalRequestId(entry.plan_id), name: entry.name, arguments: entry.arguments, server_label: "agentry",
+});
+
 /** The status of the message item: done with the response, cut short when it ended otherwise. */
 const itemStatusOf = (status: JobFold["status"]): ItemStatus =>
   status === "completed" ? "completed" : status === "failed" || status === "cancelled" ? "incomplete" : "in_progress";
@@ -132,7 +173,7 @@ const itemStatusOf = (status: JobFold["status"]): ItemStatus =>
 /** The Responses `Response` object of a job (its fold). */
 export function responseView(fold: JobFold) {
   const status = fold.status === "none" ? "queued" : RESPONSE_STATUS[fold.status];
-  const output = fold.text || fold.status === "completed" ? [messageItem(fold.id, itemStatusOf(fold.status), fold.text)] : [];
+  const output = fold.items.map((entry) => (entry.kind === "message" ? messageItem(fold.id, itemStatusOf(fold.status), fold.text) : approvalItem(entry)));
   return {
     id: fold.id, object: "response" as const, created_at: seconds(fold.createdAt), status,
     completed_at: fold.completedAt === null ? null : seconds(fold.completedAt),
@@ -168,17 +209,19 @@ export function streamEventsOf(raw: RecordedEvent, before: JobFold, after: JobFo
   const base = (Number(raw.revision) + 1) * SEQ_PER_EVENT;
   const events: Array<{ type: string; [k: string]: unknown }> = [];
   const item_id = outputItemId(after.id);
-  const at = { item_id, output_index: 0, content_index: 0 };
-  const opened = before.text !== "";
+  const opened = messageIndex(before) !== -1;
+  // The message's place: where it is, or where it is opened now (after the approval requests before it).
+  const output_index = opened ? messageIndex(before) : Math.max(messageIndex(after), 0);
+  const at = { item_id, output_index, content_index: 0 };
   const open = () => events.push(
-    { type: "response.output_item.added", output_index: 0, item: messageItem(after.id, "in_progress", null) },
+    { type: "response.output_item.added", output_index, item: messageItem(after.id, "in_progress", null) },
     { type: "response.content_part.added", ...at, part: outputText("") },
   );
   const delta = (text: string) => events.push({ type: "response.output_text.delta", ...at, delta: text, logprobs: [] });
   const close = (text: string, status: ItemStatus) => events.push(
     { type: "response.output_text.done", ...at, text, logprobs: [] },
     { type: "response.content_part.done", ...at, part: outputText(text) },
-    { type: "response.output_item.done", output_index: 0, item: messageItem(after.id, status, text) },
+    { type: "response.output_item.done", output_index, item: messageItem(after.id, status, text) },
   );
   const lifecycle = (type: string) => events.push({ type, response: responseView(after) });
   switch (raw.type) {
@@ -195,6 +238,18 @@ export function streamEventsOf(raw: RecordedEvent, before: JobFold, after: JobFo
       delta(piece);
       break;
     }
+    case "PlanProposed": {
+      // The request is whole when it appears: added and done at once, as OpenAI sends approval requests.
+      const entry = after.items.at(-1);
+      if (entry?.kind !== "approval") break;
+      const index = after.items.length - 1;
+      events.push({ type: "response.output_item.added", output_index: index, item: approvalItem(entry) }, { type: "response.output_item.done", output_index: index, item: approvalItem(entry) });
+      break;
+    }
+    case "PlanApproved":
+      // The approved plan runs: the response is in progress again (a stream resumed after an approval starts here).
+      lifecycle("response.in_progress");
+      break;
     case "JobCompleted": {
       if (!opened) open();
       // What was streamed is the start of the reply, unless a model step was cut and redone: then the

@@ -13,7 +13,9 @@ import { callerContext, metaOf, stillAuthorized, type V1Deps } from "../../http/
 import { deleteSession, requireSession, waitForEnd } from "../../http/routes/v1/sessions/service.ts";
 import { translatedSse } from "../shared/translatedStream.ts";
 import { OPENAI_PREFIX } from "./errors.ts";
-import { cursorOfSequence, emptyFold, foldJobEvent, RESPONSE_ENDS, streamEventsOf, type JobFold } from "./responses.ts";
+import { cursorOfSequence, emptyFold, foldJobEvent, RESPONSE_ENDS, SEQ_PER_EVENT, streamEventsOf, type JobFold } from "./responses.ts";
+import { visibleJobState } from "../../app/jobReads.ts";
+import type { RecordedEvent } from "../../eventstore/port.ts";
 import { agentOfModel, cancelResponse, createResponse, DEFAULT_USER, foldResponse, readResponse, startConversation, type InputItem } from "./service.ts";
 import type { AppContext } from "../../app/context.ts";
 
@@ -34,11 +36,26 @@ const Id = t.String({ minLength: 1, maxLength: 100, pattern: "^[A-Za-z0-9_.-]+$"
 const Metadata = t.Record(t.String({ maxLength: 64 }), t.String({ maxLength: 512 }), { maxProperties: 16 });
 
 /**
+ * What the schema cannot say of metadata (a record's key constraint is not enforced): keys of 1–64
+ * characters, as OpenAI's; and a `user_id` must be one our users API can name (and erase).
+ */
+function checkedMetadata(metadata: Record<string, string> | null | undefined): Record<string, string> {
+  for (const key of Object.keys(metadata ?? {})) {
+    if (key.length === 0 || key.length > 64) throw new ValidationError("metadata keys are 1 to 64 characters", { param: "metadata" });
+  }
+  const userId = metadata?.user_id;
+  if (userId !== undefined && (userId.length === 0 || userId.length > 200)) throw new ValidationError("metadata.user_id is 1 to 200 characters", { param: "metadata" });
+  return metadata ?? {};
+}
+
+/**
  * A response's events as OpenAI stream events, those numbered after `startingAfter`. The job events
  * before the one that number came from only feed the fold (a resumed stream's snapshots show the whole
  * response); that one is translated again and its events up to the number dropped. The read starts no
  * later than the job's head, so a number past it (one never sent yet) waits for nothing that may not
- * come: the stream sends what is numbered after it, and ends with the job, like any other.
+ * come: the stream sends what is numbered after it, and ends with the job, like any other. It also ends
+ * at a plan still waiting for approval (after its `mcp_approval_request` item): the client answers it
+ * with a new create, whose stream carries on from there.
  */
 async function responseStream(ctx: AppContext, request: Request, id: string, startingAfter: number): Promise<Response> {
   const { lastEventId, ended } = await foldResponse(ctx, id);
@@ -47,6 +64,7 @@ async function responseStream(ctx: AppContext, request: Request, id: string, sta
   if (since > 0) for await (const e of ctx.store.readStream(jobStream(id), { maxCount: since })) fold = foldJobEvent(fold, e);
   return translatedSse(ctx, request, jobStream(id), {
     since, endsAfter: RESPONSE_ENDS, endedBefore: ended && since >= lastEventId, authorized: stillAuthorized(request),
+    endsWhen: (e) => e.type === "PlanProposed" && awaitsPlan(ctx, id, e),
     translate: (e) => {
       const before = fold;
       fold = foldJobEvent(fold, e);
@@ -57,8 +75,14 @@ async function responseStream(ctx: AppContext, request: Request, id: string, sta
       return out;
     },
     // The turn is closed before the stream ends, so the client's next response in the conversation is not refused as busy.
-    beforeEnd: () => ctx.turns.turnSettled(id, metaOf(ctx, request), request.signal),
+    beforeEnd: async (last) => (RESPONSE_ENDS.has(last.type) ? ctx.turns.turnSettled(id, metaOf(ctx, request), request.signal) : undefined),
   });
+}
+
+/** Whether the job is still waiting on the plan this PlanProposed event proposed (not an earlier one, since decided). */
+async function awaitsPlan(ctx: AppContext, id: string, e: RecordedEvent): Promise<boolean> {
+  const state = await visibleJobState(ctx, id).catch(() => null);
+  return state?.status === "awaiting_approval" && state.plan?.plan_id === (e.data as { plan_id?: unknown }).plan_id;
 }
 
 /** A message of the history as a conversation item. */
@@ -88,9 +112,12 @@ export const openaiCompatRoutes = (deps: V1Deps) =>
     .use(callerContext(deps))
     .post("/responses", async ({ ctx, body, request, set }) => {
       const http = { request, set };
-      const { jobId } = await createResponse(ctx, http, body as typeof body & { input: string | InputItem[] });
-      if (body.stream) return responseStream(ctx, request, jobId, 0);
-      if (!body.background) await waitForEnd(ctx, jobId, SYNC_WAIT_MS, request.signal, metaOf(ctx, request));
+      checkedMetadata(body.metadata);
+      const { jobId, decided } = await createResponse(ctx, http, body as typeof body & { input: string | InputItem[] });
+      // An approval answered: the response goes on, and a stream shows what follows the decision.
+      if (body.stream) return responseStream(ctx, request, jobId, decided === undefined ? 0 : (decided + 1) * SEQ_PER_EVENT - 1);
+      // A plan waiting for approval ends the wait too: the client answers it (mcp_approval_response).
+      if (!body.background) await waitForEnd(ctx, jobId, SYNC_WAIT_MS, request.signal, metaOf(ctx, request), { orAwaitingApproval: true });
       return readResponse(ctx, jobId);
     }, {
       body: t.Object({
@@ -147,7 +174,7 @@ export const openaiCompatRoutes = (deps: V1Deps) =>
     }, { params: t.Object({ response_id: Id }), detail: { summary: "The input items of a response (responses.inputItems.list)" } })
     .post("/conversations", async ({ ctx, body, request, set }) => {
       if (body.items?.length) throw new ValidationError("Conversations are created empty here: send the first message as a response with this conversation", { param: "items" }, "unsupported");
-      const metadata = body.metadata ?? {};
+      const metadata = checkedMetadata(body.metadata);
       // A session belongs to one agent: metadata.agent_id chooses it (the default agent otherwise).
       const agentId = await agentOfModel(ctx, metadata.agent_id, request.signal);
       const { id } = await startConversation(ctx, { request, set }, agentId, ctx.actingUser ?? metadata.user_id ?? DEFAULT_USER, metadata);

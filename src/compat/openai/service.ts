@@ -7,15 +7,15 @@ import { agentOrDefault } from "../../app/defaultAgent.ts";
 import { getAgent } from "../../app/agentReads.ts";
 import { requireUser } from "../../app/access.ts";
 import { visibleJob, visibleJobState } from "../../app/jobReads.ts";
-import { ConflictError, ValidationError } from "../../core/errors.ts";
-import { cancelJob } from "../../app/turns.ts";
+import { ConflictError, NotFoundError, ValidationError } from "../../core/errors.ts";
+import { approvePlan, cancelJob, rejectPlan } from "../../app/turns.ts";
 import { TERMINAL } from "../../domain/job/job.ts";
 import { newResourceId } from "../../core/ids.ts";
 import { jobStream } from "../../domain/streams.ts";
 import { getSession, type SessionRow } from "../../../projections/sessions/index.ts";
 import { afterWrite, metaOf, type HttpExchange } from "../../http/routes/v1/common.ts";
 import { acceptMessage, requireSession, waitForEnd } from "../../http/routes/v1/sessions/service.ts";
-import { emptyFold, foldJobEvent, requestRecord, responseView, type JobFold } from "./responses.ts";
+import { approvalRequestId, emptyFold, foldJobEvent, requestRecord, responseView, type JobFold } from "./responses.ts";
 
 /** The user a conversation belongs to when the caller names none: sessions always have one. */
 export const DEFAULT_USER = "openai";
@@ -27,17 +27,42 @@ export async function agentOfModel(ctx: AppContext, model: string | undefined, s
   return agentId;
 }
 
-/** One item of a Responses `input` array, as far as a text turn reads it. */
+/** One item of a Responses `input` array, as far as a text turn (or an approval) reads it. */
 export interface InputItem {
   type?: string;
   role?: string;
   content?: string | Array<{ type: string; text?: string }>;
+  approval_request_id?: unknown;
+  approve?: unknown;
+  reason?: unknown;
 }
 
-/** What an `input` says for this turn: the user's text, and the instructions its developer or system messages give. */
+/** An answer to a plan's approval request (OpenAI's `mcp_approval_response` item). */
+export interface ApprovalAnswer {
+  approval_request_id: string;
+  approve: boolean;
+  reason: string | null;
+}
+
+/**
+ * What an `input` says: for a turn, the user's text and the instructions its developer or system
+ * messages give; or the answers to the approval requests of the response it continues.
+ */
 export interface TurnInput {
   text: string;
   instructions: string[];
+  approvals: ApprovalAnswer[];
+}
+
+function approvalAnswer(item: InputItem, i: number): ApprovalAnswer {
+  if (typeof item.approval_request_id !== "string" || !/^[A-Za-z0-9_.-]{1,200}$/.test(item.approval_request_id)) {
+    throw new ValidationError(`input[${i}].approval_request_id must be the id of an mcp_approval_request`, { param: "input" });
+  }
+  if (typeof item.approve !== "boolean") throw new ValidationError(`input[${i}].approve must be true or false`, { param: "input" });
+  if (item.reason !== undefined && item.reason !== null && (typeof item.reason !== "string" || item.reason.length > 2000)) {
+    throw new ValidationError(`input[${i}].reason must be a string of at most 2000 characters`, { param: "input" });
+  }
+  return { approval_request_id: item.approval_request_id, approve: item.approve, reason: typeof item.reason === "string" ? item.reason : null };
 }
 
 /** The text of an input item's content: a string, or its text parts (other part types are refused, not dropped). */
@@ -65,18 +90,28 @@ function itemText(item: InputItem, i: number, partType: string): string {
  * part types (images, files, tool outputs) are refused rather than silently dropped.
  */
 export function turnInput(input: string | InputItem[]): TurnInput {
-  if (typeof input === "string") return { text: input, instructions: [] };
+  if (typeof input === "string") return { text: input, instructions: [], approvals: [] };
   const texts: string[] = [];
   const instructions: string[] = [];
+  const approvals: ApprovalAnswer[] = [];
   for (const [i, item] of input.entries()) {
-    if (item.type !== undefined && item.type !== "message") throw new ValidationError(`input[${i}]: only message items are supported, not ${item.type}`, { param: "input" });
+    if (item.type === "mcp_approval_response") {
+      approvals.push(approvalAnswer(item, i));
+      continue;
+    }
+    if (item.type !== undefined && item.type !== "message") throw new ValidationError(`input[${i}]: only message and mcp_approval_response items are supported, not ${item.type}`, { param: "input" });
     if (item.role === "user") texts.push(itemText(item, i, "input_text"));
     else if (item.role === "developer" || item.role === "system") instructions.push(itemText(item, i, "input_text"));
     else if (item.role !== "assistant") throw new ValidationError(`input[${i}]: role must be user, assistant, developer or system`, { param: "input" });
   }
   const text = texts.filter(Boolean).join("\n\n");
+  if (approvals.length) {
+    // A plan is answered on its own: the response it belongs to goes on; new words are a new response.
+    if (text || approvals.length > 1) throw new ValidationError("Send one mcp_approval_response on its own, without other input", { param: "input" });
+    return { text: "", instructions: [], approvals };
+  }
   if (!text) throw new ValidationError("input has no user text", { param: "input" });
-  return { text, instructions: instructions.filter(Boolean) };
+  return { text, instructions: instructions.filter(Boolean), approvals: [] };
 }
 
 /** Starts a session for a conversation: the agent, the user, and the conversation's metadata. */
@@ -119,12 +154,13 @@ export interface CreateInput {
  * or a new one), then a message in it, which queues the job the response is. What the response echoes
  * of the request (metadata, instructions, background, previous_response_id) is kept with the message.
  */
-export async function createResponse(ctx: AppContext, http: HttpExchange, body: CreateInput): Promise<{ jobId: string; sessionId: string }> {
+export async function createResponse(ctx: AppContext, http: HttpExchange, body: CreateInput): Promise<{ jobId: string; sessionId: string; decided?: number }> {
   const conversation = typeof body.conversation === "string" ? body.conversation : body.conversation?.id ?? null;
   if (conversation && body.previous_response_id) {
     throw new ValidationError("Send either conversation or previous_response_id, not both", { param: "previous_response_id" });
   }
   const turn = turnInput(body.input);
+  if (turn.approvals.length) return answerApproval(ctx, http, body.previous_response_id ?? null, turn.approvals[0]!);
   let sessionId = conversation;
   let started: SessionRow | null = null;
   if (body.previous_response_id) {
@@ -161,6 +197,29 @@ export async function createResponse(ctx: AppContext, http: HttpExchange, body: 
   }, ids);
   await afterWrite(ctx, http, accepted.position);
   return { jobId: accepted.job_id, sessionId };
+}
+
+/**
+ * Answers a plan's approval request: approves or rejects the plan of the response it continues, which
+ * then goes on (or ends cancelled). Answers that response, and the cursor of its last event before the
+ * decision, so a stream shows what follows it.
+ */
+async function answerApproval(ctx: AppContext, http: HttpExchange, responseId: string | null, answer: ApprovalAnswer) {
+  if (!responseId) {
+    throw new ValidationError("An mcp_approval_response continues the response that asked for it: send that response's id as previous_response_id", { param: "previous_response_id" });
+  }
+  const { state, lastEventId } = await visibleJob(ctx, responseId).catch((err) => {
+    if (err instanceof NotFoundError) throw new ValidationError(`Previous response ${responseId} not found`, { param: "previous_response_id" }, "previous_response_not_found");
+    throw err;
+  });
+  if (!state.sessionId) throw new ValidationError("previous_response_id names a single-turn run, which has no conversation", { param: "previous_response_id" });
+  if (state.status !== "awaiting_approval" || !state.plan || approvalRequestId(state.plan.plan_id) !== answer.approval_request_id) {
+    throw new ValidationError(`${answer.approval_request_id} is not an approval request response ${responseId} is waiting on`, { param: "input" }, "approval_request_not_pending");
+  }
+  const meta = metaOf(ctx, http.request, state.queued?.user_id);
+  const position = answer.approve ? await approvePlan(ctx, responseId, meta) : await rejectPlan(ctx, responseId, answer.reason, meta);
+  await afterWrite(ctx, http, position);
+  return { jobId: responseId, sessionId: state.sessionId, decided: lastEventId };
 }
 
 /** The job's events folded into what a response shows; 404 when the job is not visible to the caller. */

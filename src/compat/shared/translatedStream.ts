@@ -14,12 +14,14 @@ export interface TranslatedStreamOptions {
   since: number;
   /** Event types after which the stream ends. */
   endsAfter: ReadonlySet<string>;
+  /** Also ends the stream after an event it says yes to (e.g. a pause the client must act on before anything follows). */
+  endsWhen?: (event: RecordedEvent) => boolean | Promise<boolean>;
   /** The SSE frames for one event ("" for none). Called in stream order, once per event. */
   translate(event: RecordedEvent): string;
   /** Frames sent once the terminal event has been sent (e.g. a `[DONE]` sentinel); run after `beforeEnd`. */
   closing?: string;
-  /** Runs before the stream ends after its terminal event: what a client reads next must be there to read. */
-  beforeEnd?: () => Promise<unknown>;
+  /** Runs before the stream ends after its last event (given): what a client reads next must be there to read. */
+  beforeEnd?: (last: RecordedEvent) => Promise<unknown>;
   /** Whether the credential still works; false ends the stream. */
   authorized?: () => boolean;
   /** The stream ended at or before `since` (the caller read its last event): the answer closes at once. */
@@ -52,16 +54,16 @@ export function translatedSse(ctx: AppContext, request: Request, stream: string,
             return;
           }
           let out = "";
-          let ended = false;
+          let ended: RecordedEvent | null = null;
           for (const e of raw) {
             out += options.translate(e);
-            if (options.endsAfter.has(e.type)) {
-              ended = true;
+            if (options.endsAfter.has(e.type) || (options.endsWhen && (await options.endsWhen(e)))) {
+              ended = e;
               break;
             }
           }
           if (ended) {
-            await options.beforeEnd?.().catch(() => undefined);
+            await options.beforeEnd?.(ended).catch(() => undefined);
             controller.enqueue(encoder.encode(out + (options.closing ?? "")));
             controller.close();
             return;

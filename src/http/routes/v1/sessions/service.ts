@@ -66,8 +66,11 @@ export async function registeredAsset(ctx: AppContext, sessionId: string, assetI
   return null;
 }
 
-/** Waits (bounded) until the job ends; returns false on timeout. */
-export async function waitForEnd(ctx: AppContext, jobId: string, timeoutMs: number, signal: AbortSignal, meta: CommandMetadata): Promise<boolean> {
+/** Waits (bounded) until the job ends (or, with `orAwaitingApproval`, waits on a plan); returns false on timeout. */
+export async function waitForEnd(
+  ctx: AppContext, jobId: string, timeoutMs: number, signal: AbortSignal, meta: CommandMetadata,
+  options: { orAwaitingApproval?: boolean } = {},
+): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const remaining = deadline - Date.now();
@@ -79,6 +82,11 @@ export async function waitForEnd(ctx: AppContext, jobId: string, timeoutMs: numb
       // The reply is returned with its turn closed and in the history, so the caller can send the next
       // message, or read the history, at once.
       await ctx.turns.turnSettled(jobId, meta, signal).catch(() => false);
+      return true;
+    }
+    // A caller that can answer a plan stops at it (the job goes on once it is decided).
+    if (options.orAwaitingApproval && state.status === "awaiting_approval") {
+      waiter.cancel();
       return true;
     }
     if (remaining <= 0 || signal.aborted || ctx.closing?.aborted) {
