@@ -70,3 +70,25 @@ export function listMessages(db: Database, sessionId: string, limit: number, bef
     : db.query("SELECT * FROM messages WHERE session_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?").all(sessionId, beforeSeq, limit)) as MessageRow[];
   return rows.reverse();
 }
+
+/**
+ * One page of a session's messages in `order`, after the message `afterSeq` (exclusive; from the
+ * start or end when absent): `limit` rows and whether more follow. Reads only the page.
+ */
+export function pageMessages(
+  db: Database, sessionId: string, options: { order: "asc" | "desc"; limit: number; afterSeq?: number },
+): { rows: MessageRow[]; hasMore: boolean } {
+  const { order, limit, afterSeq } = options;
+  const bound = afterSeq === undefined ? "" : order === "asc" ? "AND seq > ?" : "AND seq < ?";
+  const rows = db.query(`SELECT * FROM messages WHERE session_id = ? ${bound} ORDER BY seq ${order === "asc" ? "ASC" : "DESC"} LIMIT ?`)
+    .all(...(afterSeq === undefined ? [sessionId, limit + 1] : [sessionId, afterSeq, limit + 1])) as MessageRow[];
+  return { rows: rows.slice(0, limit), hasMore: rows.length > limit };
+}
+
+/** A session's message by its id, or null. */
+export const findMessage = (db: Database, sessionId: string, id: string): MessageRow | null =>
+  (db.query("SELECT * FROM messages WHERE session_id = ? AND id = ?").get(sessionId, id) as MessageRow | null) ?? null;
+
+/** The messages of one turn of a session (its user message and its reply), oldest first. */
+export const messagesOfJob = (db: Database, sessionId: string, jobId: string): MessageRow[] =>
+  db.query("SELECT * FROM messages WHERE session_id = ? AND job_id = ? ORDER BY seq").all(sessionId, jobId) as MessageRow[];

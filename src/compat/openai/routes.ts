@@ -8,7 +8,7 @@
 import { Elysia, t } from "elysia";
 import { NotFoundError, ValidationError } from "../../core/errors.ts";
 import { jobStream } from "../../domain/streams.ts";
-import { listMessages, type MessageRow } from "../../../projections/messages/index.ts";
+import { findMessage, messagesOfJob, pageMessages, type MessageRow } from "../../../projections/messages/index.ts";
 import { callerContext, metaOf, stillAuthorized, type V1Deps } from "../../http/routes/v1/common.ts";
 import { deleteSession, requireSession, waitForEnd } from "../../http/routes/v1/sessions/service.ts";
 import { translatedSse } from "../shared/translatedStream.ts";
@@ -23,8 +23,6 @@ import type { AppContext } from "../../app/context.ts";
 const SYNC_WAIT_MS = 300_000;
 /** How long a cancel waits for a running response to end before answering. */
 const CANCEL_WAIT_MS = 30_000;
-/** The conversation items a list reads at most. */
-const ITEMS_WINDOW = 10_000;
 
 /** Request fields of responses.create that do not change what an agent does here (docs/compat.md). */
 const IGNORED_FIELDS = [
@@ -168,7 +166,7 @@ export const openaiCompatRoutes = (deps: V1Deps) =>
     })
     .get("/responses/:response_id/input_items", async ({ ctx, params }) => {
       const { fold } = await foldResponse(ctx, params.response_id);
-      const rows = fold.sessionId ? listMessages(ctx.db, fold.sessionId, ITEMS_WINDOW).filter((r) => r.job_id === params.response_id && r.role === "user") : [];
+      const rows = fold.sessionId ? messagesOfJob(ctx.db, fold.sessionId, params.response_id).filter((r) => r.role === "user") : [];
       const data = rows.map(itemView);
       return { object: "list" as const, data, first_id: data[0]?.id ?? null, last_id: data.at(-1)?.id ?? null, has_more: false };
     }, { params: t.Object({ response_id: Id }), detail: { summary: "The input items of a response (responses.inputItems.list)" } })
@@ -197,13 +195,12 @@ export const openaiCompatRoutes = (deps: V1Deps) =>
       const order = query.get("order") ?? "desc";
       if (order !== "asc" && order !== "desc") throw new ValidationError("order must be asc or desc", { param: "order" });
       const after = query.get("after");
-      let rows = listMessages(ctx.db, params.conversation_id, ITEMS_WINDOW);
-      if (order === "desc") rows = rows.reverse();
-      const start = after ? rows.findIndex((r) => r.id === after) + 1 : 0;
-      if (after && start === 0) throw new ValidationError(`No item ${after} in this conversation`, { param: "after" });
-      const shown = rows.slice(start, start + limit);
-      const data = shown.map(itemView);
-      return { object: "list" as const, data, first_id: data[0]?.id ?? null, last_id: data.at(-1)?.id ?? null, has_more: start + limit < rows.length };
+      // A page is read by position (the item `after` names is found by id), so listing a long conversation page by page stays linear.
+      const afterRow = after ? findMessage(ctx.db, params.conversation_id, after) : null;
+      if (after && !afterRow) throw new ValidationError(`No item ${after} in this conversation`, { param: "after" });
+      const { rows, hasMore } = pageMessages(ctx.db, params.conversation_id, { order, limit, ...(afterRow ? { afterSeq: afterRow.seq } : {}) });
+      const data = rows.map(itemView);
+      return { object: "list" as const, data, first_id: data[0]?.id ?? null, last_id: data.at(-1)?.id ?? null, has_more: hasMore };
     }, {
       params: t.Object({ conversation_id: Id }),
       detail: {
@@ -217,7 +214,7 @@ export const openaiCompatRoutes = (deps: V1Deps) =>
     })
     .get("/conversations/:conversation_id/items/:item_id", ({ ctx, params }) => {
       requireSession(ctx, params.conversation_id);
-      const row = listMessages(ctx.db, params.conversation_id, ITEMS_WINDOW).find((r) => r.id === params.item_id);
+      const row = findMessage(ctx.db, params.conversation_id, params.item_id);
       if (!row) throw new NotFoundError(`No item ${params.item_id} in this conversation`, { param: "item_id" }, "item_not_found");
       return itemView(row);
     }, { params: t.Object({ conversation_id: Id, item_id: Id }), detail: { summary: "Retrieve a conversation item (conversations.items.retrieve)" } });
