@@ -90,10 +90,10 @@ async function call(method: string, path: string, body?: unknown, key: string | 
  * Doc: "Poll every 2–3 seconds until status is complete or failed." (Polled faster here; bounded.)
  * Returns every status seen and the last answer.
  */
-async function pollUntilDone(path: string) {
+async function pollUntilDone(path: string, key = server.apiKey) {
   const seen: string[] = [];
   for (let i = 0; i < 400; i++) {
-    const r = await call("GET", path);
+    const r = await call("GET", path, undefined, key);
     expect(r.status).toBe(200);
     seen.push(r.body.status);
     if (r.body.status === "complete" || r.body.status === "failed") return { last: r.body, seen };
@@ -361,11 +361,7 @@ test("Management plane: agents config, LLM provider and per-workflow prompts dri
   const conv = await call("POST", "/conversations", { user_id: "usr-fit", workflow: "meal-plan" }, key);
   const sent = await call("POST", `/conversations/${conv.body.conv_id}/messages`, { content: "Plan my week" }, key);
   expect(sent.status).toBe(200);
-  let reply: any;
-  for (let i = 0; i < 400 && reply?.status !== "complete" && reply?.status !== "failed"; i++) {
-    reply = (await call("GET", `/conversations/${conv.body.conv_id}/poll/${sent.body.pending_id}`, undefined, key)).body;
-    if (reply.status === "pending") await Bun.sleep(25);
-  }
+  const reply = (await pollUntilDone(`/conversations/${conv.body.conv_id}/poll/${sent.body.pending_id}`, key)).last;
   expect(reply).toMatchObject({ status: "complete", result_text: "Hello from the wire server." });
   const request = wire.requests.at(-1)!;
   expect(request.headers.get("authorization")).toBe("Bearer sk-ant-mushu-secret-0001");
@@ -494,22 +490,14 @@ test("BYOS connect: authorize URL, intercepted redirect, callback; the user's tu
   const conv = await call("POST", "/conversations", { user_id: "usr-ios", workflow: "meal-plan" }, key);
   expect(conv.status).toBe(200);
   const sent = await call("POST", `/conversations/${conv.body.conv_id}/messages`, { content: "Plan my week" }, key);
-  let reply: any;
-  for (let i = 0; i < 400 && reply?.status !== "complete" && reply?.status !== "failed"; i++) {
-    reply = (await call("GET", `/conversations/${conv.body.conv_id}/poll/${sent.body.pending_id}`, undefined, key)).body;
-    if (reply.status === "pending") await Bun.sleep(25);
-  }
+  const reply = (await pollUntilDone(`/conversations/${conv.body.conv_id}/poll/${sent.body.pending_id}`, key)).last;
   expect(reply.status).toBe("complete");
   expect(wire.requests.at(-1)!.headers.get("authorization")).toMatch(/^Bearer chatgpt-access-\d+-0123456789$/);
 
   // Another user without a connection: the doc's failure, and a sign-in the user declined is refused.
   const other = await call("POST", "/conversations", { user_id: "usr-unlinked", workflow: "meal-plan" }, key);
   const unlinked = await call("POST", `/conversations/${other.body.conv_id}/messages`, { content: "hi" }, key);
-  let failed: any;
-  for (let i = 0; i < 400 && failed?.status !== "complete" && failed?.status !== "failed"; i++) {
-    failed = (await call("GET", `/conversations/${other.body.conv_id}/poll/${unlinked.body.pending_id}`, undefined, key)).body;
-    if (failed.status === "pending") await Bun.sleep(25);
-  }
+  const failed = (await pollUntilDone(`/conversations/${other.body.conv_id}/poll/${unlinked.body.pending_id}`, key)).last;
   expect(failed.status).toBe("failed");
   expect(failed.error).toContain("Connect your OpenAI account");
   const again = await call("POST", "/chatgpt/connect", {}, key);
