@@ -13,7 +13,7 @@ import { deleteIn, erasedOf, USER_ERASED } from "../erasure.ts";
 export const filesProjection: Projection = {
   name: "files",
   version: 1,
-  eventTypes: ["UploadAuthorized", "FileUploaded", "FileRemoved", USER_ERASED],
+  eventTypes: ["UploadAuthorized", "FileUploaded", "FileAssignedToSession", "FileRemoved", USER_ERASED],
   tables: ["files"],
   schema: `
     CREATE TABLE IF NOT EXISTS files (
@@ -49,6 +49,9 @@ export const filesProjection: Projection = {
           d.message_id, d.job_id, before?.expires_at ?? null, before?.created_at ?? at, at, before?.seq ?? Number(e.position));
         return;
       }
+      case "FileAssignedToSession":
+        db.query("UPDATE files SET session_id = ?, agent_id = ? WHERE id = ?").run(event.data.session_id, event.data.agent_id, event.data.file_id);
+        return;
       case "FileRemoved":
         db.query("DELETE FROM files WHERE id = ?").run(event.data.file_id);
         return;

@@ -204,7 +204,7 @@ async function eraseFound(ctx: AppContext, streams: readonly string[]): Promise<
 const appOf = (e: RecordedEvent): string => (typeof e.metadata.app_id === "string" ? e.metadata.app_id : DEFAULT_APP_ID);
 
 /** The events whose data names the user a stream was started for. */
-const OWNING_EVENTS = ["SessionStarted", "JobQueued", "MemoryAdded", "UploadAuthorized", "FileUploaded"];
+const OWNING_EVENTS = ["SessionStarted", "JobQueued", "MemoryAdded", "UploadAuthorized", "FileUploaded", "FileAssignedToSession"];
 /** The Idempotency-Key events that say whose request it was: the claim (its resource ids) and the answer. */
 const KEY_EVENTS = ["IdempotencyKeyClaimed", "IdempotentResponseRecorded"];
 
@@ -258,6 +258,10 @@ class Discovery {
           if (appOf(e) !== appId) break;
           if (d.user_id === userId) this.files.add(e.streamId);
           else if (typeof d.session_id === "string") this.fileSessions.push({ stream: e.streamId, session: d.session_id });
+          break;
+        case "FileAssignedToSession":
+          // An upload that became a session's (MUAPI registers it as an asset) is that session's file.
+          if (appOf(e) === appId && typeof d.session_id === "string") this.fileSessions.push({ stream: e.streamId, session: d.session_id });
           break;
       }
     }

@@ -209,6 +209,22 @@ describe("deciders", () => {
     expect(() => fileDecider.decide({ ...record, message_id: null, source: "multipart" }, state)).toThrow("already exists");
   });
 
+  test("an uploaded file no session holds becomes a session's once: again for it, nothing; for another, refused", () => {
+    const unowned = fold(fileDecider, [{ type: "UploadAuthorized", data: {
+      file_id: "file_u", session_id: null, user_id: null, agent_id: null, name: "a.png", content_type: "image/png", size: null, expires_at: 1000,
+    } }]);
+    expect(() => fileDecider.decide({ type: "AssignToSession", session_id: "sess_1", agent_id: "agt" }, unowned)).toThrow("not found");
+    const uploaded = fileDecider.evolve(unowned, fileDecider.decide({ type: "CompleteSignedUpload", sha256: HASH, size: 3, now: 10 }, unowned)[0]!);
+    const [assigned] = fileDecider.decide({ type: "AssignToSession", session_id: "sess_1", agent_id: "agt" }, uploaded);
+    expect(assigned).toEqual({ type: "FileAssignedToSession", data: { file_id: "file_u", session_id: "sess_1", agent_id: "agt" } });
+    const owned = fileDecider.evolve(uploaded, assigned!);
+    expect(owned).toMatchObject({ sessionId: "sess_1", agentId: "agt", status: "uploaded" });
+    expect(fileDecider.decide({ type: "AssignToSession", session_id: "sess_1", agent_id: "agt" }, owned)).toEqual([]);
+    expect(() => fileDecider.decide({ type: "AssignToSession", session_id: "sess_2", agent_id: "agt" }, owned)).toThrow("another session");
+    // A session's own file (an attachment) is no one else's either.
+    expect(() => fileDecider.decide({ type: "AssignToSession", session_id: "sess_2", agent_id: "agt" }, authorized(1000))).toThrow("not found");
+  });
+
   test("a blob is collected only while nothing references it, once", () => {
     let s = blobDecider.initialState;
     const apply = (c: Parameters<typeof blobDecider.decide>[0]) => {

@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { startTestServer, type TestServer } from "../support/server.ts";
 import { api } from "../support/api.ts";
+import { canonicalJson } from "../../src/core/canonicalJson.ts";
 
 const ROOT = "root-token-muapi-0123456789abcdef";
 let server: TestServer;
@@ -79,6 +80,12 @@ async function waitForApproval(jobId: string) {
 /** A tiny PNG: the signature and an IHDR chunk (the file store checks an image's first bytes). */
 const PNG = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13, 0x49, 0x48, 0x44, 0x52, 0, 0, 0, 1, 0, 0, 0, 1, 8, 2, 0, 0, 0, 0x90, 0x77, 0x53, 0xde]);
 
+/** What the server records of a client's history: its count, and the SHA-256 and size of its canonical JSON. */
+function digestOf(messages: unknown[]) {
+  const text = canonicalJson(messages);
+  return { count: messages.length, sha256: new Bun.CryptoHasher("sha256").update(text).digest("hex"), bytes: Buffer.byteLength(text) };
+}
+
 /** Doc: "POST <url from above> Content-Type: multipart/form-data [all fields from response, then the file itself]" */
 async function uploadToS3(ticket: { url: string; fields: Record<string, string> }, bytes: Uint8Array = PNG, fields = ticket.fields) {
   const form = new FormData();
@@ -99,11 +106,15 @@ test("Sessions: create (named or not), list by most recent activity, rename, del
   const renamed = await call("PATCH", `/sessions/${a.body.id}`, { name: "Summer Collection Ads" });
   expect(renamed.status).toBe(200);
   expect(renamed.body).toEqual({ id: a.body.id, name: "Summer Collection Ads" });
-  // Doc: "GET /sessions — List all sessions … ordered by most recently updated."
+  // Doc: "GET /sessions — List all sessions … ordered by most recently updated." — updated_at "Last
+  // activity timestamp": a chat in the oldest session puts it first; the others keep their creation order
+  // (newest first), and a rename is no activity.
+  const chat = await call("POST", `/sessions/${unnamed.id}/chat`, { message: "Hello" });
+  await pollJob(chat.body.job_id);
   const list = await call("GET", "/sessions");
   expect(list.status).toBe(200);
   const ids = list.body.map((s: any) => s.id);
-  expect(ids.indexOf(b.id)).toBeLessThan(ids.indexOf(unnamed.id));
+  expect(ids.slice(0, 3)).toEqual([unnamed.id, b.id, a.body.id]);
   const mine = list.body.find((s: any) => s.id === a.body.id);
   // Doc fields: id, name, credits_spent, asset_count, created_at, updated_at (ISO 8601)
   expect(mine).toMatchObject({ name: "Summer Collection Ads", credits_spent: 0, asset_count: 0 });
@@ -135,8 +146,12 @@ test("Complete workflow: upload to the signed URL, register, chat, approve the p
   const cdnUrl = `https://cdn.muapi.ai/${ticket.body.fields.key}`;
   const asset = await call("POST", `/sessions/${session.id}/assets`, { url: cdnUrl, kind: "image" });
   expect(asset.status).toBe(200);
-  // Doc: // => { asset_label: "asset_1", ... }
-  expect(asset.body).toEqual({ asset_label: "asset_1", kind: "image", url: cdnUrl, source_tool: "upload" });
+  // Doc: // => { asset_label: "asset_1", ... } — and url, the AssetObject's "Public CDN URL": the echoed
+  // url serves the file (not the CDN name, which resolves nowhere here).
+  expect(asset.body).toEqual({ asset_label: "asset_1", kind: "image", url: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+\/downloads\/file_/), source_tool: "upload" });
+  const echoed = await fetch(asset.body.url);
+  expect(echoed.status).toBe(200);
+  expect([...new Uint8Array(await echoed.arrayBuffer())]).toEqual([...PNG]);
   // The registered asset is the stored file: its URL serves the uploaded bytes.
   const listed = await call("GET", `/sessions/${session.id}/assets`);
   expect(listed.body[0]).toMatchObject({ asset_label: "asset_1", kind: "image", source_tool: "upload", model: null, prompt: null });
@@ -270,9 +285,8 @@ test("Skills: GET /agent-skills, run-skill through approval, unknown skill 404, 
   expect(skills.status).toBe(200);
   const media = skills.body.find((s: any) => s.name === "register-media");
   // Doc: { "name", "description", "inputs": ["person_image", "clothing_image"], "trigger_keywords": [...], "estimated_credits": 150 }
-  expect(media).toMatchObject({ inputs: ["urls", "purpose"], trigger_keywords: [] });
-  expect(typeof media.description).toBe("string");
-  expect(typeof media.estimated_credits).toBe("number");
+  // Ours declare no keywords or estimate (docs/compat.md): [] and 0, nothing else.
+  expect(media).toEqual({ name: "register-media", description: expect.stringMatching(/\S/), inputs: ["urls", "purpose"], trigger_keywords: [], estimated_credits: 0 });
 
   const session = await createSession("Skills");
   // Doc: POST /sessions/{session_id}/run-skill {"skill_name", "inputs": {…}, "model": "gpt-5-mini"} → {"job_id", "status": "pending"}
@@ -284,14 +298,20 @@ test("Skills: GET /agent-skills, run-skill through approval, unknown skill 404, 
   });
   expect(last.status).toBe("completed");
   expect(events.find((e) => e.type === "tool_result").payload.asset).toMatchObject({ asset_label: "asset_1", url: "https://example.com/dog.png" });
-  // Doc: user messages carry "skill_name": "action-figure-generator"
+  // Doc: user messages carry "skill_name": "action-figure-generator"; the job list's "user_message" is
+  // the same turn's message: both read the same text.
   const history = await call("GET", `/sessions/${session.id}/messages`);
-  expect(history.body[0].skill_name).toBe("register-media");
+  expect(history.body[0]).toMatchObject({ role: "user", skill_name: "register-media", content: "Run skill register-media" });
+  const jobs = await call("GET", `/sessions/${session.id}/jobs`);
+  expect(jobs.body[0].user_message).toBe(history.body[0].content);
 
-  // Doc: "404 Session, job, asset, or skill not found"
-  const unknown = await call("POST", `/sessions/${session.id}/run-skill`, { skill_name: "fashion-try-on", inputs: {} });
-  expect(unknown.status).toBe(404);
-  expect(typeof unknown.body.detail).toBe("string");
+  // Doc: "404 Session, job, asset, or skill not found" — any name no skill has, slug-shaped or not.
+  for (const name of ["fashion-try-on", "Fashion-Try-On", "../etc", "", "a".repeat(5000)]) {
+    const unknown = await call("POST", `/sessions/${session.id}/run-skill`, { skill_name: name, inputs: {} });
+    expect([name.slice(0, 20), unknown.status, unknown.body.detail]).toEqual([name.slice(0, 20), 404, "Skill not found"]);
+  }
+  // Doc: "422 Invalid field value": a skill_name that is not a string.
+  expect((await call("POST", `/sessions/${session.id}/run-skill`, { skill_name: 42 })).status).toBe(422);
   // A required input missing: "422 Invalid field value"
   const missing = await call("POST", `/sessions/${session.id}/run-skill`, { skill_name: "register-media", inputs: {} });
   expect(missing.status).toBe(422);
@@ -313,9 +333,10 @@ test("PATCH /messages saves the client's history without losing the session's ow
   expect(saved.status).toBe(200);
   expect(saved.body).toEqual({ status: "saved", count: 2 });
   expect((await call("GET", `/sessions/${session.id}/messages`)).body).toEqual(before.body);
-  // The copy is on record in the session's history, for auditors.
+  // What the client saved is on record in the session's history, for auditors: its count and the
+  // digest of its canonical JSON, not a second copy.
   const v1Events = await api(server.url, server.apiKey).get(`/v1/sessions/${session.id}/events`);
-  expect(v1Events.body.events.find((e: any) => e.type === "history.client_saved").payload.count).toBe(2);
+  expect(v1Events.body.events.find((e: any) => e.type === "history.client_saved").payload).toEqual(digestOf(snapshot));
   // A body without messages is an invalid field value.
   const bad = await call("PATCH", `/sessions/${session.id}/messages`, { messages: "all of them" });
   expect(bad.status).toBe(422);
@@ -368,7 +389,11 @@ test("Errors: {\"detail\": …} with the doc's statuses; another app's key and a
   const noJob = await call("GET", "/jobs/job_nope/events");
   expect(noJob.status).toBe(404);
   expect(noJob.body.detail).toBe("Job not found");
-  // An upload URL of another server, or one whose file never arrived.
+  // An upload URL naming a file this server never issued (404, the doc's "asset … not found"), or one
+  // whose file never arrived (422).
+  const unknownUpload = await call("POST", `/sessions/${session.id}/assets`, { url: "https://cdn.muapi.ai/uploads/file_0123456789abcdef/x.png", kind: "image" });
+  expect(unknownUpload.status).toBe(404);
+  expect(typeof unknownUpload.body.detail).toBe("string");
   const ticket = await call("GET", `${DASHBOARD}/api/app/get_file_upload_url?filename=late.png`);
   const pending = await call("POST", `/sessions/${session.id}/assets`, { url: `https://cdn.muapi.ai/${ticket.body.fields.key}`, kind: "image" });
   expect(pending.status).toBe(422);
@@ -421,4 +446,134 @@ test("OpenAPI: the surface is documented under its own tag", async () => {
     expect(doc.paths[path][method].tags).toEqual(["MUAPI (compat)"]);
   }
   expect(doc.tags.map((t: any) => t.name)).toContain("MUAPI (compat)");
+});
+
+/** Asks for a signed upload, sends `bytes` to it, and returns the file's CDN URL and id. */
+async function uploaded(filename: string, bytes: Uint8Array = PNG, base = DASHBOARD, key = server.apiKey) {
+  const ticket = await call("GET", `${base}/api/app/get_file_upload_url?filename=${filename}`, undefined, key);
+  expect(ticket.status).toBe(200);
+  expect((await uploadToS3(ticket.body, bytes)).status).toBe(204);
+  return { cdnUrl: `https://cdn.muapi.ai/${ticket.body.fields.key}`, fileId: ticket.body.fields.key.split("/")[1] as string };
+}
+
+test("Video and audio upload and register when the operator allows them; the allow-list still gates them", async () => {
+  // Doc: "Assets are any media file (image, video, or audio) attached to a session — either uploaded by the user or generated by the agent."
+  const media = await startTestServer({ FILE_CONTENT_TYPES: "image/*,video/*,audio/*" });
+  try {
+    const base = `${media.url}/compat/muapi`;
+    const session = (await call("POST", `${base}/api/v1/creative-agent/sessions`, { name: "Media" }, media.apiKey)).body;
+    const files = [["clip.mp4", "video", "video/mp4"], ["clip.mov", "video", "video/quicktime"], ["clip.webm", "video", "video/webm"],
+      ["song.mp3", "audio", "audio/mpeg"], ["song.wav", "audio", "audio/wav"], ["song.m4a", "audio", "audio/mp4"], ["song.ogg", "audio", "audio/ogg"]] as const;
+    for (const [name, kind, type] of files) {
+      const bytes = new TextEncoder().encode(`${name} bytes`);
+      const { cdnUrl } = await uploaded(name, bytes, base, media.apiKey);
+      const asset = await call("POST", `${base}/api/v1/creative-agent/sessions/${session.id}/assets`, { url: cdnUrl, kind }, media.apiKey);
+      expect([name, asset.status, asset.body.kind]).toEqual([name, 200, kind]);
+      const served = await fetch(asset.body.url);
+      expect([name, served.headers.get("content-type"), await served.text()]).toEqual([name, type, `${name} bytes`]);
+    }
+    const listed = await call("GET", `${base}/api/v1/creative-agent/sessions/${session.id}/assets`, undefined, media.apiKey);
+    expect(listed.body.map((a: any) => a.kind)).toEqual(files.map(([, kind]) => kind));
+  } finally {
+    await media.stop();
+  }
+  // This server keeps the default allow-list (no video): "422 Invalid field value".
+  const refused = await call("GET", `${DASHBOARD}/api/app/get_file_upload_url?filename=clip.mp4`);
+  expect(refused.status).toBe(422);
+  expect(refused.body.detail).toContain("video/mp4");
+});
+
+test("Deleting a session deletes the uploads registered in it; an upload belongs to the first session that registers it", async () => {
+  const owner = await createSession("Owner");
+  const other = await createSession("Other");
+  const { cdnUrl, fileId } = await uploaded("owned.png");
+  expect((await call("POST", `/sessions/${owner.id}/assets`, { url: cdnUrl, kind: "image" })).body.asset_label).toBe("asset_1");
+  // Registered again in the same session: another label for the same file.
+  expect((await call("POST", `/sessions/${owner.id}/assets`, { url: cdnUrl, kind: "image" })).body.asset_label).toBe("asset_2");
+  // In another session: refused (one session's delete would take the other's asset), nothing registered.
+  const elsewhere = await call("POST", `/sessions/${other.id}/assets`, { url: cdnUrl, kind: "image" });
+  expect(elsewhere.status).toBe(400);
+  expect(elsewhere.body.code).toBe("file_in_another_session");
+  expect((await call("GET", `/sessions/${other.id}/assets`)).body).toEqual([]);
+  const signed = (await call("GET", `/sessions/${owner.id}/assets`)).body[0].url;
+  expect((await fetch(signed)).status).toBe(200);
+
+  // Doc: "DELETE /sessions/{session_id} — Permanently delete a session and all its associated assets, messages, and jobs."
+  expect((await call("DELETE", `/sessions/${owner.id}`)).body).toEqual({ status: "deleted" });
+  expect((await fetch(signed)).status).toBe(404);
+  expect((await api(server.url, server.apiKey).get(`/v1/files/${fileId}`)).status).toBe(404);
+  expect((await call("POST", `/sessions/${other.id}/assets`, { url: cdnUrl, kind: "image" })).status).toBe(404);
+});
+
+test("An asset's url serves its file while the file is there, and is null once it is gone", async () => {
+  const session = await createSession("Lifetime");
+  const { cdnUrl, fileId } = await uploaded("gone.png");
+  const kept = await uploaded("kept.png");
+  await call("POST", `/sessions/${session.id}/assets`, { url: cdnUrl, kind: "image" });
+  await call("POST", `/sessions/${session.id}/assets`, { url: kept.cdnUrl, kind: "image" });
+  await call("POST", `/sessions/${session.id}/assets`, { url: "https://example.com/elsewhere.png", kind: "image" });
+  // The file goes (through /v1): the asset stays listed, with no URL rather than one that 404s.
+  expect((await api(server.url, server.apiKey).del(`/v1/files/${fileId}`)).status).toBeLessThan(300);
+  const assets = (await call("GET", `/sessions/${session.id}/assets`)).body;
+  expect(assets.map((a: any) => a.asset_label)).toEqual(["asset_1", "asset_2", "asset_3"]);
+  // Doc: AssetObject "url | string | Public CDN URL" — one that serves the file, or none.
+  expect(assets[0].url).toBeNull();
+  expect((await fetch(assets[1].url)).status).toBe(200);
+  expect(assets[2].url).toBe("https://example.com/elsewhere.png");
+});
+
+test("An asset's kind must be the stored file's: a PNG is not a video", async () => {
+  const session = await createSession("Kinds");
+  const { cdnUrl } = await uploaded("still.png");
+  // Doc: "422 Invalid field value (e.g., unsupported kind)"
+  for (const kind of ["video", "audio"]) {
+    const wrong = await call("POST", `/sessions/${session.id}/assets`, { url: cdnUrl, kind });
+    expect([kind, wrong.status, wrong.body.param]).toEqual([kind, 422, "kind"]);
+    expect(wrong.body.detail).toContain("image/png");
+  }
+  expect((await call("GET", `/sessions/${session.id}/assets`)).body).toEqual([]);
+  expect((await call("POST", `/sessions/${session.id}/assets`, { url: cdnUrl, kind: "image" })).status).toBe(200);
+});
+
+test("A client's saved history and snapshots are recorded by digest, whatever their size", async () => {
+  const session = await createSession("Big history");
+  // Doc: "PATCH /sessions/{session_id}/messages — Persist/overwrite the full chat history … after each completed turn"
+  // → {"status": "saved", "count": 4}: a long history (here ~1.5 MB, past one event's size) is saved like a short one.
+  const big = Array.from({ length: 300 }, (_, i) => ({ role: i % 2 ? "assistant" : "user", content: `${i} ${"x".repeat(5000)}`, timestamp: "2026-05-08T07:10:00Z" }));
+  for (let i = 0; i < 3; i++) {
+    const saved = await call("PATCH", `/sessions/${session.id}/messages`, { messages: big });
+    expect([saved.status, saved.body]).toEqual([200, { status: "saved", count: 300 }]);
+  }
+  // Doc: messages_snapshot "Full chat history prior to this turn (for context). Persisted atomically." — with the message.
+  const snapshot = [{ role: "user", content: "earlier", timestamp: "2026-05-08T07:00:00Z" }];
+  const job = await call("POST", `/sessions/${session.id}/chat`, { message: "Hello", messages_snapshot: snapshot });
+  await pollJob(job.body.job_id);
+  const events = (await api(server.url, server.apiKey).get(`/v1/sessions/${session.id}/events`)).body.events;
+  const saves = events.filter((e: any) => e.type === "history.client_saved").map((e: any) => e.payload);
+  expect(saves).toEqual([digestOf(big), digestOf(big), digestOf(big)]);
+  expect(saves[0].bytes).toBeGreaterThan(1_500_000);
+  const sent = events.find((e: any) => e.type === "message.sent");
+  expect(sent.payload.client_data).toEqual({ client_history: digestOf(snapshot) });
+  // The session's own history is unchanged by either.
+  expect((await call("GET", `/sessions/${session.id}/messages`)).body.map((m: any) => m.content.slice(0, 5))).toEqual(["Hello", "Sandb"]);
+});
+
+test("GET /jobs/{id}/events: limit defaults to 200", async () => {
+  const session = await createSession("Long job");
+  // A hundred and twenty registrations: each a tool_call and a tool_result, with the text around them: more than 200 events.
+  const urls = Array.from({ length: 120 }, (_, i) => `https://example.com/${i}.png`);
+  const job = await call("POST", `/sessions/${session.id}/chat`, { message: `register ${urls.join(" ")} as assets` });
+  const all = await pollJob(job.body.job_id, async (ev) => {
+    if (ev.type === "plan_propose") await call("POST", `/jobs/${job.body.job_id}/approve`);
+  });
+  expect(all.last.status).toBe("completed");
+  expect(all.last.cursor).toBeGreaterThan(200);
+  // Doc: limit "integer | 200 | Max events to return per call (max 1000)"; ours count our events (cursor ids).
+  const first = await call("GET", `/jobs/${job.body.job_id}/events?since=0`);
+  expect(first.body).toMatchObject({ cursor: 200, done: false });
+  expect(first.body.events.at(-1).id).toBeLessThanOrEqual(200);
+  expect(first.body).toEqual((await call("GET", `/jobs/${job.body.job_id}/events?since=0&limit=200`)).body);
+  const rest = await call("GET", `/jobs/${job.body.job_id}/events?since=200`);
+  expect(rest.body.events[0].id).toBeGreaterThan(200);
+  expect([...first.body.events, ...rest.body.events].map((e: any) => e.id)).toEqual(all.events.map((e: any) => e.id).slice(0, first.body.events.length + rest.body.events.length));
 });

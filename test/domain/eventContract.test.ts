@@ -20,6 +20,13 @@ describe("decode", () => {
     expect(v2.data).toEqual({ ...v1Asset, asset_id: "ast_1", file_id: null });
   });
 
+  test("ClientHistorySaved v1 (the client's messages whole) is upcast to v2: their count and digest, no copy", () => {
+    const messages = [{ role: "user", content: "hi", timestamp: "2026-05-08T07:00:00Z" }];
+    const event = sessionEvents.decode({ type: "ClientHistorySaved", data: { messages, count: 1 }, metadata: { [SCHEMA_VERSION_KEY]: 1 } });
+    const text = '[{"content":"hi","role":"user","timestamp":"2026-05-08T07:00:00Z"}]';
+    expect(event).toEqual({ type: "ClientHistorySaved", data: { count: 1, sha256: new Bun.CryptoHasher("sha256").update(text).digest("hex"), bytes: text.length } });
+  });
+
   test("current events pass as they are; data that does not fit is refused with the path", () => {
     const data = { ...v1Asset, asset_id: "ast_1", file_id: null };
     expect(sessionEvents.decode({ type: "AssetRegistered", data, metadata: { [SCHEMA_VERSION_KEY]: 3 } }).data).toEqual(data);

@@ -306,6 +306,27 @@ describe("erasure: concurrent writes, interrupted runs, nobody, bad input and te
     expect((await collect(store.readAll())).filter((e) => JSON.stringify(e.data).includes("gina-late-marker"))).toEqual([]);
   });
 
+  test("an upload a server key registered in the user's session (MUAPI) is the session's file: erased with the user", async () => {
+    const token = (await client.post("/v1/end-user-tokens", { user_id: "ivy" })).body.token as string;
+    const muapi = `${server.url}/compat/muapi`;
+    const as = (key: string, method: string, path: string, body?: unknown) => fetch(`${muapi}${path}`, {
+      method, headers: { "x-api-key": key, ...(body ? { "content-type": "application/json" } : {}) }, ...(body ? { body: JSON.stringify(body) } : {}),
+    }).then(async (r) => ({ status: r.status, body: await r.json() as any }));
+    const session = (await as(token, "POST", "/api/v1/creative-agent/sessions", { name: "ivy's" })).body;
+    // The server key uploads (a file of no user) and registers it in ivy's session; then the session goes.
+    const ticket = (await as(TEST_KEY, "GET", "/api/app/get_file_upload_url?filename=ivy-marker-photo.png")).body;
+    const form = new FormData();
+    for (const [k, v] of Object.entries(ticket.fields as Record<string, string>)) form.append(k, v);
+    form.append("file", new Blob([new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0])]), "ivy-marker-photo.png");
+    expect((await fetch(ticket.url, { method: "POST", body: form })).status).toBe(204);
+    const asset = await as(TEST_KEY, "POST", `/api/v1/creative-agent/sessions/${session.id}/assets`, { url: `https://cdn.muapi.ai/${ticket.fields.key}`, kind: "image" });
+    expect(asset.status).toBe(200);
+    expect((await as(token, "DELETE", `/api/v1/creative-agent/sessions/${session.id}`)).status).toBe(200);
+    expect((await client.del("/v1/users/ivy?erase=true")).status).toBe(200);
+    // No event left names the file (its stream went with the user's session).
+    expect((await collect(server.ctx.store.readAll())).filter((e) => JSON.stringify(e.data).includes("ivy-marker"))).toEqual([]);
+  });
+
   test("an erasure interrupted after removing some streams, then run again: the read models equal a rebuild", async () => {
     const s = await client.post("/v1/sessions", { user_id: "hank", name: "hank's" });
     const m = await client.post(`/v1/sessions/${s.body.id}/messages`, { content: "hank says hello" });

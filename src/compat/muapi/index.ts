@@ -27,9 +27,11 @@ import { listAssets, type AssetRow } from "../../../projections/assets/index.ts"
 import { listMessages } from "../../../projections/messages/index.ts";
 import { listSessionJobs } from "../../../projections/jobs/index.ts";
 import { admitCompat, type CompatAccess } from "../shared/compatAccess.ts";
-import { fileDownloadUrl, receiveUpload, uploadedFileOf, uploadTicket } from "./uploads.ts";
+import { claimForSession, fileDownloadUrl, receiveUpload, uploadedFileOf, uploadTicket } from "./uploads.ts";
+import { NotFoundError, ValidationError } from "../../core/errors.ts";
+import { clientHistoryDigest } from "../../domain/session/clientHistory.ts";
 import {
-  AssetBody, assetView, ChatBody, HistoryBody, jobError, jobStatus, jobSummary, messagesView, MUAPI_PREFIX, MUAPI_UPLOAD_PATH, muapiEvent,
+  AssetBody, assetView, ChatBody, HistoryBody, isSkillName, jobError, jobStatus, jobSummary, kindOfType, messagesView, MUAPI_PREFIX, MUAPI_UPLOAD_PATH, muapiEvent,
   RenameBody, RunSkillBody, SessionBody, sessionView, skillView, type MuapiEvent,
 } from "./wire.ts";
 
@@ -52,6 +54,13 @@ function muapiUser(request: Request): string {
 
 /** Every asset of a session, oldest first (the doc's list has no paging; a session's assets are few). */
 const allAssets = (ctx: AppContext, sessionId: string): AssetRow[] => listAssets(ctx.db, sessionId, 10_000, 0);
+
+/**
+ * The doc's `messages_snapshot` ("Persisted atomically"): recorded with the message, in the same
+ * write, as PATCH /messages records a saved history — its count and digest, not a second copy
+ * (the message's `client_data.client_history`; the model is never shown it).
+ */
+const snapshotRecord = (snapshot: unknown[] | undefined) => (snapshot ? { client_data: { client_history: { ...clientHistoryDigest(snapshot) } } } : {});
 
 export const muapiRoutes = (deps: MuapiDeps) => {
   const shipped = deps.skills ?? new Map<string, ShippedSkill>();
@@ -112,9 +121,15 @@ export const muapiRoutes = (deps: MuapiDeps) => {
     .post(`${AGENT}/sessions/:session_id/assets`, ({ ctx, params, body, request, set }) => create(ctx, request, body, set, { asset: "ast" }, async ({ ids, resumed }) => {
       const row = requireSession(ctx, params.session_id);
       // An upload's CDN URL (or one of our file URLs) names a stored file: the asset is that file.
-      const fileId = uploadedFileOf(ctx, request, body.url);
+      const file = uploadedFileOf(ctx, request, body.url);
+      const fileId = file?.id ?? null;
+      // Doc: "422 Invalid field value (e.g., unsupported kind)": a PNG is not a video.
+      if (file && kindOfType(file.content_type) !== body.kind) {
+        throw new ValidationError(`The file at this url is ${file.content_type}, not ${body.kind === "audio" ? "audio" : `a ${body.kind}`}`, { param: "kind" });
+      }
       let label = resumed ? (await registeredAsset(ctx, row.id, ids.asset!))?.asset_label : undefined;
       if (!label) {
+        if (file) await claimForSession(ctx, { set, request }, file, row);
         const r = await ctx.repos.sessions.handle(row.id, {
           type: "RegisterAsset", asset_id: ids.asset!, url: fileId ? null : body.url, file_id: fileId, kind: body.kind,
           source_tool: body.source_tool ?? "upload", prompt: body.prompt ?? null, model: null, job_id: null,
@@ -122,10 +137,15 @@ export const muapiRoutes = (deps: MuapiDeps) => {
         label = (r.appended[0] as Extract<SessionEvent, { type: "AssetRegistered" }>).data.asset_label;
         await afterWrite(ctx, { set, request }, r.position);
       }
-      return { status: 200, body: { asset_label: label, kind: body.kind, url: body.url, source_tool: body.source_tool ?? "upload" } };
+      // A file's URL is one that serves it (as GET /assets gives, signed for SIGNED_URL_TTL_S); any other is kept as given.
+      const url = fileId ? fileDownloadUrl(ctx, request, fileId) : body.url;
+      return { status: 200, body: { asset_label: label, kind: body.kind, url, source_tool: body.source_tool ?? "upload" } };
     }), {
       params: SessionParam, body: AssetBody,
-      detail: { summary: "Register an asset; its label asset_N is numbered atomically per session", description: "https://cdn.muapi.ai/<fields.key> of an upload registers the stored file. Idempotency-Key honoured." },
+      detail: {
+        summary: "Register an asset; its label asset_N is numbered atomically per session",
+        description: "https://cdn.muapi.ai/<fields.key> of an upload registers the stored file, which becomes the session's (deleted with it; 400 when another session holds it); its kind must match the file's type (422). The answer's url serves the file for SIGNED_URL_TTL_S; GET /assets signs a fresh one. Idempotency-Key honoured.",
+      },
     })
     .get(`${AGENT}/sessions/:session_id/messages`, ({ ctx, params, request }) => {
       requireSession(ctx, params.session_id);
@@ -135,14 +155,14 @@ export const muapiRoutes = (deps: MuapiDeps) => {
     }, { params: SessionParam, detail: { summary: "The session's whole chat history, oldest first" } })
     .patch(`${AGENT}/sessions/:session_id/messages`, async ({ ctx, params, body, request, set }) => {
       const row = requireSession(ctx, params.session_id);
-      // The history is already durable (every message and step is an event): the client's copy is
-      // recorded beside it for auditors, and overwrites nothing.
-      const r = await ctx.repos.sessions.handle(row.id, { type: "SaveClientHistory", messages: body.messages }, metaOf(ctx, request, row.user_id));
+      // The history is already durable (every message and step is an event): what the client saved is
+      // recorded beside it for auditors (its count and digest, not a second copy), and overwrites nothing.
+      const r = await ctx.repos.sessions.handle(row.id, { type: "SaveClientHistory", ...clientHistoryDigest(body.messages) }, metaOf(ctx, request, row.user_id));
       await afterWrite(ctx, { set, request }, r.position);
       return { status: "saved" as const, count: body.messages.length };
     }, {
       params: SessionParam, body: HistoryBody,
-      detail: { summary: "Save the client's copy of the history", description: "Recorded as an event (history.client_saved); GET /messages keeps answering the session's own history." },
+      detail: { summary: "Save the client's copy of the history", description: "Recorded as an event (history.client_saved: {count, sha256, bytes} of the messages' canonical JSON); GET /messages keeps answering the session's own history." },
     })
     .post(`${AGENT}/sessions/:session_id/chat`, async ({ ctx, params, body, request, set }) => {
       const row = requireSession(ctx, params.session_id);
@@ -151,6 +171,7 @@ export const muapiRoutes = (deps: MuapiDeps) => {
         // goes to the model as the turn's context.
         const accepted = await acceptMessage(ctx, request, row, {
           content: body.message, attachments: [], model: null, context: body.canvas_state ? { canvas_state: body.canvas_state } : null, multitask: "enqueue",
+          ...snapshotRecord(body.messages_snapshot),
         }, { message_id: ids.message_id!, job_id: ids.job_id! }, resumed);
         await afterWrite(ctx, { set, request }, accepted.position);
         return { status: 200, body: { job_id: accepted.job_id, status: "pending" as const } };
@@ -161,9 +182,12 @@ export const muapiRoutes = (deps: MuapiDeps) => {
     })
     .post(`${AGENT}/sessions/:session_id/run-skill`, async ({ ctx, params, body, request, set }) => {
       const row = requireSession(ctx, params.session_id);
+      // Doc: "404 Session, job, asset, or skill not found": a name no skill could have is one of them.
+      if (!isSkillName(body.skill_name)) throw new NotFoundError("Skill not found", { param: "skill_name" }, "skill_not_found");
       return create(ctx, request, body, set, { message_id: "msg", job_id: "job" }, async ({ ids, resumed }) => {
         const accepted = await acceptMessage(ctx, request, row, {
           content: "", attachments: [], model: null, context: null, multitask: "enqueue", skill: { name: body.skill_name, inputs: body.inputs ?? {}, shipped },
+          ...snapshotRecord(body.messages_snapshot),
         }, { message_id: ids.message_id!, job_id: ids.job_id! }, resumed);
         await afterWrite(ctx, { set, request }, accepted.position);
         return { status: 200, body: { job_id: accepted.job_id, status: "pending" as const } };

@@ -14,8 +14,10 @@ import { newResourceId } from "../../core/ids.ts";
 import { requireServing } from "../../projections/runner.ts";
 import { boundaryOf, multipartParts } from "../../http/multipart.ts";
 import { clientRequestId, streamedBody, type StreamedBodyRoute } from "../../http/requestGuard.ts";
-import { afterWrite, metaOf, type ResponseSet } from "../../http/routes/v1/common.ts";
+import { afterWrite, metaOf, type HttpExchange, type ResponseSet } from "../../http/routes/v1/common.ts";
 import { requireFile } from "../../http/routes/v1/files/index.ts";
+import { getFile, type FileRow } from "../../../projections/files/index.ts";
+import type { SessionRow } from "../../../projections/sessions/index.ts";
 import { MUAPI_CDN, MUAPI_UPLOAD_PATH, uploadKey } from "./wire.ts";
 
 /** Where our URLs point: PUBLIC_BASE_URL, or the origin the request came to. */
@@ -125,7 +127,7 @@ export async function receiveUpload(base: AppContext, request: Request, set: Res
  * upload's CDN URL), or our own `<base>/downloads/<file_id>` or `<base>/v1/files/<file_id>`. 404 when
  * the caller's app has no such file, 422 when its bytes have not arrived; null for any other URL.
  */
-export function uploadedFileOf(ctx: AppContext, request: Request, url: string): string | null {
+export function uploadedFileOf(ctx: AppContext, request: Request, url: string): FileRow | null {
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -139,11 +141,28 @@ export function uploadedFileOf(ctx: AppContext, request: Request, url: string): 
   if (!fileId) return null;
   const row = requireFile(ctx, fileId);
   if (row.status !== "uploaded") throw new ValidationError("The file at this url has not been uploaded yet", { param: "url" });
-  return fileId;
+  return row;
 }
 
-/** A file asset's URL: a signed download URL (SIGNED_URL_TTL_S), made when it is read. */
-export function fileDownloadUrl(ctx: AppContext, request: Request, fileId: string): string {
+/**
+ * An upload registered as an asset becomes the session's file (the first registration decides), so
+ * deleting the session removes it and its URLs stop serving, as the doc's delete says of "all its
+ * associated assets". Registering it again in the same session changes nothing; in another session it
+ * is refused (409 `file_in_another_session`): one file, one owner, or one session's delete would take
+ * another's asset with it.
+ */
+export async function claimForSession(ctx: AppContext, http: HttpExchange, file: FileRow, session: SessionRow): Promise<void> {
+  const r = await ctx.repos.files.handle(file.id, { type: "AssignToSession", session_id: session.id, agent_id: session.agent_id }, metaOf(ctx, http.request, session.user_id));
+  if (r.position !== null) await afterWrite(ctx, http, r.position);
+}
+
+/**
+ * A file asset's URL: a signed download URL, valid SIGNED_URL_TTL_S from now (each read of the asset
+ * signs a fresh one), or null when the file is gone (removed through /v1, or its session's delete):
+ * never a URL that would only 404.
+ */
+export function fileDownloadUrl(ctx: AppContext, request: Request, fileId: string): string | null {
   const files = filesOf(ctx);
+  if (getFile(ctx.db, ctx.appId, fileId)?.status !== "uploaded") return null;
   return files.urls.url(baseOf(ctx, request), "download", fileId, files.settings.signedUrlTtlS).url;
 }

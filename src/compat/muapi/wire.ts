@@ -55,11 +55,19 @@ export const ChatBody = t.Object({
   canvas_state: t.Optional(t.Record(t.String(), t.Unknown())),
 });
 export const RunSkillBody = t.Object({
-  skill_name: t.String({ pattern: SKILL_NAME_PATTERN, description: "Exact slug name of the skill (see GET /agent-skills)" }),
+  // Any string: a name that is no skill's, slug or not, is the doc's 404 "skill not found" (isSkillName).
+  skill_name: t.String({ description: "Exact slug name of the skill (see GET /agent-skills)" }),
   inputs: t.Optional(t.Record(t.String(), t.Union([t.String({ maxLength: 10_000 }), t.Number(), t.Boolean()]))),
   model: t.Optional(PlannerModel),
   messages_snapshot: t.Optional(t.Array(SnapshotMessage, { maxItems: 10_000 })),
 });
+
+const SKILL_NAME = new RegExp(SKILL_NAME_PATTERN);
+/** Whether `name` could name a skill at all (its slug form); one that cannot is simply not found. */
+export const isSkillName = (name: string): boolean => SKILL_NAME.test(name);
+
+/** A skill run's user message as the history and the job list show it (the run itself sends no text). */
+export const skillRunText = (skill: string): string => `Run skill ${skill}`;
 
 export function sessionView(row: SessionRow) {
   return {
@@ -100,7 +108,7 @@ export function jobSummary(row: JobRow) {
   const input = json<{ content?: string; skill?: { name?: string } }>(row.input);
   return {
     id: row.id, status: jobStatus(row.status),
-    user_message: input?.content || (input?.skill?.name ? `Run skill ${input.skill.name}` : ""),
+    user_message: input?.content || (input?.skill?.name ? skillRunText(input.skill.name) : ""),
     error: jobError(row.status, json<{ message?: string }>(row.error)),
     created_at: iso(row.created_at)!, completed_at: iso(row.completed_at),
   };
@@ -184,7 +192,7 @@ export function messagesView(
         return { asset_label: a.asset_label ?? null, url: a.url ?? asset?.url ?? null, kind: asset?.kind ?? kindOfType(a.content_type) };
       });
       const skill = skillOf(m.job_id);
-      return { role: "user" as const, content: m.content, attachments, timestamp, ...(skill ? { skill_name: skill } : {}) };
+      return { role: "user" as const, content: m.content || (skill ? skillRunText(skill) : ""), attachments, timestamp, ...(skill ? { skill_name: skill } : {}) };
     }
     const events = (json<ToolCallSummary[]>(m.tool_calls) ?? []).flatMap((c) => {
       const label = (c.result as { asset_label?: unknown } | null)?.asset_label;
@@ -201,7 +209,8 @@ export function messagesView(
   });
 }
 
-const kindOfType = (type: string | undefined): string => {
+/** The doc's asset kind of a content type: image, video or audio by its major type, else "file" (none of the doc's). */
+export const kindOfType = (type: string | undefined): string => {
   const major = type?.split("/")[0];
   return major === "image" || major === "video" || major === "audio" ? major : "file";
 };
@@ -224,11 +233,14 @@ export function muapiStatus(status: number, body: ErrorBody): number {
   return status;
 }
 
+/** The doc's own words for what was not found (`{"detail": "Session not found"}`). */
+const DOC_DETAILS: Record<string, string> = { session_not_found: "Session not found", job_not_found: "Job not found", skill_not_found: "Skill not found" };
+
 /** FastAPI's `{"detail": "…"}`, as the doc shows; beside it our code, the parameter and the request id, for tracing. */
 export function muapiErrorBody(body: ErrorBody) {
   const e = body.error;
   const param = paramOf(body);
-  const detail = e.code === "session_not_found" ? "Session not found" : e.code === "job_not_found" ? "Job not found" : e.message;
+  const detail = DOC_DETAILS[e.code] ?? e.message;
   return { detail, code: e.code, ...(param ? { param } : {}), ...(e.request_id ? { request_id: e.request_id } : {}) };
 }
 

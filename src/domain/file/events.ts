@@ -30,6 +30,11 @@ export const FILE_EVENTS = {
     /** The message whose inline attachment it was, or the job whose tool made it. */
     message_id: Nullable(Type.String()), job_id: Nullable(Type.String()),
   }) },
+  /**
+   * A file no session held became a session's (MUAPI registers an upload as one of its session's
+   * assets): it is now removed with that session, as the session's own files are.
+   */
+  FileAssignedToSession: { version: 1, schema: Type.Object({ file_id: Type.String(), session_id: Type.String(), agent_id: Nullable(Type.String()) }) },
   /** `sha256` is null for a signed upload removed before its bytes arrived. */
   FileRemoved: { version: 1, schema: Type.Object({ file_id: Type.String(), sha256: Nullable(Sha256) }) },
 };

@@ -30,6 +30,8 @@ export type FileCommand =
     } & Owner)
   /** The bytes of a signed upload arrived: recorded as the authorization said. */
   | { type: "CompleteSignedUpload"; sha256: string; size: number; now: number }
+  /** An uploaded file no session holds becomes `session_id`'s (removed with it); again for the same session, nothing. */
+  | { type: "AssignToSession"; session_id: string; agent_id: string | null }
   | { type: "RemoveFile" };
 
 export interface FileState {
@@ -73,6 +75,8 @@ export const fileDecider: Decider<FileCommand, FileEvent, FileState> = {
           contentType: d.content_type, size: d.size, sha256: d.sha256, role: d.role, source: d.source, messageId: d.message_id, jobId: d.job_id,
         };
       }
+      case "FileAssignedToSession":
+        return { ...state, sessionId: event.data.session_id, agentId: event.data.agent_id };
       case "FileRemoved":
         return { ...state, status: "removed" };
       default:
@@ -107,6 +111,12 @@ export const fileDecider: Decider<FileCommand, FileEvent, FileState> = {
           content_type: state.contentType, size: command.size, sha256: command.sha256, role: "attachment", source: "signed_url",
           message_id: null, job_id: null,
         } }];
+      case "AssignToSession":
+        if (state.status !== "uploaded") throw new NotFoundError("File not found", { param: "file_id" }, "file_not_found");
+        if (state.sessionId === command.session_id) return [];
+        // One owner: a file another session holds goes when that session does.
+        if (state.sessionId !== null) throw new ConflictError("file_in_another_session", "This file belongs to another session; upload it again for this one");
+        return [{ type: "FileAssignedToSession", data: { file_id: state.fileId!, session_id: command.session_id, agent_id: command.agent_id } }];
       case "RemoveFile":
         // A pending signed upload may be removed too: its URL then stops working.
         if (state.status !== "uploaded" && state.status !== "authorized") throw new NotFoundError("File not found", { param: "file_id" }, "file_not_found");

@@ -4,6 +4,7 @@ import { eventCodec, type EventsOf } from "../../core/eventContract.ts";
 import { AttachmentSchema, ErrorSchema, JsonObject, Nullable } from "../shared/schemas.ts";
 import { SkillRunSchema } from "../skill/events.ts";
 import { CitationSchema } from "../shared/citations.ts";
+import { clientHistoryDigest } from "./clientHistory.ts";
 
 const AssetKindSchema = Type.Union([Type.Literal("image"), Type.Literal("video"), Type.Literal("audio"), Type.Literal("file")]);
 
@@ -69,11 +70,21 @@ export const SESSION_EVENTS = {
     summary: Type.String(), through_message_id: Type.String(), turns: Type.Integer({ minimum: 1 }), job_id: Type.String(),
   }) },
   /**
-   * A client's own copy of the conversation (MUAPI's `PATCH /sessions/{id}/messages`), kept as sent,
-   * beside the history the session's events already are: it changes nothing the API reads, and
-   * auditors see what the client held at that point.
+   * A client saved its own copy of the conversation (MUAPI's `PATCH /sessions/{id}/messages`), beside
+   * the history the session's events already are: it changes nothing the API reads. Auditors see how
+   * many messages the client held and the digest of what it sent (src/domain/session/clientHistory.ts).
+   * v2 keeps the digest, not the copy: v1 stored the messages whole, which grew the stream with every
+   * save and failed past one write's cap.
    */
-  ClientHistorySaved: { version: 1, schema: Type.Object({ messages: Type.Array(Type.Unknown()), count: Type.Integer({ minimum: 0 }) }) },
+  ClientHistorySaved: {
+    version: 2,
+    schema: Type.Object({
+      count: Type.Integer({ minimum: 0 }),
+      sha256: Type.String({ pattern: "^[0-9a-f]{64}$", description: "SHA-256 (hex) of the messages' canonical JSON" }),
+      bytes: Type.Integer({ minimum: 0, description: "UTF-8 bytes of that JSON" }),
+    }),
+    upcast: { 1: (data: { messages: unknown[] }) => clientHistoryDigest(data.messages) },
+  },
 };
 
 export type SessionEvent = EventsOf<typeof SESSION_EVENTS>;

@@ -10,6 +10,7 @@ import { unreachable, type Decider } from "../../core/decider.ts";
 import type { SessionEvent } from "./events.ts";
 import type { SkillRun } from "../skill/skill.ts";
 import type { Citation } from "../shared/citations.ts";
+import type { ClientHistoryDigest } from "./clientHistory.ts";
 
 export type { SessionEvent };
 
@@ -55,7 +56,7 @@ export type SessionCommand =
   /** A URL or (`file_id`) a file of the app: exactly one of the two. */
   | { type: "RegisterAsset"; asset_id: string; url: string | null; file_id?: string | null; kind: AssetKind; source_tool: string; prompt: string | null; model: string | null; job_id: string | null }
   | { type: "SummarizeHistory"; summary: string; through_message_id: string; turns: number; job_id: string }
-  | { type: "SaveClientHistory"; messages: unknown[] };
+  | ({ type: "SaveClientHistory" } & ClientHistoryDigest);
 
 export interface SessionState {
   status: "none" | "active" | "deleted";
@@ -162,7 +163,7 @@ export const sessionDecider: Decider<SessionCommand, SessionEvent, SessionState>
         } }];
       case "SaveClientHistory":
         requireActive(state);
-        return [{ type: "ClientHistorySaved", data: { messages: command.messages, count: command.messages.length } }];
+        return [{ type: "ClientHistorySaved", data: { count: command.count, sha256: command.sha256, bytes: command.bytes } }];
       default:
         return unreachable(command);
     }
