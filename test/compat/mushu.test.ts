@@ -8,7 +8,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { startTestServer, type TestServer } from "../support/server.ts";
 import { api } from "../support/api.ts";
 import { startOpenAiWireServer, type WireServer } from "../support/llmWireServers.ts";
-import { DEFAULT_APP_ID } from "../../src/domain/streams.ts";
+import { credentialsStream, DEFAULT_APP_ID, userCredentialsId } from "../../src/domain/streams.ts";
 
 const ROOT = "root-token-mushu-0123456789abcdef";
 let server: TestServer;
@@ -293,7 +293,7 @@ test("Errors come in the doc's {\"detail\": {\"error\": …}} envelope; rate-lim
   // (HTTPValidationError): 422 with detail a list of {loc, msg, type}, naming the field.
   const missing = await call("POST", "/conversations", { workflow: "meal-plan" });
   expect(missing.status).toBe(422);
-  expect(missing.body.detail[0].loc).toEqual(["body", "user_id"]);
+  expect(missing.body.detail.map((d: any) => d.loc)).toEqual([["body", "user_id"]]);
   expect(typeof missing.body.detail[0].msg).toBe("string");
   const notJson = await call("POST", "/runs", "{not json");
   expect(notJson.status).toBe(422);
@@ -390,7 +390,13 @@ test("Management plane: agents config, LLM provider and per-workflow prompts dri
 
 test("Workflows: the doc's built-in ones start on first use; an unknown one is refused, never a new agent", async () => {
   const v1 = api(server.url, server.apiKey);
-  const agentsBefore = (await v1.get("/v1/agents?limit=100")).body.data.length;
+  /** The app's agent count (one page holds them all: the test asserts it does). */
+  const agentCount = async () => {
+    const page = (await v1.get("/v1/agents?limit=100")).body;
+    expect(page.has_more).toBe(false);
+    return page.data.length as number;
+  };
+  const agentsBefore = await agentCount();
   // Doc: "food-log … meal-plan" are the workflows; a name of the client's own is not one of them.
   for (const [path, body] of [["/runs", { user_id: "usr-wf", workflow: "made-up", media_url: "https://x.test/a.jpg" }], ["/conversations", { user_id: "usr-wf", workflow: "made-up" }]] as const) {
     const r = await call("POST", path, body);
@@ -401,7 +407,7 @@ test("Workflows: the doc's built-in ones start on first use; an unknown one is r
   const token = (await v1.post("/v1/end-user-tokens", { user_id: "usr-wf" })).body.token as string;
   const byUser = await call("POST", "/conversations", { user_id: "usr-wf", workflow: "another-made-up" }, null, { Authorization: `Bearer ${token}` });
   expect(byUser.status).toBe(422);
-  expect((await v1.get("/v1/agents?limit=100")).body.data.length).toBe(agentsBefore);
+  expect(await agentCount()).toBe(agentsBefore);
 
   // A workflow's agent deleted through /v1 comes back, fresh, at the next use of the workflow.
   const first = await createConversation("usr-wf");
@@ -543,6 +549,45 @@ test("Tenancy: another app's key and another user's token reach nothing of these
   const write = await call("POST", `/conversations/${convId}/messages`, { content: "x" }, readOnly);
   expect(write.status).toBe(403);
   expect(typeof write.body.detail.error).toBe("string");
+});
+
+test("BYOS connect: a session id cannot be forged from another sealed value, and dies with its app or key", async () => {
+  const root = api(server.url, "");
+  const bearer = { authorization: `Bearer ${ROOT}` };
+  // A user's own credential is sealed text the user chose; its sealed form is readable through the audit log.
+  const verifier = "chosen-verifier-0123456789abcdef0123456789";
+  const chosen = JSON.stringify({ app: DEFAULT_APP_ID, key_id: null, user_id: "usr-victim", state: "s1", verifier, expires_at: 9e15 });
+  expect((await api(server.url, server.apiKey).put("/v1/users/usr-mallory/credentials/openai", { access_token: chosen })).status).toBe(200);
+  const auditor = (await root.post(`/v1/apps/${DEFAULT_APP_ID}/keys`, { name: "auditor", scopes: ["audit:read"] }, bearer)).body.key as string;
+  const audit = await fetch(`${server.url}/v1/audit/streams/${encodeURIComponent(credentialsStream(userCredentialsId(DEFAULT_APP_ID, "usr-mallory")))}`, { headers: { authorization: `Bearer ${auditor}` } });
+  const sealed = /"secret":"(sb1:[^"]+)"/.exec(await audit.text())?.[1];
+  expect(sealed).toBeDefined();
+  const challenge = new Bun.CryptoHasher("sha256").update(verifier).digest("base64url");
+  const signIn = await fetch(`${oauth.url}/oauth/authorize?response_type=code&code_challenge_method=S256&client_id=app_test_client&redirect_uri=${encodeURIComponent("http://localhost:1455/auth/callback")}&state=s1&code_challenge=${challenge}`, { redirect: "manual" });
+  for (const sessionId of [sealed!, `${Buffer.from(DEFAULT_APP_ID).toString("base64url")}.${sealed}`]) {
+    const forged = await call("POST", "/chatgpt/callback", { session_id: sessionId, url: signIn.headers.get("location") }, null);
+    expect(forged.status).toBe(400);
+    expect(forged.body.detail.error).toBe("invalid_session");
+  }
+  expect((await call("GET", "/chatgpt/status?user_id=usr-victim")).body.connected).toBe(false);
+
+  // A flow started through a key that is then revoked, or in an app then suspended, does not complete.
+  const app = (await root.post("/v1/apps", { name: "Soon suspended" }, bearer)).body;
+  const keyOf = async () => (await root.post(`/v1/apps/${app.id}/keys`, { name: "k" }, bearer)).body;
+  const start = async (key: string, user: string) => {
+    const started = (await call("POST", "/chatgpt/connect", { user_id: user }, key)).body;
+    return { session_id: started.session_id, url: (await fetch(started.auth_url, { redirect: "manual" })).headers.get("location") };
+  };
+  const revokedKey = await keyOf();
+  const viaRevoked = await start(revokedKey.key, "usr-a");
+  expect((await root.post(`/v1/apps/${app.id}/keys/${revokedKey.id}/revoke`, undefined, bearer)).status).toBeLessThan(300);
+  expect((await call("POST", "/chatgpt/callback", viaRevoked, null)).body.detail?.error).toBe("invalid_session");
+  const liveKey = await keyOf();
+  const beforeSuspension = await start(liveKey.key, "usr-b");
+  expect((await root.patch(`/v1/apps/${app.id}`, { status: "suspended" }, bearer)).status).toBe(200);
+  expect((await call("POST", "/chatgpt/callback", beforeSuspension, null)).body.detail?.error).toBe("invalid_session");
+  expect((await root.patch(`/v1/apps/${app.id}`, { status: "active" }, bearer)).status).toBe(200);
+  expect((await call("POST", "/chatgpt/callback", await start(liveKey.key, "usr-c"), null)).body).toMatchObject({ connected: true, user_id: "usr-c" });
 });
 
 test("OpenAPI: the surface is documented under its own tag", async () => {

@@ -3,8 +3,10 @@
  * authorization-code flow with PKCE (RFC 7636), the way OpenAI's own clients do.
  *
  * 1. `POST /chatgpt/connect` answers the authorize URL and a `session_id`. Nothing is stored: the
- *    session id carries the pending flow (user, `state`, PKCE verifier, expiry) sealed by the app's
- *    secret box, so only this server can open it, only for that app, and a forged or altered one fails.
+ *    session id carries the pending flow (app, user, the key that asked, `state`, PKCE verifier,
+ *    expiry) sealed by the secret box under an owner of its own, CONNECT_OWNER. So only this server
+ *    can open it, an altered one fails, and no other sealed value opens as one: an app's sealed
+ *    secrets (whose text a user may choose, e.g. a credential) are sealed for the app, not this owner.
  * 2. The app opens the URL in a web view; the authorization server redirects to the redirect URI
  *    (`http://localhost:1455/auth/callback` for OpenAI's public client), which the app intercepts.
  * 3. `POST /chatgpt/callback` (no key: the sealed session id is the credential) takes the intercepted
@@ -12,7 +14,8 @@
  *    user's OpenAI credential, exactly as `PUT /v1/users/{user_id}/credentials/openai` would. From then
  *    on `GET /chatgpt/status` says connected, and agents billed to their end users run on it.
  *
- * The code is single-use at the authorization server, so replaying a callback gets nothing.
+ * The code is single-use at the authorization server, so replaying a callback gets nothing. The
+ * callback completes only while the app is active and the key that started the flow still works.
  */
 import { createHash, randomBytes } from "node:crypto";
 import type { AppContext } from "../../app/context.ts";
@@ -45,7 +48,14 @@ export const OPENAI_CHATGPT_CLIENT: ChatGptOAuthClient = {
 /** How long a started connect can be completed: a sign-in, not a standing grant. */
 export const CONNECT_TTL_MS = 10 * 60_000;
 
+/** The secret box's owner for pending connect flows: not an app, so nothing an app seals opens as one. */
+export const CONNECT_OWNER = "_chatgpt_connect";
+
 interface PendingConnect {
+  /** The data partition (an app's live or test data) the credential goes to. */
+  app: string;
+  /** The API key that started the flow (an end-user token's minting key): the flow dies with it. */
+  key_id: string | null;
   user_id: string;
   state: string;
   verifier: string;
@@ -63,9 +73,11 @@ class TokenEndpointUnavailable extends AppError {
 }
 
 /** Step 1: the authorize URL to open, and the session id that completes it. */
-export async function startConnect(ctx: AppContext, client: ChatGptOAuthClient, userId: string, now = Date.now()) {
-  const pending: PendingConnect = { user_id: userId, state: b64url(randomBytes(16)), verifier: b64url(randomBytes(32)), expires_at: now + CONNECT_TTL_MS };
-  const sealed = await ctx.secrets.seal(ctx.appId, JSON.stringify(pending));
+export async function startConnect(ctx: AppContext, client: ChatGptOAuthClient, userId: string, keyId: string | null, now = Date.now()) {
+  const pending: PendingConnect = {
+    app: ctx.appId, key_id: keyId, user_id: userId, state: b64url(randomBytes(16)), verifier: b64url(randomBytes(32)), expires_at: now + CONNECT_TTL_MS,
+  };
+  const sealed = await ctx.secrets.seal(CONNECT_OWNER, JSON.stringify(pending));
   const authUrl = new URL(client.authorize_url);
   for (const [name, value] of Object.entries({
     response_type: "code", client_id: client.client_id, redirect_uri: client.redirect_uri, scope: client.scope,
@@ -73,8 +85,7 @@ export async function startConnect(ctx: AppContext, client: ChatGptOAuthClient, 
   })) authUrl.searchParams.set(name, value);
   return {
     auth_url: authUrl.href,
-    // The data partition travels in the clear (the callback has no key to name it); the rest is sealed to it.
-    session_id: `${b64url(Buffer.from(ctx.appId))}.${sealed}`,
+    session_id: sealed,
     user_id: userId,
     expires_at: new Date(pending.expires_at).toISOString(),
   };
@@ -82,20 +93,30 @@ export async function startConnect(ctx: AppContext, client: ChatGptOAuthClient, 
 
 const invalidSession = () => new ValidationError("The session_id is not one this server issued, or it has expired: start the connect flow again", { param: "session_id" }, "invalid_session");
 
-/** Opens a session id: its data partition and pending flow, or 400 `invalid_session`. */
-async function openSession(base: AppContext, sessionId: string, now: number): Promise<{ dataApp: string; pending: PendingConnect }> {
-  const dot = sessionId.indexOf(".");
-  if (dot <= 0) throw invalidSession();
-  const dataApp = Buffer.from(sessionId.slice(0, dot), "base64url").toString("utf8");
-  if (!/^[A-Za-z0-9_.-]{1,200}$/.test(dataApp)) throw invalidSession();
+/** Opens a session id: its pending flow, or 400 `invalid_session`. */
+async function openSession(base: AppContext, sessionId: string, now: number): Promise<PendingConnect> {
   let pending: PendingConnect;
   try {
-    pending = JSON.parse(await base.secrets.open(dataApp, sessionId.slice(dot + 1))) as PendingConnect;
+    pending = JSON.parse(await base.secrets.open(CONNECT_OWNER, sessionId)) as PendingConnect;
   } catch {
     throw invalidSession();
   }
-  if (typeof pending?.user_id !== "string" || typeof pending.state !== "string" || typeof pending.verifier !== "string" || !(pending.expires_at > now)) throw invalidSession();
-  return { dataApp, pending };
+  const shaped = typeof pending?.app === "string" && typeof pending.user_id === "string" && typeof pending.state === "string"
+    && typeof pending.verifier === "string" && (pending.key_id === null || typeof pending.key_id === "string");
+  if (!shaped || !(pending.expires_at > now)) throw invalidSession();
+  return pending;
+}
+
+/**
+ * The flow completes only for an active app, through a key that still works: a suspended or deleted
+ * app, or a revoked or expired key, ends its pending connects (400 `invalid_session`, as an expired one).
+ */
+async function requireStillAllowed(ctx: AppContext, pending: PendingConnect, now: number): Promise<void> {
+  const { state } = await ctx.repos.apps.peek(baseAppId(pending.app));
+  if (state.status !== "active") throw invalidSession();
+  if (pending.key_id === null) return;
+  const key = state.keys.find((k) => k.key_id === pending.key_id);
+  if (!key || key.revoked || (key.refused_after !== null && key.refused_after <= now)) throw invalidSession();
 }
 
 /** The authorization server's answer, as the intercepted redirect URL carries it. */
@@ -125,8 +146,10 @@ function codeOf(callbackUrl: string, state: string): string {
 export async function completeConnect(
   base: AppContext, client: ChatGptOAuthClient, body: { session_id: string; url: string }, requestId?: string, now = Date.now(),
 ) {
-  const { dataApp, pending } = await openSession(base, body.session_id, now);
+  const pending = await openSession(base, body.session_id, now);
+  const dataApp = pending.app;
   const ctx: AppContext = { ...base, appId: dataApp, allowedAgents: null, actingUser: pending.user_id };
+  await requireStillAllowed(ctx, pending, now);
   const code = codeOf(body.url, pending.state);
   let tokens;
   try {
@@ -138,7 +161,9 @@ export async function completeConnect(
   } catch (err) {
     if (!(err instanceof RefreshError)) throw err;
     if (err.refused) throw new ValidationError("The authorization code was refused (used, expired or not this sign-in's): start the connect flow again", { param: "url" }, "code_refused");
-    throw new TokenEndpointUnavailable(`The sign-in could not be completed: ${err.message}`);
+    // The reason (an address, a DNS answer) is the operator's to read, not an unauthenticated caller's.
+    base.logger.warn("chatgpt connect: token endpoint unavailable", { reason: err.message });
+    throw new TokenEndpointUnavailable("The sign-in could not be completed: the token endpoint could not be reached; try again");
   }
   const credential: NewCredential = {
     kind: "oauth",

@@ -27,6 +27,7 @@ import { ensureWorkflowAgent } from "./workflows.ts";
 import { CallbackBody, ConnectBody, ConversationBody, conversationSummary, conversationView, MessageBody, MUSHU_PREFIX, MUSHU_PUBLIC_PATHS, pollView, RunBody, runView } from "./wire.ts";
 import { completeConnect, OPENAI_CHATGPT_CLIENT, startConnect, type ChatGptOAuthClient } from "./chatgptConnect.ts";
 import { requestIdOf } from "../../http/requestGuard.ts";
+import { principalOf } from "../../http/auth.ts";
 
 export interface MushuDeps extends CompatAccess {
   ctx: AppContext;
@@ -154,7 +155,8 @@ export const mushuRoutes = (deps: MushuDeps) =>
       await deleteSession(ctx, { set, request }, row);
       return { conv_id: row.id, deleted: true };
     }, { params: ConvParam, detail: { summary: "Delete a conversation", description: "As DELETE /v1/sessions/{id}: gone from reads; its events stay auditable." } })
-    .post("/chatgpt/connect", async ({ ctx, body }) => startConnect(ctx, deps.chatgpt ?? OPENAI_CHATGPT_CLIENT, endUser(ctx, body?.user_id)), {
+    .post("/chatgpt/connect", async ({ ctx, body, request }) =>
+      startConnect(ctx, deps.chatgpt ?? OPENAI_CHATGPT_CLIENT, endUser(ctx, body?.user_id), principalOf(request)?.keyId ?? null), {
       body: t.Optional(ConnectBody),
       detail: {
         summary: "Get OAuth authorize URL + session_id",

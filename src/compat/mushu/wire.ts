@@ -142,7 +142,8 @@ export function mushuEnvelope(status: number, body: ErrorBody): { status: number
   const location = e.code === "invalid_json" ? "body" : e.details?.location;
   if (status === 400 && typeof location === "string") {
     const listed = Array.isArray(e.details?.errors) ? (e.details.errors as Array<{ param: string; message: string }>) : [];
-    const items = listed.length ? listed : [{ param: param ?? location, message: e.message }];
+    // One entry per field, as FastAPI lists them (the validator may word one problem twice).
+    const items = (listed.length ? listed : [{ param: param ?? location, message: e.message }]).filter((i, n, all) => all.findIndex((j) => j.param === i.param) === n);
     const where = LOCATIONS[location] ?? location;
     return {
       status: 422,
