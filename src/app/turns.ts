@@ -247,17 +247,17 @@ async function loadJob(ctx: AppContext, jobId: string): Promise<JobState> {
 }
 
 /** Approves the plan a job is waiting on; the job is handed back to a worker to carry it out. */
-export async function approvePlan(ctx: AppContext, jobId: string, meta: Meta): Promise<bigint | null> {
+export async function approvePlan(ctx: AppContext, jobId: string, meta: Meta, planId?: string): Promise<bigint | null> {
   await loadJob(ctx, jobId);
-  const r = await ctx.repos.jobs.handle(jobId, { type: "ApprovePlan" }, meta);
+  const r = await ctx.repos.jobs.handle(jobId, { type: "ApprovePlan", ...(planId !== undefined ? { plan_id: planId } : {}) }, meta);
   dispatch(ctx, jobId);
   return r.position;
 }
 
 /** Rejects the plan: nothing of it runs and the job ends cancelled (the turn coordinator frees the session). */
-export async function rejectPlan(ctx: AppContext, jobId: string, reason: string | null, meta: Meta): Promise<bigint | null> {
+export async function rejectPlan(ctx: AppContext, jobId: string, reason: string | null, meta: Meta, planId?: string): Promise<bigint | null> {
   await loadJob(ctx, jobId);
-  const r = await ctx.repos.jobs.handle(jobId, { type: "RejectPlan", reason }, meta);
+  const r = await ctx.repos.jobs.handle(jobId, { type: "RejectPlan", reason, ...(planId !== undefined ? { plan_id: planId } : {}) }, meta);
   return r.position;
 }
 

@@ -570,7 +570,8 @@ describe("approvals (mcp_approval_request / mcp_approval_response)", () => {
 
   test("a sync create stops at the request; approving continues the same response to its end", async () => {
     const r = await client.responses.create({ model: "default", input: ASK });
-    expect(r.status).toBe("in_progress");
+    // As at OpenAI, a response ending with an approval request is completed: a poll loop stops there.
+    expect(r.status).toBe("completed");
     const request = r.output.find((o) => o.type === "mcp_approval_request") as any;
     expect(request).toMatchObject({ type: "mcp_approval_request", name: "register_asset", server_label: "agentry" });
     expect(JSON.parse(request.arguments).steps[0]).toMatchObject({ tool: "register_asset" });
@@ -595,18 +596,31 @@ describe("approvals (mcp_approval_request / mcp_approval_response)", () => {
     const first = await collect(await client.responses.create({ model: "default", input: ASK, stream: true }) as any);
     const added = first.filter((e) => e.type === "response.output_item.added").map((e: any) => e.item.type);
     expect(added).toContain("mcp_approval_request");
-    expect(first.at(-1)!.type).toBe("response.output_item.done");
-    const request = (first.at(-1) as any).item;
+    // The stream ends as OpenAI's does at an approval request: response.completed, its output ending with the request.
+    expect(first.at(-1)!.type).toBe("response.completed");
+    expect((first.at(-1) as any).response.output.at(-1).type).toBe("mcp_approval_request");
+    const request = (first.at(-1) as any).response.output.at(-1);
     const responseId = (first[0] as any).response.id as string;
-    const rest = await collect(await client.responses.create({
-      input: [{ type: "mcp_approval_response", approval_request_id: request.id, approve: true }] as any, previous_response_id: responseId, stream: true,
-    }) as any);
-    expect(rest[0]!.type).toBe("response.in_progress");
+    // A resume past its head while it waits ends at once, as for a finished response.
+    const parked = await collect(await client.responses.retrieve(responseId, { stream: true, starting_after: first.at(-1)!.sequence_number + 1000 }) as any);
+    expect(parked).toEqual([]);
+    // The SDK's stream helper takes the answer: created, in progress, then the rest, to its final response.
+    const answer = client.responses.stream({
+      input: [{ type: "mcp_approval_response", approval_request_id: request.id, approve: true }] as any, previous_response_id: responseId,
+    } as any);
+    const rest: any[] = [];
+    for await (const e of answer) rest.push(e);
+    const final = await answer.finalResponse();
+    expect(final.id).toBe(responseId);
+    expect(final.status).toBe("completed");
+    expect(final.output_text).toContain("register_asset");
+    expect(rest.slice(0, 2).map((e) => e.type)).toEqual(["response.created", "response.in_progress"]);
     expect(rest.at(-1)!.type).toBe("response.completed");
     expect(rest[0]!.sequence_number).toBeGreaterThan(first.at(-1)!.sequence_number);
-    // The two streams together are the whole response's stream, as a replay from the start gives it.
+    // The two streams together are the whole response's stream, as a replay from the start gives it
+    // (but the pause's completed event, sent only to a stream that stopped there).
     const replay = await collect(await client.responses.retrieve(responseId, { stream: true }) as any);
-    expect([...first, ...rest].map((e) => e.sequence_number)).toEqual(replay.map((e) => e.sequence_number));
+    expect([...first.slice(0, -1), ...rest].map((e) => e.sequence_number)).toEqual(replay.map((e) => e.sequence_number));
 
     const again = await client.responses.create({ model: "default", input: ASK });
     const ask = again.output.find((o) => o.type === "mcp_approval_request") as any;

@@ -72,6 +72,10 @@ describe("job decider", () => {
     expect(job([queued, startedJob, plan], { type: "ApprovePlan" })).toEqual([{ type: "PlanApproved", data: { plan_id: "p1" } }]);
     expect(() => job([queued, startedJob], { type: "ApprovePlan" })).toThrow(ConflictError);
     expect(() => job([queued, startedJob, plan, { type: "PlanApproved", data: { plan_id: "p1" } }], { type: "ApprovePlan" })).toThrow(ConflictError);
+    // A decision names the plan its decider saw: it does not apply to another plan proposed meanwhile.
+    expect(job([queued, startedJob, plan], { type: "ApprovePlan", plan_id: "p1" })).toEqual([{ type: "PlanApproved", data: { plan_id: "p1" } }]);
+    expect(() => job([queued, startedJob, plan], { type: "ApprovePlan", plan_id: "p0" })).toThrow(ConflictError);
+    expect(() => job([queued, startedJob, plan], { type: "RejectPlan", reason: null, plan_id: "p0" })).toThrow(ConflictError);
   });
 
   test("reject ends the job cancelled", () => {

@@ -1,6 +1,6 @@
 /** What a file's first bytes say it is: the signatures of the image types and PDF, unit by unit. */
 import { describe, expect, test } from "bun:test";
-import { contentMatches, isSniffed } from "../../src/domain/file/sniff.ts";
+import { contentMatches, isSniffed, sniffContentType } from "../../src/domain/file/sniff.ts";
 import { makePdf, PNG_1X1 } from "../support/pdf.ts";
 
 const bytes = (...parts: Array<string | number[]>) => Uint8Array.from(parts.flatMap((p) => (typeof p === "string" ? [...Buffer.from(p, "latin1")] : p)));
@@ -35,5 +35,23 @@ describe("content sniffing", () => {
       expect(isSniffed(type)).toBe(false);
       expect(contentMatches(type, bytes([0, 1, 2]))).toBe(true);
     }
+  });
+});
+
+describe("typing a file by its bytes alone", () => {
+  test("images and PDFs by their signature, text as text, anything else nothing", () => {
+    expect(sniffContentType(PNG_1X1)).toBe("image/png");
+    expect(sniffContentType(bytes([0xff, 0xd8, 0xff, 0xe0], "\0\x10JFIF"))).toBe("image/jpeg");
+    expect(sniffContentType(makePdf("hello"))).toBe("application/pdf");
+    expect(sniffContentType(bytes("Hallo Welt\nzweite Zeile\t."))).toBe("text/plain");
+    expect(sniffContentType(Buffer.from("Grüße, 日本語"))).toBe("text/plain");
+    expect(sniffContentType(bytes([0, 1, 2, 3, 255]))).toBeNull();
+    expect(sniffContentType(new Uint8Array())).toBeNull();
+  });
+
+  test("a note that mentions a signature is text, not the format it names", () => {
+    expect(sniffContentType(bytes("GIF89a is an image format from 1989"))).toBe("text/plain");
+    expect(sniffContentType(bytes("Notes: a PDF file begins with %PDF-1.7"))).toBe("text/plain");
+    expect(sniffContentType(bytes("RIFF....WEBP is a container"))).toBe("text/plain");
   });
 });

@@ -23,9 +23,13 @@ export const cursorOfSequence = (sequenceNumber: number): number => Math.floor(s
 
 export type ResponseStatus = "queued" | "in_progress" | "completed" | "failed" | "cancelled" | "incomplete";
 
-/** Our job status in Responses terms: a job waiting on a plan's approval is still in progress. */
+/**
+ * Our job status in Responses terms. A job waiting on a plan's approval reads `completed`, as an
+ * OpenAI response that ends with an `mcp_approval_request` does: a client's poll loop stops there and
+ * answers the request; the answer puts the response back in progress.
+ */
 export const RESPONSE_STATUS: Record<JobStatus, ResponseStatus> = {
-  pending: "queued", processing: "in_progress", awaiting_approval: "in_progress", completed: "completed", failed: "failed", cancelled: "cancelled",
+  pending: "queued", processing: "in_progress", awaiting_approval: "completed", completed: "completed", failed: "failed", cancelled: "cancelled",
 };
 
 /**
@@ -125,7 +129,7 @@ export function foldJobEvent(fold: JobFold, raw: RecordedEvent): JobFold {
     case "PlanProposed": {
       const tools = [...new Set(e.data.steps.map((step) => step.tool))];
       return {
-        ...fold, status: "awaiting_approval",
+        ...fold, status: "awaiting_approval", completedAt: occurredAt(raw),
         items: [...fold.items, {
           kind: "approval", plan_id: e.data.plan_id, name: tools.join(",") || "plan",
           arguments: JSON.stringify({ title: e.data.title, steps: e.data.steps.map((step) => ({ tool: step.tool, args: step.args })), total_credits: e.data.total_credits }),
@@ -133,7 +137,7 @@ export function foldJobEvent(fold: JobFold, raw: RecordedEvent): JobFold {
       };
     }
     case "PlanApproved":
-      return { ...fold, status: "processing" };
+      return { ...fold, status: "processing", completedAt: null };
     case "JobCompleted":
       return { ...fold, status: "completed", text: e.data.content, completedAt: occurredAt(raw), items: withMessage(fold.items) };
     case "JobFailed":
@@ -166,9 +170,9 @@ const approvalItem = (entry: Extract<OutputEntry, { kind: "approval" }>) => ({
   type: "mcp_approval_request" as const, id: approvalRequestId(entry.plan_id), name: entry.name, arguments: entry.arguments, server_label: "agentry",
 });
 
-/** The status of the message item: done with the response, cut short when it ended otherwise. */
+/** The status of the message item: done with the response (or at its approval request), cut short when it ended otherwise. */
 const itemStatusOf = (status: JobFold["status"]): ItemStatus =>
-  status === "completed" ? "completed" : status === "failed" || status === "cancelled" ? "incomplete" : "in_progress";
+  status === "completed" || status === "awaiting_approval" ? "completed" : status === "failed" || status === "cancelled" ? "incomplete" : "in_progress";
 
 /** The Responses `Response` object of a job (its fold). */
 export function responseView(fold: JobFold) {
@@ -247,7 +251,9 @@ export function streamEventsOf(raw: RecordedEvent, before: JobFold, after: JobFo
       break;
     }
     case "PlanApproved":
-      // The approved plan runs: the response is in progress again (a stream resumed after an approval starts here).
+      // The approved plan runs: the response is in progress again. A stream that answers an approval
+      // starts here, as OpenAI's answer is a response of its own: created (with the output so far), then in progress.
+      lifecycle("response.created");
       lifecycle("response.in_progress");
       break;
     case "JobCompleted": {
@@ -275,6 +281,15 @@ export function streamEventsOf(raw: RecordedEvent, before: JobFold, after: JobFo
   // More would take the next job event's numbers: a resume would then skip or repeat.
   if (events.length > SEQ_PER_EVENT) throw new Error(`${raw.type} gave ${events.length} stream events; at most ${SEQ_PER_EVENT} fit its numbers`);
   return events.map((e, i) => ({ ...e, sequence_number: base + i }));
+}
+
+/**
+ * The event a stream ends with when it reaches a plan still waiting for approval: `response.completed`
+ * (the response as it stands, ending with its `mcp_approval_request`), numbered in the plan event's
+ * group after its item events. Sent only by a stream that stops there; a replay after the decision goes on.
+ */
+export function pauseEvent(raw: RecordedEvent, fold: JobFold): StreamEvent {
+  return { type: "response.completed", response: responseView(fold), sequence_number: (Number(raw.revision) + 1) * SEQ_PER_EVENT + 2 };
 }
 
 /** Job events after which a response stream closes. */

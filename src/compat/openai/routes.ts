@@ -13,7 +13,7 @@ import { callerContext, metaOf, stillAuthorized, type V1Deps } from "../../http/
 import { deleteSession, requireSession, waitForEnd } from "../../http/routes/v1/sessions/service.ts";
 import { translatedSse } from "../shared/translatedStream.ts";
 import { OPENAI_PREFIX } from "./errors.ts";
-import { cursorOfSequence, emptyFold, foldJobEvent, RESPONSE_ENDS, SEQ_PER_EVENT, streamEventsOf, type JobFold } from "./responses.ts";
+import { cursorOfSequence, emptyFold, foldJobEvent, pauseEvent, RESPONSE_ENDS, SEQ_PER_EVENT, streamEventsOf, type JobFold } from "./responses.ts";
 import { visibleJobState } from "../../app/jobReads.ts";
 import type { RecordedEvent } from "../../eventstore/port.ts";
 import { agentOfModel, cancelResponse, createResponse, DEFAULT_USER, foldResponse, readResponse, startConversation, type InputItem } from "./service.ts";
@@ -56,13 +56,19 @@ function checkedMetadata(metadata: Record<string, string> | null | undefined): R
  * with a new create, whose stream carries on from there.
  */
 async function responseStream(ctx: AppContext, request: Request, id: string, startingAfter: number): Promise<Response> {
-  const { lastEventId, ended } = await foldResponse(ctx, id);
+  const { lastEventId, ended, fold: current } = await foldResponse(ctx, id);
+  const awaiting = current.status === "awaiting_approval";
   const since = Math.min(Math.max(cursorOfSequence(startingAfter) - 1, 0), lastEventId);
   let fold: JobFold = emptyFold(id);
   if (since > 0) for await (const e of ctx.store.readStream(jobStream(id), { maxCount: since })) fold = foldJobEvent(fold, e);
   return translatedSse(ctx, request, jobStream(id), {
-    since, endsAfter: RESPONSE_ENDS, endedBefore: ended && since >= lastEventId, authorized: stillAuthorized(request),
-    endsWhen: (e) => e.type === "PlanProposed" && awaitsPlan(ctx, id, e),
+    // A response waiting on a plan has ended for now, as one that finished: a resume past its head closes at once.
+    since, endsAfter: RESPONSE_ENDS, endedBefore: (ended || awaiting) && since >= lastEventId, authorized: stillAuthorized(request),
+    pausesAt: async (e) => {
+      if (e.type !== "PlanProposed" || !(await awaitsPlan(ctx, id, e))) return null;
+      const event = pauseEvent(e, fold);
+      return event.sequence_number > startingAfter ? `event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n` : "";
+    },
     translate: (e) => {
       const before = fold;
       fold = foldJobEvent(fold, e);

@@ -217,7 +217,9 @@ async function answerApproval(ctx: AppContext, http: HttpExchange, responseId: s
     throw new ValidationError(`${answer.approval_request_id} is not an approval request response ${responseId} is waiting on`, { param: "input" }, "approval_request_not_pending");
   }
   const meta = metaOf(ctx, http.request, state.queued?.user_id);
-  const position = answer.approve ? await approvePlan(ctx, responseId, meta) : await rejectPlan(ctx, responseId, answer.reason, meta);
+  // Decided on the plan the answer names: a late answer to an earlier plan does not decide a later one.
+  const planId = state.plan.plan_id;
+  const position = answer.approve ? await approvePlan(ctx, responseId, meta, planId) : await rejectPlan(ctx, responseId, answer.reason, meta, planId);
   await afterWrite(ctx, http, position);
   return { jobId: responseId, sessionId: state.sessionId, decided: lastEventId };
 }

@@ -14,8 +14,11 @@ export interface TranslatedStreamOptions {
   since: number;
   /** Event types after which the stream ends. */
   endsAfter: ReadonlySet<string>;
-  /** Also ends the stream after an event it says yes to (e.g. a pause the client must act on before anything follows). */
-  endsWhen?: (event: RecordedEvent) => boolean | Promise<boolean>;
+  /**
+   * Also ends the stream after an event where the work pauses for the client (e.g. a plan waiting for
+   * its approval): the frames it returns are sent last; null goes on.
+   */
+  pausesAt?: (event: RecordedEvent) => Promise<string | null>;
   /** The SSE frames for one event ("" for none). Called in stream order, once per event. */
   translate(event: RecordedEvent): string;
   /** Frames sent once the terminal event has been sent (e.g. a `[DONE]` sentinel); run after `beforeEnd`. */
@@ -57,7 +60,13 @@ export function translatedSse(ctx: AppContext, request: Request, stream: string,
           let ended: RecordedEvent | null = null;
           for (const e of raw) {
             out += options.translate(e);
-            if (options.endsAfter.has(e.type) || (options.endsWhen && (await options.endsWhen(e)))) {
+            if (options.endsAfter.has(e.type)) {
+              ended = e;
+              break;
+            }
+            const pause = options.pausesAt ? await options.pausesAt(e) : null;
+            if (pause !== null) {
+              out += pause;
               ended = e;
               break;
             }

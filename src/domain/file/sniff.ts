@@ -35,13 +35,21 @@ export function contentMatches(contentType: string, head: Uint8Array): boolean {
 
 /**
  * The type a file's first bytes show, for a file sent with neither a content type nor a telling name:
- * an image or PDF by its signature, else text when the bytes are UTF-8 without control bytes (other
- * than whitespace), else null (the caller then refuses it as of no accepted type).
+ * a PDF when it starts as one; an image by its signature when the bytes are not text (an image always
+ * holds binary bytes, so a note that begins "GIF89a is…" stays text); text when the bytes are UTF-8
+ * without control bytes (other than whitespace); else null (the caller refuses it as of no accepted type).
  */
 export function sniffContentType(head: Uint8Array): string | null {
-  for (const [type, check] of Object.entries(CHECKS)) if (check(head)) return type;
+  if (ascii(head, 0, "%PDF-")) return "application/pdf";
+  const text = looksLikeText(head);
+  if (!text) for (const [type, check] of Object.entries(CHECKS)) if (type.startsWith("image/") && check(head)) return type;
+  return text ? "text/plain" : null;
+}
+
+function looksLikeText(head: Uint8Array): boolean {
+  if (head.length === 0) return false;
   // A multi-byte character cut at the end of the sniffed window is still text.
-  const text = new TextDecoder("utf-8", { fatal: false }).decode(head);
-  const body = head.length >= SNIFF_BYTES ? text.replace(/\uFFFD{1,3}$/, "") : text;
-  return head.length > 0 && !/[\u0000-\u0008\u000B\u000E-\u001F\u007F\uFFFD]/.test(body) ? "text/plain" : null;
+  const decoded = new TextDecoder("utf-8", { fatal: false }).decode(head);
+  const body = head.length >= SNIFF_BYTES ? decoded.replace(/\uFFFD{1,3}$/, "") : decoded;
+  return !/[\u0000-\u0008\u000B\u000E-\u001F\u007F\uFFFD]/.test(body);
 }

@@ -62,8 +62,9 @@ export type AgentRanWith = Pick<Extract<JobEvent, { type: "JobStarted" }>["data"
 
 export type JobCommand =
   | { type: "QueueJob"; data: Extract<JobEvent, { type: "JobQueued" }>["data"] }
-  | { type: "ApprovePlan" }
-  | { type: "RejectPlan"; reason: string | null }
+  /** `plan_id`: the plan the decider saw; a decision about an earlier plan does not apply to a later one. */
+  | { type: "ApprovePlan"; plan_id?: string }
+  | { type: "RejectPlan"; reason: string | null; plan_id?: string }
   | { type: "RequestCancel"; reason: string | null; heldByRunner: boolean }
   /** `ranWith`: which agent and prompt the attempt runs with, recorded on JobStarted for auditors. */
   | { type: "StartJob"; runner_id: string; ranWith?: AgentRanWith }
@@ -166,10 +167,10 @@ export const jobDecider: Decider<JobCommand, JobEvent, JobState> = {
         if (state.status !== "none") return []; // already queued: a retried dispatch
         return [{ type: "JobQueued", data: command.data }];
       case "ApprovePlan":
-        requireAwaiting(state, "approve");
+        requireAwaiting(state, "approve", command.plan_id);
         return [{ type: "PlanApproved", data: { plan_id: state.plan!.plan_id } }];
       case "RejectPlan":
-        requireAwaiting(state, "reject");
+        requireAwaiting(state, "reject", command.plan_id);
         return [
           { type: "PlanRejected", data: { plan_id: state.plan!.plan_id, reason: command.reason } },
           { type: "JobCancelled", data: { reason: "plan_rejected" } },
@@ -238,9 +239,12 @@ export const jobDecider: Decider<JobCommand, JobEvent, JobState> = {
   },
 };
 
-function requireAwaiting(state: JobState, action: string): void {
+function requireAwaiting(state: JobState, action: string, planId?: string): void {
   if (state.status !== "awaiting_approval" || state.planDecision !== null) {
     throw new ConflictError("job_not_awaiting_approval", `Cannot ${action}: the job is ${state.status}, not awaiting approval`, { status: state.status });
+  }
+  if (planId !== undefined && state.plan?.plan_id !== planId) {
+    throw new ConflictError("plan_changed", `Cannot ${action}: the job is waiting on another plan than ${planId}`, { plan_id: state.plan?.plan_id ?? null });
   }
 }
 
