@@ -7,7 +7,8 @@
  *   minting tokens for its users does not spend its own budget on their requests.
  * - Two budgets each: every request spends one from the general budget; a heavy call (one that starts
  *   a job, or erases a user: see HEAVY_CALLS) also spends one from the heavy budget. Both or neither: a refused request
- *   spends nothing.
+ *   spends nothing. A heavy call that starts several jobs spends one more per further job, from its
+ *   handler (`spendHeavy`), before it writes anything.
  * - The limits: the app's own settings (RateLimitsSet on its stream, read from the tenant directory in
  *   memory), else the server's defaults; 0 turns a budget off.
  * - The answer: every response to a limited caller carries `RateLimit-*` and `X-RateLimit-*` headers
@@ -95,12 +96,42 @@ export function rateLimitCheck(options: RateLimitOptions): (request: Request, he
     const subject = subjectOf(principal);
     const buckets: Bucket[] = [];
     if (general > 0) buckets.push({ key: `${subject}:g`, limit: general, interval: intervalOf(general) });
-    if (heavy > 0) buckets.push({ key: `${subject}:h`, limit: heavy, interval: intervalOf(heavy) });
-    const decided = limiter.consume(buckets);
     const openai = pathOf(request.url).startsWith(OPENAI_SURFACE);
+    if (heavy > 0) {
+      const bucket = { key: `${subject}:h`, limit: heavy, interval: intervalOf(heavy) };
+      buckets.push(bucket);
+      heavyCharges.set(request, { limiter, bucket, asUser, openai });
+    }
+    const decided = limiter.consume(buckets);
     if (decided instanceof Promise) return decided.then((d) => answer(d, buckets, headers, asUser, openai));
     answer(decided, buckets, headers, asUser, openai);
   };
+}
+
+/** The heavy budget a request was charged to by the guard, kept for `spendHeavy`. */
+interface HeavyCharge {
+  limiter: RateLimiter;
+  bucket: Bucket;
+  asUser: boolean;
+  openai: boolean;
+}
+const heavyCharges = new WeakMap<Request, HeavyCharge>();
+
+/**
+ * Spends `units` more from the heavy budget the guard charged this request to: for a handler whose one
+ * call starts several jobs (a Mosoo send-events batch of messages), so each job costs what a call that
+ * starts one costs. All or nothing, like the guard: over the limit it writes the headers and throws the
+ * same 429 (RateLimitedError) and spends nothing, so call it before writing anything. A request with no
+ * heavy budget (not a heavy call, a budget that is off, no rate limiting) spends nothing. The unit the
+ * guard took for the call itself stays spent.
+ */
+export function spendHeavy(request: Request, units: number, headers: Headers): void | Promise<void> {
+  const charge = heavyCharges.get(request);
+  if (!charge || units <= 0) return;
+  const buckets: Bucket[] = [{ ...charge.bucket, cost: units }];
+  const decided = charge.limiter.consume(buckets);
+  if (decided instanceof Promise) return decided.then((d) => answer(d, buckets, headers, charge.asUser, charge.openai));
+  answer(decided, buckets, headers, charge.asUser, charge.openai);
 }
 
 /**
@@ -127,8 +158,18 @@ function answer(decision: RateDecision, buckets: readonly Bucket[], headers: Hea
   const retryAfter = secondsOf(outcome.retryAfterUs, 1);
   headers["retry-after"] = String(retryAfter);
   const heavy = buckets[shown]!.key.endsWith(":h");
+  const cost = buckets[shown]!.cost ?? 1;
+  const who = asUser ? "end user" : "API key";
+  if (cost > 1) {
+    // Spent by a handler (spendHeavy) for the further jobs of one call: say how many it needed.
+    const when = cost + 1 > limit ? "send fewer at once" : `retry in ${retryAfter} s`;
+    throw new RateLimitedError(
+      `Rate limit exceeded: this request starts ${cost + 1} jobs and this ${who} may make ${limit} heavy calls a minute; ${when}`,
+      { budget: "heavy", limit, retry_after: retryAfter, cost: cost + 1 },
+    );
+  }
   throw new RateLimitedError(
-    `Rate limit exceeded: this ${asUser ? "end user" : "API key"} may make ${limit} ${heavy ? "heavy calls (messages, runs, erasures)" : "requests"} a minute; retry in ${retryAfter} s`,
+    `Rate limit exceeded: this ${who} may make ${limit} ${heavy ? "heavy calls (messages, runs, erasures)" : "requests"} a minute; retry in ${retryAfter} s`,
     { budget: heavy ? "heavy" : "requests", limit, retry_after: retryAfter },
   );
 }

@@ -5,7 +5,8 @@
  * Redis script, which repeats these steps in Lua, reaches the same numbers).
  *
  * `limit` a minute means: a burst of up to `limit` at once, then one more every `interval`
- * (60 s / limit, rounded down to a whole microsecond). A refused request changes nothing.
+ * (60 s / limit, rounded down to a whole microsecond). A refused request changes nothing. A request may
+ * cost more than one unit (`cost`): it moves the TAT `cost` intervals at once, all or nothing.
  */
 
 export const MINUTE_US = 60_000_000;
@@ -26,14 +27,14 @@ export interface GcraOutcome {
 }
 
 /**
- * One request against a bucket whose TAT is `tat` (undefined: a new, full bucket) at `now`. Allowed when
- * the TAT after it is within `limit * interval` of now; the remaining count is how many more intervals
- * fit in that window.
+ * One request of `cost` units (default 1) against a bucket whose TAT is `tat` (undefined: a new, full
+ * bucket) at `now`. Allowed when the TAT after it is within `limit * interval` of now; the remaining
+ * count is how many more intervals fit in that window. A cost above `limit` is never allowed.
  */
-export function gcra(tat: number | undefined, now: number, limit: number, interval: number): GcraOutcome {
+export function gcra(tat: number | undefined, now: number, limit: number, interval: number, cost = 1): GcraOutcome {
   const window = limit * interval;
   const from = tat === undefined || tat < now ? now : tat;
-  const next = from + interval;
+  const next = from + interval * cost;
   if (next - now > window) {
     return { allowed: false, tat: from, remaining: 0, resetUs: from - now, retryAfterUs: next - window - now };
   }

@@ -1,5 +1,5 @@
 /**
- * The RateLimiter port and its in-process adapter. A request consumes one unit from each of its
+ * The RateLimiter port and its in-process adapter. A request consumes one unit (or a bucket's `cost`) from each of its
  * buckets (a caller's general budget and, for a heavy call, its heavy budget) all or nothing: when any
  * bucket refuses, none is charged. The Redis adapter (redisLimiter.ts) does the same atomically across
  * processes.
@@ -12,6 +12,8 @@ export interface Bucket {
   limit: number;
   /** Microseconds between requests at the steady rate. */
   interval: number;
+  /** Units this request takes from the bucket (default 1): a call that does the work of several. */
+  cost?: number;
 }
 
 export type BucketOutcome = Omit<GcraOutcome, "tat">;
@@ -25,7 +27,7 @@ export interface RateDecision {
 
 export interface RateLimiter {
   readonly kind: "in-process" | "redis";
-  /** Charges one request to every bucket, or to none; `now` (µs) is for tests, the limiter's clock otherwise. */
+  /** Charges one request (each bucket's `cost`) to every bucket, or to none; `now` (µs) is for tests, the limiter's clock otherwise. */
   consume(buckets: readonly Bucket[], now?: number): RateDecision | Promise<RateDecision>;
   close(): Promise<void>;
 }
@@ -49,7 +51,7 @@ export class InProcessRateLimiter implements RateLimiter {
     const outcomes: GcraOutcome[] = [];
     let allowed = true;
     for (const b of buckets) {
-      const outcome = gcra(this.tats.get(b.key), now, b.limit, b.interval);
+      const outcome = gcra(this.tats.get(b.key), now, b.limit, b.interval, b.cost ?? 1);
       if (!outcome.allowed) allowed = false;
       outcomes.push(outcome);
     }

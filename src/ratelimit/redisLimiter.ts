@@ -15,7 +15,7 @@ import type { Bucket, InProcessRateLimiter, RateDecision, RateLimiter } from "./
 
 /**
  * KEYS: the buckets. ARGV[1]: now in microseconds, or '' for Redis's own clock (tests pass it);
- * ARGV[2i], ARGV[2i+1]: bucket i's limit and interval (µs). The steps are gcra() in gcra.ts, in the
+ * ARGV[3i-1], ARGV[3i], ARGV[3i+1]: bucket i's limit, interval (µs) and cost (units). The steps are gcra() in gcra.ts, in the
  * same order, on integers, so both reach the same numbers. Returns {allowed, then per bucket: allowed,
  * remaining, reset µs, retry-after µs}. Buckets are written only when all allow, each expiring when it
  * is full again.
@@ -31,12 +31,13 @@ end
 local out = {1}
 local nexts = {}
 for i = 1, #KEYS do
-  local limit = tonumber(ARGV[2 * i])
-  local interval = tonumber(ARGV[2 * i + 1])
+  local limit = tonumber(ARGV[3 * i - 1])
+  local interval = tonumber(ARGV[3 * i])
+  local cost = tonumber(ARGV[3 * i + 1])
   local window = limit * interval
   local from = tonumber(redis.call('GET', KEYS[i])) or now
   if from < now then from = now end
-  local nxt = from + interval
+  local nxt = from + interval * cost
   if nxt - now > window then
     out[1] = 0
     table.insert(out, 0); table.insert(out, 0); table.insert(out, from - now); table.insert(out, nxt - window - now)
@@ -106,7 +107,7 @@ export class RedisRateLimiter implements RateLimiter {
     const args: Array<string | number> = [];
     for (const b of buckets) args.push(this.prefix + b.key);
     args.push(now === undefined ? "" : now);
-    for (const b of buckets) args.push(b.limit, b.interval);
+    for (const b of buckets) args.push(b.limit, b.interval, b.cost ?? 1);
     return this.run(buckets.length, args).then(
       (reply) => {
         if (this.failing) {

@@ -42,9 +42,9 @@ const firstRequest = (text: string, ref?: string) => ({
 });
 
 /** Doc: "Poll the public event log for Agent messages, tool status, file changes, usage updates, and run completion." */
-async function pollUntil(threadId: string, done: (events: any[]) => boolean): Promise<any[]> {
+async function pollUntil(threadId: string, done: (events: any[]) => boolean, token: string | null = server.apiKey): Promise<any[]> {
   for (let i = 0; i < 200; i++) {
-    const r = await call("GET", `/threads/${threadId}/events?limit=1000`);
+    const r = await call("GET", `/threads/${threadId}/events?limit=1000`, undefined, {}, token);
     expect(r.status).toBe(200);
     if (done(r.body.events)) return r.body.events;
     await Bun.sleep(50);
@@ -357,7 +357,7 @@ test("Send events: the doc's user.message shape is accepted, in events and as in
   expect(inEvent.body.error.code).toBe("unsupported_content_type");
 });
 
-test("client_external_ref names one Thread for the whole app, whichever key asks; another app's key cannot reach it", async () => {
+test("client_external_ref names one Thread for the app's keys, whichever key asks; another app's key cannot reach it", async () => {
   // Doc: "Keep external systems in sync with client_external_ref and Idempotency-Key."
   // Doc: "The token identifies the caller; it does not change which published Agent is run"
   const root = api(server.url, "");
@@ -379,11 +379,14 @@ test("client_external_ref names one Thread for the whole app, whichever key asks
   expect(theirs.body.thread.id).not.toBe(first.body.thread.id);
   expect((await fullLog(first.body.thread.id)).map((e) => e.content)).not.toContain("Their ticket 900.");
 
-  // An end user's token reaches only its own user's Threads: a ref naming another user's is refused.
+  // An end user's refs are their own: the same ref from an end user's token is that user's Thread, not the keys'.
   const token = await endUserToken("ref-user-1");
-  const refused = await call("POST", "/agents/default/threads", firstRequest("Mine now?", "ticket-900"), {}, token);
-  expect(refused.status).toBe(409);
-  expect(refused.body.error.code).toBe("client_external_ref_in_use");
+  const mine = await call("POST", "/agents/default/threads", firstRequest("Mine now?", "ticket-900"), {}, token);
+  expect(mine.status).toBe(201);
+  expect(mine.body.thread.id).not.toBe(first.body.thread.id);
+  expect(mine.body.thread.created_by).toEqual({ id: "ref-user-1" });
+  await pollUntil(mine.body.thread.id, (e) => ended(e));
+  expect((await fullLog(first.body.thread.id)).map((e) => e.content)).not.toContain("Mine now?");
   const own = await call("POST", "/agents/default/threads", firstRequest("My own ticket.", "ticket-901"), {}, token);
   expect(own.status).toBe(201);
   expect(own.body.thread.created_by).toEqual({ id: "ref-user-1" });
@@ -492,4 +495,91 @@ test("Tenancy: another app's token gets 404 on this app's Threads; an end user's
   }
   // Nor may user-b's token start a Thread attributed to user-a.
   expect((await call("POST", "/agents/default/threads", { ...firstRequest("As a?"), attributed_user_id: "tenancy-user-a" }, {}, b)).status).toBe(403);
+});
+
+test("Permission decision: a run waiting for permission stays visible and decidable while later messages queue behind it", async () => {
+  // Doc: "Send user messages or permission decisions, then read Agent-visible results from the Thread event list."
+  // Doc: "Threads track messages, files, run status, attribution, and lifecycle state."
+  const created = await call("POST", "/agents/default/threads", firstRequest("Please register https://example.com/cat.png as an asset"));
+  const id = created.body.thread.id;
+  await pollUntil(id, (e) => e.some((x) => x.type === "permission.requested"));
+  const seen = await pollAfter(id, "0", 100);
+  const request = seen.events.find((e) => e.type === "permission.requested");
+  expect(seen.next).toBe(request.id);
+  // Another message while the run waits: it queues behind the waiting run.
+  const queued = await call("POST", `/threads/${id}/events`, { events: [{ type: "user_message", text: "And one more thing while you wait." }] });
+  expect(queued.status).toBe(202);
+  expect(queued.body.events[0].run.id).not.toBe(created.body.run.id);
+  // The request is still in the log, where it was and under the same id, and the Thread shows the waiting run.
+  const log = await fullLog(id);
+  expect(log.filter((e) => e.type === "permission.requested")).toEqual([request]);
+  expect(log.map((e) => e.content)).toContain("And one more thing while you wait.");
+  const thread = await call("GET", `/threads/${id}`);
+  expect(thread.body.run).toMatchObject({ id: created.body.run.id, status: "waiting_for_permission" });
+  expect(thread.body.thread.last_run_id).toBe(queued.body.events[0].run.id);
+  // A poller past the request sees only what is new: the queued message, not the request again.
+  const next = await pollAfter(id, seen.next, 100);
+  expect(next.events.map((e) => e.type)).toEqual(["user.message", "run.created"]);
+  // Deciding it lets the run finish, and the queued message runs after it.
+  const decided = await call("POST", `/threads/${id}/events`, { events: [{ type: "permission_decision", decision: "allow" }] });
+  expect(decided.status).toBe(202);
+  expect(decided.body.events[0].run.id).toBe(created.body.run.id);
+  const after = await pollUntil(id, (e) => ended(e, 2));
+  expect(after.filter((e) => e.type === "run.completed").map((e) => e.content)).toEqual([created.body.run.id, queued.body.events[0].run.id]);
+  expect(after.map((e) => e.type)).not.toContain("permission.requested");
+});
+
+test("client_external_ref: an end user's ref is theirs; a key writes into it only by naming that user", async () => {
+  // Doc: "Keep external systems in sync with client_external_ref and Idempotency-Key."
+  // Doc: "Project work to a user through attributed_user_id when an Organization Service token is allowed to do so."
+  const bob = await endUserToken("ref-bob");
+  const bobs = await call("POST", "/agents/default/threads", firstRequest("Bob's own ticket.", "ticket-1182"), {}, bob);
+  expect(bobs.status).toBe(201);
+  // The backend's ticket-1182 (no user named) is the keys' Thread, not the one Bob started under that ref.
+  const backend = await call("POST", "/agents/default/threads", firstRequest("Customer Alice's ticket, card ending 4242.", "ticket-1182"));
+  expect(backend.status).toBe(201);
+  expect(backend.body.thread.id).not.toBe(bobs.body.thread.id);
+  expect(backend.body.thread.attributed_user).toBeNull();
+  await pollUntil(backend.body.thread.id, (e) => ended(e));
+  await pollUntil(bobs.body.thread.id, (e) => ended(e));
+  expect(JSON.stringify(await fullLog(bobs.body.thread.id, bob))).not.toContain("Alice");
+  expect((await call("GET", `/threads/${backend.body.thread.id}/events`, undefined, {}, bob)).status).toBe(403);
+  // Naming Bob, the backend reaches Bob's Thread under his ref.
+  const forBob = await call("POST", "/agents/default/threads", { ...firstRequest("A follow-up for Bob.", "ticket-1182"), attributed_user_id: "ref-bob" });
+  expect(forBob.status).toBe(201);
+  expect(forBob.body.thread.id).toBe(bobs.body.thread.id);
+  // Another end user's ticket-1182 is theirs again; the keys' one is still the keys'.
+  const carol = await call("POST", "/agents/default/threads", firstRequest("Carol's ticket.", "ticket-1182"), {}, await endUserToken("ref-carol"));
+  expect(carol.status).toBe(201);
+  expect([bobs.body.thread.id, backend.body.thread.id]).not.toContain(carol.body.thread.id);
+  const again = await call("POST", "/agents/default/threads", firstRequest("Any update on Alice's ticket?", "ticket-1182"));
+  expect(again.body.thread.id).toBe(backend.body.thread.id);
+  for (const [thread, n] of [[bobs.body.thread.id, 2], [carol.body.thread.id, 1], [backend.body.thread.id, 2]] as const) await pollUntil(thread, (e) => ended(e, n));
+});
+
+test("Rate limits: every turn a send-events batch starts is a heavy call; a batch the budget cannot cover is refused whole", async () => {
+  // Doc: "POST /threads/{threadId}/events sends user messages, permission decisions, or interrupts."
+  // The doc documents no rate limit; Agentry's heavy budget counts the turns a call starts.
+  const bearer = { authorization: `Bearer ${ROOT}` };
+  const root = api(server.url, "");
+  const app = await root.post("/v1/apps", { name: "Heavy Mosoo integration" }, bearer);
+  expect((await root.put(`/v1/apps/${app.body.id}/rate_limits`, { per_key: { requests_per_minute: 1000, heavy_per_minute: 4 } }, bearer)).status).toBe(200);
+  const key = (await root.post(`/v1/apps/${app.body.id}/keys`, { name: "mosoo" }, bearer)).body.key as string;
+  const created = await call("POST", "/agents/default/threads", firstRequest("Hello"), {}, key);
+  expect(created.status).toBe(201);
+  const id = created.body.thread.id;
+  // Five turns in one call need five heavy units, more than the budget of four: 429, nothing written.
+  const five = { events: Array.from({ length: 5 }, (_, i) => ({ type: "user_message", text: `batched message ${i}` })) };
+  const refused = await call("POST", `/threads/${id}/events`, five, { "Idempotency-Key": "heavy-batch-1" }, key);
+  expect(refused.status).toBe(429);
+  expect(refused.body.error.code).toBe("rate_limit_exceeded");
+  expect(refused.headers.get("retry-after")).not.toBeNull();
+  const log = await pollUntil(id, (e) => ended(e), key);
+  expect(JSON.stringify(log)).not.toContain("batched message");
+  // Two turns fit what is left (the create and the refused call took one each).
+  const two = await call("POST", `/threads/${id}/events`, { events: [{ type: "user_message", text: "one" }, { type: "user_message", text: "two" }] }, {}, key);
+  expect(two.status).toBe(202);
+  expect(two.body.events.map((e: any) => typeof e.run?.id)).toEqual(["string", "string"]);
+  const done = await pollUntil(id, (e) => ended(e, 3), key);
+  expect(done.filter((e) => e.type === "user.message").map((e) => e.content)).toEqual(["Hello", "one", "two"]);
 });

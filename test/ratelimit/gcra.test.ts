@@ -96,6 +96,17 @@ describe("the in-process limiter", () => {
     expect(after).toEqual([true, true, true, false]);
   });
 
+  test("a bucket's cost takes that many units at once, or none", () => {
+    const limiter = new InProcessRateLimiter(1000);
+    const heavy = bucket("c:h", 4);
+    expect(limiter.consume([{ ...heavy, cost: 3 }], T0)).toMatchObject({ allowed: true, buckets: [{ remaining: 1 }] });
+    // Two more do not fit in the one left: refused, and nothing charged.
+    expect(limiter.consume([{ ...heavy, cost: 2 }], T0).allowed).toBe(false);
+    expect(limiter.consume([heavy], T0)).toMatchObject({ allowed: true, buckets: [{ remaining: 0 }] });
+    // More than the limit never fits, even in a whole bucket.
+    expect(new InProcessRateLimiter(1000).consume([{ ...heavy, cost: 5 }], T0).allowed).toBe(false);
+  });
+
   test("separate keys are separate budgets", () => {
     const limiter = new InProcessRateLimiter(1000);
     expect(limiter.consume([bucket("a", 1)], T0).allowed).toBe(true);

@@ -76,6 +76,20 @@ describe("the script", () => {
     }
   });
 
+  test("a cost of several units gives what the pure function gives, all or nothing", async () => {
+    const l = await connected();
+    const b = bucket("costly", 10);
+    let tat: number | undefined;
+    let now = T0;
+    for (const [cost, wait] of [[3, 0], [5, 0], [3, 0], [11, 0], [2, 17], [4, b.interval * 2 + 5], [10, 0], [1, MINUTE_US]] as const) {
+      now += wait;
+      const expected = gcra(tat, now, b.limit, b.interval, cost);
+      const got = await l.consume([{ ...b, cost }], now);
+      expect(got.buckets[0]).toEqual({ allowed: expected.allowed, remaining: expected.remaining, resetUs: expected.resetUs, retryAfterUs: expected.retryAfterUs });
+      if (expected.allowed) tat = expected.tat;
+    }
+  });
+
   test("charges every bucket or none", async () => {
     const l = await connected();
     const general = bucket("both:g", 5);

@@ -3,9 +3,9 @@
  * {agentId}/threads`, `/api/v1/threads/{threadId}/…`) over our sessions, turns and files. A Mosoo
  * client changes only its base URL and token (an Agentry API key, sent as `Authorization: Bearer`).
  * A Thread is a session of ours and a Run is one of its jobs, so everything here is readable through
- * `/v1`. `client_external_ref` names one Thread for the whole app (created on first use:
- * src/compat/shared/clientSessions.ts). A send-events batch is planned whole before any of it is
- * applied (batch.ts), so a refusal writes nothing.
+ * `/v1`. `client_external_ref` names one Thread for the app's keys, or for one end user (created on
+ * first use: src/compat/shared/clientSessions.ts). A send-events batch is planned whole (batch.ts), and
+ * charged a heavy call per run it starts, before any of it is applied, so a refusal writes nothing.
  * Choices where the doc is silent are recorded in docs/compat.md.
  */
 import { Elysia, t } from "elysia";
@@ -20,7 +20,9 @@ import { ConflictError, NotFoundError, ValidationError } from "../../core/errors
 import { toErrorResponse } from "../../http/errors.ts";
 import { decodeCursor, encodeCursor } from "../../http/pagination.ts";
 import { newResourceId } from "../../core/ids.ts";
-import { sessionStream } from "../../domain/streams.ts";
+import { jobStream, sessionStream } from "../../domain/streams.ts";
+import { occurredAt } from "../../core/eventContract.ts";
+import { spendHeavy } from "../../http/rateLimit.ts";
 import { principalOf } from "../../http/auth.ts";
 import { afterWrite, create, metaOf } from "../../http/routes/v1/common.ts";
 import { acceptMessage, deleteSession, requireSession } from "../../http/routes/v1/sessions/service.ts";
@@ -30,8 +32,8 @@ import { getSession, listSessions, type SessionRow } from "../../../projections/
 import { admitCompat, type CompatAccess } from "../shared/compatAccess.ts";
 import { sessionForClientId } from "../shared/clientSessions.ts";
 import {
-  AddFileBody, CreateThreadBody, MOSOO_PREFIX, SendEventsBody, contentText, cursorOfEventId, eventsAfter, fileView, permissionRequested, runView,
-  sentEventsOf, threadEvents, threadView, type MosooEvent,
+  AddFileBody, CreateThreadBody, MOSOO_PREFIX, SendEventsBody, contentText, cursorOfEventId, eventsAfter, fileView, logWithPermission, runView,
+  sentEventsOf, threadEvents, threadView, type LogEntry, type PendingPermission,
 } from "./wire.ts";
 import { planBatch, type RunState, type Step } from "./batch.ts";
 
@@ -65,11 +67,33 @@ function runOfThread(ctx: AppContext, row: SessionRow, runId: string): RunState 
   return job && job.session_id === row.id ? { id: job.id, status: job.status } : null;
 }
 
-/** The Thread's run in flight (its first turn), if any. */
-function currentRun(ctx: AppContext, row: SessionRow): RunState | null {
+/**
+ * The job of the Thread's current turn (the first of its turns: the one in flight, which later messages
+ * queue behind), if any. A run waiting for a permission decision stays this until it is decided.
+ */
+function currentJob(ctx: AppContext, row: SessionRow): JobRow | null {
   const turns = JSON.parse(row.turns) as string[];
-  const job = turns[0] ? getJob(ctx.db, ctx.appId, turns[0]) : null;
+  return turns[0] ? getJob(ctx.db, ctx.appId, turns[0]) : null;
+}
+
+/** The Thread's run in flight, as the batch planner sees it. */
+function currentRun(ctx: AppContext, row: SessionRow): RunState | null {
+  const job = currentJob(ctx, row);
   return job ? { id: job.id, status: job.status } : null;
+}
+
+/**
+ * The Thread's current run when it waits for a permission decision, with where its plan was proposed
+ * (the run's latest PlanProposed), which places the request in the log (wire.ts `logWithPermission`).
+ */
+async function pendingPermission(ctx: AppContext, row: SessionRow): Promise<PendingPermission | null> {
+  const job = currentJob(ctx, row);
+  if (job?.status !== "awaiting_approval") return null;
+  for await (const raw of ctx.store.readStream(jobStream(job.id), { direction: "backwards" })) {
+    if (raw.type === "PlanProposed") return { job, position: raw.position, at: occurredAt(raw) };
+  }
+  // The read model says awaiting_approval only once it has read a PlanProposed, so this is not reached; were it, the request goes last.
+  return { job, position: BigInt(Number.MAX_SAFE_INTEGER), at: job.updated_at };
 }
 
 function decodeBase64(value: string): Uint8Array {
@@ -127,14 +151,21 @@ export const mosooRoutes = (deps: MosooDeps) =>
       const meta = metaOf(ctx, request, userId);
       let row: SessionRow;
       if (body.client_external_ref) {
-        // The same client_external_ref is the same Thread for the whole app, whichever key sends it:
-        // created on first use (as this caller's), continued after. Another app's ref is another Thread.
-        row = (await sessionForClientId(ctx, { surface: "mosoo", clientId: body.client_external_ref, agentId, userId, scope: "app" }, meta, request.signal)).row;
+        // A ref names one Thread within whom the Thread is for: an end user's refs (sent with their
+        // token, or by a key with attributed_user_id) are theirs alone, and the app's keys acting for no
+        // user share one namespace of their own. So an end user cannot claim a ref the backend will use
+        // for someone else's work, and a key reaches a user's Thread only by naming that user. Created on
+        // first use, continued after; another app's ref is another Thread.
+        const forUser = principal.userId !== null || body.attributed_user_id !== undefined;
+        row = (await sessionForClientId(ctx, {
+          surface: "mosoo", clientId: body.client_external_ref, agentId, userId, scope: forUser ? "user" : "app",
+        }, meta, request.signal)).row;
         if (row.agent_id !== agentId) throw new ConflictError("agent_mismatch", "This client_external_ref names a Thread of another Agent", { param: "client_external_ref" });
-        // A Thread of the app's is not every caller's: an end-user token reaches only its own user's, and
-        // attributed_user_id must name the user the Thread already belongs to.
-        if ((ctx.actingUser || body.attributed_user_id !== undefined) && row.user_id !== userId) {
-          throw new ConflictError("client_external_ref_in_use", "This client_external_ref names a Thread of another user", { param: "client_external_ref" });
+        // The Thread must be the caller's to write into: a user's own, or (for keys) one of the keys'.
+        // An app-wide ref whose Thread belongs to an end user (started before refs were scoped) is not
+        // written into without naming that user.
+        if (row.user_id !== userId && (forUser || !row.user_id.startsWith("mosoo-"))) {
+          throw new ConflictError("client_external_ref_in_use", "This client_external_ref names a Thread of an end user: send attributed_user_id to write to it", { param: "client_external_ref" });
         }
       } else {
         const id = ids.session!;
@@ -195,8 +226,11 @@ export const mosooRoutes = (deps: MosooDeps) =>
     })
     .get("/threads/:threadId", ({ ctx, params }) => {
       const row = requireThread(ctx, params.threadId);
-      const job = latestJob(ctx, row.id);
-      return { thread: threadView(row, job?.id ?? null), run: job ? runView(job) : null, links: { thread: `${MOSOO_PREFIX}/api/v1/threads/${row.id}` } };
+      const latest = latestJob(ctx, row.id);
+      // The run in flight (one waiting for a permission decision included), not a message queued behind
+      // it; once nothing is in flight, the latest run.
+      const run = currentJob(ctx, row) ?? latest;
+      return { thread: threadView(row, latest?.id ?? null), run: run ? runView(run) : null, links: { thread: `${MOSOO_PREFIX}/api/v1/threads/${row.id}` } };
     }, { params: ThreadParams, detail: { summary: "Retrieve a Thread summary (Mosoo)" } })
     .post("/threads/:threadId/events", ({ ctx, params, body, request, set }) => create(ctx, request, body, set, { message: "msg", job: "job" }, async ({ ids, resumed }) => {
       const row = requireThread(ctx, params.threadId);
@@ -209,6 +243,10 @@ export const mosooRoutes = (deps: MosooDeps) =>
       for (const step of steps) {
         if (step.kind === "message") await precheckMessage(ctx, row.id, { content: step.text, attachments: [], model: null, context: null, multitask: "enqueue" }, step, resumed);
       }
+      // Every turn the batch starts is a heavy call's worth of work: the call itself paid for one, the
+      // rest are charged now, before anything is written (429 refuses the whole batch, as any refusal).
+      const turns = steps.filter((s) => s.kind === "message").length;
+      await spendHeavy(request, turns - 1, set.headers);
       const accepted: Array<{ clientRequestId: string | null; run: ReturnType<typeof runView> | null }> = [];
       const warnings: Array<{ code: string; message: string }> = [];
       let wrote = false;
@@ -248,40 +286,34 @@ export const mosooRoutes = (deps: MosooDeps) =>
         if (!jobs.has(id)) jobs.set(id, getJob(ctx.db, ctx.appId, id));
         return jobs.get(id)!;
       };
-      const pending = () => {
-        const current = latestJob(ctx, row.id);
-        return current?.status === "awaiting_approval" ? current : null;
-      };
+      const entryOf = (raw: Parameters<typeof threadEvents>[0]): LogEntry => ({ revision: Number(raw.revision), position: raw.position, events: threadEvents(raw, jobOf) });
       if (query.after === undefined) {
         // The doc's read: the latest `limit` events, oldest first; truncated says older ones were left out.
-        const all: MosooEvent[] = [];
-        let head = 0;
-        for await (const raw of ctx.store.readStream(sessionStream(row.id))) {
-          head = Number(raw.revision) + 1;
-          all.push(...threadEvents(raw, jobOf));
-        }
-        const waiting = pending();
-        if (waiting) all.push(permissionRequested(waiting, head));
+        const entries: LogEntry[] = [];
+        for await (const raw of ctx.store.readStream(sessionStream(row.id))) entries.push(entryOf(raw));
+        // Read after the session's events: a plan proposed while they were read then sits after all of
+        // them, never before events a poller has already been given.
+        const all = logWithPermission(entries, await pendingPermission(ctx, getSession(ctx.db, ctx.appId, row.id) ?? row), true);
         const events = all.slice(Math.max(0, all.length - limit));
         return { events, truncated: all.length > limit, has_more: false, next_after: events[events.length - 1]?.id ?? "0" };
       }
       // A poll: the events after `after` (an event id this log gave), oldest first, at most `limit`.
       const from = cursorOfEventId(query.after);
       if (from === null) throw new ValidationError("after must be the id of an event of this log (or 0 for its start)", { param: "after" }, "invalid_cursor");
-      const out: MosooEvent[] = [];
-      let head = from;
+      const entries: LogEntry[] = [];
+      let read = 0;
       let reachedEnd = true;
       // From the session event `after` stands at, so the events it produced after `after` are included.
       for await (const raw of ctx.store.readStream(sessionStream(row.id), { fromRevision: BigInt(Math.max(0, from - 1)) })) {
-        if (out.length > limit + 3) {
+        if (read > limit + 3) {
           reachedEnd = false;
           break;
         }
-        head = Number(raw.revision) + 1;
-        out.push(...threadEvents(raw, jobOf));
+        const entry = entryOf(raw);
+        read += entry.events.length;
+        entries.push(entry);
       }
-      const waiting = reachedEnd ? pending() : null;
-      if (waiting) out.push(permissionRequested(waiting, head));
+      const out = logWithPermission(entries, await pendingPermission(ctx, getSession(ctx.db, ctx.appId, row.id) ?? row), reachedEnd);
       const after = from === 0 ? out : eventsAfter(out, query.after, from);
       const events = after.slice(0, limit);
       const hasMore = after.length > limit || !reachedEnd;

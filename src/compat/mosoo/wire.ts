@@ -175,15 +175,47 @@ export function threadEvents(raw: RecordedEvent, jobs: (id: string) => JobRow | 
   }
 }
 
+/** A run waiting for a permission decision: its job, and where and when its plan was proposed. */
+export interface PendingPermission {
+  job: JobRow;
+  /** The global store position of the run's PlanProposed event. */
+  position: bigint;
+  /** When the plan was proposed (ms). */
+  at: number;
+}
+
+/** One session event's share of the log: its revision and global position, and the events it gives. */
+export interface LogEntry {
+  revision: number;
+  position: bigint;
+  events: MosooEvent[];
+}
+
+const permissionRequested = (pending: PendingPermission, cursor: number): MosooEvent => ({
+  id: `${cursor}.permission`, type: "permission.requested", status: "pending", content: pending.job.approval ?? pending.job.id,
+  occurredAt: iso(pending.at)!, durationMs: null, tokens: null,
+});
+
 /**
- * A run waiting on a permission decision, as the log shows it until the decision is sent. It sits
- * after the Thread's latest session event (`afterCursor`), so its id is a position like the others.
+ * The log of `entries` (consecutive session events, oldest first) with a waiting permission request in
+ * its place: after the last session event recorded before the plan was proposed. Its id
+ * (`<cursor>.permission`) so stays the same while later messages queue behind the waiting run, and a
+ * poller `after` it sees only what followed. Left out when that place lies before `entries` (a poll
+ * already past it) or, when `complete` is false (the read stopped early), beyond them.
  */
-export function permissionRequested(job: JobRow, afterCursor: number): MosooEvent {
-  return {
-    id: `${afterCursor}.permission`, type: "permission.requested", status: "pending", content: job.approval ?? job.id,
-    occurredAt: iso(job.updated_at)!, durationMs: null, tokens: null,
-  };
+export function logWithPermission(entries: readonly LogEntry[], pending: PendingPermission | null, complete: boolean): MosooEvent[] {
+  const out: MosooEvent[] = [];
+  let placed = pending === null;
+  for (const [i, entry] of entries.entries()) {
+    if (!placed && entry.position > pending!.position) {
+      if (i > 0) out.push(permissionRequested(pending!, entry.revision));
+      placed = true;
+    }
+    out.push(...entry.events);
+  }
+  const last = entries[entries.length - 1];
+  if (!placed && complete && last) out.push(permissionRequested(pending!, last.revision + 1));
+  return out;
 }
 
 /** The session-stream cursor an event id of the log stands at (`12`, `12.run`, `12.message`…); null for anything else. */
