@@ -123,6 +123,8 @@ export function scopeFor(method: string, path: string): KeyScope {
   if (!read && (path === "/v1/skills" || path.startsWith("/v1/skills/"))) return "agents:manage";
   // MUXI's agent endpoints create and delete the app's agents, as /v1/agents does.
   if (!read && /^\/compat\/muxi(?:\/api\/v1)?\/agents(?:\/|$)/.test(path)) return "agents:manage";
+  // MUAPI's upload URL is a GET that authorizes an upload: a write.
+  if (path === "/compat/muapi/api/app/get_file_upload_url") return "data:write";
   return read ? "data:read" : "data:write";
 }
 

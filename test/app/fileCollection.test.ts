@@ -213,16 +213,23 @@ describe("deciders", () => {
     const unowned = fold(fileDecider, [{ type: "UploadAuthorized", data: {
       file_id: "file_u", session_id: null, user_id: null, agent_id: null, name: "a.png", content_type: "image/png", size: null, expires_at: 1000,
     } }]);
-    expect(() => fileDecider.decide({ type: "AssignToSession", session_id: "sess_1", agent_id: "agt" }, unowned)).toThrow("not found");
+    expect(() => fileDecider.decide({ type: "AssignToSession", session_id: "sess_1", agent_id: "agt", user_id: "u1" }, unowned)).toThrow("not found");
     const uploaded = fileDecider.evolve(unowned, fileDecider.decide({ type: "CompleteSignedUpload", sha256: HASH, size: 3, now: 10 }, unowned)[0]!);
-    const [assigned] = fileDecider.decide({ type: "AssignToSession", session_id: "sess_1", agent_id: "agt" }, uploaded);
+    const [assigned] = fileDecider.decide({ type: "AssignToSession", session_id: "sess_1", agent_id: "agt", user_id: "u1" }, uploaded);
     expect(assigned).toEqual({ type: "FileAssignedToSession", data: { file_id: "file_u", session_id: "sess_1", agent_id: "agt" } });
     const owned = fileDecider.evolve(uploaded, assigned!);
     expect(owned).toMatchObject({ sessionId: "sess_1", agentId: "agt", status: "uploaded" });
-    expect(fileDecider.decide({ type: "AssignToSession", session_id: "sess_1", agent_id: "agt" }, owned)).toEqual([]);
-    expect(() => fileDecider.decide({ type: "AssignToSession", session_id: "sess_2", agent_id: "agt" }, owned)).toThrow("another session");
+    expect(fileDecider.decide({ type: "AssignToSession", session_id: "sess_1", agent_id: "agt", user_id: "u1" }, owned)).toEqual([]);
+    expect(() => fileDecider.decide({ type: "AssignToSession", session_id: "sess_2", agent_id: "agt", user_id: "u1" }, owned)).toThrow("another session");
+    // A file of one user is not another user's session's to take.
+    const usersFile = fold(fileDecider, [{ type: "UploadAuthorized", data: {
+      file_id: "file_v", session_id: null, user_id: "ann", agent_id: null, name: "a.png", content_type: "image/png", size: null, expires_at: 1000,
+    } }]);
+    const usersUpload = fileDecider.evolve(usersFile, fileDecider.decide({ type: "CompleteSignedUpload", sha256: HASH, size: 3, now: 10 }, usersFile)[0]!);
+    expect(() => fileDecider.decide({ type: "AssignToSession", session_id: "sess_3", agent_id: "agt", user_id: "bob" }, usersUpload)).toThrow("another user");
+    expect(fileDecider.decide({ type: "AssignToSession", session_id: "sess_3", agent_id: "agt", user_id: "ann" }, usersUpload)).toHaveLength(1);
     // A session's own file (an attachment) is no one else's either.
-    expect(() => fileDecider.decide({ type: "AssignToSession", session_id: "sess_2", agent_id: "agt" }, authorized(1000))).toThrow("not found");
+    expect(() => fileDecider.decide({ type: "AssignToSession", session_id: "sess_2", agent_id: "agt", user_id: "u1" }, authorized(1000))).toThrow("not found");
   });
 
   test("a blob is collected only while nothing references it, once", () => {

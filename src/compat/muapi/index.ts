@@ -27,7 +27,7 @@ import { listAssets, type AssetRow } from "../../../projections/assets/index.ts"
 import { listMessages } from "../../../projections/messages/index.ts";
 import { listSessionJobs } from "../../../projections/jobs/index.ts";
 import { admitCompat, type CompatAccess } from "../shared/compatAccess.ts";
-import { claimForSession, fileDownloadUrl, receiveUpload, uploadedFileOf, uploadTicket } from "./uploads.ts";
+import { claimForSession, fileDownloadUrl, receiveUpload, requireAttachable, uploadedFileOf, uploadTicket } from "./uploads.ts";
 import { NotFoundError, ValidationError } from "../../core/errors.ts";
 import { clientHistoryDigest } from "../../domain/session/clientHistory.ts";
 import {
@@ -121,7 +121,9 @@ export const muapiRoutes = (deps: MuapiDeps) => {
     .post(`${AGENT}/sessions/:session_id/assets`, ({ ctx, params, body, request, set }) => create(ctx, request, body, set, { asset: "ast" }, async ({ ids, resumed }) => {
       const row = requireSession(ctx, params.session_id);
       // An upload's CDN URL (or one of our file URLs) names a stored file: the asset is that file.
-      const file = uploadedFileOf(ctx, request, body.url);
+      const named = uploadedFileOf(ctx, request, body.url);
+      const file = named?.file ?? null;
+      if (file) requireAttachable(file, row);
       const fileId = file?.id ?? null;
       // Doc: "422 Invalid field value (e.g., unsupported kind)": a PNG is not a video.
       if (file && kindOfType(file.content_type) !== body.kind) {
@@ -129,7 +131,8 @@ export const muapiRoutes = (deps: MuapiDeps) => {
       }
       let label = resumed ? (await registeredAsset(ctx, row.id, ids.asset!))?.asset_label : undefined;
       if (!label) {
-        if (file) await claimForSession(ctx, { set, request }, file, row);
+        // An upload (the doc's flow) becomes this session's, to go with it; a file stored otherwise is only named.
+        if (file && named!.upload) await claimForSession(ctx, { set, request }, file, row);
         const r = await ctx.repos.sessions.handle(row.id, {
           type: "RegisterAsset", asset_id: ids.asset!, url: fileId ? null : body.url, file_id: fileId, kind: body.kind,
           source_tool: body.source_tool ?? "upload", prompt: body.prompt ?? null, model: null, job_id: null,

@@ -124,10 +124,11 @@ export async function receiveUpload(base: AppContext, request: Request, set: Res
 
 /**
  * The stored file an asset URL names, if it names one: `https://cdn.muapi.ai/uploads/<file_id>/…` (an
- * upload's CDN URL), or our own `<base>/downloads/<file_id>` or `<base>/v1/files/<file_id>`. 404 when
- * the caller's app has no such file, 422 when its bytes have not arrived; null for any other URL.
+ * upload's CDN URL: `upload` true), or our own `<base>/downloads/<file_id>` or `<base>/v1/files/<file_id>`
+ * (a file stored otherwise, named by reference). 404 when the caller's app has no such file, 422 when
+ * its bytes have not arrived; null for any other URL.
  */
-export function uploadedFileOf(ctx: AppContext, request: Request, url: string): FileRow | null {
+export function uploadedFileOf(ctx: AppContext, request: Request, url: string): { file: FileRow; upload: boolean } | null {
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -136,12 +137,24 @@ export function uploadedFileOf(ctx: AppContext, request: Request, url: string): 
   }
   const base = baseOf(ctx, request);
   let fileId: string | undefined;
-  if (parsed.origin === new URL(MUAPI_CDN).origin) fileId = CDN_PATH.exec(parsed.pathname)?.[1];
+  const upload = parsed.origin === new URL(MUAPI_CDN).origin;
+  if (upload) fileId = CDN_PATH.exec(parsed.pathname)?.[1];
   else if (url.startsWith(`${base}/`)) fileId = OWN_PATH.exec(url.slice(base.length))?.[1];
   if (!fileId) return null;
   const row = requireFile(ctx, fileId);
   if (row.status !== "uploaded") throw new ValidationError("The file at this url has not been uploaded yet", { param: "url" });
-  return row;
+  return { file: row, upload };
+}
+
+/**
+ * Whether a stored file may be one of this session's assets, by /v1's rule for attaching a file: it
+ * belongs to this session or to none, and to the session's user or to none (400 otherwise, naming `url`).
+ */
+export function requireAttachable(file: FileRow, session: SessionRow): void {
+  if (file.user_id !== null && file.user_id !== session.user_id) throw new ValidationError("The file at this url belongs to another user", { param: "url" }, "file_of_another_user");
+  if (file.session_id !== null && file.session_id !== session.id) {
+    throw new ValidationError("The file at this url belongs to another session; upload it again for this one", { param: "url" }, "file_in_another_session");
+  }
 }
 
 /**
@@ -152,7 +165,7 @@ export function uploadedFileOf(ctx: AppContext, request: Request, url: string): 
  * another's asset with it.
  */
 export async function claimForSession(ctx: AppContext, http: HttpExchange, file: FileRow, session: SessionRow): Promise<void> {
-  const r = await ctx.repos.files.handle(file.id, { type: "AssignToSession", session_id: session.id, agent_id: session.agent_id }, metaOf(ctx, http.request, session.user_id));
+  const r = await ctx.repos.files.handle(file.id, { type: "AssignToSession", session_id: session.id, agent_id: session.agent_id, user_id: session.user_id }, metaOf(ctx, http.request, session.user_id));
   if (r.position !== null) await afterWrite(ctx, http, r.position);
 }
 

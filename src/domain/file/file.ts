@@ -30,8 +30,11 @@ export type FileCommand =
     } & Owner)
   /** The bytes of a signed upload arrived: recorded as the authorization said. */
   | { type: "CompleteSignedUpload"; sha256: string; size: number; now: number }
-  /** An uploaded file no session holds becomes `session_id`'s (removed with it); again for the same session, nothing. */
-  | { type: "AssignToSession"; session_id: string; agent_id: string | null }
+  /**
+   * An uploaded file no session holds becomes `session_id`'s (removed with it); again for the same
+   * session, nothing. Only a file of no user, or of the session's user (`user_id`), can be taken.
+   */
+  | { type: "AssignToSession"; session_id: string; agent_id: string | null; user_id: string }
   | { type: "RemoveFile" };
 
 export interface FileState {
@@ -116,6 +119,7 @@ export const fileDecider: Decider<FileCommand, FileEvent, FileState> = {
         if (state.sessionId === command.session_id) return [];
         // One owner: a file another session holds goes when that session does.
         if (state.sessionId !== null) throw new ConflictError("file_in_another_session", "This file belongs to another session; upload it again for this one");
+        if (state.userId !== null && state.userId !== command.user_id) throw new ConflictError("file_of_another_user", "This file belongs to another user");
         return [{ type: "FileAssignedToSession", data: { file_id: state.fileId!, session_id: command.session_id, agent_id: command.agent_id } }];
       case "RemoveFile":
         // A pending signed upload may be removed too: its URL then stops working.
