@@ -181,20 +181,31 @@ test("Multi-turn: create, send, poll for the reply, read the history, list the u
 });
 
 test("Python SDK send_and_wait: create, send, poll in a loop; a second turn sees the history", async () => {
+  // Doc: client = AuthenticatedClient(base_url="https://agents.mushucorp.com", token="ms_your_key")
+  // (such a client sends its token as "Authorization: Bearer <token>").
+  const sdk = { Authorization: `Bearer ${server.apiKey}` };
   // Doc: conv = create_conversation.sync(client=client, user_id="usr-123", workflow="meal-plan")
+  const created = await call("POST", "/conversations", { user_id: "usr-sdk", workflow: "meal-plan" }, null, sdk);
+  expect(created.status).toBe(200);
+  const convId = created.body.conv_id as string;
   // Doc: result = send_and_wait.sync(client=client, conv_id=conv.conv_id, content="I want a high-protein plan for muscle gain", …)
-  const convId = await createConversation("usr-sdk");
   const sendAndWait = async (content: string) => {
-    const sent = await call("POST", `/conversations/${convId}/messages`, { content });
+    const sent = await call("POST", `/conversations/${convId}/messages`, { content }, null, sdk);
     expect(sent.status).toBe(200);
-    return (await pollUntilDone(`/conversations/${convId}/poll/${sent.body.pending_id}`)).last;
+    for (let i = 0; i < 400; i++) {
+      const polled = await call("GET", `/conversations/${convId}/poll/${sent.body.pending_id}`, undefined, null, sdk);
+      expect(polled.status).toBe(200);
+      if (polled.body.status !== "pending") return polled.body;
+      await Bun.sleep(25);
+    }
+    throw new Error("send_and_wait timed out");
   };
   const first = await sendAndWait("I want a high-protein plan for muscle gain");
   expect(first.status).toBe("complete");
   // Doc: "Conversations maintain history across multiple messages."
   const second = await sendAndWait("And for breakfast?");
   expect(second.status).toBe("complete");
-  const conv = await call("GET", `/conversations/${convId}`);
+  const conv = await call("GET", `/conversations/${convId}`, undefined, null, sdk);
   expect(conv.body.messages).toHaveLength(4);
   expect(conv.body.messages[2].content).toBe("And for breakfast?");
 });
@@ -499,6 +510,16 @@ test("BYOS connect: authorize URL, intercepted redirect, callback; the user's tu
   const reply = (await pollUntilDone(`/conversations/${conv.body.conv_id}/poll/${sent.body.pending_id}`, key)).last;
   expect(reply.status).toBe("complete");
   expect(wire.requests.at(-1)!.headers.get("authorization")).toMatch(/^Bearer chatgpt-access-\d+-0123456789$/);
+
+  // Doc: "When a token expires, the next run will fail with: status: "failed" error: "… Reconnect …"" and
+  // "Call GET /chatgpt/status to check. When expired: true, prompt the user to reconnect".
+  const appKey = api(server.url, admin);
+  expect((await appKey.put("/v1/users/usr-ios/credentials/openai", { access_token: "chatgpt-access-expired-0123", expires_at: "2020-01-01T00:00:00Z" })).status).toBe(200);
+  const afterExpiry = await call("POST", `/conversations/${conv.body.conv_id}/messages`, { content: "And tomorrow?" }, key);
+  const expiredTurn = (await pollUntilDone(`/conversations/${conv.body.conv_id}/poll/${afterExpiry.body.pending_id}`, key)).last;
+  expect(expiredTurn.status).toBe("failed");
+  expect(expiredTurn.error).toContain("Reconnect");
+  expect((await call("GET", "/chatgpt/status?user_id=usr-ios", undefined, key)).body).toMatchObject({ connected: false, expired: true });
 
   // Another user without a connection: the doc's failure, and a sign-in the user declined is refused.
   const other = await call("POST", "/conversations", { user_id: "usr-unlinked", workflow: "meal-plan" }, key);
