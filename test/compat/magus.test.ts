@@ -8,18 +8,31 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { startTestServer, type TestServer } from "../support/server.ts";
 import { api } from "../support/api.ts";
 import { DEFAULT_APP_ID } from "../../src/domain/streams.ts";
+import { startAnthropicWireServer, type WireServer } from "../support/llmWireServers.ts";
 
 const ROOT = "root-token-magus-0123456789abcdef";
 let server: TestServer;
 let base: string;
+/** A model that reasons (Anthropic's wire format, scripted), and an HTTP tool that reports its progress: what `full` shows more of. */
+let wire: WireServer;
+let toolServer: ReturnType<typeof Bun.serve>;
 
 beforeAll(async () => {
   // The sync wait is short so the doc's 504 can be reached with a slow reply.
-  server = await startTestServer({ ADMIN_TOKEN: ROOT, SANDBOX_CHUNK_DELAY_MS: "5", COMPAT_SYNC_TIMEOUT_MS: "1500" });
+  server = await startTestServer({ ADMIN_TOKEN: ROOT, SANDBOX_CHUNK_DELAY_MS: "5", COMPAT_SYNC_TIMEOUT_MS: "1500", TOOL_PRIVATE_ALLOWLIST: "127.0.0.1" });
+  wire = startAnthropicWireServer();
+  // The tool streams NDJSON: two progress lines, then its result.
+  toolServer = Bun.serve({
+    port: 0, hostname: "127.0.0.1",
+    fetch: () => new Response([{ type: "progress", progress: 0.5, message: "halfway" }, { type: "progress", progress: 1 }, { type: "result", result: { frames: 12 } }]
+      .map((l) => `${JSON.stringify(l)}\n`).join(""), { headers: { "content-type": "application/x-ndjson" } }),
+  });
   base = `${server.url}/compat/magus`;
 });
 afterAll(async () => {
   await server?.stop();
+  wire?.stop();
+  toolServer?.stop(true);
 });
 
 /** `curl -X POST …/api/v1/messages -H "Authorization: Bearer magus_sk_…" -H "Content-Type: application/json" -d '{…}'` */
@@ -409,4 +422,58 @@ test("The same session_id in two integrations (keys), or another app, is another
   expect(c.body.content).toContain("message 1 of our conversation");
   // Another app's key cannot read this app's conversation through /v1 either.
   expect((await api(server.url, foreign).get(`/v1/sessions/${a1.body.conversation_id}/messages`)).status).toBe(404);
+});
+
+test("Verbosity: full adds tool.progress and thinking.chunk; standard (the default) leaves them out, minimal the tool events too", async () => {
+  // Doc table: tool.progress: minimal -, standard -, full Yes; thinking.chunk: minimal -, standard -, full Yes;
+  //            tool.started / tool.completed: minimal -, standard Yes, full Yes; text.chunk, message.completed: Yes at every level.
+  // Doc: "Use "full" for debugging or advanced UIs that display reasoning."
+  const root = api(server.url, "");
+  const bearer = { authorization: `Bearer ${ROOT}` };
+  const app = await root.post("/v1/apps", { name: "Magus reasoning" }, bearer);
+  expect((await root.put(`/v1/apps/${app.body.id}/connections/claude`, {
+    provider: "anthropic", base_url: wire.baseURL.replace(/\/v1$/, ""), api_key: "sk-ant-wire-0001", default_model: "claude-wire",
+  }, bearer)).status).toBe(200);
+  const admin = (await root.post(`/v1/apps/${app.body.id}/keys`, { name: "setup", scopes: ["data:read", "data:write", "agents:manage"] }, bearer)).body.key as string;
+  const agent = await api(server.url, admin).post("/v1/agents", {
+    name: "Renderer", approval: "never", model: { connection: "claude", parameters: { emit_thinking: true } },
+    tools: [{ type: "http", name: "render", description: "Renders", url: `http://127.0.0.1:${toolServer.port}/render`, parameters: { type: "object" } }],
+  });
+  expect(agent.status).toBe(201);
+  const key = (await root.post(`/v1/apps/${app.body.id}/keys`, { name: "magus integration", agent_ids: [agent.body.id] }, bearer)).body.key as string;
+  // Each turn: the model reasons, calls the tool (which reports progress), then answers.
+  const turn = () => wire.script(
+    { kind: "tools", calls: [{ id: "toolu_1", name: "render", args: "{}" }] },
+    { kind: "text", thinking: ["The render is done, ", "so I report it."], chunks: ["Rendered ", "12 frames."] },
+  );
+  const names = (s: { events: any[] }) => s.events.map((e) => e.event);
+  const levels: Record<string, { events: any[]; done: boolean }> = {};
+  for (const verbosity of ["full", "standard", "minimal", undefined]) {
+    turn();
+    levels[String(verbosity)] = await stream({ content: "Render it", session_id: `levels-${verbosity}`, ...(verbosity ? { verbosity } : {}) }, key);
+  }
+  const full = levels.full!;
+  expect(full.done).toBe(true);
+  // full: every event of the table, the progress and reasoning in the stream's order.
+  expect(full.events.filter((e) => e.event === "tool.progress").map((e) => [e.progress, e.message])).toEqual([[0.5, "halfway"], [1, null]]);
+  expect(full.events.filter((e) => e.event === "thinking.chunk").map((e) => e.delta).join("")).toBe("The render is done, so I report it.");
+  const order = names(full).filter((n) => n !== "text.chunk");
+  expect(order.indexOf("tool.started")).toBeLessThan(order.indexOf("tool.progress"));
+  expect(order.lastIndexOf("tool.progress")).toBeLessThan(order.indexOf("tool.completed"));
+  expect(order.indexOf("tool.completed")).toBeLessThan(order.indexOf("thinking.chunk"));
+  const progress = full.events.find((e) => e.event === "tool.progress");
+  expect(progress.tool_call_id).toBe(full.events.find((e) => e.event === "tool.started").tool_call_id);
+  // standard, asked for or by default: the tool's start and end, no progress, no reasoning.
+  for (const level of ["standard", "undefined"]) {
+    const shown = names(levels[level]!);
+    expect(shown).toContain("tool.started");
+    expect(shown).toContain("tool.completed");
+    expect(shown).not.toContain("tool.progress");
+    expect(shown).not.toContain("thinking.chunk");
+    expect(levels[level]!.events.filter((e) => e.event === "text.chunk").map((e) => e.delta).join("")).toBe("Rendered 12 frames.");
+  }
+  // minimal: no tool events either.
+  const minimal = names(levels.minimal!);
+  expect(minimal.filter((n) => n.startsWith("tool.") || n === "thinking.chunk")).toEqual([]);
+  expect(minimal).toContain("message.completed");
 });

@@ -583,3 +583,112 @@ test("Rate limits: every turn a send-events batch starts is a heavy call; a batc
   const done = await pollUntil(id, (e) => ended(e, 3), key);
   expect(done.filter((e) => e.type === "user.message").map((e) => e.content)).toEqual(["Hello", "one", "two"]);
 });
+
+test("Files before and during a run: a Thread's files reach the agent with the next message, each once", async () => {
+  // Doc: "Attach files to a Thread before or during a run."
+  // Doc: "Add, list, and remove Thread files. API-added files are attachments"
+  // Mosoo's create-thread takes "files": [{"file_id": …}] beside the input; its files endpoint is the Thread's.
+  const ref = "launch-plan-7";
+  const created = await call("POST", "/agents/default/threads", firstRequest("We will send you the launch plan.", ref));
+  expect(created.status).toBe(201);
+  const id = created.body.thread.id;
+  await pollUntil(id, (e) => ended(e));
+  const plan = "Launch plan: ship on Friday, tell support first.";
+  const added = await call("POST", `/threads/${id}/files`, { contentBase64: Buffer.from(plan).toString("base64"), contentType: "text/plain", name: "plan.txt" });
+  expect(added.status).toBe(201);
+  // Before the run: the create names the file (the Thread's ref continues it), and that run reads it.
+  const withFile = await call("POST", "/agents/default/threads", {
+    ...firstRequest("Summarize the attached launch plan and list follow-ups.", ref), files: [{ file_id: added.body.file.id }],
+  });
+  expect(withFile.status).toBe(201);
+  expect(withFile.body.thread.id).toBe(id);
+  let log = await pollUntil(id, (e) => ended(e, 2));
+  const second = log.filter((e) => e.type === "agent.message")[1].content as string;
+  expect(second).toContain("plan.txt");
+  expect(second).toContain("Launch plan: ship on Friday");
+
+  // During a run: a file added while a run is in flight goes with the next message, which names no file.
+  const busy = await call("POST", `/threads/${id}/events`, { events: [{ type: "user_message", text: "[slow] Think about it." }] });
+  expect(busy.status).toBe(202);
+  const notes = await call("POST", `/threads/${id}/files`, { contentBase64: Buffer.from("Notes: the venue moved to Hall B.").toString("base64"), contentType: "text/plain", name: "notes.txt" });
+  expect(notes.status).toBe(201);
+  const next = await call("POST", `/threads/${id}/events`, { events: [{ type: "user_message", text: "Here are my notes too." }] });
+  expect(next.status).toBe(202);
+  log = await pollUntil(id, (e) => ended(e, 4));
+  const replies = log.filter((e) => e.type === "agent.message").map((e) => e.content as string);
+  expect(replies[3]).toContain("notes.txt");
+  expect(replies[3]).toContain("Hall B");
+  // Each file once: the plan went with its run and is not sent again.
+  expect(replies[3]).not.toContain("plan.txt");
+  expect(replies[2]).not.toContain("Files received");
+  // One store: the messages carried the files, as /v1 shows them.
+  const history = await api(server.url, server.apiKey).get(`/v1/sessions/${id}/messages`);
+  expect(JSON.stringify(history.body)).toContain(notes.body.file.id);
+});
+
+test("Artifacts: a file the agent saves is a Thread file of kind artifact and a file.created event in the log", async () => {
+  // Doc: "API-added files are attachments; Agent-produced files are returned as artifacts."
+  // Doc: "Poll the public event log for Agent messages, tool status, file changes, usage updates, and run completion."
+  const agent = await api(server.url, server.apiKey).post("/v1/agents", {
+    name: "Report writer", approval: "never", tools: [{ type: "builtin", name: "save_file", requires_approval: false }],
+  });
+  expect(agent.status).toBe(201);
+  const created = await call("POST", `/agents/${agent.body.id}/threads`,
+    firstRequest('call save_file {"name": "next-steps.md", "content": "# Next steps\\n1. Call the customer back."}'));
+  expect(created.status).toBe(201);
+  const id = created.body.thread.id;
+  const log = await pollUntil(id, (e) => ended(e));
+  expect(log.map((e) => e.type)).toContain("run.completed");
+  const files = await call("GET", `/threads/${id}/files`);
+  const artifact = files.body.files.find((f: any) => f.name === "next-steps.md");
+  expect(artifact).toMatchObject({ kind: "artifact", mimeType: "text/markdown", committed: true });
+  // The file change is in the log, naming the file, before the run's end.
+  const change = log.find((e) => e.type === "file.created");
+  expect(change).toMatchObject({ status: "completed", content: artifact.id });
+  expect(log.indexOf(change)).toBeLessThan(log.findIndex((e) => e.type === "run.completed"));
+
+  // An asset the agent registers (after the permission decision) is a file change too, naming its URL.
+  const asked = await call("POST", "/agents/default/threads", firstRequest("Please register https://example.com/cat.png as an asset"));
+  await pollUntil(asked.body.thread.id, (e) => e.some((x) => x.type === "permission.requested"));
+  expect((await call("POST", `/threads/${asked.body.thread.id}/events`, { events: [{ type: "permission_decision", decision: "allow" }] })).status).toBe(202);
+  const registered = await pollUntil(asked.body.thread.id, (e) => ended(e));
+  expect(registered.filter((e) => e.type === "file.created").map((e) => e.content)).toEqual(["https://example.com/cat.png"]);
+});
+
+test("Tool status: the log shows each tool the run calls, started then completed, in place and once to a poller", async () => {
+  // Doc: "Poll the public event log for Agent messages, tool status, file changes, usage updates, and run completion."
+  const created = await call("POST", "/agents/default/threads", firstRequest("Please register https://example.com/cat.png as an asset"));
+  const id = created.body.thread.id;
+  await pollUntil(id, (e) => e.some((x) => x.type === "permission.requested"));
+  const start = await pollAfter(id, "0", 1);
+  // Nothing ran yet: the tool waits for the permission decision.
+  expect(start.events.map((e) => e.type)).not.toContain("tool.started");
+  expect((await call("POST", `/threads/${id}/events`, { events: [{ type: "permission_decision", decision: "allow" }] })).status).toBe(202);
+  const log = await pollUntil(id, (e) => ended(e));
+  const types = log.map((e) => e.type);
+  const started = log.find((e) => e.type === "tool.started");
+  const completed = log.find((e) => e.type === "tool.completed");
+  expect(started).toMatchObject({ status: "running", content: "register_asset", durationMs: null });
+  expect(completed).toMatchObject({ status: "completed", content: "register_asset" });
+  expect(typeof completed.durationMs).toBe("number");
+  // In the order it happened: the call, the file it registered, its end, the reply, the run's end.
+  expect(types.indexOf("tool.started")).toBeLessThan(types.indexOf("file.created"));
+  expect(types.indexOf("file.created")).toBeLessThan(types.indexOf("tool.completed"));
+  expect(types.indexOf("tool.completed")).toBeLessThan(types.indexOf("agent.message"));
+  expect(types.indexOf("agent.message")).toBeLessThan(types.indexOf("run.completed"));
+  // A poller past the (since decided) request gets the tool events once, in the same order, under the same ids.
+  const next = await pollAfter(id, start.next, 1);
+  expect(next.events.map((e) => e.id)).toEqual(log.slice(log.findIndex((e) => e.id === next.events[0].id)).map((e) => e.id));
+  expect(next.events.filter((e) => e.type.startsWith("tool.")).map((e) => e.id)).toEqual([started.id, completed.id]);
+  const seen = [...start.events, ...next.events].map((e) => e.id);
+  expect(new Set(seen).size).toBe(seen.length);
+  expect(log.every((e) => seen.includes(e.id))).toBe(true);
+  // A failed tool reads as failed, naming the error (a file name with a slash is refused).
+  const writer = await api(server.url, server.apiKey).post("/v1/agents", {
+    name: "Careless writer", approval: "never", tools: [{ type: "builtin", name: "save_file", requires_approval: false }],
+  });
+  const bad = await call("POST", `/agents/${writer.body.id}/threads`, firstRequest('call save_file {"name": "notes/today.md", "content": "x"}'));
+  const badLog = await pollUntil(bad.body.thread.id, (e) => ended(e));
+  expect(badLog.find((e) => e.type === "tool.completed")).toMatchObject({ status: "failed", content: expect.stringMatching(/^save_file: /) });
+  expect(badLog.map((e) => e.type)).not.toContain("file.created");
+});

@@ -18,7 +18,9 @@ let DASHBOARD: string;
 
 beforeAll(async () => {
   // Rate limits on (high), so their headers are sent as they are in production.
-  server = await startTestServer({ ADMIN_TOKEN: ROOT, SANDBOX_CHUNK_DELAY_MS: "2", RATE_LIMIT_PER_MINUTE: "10000", RATE_LIMIT_HEAVY_PER_MINUTE: "10000" });
+  server = await startTestServer({
+    ADMIN_TOKEN: ROOT, SANDBOX_CHUNK_DELAY_MS: "2", RATE_LIMIT_PER_MINUTE: "10000", RATE_LIMIT_HEAVY_PER_MINUTE: "10000", TOOL_PRIVATE_ALLOWLIST: "127.0.0.1",
+  });
   API = `${server.url}/compat/muapi/api/v1/creative-agent`;
   DASHBOARD = `${server.url}/compat/muapi`;
 });
@@ -604,4 +606,95 @@ test("Uploads: a read-only key gets no upload URL; an end user's upload is only 
   expect(asset.status).toBe(200);
   expect((await call("DELETE", `/sessions/${byReference.id}`)).status).toBe(200);
   expect((await api(server.url, server.apiKey).get(`/v1/files/${stored.fileId}`)).status).toBe(200);
+});
+
+test("is_test keys: a test-mode key runs the agent end to end and spends no credits; a live key's run in a priced app does", async () => {
+  // Doc: "[!IMPORTANT] API keys with is_test: true run the agent end-to-end without billing."
+  // Doc: "Sandbox API keys (is_test: true) do not consume credits."
+  const root = api(server.url, "");
+  const bearer = { authorization: `Bearer ${ROOT}` };
+  const app = await root.post("/v1/apps", { name: "MUAPI billing" }, bearer);
+  // One credit per token on every model, the server's sandbox one included.
+  expect((await root.put(`/v1/apps/${app.body.id}/prices`, { models: { "*": { input: 1_000_000, output: 1_000_000 } } }, bearer)).status).toBe(200);
+  const issue = async (body: Record<string, unknown>) => (await root.post(`/v1/apps/${app.body.id}/keys`, { name: "muapi", ...body }, bearer)).body.key as string;
+  const live = await issue({});
+  const sandbox = await issue({ mode: "test" });
+
+  const run = async (key: string) => {
+    const session = await createSession("Billing check", key);
+    const chat = await call("POST", `/sessions/${session.id}/chat`, { message: "Describe a product showcase video" }, key);
+    expect(chat.status).toBe(200);
+    const { events, last } = await pollJob(chat.body.job_id, undefined, key);
+    return { session, events, last };
+  };
+  const tested = await run(sandbox);
+  // End to end: the job completed with the agent's text, and the reply is in the history.
+  expect(tested.last.status).toBe("completed");
+  expect(tested.events.filter((e) => e.type === "text").map((e) => e.payload.content).join("")).toContain("Describe a product showcase video");
+  const history = await call("GET", `/sessions/${tested.session.id}/messages`, undefined, sandbox);
+  expect(history.body.map((m: any) => m.role)).toEqual(["user", "assistant"]);
+  // Without billing: the session spent nothing, and the test key's usage shows the job but no credits.
+  const listed = (await call("GET", "/sessions", undefined, sandbox)).body.find((x: any) => x.id === tested.session.id);
+  expect(listed.credits_spent).toBe(0);
+  const testUsage = await waitForUsage(sandbox, (b) => b.totals.jobs === 1);
+  expect(testUsage.totals).toMatchObject({ jobs: 1, credits: 0 });
+  expect(testUsage.totals.prompt_tokens).toBeGreaterThan(0);
+
+  // The same run on a live key of the same app is billed: so the test key's zero is not the price table's.
+  const billed = await run(live);
+  expect(billed.last.status).toBe("completed");
+  let spent = 0;
+  for (let i = 0; i < 100 && spent === 0; i++) {
+    spent = (await call("GET", "/sessions", undefined, live)).body.find((x: any) => x.id === billed.session.id).credits_spent;
+    if (spent === 0) await Bun.sleep(20);
+  }
+  expect(spent).toBeGreaterThan(0);
+  const liveUsage = await waitForUsage(live, (b) => b.totals.jobs === 1);
+  expect(liveUsage.totals.credits).toBe(spent);
+  // Test data stays apart: the live key does not list the test key's session.
+  expect((await call("GET", "/sessions", undefined, live)).body.map((x: any) => x.id)).not.toContain(tested.session.id);
+});
+
+/** `/v1/usage` for a key, once `ready` holds (usage is read from a projection). */
+async function waitForUsage(key: string, ready: (body: any) => boolean) {
+  for (let i = 0; i < 200; i++) {
+    const r = await api(server.url, key).get("/v1/usage");
+    if (r.status === 200 && ready(r.body)) return r.body;
+    await Bun.sleep(20);
+  }
+  throw new Error("usage never showed the job");
+}
+
+test("canvas_op: a tool's canvas operation reaches the job's events as the doc's canvas_op", async () => {
+  // Doc: "canvas_op | Canvas spatial operation (move/arrange) | op: string, args: object"
+  // Our built-in tools and the sandbox model move nothing on a canvas: a canvas_op comes from an agent's
+  // HTTP tool that streams one (an NDJSON line {"type": "canvas_op", "op", "args"} before its result).
+  const tool = Bun.serve({
+    port: 0, hostname: "127.0.0.1",
+    fetch: () => new Response([
+      { type: "canvas_op", op: "arrange", args: { layout: "grid", assets: ["asset_1", "asset_2"] } },
+      { type: "result", result: { arranged: 2 } },
+    ].map((l) => `${JSON.stringify(l)}\n`).join(""), { headers: { "content-type": "application/x-ndjson" } }),
+  });
+  try {
+    const agent = await api(server.url, server.apiKey).post("/v1/agents", {
+      name: "Canvas arranger", approval: "never",
+      tools: [{ type: "http", name: "arrange_canvas", description: "Arranges the canvas", url: `http://127.0.0.1:${tool.port}/arrange`, parameters: { type: "object" } }],
+    });
+    expect(agent.status).toBe(201);
+    // A key limited to the agent: its sessions are that agent's.
+    const key = (await api(server.url, "").post(`/v1/apps/${DEFAULT_APP_ID}/keys`, { name: "canvas", agent_ids: [agent.body.id] }, { authorization: `Bearer ${ROOT}` })).body.key as string;
+    const session = await createSession("Canvas", key);
+    const chat = await call("POST", `/sessions/${session.id}/chat`, { message: 'call arrange_canvas {"layout": "grid"}' }, key);
+    expect(chat.status).toBe(200);
+    const { events, last } = await pollJob(chat.body.job_id, undefined, key);
+    expect(last.status).toBe("completed");
+    const types = events.map((e) => e.type);
+    expect(events.filter((e) => e.type === "canvas_op").map((e) => e.payload)).toEqual([{ op: "arrange", args: { layout: "grid", assets: ["asset_1", "asset_2"] } }]);
+    // Between the tool's call and its result, as the tool streamed it.
+    expect(types.indexOf("tool_call")).toBeLessThan(types.indexOf("canvas_op"));
+    expect(types.indexOf("canvas_op")).toBeLessThan(types.indexOf("tool_result"));
+  } finally {
+    tool.stop(true);
+  }
 });

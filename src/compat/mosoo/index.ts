@@ -6,6 +6,8 @@
  * `/v1`. `client_external_ref` names one Thread for the app's keys, or for one end user (created on
  * first use: src/compat/shared/clientSessions.ts). A send-events batch is planned whole (batch.ts), and
  * charged a heavy call per run it starts, before any of it is applied, so a refusal writes nothing.
+ * Files added to a Thread go to the agent with its next message; the event log places the runs' tool
+ * steps among the session's events (wire.ts `logWithExtras`).
  * Choices where the doc is silent are recorded in docs/compat.md.
  */
 import { Elysia, t } from "elysia";
@@ -22,6 +24,7 @@ import { decodeCursor, encodeCursor } from "../../http/pagination.ts";
 import { newResourceId } from "../../core/ids.ts";
 import { jobStream, sessionStream } from "../../domain/streams.ts";
 import { occurredAt } from "../../core/eventContract.ts";
+import { sessionEvents } from "../../domain/session/events.ts";
 import { spendHeavy } from "../../http/rateLimit.ts";
 import { principalOf } from "../../http/auth.ts";
 import { afterWrite, create, metaOf } from "../../http/routes/v1/common.ts";
@@ -32,8 +35,8 @@ import { getSession, listSessions, type SessionRow } from "../../../projections/
 import { admitCompat, type CompatAccess } from "../shared/compatAccess.ts";
 import { sessionForClientId } from "../shared/clientSessions.ts";
 import {
-  AddFileBody, CreateThreadBody, MOSOO_PREFIX, SendEventsBody, contentText, cursorOfEventId, eventsAfter, fileView, logWithPermission, runView,
-  sentEventsOf, threadEvents, threadView, type LogEntry, type PendingPermission,
+  AddFileBody, CreateThreadBody, MOSOO_PREFIX, SendEventsBody, contentText, cursorOfEventId, eventsAfter, fileView, logWithExtras, permissionExtra,
+  runExtras, runOfEntry, runView, sentEventsOf, threadEvents, threadView, visible, type LogEntry, type LogExtra, type PendingPermission,
 } from "./wire.ts";
 import { planBatch, type RunState, type Step } from "./batch.ts";
 
@@ -84,7 +87,7 @@ function currentRun(ctx: AppContext, row: SessionRow): RunState | null {
 
 /**
  * The Thread's current run when it waits for a permission decision, with where its plan was proposed
- * (the run's latest PlanProposed), which places the request in the log (wire.ts `logWithPermission`).
+ * (the run's latest PlanProposed), which places the request in the log (wire.ts `logWithExtras`).
  */
 async function pendingPermission(ctx: AppContext, row: SessionRow): Promise<PendingPermission | null> {
   const job = currentJob(ctx, row);
@@ -94,6 +97,48 @@ async function pendingPermission(ctx: AppContext, row: SessionRow): Promise<Pend
   }
   // The read model says awaiting_approval only once it has read a PlanProposed, so this is not reached; were it, the request goes last.
   return { job, position: BigInt(Number.MAX_SAFE_INTEGER), at: job.updated_at };
+}
+
+/**
+ * The Thread's files that no message has carried to the agent yet: files added through
+ * `POST /threads/{threadId}/files` (or uploaded to the session through /v1) since. Mosoo's quickstart adds a
+ * file "when the Agent needs input from a document", then sends a message that carries no file handle, so
+ * the next message of the Thread takes them; files a message stored itself are that message's already.
+ */
+async function unsentThreadFiles(ctx: AppContext, row: SessionRow): Promise<string[]> {
+  const files = listSessionFiles(ctx.db, row.id, "attachment", 1000).filter((f) => f.message_id === null);
+  if (!files.length) return [];
+  const carried = new Set<string>();
+  for await (const raw of ctx.store.readStream(sessionStream(row.id))) {
+    if (raw.type !== "MessageSent") continue;
+    const e = sessionEvents.decode(raw);
+    if (e.type === "MessageSent") for (const a of e.data.attachments) if (a.type === "file" && a.file_id) carried.add(a.file_id);
+  }
+  return files.filter((f) => !carried.has(f.id)).map((f) => f.id);
+}
+
+const fileAttachments = (ids: readonly string[]) => [...new Set(ids)].map((file_id) => ({ type: "file" as const, file_id }));
+
+/**
+ * What the log shows besides the session's own events: the tool steps of the runs `runIds` (those the
+ * read's session events name, and the run in flight), and the permission request of a waiting run.
+ * Only what was recorded by `head` (the store's position before the session's events were read): an
+ * event written later may follow session events this read did not see, so it waits for the next read
+ * rather than take a place (and an id) it would then lose.
+ */
+async function logExtras(ctx: AppContext, row: SessionRow, runIds: ReadonlySet<string>, head: bigint | null): Promise<LogExtra[]> {
+  const fresh = getSession(ctx.db, ctx.appId, row.id) ?? row;
+  const pending = await pendingPermission(ctx, fresh);
+  const current = currentJob(ctx, fresh);
+  const extras: LogExtra[] = [];
+  for (const runId of new Set([...runIds, ...(current ? [current.id] : [])])) {
+    const raws = [];
+    for await (const raw of ctx.store.readStream(jobStream(runId))) raws.push(raw);
+    // The waiting run's request is shown by permissionExtra; a decided one only keeps its place.
+    extras.push(...runExtras(raws).filter((x) => !(pending && x.hidden && x.position === pending.position)));
+  }
+  if (pending) extras.push(permissionExtra(pending));
+  return head === null ? [] : extras.filter((x) => x.position <= head);
 }
 
 function decodeBase64(value: string): Uint8Array {
@@ -108,11 +153,12 @@ type ResponseSet = { status?: number | string; headers: Record<string, string | 
 /** Applies one planned step of a send-events batch; the run it touched, as Mosoo shows it (null for none). */
 async function applyStep(
   ctx: AppContext, request: Request, set: ResponseSet, row: SessionRow, step: Step, meta: ReturnType<typeof metaOf>, resumed: boolean,
+  files: readonly string[] = [],
 ): Promise<ReturnType<typeof runView> | null> {
   switch (step.kind) {
     case "message": {
       // A message sent while a run is in flight waits its turn (Mosoo has no busy answer for it).
-      const a = await acceptMessage(ctx, request, row, { content: step.text, attachments: [], model: null, context: null, multitask: "enqueue" },
+      const a = await acceptMessage(ctx, request, row, { content: step.text, attachments: fileAttachments(files), model: null, context: null, multitask: "enqueue" },
         { message_id: step.message_id, job_id: step.job_id }, resumed);
       await afterWrite(ctx, { set, request }, a.position);
       return runView(getJob(ctx.db, ctx.appId, a.job_id), { id: a.job_id, at: Date.now() });
@@ -179,8 +225,10 @@ export const mosooRoutes = (deps: MosooDeps) =>
         }
         row = getSession(ctx.db, ctx.appId, id) ?? requireThread(ctx, id);
       }
+      // The files named in `files`, and those added to the Thread since its last message (a continued ref).
+      const files = [...(body.files ?? []).map((f) => f.file_id), ...await unsentThreadFiles(ctx, row)];
       const accepted = await acceptMessage(ctx, request, row, {
-        content: text, attachments: (body.files ?? []).map((f) => ({ type: "file" as const, file_id: f.file_id })),
+        content: text, attachments: fileAttachments(files),
         model: null, context: null, multitask: "enqueue",
       }, { message_id: ids.message!, job_id: ids.job! }, resumed);
       await afterWrite(ctx, { set, request }, accepted.position);
@@ -250,9 +298,12 @@ export const mosooRoutes = (deps: MosooDeps) =>
       const accepted: Array<{ clientRequestId: string | null; run: ReturnType<typeof runView> | null }> = [];
       const warnings: Array<{ code: string; message: string }> = [];
       let wrote = false;
+      // The Thread's files added since its last message go to the agent with the batch's first message.
+      let files = steps.some((s) => s.kind === "message") ? await unsentThreadFiles(ctx, row) : [];
       for (const [i, step] of steps.entries()) {
         try {
-          const run = await applyStep(ctx, request, set, row, step, meta, resumed);
+          const run = await applyStep(ctx, request, set, row, step, meta, resumed, step.kind === "message" ? files : []);
+          if (step.kind === "message") files = [];
           if (step.kind === "noop") warnings.push(step.warning);
           else wrote = true;
           accepted.push({ clientRequestId: step.clientRequestId, run });
@@ -286,14 +337,20 @@ export const mosooRoutes = (deps: MosooDeps) =>
         if (!jobs.has(id)) jobs.set(id, getJob(ctx.db, ctx.appId, id));
         return jobs.get(id)!;
       };
-      const entryOf = (raw: Parameters<typeof threadEvents>[0]): LogEntry => ({ revision: Number(raw.revision), position: raw.position, events: threadEvents(raw, jobOf) });
+      const runIds = new Set<string>();
+      const entryOf = (raw: Parameters<typeof threadEvents>[0]): LogEntry => {
+        const run = runOfEntry(raw);
+        if (run) runIds.add(run);
+        return { revision: Number(raw.revision), position: raw.position, events: threadEvents(raw, jobOf) };
+      };
+      // Runs' tool steps and permission requests are placed among the session's events by position: only
+      // those recorded before the session's events were read, so every session event before them is seen.
+      const head = await ctx.store.headPosition();
       if (query.after === undefined) {
         // The doc's read: the latest `limit` events, oldest first; truncated says older ones were left out.
         const entries: LogEntry[] = [];
         for await (const raw of ctx.store.readStream(sessionStream(row.id))) entries.push(entryOf(raw));
-        // Read after the session's events: a plan proposed while they were read then sits after all of
-        // them, never before events a poller has already been given.
-        const all = logWithPermission(entries, await pendingPermission(ctx, getSession(ctx.db, ctx.appId, row.id) ?? row), true);
+        const all = visible(logWithExtras(entries, await logExtras(ctx, row, runIds, head), true));
         const events = all.slice(Math.max(0, all.length - limit));
         return { events, truncated: all.length > limit, has_more: false, next_after: events[events.length - 1]?.id ?? "0" };
       }
@@ -313,8 +370,9 @@ export const mosooRoutes = (deps: MosooDeps) =>
         read += entry.events.length;
         entries.push(entry);
       }
-      const out = logWithPermission(entries, await pendingPermission(ctx, getSession(ctx.db, ctx.appId, row.id) ?? row), reachedEnd);
-      const after = from === 0 ? out : eventsAfter(out, query.after, from);
+      const out = logWithExtras(entries, await logExtras(ctx, row, runIds, head), reachedEnd);
+      // Found among the hidden places too: a poller that saw a request since decided resumes right after it.
+      const after = visible(from === 0 ? out : eventsAfter(out, query.after, from));
       const events = after.slice(0, limit);
       const hasMore = after.length > limit || !reachedEnd;
       return { events, truncated: false, has_more: hasMore, next_after: events[events.length - 1]?.id ?? query.after };
@@ -328,7 +386,7 @@ export const mosooRoutes = (deps: MosooDeps) =>
         summary: "List a Thread's public event log (Mosoo)",
         description: "Without `after`: the latest `limit` (default 100, 1–1000) events, oldest first; `truncated` when older ones were left out. "
           + "With `after` (an event id, or 0 for the start): the events after it, oldest first, at most `limit`; `has_more` when more follow. "
-          + "Every answer's `next_after` is the `after` of the next poll.",
+          + "Every answer's `next_after` is the `after` of the next poll. The runs' tool steps (tool.started, tool.completed) are placed where they happened.",
       },
     })
     .post("/threads/:threadId/files", async ({ ctx, params, body, request, set }) => {

@@ -6,6 +6,7 @@
 import { t } from "elysia";
 import type { RecordedEvent } from "../../eventstore/port.ts";
 import { sessionEvents } from "../../domain/session/events.ts";
+import { jobEvents } from "../../domain/job/events.ts";
 import { occurredAt } from "../../core/eventContract.ts";
 import type { ErrorBody, ErrorDialect } from "../../http/errors.ts";
 import { ValidationError } from "../../core/errors.ts";
@@ -191,36 +192,98 @@ export interface LogEntry {
   events: MosooEvent[];
 }
 
-const permissionRequested = (pending: PendingPermission, cursor: number): MosooEvent => ({
-  id: `${cursor}.permission`, type: "permission.requested", status: "pending", content: pending.job.approval ?? pending.job.id,
-  occurredAt: iso(pending.at)!, durationMs: null, tokens: null,
-});
+/** The run a session event is about (a message's run, a turn's end), so its run's steps are read with it. */
+export function runOfEntry(raw: RecordedEvent): string | null {
+  const e = sessionEvents.decode(raw);
+  return e.type === "MessageSent" || e.type === "TurnEnded" ? e.data.job_id : null;
+}
 
 /**
- * The log of `entries` (consecutive session events, oldest first) with a waiting permission request in
- * its place: after the last session event recorded before the plan was proposed. Its id
- * (`<cursor>.permission`) so stays the same while later messages queue behind the waiting run, and a
- * poller `after` it sees only what followed. Left out when that place lies before `entries` (a poll
- * already past it) or, when `complete` is false (the read stopped early), beyond them.
+ * An event of the log that no session event gives: a run's tool step, or a permission request. It is
+ * placed by its global position among the session's events, after the last one recorded before it,
+ * with the id `<that one's cursor>.<suffix>`. A hidden one (a permission request since decided) only
+ * keeps its place, so a poller that saw it resumes right after it.
  */
-export function logWithPermission(entries: readonly LogEntry[], pending: PendingPermission | null, complete: boolean): MosooEvent[] {
-  const out: MosooEvent[] = [];
-  let placed = pending === null;
-  for (const [i, entry] of entries.entries()) {
-    if (!placed && entry.position > pending!.position) {
-      if (i > 0) out.push(permissionRequested(pending!, entry.revision));
-      placed = true;
+export interface LogExtra {
+  position: bigint;
+  suffix: string;
+  event: Omit<MosooEvent, "id">;
+  hidden?: boolean;
+}
+
+const base = (at: number) => ({ occurredAt: iso(at)!, durationMs: null as number | null, tokens: null as number | null });
+
+/**
+ * A run's tool status from its own stream: `tool.started` (status `running`) when the agent calls a
+ * tool, `tool.completed` (status `completed`, or `failed` with the error) when it ends, with its
+ * duration; `content` is the tool's name. Its plans proposed give hidden places (`.permission`), for a
+ * poller that read a request since decided. Suffixes carry the run stream's cursor, so ids stay put.
+ */
+export function runExtras(raws: readonly RecordedEvent[]): LogExtra[] {
+  const out: LogExtra[] = [];
+  const calledAt = new Map<string, number>();
+  for (const raw of raws) {
+    const e = jobEvents.decode(raw);
+    const at = occurredAt(raw);
+    const cursor = Number(raw.revision) + 1;
+    switch (e.type) {
+      case "ToolCalled":
+        calledAt.set(e.data.call_id, at);
+        out.push({ position: raw.position, suffix: `tool${cursor}`, event: { type: "tool.started", status: "running", content: e.data.name, ...base(at) } });
+        break;
+      case "ToolCompleted": {
+        const started = calledAt.get(e.data.call_id);
+        out.push({
+          position: raw.position, suffix: `tool${cursor}`,
+          event: { type: "tool.completed", status: e.data.error ? "failed" : "completed", content: e.data.error ? `${e.data.name}: ${e.data.error}` : e.data.name, ...base(at), durationMs: started === undefined ? null : at - started },
+        });
+        break;
+      }
+      case "PlanProposed":
+        out.push({ position: raw.position, suffix: "permission", event: { type: "permission.requested", status: "pending", content: null, ...base(at) }, hidden: true });
+        break;
+      default:
+        break;
     }
-    out.push(...entry.events);
   }
-  const last = entries[entries.length - 1];
-  if (!placed && complete && last) out.push(permissionRequested(pending!, last.revision + 1));
   return out;
 }
 
+/** A log event, and whether it only keeps a place (a decided permission request). */
+export type PlacedEvent = MosooEvent & { hidden?: boolean };
+
+/**
+ * The log of `entries` (consecutive session events, oldest first) with `extras` in their places: each
+ * after the last session event recorded before it. So an extra's id stays the same as later events
+ * arrive, and a poller `after` it sees only what followed. An extra is left out when its place lies
+ * before `entries` (a poll already past it) or, when `complete` is false (the read stopped early), beyond them.
+ */
+export function logWithExtras(entries: readonly LogEntry[], extras: readonly LogExtra[], complete: boolean): PlacedEvent[] {
+  const sorted = [...extras].sort((a, b) => (a.position < b.position ? -1 : a.position > b.position ? 1 : 0));
+  const out: PlacedEvent[] = [];
+  const place = (x: LogExtra, cursor: number) => out.push({ id: `${cursor}.${x.suffix}`, ...x.event, ...(x.hidden ? { hidden: true } : {}) });
+  let j = 0;
+  for (const [i, entry] of entries.entries()) {
+    for (; j < sorted.length && sorted[j]!.position < entry.position; j++) if (i > 0) place(sorted[j]!, entry.revision);
+    out.push(...entry.events);
+  }
+  const last = entries[entries.length - 1];
+  if (complete && last) for (; j < sorted.length; j++) place(sorted[j]!, last.revision + 1);
+  return out;
+}
+
+/** A waiting permission request as the log shows it (its place: the run's latest PlanProposed). */
+export const permissionExtra = (pending: PendingPermission): LogExtra => ({
+  position: pending.position, suffix: "permission",
+  event: { type: "permission.requested", status: "pending", content: pending.job.approval ?? pending.job.id, ...base(pending.at) },
+});
+
+/** The events a client is shown: without the places kept for decided requests. */
+export const visible = (events: readonly PlacedEvent[]): MosooEvent[] => events.filter((e) => !e.hidden).map(({ hidden: _, ...e }) => e);
+
 /** The session-stream cursor an event id of the log stands at (`12`, `12.run`, `12.message`…); null for anything else. */
 export function cursorOfEventId(id: string): number | null {
-  const m = /^(\d{1,15})(\.[a-z]+)?$/.exec(id);
+  const m = /^(\d{1,15})(\.[a-z]+\d{0,15})?$/.exec(id);
   return m ? Number(m[1]) : null;
 }
 
@@ -229,7 +292,7 @@ export function cursorOfEventId(id: string): number | null {
  * the ones of that session event that follow `after`, then the rest. An id that event did not produce
  * (a permission request since decided) skips that session event's whole output.
  */
-export function eventsAfter(events: readonly MosooEvent[], after: string, afterCursor: number): MosooEvent[] {
+export function eventsAfter<E extends MosooEvent>(events: readonly E[], after: string, afterCursor: number): E[] {
   const at = events.findIndex((e) => e.id === after);
   if (at >= 0) return events.slice(at + 1);
   let skip = 0;
