@@ -1,9 +1,10 @@
 /**
  * `bun run bench` — every figure next to a baseline measured in the same run.
  * `bun run bench --quick` runs smaller counts (a smoke test, not figures to publish).
- * `bun run bench sse [api …]` runs only the named groups: eventstore, api, queue, turns, sse, ratelimit, memory, files.
+ * `bun run bench sse [api …]` runs only the named groups: eventstore, api, queue, turns, sse, ratelimit, memory, files, compat.
  */
 import { apiBenchmarks } from "./api.ts";
+import { compatBenchmarks } from "./compat.ts";
 import { eventStoreBenchmarks } from "./eventstore.ts";
 import { fileBenchmarks } from "./files.ts";
 import { memoryBenchmarks } from "./memory.ts";
@@ -17,7 +18,7 @@ import { cpus, totalmem } from "node:os";
 const quick = process.argv.includes("--quick");
 const groups: Record<string, (quick: boolean) => Promise<Result[]>> = {
   eventstore: eventStoreBenchmarks, api: apiBenchmarks, queue: queueBenchmarks, turns: turnBenchmarks, sse: sseBenchmarks,
-  ratelimit: rateLimitBenchmarks, memory: memoryBenchmarks, files: fileBenchmarks,
+  ratelimit: rateLimitBenchmarks, memory: memoryBenchmarks, files: fileBenchmarks, compat: compatBenchmarks,
 };
 const named = process.argv.slice(2).filter((a) => !a.startsWith("--"));
 const unknown = named.filter((n) => !(n in groups));
