@@ -224,11 +224,26 @@ async function answerApproval(ctx: AppContext, http: HttpExchange, responseId: s
   return { jobId: responseId, sessionId: state.sessionId, decided: lastEventId };
 }
 
+/**
+ * Folds already made, by response id, with the number of events each covers: a job's events never
+ * change once appended, so a retrieve folds only what came since (nothing, once it has ended). Bounded;
+ * the oldest fold goes first. Visibility is checked on every read, before a fold is used.
+ */
+const folds = new Map<string, { lastEventId: number; fold: JobFold }>();
+const MAX_FOLDS = 2_000;
+
 /** The job's events folded into what a response shows; 404 when the job is not visible to the caller. */
 export async function foldResponse(ctx: AppContext, id: string): Promise<{ fold: JobFold; lastEventId: number; ended: boolean }> {
   const { state, lastEventId } = await visibleJob(ctx, id);
-  let fold = emptyFold(id);
-  for await (const e of ctx.store.readStream(jobStream(id), { maxCount: lastEventId })) fold = foldJobEvent(fold, e);
+  const cached = folds.get(id);
+  let fold = cached && cached.lastEventId <= lastEventId ? cached.fold : emptyFold(id);
+  const from = cached && cached.lastEventId <= lastEventId ? cached.lastEventId : 0;
+  if (from < lastEventId) {
+    for await (const e of ctx.store.readStream(jobStream(id), { fromRevision: BigInt(from), maxCount: lastEventId - from })) fold = foldJobEvent(fold, e);
+  }
+  folds.delete(id);
+  folds.set(id, { lastEventId, fold });
+  if (folds.size > MAX_FOLDS) folds.delete(folds.keys().next().value!);
   return { fold, lastEventId, ended: TERMINAL.has(state.status as never) };
 }
 
