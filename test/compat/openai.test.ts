@@ -628,6 +628,15 @@ describe("approvals (mcp_approval_request / mcp_approval_response)", () => {
       input: [{ type: "mcp_approval_response", approval_request_id: ask.id, approve: false, reason: "not this one" }] as any, previous_response_id: again.id,
     });
     expect(rejected.status).toBe("cancelled");
+
+    // As at OpenAI, a client may leave an approval request unanswered and go on: the plan is declined
+    // (nothing of it runs) and the new input is the next response.
+    const unanswered = await client.responses.create({ model: "default", input: ASK });
+    expect(unanswered.status).toBe("completed");
+    const moved = await client.responses.create({ input: "Never mind, just say hi.", previous_response_id: unanswered.id });
+    expect(moved.status).toBe("completed");
+    expect(moved.output_text).toContain("Never mind");
+    expect((await client.responses.retrieve(unanswered.id)).status).toBe("cancelled");
     // The conversation is free again.
     const next = await client.responses.create({ input: "thanks anyway", previous_response_id: again.id });
     expect(next.status).toBe("completed");

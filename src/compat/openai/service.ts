@@ -183,6 +183,7 @@ export async function createResponse(ctx: AppContext, http: HttpExchange, body: 
   }
   // A session started just now may not be in the read model yet (it lags): what the message needs of it is known.
   const session = getSession(ctx.db, ctx.appId, sessionId) ?? started ?? requireSession(ctx, sessionId);
+  if (!started) await declineWaitingPlan(ctx, http, session);
   const ids = { message_id: newResourceId("msg"), job_id: newResourceId("resp") };
   // `instructions` and the input's developer and system messages go where an app's context for a turn
   // does: appended to the agent's system prompt for this turn only (not carried to the next, as at OpenAI).
@@ -197,6 +198,27 @@ export async function createResponse(ctx: AppContext, http: HttpExchange, body: 
   }, ids);
   await afterWrite(ctx, http, accepted.position);
   return { jobId: accepted.job_id, sessionId };
+}
+
+/**
+ * A response waiting on a plan has ended, as OpenAI's does at an approval request, and a client may
+ * leave the request unanswered and go on: new input in its conversation declines the plan (rejected,
+ * "superseded"; nothing of it runs) and, once that turn has closed, starts the next response. Any
+ * other turn in flight still makes the conversation busy (409).
+ */
+async function declineWaitingPlan(ctx: AppContext, http: HttpExchange, session: SessionRow): Promise<void> {
+  const current = (JSON.parse(session.turns) as string[])[0];
+  if (!current) return;
+  const state = await visibleJobState(ctx, current).catch(() => null);
+  if (state?.status !== "awaiting_approval" || !state.plan) return;
+  const meta = metaOf(ctx, http.request, state.queued?.user_id);
+  try {
+    await afterWrite(ctx, http, await rejectPlan(ctx, current, "superseded by new input", meta, state.plan.plan_id));
+  } catch (err) {
+    // Decided meanwhile (approved, or declined by another request): the busy check below tells.
+    if (!(err instanceof ConflictError)) throw err;
+  }
+  await ctx.turns.turnSettled(current, meta, http.request.signal).catch(() => false);
 }
 
 /**
