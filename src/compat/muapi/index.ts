@@ -13,16 +13,16 @@ import { requireUser } from "../../app/access.ts";
 import { agentOrDefault } from "../../app/defaultAgent.ts";
 import { visibleJob, visibleJobState } from "../../app/jobReads.ts";
 import { skillsOf, type ShippedSkill } from "../../app/skills.ts";
-import { approvePlan, cancelJob, rejectPlan } from "../../app/turns.ts";
+import { approvePlan, cancelJob, rejectPlan, type MessageInput } from "../../app/turns.ts";
 import { TERMINAL } from "../../domain/job/job.ts";
 import type { SessionEvent } from "../../domain/session/session.ts";
 import { jobStream } from "../../domain/streams.ts";
 import { toPublicEvent } from "../../http/eventView.ts";
 import { principalOf } from "../../http/auth.ts";
-import { afterWrite, create, metaOf } from "../../http/routes/v1/common.ts";
+import { afterWrite, create, metaOf, type ResponseSet } from "../../http/routes/v1/common.ts";
 import { pollStream } from "../../http/routes/v1/cursorEvents.ts";
 import { acceptMessage, deleteSession, registeredAsset, requireSession } from "../../http/routes/v1/sessions/service.ts";
-import { listSessions } from "../../../projections/sessions/index.ts";
+import { listSessions, type SessionRow } from "../../../projections/sessions/index.ts";
 import { listAssets, type AssetRow } from "../../../projections/assets/index.ts";
 import { listMessages } from "../../../projections/messages/index.ts";
 import { listSessionJobs } from "../../../projections/jobs/index.ts";
@@ -61,6 +61,21 @@ const allAssets = (ctx: AppContext, sessionId: string): AssetRow[] => listAssets
  * (the message's `client_data.client_history`; the model is never shown it).
  */
 const snapshotRecord = (snapshot: unknown[] | undefined) => (snapshot ? { client_data: { client_history: { ...clientHistoryDigest(snapshot) } } } : {});
+
+/**
+ * Chat and run-skill alike: the message (with the client's snapshot recorded), a job queued behind any
+ * in flight (MUAPI enqueues every job), answered at once with the doc's `{job_id, status: "pending"}`.
+ * Idempotency-Key honoured.
+ */
+function submitJob(
+  ctx: AppContext, request: Request, set: ResponseSet, row: SessionRow, body: { messages_snapshot?: unknown[] }, message: MessageInput,
+) {
+  return create(ctx, request, body, set, { message_id: "msg", job_id: "job" }, async ({ ids, resumed }) => {
+    const accepted = await acceptMessage(ctx, request, row, { ...message, ...snapshotRecord(body.messages_snapshot) }, { message_id: ids.message_id!, job_id: ids.job_id! }, resumed);
+    await afterWrite(ctx, { set, request }, accepted.position);
+    return { status: 200, body: { job_id: accepted.job_id, status: "pending" as const } };
+  });
+}
 
 export const muapiRoutes = (deps: MuapiDeps) => {
   const shipped = deps.skills ?? new Map<string, ShippedSkill>();
@@ -169,15 +184,9 @@ export const muapiRoutes = (deps: MuapiDeps) => {
     })
     .post(`${AGENT}/sessions/:session_id/chat`, async ({ ctx, params, body, request, set }) => {
       const row = requireSession(ctx, params.session_id);
-      return create(ctx, request, body, set, { message_id: "msg", job_id: "job" }, async ({ ids, resumed }) => {
-        // A message while a turn is in flight waits its turn (MUAPI enqueues every job); the canvas
-        // goes to the model as the turn's context.
-        const accepted = await acceptMessage(ctx, request, row, {
-          content: body.message, attachments: [], model: null, context: body.canvas_state ? { canvas_state: body.canvas_state } : null, multitask: "enqueue",
-          ...snapshotRecord(body.messages_snapshot),
-        }, { message_id: ids.message_id!, job_id: ids.job_id! }, resumed);
-        await afterWrite(ctx, { set, request }, accepted.position);
-        return { status: 200, body: { job_id: accepted.job_id, status: "pending" as const } };
+      // The canvas goes to the model as the turn's context.
+      return submitJob(ctx, request, set, row, body, {
+        content: body.message, attachments: [], model: null, context: body.canvas_state ? { canvas_state: body.canvas_state } : null, multitask: "enqueue",
       });
     }, {
       params: SessionParam, body: ChatBody,
@@ -187,13 +196,8 @@ export const muapiRoutes = (deps: MuapiDeps) => {
       const row = requireSession(ctx, params.session_id);
       // Doc: "404 Session, job, asset, or skill not found": a name no skill could have is one of them.
       if (!isSkillName(body.skill_name)) throw new NotFoundError("Skill not found", { param: "skill_name" }, "skill_not_found");
-      return create(ctx, request, body, set, { message_id: "msg", job_id: "job" }, async ({ ids, resumed }) => {
-        const accepted = await acceptMessage(ctx, request, row, {
-          content: "", attachments: [], model: null, context: null, multitask: "enqueue", skill: { name: body.skill_name, inputs: body.inputs ?? {}, shipped },
-          ...snapshotRecord(body.messages_snapshot),
-        }, { message_id: ids.message_id!, job_id: ids.job_id! }, resumed);
-        await afterWrite(ctx, { set, request }, accepted.position);
-        return { status: 200, body: { job_id: accepted.job_id, status: "pending" as const } };
+      return submitJob(ctx, request, set, row, body, {
+        content: "", attachments: [], model: null, context: null, multitask: "enqueue", skill: { name: body.skill_name, inputs: body.inputs ?? {}, shipped },
       });
     }, {
       params: SessionParam, body: RunSkillBody,
