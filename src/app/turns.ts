@@ -30,6 +30,8 @@ export interface MessageInput {
   skill?: SkillRequest;
   /** What the surface the message came through keeps of its request for its own answers; never shown to the model (see MessageSent). */
   client_data?: Record<string, unknown>;
+  /** Files of the session the message carries unless an earlier message did (the session decides: SendMessage's `once_files`). */
+  once_files?: Attachment[];
 }
 
 export interface Accepted {
@@ -102,7 +104,8 @@ export async function sendMessage(
   // Both writes must fit before the first is made: a job refused as too large after its message was
   // stored would leave the session with a turn whose job never exists.
   const jobData = turnJobData(sessionId, session, {
-    message_id: messageId, job_id: jobId, content: input.content, attachments: input.attachments, model: input.model, context: input.context, skill,
+    // Sized with every file it may take, so the job fits whichever the session decides it carries.
+    message_id: messageId, job_id: jobId, content: input.content, attachments: [...input.attachments, ...(input.once_files ?? [])], model: input.model, context: input.context, skill,
     ...(input.client_data ? { client_data: input.client_data } : {}),
   }, agent);
   checkFitsOneWrite(jobStream(jobId), "JobQueued", jobData, { app_id: meta.appId, correlationId: meta.correlationId, causationId: messageId });
@@ -113,7 +116,7 @@ export async function sendMessage(
     sent = await ctx.repos.sessions.handle(sessionId, {
       type: "SendMessage", message_id: messageId, job_id: jobId, content: input.content, attachments: input.attachments,
       model: input.model, context: input.context, multitask: input.multitask, ...(skill ? { skill } : {}),
-      ...(input.client_data ? { client_data: input.client_data } : {}),
+      ...(input.client_data ? { client_data: input.client_data } : {}), ...(input.once_files?.length ? { once_files: input.once_files } : {}),
     }, meta);
   } catch (err) {
     await releaseJob(ctx, budgets, jobId, meta.appId);

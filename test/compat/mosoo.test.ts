@@ -497,6 +497,31 @@ test("Tenancy: another app's token gets 404 on this app's Threads; an end user's
   expect((await call("POST", "/agents/default/threads", { ...firstRequest("As a?"), attributed_user_id: "tenancy-user-a" }, {}, b)).status).toBe(403);
 });
 
+test("Tenancy: an end user whose id is spelled like a key's own user reaches none of that key's Threads", async () => {
+  // Doc: "Every request is evaluated against the published Agent and the caller token."
+  const created = await call("POST", "/agents/default/threads", firstRequest("The key's own Thread"));
+  expect(created.status).toBe(201);
+  const id = created.body.thread.id;
+  const keyUser = created.body.thread.created_by.id;
+  expect(keyUser).toMatch(/^mosoo-/);
+  expect(created.body.thread.attributed_user).toBeNull();
+  // The app may mint a token for any id, that one included: on this surface it is refused, not taken for the key.
+  const lookalike = await endUserToken(keyUser);
+  for (const [method, path, body] of [
+    ["GET", `/threads/${id}`, undefined], ["GET", `/threads/${id}/events`, undefined], ["GET", "/agents/default/threads", undefined],
+    ["POST", `/threads/${id}/events`, { events: [{ type: "user_message", text: "as the key" }] }],
+  ] as const) {
+    const r = await call(method, path, body, {}, lookalike);
+    expect(r.status).toBe(403);
+    expect(r.body.error.code).toBe("reserved_user_id");
+  }
+  // Nor may a key name such an id as the Thread's user.
+  const named = await call("POST", "/agents/default/threads", { ...firstRequest("As the key?"), attributed_user_id: keyUser });
+  expect(named.status).toBe(400);
+  expect(named.body.error.code).toBe("reserved_user_id");
+  await pollUntil(id, (e) => ended(e));
+});
+
 test("Permission decision: a run waiting for permission stays visible and decidable while later messages queue behind it", async () => {
   // Doc: "Send user messages or permission decisions, then read Agent-visible results from the Thread event list."
   // Doc: "Threads track messages, files, run status, attribution, and lifecycle state."

@@ -4,7 +4,8 @@
  * arrive, and a poller resumes after it — also after a request since decided, which only keeps its place.
  */
 import { expect, test } from "bun:test";
-import { cursorOfEventId, eventsAfter, logWithExtras, visible, type LogEntry, type LogExtra, type MosooEvent } from "../../src/compat/mosoo/wire.ts";
+import { cursorOfEventId, eventsAfter, logWithExtras, runExtras, visible, type LogEntry, type LogExtra, type MosooEvent } from "../../src/compat/mosoo/wire.ts";
+import type { RecordedEvent } from "../../src/eventstore/port.ts";
 
 const ev = (id: string, type: string): MosooEvent => ({ id, type, status: "completed", content: null, occurredAt: "2026-01-01T00:00:00.000Z", durationMs: null, tokens: null });
 /** Session event with cursor `c` (revision c-1) at global position `p`. */
@@ -34,4 +35,44 @@ test("a poller after a request since decided resumes right after its place; the 
   expect(cursorOfEventId("12.permission")).toBe(12);
   expect(cursorOfEventId("12.tool")).toBe(12);
   expect(cursorOfEventId("12.9")).toBeNull();
+});
+
+/** A run-stream event (revision `rev`, global position `p`) as the store records it. */
+const runEvent = (rev: number, p: number, type: string, data: Record<string, unknown>): RecordedEvent => ({
+  id: `e${rev}`, type, streamId: "job-job_1", revision: BigInt(rev), position: BigInt(p), data, metadata: { schema_version: 1 }, created: new Date(Date.UTC(2026, 0, 1)),
+});
+const plan = (rev: number, p: number, planId: string) =>
+  runEvent(rev, p, "PlanProposed", { step: 1, plan_id: planId, title: `Plan ${planId}`, steps: [], total_credits: 0 });
+
+test("two plans of one run with no session event between them have ids of their own; after either, a poller gets only what followed", () => {
+  const entries = [entry(1, 10, "thread.created"), entry(2, 20, "user.message", "run.created")];
+  const raws = [
+    runEvent(0, 21, "JobQueued", {}), // not shown: skipped without being decoded
+    plan(1, 30, "p1"), runEvent(2, 35, "PlanApproved", { plan_id: "p1" }),
+    runEvent(3, 40, "ToolCalled", { step: 2, call_id: "c1", name: "register_asset", args: {} }),
+    runEvent(4, 42, "TextEmitted", { step: 2, content: "…" }),
+    runEvent(5, 45, "ToolCompleted", { call_id: "c1", name: "register_asset", result: null, error: null, asset: null }),
+    plan(6, 50, "p2"),
+  ];
+  const placed = logWithExtras(entries, runExtras(raws), true);
+  // The first plan is decided: it keeps its place only. The second waits: shown, with the plan as content.
+  expect(visible(placed).map((e) => e.id)).toEqual(["1", "2", "2.run", "2.tool4", "2.tool6", "2.permission7"]);
+  const request = visible(placed).at(-1)!;
+  expect(request.type).toBe("permission.requested");
+  expect(JSON.parse(request.content!).plan.plan_id).toBe("p2");
+  // A poller that saw the second request has nothing new; one that saw the first gets the rest, once.
+  expect(visible(eventsAfter(placed, "2.permission7", 2))).toEqual([]);
+  expect(visible(eventsAfter(placed, "2.permission2", 2)).map((e) => e.id)).toEqual(["2.tool4", "2.tool6", "2.permission7"]);
+  // Once the second is decided too, both only keep their places, and `after` either still resumes right after it.
+  const decided = logWithExtras(entries, runExtras([...raws, runEvent(7, 55, "PlanRejected", { plan_id: "p2", reason: null })]), true);
+  expect(visible(decided).map((e) => e.id)).toEqual(["1", "2", "2.run", "2.tool4", "2.tool6"]);
+  expect(visible(eventsAfter(decided, "2.permission7", 2))).toEqual([]);
+  expect(visible(eventsAfter(decided, "2.permission2", 2)).map((e) => e.id)).toEqual(["2.tool4", "2.tool6"]);
+});
+
+test("a request is answered by the run's end too: a run cancelled while it waits shows no request", () => {
+  const entries = [entry(1, 10, "thread.created"), entry(2, 20, "user.message", "run.created")];
+  const raws = [plan(1, 30, "p1"), runEvent(2, 40, "JobCancelled", { reason: "user_interrupt" })];
+  expect(visible(logWithExtras(entries, runExtras(raws), true)).map((e) => e.id)).toEqual(["1", "2", "2.run"]);
+  expect(visible(logWithExtras(entries, runExtras(raws.slice(0, 1)), true)).map((e) => e.id)).toEqual(["1", "2", "2.run", "2.permission2"]);
 });

@@ -53,6 +53,22 @@ describe("session decider", () => {
     expect(session([started, ...first], reg)[0]!.data).toMatchObject({ asset_label: "asset_2" });
   });
 
+  test("a session file offered once goes with the first message to carry it, and with no later one", () => {
+    const file = (id: string) => ({ type: "file" as const, file_id: id, name: `${id}.txt`, content_type: "text/plain", size: 1, sha256: "x" });
+    const offer = (job_id: string, given = [] as ReturnType<typeof file>[]): SessionCommand => ({
+      type: "SendMessage", message_id: `m-${job_id}`, job_id, content: "hi", attachments: given, model: null, context: null, multitask: "enqueue",
+      once_files: [file("f1"), file("f2"), file("f1")],
+    });
+    const first = session([started], offer("j1"));
+    expect(first[0]!.data).toMatchObject({ attachments: [file("f1"), file("f2")] });
+    // Decided on the state that records the first message (as a concurrent one is, once its append is refused): nothing left to take.
+    expect(session([started, ...first], offer("j2"))[0]!.data).toMatchObject({ attachments: [] });
+    // A file the message names itself is not added twice; a file an earlier message named is not offered again.
+    expect(session([started], offer("j1", [file("f2")]))[0]!.data).toMatchObject({ attachments: [file("f2"), file("f1")] });
+    const named = { ...sent("j1"), data: { ...sent("j1").data, attachments: [file("f2")] } } as SessionEvent;
+    expect(session([started, named], offer("j2"))[0]!.data).toMatchObject({ attachments: [file("f1")] });
+  });
+
   test("a deleted session accepts nothing; an archived one refuses messages", () => {
     expect(() => session([started, { type: "SessionDeleted", data: {} }], send("j1"))).toThrow(NotFoundError);
     expect(() => session([started, { type: "SessionArchived", data: {} }], send("j1"))).toThrow(ConflictError);

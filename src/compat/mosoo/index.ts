@@ -18,13 +18,13 @@ import { requireUser } from "../../app/access.ts";
 import { approvePlan, cancelJob, precheckMessage, rejectPlan } from "../../app/turns.ts";
 import { acceptedContentType, filesOf, removeFile, storeFile } from "../../app/files.ts";
 import { readYourWrites } from "../../app/context.ts";
-import { ConflictError, NotFoundError, ValidationError } from "../../core/errors.ts";
+import { ConflictError, ForbiddenError, NotFoundError, ValidationError } from "../../core/errors.ts";
 import { toErrorResponse } from "../../http/errors.ts";
 import { decodeCursor, encodeCursor } from "../../http/pagination.ts";
 import { newResourceId } from "../../core/ids.ts";
 import { jobStream, sessionStream } from "../../domain/streams.ts";
-import { occurredAt } from "../../core/eventContract.ts";
-import { sessionEvents } from "../../domain/session/events.ts";
+import { StreamDeletedError, StreamNotFoundError } from "../../eventstore/errors.ts";
+import type { RecordedEvent } from "../../eventstore/port.ts";
 import { spendHeavy } from "../../http/rateLimit.ts";
 import { principalOf } from "../../http/auth.ts";
 import { afterWrite, create, metaOf } from "../../http/routes/v1/common.ts";
@@ -35,8 +35,8 @@ import { getSession, listSessions, type SessionRow } from "../../../projections/
 import { admitCompat, type CompatAccess } from "../shared/compatAccess.ts";
 import { sessionForClientId } from "../shared/clientSessions.ts";
 import {
-  AddFileBody, CreateThreadBody, MOSOO_PREFIX, SendEventsBody, contentText, cursorOfEventId, eventsAfter, fileView, logWithExtras, permissionExtra,
-  runExtras, runOfEntry, runView, sentEventsOf, threadEvents, threadView, visible, type LogEntry, type LogExtra, type PendingPermission,
+  AddFileBody, CreateThreadBody, MOSOO_PREFIX, SendEventsBody, contentText, cursorOfEventId, eventsAfter, fileView, logWithExtras,
+  placedInLog, runExtras, runOfEntry, runView, sentEventsOf, threadEvents, threadView, visible, type LogEntry, type LogExtra,
 } from "./wire.ts";
 import { planBatch, type RunState, type Step } from "./batch.ts";
 
@@ -44,8 +44,26 @@ export interface MosooDeps extends CompatAccess {
   ctx: AppContext;
 }
 
-/** The user a Thread belongs to: the end user of an end-user token, else one per key (a Human PAT is one caller). */
-const mosooUser = (principal: { userId: string | null; keyId: string }): string => principal.userId ?? `mosoo-${principal.keyId}`;
+/**
+ * The user a Thread belongs to: the end user of an end-user token, else one per key (a Human PAT is one
+ * caller), `mosoo-<key id>`. That form is the keys' alone on this surface (`refuseKeyUserIds`).
+ */
+const KEY_USER_PREFIX = "mosoo-";
+const mosooUser = (principal: { userId: string | null; keyId: string }): string => principal.userId ?? `${KEY_USER_PREFIX}${principal.keyId}`;
+
+/**
+ * End-user ids are the app's to choose, so one could be spelled like a key's own user: acting as
+ * `mosoo-<key id>` (an end-user token, or `attributed_user_id`) would reach that key's Threads. Such an
+ * id is refused here rather than taken for the key's user.
+ */
+function refuseKeyUserIds(actingUser: string | null, attributedUserId?: string): void {
+  if (actingUser?.startsWith(KEY_USER_PREFIX)) {
+    throw new ForbiddenError(`End-user ids starting with "${KEY_USER_PREFIX}" are reserved on this surface for API keys' own Threads`, "reserved_user_id");
+  }
+  if (attributedUserId?.startsWith(KEY_USER_PREFIX)) {
+    throw new ValidationError(`attributed_user_id may not start with "${KEY_USER_PREFIX}": those ids are API keys' own users`, { param: "attributed_user_id" }, "reserved_user_id");
+  }
+}
 
 const ThreadParams = t.Object({ threadId: t.String({ minLength: 1, maxLength: 100, pattern: "^[A-Za-z0-9_.-]+$" }) });
 const AgentParams = t.Object({ agentId: t.String({ minLength: 1, maxLength: 100, pattern: "^[A-Za-z0-9_.-]+$" }) });
@@ -86,59 +104,38 @@ function currentRun(ctx: AppContext, row: SessionRow): RunState | null {
 }
 
 /**
- * The Thread's current run when it waits for a permission decision, with where its plan was proposed
- * (the run's latest PlanProposed), which places the request in the log (wire.ts `logWithExtras`).
+ * The Thread's files a message may take to the agent: files added through `POST /threads/{threadId}/files`
+ * (or uploaded to the session through /v1), not stored by a message itself. Mosoo's quickstart adds a file
+ * "when the Agent needs input from a document", then sends a message that carries no file handle, so the
+ * next message of the Thread takes them. Which message that is the session decides as it records it
+ * (SendMessage's `once_files`): of concurrent messages, exactly one.
  */
-async function pendingPermission(ctx: AppContext, row: SessionRow): Promise<PendingPermission | null> {
-  const job = currentJob(ctx, row);
-  if (job?.status !== "awaiting_approval") return null;
-  for await (const raw of ctx.store.readStream(jobStream(job.id), { direction: "backwards" })) {
-    if (raw.type === "PlanProposed") return { job, position: raw.position, at: occurredAt(raw) };
-  }
-  // The read model says awaiting_approval only once it has read a PlanProposed, so this is not reached; were it, the request goes last.
-  return { job, position: BigInt(Number.MAX_SAFE_INTEGER), at: job.updated_at };
-}
-
-/**
- * The Thread's files that no message has carried to the agent yet: files added through
- * `POST /threads/{threadId}/files` (or uploaded to the session through /v1) since. Mosoo's quickstart adds a
- * file "when the Agent needs input from a document", then sends a message that carries no file handle, so
- * the next message of the Thread takes them; files a message stored itself are that message's already.
- */
-async function unsentThreadFiles(ctx: AppContext, row: SessionRow): Promise<string[]> {
-  const files = listSessionFiles(ctx.db, row.id, "attachment", 1000).filter((f) => f.message_id === null);
-  if (!files.length) return [];
-  const carried = new Set<string>();
-  for await (const raw of ctx.store.readStream(sessionStream(row.id))) {
-    if (raw.type !== "MessageSent") continue;
-    const e = sessionEvents.decode(raw);
-    if (e.type === "MessageSent") for (const a of e.data.attachments) if (a.type === "file" && a.file_id) carried.add(a.file_id);
-  }
-  return files.filter((f) => !carried.has(f.id)).map((f) => f.id);
+function threadFiles(ctx: AppContext, row: SessionRow): string[] {
+  return listSessionFiles(ctx.db, row.id, "attachment", 1000).filter((f) => f.message_id === null && f.status === "uploaded").map((f) => f.id);
 }
 
 const fileAttachments = (ids: readonly string[]) => [...new Set(ids)].map((file_id) => ({ type: "file" as const, file_id }));
 
 /**
- * What the log shows besides the session's own events: the tool steps of the runs `runIds` (those the
- * read's session events name, and the run in flight), and the permission request of a waiting run.
- * Only what was recorded by `head` (the store's position before the session's events were read): an
- * event written later may follow session events this read did not see, so it waits for the next read
- * rather than take a place (and an id) it would then lose.
+ * What the log shows besides the session's own events: the tool steps and permission requests of the
+ * runs `runIds`, as recorded up to `head`, the position the whole answer is cut at. A run whose stream
+ * does not exist yet (its message recorded, its job not yet queued) has none so far.
  */
-async function logExtras(ctx: AppContext, row: SessionRow, runIds: ReadonlySet<string>, head: bigint | null): Promise<LogExtra[]> {
-  const fresh = getSession(ctx.db, ctx.appId, row.id) ?? row;
-  const pending = await pendingPermission(ctx, fresh);
-  const current = currentJob(ctx, fresh);
+async function logExtras(ctx: AppContext, runIds: Iterable<string>, head: bigint): Promise<LogExtra[]> {
   const extras: LogExtra[] = [];
-  for (const runId of new Set([...runIds, ...(current ? [current.id] : [])])) {
-    const raws = [];
-    for await (const raw of ctx.store.readStream(jobStream(runId))) raws.push(raw);
-    // The waiting run's request is shown by permissionExtra; a decided one only keeps its place.
-    extras.push(...runExtras(raws).filter((x) => !(pending && x.hidden && x.position === pending.position)));
+  for (const runId of new Set(runIds)) {
+    const raws: RecordedEvent[] = [];
+    try {
+      for await (const raw of ctx.store.readStream(jobStream(runId))) {
+        if (raw.position > head) break;
+        if (placedInLog(raw.type)) raws.push(raw);
+      }
+    } catch (err) {
+      if (!(err instanceof StreamNotFoundError || err instanceof StreamDeletedError)) throw err;
+    }
+    extras.push(...runExtras(raws));
   }
-  if (pending) extras.push(permissionExtra(pending));
-  return head === null ? [] : extras.filter((x) => x.position <= head);
+  return extras;
 }
 
 function decodeBase64(value: string): Uint8Array {
@@ -158,7 +155,10 @@ async function applyStep(
   switch (step.kind) {
     case "message": {
       // A message sent while a run is in flight waits its turn (Mosoo has no busy answer for it).
-      const a = await acceptMessage(ctx, request, row, { content: step.text, attachments: fileAttachments(files), model: null, context: null, multitask: "enqueue" },
+      // The Thread's files no message has carried yet go with the first of the batch's messages the session records.
+      const a = await acceptMessage(ctx, request, row, {
+        content: step.text, attachments: [], once_files: fileAttachments(files), model: null, context: null, multitask: "enqueue",
+      },
         { message_id: step.message_id, job_id: step.job_id }, resumed);
       await afterWrite(ctx, { set, request }, a.position);
       return runView(getJob(ctx.db, ctx.appId, a.job_id), { id: a.job_id, at: Date.now() });
@@ -184,12 +184,17 @@ async function applyStep(
 
 export const mosooRoutes = (deps: MosooDeps) =>
   new Elysia({ name: "agentry.compat.mosoo", prefix: `${MOSOO_PREFIX}/api/v1`, detail: { tags: ["Mosoo (compat)"] } })
-    .resolve(async ({ request, set }) => ({ ctx: await admitCompat(deps.ctx, deps, request, set.headers) }))
+    .resolve(async ({ request, set }) => {
+      const ctx = await admitCompat(deps.ctx, deps, request, set.headers);
+      refuseKeyUserIds(ctx.actingUser ?? principalOf(request)?.userId ?? null);
+      return { ctx };
+    })
     .post("/agents/:agentId/threads", ({ ctx, params, body, request, set }) => create(ctx, request, body, set, { session: "sess", message: "msg", job: "job" }, async ({ ids, resumed }) => {
       const agentId = await agentOf(ctx, params.agentId, request.signal);
       const principal = principalOf(request)!;
       // attributed_user_id projects the work onto one of the app's end users: the Thread is theirs (their
       // history, their limits, erased with them); an end-user token may only name itself.
+      refuseKeyUserIds(null, body.attributed_user_id);
       const userId = body.attributed_user_id ?? mosooUser(principal);
       requireUser(ctx, userId);
       // Checked before anything is written: a content part we cannot take refuses the whole request.
@@ -225,10 +230,9 @@ export const mosooRoutes = (deps: MosooDeps) =>
         }
         row = getSession(ctx.db, ctx.appId, id) ?? requireThread(ctx, id);
       }
-      // The files named in `files`, and those added to the Thread since its last message (a continued ref).
-      const files = [...(body.files ?? []).map((f) => f.file_id), ...await unsentThreadFiles(ctx, row)];
+      // The files named in `files`, and those added to the Thread that no message has carried yet (a continued ref).
       const accepted = await acceptMessage(ctx, request, row, {
-        content: text, attachments: fileAttachments(files),
+        content: text, attachments: fileAttachments((body.files ?? []).map((f) => f.file_id)), once_files: fileAttachments(threadFiles(ctx, row)),
         model: null, context: null, multitask: "enqueue",
       }, { message_id: ids.message!, job_id: ids.job! }, resumed);
       await afterWrite(ctx, { set, request }, accepted.position);
@@ -298,12 +302,10 @@ export const mosooRoutes = (deps: MosooDeps) =>
       const accepted: Array<{ clientRequestId: string | null; run: ReturnType<typeof runView> | null }> = [];
       const warnings: Array<{ code: string; message: string }> = [];
       let wrote = false;
-      // The Thread's files added since its last message go to the agent with the batch's first message.
-      let files = steps.some((s) => s.kind === "message") ? await unsentThreadFiles(ctx, row) : [];
+      const files = steps.some((s) => s.kind === "message") ? threadFiles(ctx, row) : [];
       for (const [i, step] of steps.entries()) {
         try {
-          const run = await applyStep(ctx, request, set, row, step, meta, resumed, step.kind === "message" ? files : []);
-          if (step.kind === "message") files = [];
+          const run = await applyStep(ctx, request, set, row, step, meta, resumed, files);
           if (step.kind === "noop") warnings.push(step.warning);
           else wrote = true;
           accepted.push({ clientRequestId: step.clientRequestId, run });
@@ -338,19 +340,31 @@ export const mosooRoutes = (deps: MosooDeps) =>
         return jobs.get(id)!;
       };
       const runIds = new Set<string>();
-      const entryOf = (raw: Parameters<typeof threadEvents>[0]): LogEntry => {
+      const entryOf = (raw: RecordedEvent): LogEntry => {
         const run = runOfEntry(raw);
         if (run) runIds.add(run);
         return { revision: Number(raw.revision), position: raw.position, events: threadEvents(raw, jobOf) };
       };
-      // Runs' tool steps and permission requests are placed among the session's events by position: only
-      // those recorded before the session's events were read, so every session event before them is seen.
+      // A poll's runs: those its session events name, and those still going when it began (loaded before
+      // `head`, so a run that is going at `head` is among them), whose steps may fall anywhere in it.
+      const going = query.after === undefined ? [] : (await ctx.repos.sessions.load(row.id)).state.turns.map((turn) => turn.job_id);
+      // Every answer is the log as it stood at one store position, `head`: session events and runs' events
+      // alike up to it, none after. Each run event is placed by position among the session's, so one
+      // recorded later can only come after everything this answer shows, and a poller `after` its last
+      // event sees it next time, once.
       const head = await ctx.store.headPosition();
+      const upToHead = async function* (fromRevision?: bigint) {
+        if (head === null) return;
+        for await (const raw of ctx.store.readStream(sessionStream(row.id), fromRevision === undefined ? {} : { fromRevision })) {
+          if (raw.position > head) return;
+          yield raw;
+        }
+      };
       if (query.after === undefined) {
         // The doc's read: the latest `limit` events, oldest first; truncated says older ones were left out.
         const entries: LogEntry[] = [];
-        for await (const raw of ctx.store.readStream(sessionStream(row.id))) entries.push(entryOf(raw));
-        const all = visible(logWithExtras(entries, await logExtras(ctx, row, runIds, head), true));
+        for await (const raw of upToHead()) entries.push(entryOf(raw));
+        const all = visible(logWithExtras(entries, head === null ? [] : await logExtras(ctx, runIds, head), true));
         const events = all.slice(Math.max(0, all.length - limit));
         return { events, truncated: all.length > limit, has_more: false, next_after: events[events.length - 1]?.id ?? "0" };
       }
@@ -361,16 +375,19 @@ export const mosooRoutes = (deps: MosooDeps) =>
       let read = 0;
       let reachedEnd = true;
       // From the session event `after` stands at, so the events it produced after `after` are included.
-      for await (const raw of ctx.store.readStream(sessionStream(row.id), { fromRevision: BigInt(Math.max(0, from - 1)) })) {
+      for await (const raw of upToHead(BigInt(Math.max(0, from - 1)))) {
         if (read > limit + 3) {
+          // The rest waits for the next poll; the runs it names still count, their steps placed among the events read.
           reachedEnd = false;
-          break;
+          const run = runOfEntry(raw);
+          if (run) runIds.add(run);
+          continue;
         }
         const entry = entryOf(raw);
         read += entry.events.length;
         entries.push(entry);
       }
-      const out = logWithExtras(entries, await logExtras(ctx, row, runIds, head), reachedEnd);
+      const out = logWithExtras(entries, head === null ? [] : await logExtras(ctx, [...runIds, ...going], head), reachedEnd);
       // Found among the hidden places too: a poller that saw a request since decided resumes right after it.
       const after = visible(from === 0 ? out : eventsAfter(out, query.after, from));
       const events = after.slice(0, limit);

@@ -176,15 +176,6 @@ export function threadEvents(raw: RecordedEvent, jobs: (id: string) => JobRow | 
   }
 }
 
-/** A run waiting for a permission decision: its job, and where and when its plan was proposed. */
-export interface PendingPermission {
-  job: JobRow;
-  /** The global store position of the run's PlanProposed event. */
-  position: bigint;
-  /** When the plan was proposed (ms). */
-  at: number;
-}
-
 /** One session event's share of the log: its revision and global position, and the events it gives. */
 export interface LogEntry {
   revision: number;
@@ -202,7 +193,8 @@ export function runOfEntry(raw: RecordedEvent): string | null {
  * An event of the log that no session event gives: a run's tool step, or a permission request. It is
  * placed by its global position among the session's events, after the last one recorded before it,
  * with the id `<that one's cursor>.<suffix>`. A hidden one (a permission request since decided) only
- * keeps its place, so a poller that saw it resumes right after it.
+ * keeps its place, so a poller that saw it resumes right after it. Positions are the store's, so a read
+ * cut at one position shows every event up to it, session or run, and none after it.
  */
 export interface LogExtra {
   position: bigint;
@@ -213,16 +205,25 @@ export interface LogExtra {
 
 const base = (at: number) => ({ occurredAt: iso(at)!, durationMs: null as number | null, tokens: null as number | null });
 
+/** The run events the log shows or places; the rest of a run's stream (text, usage…) is skipped undecoded. */
+const RUN_LOG_TYPES = new Set(["ToolCalled", "ToolCompleted", "PlanProposed", "PlanApproved", "PlanRejected", "JobCancelled", "JobCompleted", "JobFailed"]);
+export const placedInLog = (type: string): boolean => RUN_LOG_TYPES.has(type);
+
 /**
- * A run's tool status from its own stream: `tool.started` (status `running`) when the agent calls a
- * tool, `tool.completed` (status `completed`, or `failed` with the error) when it ends, with its
- * duration; `content` is the tool's name. Its plans proposed give hidden places (`.permission`), for a
- * poller that read a request since decided. Suffixes carry the run stream's cursor, so ids stay put.
+ * A run's tool status and permission requests from its own stream (as far as it was read):
+ * `tool.started` (status `running`) when the agent calls a tool, `tool.completed` (status `completed`,
+ * or `failed` with the error) when it ends, with its duration; `content` is the tool's name. Each plan
+ * proposed is a `permission.requested` (`content` the plan) while nothing has decided it, and a hidden
+ * place once something has (approved, rejected, or the run ended), for a poller that read it then.
+ * Suffixes carry the run stream's cursor (`tool<n>`, `permission<n>`), so every event of a run has an
+ * id of its own that stays put.
  */
 export function runExtras(raws: readonly RecordedEvent[]): LogExtra[] {
   const out: LogExtra[] = [];
   const calledAt = new Map<string, number>();
+  let open: LogExtra | null = null;
   for (const raw of raws) {
+    if (!placedInLog(raw.type)) continue;
     const e = jobEvents.decode(raw);
     const at = occurredAt(raw);
     const cursor = Number(raw.revision) + 1;
@@ -240,9 +241,15 @@ export function runExtras(raws: readonly RecordedEvent[]): LogExtra[] {
         break;
       }
       case "PlanProposed":
-        out.push({ position: raw.position, suffix: "permission", event: { type: "permission.requested", status: "pending", content: null, ...base(at) }, hidden: true });
+        if (open) open.hidden = true;
+        // The plan as the job's read model words it (`/v1/jobs/{id}`'s approval).
+        open = { position: raw.position, suffix: `permission${cursor}`, event: { type: "permission.requested", status: "pending", content: JSON.stringify({ requested: true, approved: null, plan: e.data }), ...base(at) } };
+        out.push(open);
         break;
       default:
+        // A decision, or the run's end: the request open until now is answered.
+        if (open) open.hidden = true;
+        open = null;
         break;
     }
   }
@@ -272,12 +279,6 @@ export function logWithExtras(entries: readonly LogEntry[], extras: readonly Log
   return out;
 }
 
-/** A waiting permission request as the log shows it (its place: the run's latest PlanProposed). */
-export const permissionExtra = (pending: PendingPermission): LogExtra => ({
-  position: pending.position, suffix: "permission",
-  event: { type: "permission.requested", status: "pending", content: pending.job.approval ?? pending.job.id, ...base(pending.at) },
-});
-
 /** The events a client is shown: without the places kept for decided requests. */
 export const visible = (events: readonly PlacedEvent[]): MosooEvent[] => events.filter((e) => !e.hidden).map(({ hidden: _, ...e }) => e);
 
@@ -289,8 +290,9 @@ export function cursorOfEventId(id: string): number | null {
 
 /**
  * The events after `after` in `events`, which start with those of the session event at `afterCursor`:
- * the ones of that session event that follow `after`, then the rest. An id that event did not produce
- * (a permission request since decided) skips that session event's whole output.
+ * the ones of that session event that follow `after`, then the rest. Every id the log gives stays in it
+ * (a decided request keeps a hidden place), so `after` is found; an id it never gave (a request's
+ * `<cursor>.permission` from before requests were numbered) skips that session event's whole output.
  */
 export function eventsAfter<E extends MosooEvent>(events: readonly E[], after: string, afterCursor: number): E[] {
   const at = events.findIndex((e) => e.id === after);

@@ -51,6 +51,12 @@ export type SessionCommand =
       model: string | null; context: Record<string, unknown> | null; multitask: "reject" | "enqueue";
       skill?: SkillRun;
       client_data?: Record<string, unknown>;
+      /**
+       * Files of the session that go to the agent with the first message to carry them: each is added to
+       * this message's attachments unless an earlier message of the session carried it. Decided here, on
+       * the revision the message is appended at, so of concurrent messages exactly one takes a file.
+       */
+      once_files?: Attachment[];
     }
   | { type: "EndTurn"; job_id: string; outcome: TurnOutcome; reply: ReplySummary | null; error: { code: string; message: string } | null }
   /** A URL or (`file_id`) a file of the app: exactly one of the two. */
@@ -70,10 +76,12 @@ export interface SessionState {
   /** Job ids of turns not yet ended, oldest first; the head is the turn in flight. */
   turns: Array<{ job_id: string; message_id: string }>;
   assetCount: number;
+  /** Ids of the stored files the session's messages carried (see SendMessage's `once_files`). */
+  carriedFiles: string[];
 }
 
 export const sessionDecider: Decider<SessionCommand, SessionEvent, SessionState> = {
-  initialState: { status: "none", id: null, agentId: null, userId: null, name: "", externalRef: null, metadata: {}, archived: false, turns: [], assetCount: 0 },
+  initialState: { status: "none", id: null, agentId: null, userId: null, name: "", externalRef: null, metadata: {}, archived: false, turns: [], assetCount: 0, carriedFiles: [] },
 
   evolve(state, event) {
     switch (event.type) {
@@ -90,8 +98,13 @@ export const sessionDecider: Decider<SessionCommand, SessionEvent, SessionState>
         return { ...state, archived: false };
       case "SessionDeleted":
         return { ...state, status: "deleted" };
-      case "MessageSent":
-        return { ...state, turns: [...state.turns, { job_id: event.data.job_id, message_id: event.data.message_id }] };
+      case "MessageSent": {
+        const files = event.data.attachments.flatMap((a) => (a.type === "file" && a.file_id && !state.carriedFiles.includes(a.file_id) ? [a.file_id] : []));
+        return {
+          ...state, turns: [...state.turns, { job_id: event.data.job_id, message_id: event.data.message_id }],
+          ...(files.length ? { carriedFiles: [...state.carriedFiles, ...new Set(files)] } : {}),
+        };
+      }
       case "TurnEnded":
         return { ...state, turns: state.turns.filter((t) => t.job_id !== event.data.job_id) };
       case "AssetRegistered":
@@ -135,8 +148,14 @@ export const sessionDecider: Decider<SessionCommand, SessionEvent, SessionState>
             hint: 'Poll the active job, or resend with "multitask": "enqueue" to run after it',
           });
         }
+        const given = new Set(command.attachments.flatMap((a) => (a.file_id ? [a.file_id] : [])));
+        const once = (command.once_files ?? []).filter((a) => {
+          if (!a.file_id || given.has(a.file_id) || state.carriedFiles.includes(a.file_id)) return false;
+          given.add(a.file_id);
+          return true;
+        });
         return [{ type: "MessageSent", data: {
-          message_id: command.message_id, job_id: command.job_id, content: command.content, attachments: command.attachments,
+          message_id: command.message_id, job_id: command.job_id, content: command.content, attachments: [...command.attachments, ...once],
           model: command.model, context: command.context, queued: active !== undefined, ...(command.skill ? { skill: command.skill } : {}),
           ...(command.client_data ? { client_data: command.client_data } : {}),
         } }];

@@ -4,6 +4,7 @@ import { requireAgentAllowed, requireUser } from "../../../../app/access.ts";
 import type { CommandMetadata } from "../../../../app/repository.ts";
 import { NotFoundError } from "../../../../core/errors.ts";
 import { TERMINAL } from "../../../../domain/job/job.ts";
+import type { Attachment } from "../../../../domain/session/session.ts";
 import { sessionEvents } from "../../../../domain/session/events.ts";
 import { occurredAt } from "../../../../core/eventContract.ts";
 import { jobStream, sessionStream } from "../../../../domain/streams.ts";
@@ -113,7 +114,16 @@ export async function acceptMessage(
   try {
     await precheckMessage(ctx, session.id, input, ids, resumed);
     const attachments = await resolveAttachments(ctx, session, input.attachments, ids.message_id, meta, stored);
-    return await sendMessage(ctx, session.id, { ...input, attachments }, meta, ids, resumed);
+    // Files offered once are the session's own, not named by the caller: one removed meanwhile is not offered.
+    const offered: Attachment[] = [];
+    for (const file of input.once_files ?? []) {
+      try {
+        offered.push(...await resolveAttachments(ctx, session, [file], ids.message_id, meta, stored));
+      } catch (err) {
+        if (!(err instanceof NotFoundError)) throw err;
+      }
+    }
+    return await sendMessage(ctx, session.id, { ...input, attachments, ...(offered.length ? { once_files: offered } : {}) }, meta, ids, resumed);
   } catch (err) {
     const retried = request.headers.get("idempotency-key") !== null && toErrorResponse(err).status >= 500;
     // A retry taking over an earlier execution may be refused before it stores anything: the files
