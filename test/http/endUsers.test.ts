@@ -109,3 +109,19 @@ test("every event in the store names its actor: a key, a user's token, the opera
   }
   expect(Object.fromEntries(missing)).toEqual({});
 });
+
+test("no token acts as a key's own user of a compat surface (magus-key_…, mosoo-key_…, muapi-key_…)", async () => {
+  // Magus sends no user: a key's conversations there belong to `magus-<key id>`.
+  const magus = await fetch(`${server.url}/compat/magus/api/v1/messages`, {
+    method: "POST", headers: { authorization: `Bearer ${TEST_KEY}`, "content-type": "application/json" }, body: JSON.stringify({ content: "secret plans", session_id: "s1" }),
+  });
+  expect(magus.status).toBe(200);
+  const owner = (await backend.get(`/v1/sessions/${(await magus.json() as { conversation_id: string }).conversation_id}`)).body.user_id as string;
+  expect(owner).toStartWith("magus-key_");
+  for (const user of [owner, "mosoo-key_x", "muapi-key_y"]) {
+    const refused = await mint(user);
+    expect({ user, status: refused.status, code: refused.body.error?.code }).toEqual({ user, status: 400, code: "reserved_user_id" });
+  }
+  // Ids that only look alike are the app's to use.
+  expect((await mint("magus-fan")).status).toBe(201);
+});

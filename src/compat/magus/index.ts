@@ -11,6 +11,7 @@ import { Value } from "@sinclair/typebox/value";
 import type { AppContext } from "../../app/context.ts";
 import { agentOrDefault } from "../../app/defaultAgent.ts";
 import { requireAgentAllowed } from "../../app/access.ts";
+import { keyUserId } from "../../app/keyUsers.ts";
 import { visibleJobState } from "../../app/jobReads.ts";
 import { cancelJob, replySummary } from "../../app/turns.ts";
 import { TimeoutError, ValidationError } from "../../core/errors.ts";
@@ -33,7 +34,7 @@ export interface MagusDeps extends CompatAccess {
 }
 
 /** The user a key's Magus conversations belong to: the end user of an end-user token, else one per key. */
-const magusUser = (principal: { userId: string | null; keyId: string }): string => principal.userId ?? `magus-${principal.keyId}`;
+const magusUser = (principal: { userId: string | null; keyId: string }): string => principal.userId ?? keyUserId("magus", principal.keyId);
 
 /** The body, checked against the doc's request table: 400 `invalid_request` naming the first problem. */
 function checkedBody(body: unknown): MagusMessage {

@@ -15,6 +15,7 @@ import type { AppContext } from "../../app/context.ts";
 import { agentOrDefault } from "../../app/defaultAgent.ts";
 import { getAgent } from "../../app/agentReads.ts";
 import { requireUser } from "../../app/access.ts";
+import { isKeyUserId, keyUserId } from "../../app/keyUsers.ts";
 import { approvePlan, cancelJob, precheckMessage, rejectPlan } from "../../app/turns.ts";
 import { acceptedContentType, filesOf, removeFile, storeFile } from "../../app/files.ts";
 import { readYourWrites } from "../../app/context.ts";
@@ -46,10 +47,9 @@ export interface MosooDeps extends CompatAccess {
 
 /**
  * The user a Thread belongs to: the end user of an end-user token, else one per key (a Human PAT is one
- * caller), `mosoo-<key id>`. That form is the keys' alone on this surface (`refuseKeyUserIds`).
+ * caller), `mosoo-<key id>`. That form is the keys' alone (src/app/keyUsers.ts, `refuseKeyUserIds`).
  */
-const KEY_USER_PREFIX = "mosoo-";
-const mosooUser = (principal: { userId: string | null; keyId: string }): string => principal.userId ?? `${KEY_USER_PREFIX}${principal.keyId}`;
+const mosooUser = (principal: { userId: string | null; keyId: string }): string => principal.userId ?? keyUserId("mosoo", principal.keyId);
 
 /**
  * End-user ids are the app's to choose, so one could be spelled like a key's own user: acting as
@@ -57,11 +57,12 @@ const mosooUser = (principal: { userId: string | null; keyId: string }): string 
  * id is refused here rather than taken for the key's user.
  */
 function refuseKeyUserIds(actingUser: string | null, attributedUserId?: string): void {
-  if (actingUser?.startsWith(KEY_USER_PREFIX)) {
-    throw new ForbiddenError(`End-user ids starting with "${KEY_USER_PREFIX}" are reserved on this surface for API keys' own Threads`, "reserved_user_id");
+  // No token is minted for such an id (src/app/keyUsers.ts); one minted before that rule still stops here.
+  if (actingUser && isKeyUserId(actingUser)) {
+    throw new ForbiddenError("End-user ids spelled as an API key's own user are reserved for the key's own Threads", "reserved_user_id");
   }
-  if (attributedUserId?.startsWith(KEY_USER_PREFIX)) {
-    throw new ValidationError(`attributed_user_id may not start with "${KEY_USER_PREFIX}": those ids are API keys' own users`, { param: "attributed_user_id" }, "reserved_user_id");
+  if (attributedUserId && isKeyUserId(attributedUserId)) {
+    throw new ValidationError("attributed_user_id may not be spelled as an API key's own user", { param: "attributed_user_id" }, "reserved_user_id");
   }
 }
 

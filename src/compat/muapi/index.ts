@@ -10,6 +10,7 @@
 import { Elysia, t } from "elysia";
 import type { AppContext } from "../../app/context.ts";
 import { requireUser } from "../../app/access.ts";
+import { keyUserId } from "../../app/keyUsers.ts";
 import { agentOrDefault } from "../../app/defaultAgent.ts";
 import { visibleJob, visibleJobState } from "../../app/jobReads.ts";
 import { skillsOf, type ShippedSkill } from "../../app/skills.ts";
@@ -49,7 +50,7 @@ const JobParam = t.Object({ job_id: Id });
 /** The user a key's MUAPI sessions belong to: the end user of an end-user token, else one per key (the doc's key is one user's). */
 function muapiUser(request: Request): string {
   const principal = principalOf(request);
-  return principal?.userId ?? (principal ? `muapi-${principal.keyId}` : "muapi");
+  return principal?.userId ?? (principal ? keyUserId("muapi", principal.keyId) : "muapi");
 }
 
 /** Every asset of a session, oldest first (the doc's list has no paging; a session's assets are few). */

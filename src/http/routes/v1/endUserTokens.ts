@@ -5,7 +5,8 @@
  */
 import { Elysia, t } from "elysia";
 import { requireUser } from "../../../app/access.ts";
-import { ForbiddenError, UnavailableError } from "../../../core/errors.ts";
+import { ForbiddenError, UnavailableError, ValidationError } from "../../../core/errors.ts";
+import { isKeyUserId } from "../../../app/keyUsers.ts";
 import { hasScope, principalOf } from "../../auth.ts";
 import type { KeyScope } from "../../../domain/app/events.ts";
 import { callerContext, type V1Deps } from "./common.ts";
@@ -28,6 +29,8 @@ export const endUserTokenRoutes = (deps: V1Deps) =>
       if (caller.endUser) throw new ForbiddenError("End-user tokens are minted with a server key, not with another token", "permission_denied");
       // A key bound to a user mints only for that user.
       requireUser(ctx, body.user_id);
+      // A token acting as a key's own user would reach that key's compat conversations (src/app/keyUsers.ts).
+      if (isKeyUserId(body.user_id)) throw new ValidationError("user_id may not be spelled as an API key's own user (magus-key_…, mosoo-key_…, muapi-key_…)", { param: "user_id" }, "reserved_user_id");
       const wanted = (body.scopes ?? ["data:write"]) as KeyScope[];
       const refused = wanted.filter((s) => !hasScope(caller.scopes, s));
       if (refused.length) throw new ForbiddenError(`The minting key lacks ${refused.join(", ")}`, "insufficient_scope");
