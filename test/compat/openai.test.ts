@@ -633,6 +633,10 @@ describe("approvals (mcp_approval_request / mcp_approval_response)", () => {
     // (nothing of it runs) and the new input is the next response.
     const unanswered = await client.responses.create({ model: "default", input: ASK });
     expect(unanswered.status).toBe("completed");
+    // An input that is then refused (too large to store) leaves the plan waiting, and answerable.
+    expect(await statusOf(client.responses.create({ input: [{ role: "user", content: "x".repeat(1_200_000) }], previous_response_id: unanswered.id }))).toBe(413);
+    expect((await client.responses.retrieve(unanswered.id)).output.at(-1)?.type).toBe("mcp_approval_request");
+    expect((await v1.get(`/v1/jobs/${unanswered.id}`)).body.status).toBe("awaiting_approval");
     const moved = await client.responses.create({ input: "Never mind, just say hi.", previous_response_id: unanswered.id });
     expect(moved.status).toBe("completed");
     expect(moved.output_text).toContain("Never mind");

@@ -183,13 +183,15 @@ export async function createResponse(ctx: AppContext, http: HttpExchange, body: 
   }
   // A session started just now may not be in the read model yet (it lags): what the message needs of it is known.
   const session = getSession(ctx.db, ctx.appId, sessionId) ?? started ?? requireSession(ctx, sessionId);
-  if (!started) await declineWaitingPlan(ctx, http, session);
+  // A response waiting on a plan does not make the conversation busy (see declineWaitingPlan): the new
+  // input queues behind it, and only once it is accepted is the plan declined.
+  const waiting = started ? null : await waitingPlan(ctx, session);
   const ids = { message_id: newResourceId("msg"), job_id: newResourceId("resp") };
   // `instructions` and the input's developer and system messages go where an app's context for a turn
   // does: appended to the agent's system prompt for this turn only (not carried to the next, as at OpenAI).
   const instructions = [body.instructions ?? "", ...turn.instructions].filter(Boolean).join("\n\n");
   const accepted = await acceptMessage(ctx, http.request, session, {
-    content: turn.text, attachments: [], model: null, multitask: "reject",
+    content: turn.text, attachments: [], model: null, multitask: waiting ? "enqueue" : "reject",
     context: instructions ? { instructions } : null,
     client_data: requestRecord({
       background: body.background ?? false, previous_response_id: body.previous_response_id ?? null,
@@ -197,28 +199,34 @@ export async function createResponse(ctx: AppContext, http: HttpExchange, body: 
     }),
   }, ids);
   await afterWrite(ctx, http, accepted.position);
+  if (waiting) await declineWaitingPlan(ctx, http, waiting);
   return { jobId: accepted.job_id, sessionId };
 }
 
 /**
  * A response waiting on a plan has ended, as OpenAI's does at an approval request, and a client may
- * leave the request unanswered and go on: new input in its conversation declines the plan (rejected,
- * "superseded"; nothing of it runs) and, once that turn has closed, starts the next response. Any
- * other turn in flight still makes the conversation busy (409).
+ * leave the request unanswered and go on. The conversation's one turn in flight, when it waits on a
+ * plan: new input then queues behind it (any other turn in flight still makes the conversation busy, 409).
  */
-async function declineWaitingPlan(ctx: AppContext, http: HttpExchange, session: SessionRow): Promise<void> {
-  const current = (JSON.parse(session.turns) as string[])[0];
-  if (!current) return;
-  const state = await visibleJobState(ctx, current).catch(() => null);
-  if (state?.status !== "awaiting_approval" || !state.plan) return;
-  const meta = metaOf(ctx, http.request, state.queued?.user_id);
+async function waitingPlan(ctx: AppContext, session: SessionRow): Promise<{ jobId: string; planId: string; userId: string | undefined } | null> {
+  const turns = JSON.parse(session.turns) as string[];
+  if (turns.length !== 1) return null;
+  const state = await visibleJobState(ctx, turns[0]!).catch(() => null);
+  if (state?.status !== "awaiting_approval" || !state.plan) return null;
+  return { jobId: turns[0]!, planId: state.plan.plan_id, userId: state.queued?.user_id };
+}
+
+/**
+ * Declines the plan a new input went past, once that input is accepted (a refused input leaves the
+ * plan waiting): rejected as superseded, nothing of it runs, and the queued input runs next. A plan
+ * decided meanwhile (approved by another request) is left as decided: the input then runs after it.
+ */
+async function declineWaitingPlan(ctx: AppContext, http: HttpExchange, waiting: { jobId: string; planId: string; userId: string | undefined }): Promise<void> {
   try {
-    await afterWrite(ctx, http, await rejectPlan(ctx, current, "superseded by new input", meta, state.plan.plan_id));
+    await afterWrite(ctx, http, await rejectPlan(ctx, waiting.jobId, "superseded by new input", metaOf(ctx, http.request, waiting.userId), waiting.planId));
   } catch (err) {
-    // Decided meanwhile (approved, or declined by another request): the busy check below tells.
     if (!(err instanceof ConflictError)) throw err;
   }
-  await ctx.turns.turnSettled(current, meta, http.request.signal).catch(() => false);
 }
 
 /**
