@@ -7,6 +7,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { preparePrivateDir } from "../core/privateFiles.ts";
 import { join } from "node:path";
 import { ForbiddenError, UnauthorizedError } from "../core/errors.ts";
+import { isKeyUserId } from "../app/keyUsers.ts";
 import type { KeyLookup, TenantDirectory } from "../app/tenantDirectory.ts";
 import type { ApiKeyRecord } from "../domain/app/app.ts";
 import { looksLikeJwt, type EndUserTokens } from "../auth/endUserTokens.ts";
@@ -90,6 +91,8 @@ export function directoryAuthenticator(
   /** An end-user token: valid, and minted by a key that still works; it has at most that key's rights. */
   const endUser = async (request: Request, token: string) => {
     const claims = await tokens!.verify(token);
+    // Reserved for keys' own users (src/app/keyUsers.ts): no token is minted for one; one minted before that rule stops here.
+    if (isKeyUserId(claims.userId)) throw new ForbiddenError("This token's user id is reserved for an API key's own user", "reserved_user_id");
     admit(request, directory.byId(claims.appId, claims.parentKeyId), (appId, key) => ({
       appId, keyId: key.key_id, mode: key.mode, scopes: claims.scopes.filter((s) => hasScope(key.scopes, s as KeyScope)),
       agentIds: claims.agentIds, userId: claims.userId, endUser: true,

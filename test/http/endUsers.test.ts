@@ -11,13 +11,14 @@ import { DEFAULT_APP_ID } from "../../src/domain/streams.ts";
 import { api, TEST_KEY, type Api } from "../support/api.ts";
 import { startTestServer, type TestServer } from "../support/server.ts";
 
+const ROOT = "root-token-end-users-0123456789abcdef";
 let server: TestServer;
 let backend: Api;
 const asUser = (token: string) => api(server.url, "");
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 
 beforeAll(async () => {
-  server = await startTestServer({ API_KEY: TEST_KEY, SANDBOX_CHUNK_DELAY_MS: "0" });
+  server = await startTestServer({ API_KEY: TEST_KEY, SANDBOX_CHUNK_DELAY_MS: "0", ADMIN_TOKEN: ROOT });
   backend = api(server.url);
 });
 afterAll(async () => {
@@ -124,4 +125,13 @@ test("no token acts as a key's own user of a compat surface (magus-key_…, moso
   }
   // Ids that only look alike are the app's to use.
   expect((await mint("magus-fan")).status).toBe(201);
+  // A token for such an id minted before the rule (straight from the signing secret) is refused at the door.
+  const tokens = await EndUserTokens.open(server.ctx.store, server.ctx.secrets);
+  const keyId = owner.slice("magus-".length);
+  const legacy = await tokens.mint({ appId: DEFAULT_APP_ID, mode: "live", userId: owner, scopes: ["data:read"], agentIds: null, parentKeyId: keyId }, 600);
+  const read = await asUser(legacy.token).get("/v1/sessions", bearer(legacy.token));
+  expect({ status: read.status, code: read.body.error?.code }).toEqual({ status: 403, code: "reserved_user_id" });
+  // Nor is a key bound to such a user issued.
+  const bound = await api(server.url, "").post(`/v1/apps/${DEFAULT_APP_ID}/keys`, { name: "k", user_id: owner }, { authorization: `Bearer ${ROOT}` });
+  expect(bound.status).toBe(400);
 });

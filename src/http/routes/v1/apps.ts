@@ -8,6 +8,7 @@ import { Elysia, t } from "elysia";
 import type { AppContext } from "../../../app/context.ts";
 import type { TenantDirectory } from "../../../app/tenantDirectory.ts";
 import { ForbiddenError, NotFoundError, ValidationError } from "../../../core/errors.ts";
+import { isKeyUserId } from "../../../app/keyUsers.ts";
 import { newResourceId } from "../../../core/ids.ts";
 import { connectionOf, type ApiKeyRecord, type AppState, type Connection, type NewKey } from "../../../domain/app/app.ts";
 import { lookup } from "node:dns/promises";
@@ -141,6 +142,9 @@ export function isCalendarDateTime(value: string): boolean {
 /** A new key and what is kept of it. */
 function mintKey(body: typeof KeyBody.static): { secret: string; record: NewKey } {
   // Agents belong to the whole app: a key acting as one user may not change them.
+  if (body.user_id !== undefined && isKeyUserId(body.user_id)) {
+    throw new ValidationError("user_id may not be spelled as an API key's own user (magus-key_…, mosoo-key_…, muapi-key_…)", { param: "user_id" }, "reserved_user_id");
+  }
   if (body.user_id !== undefined && body.scopes?.includes("agents:manage")) {
     throw new ValidationError("A key bound to a user cannot have agents:manage", { param: "scopes" });
   }
