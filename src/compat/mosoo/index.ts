@@ -7,7 +7,7 @@
  * first use: src/compat/shared/clientSessions.ts). A send-events batch is planned whole (batch.ts), and
  * charged a heavy call per run it starts, before any of it is applied, so a refusal writes nothing.
  * Files added to a Thread go to the agent with its next message; the event log places the runs' tool
- * steps among the session's events (wire.ts `logWithExtras`).
+ * steps among the session's events (log.ts, wire.ts `logWithExtras`).
  * Choices where the doc is silent are recorded in docs/compat.md.
  */
 import { Elysia, t } from "elysia";
@@ -23,9 +23,6 @@ import { ConflictError, ForbiddenError, NotFoundError, ValidationError } from ".
 import { toErrorResponse } from "../../http/errors.ts";
 import { decodeCursor, encodeCursor } from "../../http/pagination.ts";
 import { newResourceId } from "../../core/ids.ts";
-import { jobStream, sessionStream } from "../../domain/streams.ts";
-import { StreamDeletedError, StreamNotFoundError } from "../../eventstore/errors.ts";
-import type { RecordedEvent } from "../../eventstore/port.ts";
 import { spendHeavy } from "../../http/rateLimit.ts";
 import { principalOf } from "../../http/auth.ts";
 import { afterWrite, create, metaOf } from "../../http/routes/v1/common.ts";
@@ -35,10 +32,8 @@ import { getFile, listSessionFiles } from "../../../projections/files/index.ts";
 import { getSession, listSessions, type SessionRow } from "../../../projections/sessions/index.ts";
 import { admitCompat, type CompatAccess } from "../shared/compatAccess.ts";
 import { sessionForClientId } from "../shared/clientSessions.ts";
-import {
-  AddFileBody, CreateThreadBody, MOSOO_PREFIX, SendEventsBody, contentText, cursorOfEventId, eventsAfter, fileView, logWithExtras,
-  placedInLog, runExtras, runOfEntry, runView, sentEventsOf, threadEvents, threadView, visible, type LogEntry, type LogExtra,
-} from "./wire.ts";
+import { AddFileBody, CreateThreadBody, MOSOO_PREFIX, SendEventsBody, contentText, fileView, runView, sentEventsOf, threadView } from "./wire.ts";
+import { latestLog, logAfter } from "./log.ts";
 import { planBatch, type RunState, type Step } from "./batch.ts";
 
 export interface MosooDeps extends CompatAccess {
@@ -116,28 +111,6 @@ function threadFiles(ctx: AppContext, row: SessionRow): string[] {
 }
 
 const fileAttachments = (ids: readonly string[]) => [...new Set(ids)].map((file_id) => ({ type: "file" as const, file_id }));
-
-/**
- * What the log shows besides the session's own events: the tool steps and permission requests of the
- * runs `runIds`, as recorded up to `head`, the position the whole answer is cut at. A run whose stream
- * does not exist yet (its message recorded, its job not yet queued) has none so far.
- */
-async function logExtras(ctx: AppContext, runIds: Iterable<string>, head: bigint): Promise<LogExtra[]> {
-  const extras: LogExtra[] = [];
-  for (const runId of new Set(runIds)) {
-    const raws: RecordedEvent[] = [];
-    try {
-      for await (const raw of ctx.store.readStream(jobStream(runId))) {
-        if (raw.position > head) break;
-        if (placedInLog(raw.type)) raws.push(raw);
-      }
-    } catch (err) {
-      if (!(err instanceof StreamNotFoundError || err instanceof StreamDeletedError)) throw err;
-    }
-    extras.push(...runExtras(raws));
-  }
-  return extras;
-}
 
 function decodeBase64(value: string): Uint8Array {
   // The doc accepts "Base64-encoded file bytes, or a data URL".
@@ -335,65 +308,7 @@ export const mosooRoutes = (deps: MosooDeps) =>
     .get("/threads/:threadId/events", async ({ ctx, params, query }) => {
       const row = requireThread(ctx, params.threadId);
       const limit = query.limit ?? 100;
-      const jobs = new Map<string, JobRow | null>();
-      const jobOf = (id: string) => {
-        if (!jobs.has(id)) jobs.set(id, getJob(ctx.db, ctx.appId, id));
-        return jobs.get(id)!;
-      };
-      const runIds = new Set<string>();
-      const entryOf = (raw: RecordedEvent): LogEntry => {
-        const run = runOfEntry(raw);
-        if (run) runIds.add(run);
-        return { revision: Number(raw.revision), position: raw.position, events: threadEvents(raw, jobOf) };
-      };
-      // A poll's runs: those its session events name, and those still going when it began (loaded before
-      // `head`, so a run that is going at `head` is among them), whose steps may fall anywhere in it.
-      const going = query.after === undefined ? [] : (await ctx.repos.sessions.load(row.id)).state.turns.map((turn) => turn.job_id);
-      // Every answer is the log as it stood at one store position, `head`: session events and runs' events
-      // alike up to it, none after. Each run event is placed by position among the session's, so one
-      // recorded later can only come after everything this answer shows, and a poller `after` its last
-      // event sees it next time, once.
-      const head = await ctx.store.headPosition();
-      const upToHead = async function* (fromRevision?: bigint) {
-        if (head === null) return;
-        for await (const raw of ctx.store.readStream(sessionStream(row.id), fromRevision === undefined ? {} : { fromRevision })) {
-          if (raw.position > head) return;
-          yield raw;
-        }
-      };
-      if (query.after === undefined) {
-        // The doc's read: the latest `limit` events, oldest first; truncated says older ones were left out.
-        const entries: LogEntry[] = [];
-        for await (const raw of upToHead()) entries.push(entryOf(raw));
-        const all = visible(logWithExtras(entries, head === null ? [] : await logExtras(ctx, runIds, head), true));
-        const events = all.slice(Math.max(0, all.length - limit));
-        return { events, truncated: all.length > limit, has_more: false, next_after: events[events.length - 1]?.id ?? "0" };
-      }
-      // A poll: the events after `after` (an event id this log gave), oldest first, at most `limit`.
-      const from = cursorOfEventId(query.after);
-      if (from === null) throw new ValidationError("after must be the id of an event of this log (or 0 for its start)", { param: "after" }, "invalid_cursor");
-      const entries: LogEntry[] = [];
-      let read = 0;
-      let reachedEnd = true;
-      // From the session event `after` stands at, so the events it produced after `after` are included.
-      for await (const raw of upToHead(BigInt(Math.max(0, from - 1)))) {
-        if (read > limit + 3) {
-          // The rest waits for the next poll; the runs it names still count, their steps placed among the events read.
-          reachedEnd = false;
-          const run = runOfEntry(raw);
-          if (run) runIds.add(run);
-          continue;
-        }
-        const entry = entryOf(raw);
-        read += entry.events.length;
-        entries.push(entry);
-      }
-      const out = logWithExtras(entries, head === null ? [] : await logExtras(ctx, [...runIds, ...going], head), reachedEnd);
-      // Found among the hidden places too: a poller that saw a request since decided resumes right after it.
-      const after = visible(from === 0 ? out : eventsAfter(out, query.after, from));
-      const events = after.slice(0, limit);
-      const hasMore = after.length > limit || !reachedEnd;
-      return { events, truncated: false, has_more: hasMore, next_after: events[events.length - 1]?.id ?? query.after };
+      return query.after === undefined ? await latestLog(ctx, row, limit) : await logAfter(ctx, row, query.after, limit);
     }, {
       params: ThreadParams,
       query: t.Object({
@@ -404,7 +319,7 @@ export const mosooRoutes = (deps: MosooDeps) =>
         summary: "List a Thread's public event log (Mosoo)",
         description: "Without `after`: the latest `limit` (default 100, 1–1000) events, oldest first; `truncated` when older ones were left out. "
           + "With `after` (an event id, or 0 for the start): the events after it, oldest first, at most `limit`; `has_more` when more follow. "
-          + "Every answer's `next_after` is the `after` of the next poll. The runs' tool steps (tool.started, tool.completed) are placed where they happened.",
+          + "Every answer's `next_after` is the `after` of the next poll; an `after` the log never gave is 400 invalid_cursor. The runs' tool steps (tool.started, tool.completed) are placed where they happened.",
       },
     })
     .post("/threads/:threadId/files", async ({ ctx, params, body, request, set }) => {

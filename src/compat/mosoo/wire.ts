@@ -289,17 +289,74 @@ export function cursorOfEventId(id: string): number | null {
 }
 
 /**
- * The events after `after` in `events`, which start with those of the session event at `afterCursor`:
- * the ones of that session event that follow `after`, then the rest. Every id the log gives stays in it
- * (a decided request keeps a hidden place), so `after` is found; an id it never gave (a request's
- * `<cursor>.permission` from before requests were numbered) skips that session event's whole output.
+ * The events after `after` in `events`, which start with the `own` events of the session event at
+ * `afterCursor` (the first one read, which the caller found in the store). Null when `after` is no id
+ * this log gave there, so the caller refuses it rather than answer with a cursor that skips or stalls.
+ * Every id the log gives stays in it (a decided request keeps a hidden place), so a given one is found.
+ * Two more forms are taken: the bare cursor of a session event that gives no event of its own (a
+ * rename: `/v1/sessions/{id}/events` numbers it), which resumes before what followed it; and a request's
+ * `<cursor>.permission` from before requests were numbered, which resumes after everything placed at
+ * that cursor, as long as a request was placed there.
  */
-export function eventsAfter<E extends MosooEvent>(events: readonly E[], after: string, afterCursor: number): E[] {
+export function eventsAfter<E extends MosooEvent>(events: readonly E[], after: string, afterCursor: number, own = 0): E[] | null {
   const at = events.findIndex((e) => e.id === after);
   if (at >= 0) return events.slice(at + 1);
-  let skip = 0;
-  while (skip < events.length && cursorOfEventId(events[skip]!.id) === afterCursor) skip++;
-  return events.slice(skip);
+  if (after === String(afterCursor)) return events.slice(own);
+  const requestAt = new RegExp(`^${afterCursor}\\.permission\\d+$`);
+  if (after === `${afterCursor}.permission` && events.some((e) => requestAt.test(e.id))) {
+    let skip = 0;
+    while (skip < events.length && cursorOfEventId(events[skip]!.id) === afterCursor) skip++;
+    return events.slice(skip);
+  }
+  return null;
+}
+
+/** What a session event does to the Thread's turns: a message's run joins them, a turn's end leaves them. */
+export type TurnChange = { sent: string; queued: boolean } | { ended: string };
+
+export function turnChangeOf(raw: RecordedEvent): TurnChange | null {
+  if (raw.type !== "MessageSent" && raw.type !== "TurnEnded") return null;
+  const e = sessionEvents.decode(raw);
+  if (e.type === "MessageSent") return { sent: e.data.job_id, queued: e.data.queued };
+  if (e.type === "TurnEnded") return { ended: e.data.job_id };
+  return null;
+}
+
+/**
+ * The turns open at a session event, oldest first, from the turn changes read back from it (newest
+ * first). A message recorded while no turn was open says so (`queued: false`), so the read stops there:
+ * `done` is true once `changes` reached it, and only then is the answer whole.
+ */
+export function openTurns(changes: Iterable<TurnChange>): { turns: string[]; done: boolean } {
+  const ended = new Set<string>();
+  const open: string[] = [];
+  for (const c of changes) {
+    if ("ended" in c) ended.add(c.ended);
+    else {
+      if (!ended.has(c.sent)) open.push(c.sent);
+      if (!c.queued) return { turns: open.reverse(), done: true };
+    }
+  }
+  return { turns: open.reverse(), done: false };
+}
+
+/**
+ * The runs in flight (the first open turn) at the first of a read's session events and after each of
+ * the rest, given the turns open at the first and the changes the rest make. Only the run in flight
+ * records tool steps or permission requests (a runner starts a job only when it is its session's first
+ * turn, and a job records steps only while it runs), so these are the runs whose steps lie among the
+ * events read.
+ */
+export function runsInFlight(openAtFirst: readonly string[], changes: ReadonlyArray<TurnChange | null>): Set<string> {
+  let turns = [...openAtFirst];
+  const out = new Set<string>();
+  if (turns[0]) out.add(turns[0]);
+  for (const c of changes) {
+    if (c && "ended" in c) turns = turns.filter((id) => id !== c.ended);
+    else if (c) turns.push(c.sent);
+    if (turns[0]) out.add(turns[0]);
+  }
+  return out;
 }
 
 /** The error envelope: `{"error": {"code", "message", "request_id"}}`, with our status and code. */
