@@ -5,25 +5,18 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { startTestServer, type TestServer } from "../support/server.ts";
+import { mosooClient } from "../support/mosooClient.ts";
 
 let server: TestServer;
-let base: string;
 
 beforeAll(async () => {
   server = await startTestServer({ ADMIN_TOKEN: "root-token-mosoo-poll-0123456789ab", SANDBOX_CHUNK_DELAY_MS: "0" });
-  base = `${server.url}/compat/mosoo/api/v1`;
 });
 afterAll(async () => {
   await server?.stop();
 });
 
-async function call(method: string, path: string, body?: unknown) {
-  const res = await fetch(`${base}${path}`, {
-    method, headers: { Authorization: `Bearer ${server.apiKey}`, ...(body !== undefined ? { "Content-Type": "application/json" } : {}) },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  });
-  return { status: res.status, body: await res.json() as any };
-}
+const call = (method: string, path: string, body?: unknown) => mosooClient(server)(method, path, body);
 
 const message = (text: string) => ({ input: { type: "user.message", content: [{ type: "text", text }] } });
 const send = (id: string, text: string) => call("POST", `/threads/${id}/events`, { events: [{ type: "user_message", text }] });

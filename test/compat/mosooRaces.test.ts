@@ -6,6 +6,7 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { startTestServer, type TestServer } from "../support/server.ts";
+import { mosooBase, mosooClient } from "../support/mosooClient.ts";
 import { api } from "../support/api.ts";
 import { jobStream } from "../../src/domain/streams.ts";
 import { OCCURRED_AT_KEY, SCHEMA_VERSION_KEY } from "../../src/core/eventContract.ts";
@@ -15,22 +16,13 @@ let base: string;
 
 beforeAll(async () => {
   server = await startTestServer({ ADMIN_TOKEN: "root-token-mosoo-races-0123456789", SANDBOX_CHUNK_DELAY_MS: "5" });
-  base = `${server.url}/compat/mosoo/api/v1`;
+  base = mosooBase(server);
 });
 afterAll(async () => {
   await server?.stop();
 });
 
-async function call(method: string, path: string, body?: unknown) {
-  const res = await fetch(`${base}${path}`, {
-    method, headers: { Authorization: `Bearer ${server.apiKey}`, ...(body !== undefined ? { "Content-Type": "application/json" } : {}) },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  });
-  const text = await res.text();
-  let parsed: any = text;
-  try { parsed = JSON.parse(text); } catch { /* not JSON */ }
-  return { status: res.status, body: parsed };
-}
+const call = (method: string, path: string, body?: unknown) => mosooClient(server)(method, path, body);
 
 const message = (text: string) => ({ input: { type: "user.message", content: [{ type: "text", text }] } });
 
