@@ -81,6 +81,18 @@ async function stream(body: Record<string, unknown>, key = server.apiKey) {
 
 const v1 = () => api(server.url, server.apiKey);
 
+/** The management plane, for setup the doc leaves to Magus's dashboard ("Go to Integrations and add a new API integration"). */
+const manage = () => api(server.url, "");
+const asRoot = () => ({ authorization: `Bearer ${ROOT}` });
+
+/** A new app with one integration: its id and the integration's key. */
+async function newIntegration(name: string): Promise<{ appId: string; key: string }> {
+  const app = await manage().post("/v1/apps", { name }, asRoot());
+  expect(app.status).toBe(201);
+  return { appId: app.body.id as string, key: await newKey(app.body.id) };
+}
+const newKey = async (appId: string, name = "magus"): Promise<string> => (await manage().post(`/v1/apps/${appId}/keys`, { name }, asRoot())).body.key as string;
+
 test("Step 3: the first message with a session_id answers the doc's non-streaming JSON", async () => {
   // Doc: -d '{"content": "Hello!", "session_id": "my-session-1"}'
   // Doc: "When stream is false (default), the API waits for the agent to finish and returns a single JSON response"
@@ -326,13 +338,9 @@ test("Errors: 502 agent_error when the agent fails; 504 timeout when it does not
 
 test("Errors: 403 integration_inactive when the integration is suspended", async () => {
   // Doc: "403 integration_inactive Integration is disabled or suspended"
-  const bearer = { authorization: `Bearer ${ROOT}` };
-  const root = api(server.url, "");
-  const app = await root.post("/v1/apps", { name: "Suspended integration" }, bearer);
-  expect(app.status).toBe(201);
-  const key = (await root.post(`/v1/apps/${app.body.id}/keys`, { name: "magus" }, bearer)).body.key as string;
+  const { appId, key } = await newIntegration("Suspended integration");
   expect((await send({ content: "hi", session_id: "s" }, key)).status).toBe(200);
-  expect((await root.patch(`/v1/apps/${app.body.id}`, { status: "suspended" }, bearer)).status).toBe(200);
+  expect((await manage().patch(`/v1/apps/${appId}`, { status: "suspended" }, asRoot())).status).toBe(200);
   const r = await send({ content: "hi", session_id: "s" }, key);
   expect(r.status).toBe(403);
   expect(r.body.error.code).toBe("integration_inactive");
@@ -341,11 +349,8 @@ test("Errors: 403 integration_inactive when the integration is suspended", async
 test("Errors: 403 usage_limit_exceeded when the daily limit is reached", async () => {
   // Doc: "403 usage_limit_exceeded Daily credit limit reached"
   // Doc: "Every message consumes credits from the same pool as the web UI and other integrations."
-  const bearer = { authorization: `Bearer ${ROOT}` };
-  const root = api(server.url, "");
-  const app = await root.post("/v1/apps", { name: "Limited integration" }, bearer);
-  const key = (await root.post(`/v1/apps/${app.body.id}/keys`, { name: "magus" }, bearer)).body.key as string;
-  const limits = await root.put(`/v1/apps/${app.body.id}/limits`, { app: { daily_tokens: 1 }, reservation: { tokens: 1000 } }, bearer);
+  const { appId, key } = await newIntegration("Limited integration");
+  const limits = await manage().put(`/v1/apps/${appId}/limits`, { app: { daily_tokens: 1 }, reservation: { tokens: 1000 } }, asRoot());
   expect(limits.status).toBe(200);
   const r = await send({ content: "hi", session_id: "limited" }, key);
   expect(r.status).toBe(403);
@@ -355,11 +360,8 @@ test("Errors: 403 usage_limit_exceeded when the daily limit is reached", async (
 test("Rate limits: over the app's limit a 429 in the doc's envelope, with RateLimit headers", async () => {
   // The doc has no rate-limit error; Agentry's limits still apply (429, Retry-After), in the doc's envelope:
   // Doc: All errors follow the format: {"error": {"code": "invalid_api_key", "message": "Invalid API key"}}
-  const bearer = { authorization: `Bearer ${ROOT}` };
-  const root = api(server.url, "");
-  const app = await root.post("/v1/apps", { name: "Rate limited integration" }, bearer);
-  const key = (await root.post(`/v1/apps/${app.body.id}/keys`, { name: "magus" }, bearer)).body.key as string;
-  const set = await root.put(`/v1/apps/${app.body.id}/rate_limits`, { per_key: { requests_per_minute: 2 } }, bearer);
+  const { appId, key } = await newIntegration("Rate limited integration");
+  const set = await manage().put(`/v1/apps/${appId}/rate_limits`, { per_key: { requests_per_minute: 2 } }, asRoot());
   expect(set.status).toBe(200);
   const answers = [];
   for (let i = 0; i < 4; i++) answers.push(await send({ content: `n${i}`, session_id: "rl" }, key));
@@ -375,12 +377,9 @@ test("Rate limits: over the app's limit a 429 in the doc's envelope, with RateLi
 
 test("Errors: a credit limit reached in the middle of a turn is 403 usage_limit_exceeded, not agent_error", async () => {
   // Doc: "403 usage_limit_exceeded Daily credit limit reached"
-  const bearer = { authorization: `Bearer ${ROOT}` };
-  const root = api(server.url, "");
-  const app = (await root.post("/v1/apps", { name: "Limited mid-turn" }, bearer)).body;
-  const key = (await root.post(`/v1/apps/${app.id}/keys`, { name: "magus" }, bearer)).body.key as string;
+  const { appId, key } = await newIntegration("Limited mid-turn");
   // Room for the message's reservation, not for a second step after the first step's tokens.
-  expect((await root.put(`/v1/apps/${app.id}/limits`, { app: { daily_tokens: 20 }, reservation: { tokens: 20 } }, bearer)).status).toBe(200);
+  expect((await manage().put(`/v1/apps/${appId}/limits`, { app: { daily_tokens: 20 }, reservation: { tokens: 20 } }, asRoot())).status).toBe(200);
   // The app's default agent asks before it registers an asset (a second model step follows the tool);
   // Magus has no approval endpoint, so it is approved through /v1 while the request waits.
   const pending = send({ content: "register https://example.com/cat.png as an asset", session_id: "mid-turn" }, key);
@@ -402,13 +401,9 @@ test("Errors: a credit limit reached in the middle of a turn is 403 usage_limit_
 
 test("The same session_id in two integrations (keys), or another app, is another conversation", async () => {
   // Doc: "Each API integration is bound to a custom agent." / "the same session ID always routes to the same conversation"
-  const bearer = { authorization: `Bearer ${ROOT}` };
-  const root = api(server.url, "");
-  const app = (await root.post("/v1/apps", { name: "Two integrations" }, bearer)).body;
-  const first = (await root.post(`/v1/apps/${app.id}/keys`, { name: "one" }, bearer)).body.key as string;
-  const second = (await root.post(`/v1/apps/${app.id}/keys`, { name: "two" }, bearer)).body.key as string;
-  const other = (await root.post("/v1/apps", { name: "Another app" }, bearer)).body;
-  const foreign = (await root.post(`/v1/apps/${other.id}/keys`, { name: "x" }, bearer)).body.key as string;
+  const { appId, key: first } = await newIntegration("Two integrations");
+  const second = await newKey(appId, "two");
+  const { key: foreign } = await newIntegration("Another app");
   const a1 = await send({ content: "first words", session_id: "shared-id" }, first);
   const a2 = await send({ content: "again", session_id: "shared-id" }, first);
   const b = await send({ content: "other words", session_id: "shared-id" }, second);
