@@ -142,7 +142,7 @@ export const openaiCompatRoutes = (deps: V1Deps) =>
       }),
       detail: {
         summary: "Create a response (responses.create)",
-        description: "model names an agent; background answers at once (status queued), stream answers as SSE whose sequence_number is cursor id × 8 + i for the i-th event of a job event; otherwise waits for the end (up to 300 s). conversation or previous_response_id continue a conversation (a session); neither starts one.",
+        description: "model names an agent; background answers at once (status queued), stream answers as SSE whose sequence_number is cursor id × 8 + i for the i-th event of a job event; otherwise waits for the end or for a plan waiting for approval, an mcp_approval_request output item (up to 300 s). An mcp_approval_response input item, with previous_response_id, approves or rejects that plan and continues the same response. conversation or previous_response_id continue a conversation (a session); neither starts one.",
       },
     })
     .get("/responses/:response_id", async ({ ctx, params, request }) => {
